@@ -1,0 +1,1 @@
+"""Adapters that plug rlmbox into RLM frontends (rlms, DSPy)."""

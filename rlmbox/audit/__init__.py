@@ -1,0 +1,1 @@
+"""What happened, provably: the hash-chained audit log and its verifier."""

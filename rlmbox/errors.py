@@ -1,0 +1,107 @@
+"""The exception tree of rlmbox: one root, leaves named for what happened.
+
+    RlmboxError
+    ├── PolicyError                 a policy file or object is invalid
+    ├── PolicyDenied                the policy refused a host call or a session
+    ├── BudgetExceeded              a budget of the session tree is spent
+    ├── ProtocolError               a frame broke the wire protocol
+    │   └── FrameTooLarge
+    ├── SandboxError
+    │   ├── SandboxUnavailable      a backend cannot run here (missing tool, engine down)
+    │   ├── IsolationUnavailable    a backend cannot provide a property the policy requires
+    │   └── SandboxCrashed          the sandbox died outside of a deliberate kill
+    ├── SessionError
+    │   ├── SessionClosed           the session was closed; it cannot be used again
+    │   ├── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
+    │   └── CellTimeout             a cell ran past its wall-time limit
+    ├── AuditError                  the audit log cannot be written or read
+    │   └── AuditWriteError         ... writing failed: host calls stop (fail closed)
+    └── LMError                     an LM provider failed
+
+Foreign exceptions (docker, OSError from a tool) are translated at the boundary with
+``raise ... from exc`` so callers only ever need to catch ``RlmboxError``.
+"""
+
+from __future__ import annotations
+
+
+class RlmboxError(Exception):
+    """Root of every error rlmbox raises on purpose."""
+
+
+class PolicyError(RlmboxError):
+    """A policy file or object is invalid; ``errors`` lists each problem with its path."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors: list[str] = list(errors or [])
+
+
+class PolicyDenied(RlmboxError):
+    """The policy refused an action; ``rule_ids`` names the deciding rules."""
+
+    def __init__(self, message: str, rule_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.rule_ids = rule_ids
+
+
+class BudgetExceeded(RlmboxError):
+    """A budget of the session tree is spent."""
+
+    def __init__(self, message: str, budget: str = "", used: float = 0, limit: float = 0) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.used = used
+        self.limit = limit
+
+
+class ProtocolError(RlmboxError):
+    """A frame broke the wire protocol (malformed, truncated, wrong type or field)."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame's declared length is over the cap."""
+
+
+class SandboxError(RlmboxError):
+    """A sandbox could not be started, driven or stopped."""
+
+
+class SandboxUnavailable(SandboxError):
+    """A backend cannot run on this machine; the message says what is missing."""
+
+
+class IsolationUnavailable(SandboxError):
+    """A backend cannot provide an isolation property that the policy requires."""
+
+
+class SandboxCrashed(SandboxError):
+    """The sandbox died without being asked to."""
+
+
+class SessionError(RlmboxError):
+    """A session cannot do what was asked."""
+
+
+class SessionClosed(SessionError):
+    """The session was closed; it refuses reuse."""
+
+
+class SessionKilled(SessionError):
+    """The sandbox was killed (timeout, OOM, pids); the session is dead."""
+
+
+class CellTimeout(SessionError):
+    """A cell ran past its wall-time limit."""
+
+
+class AuditError(RlmboxError):
+    """The audit log cannot be written or read."""
+
+
+class AuditWriteError(AuditError):
+    """Writing the audit log failed; host calls stop until it is fixed (fail closed)."""
+
+
+class LMError(RlmboxError):
+    """An LM provider failed to answer."""

@@ -1,0 +1,1 @@
+"""What code may do: policy files, decisions, presets."""

@@ -1,0 +1,1 @@
+"""LM providers: the host-side brokers behind ``llm_query``."""

@@ -1,0 +1,129 @@
+"""The seam every sandbox backend fits: start, send a frame, receive a frame, signal, stop.
+
+Sessions, policy and audit never know which backend they drive. A backend also declares
+the isolation properties it *enforces* (proven by tests, probed by ``rlmbox doctor``), so
+a policy that requires a property can be refused before any code runs (fail closed).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from rlmbox.sandboxes.protocol import Frame
+
+
+class IsolationProperty(enum.StrEnum):
+    """A guarantee a backend gives about the code it runs. Names are policy vocabulary."""
+
+    NETWORK_NONE = "network_none"              # no route to any host, loopback included
+    FILESYSTEM_PRIVATE = "filesystem_private"  # host files invisible except what is bound read-only
+    READ_ONLY_ROOT = "read_only_root"          # system paths cannot be written
+    NO_NEW_PRIVILEGES = "no_new_privileges"    # setuid binaries and file caps grant nothing
+    NON_ROOT = "non_root"                      # code runs as an unprivileged uid on the host
+    CAPS_DROPPED = "caps_dropped"              # effective capability set is empty
+    SECCOMP = "seccomp"                        # a syscall filter is installed
+    PID_NAMESPACE = "pid_namespace"            # host processes are invisible and unsignalable
+    MEMORY_LIMIT = "memory_limit"              # memory use is capped
+    PIDS_LIMIT = "pids_limit"                  # process/thread count is capped (fork bombs end)
+    CPU_LIMIT = "cpu_limit"                    # CPU time or share is capped
+    DISK_LIMIT = "disk_limit"                  # writable space is size-capped
+    TREE_KILL = "tree_kill"                    # session end kills every descendant, escapees too
+    USER_SPACE_KERNEL = "user_space_kernel"    # syscalls served by gVisor, not the host kernel
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Limits one sandbox runs under. ``None`` is never used to mean 'no limit'."""
+
+    memory_bytes: int = 512 * 1024 * 1024
+    cpu_seconds: int = 300            # CPU seconds for the whole sandbox (RLIMIT_CPU)
+    cpu_cores: float = 1.0            # CPU share (cgroup quota)
+    pids: int = 64
+    open_files: int = 256
+    file_size_bytes: int = 64 * 1024 * 1024
+    disk_bytes: int = 64 * 1024 * 1024   # size of the writable tmpfs
+    output_bytes: int = 1024 * 1024      # per cell, per stream
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to start: limits, the image and runtime (for container backends), hardening."""
+
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    image: str | None = None
+    runtime: str | None = None
+    seccomp: bool = True
+    landlock: bool = True
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """Identity of a running sandbox, recorded in every audit event about it."""
+
+    backend: str
+    sandbox_id: str
+    runtime: str | None = None
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendReport:
+    """What a backend's probe found on this machine."""
+
+    name: str
+    available: bool
+    detail: str
+    properties: frozenset[IsolationProperty] = frozenset()
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """One running sandbox holding one agent. Never reused across sessions."""
+
+    @property
+    def info(self) -> SandboxInfo: ...
+
+    @property
+    def properties(self) -> frozenset[IsolationProperty]: ...
+
+    def stage(self, source: Path, name: str) -> str:
+        """Makes a host file readable inside (read-only); returns its path inside."""
+        ...
+
+    def send(self, frame: Frame) -> None:
+        """Sends one host -> agent frame."""
+        ...
+
+    def recv(self, timeout: float | None) -> Frame | None:
+        """Next validated agent -> host frame; None on timeout.
+
+        Raises ``SandboxCrashed`` at end of stream and ``ProtocolError`` for a bad frame.
+        """
+        ...
+
+    def interrupt(self) -> None:
+        """Asks the running cell to stop (SIGINT -> KeyboardInterrupt inside)."""
+        ...
+
+    def death_reason(self) -> str | None:
+        """Why the sandbox died ('out of memory', 'pids limit', 'exit 137'), if it did."""
+        ...
+
+    def kill(self) -> None:
+        """Kills every process of the sandbox, escaped descendants included. Idempotent."""
+        ...
+
+
+class Backend(Protocol):
+    """A kind of sandbox: probes the machine and creates sandboxes."""
+
+    name: str
+
+    def probe(self) -> BackendReport: ...
+
+    def create(self, spec: SandboxSpec) -> Sandbox:
+        """Starts a sandbox and waits for its agent's ``ready`` frame."""
+        ...

@@ -1,0 +1,109 @@
+"""Host side of the frame stream: writes host frames, reads and validates agent frames.
+
+Works over any pair of file descriptors (a pipe pair for the process backend, the attached
+socket of a container). Reads are bounded by a deadline and by the frame cap, so a sandbox
+that floods, stalls mid-frame or sends garbage cannot grow host memory or hang the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import time
+
+from rlmbox.errors import FrameTooLarge, ProtocolError, SandboxCrashed
+from rlmbox.sandboxes import protocol
+from rlmbox.sandboxes.protocol import Frame
+
+_READ_CHUNK = 256 * 1024
+
+
+class FrameChannel:
+    """Frames over a read fd and a write fd (may be the same socket fd)."""
+
+    def __init__(self, read_fd: int, write_fd: int,
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME) -> None:
+        self._read_fd = read_fd
+        self._write_fd = write_fd
+        self._max_frame = max_frame
+        self._decoder = protocol.FrameDecoder(protocol.AGENT_FRAMES, max_frame)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(read_fd, selectors.EVENT_READ)
+        self._eof = False
+        self._broken = False
+
+    def send(self, frame: Frame) -> None:
+        try:
+            data = protocol.encode(frame, self._max_frame)
+        except protocol.FrameTooLargeError as exc:
+            raise FrameTooLarge(str(exc)) from exc
+        except protocol.FrameError as exc:
+            raise ProtocolError(str(exc)) from exc
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._write_fd, view)
+            except BlockingIOError:
+                self._wait_writable()
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EPIPE, errno.EBADF, errno.ECONNRESET):
+                    raise SandboxCrashed("the sandbox closed its end of the stream") from exc
+                raise
+            view = view[written:]
+
+    def _wait_writable(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._write_fd, selectors.EVENT_WRITE)
+            sel.select(1.0)
+
+    def recv(self, timeout: float | None) -> Frame | None:
+        """Next frame, or None when ``timeout`` seconds pass first."""
+        if self._broken:
+            raise ProtocolError("the stream broke earlier and cannot be trusted")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            frame = self._take()
+            if frame is not None:
+                return frame
+            if self._eof:
+                torn = self._decoder.pending_bytes
+                detail = f" ({torn} bytes of a torn frame)" if torn else ""
+                raise SandboxCrashed(f"the sandbox's stream ended{detail}")
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if remaining == 0.0 and deadline is not None:
+                return None
+            if not self._selector.select(remaining):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                continue
+            self._read_some()
+
+    def _take(self) -> Frame | None:
+        try:
+            return self._decoder.next_frame()
+        except protocol.FrameTooLargeError as exc:
+            self._broken = True
+            raise FrameTooLarge(str(exc)) from exc
+        except protocol.FrameError as exc:
+            self._broken = True
+            raise ProtocolError(str(exc)) from exc
+
+    def _read_some(self) -> None:
+        try:
+            data = os.read(self._read_fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ECONNRESET, errno.EBADF, errno.EIO):
+                self._eof = True
+                return
+            raise
+        if not data:
+            self._eof = True
+        else:
+            self._decoder.feed(data)
+
+    def close(self) -> None:
+        self._selector.close()
