@@ -1,0 +1,1 @@
+"""One module per ``rlmbox`` subcommand group; each exposes ``register(subparsers)``."""
