@@ -18,6 +18,7 @@ from rlmbox.errors import PolicyError
 Path = tuple[str | int, ...]
 
 MAX_SOURCE_BYTES = 1024 * 1024   # a policy is a small hand-written file
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 MAX_NODES = 100_000              # after alias expansion; bounds memory and time
 
 
@@ -61,6 +62,11 @@ class _Walker:
                 f"policy document too large: more than {MAX_NODES} nodes after aliases",
                 [f"{format_path(path)}: too many nodes (line {node.start_mark.line + 1})"])
         self.source.lines.setdefault(path, node.start_mark.line + 1)
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+            # e.g. !!python/object: never constructed, and not silently ignored either
+            self.errors.append(f"{format_path(path)}: unsupported YAML tag {node.tag} "
+                               f"(line {node.start_mark.line + 1})")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
