@@ -384,10 +384,11 @@ def _confine(config: dict[str, Any]) -> dict[str, str]:
 
 
 def _format_error(exc: BaseException) -> str:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != "<cell>":
-        tb = tb.tb_next
-    lines = traceback.format_exception(type(exc), exc, tb)
+    """The traceback as model code should see it: its own frames, not the agent's."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip()
 
 
