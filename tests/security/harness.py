@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import pytest
 from rlmbox.audit.reader import iter_records
 from rlmbox.audit.verify import verify_log
 from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
 
@@ -426,3 +428,27 @@ def run_json(session: Session, code: str) -> Any:
 
 
 AttackCheck = Callable[[Any], None]
+
+
+def exec_bounded(session: Session, code: str, bound_s: float, **kwargs: Any) -> ExecResult:
+    """``session.exec`` that must return within ``bound_s``: a hang is a test failure,
+    not a stuck suite (the sandbox is killed to free the blocked host thread)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = session.exec(code, **kwargs)
+        except BaseException as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name="exec-bounded", daemon=True)
+    worker.start()
+    worker.join(bound_s)
+    if worker.is_alive():
+        session.sandbox.kill()
+        worker.join(10)
+        raise AssertionError(f"exec did not return within {bound_s:g} s (the host hung)")
+    if "error" in box:
+        raise box["error"]
+    result: ExecResult = box["result"]
+    return result

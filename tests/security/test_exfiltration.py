@@ -10,7 +10,6 @@ own UDP listener. If isolation broke, these tests would reach only their own lis
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import socket
