@@ -287,3 +287,39 @@ def test_answer_over_the_frame_cap_is_an_error_not_a_dead_session(runtimes: Runt
         result = session.exec("FINAL('x' * (9 * 1024 * 1024))")
         assert result.status == "error"
         assert session.exec("print(1)").stdout == "1\n"
+
+
+# JSON the decoder accepts but the host cannot record: a float literal that overflows to
+# infinity, and a lone UTF-16 surrogate escape in a string.
+UNRECORDABLE = {
+    "inf-in-call-args": ("body = b'{\"t\":\"call\",\"call\":5,\"fn\":\"llm_query\","
+                         "\"args\":[1e999],\"kwargs\":{}}'\n"),
+    "surrogate-in-function-name": ("body = b'{\"t\":\"call\",\"call\":5,\"fn\":\"x\\\\ud800\","
+                                   "\"args\":[],\"kwargs\":{}}'\n"),
+    "surrogate-in-result-error": (
+        "cid = sys._getframe(1).f_locals['cell_id']\n"
+        "body = ('{\"t\":\"result\",\"id\":\"%s\",\"status\":\"error\","
+        "\"error\":\"\\\\udfff\"}' % cid).encode()\n"),
+}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "protocol.decode_body accepts JSON that is not representable as canonical UTF-8 JSON: "
+    "number literals that overflow to inf (1e999; parse_constant only sees NaN/Infinity) "
+    "and lone surrogate escapes (\\ud800). The frame passes validation, then the audit "
+    "log refuses the event, so Session.exec raises AuditRecordInvalid to the caller and "
+    "the hostile frame is never audited. Fix: refuse both in decode_body (parse_float that "
+    "rejects non-finite values; a check that every str encodes as UTF-8), so the host "
+    "kills the sandbox for a protocol violation like any other bad frame"))
+@pytest.mark.parametrize("name", sorted(UNRECORDABLE))
+def test_unrecordable_json_is_a_protocol_violation(runtimes: Runtimes, name: str) -> None:
+    """Frames holding values the audit log cannot record (infinity, lone surrogates) are
+    refused at the decoder: the sandbox is killed and the violation is audited."""
+    rt = runtimes()
+    with watched_session(rt) as (session, _):
+        result = _forged(session, UNRECORDABLE[name] +
+                         "raw(struct.pack('>I', len(body)) + body)\n"
+                         "import time\ntime.sleep(30)\n")
+        assert result.status == "killed"
+        assert "protocol" in (result.error or "")
+    assert events(rt, "sandbox.killed")
