@@ -22,7 +22,7 @@ from rlmbox.sandboxes import protocol
 MAX_FRAME = 4096   # small, so over-cap lengths are common
 
 
-def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libFuzzer use
+def TestOneInput(data: bytes) -> None:  # the name atheris and libFuzzer use
     if not data:
         return
     step = data[0] or len(data)
