@@ -16,7 +16,8 @@
     │   ├── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
     │   └── CellTimeout             a cell ran past its wall-time limit
     ├── AuditError                  the audit log cannot be written or read
-    │   └── AuditWriteError         ... writing failed: host calls stop (fail closed)
+    │   ├── AuditWriteError         ... writing failed: host calls stop (fail closed)
+    │   └── AuditRecordInvalid      ... an event is not recordable (not JSON-able, reserved name)
     └── LMError                     an LM provider failed
 
 Foreign exceptions (docker, OSError from a tool) are translated at the boundary with
@@ -113,6 +114,10 @@ class AuditError(RlmboxError):
 
 class AuditWriteError(AuditError):
     """Writing the audit log failed; host calls stop until it is fixed (fail closed)."""
+
+
+class AuditRecordInvalid(AuditError):
+    """An event could not be recorded as given; the log itself is still healthy."""
 
 
 class LMError(RlmboxError):
