@@ -31,8 +31,9 @@ def test_strict_preset_is_strict() -> None:
     assert policy.context.mode == "gated"
     assert policy.code.mode == "restricted"
     assert "socket" not in policy.code.allowed_imports
-    assert {IsolationProperty.NETWORK_NONE, IsolationProperty.FILESYSTEM_PRIVATE,
-            IsolationProperty.PIDS_LIMIT, IsolationProperty.MEMORY_LIMIT} <= policy.isolation.require
+    required = {IsolationProperty.NETWORK_NONE, IsolationProperty.FILESYSTEM_PRIVATE,
+                IsolationProperty.PIDS_LIMIT, IsolationProperty.MEMORY_LIMIT}
+    assert required <= policy.isolation.require
     assert policy.budgets.tree.calls <= load_policy("default").budgets.tree.calls
 
 
