@@ -149,6 +149,7 @@ class Runtime:
     def warm_up(self, backend: str | None = None, timeout: float = 60.0) -> bool:
         """Fills the warm pool for the policy's spec; True when full."""
         name = backend or self.policy.isolation.backend
+        self.backend(name).properties()   # the probe runs once, not in the first session
         spec = spec_for(self.policy)
         sandbox, _ = self._acquire(name, spec)   # creates the pool and starts refilling
         sandbox.kill()
