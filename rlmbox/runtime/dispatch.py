@@ -9,7 +9,6 @@ the reply goes back; if the log cannot be written, the call is refused (fail clo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -34,9 +33,9 @@ class HostCallRefused(Exception):
         self.kind = kind
 
 
-def _digest(value: Any) -> tuple[str, str]:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
-    return text, hashlib.sha256(text.encode()).hexdigest()
+def _canonical_args(value: Any) -> str:
+    """The arguments as stored by digest beside the log (the chain holds the digest)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
 
 
 def _summary(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,10 +108,11 @@ class CallDispatcher:
                 cell_id: str) -> Decision:
         decision = self._engine.decide(CallRequest(
             function=function, args=bound, session_id=self._session, depth=self._depth))
-        self._event("policy.decision", function=function, call_id=call_id, cell=cell_id,
-                    decision=decision.effect, allowed=decision.allowed,
-                    rule_ids=list(decision.rule_ids), reason=decision.reason,
-                    mode=decision.mode)
+        if decision.effect == "deny":   # a permit is recorded in the host.call event itself
+            self._event("policy.decision", function=function, call_id=call_id, cell=cell_id,
+                        decision=decision.effect, allowed=decision.allowed,
+                        rule_ids=list(decision.rule_ids), reason=decision.reason,
+                        mode=decision.mode)
         if not decision.allowed:
             self._event("host.call", function=function, call_id=call_id, cell=cell_id,
                         decision="deny", rule_ids=list(decision.rule_ids),
@@ -133,36 +133,37 @@ class CallDispatcher:
         prompt = bound.get(function.prompt_param) if function.prompt_param else None
         ctx = CallContext(self._session, self._depth)
         before = self._ledger.snapshot()
-        text, digest = _digest(bound)
+        text = _canonical_args(bound)
         attrs: dict[str, Any] = {"function": function.name, "call_id": call_id,
                                  "cell": cell_id, "decision": decision.effect,
                                  "rule_ids": list(decision.rule_ids),
-                                 "args": _summary(bound), "args_sha256": digest,
-                                 "budget_before": before}
+                                 "args": _summary(bound), "budget_before": before}
         try:
             reservation = self._reserve(function, prompt)
         except BudgetExceeded as exc:
             self._event("limit.exceeded", function=function.name, call_id=call_id,
                         cell=cell_id, budget=exc.budget, used=exc.used, limit=exc.limit)
             self._event("host.call", **attrs, outcome="budget_exceeded", reason=str(exc),
-                        budget_after=self._ledger.snapshot())
+                        budget_after=self._ledger.snapshot(), bodies={"args": text})
             raise HostCallRefused("BudgetExceeded", str(exc)) from exc
         try:
             value = function.handler(ctx, bound)
         except (PolicyDenied, BudgetExceeded) as exc:
             self._settle(reservation, ctx, ok=False)
-            self._finish(attrs, ctx, started, "denied", error=str(exc))
+            self._finish(attrs, ctx, started, "denied", error=str(exc), bodies={"args": text})
             raise HostCallRefused(type(exc).__name__, str(exc)) from exc
         except (TypeError, ValueError, KeyError, IndexError) as exc:
             self._settle(reservation, ctx, ok=False)
-            self._finish(attrs, ctx, started, "error", error=f"{type(exc).__name__}: {exc}")
+            self._finish(attrs, ctx, started, "error", error=f"{type(exc).__name__}: {exc}",
+                         bodies={"args": text})
             raise HostCallRefused(type(exc).__name__, str(exc)) from exc
         except AuditWriteError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a tool's or provider's failure is reported
+        except Exception as exc:
             self._settle(reservation, ctx, ok=False)
             kind = "HostCallError"
-            self._finish(attrs, ctx, started, "error", error=f"{type(exc).__name__}: {exc}")
+            self._finish(attrs, ctx, started, "error", error=f"{type(exc).__name__}: {exc}",
+                         bodies={"args": text})
             message = str(exc) if isinstance(exc, RlmboxError) else type(exc).__name__
             raise HostCallRefused(kind, f"{function.name} failed: {message}") from exc
         self._settle(reservation, ctx, ok=True)
@@ -182,11 +183,10 @@ class CallDispatcher:
 
     def _finish(self, attrs: dict[str, Any], ctx: CallContext, started: float, outcome: str,
                 error: str | None = None, bodies: dict[str, str] | None = None) -> None:
-        for completion in ctx.usage:
-            self._event("lm.response", function=attrs["function"], call_id=attrs["call_id"],
-                        model=completion.model, tokens_in=completion.input_tokens,
-                        tokens_out=completion.output_tokens, cost_usd=completion.cost_usd,
-                        bodies={"completion": completion.text})
+        if ctx.usage:   # LM bodies by digest, in the same event as the call
+            bodies = {**(bodies or {}),
+                      "completion": "\n".join(c.text for c in ctx.usage)}
+            attrs = {**attrs, "model": ctx.usage[-1].model}
         self._audit.append(
             "host.call", session=self._session, parent=self._parent, depth=self._depth,
             tenant=self._tenant, bodies=bodies, **attrs, outcome=outcome, error=error,

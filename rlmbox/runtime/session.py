@@ -79,6 +79,7 @@ class Session:
                  dispatcher: CallDispatcher, audit: AuditSink, parent: str | None = None,
                  depth: int = 0, tenant: str | None = None,
                  transform: Callable[[str], str] | None = None,
+                 durable_cells: bool = True,
                  on_close: Callable[[Session], None] | None = None) -> None:
         self.id = session_id
         self.sandbox = sandbox
@@ -89,6 +90,7 @@ class Session:
         self._dispatcher = dispatcher
         self._audit = audit
         self._transform = transform
+        self._durable_cells = durable_cells
         self._on_close = on_close
         self._state = SessionState.READY
         self._lock = threading.Lock()
@@ -122,7 +124,8 @@ class Session:
             finally:
                 if self._state is SessionState.RUNNING:
                     self._state = SessionState.READY
-            self._audit.sync()   # acknowledged only once its events are durable
+            if self._durable_cells:
+                self._audit.sync()   # acknowledged only once its events are durable
             return result
 
     def close(self, reason: str = "closed") -> None:
@@ -180,7 +183,7 @@ class Session:
                 source = self._transform(code)
             except SessionError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the code gate's refusal is the result
+            except Exception as exc:
                 self._event("code.rejected", cell=cell_id, reason=str(exc))
                 return self._result(cell_id, started, "error", error=str(exc))
         self.sandbox.send({"t": "exec", "id": cell_id, "code": source})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import array
 import codecs
+import contextlib
 import errno
 import fcntl
 import itertools
@@ -31,7 +32,7 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script inside a sandbox: siblings are top-level
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import protocol  # type: ignore[import-not-found,no-redef]
+    import protocol  # type: ignore[import-not-found]
 else:
     from rlmbox.sandboxes import protocol
 
@@ -80,7 +81,7 @@ class FrameIO:
 
     def recv(self) -> dict[str, Any]:
         while True:
-            frame = self._decoder.next_frame()
+            frame: dict[str, Any] | None = self._decoder.next_frame()
             if frame is not None:
                 return frame
             try:
@@ -318,7 +319,7 @@ class Agent:
                 self._in_cell = False
         except KeyboardInterrupt:
             status, error = "interrupted", "KeyboardInterrupt: the cell was interrupted"
-        except BaseException as exc:  # noqa: BLE001 - any failure of model code is its result
+        except BaseException as exc:
             status, error = "error", _format_error(exc)
         finally:
             signal.signal(signal.SIGINT, self._on_sigint)
@@ -346,10 +347,8 @@ class Agent:
     @staticmethod
     def _flush_streams() -> None:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
 
     def serve(self) -> None:
         self.io.send({"t": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
@@ -384,10 +383,11 @@ def _confine(config: dict[str, Any]) -> dict[str, str]:
 
 
 def _format_error(exc: BaseException) -> str:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != "<cell>":
-        tb = tb.tb_next
-    lines = traceback.format_exception(type(exc), exc, tb)
+    """The traceback as model code should see it: its own frames, not the agent's."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip()
 
 
