@@ -183,7 +183,7 @@ def _check_checkpoints(data: bytes, checker: Checker | None,
     for number, raw in enumerate(parts[:-1], start=1):
         try:
             cp = parse_checkpoint(_parse_object(raw))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AuditError) as exc:
             report.fail("malformed", None, f"checkpoint line {number}: {exc}")
             return signed
         if cp.prev != prev:

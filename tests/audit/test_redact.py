@@ -55,3 +55,20 @@ def test_the_longest_overlapping_secret_is_redacted_whole() -> None:
 def test_an_empty_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="non-empty"):
         Redactor([""])
+
+
+def test_a_secret_with_json_escaped_characters_is_redacted(logdir: Path) -> None:
+    odd = 'we"ird\\key\nwith-escapes-0123'
+    with AuditLog(logdir, secrets=[odd]) as log:
+        log.append("lm.request", api_key=odd, note=f"x{odd}y")
+    data = all_bytes(logdir)
+    assert odd.encode() not in data
+    assert b'we\\"ird' not in data  # nor its JSON-escaped form
+
+
+def test_the_fast_path_skips_only_events_without_any_candidate() -> None:
+    redactor = Redactor([SECRET])
+    assert not redactor.needs({"a": "plain", "n": 1, "l": ["x", {"k": "v"}]})
+    assert redactor.needs({"deep": [{"k": f"..{SECRET}.."}]})
+    assert redactor.needs({"k": "line\nbreak"})  # escapes present: walk to be sure
+    assert redactor.needs({"k": "sk-ant-api03-AbCdEfGhIjKlMnOpQrSt"})
