@@ -209,6 +209,7 @@ class Agent:
         self.pump: OutputPump | None = None
         self.output_limit = 1024 * 1024
         self.restricted: Callable[[dict[str, Any]], None] | None = None
+        self._builtins: Any = __builtins__
         self._call_ids = itertools.count(1)
         self._call_lock = threading.Lock()
         self._in_cell = False
@@ -279,6 +280,7 @@ class Agent:
             import restricted_guards  # type: ignore[import-not-found]  # noqa: PLC0415
             allowed = frozenset(config.get("allowed_imports", []))
             restricted_guards.install(self.namespace, allowed)
+            self._builtins = self.namespace["__builtins__"]   # the restricted set, kept
         confinement = _confine(config)
         self._restore_injected()
         # the pump thread starts only after confinement, which must see a single thread
@@ -301,7 +303,7 @@ class Agent:
 
     def _restore_injected(self) -> None:
         self.namespace.update(self.injected)
-        self.namespace["__builtins__"] = __builtins__
+        self.namespace["__builtins__"] = self._builtins
 
     def run_cell(self, frame: dict[str, Any]) -> dict[str, Any]:
         cell_id = frame["id"]
@@ -421,10 +423,8 @@ def _preload() -> None:
     """Imports what ``init`` may need before saying ready, so a warm sandbox's init is
     only the policy-specific work (ctypes alone costs milliseconds to import)."""
     for name in ("confine", "gated_context", "restricted_guards", "json"):
-        try:
+        with contextlib.suppress(ImportError):   # an optional layer this bundle lacks
             __import__(name)
-        except ImportError:
-            pass   # an optional layer this bundle does not ship
 
 
 def main() -> None:
