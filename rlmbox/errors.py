@@ -3,6 +3,7 @@
     RlmboxError
     ├── PolicyError                 a policy file or object is invalid
     ├── PolicyDenied                the policy refused a host call or a session
+    ├── CodeRejected                the code gate refused a cell (line and reason)
     ├── BudgetExceeded              a budget of the session tree is spent
     ├── ProtocolError               a frame broke the wire protocol
     │   └── FrameTooLarge
@@ -44,6 +45,17 @@ class PolicyDenied(RlmboxError):
     def __init__(self, message: str, rule_ids: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.rule_ids = rule_ids
+
+
+class CodeRejected(RlmboxError):
+    """The code gate (RestrictedPython) refused a cell; ``line`` and ``reason`` say where/why."""
+
+    def __init__(self, message: str, line: int | None = None, reason: str = "",
+                 errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.reason = reason
+        self.errors: list[str] = list(errors or [])
 
 
 class BudgetExceeded(RlmboxError):
