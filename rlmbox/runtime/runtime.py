@@ -19,13 +19,20 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from rlmbox.audit.log import AuditLog
-from rlmbox.errors import IsolationUnavailable, PolicyError, RlmboxError, SessionClosed
+from rlmbox.errors import (
+    IsolationUnavailable,
+    PolicyError,
+    RlmboxError,
+    SandboxCrashed,
+    SessionClosed,
+)
 from rlmbox.policies.engine import PolicyEngine
 from rlmbox.policies.model import Policy, load_policy
 from rlmbox.runtime.backends import backend_by_name
@@ -279,7 +286,12 @@ class Runtime:
         init_id = "init-" + session.id
         sandbox.send({"t": "init", "id": init_id, "config": config})
         while True:
-            frame = sandbox.recv(30.0)
+            try:
+                frame = sandbox.recv(30.0)
+            except SandboxCrashed as exc:
+                time.sleep(0.02)   # let the kernel record why before asking
+                raise SandboxCrashed("the sandbox died while initialising (loading the "
+                                     f"context?): {sandbox.death_reason()}") from exc
             if frame is None:
                 raise RlmboxError("the sandbox did not finish initialising in 30 s")
             if frame["t"] == "result" and frame["id"] == init_id:
