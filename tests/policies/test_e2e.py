@@ -7,8 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
@@ -78,8 +76,6 @@ def test_import_socket_is_rejected_under_strict(tmp_path: Path) -> None:
     assert "code.rejected" in kinds
 
 
-@pytest.mark.xfail(strict=True, reason="agent.py _restore_injected() resets __builtins__ to "
-                   "the full builtins after restricted_guards.install (lead fix pending)")
 def test_restricted_builtins_survive_between_cells(tmp_path: Path) -> None:
     """Under strict, `open` is absent in every cell, not just the first."""
     with Runtime("strict", lm=ScriptedLM(default="ok"), audit_dir=tmp_path / "audit",
@@ -90,8 +86,6 @@ def test_restricted_builtins_survive_between_cells(tmp_path: Path) -> None:
         assert "NameError" in (r.error or "")
 
 
-@pytest.mark.xfail(strict=True, reason="Runtime does not yet register the ContextStore's "
-                   "context.* host functions in gated mode (lead wiring pending)")
 def test_over_quota_context_read_is_denied(make_runtime: Callable[..., Runtime]) -> None:
     rt = make_runtime(context={"mode": "gated", "max_bytes_per_call": 100})
     with rt.session(context="a" * 1000) as s:
