@@ -84,4 +84,11 @@ def transform(code: str, allowed_imports: frozenset[str]) -> str:
         line, reason = found[0]
         raise CodeRejected(f"line {line}: {reason}", line=line or None, reason=reason,
                            errors=[f"line {n}: {r}" for n, r in found])
-    return ast.unparse(ast.fix_missing_locations(tree))
+    source = ast.unparse(ast.fix_missing_locations(tree))
+    try:   # some errors only show at compile time ("*x" alone, "return" outside a def)
+        compile(source, "<cell>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        reason = f"syntax error: {exc.msg}"
+        raise CodeRejected(f"line {exc.lineno}: {reason}", line=exc.lineno, reason=reason,
+                           errors=[f"line {exc.lineno}: {reason}"]) from exc
+    return source

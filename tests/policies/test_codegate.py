@@ -34,6 +34,7 @@ def run(code: str, allowed: frozenset[str] = STRICT) -> dict[str, Any]:
     ("def f():\n    x = 1\n    def g():\n        nonlocal x", 4,
      "Nonlocal statements are not allowed"),
     ("x = (", 1, "syntax error"),
+    ("x = 1\n*x", 2, "syntax error"),     # found by fuzz_codegate: a compile-time error
 ])
 def test_rejections_name_line_and_reason(code: str, line: int, reason: str) -> None:
     with pytest.raises(CodeRejected) as info:

@@ -187,6 +187,12 @@ def test_billion_laughs_is_refused_quickly() -> None:
     assert any("too many nodes" in e for e in errors)
 
 
+def test_control_characters_are_refused() -> None:
+    """Found by fuzz_policy_loader: the YAML reader's error is translated, not leaked."""
+    errors = errors_of("name: a\x00b\n")
+    assert errors[0].startswith("(top level): ")
+
+
 def test_huge_source_is_refused() -> None:
     errors = errors_of("description: '" + "x" * (2 * 1024 * 1024) + "'\n")
     assert "source too large" in errors[0]
