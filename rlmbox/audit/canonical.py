@@ -41,6 +41,9 @@ def normalize(value: Any, *, _depth: int = 0) -> Any:
 
     Done before a sequence number is taken, so a bad attribute never burns a ``seq``.
     """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
     if _depth > 64:
         raise AuditRecordInvalid("event nests deeper than 64 levels")
     if isinstance(value, _JSON_SCALARS):
@@ -48,12 +51,10 @@ def normalize(value: Any, *, _depth: int = 0) -> Any:
             raise AuditRecordInvalid(f"non-finite number {value!r} cannot be recorded")
         return value
     if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
+        for key in value:
             if not isinstance(key, str):
                 raise AuditRecordInvalid(f"attribute key {key!r} is not a string")
-            out[key] = normalize(item, _depth=_depth + 1)
-        return out
+        return {key: normalize(item, _depth=_depth + 1) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [normalize(item, _depth=_depth + 1) for item in value]
     raise AuditRecordInvalid(f"value of type {type(value).__name__} is not JSON-able")

@@ -52,7 +52,8 @@ class RedactSecrets:
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
         bodies = event_dict.pop(BODIES_KEY, None)
-        out: EventDict = self._redactor.value(event_dict)
+        out: EventDict = (self._redactor.value(event_dict) if self._redactor.needs(event_dict)
+                          else event_dict)
         if bodies:
             out[BODIES_KEY] = {
                 self._redactor.text(name): (self._redactor.text(body) if isinstance(body, str)

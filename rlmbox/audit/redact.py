@@ -6,6 +6,7 @@ and over body bytes, so a redacted value reaches neither the log nor the body st
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterable
@@ -65,6 +66,24 @@ class Redactor:
         if self._pattern_bytes is not None:
             value = self._pattern_bytes.sub(marker, value)
         return value
+
+    def needs(self, event: dict[str, Any]) -> bool:
+        """Cheap pre-check: False only if no string in ``event`` can contain a secret.
+
+        Serialises once (C speed) and searches the text. JSON escapes only quotes,
+        backslashes and control characters, so a text without any backslash holds every
+        string verbatim and a miss there is a miss in every string; otherwise, or if the
+        event does not serialise, we say True and let the full walk decide.
+        """
+        try:
+            text = json.dumps(event, ensure_ascii=False, check_circular=False)
+        except (TypeError, ValueError, RecursionError):
+            return True
+        if "\\" in text:
+            return True
+        if any(secret in text for secret in self._secrets):
+            return True
+        return self._pattern is not None and self._pattern.search(text) is not None
 
     def value(self, value: Any) -> Any:
         """Redact recursively through dicts (keys and values), lists and tuples."""

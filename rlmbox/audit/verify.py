@@ -183,7 +183,7 @@ def _check_checkpoints(data: bytes, checker: Checker | None,
     for number, raw in enumerate(parts[:-1], start=1):
         try:
             cp = parse_checkpoint(_parse_object(raw))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AuditError) as exc:
             report.fail("malformed", None, f"checkpoint line {number}: {exc}")
             return signed
         if cp.prev != prev:
@@ -261,6 +261,10 @@ def _walk_chain(lines: list[_Line], signed: dict[int, str], bodies: BodyStore | 
             return
         digest = record_digest(line.raw)
         if seq in signed:
+            if signed[seq] != digest and _next_prev(lines, index) not in (None, digest):
+                report.fail("edited", seq, f"record {seq} ({where}) was altered: it matches "
+                            "neither its signed checkpoint nor the prev of the next record")
+                return
             if signed[seq] != digest:
                 report.fail("rewritten", last_good_cp + 1,
                             f"record {seq} ({where}) differs from the record its signed checkpoint "
@@ -274,6 +278,16 @@ def _walk_chain(lines: list[_Line], signed: dict[int, str], bodies: BodyStore | 
         report.events += 1
         report.last_seq, report.head = seq, digest
     report.last_checkpoint_seq = last_good_cp
+
+
+def _next_prev(lines: list[_Line], index: int) -> object:
+    """The ``prev`` the record after ``index`` holds, or ``None``."""
+    if index + 1 >= len(lines):
+        return None
+    try:
+        return json.loads(lines[index + 1].raw.decode("utf-8")).get("prev")
+    except (ValueError, AttributeError, RecursionError):
+        return None
 
 
 def _check_fields(rec: dict[str, Any]) -> None:

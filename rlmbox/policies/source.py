@@ -113,8 +113,9 @@ def parse_yaml(data: bytes | str) -> tuple[Any, SourceMap]:
         except UnicodeDecodeError as exc:
             raise PolicyError("policy source is not UTF-8",
                               [f"(top level): not UTF-8 at byte {exc.start}"]) from exc
-    loader = yaml.SafeLoader(data)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(data)   # the reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             raise PolicyError("policy source is empty", ["(top level): empty document"])
@@ -131,7 +132,8 @@ def parse_yaml(data: bytes | str) -> tuple[Any, SourceMap]:
         raise PolicyError("policy source nests too deeply",
                           ["(top level): nesting too deep"]) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if walker.errors:
         raise PolicyError(f"policy has {len(walker.errors)} error(s)", walker.errors)
     return value, walker.source

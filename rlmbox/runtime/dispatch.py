@@ -159,7 +159,7 @@ class CallDispatcher:
             raise HostCallRefused(type(exc).__name__, str(exc)) from exc
         except AuditWriteError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a tool's or provider's failure is reported
+        except Exception as exc:
             self._settle(reservation, ctx, ok=False)
             kind = "HostCallError"
             self._finish(attrs, ctx, started, "error", error=f"{type(exc).__name__}: {exc}",

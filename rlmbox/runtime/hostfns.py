@@ -69,25 +69,26 @@ def _model_arg(value: Any) -> str | None:
     return value
 
 
-def llm_query(lm: LMProvider) -> HostFunction:
+def _completion_handler(lm: LMProvider, name: str) -> Handler:
+    """One prompt -> one completion, its usage noted for the ledger and the audit log."""
     def handle(ctx: CallContext, args: dict[str, Any]) -> str:
-        completion = lm.complete(_prompt_text(args.get("prompt"), "llm_query"),
+        completion = lm.complete(_prompt_text(args.get("prompt"), name),
                                  model=_model_arg(args.get("model")))
         ctx.usage.append(completion)
         return completion.text
-    return HostFunction("llm_query", ("prompt", "model"), handle, budgeted=True,
-                        prompt_param="prompt")
+    return handle
+
+
+def llm_query(lm: LMProvider) -> HostFunction:
+    return HostFunction("llm_query", ("prompt", "model"), _completion_handler(lm, "llm_query"),
+                        budgeted=True, prompt_param="prompt")
 
 
 def llm_query_batched(lm: LMProvider, workers: int = 8) -> HostFunction:
     """Runs the prompts concurrently on the host; each item is decided and budgeted alone
     by the dispatcher, which calls this handler once per admitted item."""
-    def handle(ctx: CallContext, args: dict[str, Any]) -> str:
-        completion = lm.complete(_prompt_text(args.get("prompt"), "llm_query_batched"),
-                                 model=_model_arg(args.get("model")))
-        ctx.usage.append(completion)
-        return completion.text
-    return HostFunction("llm_query_batched", ("prompts", "model"), handle, budgeted=True,
+    return HostFunction("llm_query_batched", ("prompts", "model"),
+                        _completion_handler(lm, "llm_query_batched"), budgeted=True,
                         prompt_param="prompt", batch_param="prompts")
 
 

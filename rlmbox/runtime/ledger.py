@@ -48,10 +48,11 @@ class _Usage:
 
 def _check(scope: str, limits: TreeBudget | FunctionBudget, usage: _Usage,
            child_depth: int, prompt_chars: int) -> None:
-    def spent(budget: str, used: float, limit: float | None, message: str) -> None:
+    def spent(budget: str, used: float, limit: float | None, unit: str) -> None:
         if limit is not None and used >= limit:
-            raise BudgetExceeded(f"{scope} budget '{budget}' exhausted: {message}",
-                                 budget=f"{scope}.{budget}", used=used, limit=limit)
+            raise BudgetExceeded(
+                f"{scope} budget '{budget}' exhausted: {used:g} of {limit:g} {unit}",
+                budget=f"{scope}.{budget}", used=used, limit=limit)
 
     if limits.max_depth is not None and child_depth > limits.max_depth:
         raise BudgetExceeded(
@@ -63,15 +64,11 @@ def _check(scope: str, limits: TreeBudget | FunctionBudget, usage: _Usage,
             f"> {limits.max_prompt_chars}",
             budget=f"{scope}.max_prompt_chars", used=prompt_chars,
             limit=limits.max_prompt_chars)
-    spent("calls", usage.calls, limits.calls, f"{usage.calls} of {limits.calls} calls used")
-    spent("max_concurrent", usage.in_flight, limits.max_concurrent,
-          f"{usage.in_flight} calls already in flight")
-    spent("input_tokens", usage.input_tokens, limits.input_tokens,
-          f"{usage.input_tokens} of {limits.input_tokens} input tokens used")
-    spent("output_tokens", usage.output_tokens, limits.output_tokens,
-          f"{usage.output_tokens} of {limits.output_tokens} output tokens used")
-    spent("cost_usd", usage.cost_usd, limits.cost_usd,
-          f"${usage.cost_usd:.4f} of ${limits.cost_usd:.4f} spent")
+    spent("calls", usage.calls, limits.calls, "calls used")
+    spent("max_concurrent", usage.in_flight, limits.max_concurrent, "calls in flight")
+    spent("input_tokens", usage.input_tokens, limits.input_tokens, "input tokens used")
+    spent("output_tokens", usage.output_tokens, limits.output_tokens, "output tokens used")
+    spent("cost_usd", usage.cost_usd, limits.cost_usd, "USD spent")
 
 
 class Ledger:

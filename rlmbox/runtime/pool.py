@@ -17,6 +17,8 @@ from collections.abc import Callable
 from rlmbox.errors import RlmboxError
 from rlmbox.sandboxes.base import Sandbox
 
+REFILL_DELAY_S = 0.05
+
 
 class WarmPool:
     """Keeps up to ``size`` ready sandboxes made by ``factory``."""
@@ -67,6 +69,7 @@ class WarmPool:
         while not self._closed:
             self._wake.wait(timeout=min(30.0, self._max_idle_s))
             self._wake.clear()
+            time.sleep(REFILL_DELAY_S)   # let the session that just took one finish its init
             self._expire()
             while not self._closed and self.available < self._size:
                 try:

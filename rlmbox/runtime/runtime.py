@@ -19,21 +19,30 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from rlmbox.audit.log import AuditLog
-from rlmbox.errors import IsolationUnavailable, PolicyError, RlmboxError, SessionClosed
+from rlmbox.errors import (
+    IsolationUnavailable,
+    PolicyError,
+    RlmboxError,
+    SandboxCrashed,
+    SessionClosed,
+)
 from rlmbox.policies.engine import PolicyEngine
 from rlmbox.policies.model import Policy, load_policy
 from rlmbox.runtime.backends import backend_by_name
+from rlmbox.runtime.context import ContextStore
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.hostfns import (
     HostFunction,
     batch_executor,
+    context_functions,
     llm_query,
     llm_query_batched,
     tool,
@@ -149,6 +158,7 @@ class Runtime:
     def warm_up(self, backend: str | None = None, timeout: float = 60.0) -> bool:
         """Fills the warm pool for the policy's spec; True when full."""
         name = backend or self.policy.isolation.backend
+        self.backend(name).properties()   # the probe runs once, not in the first session
         spec = spec_for(self.policy)
         sandbox, _ = self._acquire(name, spec)   # creates the pool and starts refilling
         sandbox.kill()
@@ -177,10 +187,16 @@ class Runtime:
                 f"backend {backend_name!r} cannot provide {', '.join(missing)} required by "
                 f"policy {self.policy.name!r}")
         functions = self._functions(tools or {})
+        store = self._gated_store(context, session_id)
+        if store is not None:
+            functions.update({f.name: f for f in context_functions(store)})
         transform = self._code_transform()
         sandbox, warm = self._acquire(backend_name, spec_for(self.policy))
         try:
-            config = self._agent_config(sandbox, context, functions, tools or {})
+            config = self._agent_config(sandbox, None if store else context, functions,
+                                        tools or {})
+            if store is not None:
+                config["context"] = {"kind": "gated"}
             session = Session(
                 session_id=session_id, sandbox=sandbox, policy=self.policy,
                 dispatcher=CallDispatcher(
@@ -190,7 +206,8 @@ class Runtime:
                     executor=self._executor),
                 audit=self.audit, parent=parent.id if parent else None, depth=depth,
                 tenant=self.tenant, transform=transform,
-                durable_cells=self.durability == "cell", on_close=self._forget)
+                durable_cells=self.durability == "cell",
+                on_close=lambda closed: self._forget(closed, store))
             info = sandbox.info
             self.audit.append(
                 "session.create", session=session_id, parent=session.parent, depth=depth,
@@ -203,6 +220,8 @@ class Runtime:
             self._init_agent(sandbox, config, session)
         except BaseException:
             sandbox.kill()
+            if store is not None:
+                store.close()
             raise
         with self._lock:
             self._sessions[session_id] = session
@@ -267,7 +286,12 @@ class Runtime:
         init_id = "init-" + session.id
         sandbox.send({"t": "init", "id": init_id, "config": config})
         while True:
-            frame = sandbox.recv(30.0)
+            try:
+                frame = sandbox.recv(30.0)
+            except SandboxCrashed as exc:
+                time.sleep(0.02)   # let the kernel record why before asking
+                raise SandboxCrashed("the sandbox died while initialising (loading the "
+                                     f"context?): {sandbox.death_reason()}") from exc
             if frame is None:
                 raise RlmboxError("the sandbox did not finish initialising in 30 s")
             if frame["t"] == "result" and frame["id"] == init_id:
@@ -280,9 +304,24 @@ class Runtime:
         if self.durability == "cell":
             self.audit.sync()
 
-    def _forget(self, session: Session) -> None:
+    def _forget(self, session: Session, store: ContextStore | None) -> None:
+        if store is not None:
+            store.close()
         with self._lock:
             self._sessions.pop(session.id, None)
+
+    def _gated_store(self, context: Any, session_id: str) -> ContextStore | None:
+        """In gated mode the context stays on the host; reads become decided host calls."""
+        if self.policy.context.mode != "gated" or context is None:
+            return None
+
+        def violation(quota: str, message: str) -> None:
+            self.audit.append("limit.exceeded", session=session_id, tenant=self.tenant,
+                              limit=quota, reason=message)
+
+        return ContextStore(context, cache_root() / "contexts" / session_id,
+                            self.policy.context, enforce=self.policy.mode == "enforce",
+                            on_violation=violation)
 
     # --- lifecycle -----------------------------------------------------------------------
 

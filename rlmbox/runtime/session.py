@@ -183,7 +183,7 @@ class Session:
                 source = self._transform(code)
             except SessionError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the code gate's refusal is the result
+            except Exception as exc:
                 self._event("code.rejected", cell=cell_id, reason=str(exc))
                 return self._result(cell_id, started, "error", error=str(exc))
         self.sandbox.send({"t": "exec", "id": cell_id, "code": source})

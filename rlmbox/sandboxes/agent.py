@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import array
 import codecs
+import contextlib
 import errno
 import fcntl
 import itertools
@@ -31,7 +32,7 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script inside a sandbox: siblings are top-level
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import protocol  # type: ignore[import-not-found,no-redef]
+    import protocol  # type: ignore[import-not-found]
 else:
     from rlmbox.sandboxes import protocol
 
@@ -80,7 +81,7 @@ class FrameIO:
 
     def recv(self) -> dict[str, Any]:
         while True:
-            frame = self._decoder.next_frame()
+            frame: dict[str, Any] | None = self._decoder.next_frame()
             if frame is not None:
                 return frame
             try:
@@ -208,6 +209,7 @@ class Agent:
         self.pump: OutputPump | None = None
         self.output_limit = 1024 * 1024
         self.restricted: Callable[[dict[str, Any]], None] | None = None
+        self._builtins: Any = __builtins__
         self._call_ids = itertools.count(1)
         self._call_lock = threading.Lock()
         self._in_cell = False
@@ -278,6 +280,7 @@ class Agent:
             import restricted_guards  # type: ignore[import-not-found]  # noqa: PLC0415
             allowed = frozenset(config.get("allowed_imports", []))
             restricted_guards.install(self.namespace, allowed)
+            self._builtins = self.namespace["__builtins__"]   # the restricted set, kept
         confinement = _confine(config)
         self._restore_injected()
         # the pump thread starts only after confinement, which must see a single thread
@@ -300,7 +303,7 @@ class Agent:
 
     def _restore_injected(self) -> None:
         self.namespace.update(self.injected)
-        self.namespace["__builtins__"] = __builtins__
+        self.namespace["__builtins__"] = self._builtins
 
     def run_cell(self, frame: dict[str, Any]) -> dict[str, Any]:
         cell_id = frame["id"]
@@ -318,7 +321,7 @@ class Agent:
                 self._in_cell = False
         except KeyboardInterrupt:
             status, error = "interrupted", "KeyboardInterrupt: the cell was interrupted"
-        except BaseException as exc:  # noqa: BLE001 - any failure of model code is its result
+        except BaseException as exc:
             status, error = "error", _format_error(exc)
         finally:
             signal.signal(signal.SIGINT, self._on_sigint)
@@ -346,10 +349,8 @@ class Agent:
     @staticmethod
     def _flush_streams() -> None:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
 
     def serve(self) -> None:
         self.io.send({"t": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
@@ -418,6 +419,14 @@ def _take_private_fds() -> tuple[FrameIO, int, int]:
     return FrameIO(read_fd, write_fd), read_ends[0], read_ends[1]
 
 
+def _preload() -> None:
+    """Imports what ``init`` may need before saying ready, so a warm sandbox's init is
+    only the policy-specific work (ctypes alone costs milliseconds to import)."""
+    for name in ("confine", "gated_context", "restricted_guards", "json"):
+        with contextlib.suppress(ImportError):   # an optional layer this bundle lacks
+            __import__(name)
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # until a cell runs: nothing to interrupt
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -426,6 +435,7 @@ def main() -> None:
                       closefd=False, buffering=1)
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
                       closefd=False, buffering=1)
+    _preload()
     agent = Agent(io, stdout_r, stderr_r)
     try:
         agent.serve()

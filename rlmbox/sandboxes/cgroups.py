@@ -50,7 +50,7 @@ class Cgroup:
             parent = _ROOT / _PARENT
             parent.mkdir(exist_ok=True)
             _enable_v2_controllers(parent)
-            self._dirs = {c: parent / name for c in _V1_CONTROLLERS}
+            self._dirs = dict.fromkeys(_V1_CONTROLLERS, parent / name)
             self._dirs["memory"].mkdir()
         else:
             self._dirs = {c: _ROOT / c / _PARENT / name for c in _V1_CONTROLLERS}
@@ -120,7 +120,7 @@ class Cgroup:
     def remove(self) -> None:
         """Kills what is left and removes the group's directories."""
         self.kill_all()
-        for path in {d for d in self._dirs.values()}:
+        for path in set(self._dirs.values()):
             for _ in range(100):
                 try:
                     path.rmdir()

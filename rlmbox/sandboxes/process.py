@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlmbox.errors import SandboxCrashed, SandboxUnavailable
+from rlmbox.errors import SandboxUnavailable
 from rlmbox.sandboxes import spawner
 from rlmbox.sandboxes.base import (
     BackendReport,
@@ -224,7 +224,7 @@ class ProcessSandbox:
                  "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
         if info_fd is not None:
             argv += ["--info-fd", str(info_fd)]
-        return argv + ["--", *agent]
+        return [*argv, "--", *agent]
 
     def _start(self) -> tuple[subprocess.Popen[bytes], int | None]:
         python = sandbox_python(self._backend._drop_uid)

@@ -108,7 +108,7 @@ def validate(frame: object, allowed: frozenset[str]) -> None:
     _check_depth(frame)
 
 
-def _check_kind(where: str, value: object, kind: str) -> None:
+def _check_kind(where: str, value: object, kind: str) -> None:  # noqa: PLR0912 - one branch a kind
     ok: bool
     if kind == _ANY:
         ok = True

@@ -28,7 +28,7 @@ def _serve() -> None:
             continue
         try:
             future.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+        except BaseException as exc:
             future.set_exception(exc)
 
 

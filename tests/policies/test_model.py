@@ -31,8 +31,9 @@ def test_strict_preset_is_strict() -> None:
     assert policy.context.mode == "gated"
     assert policy.code.mode == "restricted"
     assert "socket" not in policy.code.allowed_imports
-    assert {IsolationProperty.NETWORK_NONE, IsolationProperty.FILESYSTEM_PRIVATE,
-            IsolationProperty.PIDS_LIMIT, IsolationProperty.MEMORY_LIMIT} <= policy.isolation.require
+    required = {IsolationProperty.NETWORK_NONE, IsolationProperty.FILESYSTEM_PRIVATE,
+                IsolationProperty.PIDS_LIMIT, IsolationProperty.MEMORY_LIMIT}
+    assert required <= policy.isolation.require
     assert policy.budgets.tree.calls <= load_policy("default").budgets.tree.calls
 
 
@@ -184,6 +185,12 @@ def test_billion_laughs_is_refused_quickly() -> None:
               f" *a{i-1}, *a{i-1}, *a{i-1}]" for i in range(1, 9)]
     errors = errors_of("\n".join(lines) + "\n")
     assert any("too many nodes" in e for e in errors)
+
+
+def test_control_characters_are_refused() -> None:
+    """Found by fuzz_policy_loader: the YAML reader's error is translated, not leaked."""
+    errors = errors_of("name: a\x00b\n")
+    assert errors[0].startswith("(top level): ")
 
 
 def test_huge_source_is_refused() -> None:

@@ -55,12 +55,12 @@ class ScriptedLM:
             data = {"responses": data}
         if not isinstance(data, dict):
             raise LMError(f"{path}: the script must be a JSON object or list")
-        try:
-            for index, rule in enumerate(data.get("rules", [])):
+        for index, rule in enumerate(data.get("rules", [])):
+            try:
                 self._rules.append((re.compile(rule["match"]), str(rule["response"])))
-        except (KeyError, TypeError, re.error) as exc:
-            raise LMError(f"{path}: rules[{index}] needs 'match' (a regex) and 'response'"
-                          ) from exc
+            except (KeyError, TypeError, re.error) as exc:
+                raise LMError(f"{path}: rules[{index}] needs 'match' (a regex) and 'response'"
+                              ) from exc
         self._responses = [str(item) for item in data.get("responses", [])]
         if "default" in data:
             self._default = str(data["default"])
