@@ -387,11 +387,11 @@ def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostTargets]:
     token = secrets.token_hex(12)
     canary_dir = Path("/var/tmp") / f"rlmbox-canary-{token}"
     canary_dir.mkdir(mode=0o755)
-    os.chmod(canary_dir, 0o755)  # noqa: S103 - world-readable on purpose (see docstring)
+    os.chmod(canary_dir, 0o755)  # world-readable on purpose (see docstring)
     canary = canary_dir / "canary.txt"
     canary_text = f"canary-{token}\n"
     canary.write_text(canary_text)
-    os.chmod(canary, 0o666)  # noqa: S103 - even a world-writable file must stay untouched
+    os.chmod(canary, 0o666)  # even a world-writable file must stay untouched
     secret = f"sk-ant-canary-{secrets.token_hex(16)}"
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     monkeypatch.setenv("RLMBOX_TEST_SECRET", secret)

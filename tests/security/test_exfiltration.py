@@ -109,7 +109,7 @@ def test_abstract_and_path_unix_sockets_of_the_host_are_unreachable(
     path = host.canary_dir / "service.sock"
     on_disk = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     on_disk.bind(str(path))
-    os.chmod(path, 0o777)  # noqa: S103 - only the sandbox's walls may keep it out
+    os.chmod(path, 0o777)  # only the sandbox's walls may keep it out
     on_disk.listen(1)
     on_disk.setblocking(False)
     try:
