@@ -15,6 +15,7 @@ import pytest
 
 from rlmbox.errors import SessionKilled
 from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import MAX_CALLS_PER_CELL, Session
 
@@ -36,7 +37,7 @@ def forge(obj):
 """
 
 
-def _forged(session: Session, code: str, **kwargs: float) -> object:
+def _forged(session: Session, code: str, **kwargs: float) -> ExecResult:
     return session.exec(FORGE + code, **kwargs)
 
 
