@@ -2,6 +2,7 @@
 # Runs every fuzz/fuzz_*.py atheris target for N seconds each (default 60).
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]      e.g. fuzz/run.sh 600 frames
+#   FUZZ_SECONDS=30 fuzz/run.sh             (what scripts/test.sh runs in CI)
 #
 # Each target fuzz/fuzz_<name>.py starts from its committed seed corpus fuzz/corpus/<name>/
 # (read only) plus a scratch corpus fuzz/.work/<name>/ (new inputs, not committed). A crash
@@ -9,7 +10,7 @@
 # replays it on every test run. Exit status: 0 when no target crashed, 1 otherwise.
 set -u
 cd "$(dirname "$0")/.."
-seconds="${1:-60}"
+seconds="${1:-${FUZZ_SECONDS:-60}}"
 shift || true
 python="${PYTHON:-}"
 if [ -z "$python" ]; then

@@ -3,7 +3,8 @@
 Every case runs on every backend that is available here. ``process`` always runs; the
 docker cases run when ``rlmbox.sandboxes.docker`` exists and an engine (and, for
 ``docker-runsc``, the runsc runtime) answers. With ``CI`` set, a missing engine or runtime
-FAILS the docker cases instead of skipping them.
+FAILS the docker cases instead of skipping them (a branch without the docker backend
+module skips them, CI or not).
 
 The host side of each test is real: canary files in a world-readable directory (so only
 the sandbox's walls, not file modes, keep them out), listeners on the host's loopback,
@@ -63,8 +64,6 @@ ISOLATION: dict[str, dict[str, Any]] = {
 @functools.cache
 def docker_problem(runtime: str) -> str | None:
     """Why the docker backend with ``runtime`` cannot run here, or None when it can."""
-    if importlib.util.find_spec("rlmbox.sandboxes.docker") is None:
-        return "rlmbox.sandboxes.docker is not on this branch yet"
     try:
         import docker
 
@@ -82,6 +81,9 @@ def require_backend(name: str) -> None:
     """Skips (or, under CI, fails) a case whose backend cannot run here."""
     if name == "process":
         return
+    if importlib.util.find_spec("rlmbox.sandboxes.docker") is None:
+        # the backend itself is not built on this branch: nothing to require, even in CI
+        pytest.skip(f"backend {name}: rlmbox.sandboxes.docker is not on this branch yet")
     problem = docker_problem(name.split("-", 1)[1])
     if problem is None:
         return
