@@ -38,6 +38,7 @@ else:
 
 _OUTPUT_CHUNK = 64 * 1024
 _DRAIN_LIMIT = 4 * 1024 * 1024
+_MAX_ERROR_CHARS = 64 * 1024
 _INJECTED_ERRORS = ("HostCallError", "PolicyDenied", "BudgetExceeded")
 
 
@@ -335,7 +336,7 @@ class Agent:
         if self._has_answer:
             result["has_answer"] = True
             result["answer"] = _jsonable(self._answer)
-        return result
+        return _fit_in_frame(result)
 
     def _answer_from_dict(self) -> None:
         answer = self.namespace.get("answer")
@@ -391,6 +392,20 @@ def _format_error(exc: BaseException) -> str:
     lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip()
+
+
+def _fit_in_frame(result: dict[str, Any]) -> dict[str, Any]:
+    """A result that cannot travel (an answer over the frame cap) becomes an error result."""
+    if isinstance(result.get("error"), str) and len(result["error"]) > _MAX_ERROR_CHARS:
+        result["error"] = result["error"][:_MAX_ERROR_CHARS] + "\n[error message truncated]"
+    try:
+        protocol.encode(result)
+    except protocol.FrameError as exc:
+        return {"t": "result", "id": result["id"], "status": "error",
+                "dropped": result.get("dropped", {}),
+                "error": f"the answer cannot be returned: {exc}; keep it in a variable and "
+                         "return a smaller part"}
+    return result
 
 
 def _jsonable(value: Any) -> Any:

@@ -334,8 +334,8 @@ class ProcessSandbox:
     def writable_paths(self) -> list[str]:
         return ["/tmp", "/dev"] if self._backend._bwrap else ["/tmp", "/dev", str(self._stage)]
 
-    def send(self, frame: Frame) -> None:
-        self._channel.send(frame)
+    def send(self, frame: Frame, timeout: float | None = None) -> None:
+        self._channel.send(frame, timeout)
 
     def recv(self, timeout: float | None) -> Frame | None:
         return self._channel.recv(timeout)

@@ -241,11 +241,6 @@ def test_call_flood_is_cut_off(runtimes: Runtimes) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "FrameChannel.send writes replies with a blocking os.write and no deadline: when model "
-    "code forges a call and stops reading the protocol fd, the reply fills the pipe and "
-    "Session._await_result blocks in sandbox.send forever, past cell_timeout_s (and a "
-    "later kill surfaces as a raw SandboxCrashed from exec instead of a killed result)"))
 def test_sandbox_that_stops_reading_cannot_hang_the_host(runtimes: Runtimes) -> None:
     """A forged call whose reply the sandbox never reads ends the cell at its wall time
     (killed), instead of blocking the host's exec forever."""
@@ -277,11 +272,6 @@ def test_oversized_call_arguments_are_refused_inside(runtimes: Runtimes) -> None
     assert lm.prompts == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent.run_cell -> serve sends the result frame unguarded: an answer over the 8 MiB "
-    "frame cap raises FrameTooLargeError in serve(), which main() treats as a host "
-    "protocol error and exits 3, so one big FINAL() kills the session instead of "
-    "returning an error result"))
 def test_answer_over_the_frame_cap_is_an_error_not_a_dead_session(runtimes: Runtimes) -> None:
     """A FINAL answer larger than a frame ends the cell with an error; the session lives."""
     with watched_session(runtimes()) as (session, _):
@@ -304,14 +294,6 @@ UNRECORDABLE = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "protocol.decode_body accepts JSON that is not representable as canonical UTF-8 JSON: "
-    "number literals that overflow to inf (1e999; parse_constant only sees NaN/Infinity) "
-    "and lone surrogate escapes (\\ud800). The frame passes validation, then the audit "
-    "log refuses the event, so Session.exec raises AuditRecordInvalid to the caller and "
-    "the hostile frame is never audited. Fix: refuse both in decode_body (parse_float that "
-    "rejects non-finite values; a check that every str encodes as UTF-8), so the host "
-    "kills the sandbox for a protocol violation like any other bad frame"))
 @pytest.mark.parametrize("name", sorted(UNRECORDABLE))
 def test_unrecordable_json_is_a_protocol_violation(runtimes: Runtimes, name: str) -> None:
     """Frames holding values the audit log cannot record (infinity, lone surrogates) are
