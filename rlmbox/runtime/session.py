@@ -88,6 +88,7 @@ class Session:
         self.depth = depth
         self.tenant = tenant
         self._dispatcher = dispatcher
+        self.ledger = dispatcher.ledger
         self._audit = audit
         self._transform = transform
         self._durable_cells = durable_cells

@@ -41,7 +41,11 @@ from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
 
-BACKENDS = ("process", "docker-runc", "docker-runsc")
+# Docker cases join once the docker backend module exists (issue 5); from then on a
+# missing engine or runtime fails them under CI instead of skipping.
+BACKENDS = ("process",) + (
+    ("docker-runc", "docker-runsc")
+    if importlib.util.find_spec("rlmbox.sandboxes.docker") is not None else ())
 SANDBOX_UID = 65534
 
 # Small limits so exhaustion cases end in seconds. runsc's own threads count against the
