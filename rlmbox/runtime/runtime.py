@@ -130,6 +130,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._state = RuntimeState.OPEN
         self._executor = batch_executor()
+        self._engine = PolicyEngine(self.policy)   # compiled once, shared (it is stateless)
         self.audit.append("policy.load", tenant=tenant, policy=self.policy.name,
                           policy_sha256=self.policy.sha256, mode=self.policy.mode)
         self.audit.sync()
@@ -206,7 +207,7 @@ class Runtime:
             session = Session(
                 session_id=session_id, sandbox=sandbox, policy=self.policy,
                 dispatcher=CallDispatcher(
-                    functions=functions, engine=PolicyEngine(self.policy),
+                    functions=functions, engine=self._engine,
                     ledger=ledger, audit=self.audit, session_id=session_id,
                     parent=parent.id if parent else None, depth=depth, tenant=self.tenant,
                     executor=self._executor),
