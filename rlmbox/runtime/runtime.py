@@ -74,6 +74,14 @@ def default_audit_dir() -> Path:
     return Path(state) / "rlmbox" / "audit"
 
 
+def _private_contexts_dir() -> Path:
+    """Host-only (0700) home of contexts: sandboxes reach theirs through a stage link."""
+    path = cache_root() / "contexts"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
 def spec_for(policy: Policy) -> SandboxSpec:
     """The sandbox spec a policy asks for."""
     lim = policy.limits
@@ -278,8 +286,7 @@ class Runtime:
                 raise PolicyError(f"the context must be JSON-serializable: {exc}") from exc
         else:
             raise TypeError(f"context must be a str, dict or list, not {type(context).__name__}")
-        staging = cache_root() / "contexts"
-        staging.mkdir(parents=True, exist_ok=True)
+        staging = _private_contexts_dir()
         fd, name = tempfile.mkstemp(suffix=suffix, dir=staging)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -336,7 +343,7 @@ class Runtime:
             self.audit.append("limit.exceeded", session=session_id, tenant=self.tenant,
                               limit=quota, reason=message)
 
-        return ContextStore(context, cache_root() / "contexts" / session_id,
+        return ContextStore(context, _private_contexts_dir() / session_id,
                             self.policy.context, enforce=self.policy.mode == "enforce",
                             on_violation=violation)
 
