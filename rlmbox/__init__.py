@@ -1,4 +1,7 @@
-"""rlmbox: a secure execution runtime for Recursive Language Model REPLs."""
+"""rlmbox: a secure execution runtime for Recursive Language Model REPLs.
+
+The public API is what this module exports; everything else is private to the package.
+"""
 
 from rlmbox.errors import (
     AuditError,
@@ -18,22 +21,38 @@ from rlmbox.errors import (
     SessionError,
     SessionKilled,
 )
+from rlmbox.policies.model import Policy, load_policy
+from rlmbox.runtime.lm.base import Completion, LMProvider
+from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.runtime.results import ExecResult
+from rlmbox.runtime.runtime import Runtime
+from rlmbox.runtime.session import Session
+from rlmbox.sandboxes.base import IsolationProperty
 
 __all__ = [
     "AuditError",
     "AuditWriteError",
     "BudgetExceeded",
     "CellTimeout",
+    "Completion",
+    "ExecResult",
+    "IsolationProperty",
     "IsolationUnavailable",
     "LMError",
+    "LMProvider",
+    "Policy",
     "PolicyDenied",
     "PolicyError",
     "ProtocolError",
     "RlmboxError",
+    "Runtime",
     "SandboxCrashed",
     "SandboxError",
     "SandboxUnavailable",
+    "ScriptedLM",
+    "Session",
     "SessionClosed",
     "SessionError",
     "SessionKilled",
+    "load_policy",
 ]

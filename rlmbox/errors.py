@@ -3,6 +3,7 @@
     RlmboxError
     ├── PolicyError                 a policy file or object is invalid
     ├── PolicyDenied                the policy refused a host call or a session
+    ├── CodeRejected                the code gate refused a cell (line and reason)
     ├── BudgetExceeded              a budget of the session tree is spent
     ├── ProtocolError               a frame broke the wire protocol
     │   └── FrameTooLarge
@@ -16,7 +17,8 @@
     │   ├── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
     │   └── CellTimeout             a cell ran past its wall-time limit
     ├── AuditError                  the audit log cannot be written or read
-    │   └── AuditWriteError         ... writing failed: host calls stop (fail closed)
+    │   ├── AuditWriteError         ... writing failed: host calls stop (fail closed)
+    │   └── AuditRecordInvalid      ... an event is not recordable (not JSON-able, reserved name)
     └── LMError                     an LM provider failed
 
 Foreign exceptions (docker, OSError from a tool) are translated at the boundary with
@@ -44,6 +46,17 @@ class PolicyDenied(RlmboxError):
     def __init__(self, message: str, rule_ids: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.rule_ids = rule_ids
+
+
+class CodeRejected(RlmboxError):
+    """The code gate (RestrictedPython) refused a cell; ``line`` and ``reason`` say where/why."""
+
+    def __init__(self, message: str, line: int | None = None, reason: str = "",
+                 errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.reason = reason
+        self.errors: list[str] = list(errors or [])
 
 
 class BudgetExceeded(RlmboxError):
@@ -106,6 +119,10 @@ class AuditError(RlmboxError):
 
 class AuditWriteError(AuditError):
     """Writing the audit log failed; host calls stop until it is fixed (fail closed)."""
+
+
+class AuditRecordInvalid(AuditError):
+    """An event could not be recorded as given; the log itself is still healthy."""
 
 
 class LMError(RlmboxError):

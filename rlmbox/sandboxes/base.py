@@ -122,7 +122,13 @@ class Backend(Protocol):
 
     name: str
 
-    def probe(self) -> BackendReport: ...
+    def probe(self) -> BackendReport:
+        """Starts a real sandbox and reports the properties it demonstrates."""
+        ...
+
+    def properties(self) -> frozenset[IsolationProperty]:
+        """The proven properties (probing once, then cached)."""
+        ...
 
     def create(self, spec: SandboxSpec) -> Sandbox:
         """Starts a sandbox and waits for its agent's ``ready`` frame."""

@@ -1,0 +1,4 @@
+class A:
+    def __init__(self):
+        self.v = 1
+A().v

@@ -1,0 +1,3 @@
+import re
+x = [m.group() for m in re.finditer('a', 'banana')]
+print(x)

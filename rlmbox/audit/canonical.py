@@ -1,0 +1,65 @@
+"""Canonical JSON and record hashing: the bytes the hash chain is computed over.
+
+Canonical form: ``json.dumps`` with sorted keys, ``(",", ":")`` separators, UTF-8 (no ASCII
+escaping), NaN and infinities refused. The verifier re-serialises every parsed record and
+compares bytes, so any non-canonical edit (whitespace, key order, duplicate keys) is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from rlmbox.errors import AuditRecordInvalid
+
+#: ``prev`` of the very first record of a log (and of the first checkpoint).
+GENESIS = "0" * 64
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    """Serialise ``obj`` canonically; raises ``AuditRecordInvalid`` for non-JSON values."""
+    try:
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+        return text.encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
+        raise AuditRecordInvalid(f"event is not canonical JSON: {exc}") from exc
+
+
+def record_digest(line: bytes) -> str:
+    """SHA-256 hex of one record's canonical bytes (without the newline)."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def normalize(value: Any, *, _depth: int = 0) -> Any:
+    """Return ``value`` in the JSON data model (tuples become lists), or raise.
+
+    Done before a sequence number is taken, so a bad attribute never burns a ``seq``.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if _depth > 64:
+        raise AuditRecordInvalid("event nests deeper than 64 levels")
+    if isinstance(value, _JSON_SCALARS):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AuditRecordInvalid(f"non-finite number {value!r} cannot be recorded")
+        return value
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise AuditRecordInvalid(f"attribute key {key!r} is not a string")
+        return {key: normalize(item, _depth=_depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [normalize(item, _depth=_depth + 1) for item in value]
+    raise AuditRecordInvalid(f"value of type {type(value).__name__} is not JSON-able")
+
+
+def rfc3339_now() -> str:
+    """Current UTC time as RFC 3339 with microseconds, e.g. ``2025-01-02T03:04:05.000006Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,126 @@
+"""The enrichment chain an event passes through: redact -> digest bodies -> canonicalize -> chain.
+
+Each step is a structlog-style processor: settings in ``__init__``, work in
+``__call__(logger, method_name, event_dict)``. We run the chain with our own ten-line loop
+(``run_chain``) rather than structlog's global configuration, because a daemon needs one chain
+per log instance and the final step must run under the log's lock; the signature still lets
+the first three steps be dropped into a structlog pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rlmbox.audit.canonical import canonical_bytes, normalize, record_digest, rfc3339_now
+from rlmbox.audit.redact import Redactor
+from rlmbox.errors import AuditRecordInvalid
+
+EventDict = dict[str, Any]
+Processor = Callable[[Any, str, EventDict], Any]
+
+#: Key under which ``AuditLog.append`` passes bodies to ``DigestBodies`` (popped there).
+BODIES_KEY = "_bodies"
+#: Fields the chain owns; callers may not set them.
+RESERVED = frozenset({"seq", "ts", "prev", "bodies", BODIES_KEY})
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A chained record: the dict, its canonical line (no newline) and that line's SHA-256."""
+
+    record: EventDict
+    line: bytes
+    digest: str
+
+
+def run_chain(processors: Sequence[Processor], event_dict: EventDict) -> Any:
+    """Pass ``event_dict`` through ``processors`` in order, like structlog's ``_process_event``."""
+    result: Any = event_dict
+    for processor in processors:
+        result = processor(None, "append", result)
+    return result
+
+
+class RedactSecrets:
+    """Replaces configured secrets and credential patterns in every string and body."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        bodies = event_dict.pop(BODIES_KEY, None)
+        out: EventDict = (self._redactor.value(event_dict) if self._redactor.needs(event_dict)
+                          else event_dict)
+        if bodies:
+            out[BODIES_KEY] = {
+                self._redactor.text(name): (self._redactor.text(body) if isinstance(body, str)
+                                            else self._redactor.data(bytes(body)))
+                for name, body in bodies.items()}
+        return out
+
+
+class DigestBodies:
+    """Moves large bodies to the content-addressed store; the event keeps digest and size.
+
+    ``stage`` receives ``(sha256_hex, data)`` and must make the body durable no later than
+    the event that names it.
+    """
+
+    def __init__(self, stage: Callable[[str, bytes], None]) -> None:
+        self._stage = stage
+
+    def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        bodies: Mapping[str, str | bytes] | None = event_dict.pop(BODIES_KEY, None)
+        if not bodies:
+            return event_dict
+        names = []
+        for name, body in bodies.items():
+            data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+            digest = hashlib.sha256(data).hexdigest()
+            for field in (f"{name}_sha256", f"{name}_bytes"):
+                if field in event_dict:
+                    raise AuditRecordInvalid(f"body {name!r} collides with attribute {field!r}")
+            event_dict[f"{name}_sha256"] = digest
+            event_dict[f"{name}_bytes"] = len(data)
+            names.append(name)
+            self._stage(digest, data)
+        event_dict["bodies"] = sorted(names)
+        return event_dict
+
+
+class Canonicalize:
+    """Brings every value into the JSON data model, refusing what cannot be recorded.
+
+    Runs before the chain so that a bad attribute is refused before a ``seq`` is taken.
+    """
+
+    def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        normalized: EventDict = normalize(event_dict)
+        return normalized
+
+
+class Chain:
+    """Stamps ``seq``, ``ts`` and ``prev``, serialises canonically and hashes.
+
+    Not thread-safe by design: the log calls it under its own lock, so that ``seq`` order,
+    ``prev`` links and queue order are one and the same.
+    """
+
+    def __init__(self, last_seq: int, last_digest: str) -> None:
+        self.seq = last_seq
+        self.head = last_digest
+
+    def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> Sealed:
+        seq = self.seq + 1
+        event_dict["seq"] = seq
+        event_dict["ts"] = rfc3339_now()
+        event_dict["prev"] = self.head
+        line = canonical_bytes(event_dict)
+        if b"\n" in line:  # impossible for json.dumps output; guards the line framing
+            raise AuditRecordInvalid("canonical record contains a newline")
+        digest = record_digest(line)
+        self.seq, self.head = seq, digest  # only advanced once the record is complete
+        return Sealed(event_dict, line, digest)

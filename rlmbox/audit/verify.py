@@ -1,0 +1,353 @@
+"""Verification: walk the chain, check the signed checkpoints and bodies, name the first bad record.
+
+``verify_log`` never raises for anything found in the files: every problem, including bytes
+that are not JSON at all, is a ``VerifyReport`` with ``ok=False``. It raises ``AuditError``
+only when asked to verify something that is not there (no directory, unreadable key).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlmbox.audit.bodies import BodyStore, is_digest
+from rlmbox.audit.canonical import GENESIS, canonical_bytes, record_digest
+from rlmbox.audit.checkpoint import (
+    ED25519,
+    HMAC_SHA256,
+    PUBLIC_KEY_FILE,
+    Checker,
+    HmacKey,
+    load_public_key,
+    parse_checkpoint,
+)
+from rlmbox.audit.files import BODIES, CHECKPOINTS, log_files
+from rlmbox.errors import AuditError
+
+#: ``VerifyReport.kind`` values for a failed verification.
+KINDS = ("malformed", "edited", "deleted", "reordered", "spliced", "rewritten", "truncated",
+         "bad_signature", "bad_body")
+
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "seq": (int,), "ts": (str,), "event": (str,), "prev": (str,), "severity": (str,),
+    "depth": (int,), "session": (str, type(None)), "parent": (str, type(None)),
+    "tenant": (str, type(None)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MissingBody:
+    """A body named by a record but absent from the store (erased or never stored)."""
+
+    seq: int
+    name: str
+    sha256: str
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of a verification. ``ok`` is the verdict; the rest says why and how much."""
+
+    ok: bool = True
+    first_bad_seq: int | None = None
+    kind: str = ""
+    reason: str = ""
+    events: int = 0
+    last_seq: int = 0
+    head: str = GENESIS
+    files: list[str] = field(default_factory=list)
+    checkpoints: int = 0
+    last_checkpoint_seq: int = 0
+    unsealed_events: int = 0
+    torn_tail_bytes: int = 0
+    missing_bodies: list[MissingBody] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    key_source: str = ""
+
+    def fail(self, kind: str, seq: int | None, reason: str) -> VerifyReport:
+        """Record the first failure (later ones are ignored) and return ``self``."""
+        if self.ok:
+            self.ok, self.kind, self.first_bad_seq, self.reason = False, kind, seq, reason
+        return self
+
+
+@dataclass
+class _Line:
+    file: str
+    number: int  # 1-based line number in its file
+    raw: bytes
+
+
+def verify_log(path: Path, *, public_key: bytes | Path | None = None,
+               hmac_key: bytes | None = None, check_bodies: bool = True) -> VerifyReport:
+    """Verify the log in ``path`` (the directory, or any of its JSONL files).
+
+    Args:
+        public_key: PEM Ed25519 public key to pin; default: ``audit.pub`` in the directory,
+            which only proves integrity against someone who cannot write that directory.
+        hmac_key: the HMAC key, for logs written with ``signing_key=bytes``.
+        check_bodies: also check every referenced body (missing is a warning, altered fails).
+    """
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    if not directory.is_dir():
+        raise AuditError(f"no audit log at {path}")
+    files = log_files(directory)
+    if not files:
+        raise AuditError(f"no audit log files in {directory}")
+    checker, key_source = _resolve_checker(directory, public_key, hmac_key)
+    cp_path = directory / CHECKPOINTS
+    cp_data = cp_path.read_bytes() if cp_path.exists() else b""
+    streams = [(p.name, p.read_bytes()) for p in files]
+    bodies = BodyStore(directory / BODIES) if check_bodies else None
+    report = verify_streams(streams, cp_data, checker=checker, bodies=bodies)
+    report.key_source = key_source
+    return report
+
+
+def verify_bytes(log: bytes, checkpoints: bytes = b"", *,
+                 checker: Checker | None = None) -> VerifyReport:
+    """Verify an in-memory log (one file) and checkpoint file; used by the fuzz target."""
+    return verify_streams([("audit.jsonl", log)], checkpoints, checker=checker, bodies=None)
+
+
+def _resolve_checker(directory: Path, public_key: bytes | Path | None,
+                     hmac_key: bytes | None) -> tuple[Checker | None, str]:
+    if hmac_key is not None:
+        return HmacKey(hmac_key), "hmac key given"
+    if public_key is not None:
+        data = public_key if isinstance(public_key, bytes) else Path(public_key).read_bytes()
+        return load_public_key(data), "pinned public key"
+    local = directory / PUBLIC_KEY_FILE
+    if local.exists():
+        return load_public_key(local.read_bytes()), f"{PUBLIC_KEY_FILE} in the log directory"
+    return None, "none"
+
+
+def verify_streams(streams: Sequence[tuple[str, bytes]], checkpoints: bytes, *,
+                   checker: Checker | None, bodies: BodyStore | None) -> VerifyReport:
+    """Verify log files given in chain order, against the checkpoint file's bytes."""
+    report = VerifyReport(files=[name for name, _ in streams])
+    signed = _check_checkpoints(checkpoints, checker, report)
+    if not report.ok:
+        return report
+    lines = list(_split_lines(streams, report))
+    if not report.ok:
+        return report
+    _walk_chain(lines, signed, bodies, report)
+    if not report.ok:
+        return report
+    beyond = [seq for seq in signed if seq > report.last_seq]
+    if beyond:
+        return report.fail("truncated", report.last_seq + 1,
+                           f"the log ends at seq {report.last_seq} but a checkpoint signs seq "
+                           f"{max(beyond)}: records after {report.last_seq} were removed")
+    report.unsealed_events = report.last_seq - report.last_checkpoint_seq
+    if report.unsealed_events:
+        report.warnings.append(
+            f"{report.unsealed_events} record(s) after seq {report.last_checkpoint_seq} are not "
+            "covered by a signed checkpoint (log still open, or writer crashed): their "
+            "truncation would not be detectable")
+    return report
+
+
+def _parse_object(raw: bytes) -> dict[str, Any]:
+    """Parse one canonical JSON object; ``ValueError``/``TypeError`` say what is wrong."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"not UTF-8 JSON ({type(exc).__name__})") from exc
+    if not isinstance(obj, dict):
+        raise TypeError("not a JSON object")
+    try:
+        canonical = canonical_bytes(obj)
+    except AuditError as exc:
+        raise ValueError("not canonical JSON") from exc
+    if canonical != raw:
+        raise ValueError("not in canonical form (bytes differ from the canonical encoding)")
+    return obj
+
+
+def _check_checkpoints(data: bytes, checker: Checker | None,
+                       report: VerifyReport) -> dict[int, str]:
+    """Parse and check every checkpoint; returns ``{seq: signed record digest}``."""
+    signed: dict[int, str] = {}
+    parts = data.split(b"\n")
+    if parts[-1]:
+        report.warnings.append(f"checkpoints file ends in a torn line ({len(parts[-1])} bytes); "
+                               "it is repaired when the log is next opened")
+    prev, last_seq = GENESIS, 0
+    for number, raw in enumerate(parts[:-1], start=1):
+        try:
+            cp = parse_checkpoint(_parse_object(raw))
+        except (ValueError, TypeError, AuditError) as exc:
+            report.fail("malformed", None, f"checkpoint line {number}: {exc}")
+            return signed
+        if cp.prev != prev:
+            report.fail("bad_signature", cp.seq, f"checkpoint line {number} (seq {cp.seq}) does "
+                        "not link to the previous checkpoint: a checkpoint was removed or edited")
+            return signed
+        if cp.seq <= last_seq:
+            report.fail("bad_signature", cp.seq, f"checkpoint line {number}: seq {cp.seq} does not "
+                        f"follow seq {last_seq}")
+            return signed
+        reason = _signature_problem(cp.alg, cp.key_id, cp.message, cp.sig, checker)
+        if reason:
+            report.fail("bad_signature", cp.seq,
+                        f"checkpoint line {number} (seq {cp.seq}): {reason}")
+            return signed
+        signed[cp.seq] = cp.sha256
+        prev, last_seq = record_digest(raw), cp.seq
+    report.checkpoints = len(signed)
+    return signed
+
+
+def _signature_problem(alg: str, key_id: str, message: bytes, sig: bytes,
+                       checker: Checker | None) -> str:
+    if alg not in (ED25519, HMAC_SHA256):
+        return f"unknown signature algorithm {alg!r}"
+    if checker is None:
+        return (f"signed with {alg} but no key was given to check it "
+                "(pass --public-key or --hmac-key-file)")
+    if checker.alg != alg or checker.key_id != key_id:
+        return f"signed by {alg} key {key_id}, not by the given {checker.alg} key {checker.key_id}"
+    if not checker.verify(message, sig):
+        return "bad signature"
+    return ""
+
+
+def _split_lines(streams: Sequence[tuple[str, bytes]], report: VerifyReport) -> Iterator[_Line]:
+    for index, (name, data) in enumerate(streams):
+        parts = data.split(b"\n")
+        for number, raw in enumerate(parts[:-1], start=1):
+            yield _Line(name, number, raw)
+        if parts[-1]:
+            if index == len(streams) - 1:
+                report.torn_tail_bytes = len(parts[-1])
+                report.warnings.append(
+                    f"{name} ends in a torn line ({len(parts[-1])} bytes, a write cut short by a "
+                    "crash); it is dropped and reported when the log is next opened")
+            else:
+                report.fail("malformed", None, f"{name}: rotated file ends without a newline")
+
+
+def _walk_chain(lines: list[_Line], signed: dict[int, str], bodies: BodyStore | None,
+                report: VerifyReport) -> None:
+    expected, prev, last_good_cp = 1, GENESIS, 0
+    for index, line in enumerate(lines):
+        where = f"{line.file} line {line.number}"
+        try:
+            rec = _parse_object(line.raw)
+            _check_fields(rec)
+        except (ValueError, TypeError) as exc:
+            report.fail("malformed", expected,
+                        f"record at {where} (expected seq {expected}): {exc}")
+            return
+        seq = rec["seq"]
+        if seq != expected:
+            _seq_failure(lines, index, seq=seq, expected=expected, where=where, report=report)
+            return
+        if rec["prev"] != prev:
+            if seq == 1:
+                report.fail("edited", 1,
+                            f"record 1 ({where}) does not start from the genesis value")
+            else:
+                report.fail("edited", seq - 1,
+                            f"record {seq - 1} was altered: its hash does not match the prev "
+                            f"stored in record {seq} ({where})")
+            return
+        digest = record_digest(line.raw)
+        if seq in signed:
+            if signed[seq] != digest and _next_prev(lines, index) not in (None, digest):
+                report.fail("edited", seq, f"record {seq} ({where}) was altered: it matches "
+                            "neither its signed checkpoint nor the prev of the next record")
+                return
+            if signed[seq] != digest:
+                report.fail("rewritten", last_good_cp + 1,
+                            f"record {seq} ({where}) differs from the record its signed checkpoint "
+                            f"names: the chain was rewritten after seq {last_good_cp} "
+                            "(a forged record spliced in with recomputed hashes, or edits)")
+                return
+            last_good_cp = seq
+        if bodies is not None and not _check_bodies(rec, bodies, report, where):
+            return
+        expected, prev = seq + 1, digest
+        report.events += 1
+        report.last_seq, report.head = seq, digest
+    report.last_checkpoint_seq = last_good_cp
+
+
+def _next_prev(lines: list[_Line], index: int) -> object:
+    """The ``prev`` the record after ``index`` holds, or ``None``."""
+    if index + 1 >= len(lines):
+        return None
+    try:
+        return json.loads(lines[index + 1].raw.decode("utf-8")).get("prev")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+
+
+def _check_fields(rec: dict[str, Any]) -> None:
+    for name, types in _REQUIRED.items():
+        if name not in rec:
+            raise ValueError(f"missing field {name!r}")
+        value = rec[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise TypeError(f"field {name!r} has the wrong type")
+    if rec["seq"] < 1:
+        raise ValueError("seq is not positive")
+    if not is_digest(rec["prev"]):
+        raise ValueError("prev is not a SHA-256 hex digest")
+
+
+def _seq_failure(lines: list[_Line], index: int, *, seq: int, expected: int, where: str,
+                 report: VerifyReport) -> None:
+    if seq < expected:
+        report.fail("spliced", seq, f"record at {where} repeats seq {seq} (expected {expected}): "
+                    "a record was inserted or duplicated")
+        return
+    later = _later_seqs(lines[index + 1:])
+    if expected in later:
+        report.fail("reordered", expected, f"record {expected} appears after record {seq} "
+                    f"({where}): records were reordered")
+    else:
+        missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
+        report.fail("deleted", expected, f"record(s) {missing} missing before {where} "
+                    f"(found seq {seq})")
+
+
+def _later_seqs(lines: list[_Line]) -> set[int]:
+    found: set[int] = set()
+    for line in lines:
+        try:
+            seq = json.loads(line.raw.decode("utf-8")).get("seq")
+        except (ValueError, AttributeError, RecursionError):
+            continue
+        if isinstance(seq, int):
+            found.add(seq)
+    return found
+
+
+def _check_bodies(rec: dict[str, Any], bodies: BodyStore, report: VerifyReport,
+                  where: str) -> bool:
+    names = rec.get("bodies", [])
+    if not isinstance(names, list):
+        report.fail("malformed", rec["seq"], f"record {rec['seq']} ({where}): bodies is not a list")
+        return False
+    for name in names:
+        digest = rec.get(f"{name}_sha256") if isinstance(name, str) else None
+        if not is_digest(digest):
+            report.fail("malformed", rec["seq"],
+                        f"record {rec['seq']} ({where}): body {name!r} has no valid digest")
+            return False
+        status = bodies.check(digest)
+        if status == "missing":
+            report.missing_bodies.append(MissingBody(rec["seq"], str(name), digest))
+        elif status == "corrupt":
+            report.fail("bad_body", rec["seq"], f"record {rec['seq']} ({where}): body {name!r} "
+                        f"({digest[:12]}...) does not match its digest: the body was altered")
+            return False
+    return True

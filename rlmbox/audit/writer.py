@@ -1,0 +1,190 @@
+"""Group commit: a background thread writes queued records, fsyncs, and signs checkpoints.
+
+Appenders only queue; the thread takes everything queued, makes the bodies durable, writes the
+lines (rotating by size), fsyncs once, and then advances ``durable_seq``. A failed write or
+fsync is final: the writer records the error and stops, and everybody waiting or arriving
+later gets ``AuditWriteError``. An fsync is never retried, because after a failed fsync the
+kernel may have dropped the dirty pages and a second fsync can succeed without them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from rlmbox.audit.bodies import BodyStore, fsync_dir, write_all
+from rlmbox.audit.canonical import record_digest, rfc3339_now
+from rlmbox.audit.checkpoint import Signer, make_checkpoint_line
+from rlmbox.audit.files import CHECKPOINTS, CURRENT, next_rotated_name
+from rlmbox.errors import AuditWriteError
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+
+
+class GroupCommitWriter:
+    """Owns the log file descriptors; one instance per open log."""
+
+    def __init__(self, directory: Path, *, bodies: BodyStore, signer: Signer,
+                 head_seq: int, head_digest: str, checkpoint_seq: int, checkpoint_digest: str,
+                 checkpoint_every: int, max_file_bytes: int, flush_interval_s: float,
+                 max_pending_bytes: int = 64 * 1024 * 1024) -> None:
+        self._directory = directory
+        self._bodies = bodies
+        self._signer = signer
+        self._checkpoint_every = max(1, checkpoint_every)
+        self._max_file_bytes = max_file_bytes
+        self._flush_interval = flush_interval_s
+        self._max_pending = max_pending_bytes
+        self._cond = threading.Condition()
+        self._lines: list[bytes] = []
+        self._pending_bytes = 0
+        self._pending_bodies: dict[str, bytes] = {}
+        self._queued_seq = head_seq
+        self._queued_digest = head_digest
+        self.durable_seq = head_seq
+        self._durable_digest = head_digest
+        self._checkpoint_seq = checkpoint_seq
+        self._checkpoint_digest = checkpoint_digest
+        self._kicked = False
+        self._closing = False
+        self.failure: BaseException | None = None
+        self._fd = os.open(directory / CURRENT, _OPEN_FLAGS, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        self._cp_fd = os.open(directory / CHECKPOINTS, _OPEN_FLAGS, 0o600)
+        fsync_dir(directory)
+        self._thread = threading.Thread(target=self._run, name="rlmbox-audit-writer", daemon=True)
+        self._thread.start()
+
+    # -- called by appenders -------------------------------------------------------------
+
+    def stage_body(self, digest: str, data: bytes) -> None:
+        """Queue a body; it is durable before any record queued after it."""
+        with self._cond:
+            self._raise_if_failed()
+            self._pending_bodies.setdefault(digest, data)
+            self._pending_bytes += len(data)
+
+    def submit(self, line: bytes, seq: int, digest: str) -> None:
+        """Queue one record line; blocks while too much is queued (backpressure)."""
+        with self._cond:
+            self._raise_if_failed()
+            while self._pending_bytes > self._max_pending and self.failure is None:
+                self._kicked = True
+                self._cond.notify_all()
+                self._cond.wait()
+            self._raise_if_failed()
+            was_idle = not self._lines
+            self._lines.append(line + b"\n")
+            self._pending_bytes += len(line) + 1
+            self._queued_seq, self._queued_digest = seq, digest
+            if was_idle:
+                self._cond.notify_all()
+
+    def sync(self) -> None:
+        """Block until everything queued so far is durable."""
+        with self._cond:
+            target = self._queued_seq
+            while self.durable_seq < target and self.failure is None:
+                self._kicked = True
+                self._cond.notify_all()
+                self._cond.wait()
+            self._raise_if_failed()
+
+    def close(self) -> None:
+        """Flush, write a final checkpoint, stop the thread and close the files."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+        try:
+            if self.failure is None and self._checkpoint_seq < self.durable_seq:
+                try:
+                    self._write_checkpoint()
+                except OSError as exc:
+                    self.failure = exc
+        finally:
+            for fd in (self._fd, self._cp_fd):
+                if fd >= 0:
+                    os.close(fd)
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self.failure is not None:
+            raise AuditWriteError(
+                f"the audit log failed earlier and refuses further writes: {self.failure}"
+            ) from self.failure
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._lines or self._pending_bodies or self._closing):
+                    self._cond.wait()
+                if not self._kicked and not self._closing:
+                    # Let a batch gather; a sync() cuts the wait short.
+                    self._cond.wait(self._flush_interval)
+                self._kicked = False
+                lines, bodies = self._lines, self._pending_bodies
+                last_seq, last_digest = self._queued_seq, self._queued_digest
+                self._lines, self._pending_bodies = [], {}
+                if not lines and not bodies and self._closing:
+                    return
+            try:
+                self._commit(lines, bodies, last_seq, last_digest)
+            except OSError as exc:
+                with self._cond:
+                    self.failure = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._pending_bytes = max(0, self._pending_bytes - sum(map(len, lines))
+                                          - sum(map(len, bodies.values())))
+                self.durable_seq, self._durable_digest = last_seq, last_digest
+                self._cond.notify_all()
+
+    def _commit(self, lines: list[bytes], bodies: dict[str, bytes], last_seq: int,
+                last_digest: str) -> None:
+        if bodies:
+            self._bodies.write_durably(bodies)
+        if not lines:
+            return
+        chunk: list[bytes] = []
+        chunk_bytes = 0
+        for line in lines:
+            if self._size + chunk_bytes + len(line) > self._max_file_bytes and (
+                    self._size + chunk_bytes) > 0:
+                self._write(chunk)
+                chunk, chunk_bytes = [], 0
+                self._rotate()
+            chunk.append(line)
+            chunk_bytes += len(line)
+        self._write(chunk)
+        os.fsync(self._fd)
+        if last_seq - self._checkpoint_seq >= self._checkpoint_every:
+            self._write_checkpoint(last_seq, last_digest)
+
+    def _write(self, chunk: list[bytes]) -> None:
+        if chunk:
+            data = b"".join(chunk)
+            write_all(self._fd, data)
+            self._size += len(data)
+
+    def _rotate(self) -> None:
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        os.rename(self._directory / CURRENT, next_rotated_name(self._directory))
+        self._fd = os.open(self._directory / CURRENT, _OPEN_FLAGS, 0o600)
+        self._size = 0
+        fsync_dir(self._directory)
+
+    def _write_checkpoint(self, seq: int | None = None, digest: str | None = None) -> None:
+        seq = self.durable_seq if seq is None else seq
+        digest = self._durable_digest if digest is None else digest
+        line = make_checkpoint_line(self._signer, seq=seq, head=digest,
+                                    prev=self._checkpoint_digest, ts=rfc3339_now())
+        write_all(self._cp_fd, line + b"\n")
+        os.fsync(self._cp_fd)
+        self._checkpoint_seq, self._checkpoint_digest = seq, record_digest(line)

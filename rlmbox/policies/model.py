@@ -1,0 +1,308 @@
+"""The policy file schema and ``load_policy``: unknown keys refused, every error located.
+
+A policy is immutable once loaded. ``load_policy`` either returns a complete, validated
+``Policy`` or raises ``PolicyError`` listing every problem with its path and line, so a
+session can never run under a half-loaded policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ValidationInfo
+
+from rlmbox.errors import PolicyError
+from rlmbox.policies.conditions import Condition
+from rlmbox.policies.source import SourceMap, format_path, parse_yaml
+from rlmbox.sandboxes.base import IsolationProperty
+
+PRESETS: tuple[str, ...] = ("strict", "default", "dev")
+
+PosInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+PosFloat = Annotated[float, Field(strict=True, gt=0)]
+NonNegFloat = Annotated[float, Field(strict=True, ge=0)]
+Text = Annotated[str, Field(strict=True, max_length=4096)]
+RuleId = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+# A function name, or a pattern where '*' stands for any run of characters ("context.*").
+FunctionPattern = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_.*-]{1,128}$")]
+FunctionName = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")]
+ModuleName = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]  # noqa: E501
+
+MiB = 1024 * 1024
+
+# Parameter names of the built-in host functions, as the Session binds them. A rule on one
+# of these functions may only constrain these arguments (a typo is an error, not a rule
+# that silently never matches). Tools registered by callers are not checked.
+KNOWN_ARGUMENTS: dict[str, frozenset[str]] = {
+    "llm_query": frozenset({"prompt", "model"}),
+    "llm_query_batched": frozenset({"prompts", "model"}),
+    "rlm_query": frozenset({"prompt", "model"}),
+    "rlm_query_batched": frozenset({"prompts", "model"}),
+    "context.len": frozenset(),
+    "context.read": frozenset({"start", "end"}),
+    "context.search": frozenset({"pattern", "max_hits"}),
+    "context.lines": frozenset({"start", "end"}),
+    "context.documents": frozenset(),
+    "context.document": frozenset({"doc_id"}),
+}
+
+# Modules a restricted cell may import unless the policy says otherwise: pure computation.
+DEFAULT_IMPORTS: frozenset[str] = frozenset({
+    "re", "json", "math", "cmath", "collections", "itertools", "functools", "statistics",
+    "string", "textwrap", "datetime", "heapq", "bisect", "difflib", "decimal", "fractions",
+    "operator", "unicodedata", "dataclasses", "enum", "typing", "copy", "pprint",
+})
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Limits(_Frozen):
+    """Resource limits of one sandbox; all finite (there is no 'unlimited')."""
+
+    memory_mb: Annotated[int, Field(strict=True, gt=0, le=1024 * 1024)] = 1024
+    cpu_seconds: Annotated[int, Field(strict=True, gt=0, le=7 * 24 * 3600)] = 600
+    cpu_cores: Annotated[float, Field(strict=True, gt=0, le=1024)] = 1.0
+    pids: Annotated[int, Field(strict=True, gt=0, le=1_000_000)] = 128
+    open_files: Annotated[int, Field(strict=True, gt=0, le=1_000_000)] = 256
+    file_size_mb: Annotated[int, Field(strict=True, gt=0, le=1024 * 1024)] = 64
+    disk_mb: Annotated[int, Field(strict=True, gt=0, le=1024 * 1024)] = 256
+    output_bytes: Annotated[int, Field(strict=True, gt=0, le=1024 * MiB)] = MiB
+    cell_timeout_s: Annotated[float, Field(strict=True, gt=0, le=7 * 24 * 3600)] = 60.0
+    session_timeout_s: Annotated[float, Field(strict=True, gt=0, le=30 * 24 * 3600)] = 3600.0
+    interrupt_grace_s: Annotated[float, Field(strict=True, gt=0, le=600)] = 2.0
+
+
+class Isolation(_Frozen):
+    """Which backend runs the sandbox and which properties it must prove (fail closed)."""
+
+    backend: Literal["process", "docker", "e2b"] = "process"
+    runtime: Literal["runc", "runsc"] | None = None
+    image: Text | None = None
+    require: frozenset[IsolationProperty] = frozenset()
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_needs_docker(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("backend") != "docker":
+            raise PydanticCustomError(
+                "runtime", "runtime '{runtime}' needs backend 'docker'", {"runtime": value})
+        return value
+
+
+class DocumentAccess(_Frozen):
+    """Which documents of a multi-document context a gated context may read (globs)."""
+
+    allow: tuple[Text, ...] = ("*",)
+    deny: tuple[Text, ...] = ()
+
+
+class ContextPolicy(_Frozen):
+    """How model code sees the context; quotas apply to ``gated`` mode."""
+
+    mode: Literal["variable", "gated"] = "variable"
+    max_bytes_per_call: PosInt = MiB
+    max_bytes_per_session: PosInt = 1024 * MiB
+    max_search_hits: PosInt = 1000
+    documents: DocumentAccess = DocumentAccess()
+
+
+class CodePolicy(_Frozen):
+    """Plain Python, or cells checked and transformed by RestrictedPython on the host."""
+
+    mode: Literal["python", "restricted"] = "python"
+    allowed_imports: frozenset[ModuleName] = DEFAULT_IMPORTS
+
+
+class TreeBudget(_Frozen):
+    """Budgets of a whole session tree (root and every ``rlm_query`` descendant)."""
+
+    calls: NonNegInt = 1000
+    input_tokens: NonNegInt = 10_000_000
+    output_tokens: NonNegInt = 1_000_000
+    cost_usd: NonNegFloat = 50.0
+    max_depth: NonNegInt = 3
+    max_concurrent: PosInt = 16
+    max_prompt_chars: PosInt = 1_000_000
+
+
+class FunctionBudget(_Frozen):
+    """Extra caps for one function; an omitted field means only the tree budget applies."""
+
+    calls: NonNegInt | None = None
+    input_tokens: NonNegInt | None = None
+    output_tokens: NonNegInt | None = None
+    cost_usd: NonNegFloat | None = None
+    max_depth: NonNegInt | None = None
+    max_concurrent: PosInt | None = None
+    max_prompt_chars: PosInt | None = None
+
+
+class Budgets(_Frozen):
+    """Tree-wide budgets plus optional per-function caps (keyed by exact function name)."""
+
+    tree: TreeBudget = TreeBudget()
+    functions: dict[FunctionName, FunctionBudget] = Field(default_factory=dict)
+
+
+class Rule(_Frozen):
+    """``permit`` or ``forbid`` calls to ``function`` whose arguments satisfy ``when``."""
+
+    id: RuleId
+    effect: Literal["permit", "forbid"]
+    function: FunctionPattern
+    when: dict[Annotated[str, Field(strict=True, max_length=128)], Condition] = Field(
+        default_factory=dict)
+    description: Text = ""
+
+    @field_validator("when")
+    @classmethod
+    def _known_arguments(cls, value: dict[str, Condition],
+                         info: ValidationInfo) -> dict[str, Condition]:
+        known = KNOWN_ARGUMENTS.get(str(info.data.get("function")))
+        if known is not None:
+            for arg in value:
+                if arg not in known:
+                    raise PydanticCustomError(
+                        "unknown_argument",
+                        "unknown argument '{arg}' of {function} (known: {known})",
+                        {"arg": arg, "function": info.data.get("function"),
+                         "known": ", ".join(sorted(known)) or "none"})
+        return value
+
+
+class Policy(_Frozen):
+    """A complete, validated policy. Build it with ``load_policy``."""
+
+    version: Literal[1] = 1
+    name: Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "unnamed"
+    description: Text = ""
+    mode: Literal["enforce", "audit"] = "enforce"
+    limits: Limits = Limits()
+    isolation: Isolation = Isolation()
+    context: ContextPolicy = ContextPolicy()
+    code: CodePolicy = CodePolicy()
+    budgets: Budgets = Budgets()
+    rules: tuple[Rule, ...] = ()
+
+    _sha256: str = PrivateAttr(default="")
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, value: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        seen: set[str] = set()
+        for index, rule in enumerate(value):
+            if rule.id in seen:
+                raise PydanticCustomError(
+                    "duplicate_id", "duplicate rule id '{id}'", {"id": rule.id, "index": index})
+            seen.add(rule.id)
+        return value
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the source bytes (or of canonical JSON for a policy built in code)."""
+        if not self._sha256:
+            self._sha256 = hashlib.sha256(canonical_json(self)).hexdigest()
+        return self._sha256
+
+
+def canonical_json(policy: Policy) -> bytes:
+    """Sorted-key JSON of the policy: equal policies give equal bytes."""
+    data = policy.model_dump(mode="json", by_alias=True)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=sorted).encode()
+
+
+def _data_path(loc: list[str | int]) -> list[str | int]:
+    """Drops the union-branch and validator names pydantic puts into error locations."""
+    return [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+
+
+def _locate(error: Any, source: SourceMap | None) -> str:
+    loc: list[str | int] = list(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        message = f"unknown field '{loc[-1]}'"
+        where, loc = loc, loc[:-1]
+    elif kind == "unknown_argument":
+        message = error["msg"]
+        where = [*loc, ctx["arg"]]
+    elif kind == "duplicate_id":
+        message = error["msg"]
+        where = [*loc, ctx["index"], "id"]
+        loc = where
+    else:
+        message = error["msg"]
+        where = loc
+    # pydantic adds union branch and validator names to loc; they are not data paths
+    loc, where = _data_path(loc), _data_path(where)
+    line = source.line_of(where) if source is not None else None
+    suffix = f" (line {line})" if line is not None else ""
+    return f"{format_path(loc)}: {message}{suffix}"
+
+
+def policy_from_data(data: Any, *, source: SourceMap | None = None,
+                     origin: str = "<data>", sha256: str | None = None) -> Policy:
+    """Validates plain data (parsed YAML or a dict) into a ``Policy``.
+
+    Raises:
+        PolicyError: listing every problem with its path (and line, given ``source``).
+    """
+    if not isinstance(data, dict):
+        raise PolicyError(f"{origin}: a policy must be a mapping",
+                          ["(top level): expected a mapping of sections"])
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        errors = sorted({_locate(e, source) for e in exc.errors()})
+        raise PolicyError(f"{origin}: policy has {len(errors)} error(s)", errors) from exc
+    policy._sha256 = sha256 or ""
+    return policy
+
+
+def load_policy_text(text: bytes | str, *, origin: str = "<string>") -> Policy:
+    """Loads a policy from YAML text; ``sha256`` is the digest of these exact bytes."""
+    raw = text.encode() if isinstance(text, str) else text
+    data, source = parse_yaml(raw)
+    return policy_from_data(data, source=source, origin=origin,
+                            sha256=hashlib.sha256(raw).hexdigest())
+
+
+def preset_text(name: str) -> bytes:
+    """The YAML source of a shipped preset."""
+    if name not in PRESETS:
+        raise PolicyError(f"no preset named '{name}'", [f"(top level): presets are {PRESETS}"])
+    return (resources.files("rlmbox.policies") / "presets" / f"{name}.yaml").read_bytes()
+
+
+def load_policy(spec: Policy | str | Path) -> Policy:
+    """Loads a policy from a preset name, a YAML file path, or returns a ``Policy`` as is.
+
+    Raises:
+        PolicyError: the file cannot be read or the policy is invalid; ``errors`` lists
+            every problem as ``path: message (line N)``.
+    """
+    if isinstance(spec, Policy):
+        return spec
+    if isinstance(spec, str) and spec in PRESETS:
+        return load_policy_text(preset_text(spec), origin=f"preset '{spec}'")
+    if not isinstance(spec, str | Path):
+        raise PolicyError(f"cannot load a policy from {type(spec).__name__}",
+                          ["(top level): expected a preset name, a path or a Policy"])
+    path = Path(spec)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(2 * 1024 * 1024)
+    except OSError as exc:
+        hint = f"; presets are {', '.join(PRESETS)}" if isinstance(spec, str) else ""
+        raise PolicyError(f"cannot read policy {str(path)!r}: {exc.strerror}{hint}",
+                          [f"(top level): {exc.strerror}"]) from exc
+    return load_policy_text(raw, origin=str(path))

@@ -1,0 +1,30 @@
+"""Backend registry: names in policies and on the command line -> backend objects."""
+
+from __future__ import annotations
+
+import importlib
+
+from rlmbox.errors import SandboxUnavailable
+from rlmbox.sandboxes.base import Backend
+from rlmbox.sandboxes.process import ProcessBackend
+
+BACKEND_NAMES: tuple[str, ...] = ("process", "docker", "e2b")
+
+
+def backend_by_name(name: str, runtime: str | None = None) -> Backend:
+    """Builds the backend called ``name``; ``runtime`` picks runc or runsc for docker."""
+    if name == "process":
+        return ProcessBackend()
+    if name == "docker":
+        try:
+            module = importlib.import_module("rlmbox.sandboxes.docker")
+        except ImportError as exc:
+            raise SandboxUnavailable(
+                f"the docker backend is not available: {exc}; "
+                "install it with: pip install 'rlmbox[docker]'") from exc
+        backend: Backend = module.DockerBackend(runtime=runtime or "runc")
+        return backend
+    if name == "e2b":
+        raise SandboxUnavailable(
+            "the e2b backend is not built yet (see docs/threat-model.md, 'Backends')")
+    raise SandboxUnavailable(f"unknown backend {name!r}; known: {', '.join(BACKEND_NAMES)}")

@@ -1,0 +1,152 @@
+"""``rlmbox audit verify|show|stats``: check, read and summarise an audit log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rlmbox.audit.bodies import BodyStore, is_digest
+from rlmbox.audit.files import BODIES
+from rlmbox.audit.reader import iter_records, log_directory
+from rlmbox.audit.stats import CallStats, aggregate
+from rlmbox.audit.verify import verify_log
+
+_HEADER_FIELDS = ("seq", "ts", "event", "session", "parent", "depth", "tenant", "severity",
+                  "prev", "bodies")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``audit`` with its ``verify``, ``show`` and ``stats`` subcommands."""
+    audit = subparsers.add_parser("audit", help="verify, show and summarise an audit log")
+    sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+
+    verify = sub.add_parser("verify", help="check the hash chain, checkpoints and bodies")
+    verify.add_argument("path", type=Path, help="log directory (or a file in it)")
+    verify.add_argument("--public-key", type=Path, help="pinned Ed25519 public key (PEM)")
+    verify.add_argument("--hmac-key-file", type=Path, help="file holding the HMAC key bytes")
+    verify.add_argument("--no-bodies", action="store_true", help="skip checking bodies")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(handler=_verify)
+
+    show = sub.add_parser("show", help="a readable timeline, bodies inlined")
+    show.add_argument("path", type=Path)
+    show.add_argument("--session", help="only this session and its descendants")
+    show.add_argument("--event", help="only events of this type")
+    show.add_argument("--json", action="store_true", help="one JSON record per line")
+    show.set_defaults(handler=_show)
+
+    stats = sub.add_parser("stats", help="calls, denials, tokens and cost per session/function")
+    stats.add_argument("path", type=Path)
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(handler=_stats)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    hmac_key = args.hmac_key_file.read_bytes() if args.hmac_key_file else None
+    report = verify_log(args.path, public_key=args.public_key, hmac_key=hmac_key,
+                        check_bodies=not args.no_bodies)
+    if args.json:
+        print(json.dumps(asdict(report), indent=2, sort_keys=True))
+        return 0 if report.ok else 1
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for missing in report.missing_bodies:
+        print(f"warning: record {missing.seq}: body {missing.name!r} ({missing.sha256[:12]}...) "
+              "is missing (erased?); the chain does not depend on it", file=sys.stderr)
+    if report.ok:
+        print(f"OK: {report.events} records (seq 1..{report.last_seq}) in "
+              f"{len(report.files)} file(s), {report.checkpoints} signed checkpoint(s), "
+              f"head {report.head[:16]}; key: {report.key_source}")
+        return 0
+    seq = "?" if report.first_bad_seq is None else str(report.first_bad_seq)
+    print(f"FAIL: first bad record: seq {seq} ({report.kind}): {report.reason}")
+    return 1
+
+
+def _descendants(records: list[dict[str, Any]], root: str) -> set[str]:
+    sessions = {root}
+    changed = True
+    while changed:
+        changed = False
+        for record in records:
+            session, parent = record.get("session"), record.get("parent")
+            if parent in sessions and isinstance(session, str) and session not in sessions:
+                sessions.add(session)
+                changed = True
+    return sessions
+
+
+def _show(args: argparse.Namespace) -> int:
+    directory = log_directory(args.path)
+    store = BodyStore(directory / BODIES)
+    records = list(iter_records(directory))
+    if args.session:
+        keep = _descendants(records, args.session)
+        records = [r for r in records if r.get("session") in keep]
+    if args.event:
+        records = [r for r in records if r.get("event") == args.event]
+    for record in records:
+        if args.json:
+            print(json.dumps(record, sort_keys=True, ensure_ascii=False))
+        else:
+            _print_record(record, store)
+    return 0
+
+
+def _print_record(record: dict[str, Any], store: BodyStore) -> None:
+    indent = "  " * _as_int(record.get("depth"))
+    print(f"{indent}#{record.get('seq')} {record.get('ts')} {record.get('severity', '')} "
+          f"{record.get('event')} session={record.get('session')}"
+          + (f" parent={record.get('parent')}" if record.get("parent") else "")
+          + (f" tenant={record.get('tenant')}" if record.get("tenant") else ""))
+    raw_bodies = record.get("bodies")
+    bodies: list[Any] = raw_bodies if isinstance(raw_bodies, list) else []
+    for key in sorted(record):
+        if key in _HEADER_FIELDS:
+            continue
+        if any(key in (f"{n}_sha256", f"{n}_bytes") for n in bodies if isinstance(n, str)):
+            continue
+        print(f"{indent}    {key}: {json.dumps(record[key], ensure_ascii=False)}")
+    for name in bodies:
+        digest = record.get(f"{name}_sha256")
+        data = store.read(digest) if is_digest(digest) else None
+        label = f"{indent}    --- {name} ({record.get(f'{name}_bytes')} bytes)"
+        if data is None:
+            print(f"{label}: [body missing: erased or never stored]")
+            continue
+        print(f"{label}:")
+        for text_line in data.decode("utf-8", "replace").splitlines():
+            print(f"{indent}    | {text_line}")
+
+
+def _as_int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value < 32 else 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    table = aggregate(iter_records(args.path))
+    if args.json:
+        print(json.dumps([{"session": s, "function": f, **asdict(v)}
+                          for (s, f), v in sorted(table.items())], indent=2))
+        return 0
+    header = f"{'session':<24} {'function':<22} {'calls':>7} {'denied':>7} " \
+             f"{'tokens_in':>10} {'tokens_out':>10} {'cost_usd':>10}"
+    print(header)
+    print("-" * len(header))
+    totals = CallStats()
+    for (session, function), row in sorted(table.items()):
+        print(f"{session[:24]:<24} {function[:22]:<22} {row.calls:>7} {row.denials:>7} "
+              f"{row.tokens_in:>10} {row.tokens_out:>10} {row.cost_usd:>10.4f}")
+        totals.calls += row.calls
+        totals.denials += row.denials
+        totals.tokens_in += row.tokens_in
+        totals.tokens_out += row.tokens_out
+        totals.cost_usd += row.cost_usd
+    print("-" * len(header))
+    print(f"{'total':<24} {'':<22} {totals.calls:>7} {totals.denials:>7} "
+          f"{totals.tokens_in:>10} {totals.tokens_out:>10} {totals.cost_usd:>10.4f}")
+    return 0

@@ -1,0 +1,56 @@
+"""``rlmbox doctor``: which backends work here and what each one actually enforces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+from typing import Any
+
+from rlmbox.errors import RlmboxError
+from rlmbox.runtime.backends import BACKEND_NAMES, backend_by_name
+from rlmbox.sandboxes.base import BackendReport, IsolationProperty
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="probe this machine: backends and the isolation each provides")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=run)
+
+
+def _probe(name: str, runtime: str | None) -> BackendReport:
+    label = f"{name}/{runtime}" if runtime else name
+    try:
+        return backend_by_name(name, runtime).probe()
+    except RlmboxError as exc:
+        return BackendReport(label, False, str(exc))
+
+
+def run(args: argparse.Namespace) -> int:
+    reports = [_probe("process", None)]
+    for runtime in ("runc", "runsc"):
+        report = _probe("docker", runtime)
+        reports.append(BackendReport(f"docker/{runtime}", report.available, report.detail,
+                                     report.properties))
+    reports.append(_probe("e2b", None))
+    assert {r.name.split("/")[0] for r in reports} <= set(BACKEND_NAMES)  # noqa: S101
+    machine = {"kernel": platform.release(), "machine": platform.machine(),
+               "bwrap": shutil.which("bwrap"), "docker": shutil.which("docker"),
+               "runsc": shutil.which("runsc")}
+    if args.json:
+        print(json.dumps({"machine": machine, "backends": [
+            {"name": r.name, "available": r.available, "detail": r.detail,
+             "properties": sorted(str(p) for p in r.properties)} for r in reports]}, indent=2))
+        return 0
+    print(f"machine: Linux {machine['kernel']} {machine['machine']}")
+    every = sorted(str(p) for p in IsolationProperty)
+    for report in reports:
+        mark = "ok " if report.available else "-- "
+        print(f"\n{mark}{report.name}: {report.detail}")
+        if report.available:
+            have = {str(p) for p in report.properties}
+            for prop in every:
+                print(f"     {'yes' if prop in have else ' no'}  {prop}")
+    return 0

@@ -1,0 +1,131 @@
+"""Built-in host functions: what model code may call, each a named capability.
+
+A host function is a name, its parameter names (so every call can be bound to named
+arguments before the policy decides on it) and a handler that runs on the host. Handlers
+never see the sandbox; they get bound arguments and a :class:`CallContext`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlmbox.errors import PolicyError
+from rlmbox.runtime.lm.base import Completion, LMProvider
+
+MAX_BATCH = 256
+
+
+@dataclass
+class CallContext:
+    """Per-call facts measured on the host, filled in by handlers for the audit record."""
+
+    session_id: str
+    depth: int
+    usage: list[Completion] = field(default_factory=list)
+
+
+Handler = Callable[[CallContext, dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class HostFunction:
+    """A capability model code can call. ``budgeted`` calls reserve from the ledger."""
+
+    name: str
+    params: tuple[str, ...]
+    handler: Handler
+    budgeted: bool = False
+    prompt_param: str | None = None
+    batch_param: str | None = None   # per-item decisions and reservations
+
+    def bind(self, args: list[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Names positional arguments; refuses unknown, duplicate or missing ones."""
+        if len(args) > len(self.params):
+            raise TypeError(f"{self.name}() takes {len(self.params)} arguments, "
+                            f"{len(args)} given")
+        bound = dict(zip(self.params, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in self.params:
+                raise TypeError(f"{self.name}() got an unexpected argument {key!r}")
+            if key in bound:
+                raise TypeError(f"{self.name}() got {key!r} twice")
+            bound[key] = value
+        return bound
+
+
+def _prompt_text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: the prompt must be a str, not {type(value).__name__}")
+    return value
+
+
+def _model_arg(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError("model must be a str or None")
+    return value
+
+
+def _completion_handler(lm: LMProvider, name: str) -> Handler:
+    """One prompt -> one completion, its usage noted for the ledger and the audit log."""
+    def handle(ctx: CallContext, args: dict[str, Any]) -> str:
+        completion = lm.complete(_prompt_text(args.get("prompt"), name),
+                                 model=_model_arg(args.get("model")))
+        ctx.usage.append(completion)
+        return completion.text
+    return handle
+
+
+def llm_query(lm: LMProvider) -> HostFunction:
+    return HostFunction("llm_query", ("prompt", "model"), _completion_handler(lm, "llm_query"),
+                        budgeted=True, prompt_param="prompt")
+
+
+def llm_query_batched(lm: LMProvider, workers: int = 8) -> HostFunction:
+    """Runs the prompts concurrently on the host; each item is decided and budgeted alone
+    by the dispatcher, which calls this handler once per admitted item."""
+    return HostFunction("llm_query_batched", ("prompts", "model"),
+                        _completion_handler(lm, "llm_query_batched"), budgeted=True,
+                        prompt_param="prompt", batch_param="prompts")
+
+
+def batch_executor(workers: int = 8) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlmbox-batch")
+
+
+def tool(name: str, fn: Callable[..., Any]) -> HostFunction:
+    """Wraps a caller-registered Python function as the host function ``tool.<name>``."""
+    if not name.isidentifier():
+        raise PolicyError(f"tool name {name!r} is not a Python identifier")
+    try:
+        params = tuple(p.name for p in inspect.signature(fn).parameters.values()
+                       if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY,
+                                     p.POSITIONAL_ONLY))
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"tool {name!r}: cannot read its signature: {exc}") from exc
+
+    def handle(ctx: CallContext, args: dict[str, Any]) -> Any:
+        return fn(**args)
+    return HostFunction(f"tool.{name}", params, handle)
+
+
+def context_functions(store: Any) -> list[HostFunction]:
+    """The gated-context functions over a host :class:`ContextStore`."""
+    def method(name: str, params: tuple[str, ...]) -> HostFunction:
+        bound_method = getattr(store, name)
+
+        def handle(ctx: CallContext, args: dict[str, Any]) -> Any:
+            return bound_method(**args)
+        return HostFunction(f"context.{name}", params, handle)
+
+    return [
+        method("len", ()),
+        method("read", ("start", "end")),
+        method("search", ("pattern", "max_hits")),
+        method("lines", ("start", "end")),
+        method("documents", ()),
+        method("document", ("doc_id",)),
+    ]

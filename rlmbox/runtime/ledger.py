@@ -1,0 +1,144 @@
+"""Budgets of one session tree: atomic reserve before a call, commit or refund after.
+
+One ledger serves the root session and every ``rlm_query`` descendant (they pass their
+depth). A reservation counts as a spent call from the moment it is admitted, so N threads
+racing for the last call cannot all pass: the check and the increment happen under one
+lock. Token and cost budgets are known only after a call; a reservation is admitted while
+they are not yet spent, so calls already in flight can carry usage past the limit by at
+most their own size (bounded by ``max_concurrent``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from rlmbox.errors import BudgetExceeded
+from rlmbox.policies.model import Budgets, FunctionBudget, TreeBudget
+
+# Calling these starts a child session one level deeper than the caller.
+SPAWNING_FUNCTIONS = frozenset({"rlm_query", "rlm_query_batched"})
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An admitted call; settle it exactly once with ``commit`` or ``refund``."""
+
+    id: int
+    function: str
+    depth: int
+    prompt_chars: int
+
+
+@dataclass
+class _Usage:
+    calls: int = 0          # admitted and not refunded (in-flight calls included)
+    in_flight: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "in_flight": self.in_flight,
+                "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cost_usd": round(self.cost_usd, 9)}
+
+
+def _check(scope: str, limits: TreeBudget | FunctionBudget, usage: _Usage,
+           child_depth: int, prompt_chars: int) -> None:
+    def spent(budget: str, used: float, limit: float | None, unit: str) -> None:
+        if limit is not None and used >= limit:
+            raise BudgetExceeded(
+                f"{scope} budget '{budget}' exhausted: {used:g} of {limit:g} {unit}",
+                budget=f"{scope}.{budget}", used=used, limit=limit)
+
+    if limits.max_depth is not None and child_depth > limits.max_depth:
+        raise BudgetExceeded(
+            f"{scope} budget 'max_depth' exceeded: depth {child_depth} > {limits.max_depth}",
+            budget=f"{scope}.max_depth", used=child_depth, limit=limits.max_depth)
+    if limits.max_prompt_chars is not None and prompt_chars > limits.max_prompt_chars:
+        raise BudgetExceeded(
+            f"{scope} budget 'max_prompt_chars' exceeded: prompt of {prompt_chars} characters "
+            f"> {limits.max_prompt_chars}",
+            budget=f"{scope}.max_prompt_chars", used=prompt_chars,
+            limit=limits.max_prompt_chars)
+    spent("calls", usage.calls, limits.calls, "calls used")
+    spent("max_concurrent", usage.in_flight, limits.max_concurrent, "calls in flight")
+    spent("input_tokens", usage.input_tokens, limits.input_tokens, "input tokens used")
+    spent("output_tokens", usage.output_tokens, limits.output_tokens, "output tokens used")
+    spent("cost_usd", usage.cost_usd, limits.cost_usd, "USD spent")
+
+
+class Ledger:
+    """Thread-safe budget accounting for one session tree."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self.budgets = budgets
+        self._lock = threading.Lock()
+        self._tree = _Usage()
+        self._functions: dict[str, _Usage] = {}
+        self._open: dict[int, Reservation] = {}
+        self._ids = itertools.count(1)
+
+    def reserve(self, function: str, *, depth: int, prompt_chars: int = 0) -> Reservation:
+        """Admits one call or raises ``BudgetExceeded`` naming the budget (all-or-nothing).
+
+        ``depth`` is the caller's depth (root = 0); a spawning call (``rlm_query*``) is
+        checked at the depth of the child it would create.
+        """
+        if depth < 0 or prompt_chars < 0:
+            raise ValueError("depth and prompt_chars must not be negative")
+        child_depth = depth + 1 if function in SPAWNING_FUNCTIONS else depth
+        per_function = self.budgets.functions.get(function)
+        with self._lock:
+            _check("tree", self.budgets.tree, self._tree, child_depth, prompt_chars)
+            usage = self._functions.get(function) or _Usage()
+            if per_function is not None:
+                _check(function, per_function, usage, child_depth, prompt_chars)
+            self._functions[function] = usage
+            for u in (self._tree, usage):
+                u.calls += 1
+                u.in_flight += 1
+            reservation = Reservation(next(self._ids), function, depth, prompt_chars)
+            self._open[reservation.id] = reservation
+            return reservation
+
+    def _settle(self, reservation: Reservation) -> _Usage:
+        if self._open.pop(reservation.id, None) is None:
+            raise ValueError(f"reservation {reservation.id} is unknown or already settled")
+        usage = self._functions[reservation.function]
+        self._tree.in_flight -= 1
+        usage.in_flight -= 1
+        return usage
+
+    def commit(self, reservation: Reservation, *, input_tokens: int = 0,
+               output_tokens: int = 0, cost_usd: float = 0.0) -> None:
+        """Records the measured usage of a finished call; the call stays counted."""
+        if input_tokens < 0 or output_tokens < 0 or not cost_usd >= 0:
+            raise ValueError("usage must be non-negative numbers")
+        with self._lock:
+            usage = self._settle(reservation)
+            for u in (self._tree, usage):
+                u.input_tokens += input_tokens
+                u.output_tokens += output_tokens
+                u.cost_usd += cost_usd
+
+    def refund(self, reservation: Reservation) -> None:
+        """Returns the call of a reservation whose call failed before using anything."""
+        with self._lock:
+            usage = self._settle(reservation)
+            self._tree.calls -= 1
+            usage.calls -= 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Usage now, for audit events (``budget_before`` / ``budget_after``)."""
+        with self._lock:
+            return {"tree": self._tree.as_dict(),
+                    "functions": {name: u.as_dict()
+                                  for name, u in sorted(self._functions.items())}}
+
+    def child(self) -> Ledger:
+        """The ledger a child session uses: this one (the whole tree shares one)."""
+        return self

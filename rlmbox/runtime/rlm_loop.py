@@ -1,0 +1,78 @@
+"""A minimal RLM driver: the root model writes code, the sandbox runs it, until an answer.
+
+This is what ``rlmbox run`` executes. The root model sees the task and the outputs of its
+earlier cells, never the context itself (that lives in the sandbox as ``context``). Code
+comes from fenced ```repl (or ```python) blocks in its reply; an answer comes from the
+sandbox (``FINAL``/``FINAL_VAR``/``answer`` dict) or from a ``FINAL(...)`` line in the
+reply outside code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlmbox.runtime.lm.base import LMProvider
+from rlmbox.runtime.results import ExecResult
+from rlmbox.runtime.session import Session
+
+_CODE_BLOCK = re.compile(r"```(?:repl|python)\s*\n(.*?)```", re.DOTALL)
+_FINAL_LINE = re.compile(r"^\s*FINAL\((.*)\)\s*$", re.MULTILINE)
+_FEEDBACK_CHARS = 4000
+
+SYSTEM_PROMPT = """You are a Recursive Language Model. A Python REPL holds the input as the
+variable `context` ({context_kind}, {context_chars} characters). Write code in ```repl blocks
+to inspect it; call llm_query(prompt) to ask a sub-model about a piece. When you know the
+answer, call FINAL(answer) in code. Task: {task}"""
+
+
+@dataclass
+class Step:
+    """One turn: what the root model said, the cells it ran, and their results."""
+
+    reply: str
+    cells: list[tuple[str, ExecResult]] = field(default_factory=list)
+
+
+@dataclass
+class Trajectory:
+    task: str
+    steps: list[Step] = field(default_factory=list)
+    answer: Any = None
+    answered: bool = False
+
+
+def extract_code(reply: str) -> list[str]:
+    return [block.strip("\n") for block in _CODE_BLOCK.findall(reply)]
+
+
+def run_rlm(session: Session, root: LMProvider, task: str, *, context: Any, max_steps: int = 8,
+            on_cell: Callable[[int, str, ExecResult], None] | None = None) -> Trajectory:
+    """Drives the root model against the session until an answer or ``max_steps``."""
+    trajectory = Trajectory(task=task)
+    history = SYSTEM_PROMPT.format(
+        context_kind=type(context).__name__,
+        context_chars=len(context) if isinstance(context, str | list | dict) else 0, task=task)
+    for number in range(1, max_steps + 1):
+        reply = root.complete(history).text
+        step = Step(reply=reply)
+        trajectory.steps.append(step)
+        for code in extract_code(reply):
+            result = session.exec(code)
+            step.cells.append((code, result))
+            if on_cell is not None:
+                on_cell(number, code, result)
+            history += (f"\n\n[cell]\n{code}\n[output]\n{result.stdout[-_FEEDBACK_CHARS:]}"
+                        f"{result.error or ''}")
+            if result.has_answer:
+                trajectory.answer, trajectory.answered = result.answer, True
+                return trajectory
+            if result.status == "killed":
+                return trajectory
+        final = _FINAL_LINE.search(_CODE_BLOCK.sub("", reply))
+        if final:
+            trajectory.answer, trajectory.answered = final.group(1).strip(" '\""), True
+            return trajectory
+    return trajectory

@@ -1,0 +1,349 @@
+"""Runtime: the embedded entry point. Owns the policy, backends, warm pools and audit log.
+
+    from rlmbox import Runtime
+    rt = Runtime(policy="default")
+    with rt.session(context=big_text) as s:
+        r = s.exec("print(len(context))")
+
+Creating a session is where fail-closed checks happen: the backend must have *proven*
+(by probing) every isolation property the policy requires, or the session is refused
+before any code runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from rlmbox.audit.log import AuditLog
+from rlmbox.errors import (
+    IsolationUnavailable,
+    PolicyError,
+    RlmboxError,
+    SandboxCrashed,
+    SessionClosed,
+)
+from rlmbox.policies.engine import PolicyEngine
+from rlmbox.policies.model import Policy, load_policy
+from rlmbox.runtime.backends import backend_by_name
+from rlmbox.runtime.context import ContextStore
+from rlmbox.runtime.dispatch import CallDispatcher
+from rlmbox.runtime.events import AuditSink
+from rlmbox.runtime.hostfns import (
+    HostFunction,
+    batch_executor,
+    context_functions,
+    llm_query,
+    llm_query_batched,
+    tool,
+)
+from rlmbox.runtime.ledger import Ledger
+from rlmbox.runtime.lm.base import LMProvider
+from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.runtime.pool import WarmPool
+from rlmbox.runtime.session import Session
+from rlmbox.sandboxes.base import Backend, ResourceLimits, Sandbox, SandboxSpec
+from rlmbox.sandboxes.bundle import cache_root
+
+MiB = 1024 * 1024
+DEFAULT_POOL_SIZE = 2
+
+
+class RuntimeState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def default_audit_dir() -> Path:
+    """``$RLMBOX_AUDIT_DIR``, else ``$XDG_STATE_HOME/rlmbox/audit`` (``~/.local/state``)."""
+    explicit = os.environ.get("RLMBOX_AUDIT_DIR")
+    if explicit:
+        return Path(explicit)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "rlmbox" / "audit"
+
+
+def spec_for(policy: Policy) -> SandboxSpec:
+    """The sandbox spec a policy asks for."""
+    lim = policy.limits
+    return SandboxSpec(
+        limits=ResourceLimits(
+            memory_bytes=lim.memory_mb * MiB, cpu_seconds=lim.cpu_seconds,
+            cpu_cores=lim.cpu_cores, pids=lim.pids, open_files=lim.open_files,
+            file_size_bytes=lim.file_size_mb * MiB, disk_bytes=lim.disk_mb * MiB,
+            output_bytes=lim.output_bytes),
+        image=policy.isolation.image, runtime=policy.isolation.runtime)
+
+
+class Runtime:
+    """Creates sessions under one policy; one audit log per runtime.
+
+    Args:
+        policy: a preset name (``"strict"``, ``"default"``, ``"dev"``), a path to a YAML
+            policy file, or a ``Policy``.
+        lm: the LM provider behind ``llm_query`` (default: a scripted provider that
+            refuses, so nothing leaves the machine unless you say so).
+        audit: an open audit log, or ``audit_dir`` to open one (default
+            :func:`default_audit_dir`).
+        pool_size: sandboxes kept warm per backend and spec (0 disables the pool).
+        tenant: recorded on every event.
+        durability: ``"cell"`` (default) makes a cell's events durable (fsynced) before
+            ``exec`` returns; ``"session"`` syncs at session start and end and in the
+            background every few milliseconds, trading a crash window of a few ms of
+            events for speed. Either way a failed write stops host calls (fail closed).
+    """
+
+    def __init__(self, policy: str | Path | Policy = "default", *,
+                 lm: LMProvider | None = None, audit: AuditSink | None = None,
+                 audit_dir: str | Path | None = None, pool_size: int = DEFAULT_POOL_SIZE,
+                 tenant: str | None = None,
+                 durability: Literal["cell", "session"] = "cell") -> None:
+        if durability not in ("cell", "session"):
+            raise ValueError("durability must be 'cell' or 'session'")
+        self.durability = durability
+        self.policy = load_policy(policy)
+        self.lm: LMProvider = lm if lm is not None else ScriptedLM(
+            default="[rlmbox: no LM provider configured]")
+        self._owns_audit = audit is None
+        self.audit: AuditSink = audit if audit is not None else AuditLog(
+            Path(audit_dir) if audit_dir is not None else default_audit_dir())
+        self.tenant = tenant
+        self._pool_size = pool_size
+        self._pools: dict[tuple[str, SandboxSpec], WarmPool] = {}
+        self._backends: dict[str, Backend] = {}
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._state = RuntimeState.OPEN
+        self._executor = batch_executor()
+        self._ledger = Ledger(self.policy.budgets)
+        self.audit.append("policy.load", tenant=tenant, policy=self.policy.name,
+                          policy_sha256=self.policy.sha256, mode=self.policy.mode)
+        self.audit.sync()
+
+    @property
+    def audit_path(self) -> Path | None:
+        path = getattr(self.audit, "path", None)
+        return path if isinstance(path, Path) else None
+
+    # --- backends and pools --------------------------------------------------------------
+
+    def backend(self, name: str) -> Backend:
+        with self._lock:
+            if name not in self._backends:
+                self._backends[name] = backend_by_name(name, self.policy.isolation.runtime)
+            return self._backends[name]
+
+    def _acquire(self, backend_name: str, spec: SandboxSpec) -> tuple[Sandbox, bool]:
+        backend = self.backend(backend_name)
+        if self._pool_size <= 0:
+            return backend.create(spec), False
+        key = (backend_name, spec)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = WarmPool(lambda: backend.create(spec), self._pool_size)
+                self._pools[key] = pool
+        return pool.acquire()
+
+    def warm_up(self, backend: str | None = None, timeout: float = 60.0) -> bool:
+        """Fills the warm pool for the policy's spec; True when full."""
+        name = backend or self.policy.isolation.backend
+        self.backend(name).properties()   # the probe runs once, not in the first session
+        spec = spec_for(self.policy)
+        sandbox, _ = self._acquire(name, spec)   # creates the pool and starts refilling
+        sandbox.kill()
+        return self._pools[(name, spec)].wait_full(timeout) if self._pool_size else True
+
+    # --- sessions ------------------------------------------------------------------------
+
+    def session(self, context: Any = None, *, tools: Mapping[str, Callable[..., Any]] | None
+                = None, backend: str | None = None, parent: Session | None = None) -> Session:
+        """Starts a session: checks isolation (fail closed), stages the context, inits
+        the agent. The caller must ``close`` it (or use ``with``)."""
+        if self._state is RuntimeState.CLOSED:
+            raise SessionClosed("the runtime is closed")
+        backend_name = backend or self.policy.isolation.backend
+        required = set(self.policy.isolation.require)
+        provided = self.backend(backend_name).properties()
+        missing = sorted(str(p) for p in required - set(provided))
+        session_id = "s-" + secrets.token_hex(8)
+        depth = parent.depth + 1 if parent else 0
+        if missing:
+            self.audit.append("session.refused", session=session_id, tenant=self.tenant,
+                              backend=backend_name, missing=missing,
+                              policy_sha256=self.policy.sha256)
+            self.audit.sync()
+            raise IsolationUnavailable(
+                f"backend {backend_name!r} cannot provide {', '.join(missing)} required by "
+                f"policy {self.policy.name!r}")
+        functions = self._functions(tools or {})
+        store = self._gated_store(context, session_id)
+        if store is not None:
+            functions.update({f.name: f for f in context_functions(store)})
+        transform = self._code_transform()
+        sandbox, warm = self._acquire(backend_name, spec_for(self.policy))
+        try:
+            config = self._agent_config(sandbox, None if store else context, functions,
+                                        tools or {})
+            if store is not None:
+                config["context"] = {"kind": "gated"}
+            session = Session(
+                session_id=session_id, sandbox=sandbox, policy=self.policy,
+                dispatcher=CallDispatcher(
+                    functions=functions, engine=PolicyEngine(self.policy),
+                    ledger=self._ledger, audit=self.audit, session_id=session_id,
+                    parent=parent.id if parent else None, depth=depth, tenant=self.tenant,
+                    executor=self._executor),
+                audit=self.audit, parent=parent.id if parent else None, depth=depth,
+                tenant=self.tenant, transform=transform,
+                durable_cells=self.durability == "cell",
+                on_close=lambda closed: self._forget(closed, store))
+            info = sandbox.info
+            self.audit.append(
+                "session.create", session=session_id, parent=session.parent, depth=depth,
+                tenant=self.tenant, policy=self.policy.name, policy_sha256=self.policy.sha256,
+                sandbox={"backend": info.backend, "runtime": info.runtime,
+                         "image": info.image, "id": info.sandbox_id, "warm": warm},
+                properties=sorted(str(p) for p in sandbox.properties),
+                limits=self.policy.limits.model_dump(), context_mode=self.policy.context.mode,
+                code_mode=self.policy.code.mode, functions=sorted(functions))
+            self._init_agent(sandbox, config, session)
+        except BaseException:
+            sandbox.kill()
+            if store is not None:
+                store.close()
+            raise
+        with self._lock:
+            self._sessions[session_id] = session
+        return session
+
+    def _functions(self, tools: Mapping[str, Callable[..., Any]]) -> dict[str, HostFunction]:
+        functions = {f.name: f for f in (llm_query(self.lm), llm_query_batched(self.lm))}
+        for name, fn in tools.items():
+            host_fn = tool(name, fn)
+            functions[host_fn.name] = host_fn
+        return functions
+
+    def _code_transform(self) -> Callable[[str], str] | None:
+        if self.policy.code.mode != "restricted":
+            return None
+        from rlmbox.policies.codegate import transform  # noqa: PLC0415 - optional layer
+        allowed = frozenset(self.policy.code.allowed_imports)
+        return lambda code: transform(code, allowed)
+
+    def _agent_config(self, sandbox: Sandbox, context: Any,
+                      functions: Mapping[str, HostFunction],
+                      tools: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "functions": sorted(n for n in functions if not n.startswith(("tool.", "context."))),
+            "tools": sorted(tools),
+            "output_limit": self.policy.limits.output_bytes,
+            "context_mode": self.policy.context.mode,
+            "code_mode": self.policy.code.mode,
+            "allowed_imports": sorted(self.policy.code.allowed_imports),
+            "seccomp": True, "landlock": True,
+            "writable": list(getattr(sandbox, "writable_paths", lambda: ["/tmp"])()),
+        }
+        if context is not None:
+            config["context"] = self._stage_context(sandbox, context)
+        return config
+
+    def _stage_context(self, sandbox: Sandbox, context: Any) -> dict[str, str]:
+        """Writes the context to a file and stages it: large contexts never go in frames."""
+        if isinstance(context, str):
+            kind, suffix, data = "str", ".txt", context.encode("utf-8")
+        elif isinstance(context, dict | list):
+            try:
+                kind, suffix, data = "json", ".json", json.dumps(context).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise PolicyError(f"the context must be JSON-serializable: {exc}") from exc
+        else:
+            raise TypeError(f"context must be a str, dict or list, not {type(context).__name__}")
+        staging = cache_root() / "contexts"
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(suffix=suffix, dir=staging)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(name, 0o644)
+            inside = sandbox.stage(Path(name), "context" + suffix)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        return {"path": inside, "kind": kind}
+
+    def _init_agent(self, sandbox: Sandbox, config: dict[str, Any], session: Session) -> None:
+        init_id = "init-" + session.id
+        sandbox.send({"t": "init", "id": init_id, "config": config})
+        while True:
+            try:
+                frame = sandbox.recv(30.0)
+            except SandboxCrashed as exc:
+                time.sleep(0.02)   # let the kernel record why before asking
+                raise SandboxCrashed("the sandbox died while initialising (loading the "
+                                     f"context?): {sandbox.death_reason()}") from exc
+            if frame is None:
+                raise RlmboxError("the sandbox did not finish initialising in 30 s")
+            if frame["t"] == "result" and frame["id"] == init_id:
+                break
+        if frame["status"] != "ok":
+            raise RlmboxError(f"the sandbox failed to initialise: {frame.get('error')}")
+        self.audit.append("session.ready", session=session.id, parent=session.parent,
+                          depth=session.depth, tenant=self.tenant,
+                          confinement=frame.get("answer"))
+        if self.durability == "cell":
+            self.audit.sync()
+
+    def _forget(self, session: Session, store: ContextStore | None) -> None:
+        if store is not None:
+            store.close()
+        with self._lock:
+            self._sessions.pop(session.id, None)
+
+    def _gated_store(self, context: Any, session_id: str) -> ContextStore | None:
+        """In gated mode the context stays on the host; reads become decided host calls."""
+        if self.policy.context.mode != "gated" or context is None:
+            return None
+
+        def violation(quota: str, message: str) -> None:
+            self.audit.append("limit.exceeded", session=session_id, tenant=self.tenant,
+                              limit=quota, reason=message)
+
+        return ContextStore(context, cache_root() / "contexts" / session_id,
+                            self.policy.context, enforce=self.policy.mode == "enforce",
+                            on_violation=violation)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes every open session and pool, then the audit log. Idempotent."""
+        if self._state is RuntimeState.CLOSED:
+            return
+        self._state = RuntimeState.CLOSED
+        with self._lock:
+            sessions = list(self._sessions.values())
+            pools = list(self._pools.values())
+        for session in sessions:
+            session.close("runtime closed")
+        for pool in pools:
+            pool.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_audit:
+            self.audit.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,288 @@
+"""Session: one REPL namespace in one sandbox, driven cell by cell.
+
+The exec loop reads frames from the sandbox until the cell's result arrives or its wall
+time runs out. Every frame is hostile input: output is capped on the host no matter what
+the agent claims, calls go to the dispatcher (the one decision seam), a result for any
+other cell is ignored, and a protocol violation kills the sandbox. Time, output size and
+the call count are measured here, never taken from the sandbox.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from rlmbox.errors import (
+    AuditWriteError,
+    ProtocolError,
+    SandboxCrashed,
+    SessionClosed,
+    SessionError,
+    SessionKilled,
+)
+from rlmbox.policies.model import Policy
+from rlmbox.runtime.dispatch import CallDispatcher
+from rlmbox.runtime.events import AuditSink
+from rlmbox.runtime.results import CellStatus, ExecResult
+from rlmbox.sandboxes.base import Sandbox
+from rlmbox.sandboxes.protocol import Frame
+
+MAX_CALLS_PER_CELL = 10_000
+TRUNCATION_MARKER = "\n[rlmbox: output truncated, {dropped} bytes dropped]\n"
+
+
+class SessionState(enum.Enum):
+    READY = "ready"
+    RUNNING = "running"
+    DEAD = "dead"        # the sandbox was killed; exec refuses
+    CLOSED = "closed"
+
+
+class _Output:
+    """One stream of one cell, capped on the host."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: list[str] = []
+        self.kept = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        room = self.cap - self.kept
+        if size <= room:
+            self.parts.append(text)
+            self.kept += size
+            return
+        if room > 0:
+            head = text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+            self.parts.append(head)
+            self.kept += room
+        self.dropped += size - max(room, 0)
+
+    def text(self, agent_dropped: int) -> str:
+        dropped = self.dropped + agent_dropped
+        body = "".join(self.parts)
+        return body + TRUNCATION_MARKER.format(dropped=dropped) if dropped else body
+
+
+class Session:
+    """A live REPL. Use as a context manager; ``close`` kills the sandbox's whole tree."""
+
+    def __init__(self, *, session_id: str, sandbox: Sandbox, policy: Policy,
+                 dispatcher: CallDispatcher, audit: AuditSink, parent: str | None = None,
+                 depth: int = 0, tenant: str | None = None,
+                 transform: Callable[[str], str] | None = None,
+                 durable_cells: bool = True,
+                 on_close: Callable[[Session], None] | None = None) -> None:
+        self.id = session_id
+        self.sandbox = sandbox
+        self.policy = policy
+        self.parent = parent
+        self.depth = depth
+        self.tenant = tenant
+        self._dispatcher = dispatcher
+        self._audit = audit
+        self._transform = transform
+        self._durable_cells = durable_cells
+        self._on_close = on_close
+        self._state = SessionState.READY
+        self._lock = threading.Lock()
+        self._cells = itertools.count(1)
+        self._started = time.monotonic()
+        self.death_reason: str | None = None
+        self.cells_run = 0
+
+    # --- public API -------------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    def exec(self, code: str, *, timeout: float | None = None) -> ExecResult:
+        """Runs one cell. Returns its result; raises only when the session cannot run it.
+
+        Raises:
+            SessionClosed: the session was closed.
+            SessionKilled: an earlier cell killed the sandbox.
+            SessionError: the session's total wall time is spent.
+            AuditWriteError: the audit log failed (fail closed).
+        """
+        if not isinstance(code, str):
+            raise TypeError("code must be a str")
+        with self._lock:
+            self._check_usable()
+            self._state = SessionState.RUNNING
+            try:
+                result = self._run(code, timeout)
+            finally:
+                if self._state is SessionState.RUNNING:
+                    self._state = SessionState.READY
+            if self._durable_cells:
+                self._audit.sync()   # acknowledged only once its events are durable
+            return result
+
+    def close(self, reason: str = "closed") -> None:
+        """Kills the sandbox (every process, escapees included). Idempotent."""
+        if self._state is SessionState.CLOSED:
+            return
+        self.sandbox.kill()
+        self._state = SessionState.CLOSED
+        try:
+            self._event("session.end", reason=reason, cells=self.cells_run,
+                        duration_s=round(time.monotonic() - self._started, 6),
+                        death_reason=self.death_reason)
+            self._audit.sync()
+        finally:
+            if self._on_close is not None:
+                self._on_close(self)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close("exception" if exc_type else "closed")
+
+    # --- internals --------------------------------------------------------------------
+
+    def _event(self, event: str, **attrs: Any) -> None:
+        self._audit.append(event, session=self.id, parent=self.parent, depth=self.depth,
+                           tenant=self.tenant, **attrs)
+
+    def _check_usable(self) -> None:
+        if self._state is SessionState.CLOSED:
+            raise SessionClosed(f"session {self.id} is closed")
+        if self._state is SessionState.DEAD:
+            raise SessionKilled(f"session {self.id} is dead: {self.death_reason}")
+        elapsed = time.monotonic() - self._started
+        if elapsed >= self.policy.limits.session_timeout_s:
+            raise SessionError(f"session {self.id} used its wall time of "
+                               f"{self.policy.limits.session_timeout_s:g} s")
+
+    def _cell_deadline(self, timeout: float | None) -> float:
+        limits = self.policy.limits
+        budget = limits.cell_timeout_s if timeout is None else min(timeout, limits.cell_timeout_s)
+        remaining = limits.session_timeout_s - (time.monotonic() - self._started)
+        return time.monotonic() + max(0.0, min(budget, remaining))
+
+    def _run(self, code: str, timeout: float | None) -> ExecResult:
+        cell_id = f"{next(self._cells)}-{secrets.token_hex(4)}"
+        self.cells_run += 1
+        started = time.monotonic()
+        self._event("code.exec", cell=cell_id, bodies={"code": code})
+        source = code
+        if self._transform is not None:
+            try:
+                source = self._transform(code)
+            except SessionError:
+                raise
+            except Exception as exc:
+                self._event("code.rejected", cell=cell_id, reason=str(exc))
+                return self._result(cell_id, started, "error", error=str(exc))
+        self.sandbox.send({"t": "exec", "id": cell_id, "code": source})
+        return self._await_result(cell_id, started, self._cell_deadline(timeout))
+
+    def _await_result(self, cell_id: str, started: float, deadline: float) -> ExecResult:
+        limit = self.policy.limits.output_bytes
+        out, err = _Output(limit), _Output(limit)
+        calls = 0
+        interrupted_at: float | None = None
+        while True:
+            now = time.monotonic()
+            wait_until = deadline if interrupted_at is None else (
+                interrupted_at + self.policy.limits.interrupt_grace_s)
+            try:
+                frame = self.sandbox.recv(max(0.0, wait_until - now))
+            except (SandboxCrashed, ProtocolError) as exc:
+                return self._killed(cell_id, started, out, err, calls, exc)
+            if frame is None:
+                if interrupted_at is None:
+                    self._event("limit.exceeded", cell=cell_id, limit="cell_timeout_s",
+                                value=self.policy.limits.cell_timeout_s)
+                    self.sandbox.interrupt()
+                    interrupted_at = time.monotonic()
+                    continue
+                return self._killed(cell_id, started, out, err, calls, None,
+                                    reason="the cell ignored the interrupt past its grace "
+                                           "period; the sandbox was killed")
+            kind = frame["t"]
+            if kind == "output" and frame["id"] == cell_id:
+                (out if frame["stream"] == "stdout" else err).add(frame["data"])
+            elif kind == "call":
+                calls += 1
+                if calls > MAX_CALLS_PER_CELL:
+                    return self._killed(cell_id, started, out, err, calls, None,
+                                        reason=f"more than {MAX_CALLS_PER_CELL} host calls "
+                                               "in one cell")
+                try:
+                    reply = self._dispatcher.handle(frame, cell_id)
+                except AuditWriteError:
+                    self._kill("the audit log failed; host calls stopped")
+                    raise
+                self.sandbox.send(reply)
+            elif kind == "result" and frame["id"] == cell_id:
+                return self._finish(cell_id, started, frame, out, err, calls,
+                                    interrupted_at is not None)
+            # anything else (a stray result, a forged ready, output of another cell) is
+            # ignored: it cannot end this cell or change its record
+
+    def _finish(self, cell_id: str, started: float, frame: Frame, out: _Output, err: _Output,
+                calls: int, interrupted: bool) -> ExecResult:
+        status: CellStatus = frame["status"]
+        if interrupted and status == "ok":
+            status = "interrupted"   # the host interrupted it; the agent's word is not needed
+        agent_dropped = frame.get("dropped") or {}
+        return self._result(
+            cell_id, started, status, stdout=out.text(_count(agent_dropped, "stdout")),
+            stderr=err.text(_count(agent_dropped, "stderr")), error=frame.get("error"),
+            answer=frame.get("answer"), has_answer=frame.get("has_answer") is True,
+            calls=calls, dropped={"stdout": out.dropped + _count(agent_dropped, "stdout"),
+                                  "stderr": err.dropped + _count(agent_dropped, "stderr")})
+
+    def _kill(self, reason: str) -> None:
+        self.sandbox.kill()
+        self.death_reason = reason
+        self._state = SessionState.DEAD
+
+    def _killed(self, cell_id: str, started: float, out: _Output, err: _Output, calls: int,
+                exc: Exception | None, reason: str | None = None) -> ExecResult:
+        if reason is None:
+            if isinstance(exc, ProtocolError):
+                reason = f"protocol violation by the sandbox: {exc}"
+            else:
+                time.sleep(0.02)   # let the kernel finish reaping before we read why
+                reason = self.sandbox.death_reason() or str(exc)
+        self._kill(reason)
+        self._event("limit.exceeded" if "limit" in reason or "memory" in reason
+                    else "sandbox.killed", cell=cell_id, reason=reason)
+        return self._result(cell_id, started, "killed", stdout=out.text(0),
+                            stderr=err.text(0), error=f"SessionKilled: {reason}", calls=calls,
+                            dropped={"stdout": out.dropped, "stderr": err.dropped})
+
+    def _result(self, cell_id: str, started: float, status: CellStatus, *, stdout: str = "",
+                stderr: str = "", error: str | None = None, answer: Any = None,
+                has_answer: bool = False, calls: int = 0,
+                dropped: dict[str, int] | None = None) -> ExecResult:
+        dropped = dropped or {"stdout": 0, "stderr": 0}
+        result = ExecResult(status=status, stdout=stdout, stderr=stderr, error=error,
+                            answer=answer, has_answer=has_answer,
+                            duration_s=time.monotonic() - started, host_calls=calls,
+                            truncated=any(dropped.values()), dropped=dropped, cell_id=cell_id)
+        self._event("cell.result", cell=cell_id, status=status,
+                    duration_s=round(result.duration_s, 6), host_calls=calls,
+                    truncated=result.truncated, dropped=dropped, error=error,
+                    has_answer=has_answer,
+                    bodies={"stdout": stdout, "stderr": stderr} if stdout or stderr else None)
+        return result
+
+
+def _count(dropped: Any, stream: str) -> int:
+    value = dropped.get(stream, 0) if isinstance(dropped, dict) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -1,0 +1,157 @@
+"""Per-sandbox control groups: memory, pids and CPU limits, OOM detection, tree kill.
+
+Works on cgroup v2 (unified) and v1 (one hierarchy per controller; Debian 12 hosts and
+containers still use it). A process joins by writing its own pid before it execs the
+sandbox, so every descendant is accounted from its first instruction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_ROOT = Path("/sys/fs/cgroup")
+_PARENT = "rlmbox"
+_V1_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+@dataclass(frozen=True)
+class CgroupLimits:
+    memory_bytes: int
+    pids: int
+    cpu_cores: float
+
+
+def cgroup_version() -> int:
+    """2 for a unified hierarchy with the controllers we need, 1 for v1, 0 for none usable."""
+    if os.geteuid() != 0:
+        return 0  # creating cgroups needs root (or delegation, which we do not assume)
+    controllers = _ROOT / "cgroup.controllers"
+    if controllers.exists():
+        available = set(controllers.read_text().split())
+        if {"memory", "pids", "cpu"} <= available:
+            return 2
+    if all((_ROOT / c / "cgroup.procs").exists() for c in _V1_CONTROLLERS):
+        return 1
+    return 0
+
+
+class Cgroup:
+    """One sandbox's cgroup (a directory per controller on v1)."""
+
+    def __init__(self, name: str, limits: CgroupLimits, version: int) -> None:
+        self.name = name
+        self.version = version
+        if version == 2:
+            parent = _ROOT / _PARENT
+            parent.mkdir(exist_ok=True)
+            _enable_v2_controllers(parent)
+            self._dirs = dict.fromkeys(_V1_CONTROLLERS, parent / name)
+            self._dirs["memory"].mkdir()
+        else:
+            self._dirs = {c: _ROOT / c / _PARENT / name for c in _V1_CONTROLLERS}
+            for path in self._dirs.values():
+                path.mkdir(parents=True)
+        self._apply(limits)
+
+    def _apply(self, limits: CgroupLimits) -> None:
+        quota = max(1000, int(limits.cpu_cores * 100_000))
+        if self.version == 2:
+            d = self._dirs["memory"]
+            _write(d / "memory.max", str(limits.memory_bytes))
+            with contextlib.suppress(OSError):
+                _write(d / "memory.swap.max", "0")
+            _write(d / "pids.max", str(limits.pids))
+            _write(d / "cpu.max", f"{quota} 100000")
+        else:
+            mem = self._dirs["memory"]
+            _write(mem / "memory.limit_in_bytes", str(limits.memory_bytes))
+            with contextlib.suppress(OSError):  # present only with swap accounting
+                _write(mem / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+            _write(self._dirs["pids"] / "pids.max", str(limits.pids))
+            _write(self._dirs["cpu"] / "cpu.cfs_period_us", "100000")
+            _write(self._dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+
+    def procs_files(self) -> list[str]:
+        """The files a child writes its pid into to join (one per v1 controller)."""
+        return sorted({str(d / "cgroup.procs") for d in self._dirs.values()})
+
+    def pids(self) -> list[int]:
+        text = _read(self._dirs["pids"] / "cgroup.procs")
+        return [int(p) for p in text.split()]
+
+    def oom_killed(self) -> bool:
+        if self.version == 2:
+            return _event_count(self._dirs["memory"] / "memory.events", "oom_kill") > 0
+        return _event_count(self._dirs["memory"] / "memory.oom_control", "oom_kill") > 0
+
+    def pids_exhausted(self) -> bool:
+        return _event_count(self._dirs["pids"] / "pids.events", "max") > 0
+
+    def memory_peak(self) -> int:
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        try:
+            return int(_read(self._dirs["memory"] / name) or 0)
+        except ValueError:
+            return 0
+
+    def kill_all(self, timeout: float = 5.0) -> bool:
+        """SIGKILLs every process in the group until it is empty; True when empty."""
+        kill_file = self._dirs["memory"] / "cgroup.kill"
+        if self.version == 2 and kill_file.exists():
+            with contextlib.suppress(OSError):
+                _write(kill_file, "1")
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                return True
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+
+    def remove(self) -> None:
+        """Kills what is left and removes the group's directories."""
+        self.kill_all()
+        for path in set(self._dirs.values()):
+            for _ in range(100):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)  # the kernel frees a dying group asynchronously
+
+
+def _enable_v2_controllers(parent: Path) -> None:
+    for level in (_ROOT, parent):
+        with contextlib.suppress(OSError):
+            _write(level / "cgroup.subtree_control", "+memory +pids +cpu")
+
+
+def _event_count(path: Path, key: str) -> int:
+    for line in _read(path).splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == key:
+            return int(parts[1])
+    return 0
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: set up, provision the engines, lint, type-check,
+# a short fuzz pass, then pytest. With CI set, a missing Docker engine or gVisor fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test] %s\n' "$*" >&2; }
+
+bash scripts/bootstrap.sh
+if [ -f scripts/provision.sh ]; then
+    log "provisioning Docker, gVisor and the sandbox image"
+    bash scripts/provision.sh
+fi
+
+log "ruff"
+.venv/bin/ruff check rlmbox tests fuzz benchmarks
+log "mypy --strict"
+.venv/bin/mypy
+if [ -f fuzz/run.sh ]; then
+    log "fuzz pass (${FUZZ_SECONDS:=30} s per target)"
+    FUZZ_SECONDS="$FUZZ_SECONDS" bash fuzz/run.sh
+fi
+log "pytest"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,88 @@
+"""``rlmbox audit verify|show|stats`` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlmbox.audit.log import AuditLog
+from rlmbox.runtime.cli import main
+from tests.audit.tamper_helpers import encode, read, record, write
+
+
+@pytest.fixture
+def session_log(logdir: Path) -> Path:
+    with AuditLog(logdir) as log:
+        log.append("session.create", session="root", tenant="acme", policy_sha256="ab" * 32)
+        log.append("code.exec", session="root", bodies={"code": "answer = llm_query('hi')"})
+        log.append("host.call", session="root", function="llm_query", decision="permit",
+                   rule_ids=["allow-llm"], tokens_in=100, tokens_out=20, cost_usd=0.5)
+        log.append("session.create", session="child", parent="root", depth=1)
+        log.append("host.call", session="child", parent="root", depth=1, function="llm_query",
+                   decision="deny", rule_ids=["no-deep-llm"])
+        log.append("host.call", session="other", function="context.read", decision="permit")
+    return logdir
+
+
+def test_verify_exits_0_when_intact(session_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "verify", str(session_log)]) == 0
+    assert capsys.readouterr().out.startswith("OK: 6 records")
+
+
+def test_verify_names_the_first_bad_record(session_log: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    lines = read(session_log)
+    obj = record(lines[2])
+    obj["decision"] = "deny"
+    lines[2] = encode(obj)
+    write(session_log, lines)
+    assert main(["audit", "verify", str(session_log / "audit.jsonl")]) == 1
+    out = capsys.readouterr().out
+    assert "first bad record: seq 3 (edited)" in out
+
+
+def test_verify_json_report(session_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "verify", "--json", str(session_log)]) == 0
+    assert json.loads(capsys.readouterr().out)["events"] == 6
+
+
+def test_verify_with_a_pinned_public_key(session_log: Path) -> None:
+    assert main(["audit", "verify", "--public-key", str(session_log / "audit.pub"),
+                 str(session_log)]) == 0
+
+
+def test_verify_of_a_missing_log_is_a_clear_error(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "verify", str(tmp_path / "nothing")]) == 2
+    assert "no audit log" in capsys.readouterr().err
+
+
+def test_show_inlines_bodies_and_follows_the_session_tree(
+        session_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "show", str(session_log), "--session", "root"]) == 0
+    out = capsys.readouterr().out
+    assert "| answer = llm_query('hi')" in out
+    assert "session=child" in out  # descendants of root are included
+    assert "session=other" not in out
+
+
+def test_show_filters_by_event_as_json(session_log: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "show", str(session_log), "--event", "host.call", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["seq"] for r in rows] == [3, 5, 6]
+
+
+def test_stats_counts_calls_denials_tokens_and_cost(
+        session_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "stats", str(session_log), "--json"]) == 0
+    rows = {(r["session"], r["function"]): r for r in json.loads(capsys.readouterr().out)}
+    assert rows["root", "llm_query"] == {"session": "root", "function": "llm_query", "calls": 1,
+                                         "denials": 0, "tokens_in": 100, "tokens_out": 20,
+                                         "cost_usd": 0.5}
+    assert rows["child", "llm_query"]["denials"] == 1
+    assert rows["other", "context.read"]["calls"] == 1
+    assert main(["audit", "stats", str(session_log)]) == 0
+    assert "total" in capsys.readouterr().out
