@@ -63,13 +63,14 @@ else
 fi
 command -v bwrap >/dev/null 2>&1 || miss "bubblewrap (apt-get install bubblewrap)"
 
-# 2. Register runsc with the engine (only for an engine we manage: never rewrite the
-#    configuration of a developer's running Docker Desktop or systemd unit).
+# 2. Register runsc with a local dockerd (root only; a developer's Docker Desktop or an
+#    engine we cannot see as a local process is used as it is).
 register_runsc() {
     local runsc_path; runsc_path="$(command -v runsc)"
     mkdir -p /etc/docker
-    # ptrace is the only platform Debian's 2022 gVisor runs here (KVM hangs at boot in a VM);
-    # --network=none: containers get no network stack at all, not even loopback.
+    # ptrace: the only platform Debian's 2022 gVisor runs here (KVM hangs at boot in a VM).
+    # --network=none: no network stack at all. --oci-seccomp: the engine's seccomp profile
+    # is enforced inside gVisor too (it is ignored without this flag).
     "$PY" - "$DAEMON_JSON" "$runsc_path" <<'EOF'
 import json, os, sys
 path, runsc = sys.argv[1], sys.argv[2]
@@ -77,7 +78,8 @@ config = {}
 if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
         config = json.load(f)
-wanted = {"path": runsc, "runtimeArgs": ["--network=none", "--platform=ptrace"]}
+wanted = {"path": runsc,
+          "runtimeArgs": ["--network=none", "--platform=ptrace", "--oci-seccomp"]}
 if config.get("runtimes", {}).get("runsc") != wanted:
     config.setdefault("runtimes", {})["runsc"] = wanted
     tmp = path + ".rlmbox-tmp"
@@ -89,9 +91,17 @@ if config.get("runtimes", {}).get("runsc") != wanted:
 EOF
 }
 
-if is_root && command -v runsc >/dev/null 2>&1 && ! $preexisting_engine; then
+changed=""
+if is_root && command -v runsc >/dev/null 2>&1 \
+        && { ! $preexisting_engine || pgrep -x dockerd >/dev/null 2>&1; }; then
     changed="$(register_runsc)" || miss "a valid $DAEMON_JSON (it could not be parsed)"
-    [ "$changed" = "changed" ] && log "registered runsc in $DAEMON_JSON"
+    if [ "$changed" = "changed" ]; then
+        log "registered runsc in $DAEMON_JSON"
+        if $preexisting_engine; then
+            log "reloading dockerd (SIGHUP) to pick up the runtime"
+            kill -HUP "$(pgrep -x dockerd | head -1)"; sleep 1
+        fi
+    fi
 fi
 
 # 3. Start the engine when none answers.
@@ -119,13 +129,6 @@ if ! $preexisting_engine; then
         done
         engine_answers && log "engine answers after ${waited}s"
     fi
-fi
-
-# A running dockerd we started earlier picks up a newly registered runtime on SIGHUP.
-if engine_answers && ! runsc_registered && is_root && command -v runsc >/dev/null 2>&1 \
-        && [ -f "$DAEMON_JSON" ] && grep -q '"runsc"' "$DAEMON_JSON" && pgrep -x dockerd >/dev/null; then
-    log "reloading dockerd to pick up runsc"
-    kill -HUP "$(pgrep -x dockerd | head -1)"; sleep 1
 fi
 
 if ! engine_answers; then
