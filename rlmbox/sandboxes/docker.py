@@ -303,7 +303,7 @@ def _death_from_state(state: dict[str, Any] | None, runtime: str) -> str | None:
     error = state.get("Error") or ""
     if runtime == "runsc" and code == RUNSC_SANDBOX_DIED:
         # gVisor's sentry dies as a whole when its host threads run into the pids cgroup,
-        # e.g. under a fork bomb; a guest process cannot exit with this code through it.
+        # e.g. under a fork bomb. The agent itself never exits with 2, so this is the sentry.
         return f"killed: the gVisor sandbox died (exit {code}), most likely at the pids limit"
     if code == 137:
         return "killed (SIGKILL, exit 137)"
