@@ -35,11 +35,11 @@ def _check(source: Path, name: str) -> os.stat_result:
     if not _NAME.match(name):
         raise SandboxError(f"context name {name!r} must match {_NAME.pattern}")
     try:
-        info = source.stat()
+        info = source.lstat()  # a symlink could point the sandbox at any host file
     except OSError as exc:
         raise SandboxError(f"cannot stage {source}: {exc.strerror}") from exc
     if not stat.S_ISREG(info.st_mode):
-        raise SandboxError(f"cannot stage {source}: not a regular file")
+        raise SandboxError(f"cannot stage {source}: not a regular file (symlinks are refused)")
     return info
 
 
