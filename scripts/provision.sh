@@ -69,8 +69,8 @@ register_runsc() {
     local runsc_path; runsc_path="$(command -v runsc)"
     mkdir -p /etc/docker
     # ptrace: the only platform Debian's 2022 gVisor runs here (KVM hangs at boot in a VM).
-    # --network=none: no network stack at all. --oci-seccomp: the engine's seccomp profile
-    # is enforced inside gVisor too (it is ignored without this flag).
+    # --network=none: no network stack at all. Not --oci-seccomp: with Docker's default
+    # profile, this gVisor then refuses every new thread (clone filter), breaking the agent.
     "$PY" - "$DAEMON_JSON" "$runsc_path" <<'EOF'
 import json, os, sys
 path, runsc = sys.argv[1], sys.argv[2]
@@ -79,7 +79,7 @@ if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
         config = json.load(f)
 wanted = {"path": runsc,
-          "runtimeArgs": ["--network=none", "--platform=ptrace", "--oci-seccomp"]}
+          "runtimeArgs": ["--network=none", "--platform=ptrace"]}
 if config.get("runtimes", {}).get("runsc") != wanted:
     config.setdefault("runtimes", {})["runsc"] = wanted
     tmp = path + ".rlmbox-tmp"

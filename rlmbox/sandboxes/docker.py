@@ -29,12 +29,13 @@ from rlmbox.sandboxes.docker_engine import connect, is_local, runtimes, translat
 from rlmbox.sandboxes.docker_owner import LABEL_STAGE_DIR, Owner, collect_garbage
 from rlmbox.sandboxes.docker_stage import ArchiveStager, BindStager, Stager
 from rlmbox.sandboxes.docker_stream import AttachedStream
+from rlmbox.sandboxes.probe import PROBE_CELL, observed_properties, parse_probe_output
 from rlmbox.sandboxes.protocol import PROTOCOL_VERSION, Frame
 
 RUNTIMES: Final = ("runc", "runsc")
 READY_TIMEOUT_S: Final = 60.0     # runsc on ptrace boots in ~1 s; a loaded CI host is slower
-DEATH_SETTLE_S: Final = 3.0
-RUNSC_SANDBOX_DIED: Final = 2     # runsc's own exit status when the sentry fails       # the engine records OOMKilled/ExitCode shortly after EOF
+DEATH_SETTLE_S: Final = 3.0       # the engine records OOMKilled/ExitCode shortly after EOF
+RUNSC_SANDBOX_DIED: Final = 2     # runsc's own exit status when the sentry fails
 
 
 def default_stage_root() -> Path:
@@ -75,6 +76,7 @@ class DockerBackend:
         self._stage_root = stage_root or default_stage_root()
         self._ready_timeout = ready_timeout
         self._collected = False
+        self._properties: frozenset[IsolationProperty] | None = None
 
     # -- engine ---------------------------------------------------------------------------
 
@@ -103,12 +105,13 @@ class DockerBackend:
 
     def agent_dir(self) -> Path:
         if self._agent_dir is None:
-            from rlmbox.sandboxes.bundle import agent_bundle_dir  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415, E501
+            from rlmbox.sandboxes.bundle import agent_bundle_dir  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
 
             self._agent_dir = Path(agent_bundle_dir())
         return self._agent_dir
 
     def probe(self) -> BackendReport:
+        """Starts a real container, runs the probe cell, reports what it demonstrated."""
         label = f"docker/{self.runtime}"
         try:
             available = runtimes(self.client)
@@ -117,10 +120,23 @@ class DockerBackend:
                                      f"(has: {', '.join(sorted(available))}); as root run "
                                      "'bash scripts/provision.sh'")
             image = self.image()
+            facts, ok = _run_probe(self.create(SandboxSpec()))
         except SandboxError as exc:
             return BackendReport(label, False, str(exc))
-        return BackendReport(label, True, f"engine answers; image {image}",
-                             cfg.properties_for(self.runtime))
+        props = (observed_properties(facts) | cfg.engine_enforced(self.runtime)) \
+            & cfg.properties_for(self.runtime)
+        self._properties = props
+        return BackendReport(label, ok, f"engine answers; image {image}"
+                             if ok else "the probe cell failed", props)
+
+    def properties(self) -> frozenset[IsolationProperty]:
+        """The properties a probe demonstrated (probing once, then cached)."""
+        if self._properties is None:
+            report = self.probe()
+            if not report.available:
+                raise SandboxUnavailable(report.detail)
+        assert self._properties is not None  # noqa: S101 - set by probe
+        return self._properties
 
     def collect_garbage(self) -> list[str]:
         """Removes containers and volumes whose owner process is gone (``rlmbox gc``)."""
@@ -204,7 +220,7 @@ class DockerSandbox:
 
     @property
     def properties(self) -> frozenset[IsolationProperty]:
-        return cfg.properties_for(self._backend.runtime)
+        return self._backend.properties()
 
     @property
     def container_id(self) -> str:
@@ -308,6 +324,24 @@ def _death_from_state(state: dict[str, Any] | None, runtime: str) -> str | None:
     if code == 137:
         return "killed (SIGKILL, exit 137)"
     return f"exit {code}" + (f": {error}" if error else "")
+
+
+def _run_probe(sandbox: DockerSandbox) -> tuple[dict[str, Any], bool]:
+    """Runs the shared probe cell; the container provides the confinement, not the agent."""
+    try:
+        sandbox.send({"t": "init", "id": "probe", "config": {}})
+        sandbox.send({"t": "exec", "id": "probe-cell", "code": PROBE_CELL})
+        out: list[str] = []
+        while True:
+            frame = sandbox.recv(READY_TIMEOUT_S)
+            if frame is None:
+                return {}, False
+            if frame["t"] == "output" and frame["stream"] == "stdout":
+                out.append(frame["data"])
+            elif frame["t"] == "result" and frame["id"] == "probe-cell":
+                return parse_probe_output("".join(out)), frame["status"] == "ok"
+    finally:
+        sandbox.kill()
 
 
 def _raw_socket(sock: Any) -> Any:

@@ -17,7 +17,7 @@ import stat
 import tarfile
 import threading
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, BinaryIO, Final, Protocol
 
 from rlmbox.errors import SandboxError
 from rlmbox.sandboxes.docker_config import CONTEXT_MOUNT
@@ -31,16 +31,20 @@ class Stager(Protocol):
     def discard(self) -> None: ...
 
 
-def _check(source: Path, name: str) -> os.stat_result:
+def _open(source: Path, name: str) -> tuple[BinaryIO, os.stat_result]:
+    """Opens a regular file, never through a symlink (it could name any host file)."""
     if not _NAME.match(name):
         raise SandboxError(f"context name {name!r} must match {_NAME.pattern}")
     try:
-        info = source.lstat()  # a symlink could point the sandbox at any host file
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
-        raise SandboxError(f"cannot stage {source}: {exc.strerror}") from exc
+        raise SandboxError(f"cannot stage {source}: {exc.strerror} "
+                           "(not a regular file? symlinks are refused)") from exc
+    info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
-        raise SandboxError(f"cannot stage {source}: not a regular file (symlinks are refused)")
-    return info
+        os.close(fd)
+        raise SandboxError(f"cannot stage {source}: not a regular file")
+    return os.fdopen(fd, "rb"), info
 
 
 class BindStager:
@@ -54,20 +58,24 @@ class BindStager:
         root.mkdir(mode=0o711, parents=True, exist_ok=True)
         host_dir = root / name
         host_dir.mkdir(mode=0o755)
-        os.chmod(host_dir, 0o755)  # the umask must not hide it from the sandbox user
+        # World-readable on purpose: the sandbox uid reads it; the files inside are 0444.
+        os.chmod(host_dir, 0o755)  # noqa: S103
         return cls(host_dir)
 
     def stage(self, source: Path, name: str) -> str:
-        info = _check(source, name)
-        target = self.host_dir / name
-        if target.exists():
-            raise SandboxError(f"context {name!r} is already staged")
-        world_readable = bool(info.st_mode & stat.S_IROTH)
-        if world_readable and info.st_dev == self.host_dir.stat().st_dev:
-            os.link(source, target)  # no copy: the mount is read-only inside
-        else:
-            shutil.copyfile(source, target)
-            os.chmod(target, 0o444)
+        data, info = _open(source, name)
+        with data:
+            target = self.host_dir / name
+            if target.exists():
+                raise SandboxError(f"context {name!r} is already staged")
+            world_readable = bool(info.st_mode & stat.S_IROTH)
+            if world_readable and info.st_dev == self.host_dir.stat().st_dev:
+                with contextlib.suppress(OSError):
+                    os.link(f"/proc/self/fd/{data.fileno()}", target)  # the file we checked
+            if not target.exists():
+                with open(target, "xb") as out:
+                    shutil.copyfileobj(data, out, 1 << 20)
+                os.chmod(target, 0o444)
         return f"{CONTEXT_MOUNT}/{name}"
 
     def discard(self) -> None:
@@ -91,7 +99,7 @@ class ArchiveStager:
         return cls(client, image, volume, labels)
 
     def stage(self, source: Path, name: str) -> str:
-        info = _check(source, name)
+        data, info = _open(source, name)
         helper = f"{self.volume}-stager"
         api = self._client.api
         try:
@@ -103,12 +111,13 @@ class ArchiveStager:
                                                                   "mode": "rw"}}))
                 reader, writer = os.pipe()
                 thread = threading.Thread(target=_write_tar, daemon=True,
-                                          args=(writer, source, name, info.st_size))
+                                          args=(writer, data, name, info.st_size))
                 thread.start()
                 with os.fdopen(reader, "rb") as stream:
                     api.put_archive(helper, "/ctx", _chunks(stream))
                 thread.join()
         finally:
+            data.close()
             with contextlib.suppress(Exception):
                 api.remove_container(helper, force=True)
         return f"{CONTEXT_MOUNT}/{name}"
@@ -123,10 +132,9 @@ def _chunks(stream: Any, size: int = 1024 * 1024) -> Any:
         yield chunk
 
 
-def _write_tar(fd: int, source: Path, name: str, size: int) -> None:
+def _write_tar(fd: int, data: BinaryIO, name: str, size: int) -> None:
     with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
         member = tarfile.TarInfo(name)
         member.size = size
         member.mode = 0o444
-        with source.open("rb") as data:
-            tar.addfile(member, data)
+        tar.addfile(member, data)

@@ -15,6 +15,8 @@ def run(sandbox: DockerSandbox, code: str, timeout: float = 60.0) -> dict[str, A
     cell = f"c{next(_ids)}"
     sandbox.send({"t": "exec", "id": cell, "code": code})
     frame = sandbox.recv(timeout)
+    while frame is not None and frame["t"] == "output":
+        frame = sandbox.recv(timeout)
     assert frame is not None, f"no result within {timeout} s"
     assert frame["t"] == "result"
     assert frame["id"] == cell

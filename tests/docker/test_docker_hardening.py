@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from pathlib import Path
@@ -21,7 +22,7 @@ STATUS = "answer = {k: v.strip() for k, v in (l.split(':', 1) for l in open('/pr
 def test_properties_are_declared(sandbox: DockerSandbox) -> None:
     expected = {IsolationProperty.NETWORK_NONE, IsolationProperty.READ_ONLY_ROOT,
                 IsolationProperty.CAPS_DROPPED, IsolationProperty.NO_NEW_PRIVILEGES,
-                IsolationProperty.NON_ROOT, IsolationProperty.SECCOMP,
+                IsolationProperty.NON_ROOT,
                 IsolationProperty.PIDS_LIMIT, IsolationProperty.MEMORY_LIMIT,
                 IsolationProperty.DISK_LIMIT}
     assert expected <= sandbox.properties
@@ -46,14 +47,30 @@ def test_no_new_privileges(sandbox: DockerSandbox) -> None:
 
 
 def test_seccomp_filter_installed(sandbox: DockerSandbox) -> None:
-    """Seccomp mode 2 (filter): the engine's default profile, inside gVisor too."""
-    assert answer(sandbox, STATUS)["Seccomp"] == "2"
+    """runc: Seccomp mode 2 (the engine's default profile). runsc: no guest filter, and the
+    backend does not claim one (the sentry's own host filter is gVisor's business)."""
+    seccomp = answer(sandbox, STATUS)["Seccomp"]
+    if sandbox.info.runtime == "runc":
+        assert seccomp == "2"
+        assert IsolationProperty.SECCOMP in sandbox.properties
+    else:
+        assert IsolationProperty.SECCOMP not in sandbox.properties
+
+
+def test_threads_start(sandbox: DockerSandbox) -> None:
+    """The agent's output pump needs threads (gVisor with OCI seccomp refused them)."""
+    code = ("import threading\nout = []\n"
+            "t = threading.Thread(target=out.append, args=(1,))\n"
+            "t.start(); t.join()\nanswer = out")
+    assert answer(sandbox, code) == [1]
 
 
 def test_seccomp_blocks_a_denied_syscall(sandbox: DockerSandbox) -> None:
     """The default profile denies keyctl-style admin calls: unshare(CLONE_NEWUSER) fails."""
     code = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
             "r = libc.unshare(0x10000000)\nanswer = [r, ctypes.get_errno()]")
+    if sandbox.info.runtime == "runsc":
+        pytest.skip("no guest seccomp under runsc here (see test_seccomp_filter_installed)")
     result, errno = answer(sandbox, code)
     assert result == -1
     assert errno in (1, 22, 38)  # EPERM (seccomp/caps), EINVAL, ENOSYS (gVisor)
@@ -120,10 +137,8 @@ def test_host_loopback_listener_is_unreachable(sandbox: DockerSandbox) -> None:
     accepted: list[Any] = []
 
     def accept() -> None:
-        try:
+        with contextlib.suppress(OSError):  # the timeout: nobody connected
             accepted.append(server.accept())
-        except OSError:
-            pass
 
     thread = threading.Thread(target=accept)
     thread.start()

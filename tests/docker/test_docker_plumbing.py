@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker_helpers import answer, run
 
 from rlmbox.errors import SandboxCrashed, SandboxUnavailable
 from rlmbox.sandboxes.base import Backend, Sandbox, SandboxSpec
 from rlmbox.sandboxes.docker import DockerBackend, DockerSandbox
 from rlmbox.sandboxes.docker_owner import LABEL_OWNER, LABEL_SESSION, Owner
-from docker_helpers import answer, run
 
 pytestmark = pytest.mark.docker
 
@@ -152,7 +152,7 @@ def test_stderr_flood_is_bounded(sandbox: DockerSandbox) -> None:
     """64 MiB written to stderr leaves a tail of at most a few KiB on the host."""
     code = "import os\nfor _ in range(1024): os.write(2, b'e' * 65536)\nanswer = 1"
     assert answer(sandbox, code) == 1
-    assert len(sandbox._stream.stderr_tail) <= 32 * 1024  # noqa: SLF001
+    assert len(sandbox._stream.stderr_tail) <= 32 * 1024
 
 
 def test_recv_times_out_with_none(sandbox: DockerSandbox) -> None:

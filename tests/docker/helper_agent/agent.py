@@ -6,6 +6,8 @@ whose ``answer`` is the namespace's ``answer`` variable. Model-code stdio is det
 from the protocol streams. SIGINT during a cell gives status ``interrupted``.
 """
 
+import contextlib
+import io
 import json
 import os
 import struct
@@ -15,7 +17,7 @@ import traceback
 HEADER = struct.Struct(">I")
 
 
-def main():
+def main():  # noqa: PLR0915 - a linear stand-in, kept in one piece
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     null = os.open(os.devnull, os.O_RDWR)
@@ -52,17 +54,25 @@ def main():
         frame = json.loads(body)
         if frame["t"] == "shutdown":
             return
+        if frame["t"] == "init":
+            send({"t": "result", "id": frame["id"], "status": "ok"})
+            continue
         if frame["t"] != "exec":
             continue
         namespace.pop("answer", None)
         result = {"t": "result", "id": frame["id"], "status": "ok"}
+        printed = io.StringIO()
         try:
-            exec(compile(frame["code"], "<cell>", "exec"), namespace)
+            with contextlib.redirect_stdout(printed):
+                exec(compile(frame["code"], "<cell>", "exec"), namespace)  # noqa: S102
         except KeyboardInterrupt:
             result["status"] = "interrupted"
         except BaseException:
             result["status"] = "error"
             result["error"] = traceback.format_exc(limit=3)[-2000:]
+        if printed.getvalue():
+            send({"t": "output", "id": frame["id"], "stream": "stdout",
+                  "data": printed.getvalue()[-65536:]})
         if "answer" in namespace:
             result["answer"] = namespace["answer"]
         try:
