@@ -10,17 +10,10 @@ import argparse
 import platform
 import statistics
 import time
-from collections.abc import Callable
 
 from rlmbox.sandboxes.base import SandboxSpec
 from rlmbox.sandboxes.docker import DockerBackend, DockerSandbox
 from rlmbox.sandboxes.docker_engine import connect, runtimes
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def _exec(sandbox: DockerSandbox, cell: str, code: str) -> None:
@@ -58,7 +51,11 @@ def bench(runtime: str, rounds: int, trips: int) -> dict[str, float]:
             pass
         for i in range(20):
             _exec(sandbox_, f"w{i}", "pass")
-        trip = [_timed(lambda i=i: _exec(sandbox_, f"c{i}", "pass")) for i in range(trips)]
+        trip: list[float] = []
+        for i in range(trips):
+            started = time.perf_counter()
+            _exec(sandbox_, f"c{i}", "pass")
+            trip.append(time.perf_counter() - started)
     finally:
         sandbox_.kill()
     return {"cold create": statistics.median(cold),
