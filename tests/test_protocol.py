@@ -44,6 +44,10 @@ def decode_all(data: bytes, allowed: frozenset[str] = AGENT_FRAMES,
     (b'{"t": "result", "id": "a", "status": "pwned"}', "expected status"),
     (b'{"t": "result", "id": "' + b"a" * 65 + b'", "status": "ok"}', "expected id"),
     (b'{"t": "ready", "version": "1", "n": NaN}', "non-JSON constant"),
+    (b'{"t": "call", "call": 1, "fn": "f", "args": [1e999], "kwargs": {}}', "overflows"),
+    (b'{"t": "ready", "version": "\\ud800"}', "lone surrogate"),
+    (b'{"t": "call", "call": 1, "fn": "f", "args": [], "kwargs": {"\\udfff": 1}}',
+     "lone surrogate"),
 ])
 def test_bad_frames_are_refused_with_a_clear_error(body: bytes, message: str) -> None:
     with pytest.raises(FrameError, match=message):

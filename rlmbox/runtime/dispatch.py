@@ -69,6 +69,11 @@ class CallDispatcher:
         self._tenant = tenant
         self._executor = executor
 
+    @property
+    def ledger(self) -> Ledger:
+        """The budget ledger of this session's tree."""
+        return self._ledger
+
     def _event(self, event: str, **attrs: Any) -> None:
         self._audit.append(event, session=self._session, parent=self._parent,
                            depth=self._depth, tenant=self._tenant, **attrs)

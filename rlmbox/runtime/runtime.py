@@ -51,6 +51,7 @@ from rlmbox.runtime.ledger import Ledger
 from rlmbox.runtime.lm.base import LMProvider
 from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.pool import WarmPool
+from rlmbox.runtime.recursion import rlm_functions
 from rlmbox.runtime.session import Session
 from rlmbox.sandboxes.base import Backend, ResourceLimits, Sandbox, SandboxSpec
 from rlmbox.sandboxes.bundle import cache_root
@@ -97,6 +98,8 @@ class Runtime:
             :func:`default_audit_dir`).
         pool_size: sandboxes kept warm per backend and spec (0 disables the pool).
         tenant: recorded on every event.
+        rlm_lm: the root model of the child RLMs that ``rlm_query`` starts (default:
+            ``lm``).
         durability: ``"cell"`` (default) makes a cell's events durable (fsynced) before
             ``exec`` returns; ``"session"`` syncs at session start and end and in the
             background every few milliseconds, trading a crash window of a few ms of
@@ -107,13 +110,15 @@ class Runtime:
                  lm: LMProvider | None = None, audit: AuditSink | None = None,
                  audit_dir: str | Path | None = None, pool_size: int = DEFAULT_POOL_SIZE,
                  tenant: str | None = None,
-                 durability: Literal["cell", "session"] = "cell") -> None:
+                 durability: Literal["cell", "session"] = "cell",
+                 rlm_lm: LMProvider | None = None) -> None:
         if durability not in ("cell", "session"):
             raise ValueError("durability must be 'cell' or 'session'")
         self.durability = durability
         self.policy = load_policy(policy)
         self.lm: LMProvider = lm if lm is not None else ScriptedLM(
             default="[rlmbox: no LM provider configured]")
+        self.rlm_lm: LMProvider = rlm_lm if rlm_lm is not None else self.lm
         self._owns_audit = audit is None
         self.audit: AuditSink = audit if audit is not None else AuditLog(
             Path(audit_dir) if audit_dir is not None else default_audit_dir())
@@ -125,7 +130,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._state = RuntimeState.OPEN
         self._executor = batch_executor()
-        self._ledger = Ledger(self.policy.budgets)
+        self._engine = PolicyEngine(self.policy)   # compiled once, shared (it is stateless)
         self.audit.append("policy.load", tenant=tenant, policy=self.policy.name,
                           policy_sha256=self.policy.sha256, mode=self.policy.mode)
         self.audit.sync()
@@ -186,6 +191,8 @@ class Runtime:
             raise IsolationUnavailable(
                 f"backend {backend_name!r} cannot provide {', '.join(missing)} required by "
                 f"policy {self.policy.name!r}")
+        # one ledger per session tree: a root session opens one, descendants share it
+        ledger = parent.ledger if parent is not None else Ledger(self.policy.budgets)
         functions = self._functions(tools or {})
         store = self._gated_store(context, session_id)
         if store is not None:
@@ -200,8 +207,8 @@ class Runtime:
             session = Session(
                 session_id=session_id, sandbox=sandbox, policy=self.policy,
                 dispatcher=CallDispatcher(
-                    functions=functions, engine=PolicyEngine(self.policy),
-                    ledger=self._ledger, audit=self.audit, session_id=session_id,
+                    functions=functions, engine=self._engine,
+                    ledger=ledger, audit=self.audit, session_id=session_id,
                     parent=parent.id if parent else None, depth=depth, tenant=self.tenant,
                     executor=self._executor),
                 audit=self.audit, parent=parent.id if parent else None, depth=depth,
@@ -228,7 +235,9 @@ class Runtime:
         return session
 
     def _functions(self, tools: Mapping[str, Callable[..., Any]]) -> dict[str, HostFunction]:
-        functions = {f.name: f for f in (llm_query(self.lm), llm_query_batched(self.lm))}
+        functions = {f.name: f for f in (
+            llm_query(self.lm), llm_query_batched(self.lm),
+            *rlm_functions(self._child_session, self._find_session, self.rlm_lm))}
         for name, fn in tools.items():
             host_fn = tool(name, fn)
             functions[host_fn.name] = host_fn
@@ -303,6 +312,14 @@ class Runtime:
                           confinement=frame.get("answer"))
         if self.durability == "cell":
             self.audit.sync()
+
+    def _child_session(self, context: Any, *, parent: Session) -> Session:
+        return self.session(context=context, parent=parent,
+                            backend=parent.sandbox.info.backend)
+
+    def _find_session(self, session_id: str) -> Session | None:
+        with self._lock:
+            return self._sessions.get(session_id)
 
     def _forget(self, session: Session, store: ContextStore | None) -> None:
         if store is not None:

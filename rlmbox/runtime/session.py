@@ -88,6 +88,7 @@ class Session:
         self.depth = depth
         self.tenant = tenant
         self._dispatcher = dispatcher
+        self.ledger = dispatcher.ledger
         self._audit = audit
         self._transform = transform
         self._durable_cells = durable_cells
@@ -186,8 +187,13 @@ class Session:
             except Exception as exc:
                 self._event("code.rejected", cell=cell_id, reason=str(exc))
                 return self._result(cell_id, started, "error", error=str(exc))
-        self.sandbox.send({"t": "exec", "id": cell_id, "code": source})
-        return self._await_result(cell_id, started, self._cell_deadline(timeout))
+        deadline = self._cell_deadline(timeout)
+        try:
+            self.sandbox.send({"t": "exec", "id": cell_id, "code": source},
+                              max(0.0, deadline - time.monotonic()))
+        except (SandboxCrashed, ProtocolError) as exc:
+            return self._killed(cell_id, started, _Output(0), _Output(0), 0, exc)
+        return self._await_result(cell_id, started, deadline)
 
     def _await_result(self, cell_id: str, started: float, deadline: float) -> ExecResult:
         limit = self.policy.limits.output_bytes
@@ -226,7 +232,10 @@ class Session:
                 except AuditWriteError:
                     self._kill("the audit log failed; host calls stopped")
                     raise
-                self.sandbox.send(reply)
+                try:
+                    self.sandbox.send(reply, max(0.0, wait_until - time.monotonic()))
+                except (SandboxCrashed, ProtocolError) as exc:
+                    return self._killed(cell_id, started, out, err, calls, exc)
             elif kind == "result" and frame["id"] == cell_id:
                 return self._finish(cell_id, started, frame, out, err, calls,
                                     interrupted_at is not None)

@@ -38,6 +38,7 @@ else:
 
 _OUTPUT_CHUNK = 64 * 1024
 _DRAIN_LIMIT = 4 * 1024 * 1024
+_MAX_ERROR_CHARS = 64 * 1024
 _INJECTED_ERRORS = ("HostCallError", "PolicyDenied", "BudgetExceeded")
 
 
@@ -207,6 +208,7 @@ class Agent:
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
         self.injected: dict[str, Any] = {}
         self.pump: OutputPump | None = None
+        self.confinement: dict[str, str] = {}
         self.output_limit = 1024 * 1024
         self.restricted: Callable[[dict[str, Any]], None] | None = None
         self._builtins: Any = __builtins__
@@ -281,12 +283,17 @@ class Agent:
             allowed = frozenset(config.get("allowed_imports", []))
             restricted_guards.install(self.namespace, allowed)
             self._builtins = self.namespace["__builtins__"]   # the restricted set, kept
-        confinement = _confine(config)
+        if self.pump is None:   # not confined at start-up: do it now, still single-threaded
+            self.confine(config)
         self._restore_injected()
-        # the pump thread starts only after confinement, which must see a single thread
-        self.pump = OutputPump(self.io, self._stdout_r, self._stderr_r)
         return {"t": "result", "id": frame["id"], "status": "ok", "has_answer": True,
-                "answer": confinement}
+                "answer": self.confinement}
+
+    def confine(self, config: dict[str, Any]) -> None:
+        """Applies Landlock and seccomp, then starts the output pump: Landlock binds only
+        the calling thread, so it must come before any other thread exists."""
+        self.confinement = _confine(config)
+        self.pump = OutputPump(self.io, self._stdout_r, self._stderr_r)
 
     def _load_context(self, config: dict[str, Any]) -> Any:
         spec = config.get("context")
@@ -335,7 +342,7 @@ class Agent:
         if self._has_answer:
             result["has_answer"] = True
             result["answer"] = _jsonable(self._answer)
-        return result
+        return _fit_in_frame(result)
 
     def _answer_from_dict(self) -> None:
         answer = self.namespace.get("answer")
@@ -393,6 +400,20 @@ def _format_error(exc: BaseException) -> str:
     return "".join(lines).rstrip()
 
 
+def _fit_in_frame(result: dict[str, Any]) -> dict[str, Any]:
+    """A result that cannot travel (an answer over the frame cap) becomes an error result."""
+    if isinstance(result.get("error"), str) and len(result["error"]) > _MAX_ERROR_CHARS:
+        result["error"] = result["error"][:_MAX_ERROR_CHARS] + "\n[error message truncated]"
+    try:
+        protocol.encode(result)
+    except protocol.FrameError as exc:
+        return {"t": "result", "id": result["id"], "status": "error",
+                "dropped": result.get("dropped", {}),
+                "error": f"the answer cannot be returned: {exc}; keep it in a variable and "
+                         "return a smaller part"}
+    return result
+
+
 def _jsonable(value: Any) -> Any:
     try:
         protocol.encode({"v": value})
@@ -427,6 +448,17 @@ def _preload() -> None:
             __import__(name)
 
 
+def _startup_confinement(argv: list[str]) -> dict[str, Any] | None:
+    """``--confine=<JSON object>`` from the backend: the same keys as ``init``'s config."""
+    for arg in argv:
+        if arg.startswith("--confine="):
+            import json  # noqa: PLC0415
+
+            value = json.loads(arg.removeprefix("--confine="))
+            return value if isinstance(value, dict) else None
+    return None
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # until a cell runs: nothing to interrupt
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -437,6 +469,9 @@ def main() -> None:
                       closefd=False, buffering=1)
     _preload()
     agent = Agent(io, stdout_r, stderr_r)
+    startup = _startup_confinement(sys.argv[1:])
+    if startup is not None:   # the backend knows the confinement: apply it before ready
+        agent.confine(startup)
     try:
         agent.serve()
     except protocol.FrameError as exc:

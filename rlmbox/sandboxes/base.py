@@ -93,8 +93,9 @@ class Sandbox(Protocol):
         """Makes a host file readable inside (read-only); returns its path inside."""
         ...
 
-    def send(self, frame: Frame) -> None:
-        """Sends one host -> agent frame."""
+    def send(self, frame: Frame, timeout: float | None = None) -> None:
+        """Sends one host -> agent frame; raises ``SandboxCrashed`` when the sandbox has
+        not read it within ``timeout`` seconds (None: wait as long as it takes)."""
         ...
 
     def recv(self, timeout: float | None) -> Frame | None:

@@ -32,20 +32,27 @@ class FrameChannel:
         self._selector.register(read_fd, selectors.EVENT_READ)
         self._eof = False
         self._broken = False
+        os.set_blocking(write_fd, False)   # writes are bounded by a deadline, never stuck
 
-    def send(self, frame: Frame) -> None:
+    def send(self, frame: Frame, timeout: float | None = None) -> None:
+        """Writes one frame; a sandbox that stops reading cannot block the host past
+        ``timeout`` seconds (``SandboxCrashed`` then; the caller kills the sandbox)."""
         try:
             data = protocol.encode(frame, self._max_frame)
         except protocol.FrameTooLargeError as exc:
             raise FrameTooLarge(str(exc)) from exc
         except protocol.FrameError as exc:
             raise ProtocolError(str(exc)) from exc
+        deadline = None if timeout is None else time.monotonic() + timeout
         view = memoryview(data)
         while view:
             try:
                 written = os.write(self._write_fd, view)
             except BlockingIOError:
-                self._wait_writable()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise SandboxCrashed("the sandbox stopped reading its input") from None
+                self._wait_writable(remaining)
                 continue
             except OSError as exc:
                 if exc.errno in (errno.EPIPE, errno.EBADF, errno.ECONNRESET):
@@ -53,10 +60,10 @@ class FrameChannel:
                 raise
             view = view[written:]
 
-    def _wait_writable(self) -> None:
+    def _wait_writable(self, timeout: float | None) -> None:
         with selectors.DefaultSelector() as sel:
             sel.register(self._write_fd, selectors.EVENT_WRITE)
-            sel.select(1.0)
+            sel.select(1.0 if timeout is None else min(1.0, timeout))
 
     def recv(self, timeout: float | None) -> Frame | None:
         """Next frame, or None when ``timeout`` seconds pass first."""

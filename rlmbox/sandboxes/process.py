@@ -198,9 +198,12 @@ class ProcessSandbox:
     # --- start ------------------------------------------------------------------------
 
     def _argv(self, python: Path, info_fd: int | None) -> list[str]:
-        agent = [str(python), "-I", "-B", _AGENT_INSIDE]
+        confine = "--confine=" + json.dumps({
+            "seccomp": self._spec.seccomp, "landlock": self._spec.landlock,
+            "writable": self.writable_paths()}, separators=(",", ":"))
+        agent = [str(python), "-I", "-B", _AGENT_INSIDE, confine]
         if not self._backend._bwrap:
-            return [str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py")]
+            return [str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py"), confine]
         argv = [self._backend._bwrap, "--unshare-user", "--unshare-pid", "--unshare-net",
                 "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
                 "--die-with-parent", "--new-session", "--hostname", "rlmbox",
@@ -334,8 +337,8 @@ class ProcessSandbox:
     def writable_paths(self) -> list[str]:
         return ["/tmp", "/dev"] if self._backend._bwrap else ["/tmp", "/dev", str(self._stage)]
 
-    def send(self, frame: Frame) -> None:
-        self._channel.send(frame)
+    def send(self, frame: Frame, timeout: float | None = None) -> None:
+        self._channel.send(frame, timeout)
 
     def recv(self, timeout: float | None) -> Frame | None:
         return self._channel.recv(timeout)

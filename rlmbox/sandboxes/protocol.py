@@ -13,6 +13,7 @@ imports nothing else. The host translates :class:`FrameError` into
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any, Final
 
@@ -77,7 +78,7 @@ def decode_body(body: bytes, allowed: frozenset[str]) -> Frame:
     except UnicodeDecodeError as exc:
         raise FrameError(f"frame is not valid UTF-8 (byte {exc.start})") from exc
     try:
-        frame = json.loads(text, parse_constant=_refuse_constant)
+        frame = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise FrameError("frame nests too deeply") from exc
     except ValueError as exc:
@@ -105,7 +106,7 @@ def validate(frame: object, allowed: frozenset[str]) -> None:
                 raise FrameError(f"{kind}.{name}: missing")
             continue
         _check_kind(f"{kind}.{name}", frame[name], field_kind)
-    _check_depth(frame)
+    _check_values(frame)
 
 
 def _check_kind(where: str, value: object, kind: str) -> None:  # noqa: PLR0912 - one branch a kind
@@ -138,16 +139,36 @@ def _check_kind(where: str, value: object, kind: str) -> None:  # noqa: PLR0912 
         raise FrameError(f"{where}: expected {kind}, got {type(value).__name__} {_clip(value)}")
 
 
-def _check_depth(value: object) -> None:
+def _check_values(value: object) -> None:
+    """Depth cap, and every string and key must be real UTF-8 (no lone surrogates):
+    what the host accepts it must be able to record."""
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise FrameError(f"frame nests deeper than {MAX_DEPTH} levels")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key)
+                stack.append((child, depth + 1))
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise FrameError(f"frame holds a lone surrogate at character {exc.start}") from exc
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise FrameError(f"frame holds a number that overflows: {_clip(literal)}")
+    return value
 
 
 def _refuse_constant(name: str) -> float:

@@ -176,3 +176,40 @@ def test_audit_log_records_the_session_and_verifies(runtime: Runtime, tmp_path: 
     assert call["outcome"] == "ok"
     assert "budget_before" in call
     assert call["budget_after"]["tree"]["calls"] == 1
+
+
+def test_each_root_session_has_its_own_budget(make_runtime: Callable[..., Runtime]) -> None:
+    rt = make_runtime(budgets={"tree": {"calls": 2}})
+    with rt.session() as first:
+        spent = first.exec("llm_query('a'); llm_query('b')\n"
+                           "try:\n    llm_query('c')\nexcept BudgetExceeded:\n    print('spent')")
+    with rt.session() as second:
+        fresh = second.exec("print(llm_query('d'))")
+    assert spent.stdout == "spent\n"
+    assert fresh.stdout == "scripted answer\n"
+
+
+def _child_rlm(prompt: str) -> str:
+    """A scripted root model for child RLMs: recurse once more, report what happened."""
+    return ("```repl\ntry:\n    r = rlm_query('deeper ' + context)\n"
+            "except BudgetExceeded as e:\n    r = 'stopped at ' + context\nFINAL(r)\n```")
+
+
+def test_rlm_query_runs_a_child_session_within_the_depth_budget(
+        make_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
+    rt = make_runtime(budgets={"tree": {"max_depth": 2}})
+    rt.rlm_lm = ScriptedLM(_child_rlm)
+    with rt.session() as s:
+        r = s.exec("print(rlm_query('q'))")
+    assert r.status == "ok", r.error
+    assert r.stdout == "stopped at deeper q\n"   # the depth-2 child was refused a child
+    rt.close()
+    events = [json.loads(line) for line in (tmp_path / "audit-0" / "audit.jsonl").read_text(
+        ).splitlines()]
+    created = [e for e in events if e["event"] == "session.create"]
+    assert [e["depth"] for e in created] == [0, 1, 2]
+    assert created[1]["parent"] == created[0]["session"]
+    assert created[2]["parent"] == created[1]["session"]
+    denied = [e for e in events if e["event"] == "limit.exceeded"]
+    assert any("max_depth" in str(e.get("budget")) for e in denied)
+    assert verify_log(tmp_path / "audit-0").ok

@@ -1,0 +1,52 @@
+"""``rlm_query``: a recursive RLM, run as a child session of the caller.
+
+The child gets the prompt as its ``context``, runs in a sandbox of its own under the same
+policy, shares the caller's ledger (so budgets span the whole tree and ``max_depth`` binds),
+and is recorded in the audit log with its parent and depth. Its root model is the runtime's
+``rlm_lm``. The child's answer (or a short note that it found none) is the call's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from rlmbox.errors import RlmboxError
+from rlmbox.runtime.hostfns import CallContext, HostFunction
+from rlmbox.runtime.lm.base import LMProvider
+from rlmbox.runtime.rlm_loop import run_rlm
+from rlmbox.runtime.session import Session
+
+CHILD_TASK = "Answer the request given in `context`."
+MAX_CHILD_STEPS = 8
+
+
+class SessionFactory(Protocol):
+    def __call__(self, context: Any, *, parent: Session) -> Session: ...
+
+
+def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
+                  root: LMProvider) -> list[HostFunction]:
+    """``rlm_query`` and ``rlm_query_batched`` over ``spawn`` (a child-session factory)."""
+
+    def handle(ctx: CallContext, args: dict[str, Any]) -> str:
+        prompt = args.get("prompt")
+        if not isinstance(prompt, str):
+            raise TypeError("rlm_query: the prompt must be a str")
+        parent = find(ctx.session_id)
+        if parent is None:
+            raise RlmboxError("rlm_query: the calling session is gone")
+        with spawn(prompt, parent=parent) as child:
+            trajectory = run_rlm(child, root, CHILD_TASK, context=prompt,
+                                 max_steps=MAX_CHILD_STEPS)
+        if not trajectory.answered:
+            return f"[rlm_query: no answer after {len(trajectory.steps)} step(s)]"
+        answer = trajectory.answer
+        return answer if isinstance(answer, str) else repr(answer)
+
+    return [
+        HostFunction("rlm_query", ("prompt", "model"), handle, budgeted=True,
+                     prompt_param="prompt"),
+        HostFunction("rlm_query_batched", ("prompts", "model"), handle, budgeted=True,
+                     prompt_param="prompt", batch_param="prompts"),
+    ]
