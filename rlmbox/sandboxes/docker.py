@@ -244,9 +244,9 @@ class DockerSandbox:
     def stage(self, source: Path, name: str) -> str:
         return self._prepared.stager.stage(source, name)
 
-    def send(self, frame: Frame) -> None:
+    def send(self, frame: Frame, timeout: float | None = None) -> None:
         try:
-            self._stream.send(frame)
+            self._stream.send(frame, timeout)
         except SandboxCrashed as exc:
             raise SandboxCrashed(f"{exc}: {self._why()}") from exc
 

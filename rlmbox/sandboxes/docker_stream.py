@@ -52,18 +52,23 @@ class AttachedStream:
         """The last bytes the sandbox wrote to stderr (diagnostics for a failed start)."""
         return b"".join(self._stderr).decode("utf-8", errors="replace")
 
-    def send(self, frame: Frame) -> None:
+    def send(self, frame: Frame, timeout: float | None = None) -> None:
+        """Writes one frame; a container that stops reading cannot block the host past
+        ``timeout`` seconds (``SandboxCrashed`` then)."""
         try:
             data = protocol.encode(frame, self._max_frame)
         except protocol.FrameTooLargeError as exc:
             raise FrameTooLarge(str(exc)) from exc
         except protocol.FrameError as exc:
             raise ProtocolError(str(exc)) from exc
+        deadline = None if timeout is None else time.monotonic() + timeout
         view = memoryview(data)
         while view:
             try:
                 sent = self._sock.send(view)
             except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise SandboxCrashed("the container stopped reading its input") from None
                 self._wait(selectors.EVENT_WRITE)
                 continue
             except OSError as exc:
