@@ -63,6 +63,22 @@ def _rlmbox_load(path):
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 '''
+_SUBMIT = '''
+def SUBMIT(*args, **kwargs):
+    names = {names}
+    if names is None:
+        if len(args) != 1 or kwargs:
+            raise TypeError("SUBMIT requires one output value")
+        FINAL({{"output": args[0]}})
+    else:
+        if args and kwargs:
+            raise TypeError("SUBMIT accepts positional or keyword values, not both")
+        values = dict(zip(names, args)) if args else dict(kwargs)
+        if set(values) != set(names) or len(args) > len(names):
+            raise TypeError("SUBMIT fields do not match the configured output fields")
+        FINAL(values)
+    raise _RlmboxSubmit()
+'''
 
 
 class _ToolLM:
@@ -147,13 +163,13 @@ class RlmboxInterpreter:
         if result.has_answer:
             return FinalOutput(result.answer)
         if result.status == "error" and is_compile_error(result):
-            raise SyntaxError(f"Invalid Python syntax. message: {error_line(result.error or '')}")
+            raise SyntaxError(error_line(result.error or "").split(": ", 1)[-1])
         if result.status == "error":
             raise CodeExecutionError(error_line(result.error or ""))
         if result.status == "interrupted":
             raise CodeExecutionError("KeyboardInterrupt: the cell ran past its time limit and "
                                      "was interrupted; its variables are kept")
-        output = result.stdout + result.stderr
+        output = (result.stdout + result.stderr).rstrip("\n")
         return output or None
 
     def __call__(self, code: str, variables: dict[str, Any] | None = None) -> Any:
@@ -211,15 +227,14 @@ class RlmboxInterpreter:
         return call
 
     def _submit_source(self) -> str:
-        names = [str(f["name"]) for f in self.output_fields or []]
-        if not names:
-            return ("def SUBMIT(**outputs):\n    FINAL(outputs)\n    raise _RlmboxSubmit()\n")
-        for name in names:
+        """``SUBMIT`` as DSPy's ``LocalInterpreter`` defines it: one value without output
+        fields, else the fields by position or by name, exactly; it ends the cell."""
+        names = None if self.output_fields is None else [
+            str(f.get("name")) for f in self.output_fields]
+        for name in names or []:
             if not name.isidentifier() or keyword.iskeyword(name):
                 raise CodeInterpreterError(f"output field {name!r} is not a Python name")
-        fields = ", ".join(f"{name!r}: {name}" for name in names)
-        return (f"def SUBMIT({', '.join(names)}):\n    FINAL({{{fields}}})\n"
-                "    raise _RlmboxSubmit()\n")
+        return _SUBMIT.format(names=repr(names))
 
     def _bind(self, session: Session, variables: Mapping[str, Any]) -> str:
         """Lines that bind each variable; a value is sent again only when it changed."""

@@ -6,9 +6,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("rlm")
-
 from rlm.clients.openai import OpenAIClient
 from rlm.core.lm_handler import LMHandler
 from rlm.environments.local_repl import LocalREPL
