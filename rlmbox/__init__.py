@@ -5,9 +5,11 @@ The public API is what this module exports; everything else is private to the pa
 
 from rlmbox.errors import (
     AuditError,
+    AuditRecordInvalid,
     AuditWriteError,
     BudgetExceeded,
     CellTimeout,
+    CodeRejected,
     IsolationUnavailable,
     LMError,
     PolicyDenied,
@@ -31,9 +33,11 @@ from rlmbox.sandboxes.base import IsolationProperty
 
 __all__ = [
     "AuditError",
+    "AuditRecordInvalid",
     "AuditWriteError",
     "BudgetExceeded",
     "CellTimeout",
+    "CodeRejected",
     "Completion",
     "ExecResult",
     "IsolationProperty",

@@ -10,7 +10,8 @@
     ├── SandboxError
     │   ├── SandboxUnavailable      a backend cannot run here (missing tool, engine down)
     │   ├── IsolationUnavailable    a backend cannot provide a property the policy requires
-    │   └── SandboxCrashed          the sandbox died outside of a deliberate kill
+    │   ├── SandboxCrashed          the sandbox died outside of a deliberate kill
+    │   └── ImageBuildFailed        the sandbox image could not be built
     ├── SessionError
     │   ├── SessionClosed           the session was closed; it cannot be used again
     │   ├── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
@@ -90,6 +91,10 @@ class IsolationUnavailable(SandboxError):
 
 class SandboxCrashed(SandboxError):
     """The sandbox died without being asked to."""
+
+
+class ImageBuildFailed(SandboxError):
+    """The sandbox image could not be built; the message says which step failed."""
 
 
 class SessionError(RlmboxError):

@@ -45,7 +45,8 @@ from rlmbox.audit.writer import GroupCommitWriter
 from rlmbox.errors import AuditError, AuditRecordInvalid, AuditWriteError
 
 SEVERITIES = frozenset({"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"})
-_WARN_EVENTS = frozenset({"limit.exceeded", "audit.repair", "code.reject"})
+_WARN_EVENTS = frozenset({"limit.exceeded", "audit.repair", "code.rejected", "session.refused",
+                          "sandbox.killed"})
 
 
 class _State(enum.Enum):

@@ -74,6 +74,14 @@ def default_audit_dir() -> Path:
     return Path(state) / "rlmbox" / "audit"
 
 
+def _private_contexts_dir() -> Path:
+    """Host-only (0700) home of contexts: sandboxes reach theirs through a stage link."""
+    path = cache_root() / "contexts"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
 def spec_for(policy: Policy) -> SandboxSpec:
     """The sandbox spec a policy asks for."""
     lim = policy.limits
@@ -130,6 +138,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._state = RuntimeState.OPEN
         self._executor = batch_executor()
+        self._engine = PolicyEngine(self.policy)   # compiled once, shared (it is stateless)
         self.audit.append("policy.load", tenant=tenant, policy=self.policy.name,
                           policy_sha256=self.policy.sha256, mode=self.policy.mode)
         self.audit.sync()
@@ -206,7 +215,7 @@ class Runtime:
             session = Session(
                 session_id=session_id, sandbox=sandbox, policy=self.policy,
                 dispatcher=CallDispatcher(
-                    functions=functions, engine=PolicyEngine(self.policy),
+                    functions=functions, engine=self._engine,
                     ledger=ledger, audit=self.audit, session_id=session_id,
                     parent=parent.id if parent else None, depth=depth, tenant=self.tenant,
                     executor=self._executor),
@@ -277,8 +286,7 @@ class Runtime:
                 raise PolicyError(f"the context must be JSON-serializable: {exc}") from exc
         else:
             raise TypeError(f"context must be a str, dict or list, not {type(context).__name__}")
-        staging = cache_root() / "contexts"
-        staging.mkdir(parents=True, exist_ok=True)
+        staging = _private_contexts_dir()
         fd, name = tempfile.mkstemp(suffix=suffix, dir=staging)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -335,7 +343,7 @@ class Runtime:
             self.audit.append("limit.exceeded", session=session_id, tenant=self.tenant,
                               limit=quota, reason=message)
 
-        return ContextStore(context, cache_root() / "contexts" / session_id,
+        return ContextStore(context, _private_contexts_dir() / session_id,
                             self.policy.context, enforce=self.policy.mode == "enforce",
                             on_violation=violation)
 

@@ -208,6 +208,7 @@ class Agent:
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
         self.injected: dict[str, Any] = {}
         self.pump: OutputPump | None = None
+        self.confinement: dict[str, str] = {}
         self.output_limit = 1024 * 1024
         self.restricted: Callable[[dict[str, Any]], None] | None = None
         self._builtins: Any = __builtins__
@@ -282,12 +283,17 @@ class Agent:
             allowed = frozenset(config.get("allowed_imports", []))
             restricted_guards.install(self.namespace, allowed)
             self._builtins = self.namespace["__builtins__"]   # the restricted set, kept
-        confinement = _confine(config)
+        if self.pump is None:   # not confined at start-up: do it now, still single-threaded
+            self.confine(config)
         self._restore_injected()
-        # the pump thread starts only after confinement, which must see a single thread
-        self.pump = OutputPump(self.io, self._stdout_r, self._stderr_r)
         return {"t": "result", "id": frame["id"], "status": "ok", "has_answer": True,
-                "answer": confinement}
+                "answer": self.confinement}
+
+    def confine(self, config: dict[str, Any]) -> None:
+        """Applies Landlock and seccomp, then starts the output pump: Landlock binds only
+        the calling thread, so it must come before any other thread exists."""
+        self.confinement = _confine(config)
+        self.pump = OutputPump(self.io, self._stdout_r, self._stderr_r)
 
     def _load_context(self, config: dict[str, Any]) -> Any:
         spec = config.get("context")
@@ -442,6 +448,17 @@ def _preload() -> None:
             __import__(name)
 
 
+def _startup_confinement(argv: list[str]) -> dict[str, Any] | None:
+    """``--confine=<JSON object>`` from the backend: the same keys as ``init``'s config."""
+    for arg in argv:
+        if arg.startswith("--confine="):
+            import json  # noqa: PLC0415
+
+            value = json.loads(arg.removeprefix("--confine="))
+            return value if isinstance(value, dict) else None
+    return None
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # until a cell runs: nothing to interrupt
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -452,6 +469,9 @@ def main() -> None:
                       closefd=False, buffering=1)
     _preload()
     agent = Agent(io, stdout_r, stderr_r)
+    startup = _startup_confinement(sys.argv[1:])
+    if startup is not None:   # the backend knows the confinement: apply it before ready
+        agent.confine(startup)
     try:
         agent.serve()
     except protocol.FrameError as exc:

@@ -180,8 +180,15 @@ class ProcessSandbox:
         self._oom = False
         self._pids_hit = False
         self._stage = cache_root() / "stage" / self._id
-        self._stage.mkdir(parents=True, mode=0o755)
-        os.chmod(self._stage.parent, 0o755)  # noqa: S103 - the sandbox uid must traverse
+        self._stage.mkdir(parents=True, mode=0o700)
+        os.chmod(self._stage.parent, 0o711)  # noqa: S103 - traversable, not listable
+        # only the sandbox's uid (and root) may enter: staged contexts are confidential
+        self._own(self._stage)
+        self._work = cache_root() / "work" / self._id   # the fallback's private cwd
+        if not backend._bwrap:
+            self._work.mkdir(parents=True, mode=0o700)
+            os.chmod(self._work.parent, 0o711)  # noqa: S103 - traversable, not listable
+            self._own(self._work)
         try:
             if backend._cgroups:
                 lim = spec.limits
@@ -198,9 +205,12 @@ class ProcessSandbox:
     # --- start ------------------------------------------------------------------------
 
     def _argv(self, python: Path, info_fd: int | None) -> list[str]:
-        agent = [str(python), "-I", "-B", _AGENT_INSIDE]
+        confine = "--confine=" + json.dumps({
+            "seccomp": self._spec.seccomp, "landlock": self._spec.landlock,
+            "writable": self.writable_paths()}, separators=(",", ":"))
+        agent = [str(python), "-I", "-B", _AGENT_INSIDE, confine]
         if not self._backend._bwrap:
-            return [str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py")]
+            return [str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py"), confine]
         argv = [self._backend._bwrap, "--unshare-user", "--unshare-pid", "--unshare-net",
                 "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
                 "--die-with-parent", "--new-session", "--hostname", "rlmbox",
@@ -231,11 +241,14 @@ class ProcessSandbox:
         info_r, info_w = os.pipe() if self._backend._bwrap else (-1, -1)
         argv = self._argv(python, info_w if info_w >= 0 else None)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        if not self._backend._bwrap:
+            env.update(HOME=str(self._work), TMPDIR=str(self._work))
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=env, close_fds=True,
                 pass_fds=(info_w,) if info_w >= 0 else (),
+                cwd=self._work if not self._backend._bwrap else None,
                 preexec_fn=self._preexec, start_new_session=True)  # noqa: PLW1509
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
@@ -318,11 +331,17 @@ class ProcessSandbox:
     def spec(self) -> SandboxSpec:
         return self._spec
 
+    def _own(self, path: Path) -> None:
+        if self._backend._drop_uid:
+            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+
     def stage(self, source: Path, name: str) -> str:
+        """Hard-links ``source`` into the private stage directory when the sandbox uid may
+        read the file itself (no copy of a 1 GB context); copies it otherwise."""
         target = self._stage / name
         try:
-            if not _readable_by_others(source):
-                raise PermissionError("copy instead")
+            if self._backend._drop_uid and not source.stat().st_mode & 0o004:
+                raise PermissionError("not readable by the sandbox uid: copy instead")
             os.link(source, target)
         except OSError:
             shutil.copyfile(source, target)
@@ -332,7 +351,7 @@ class ProcessSandbox:
         return f"{_STAGE_INSIDE}/{name}"
 
     def writable_paths(self) -> list[str]:
-        return ["/tmp", "/dev"] if self._backend._bwrap else ["/tmp", "/dev", str(self._stage)]
+        return ["/tmp", "/dev"] if self._backend._bwrap else [str(self._work), "/dev"]
 
     def send(self, frame: Frame, timeout: float | None = None) -> None:
         self._channel.send(frame, timeout)
@@ -380,3 +399,4 @@ class ProcessSandbox:
             self._cgroup_removed = True
         self._dead = True
         shutil.rmtree(self._stage, ignore_errors=True)
+        shutil.rmtree(self._work, ignore_errors=True)

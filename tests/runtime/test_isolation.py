@@ -145,3 +145,15 @@ def test_policy_requiring_an_unprovided_property_refuses_the_session(
                                  "require": ["user_space_kernel"]})
     with pytest.raises(IsolationUnavailable, match="user_space_kernel"):
         rt.session()
+
+
+def test_staged_context_is_private_to_the_sandbox_uid(runtime: Runtime) -> None:
+    """Other host users cannot list or read another session's staged context."""
+    with runtime.session(context="confidential") as s:
+        stage = Path("/var/cache/rlmbox/stage") / s.sandbox.info.sandbox_id
+        info = stage.stat()
+        assert info.st_mode & 0o777 == 0o700
+        assert info.st_uid == (65534 if os.geteuid() == 0 else os.geteuid())
+        contexts = Path("/var/cache/rlmbox/contexts").stat()
+        assert contexts.st_mode & 0o077 == 0
+        assert s.exec("print(context)").stdout == "confidential\n"

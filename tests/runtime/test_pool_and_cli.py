@@ -101,3 +101,25 @@ def test_cli_doctor_reports_the_process_backend() -> None:
     process = next(b for b in report["backends"] if b["name"] == "process")
     assert process["available"]
     assert "network_none" in process["properties"]
+
+
+def test_fallback_cannot_write_outside_its_private_work_dir() -> None:
+    from rlmbox.sandboxes.base import SandboxSpec
+
+    sandbox = ProcessBackend(use_bwrap=False).create(SandboxSpec())
+    try:
+        sandbox.send({"t": "init", "id": "i", "config": {}})
+        assert sandbox.recv(10) is not None
+        sandbox.send({"t": "exec", "id": "c", "code": (
+            "import os\nfor p in ('/tmp/rlmbox-fallback-probe', 'here.txt'):\n"
+            "    try:\n        open(p, 'w').write('x'); print('wrote', p)\n"
+            "    except OSError:\n        print('refused', p)\nprint(os.getcwd())")})
+        out = ""
+        while (frame := sandbox.recv(10)) is not None and frame["t"] != "result":
+            out += frame.get("data", "")
+    finally:
+        sandbox.kill()
+    assert "refused /tmp/rlmbox-fallback-probe" in out
+    assert "wrote here.txt" in out
+    assert "/var/cache/rlmbox/work/" in out
+    assert not Path("/tmp/rlmbox-fallback-probe").exists()

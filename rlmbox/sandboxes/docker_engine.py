@@ -1,0 +1,71 @@
+"""The one place rlmbox touches the Docker engine's client library.
+
+Connects to the engine (``DOCKER_HOST`` or the local socket) and translates the docker SDK's
+exceptions, which subclass ``requests`` errors, into the rlmbox tree at this boundary, with
+what is missing and how to fix it when no engine answers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rlmbox.errors import SandboxError, SandboxUnavailable
+
+_FIX = ("start a Docker engine (as root: 'bash scripts/provision.sh', which installs Debian's "
+        "docker.io and starts dockerd) or point DOCKER_HOST at one")
+
+
+def connect(base_url: str | None = None, timeout: float = 60.0) -> Any:
+    """A ``docker.DockerClient`` whose engine answered a ping."""
+    try:
+        import docker  # noqa: PLC0415 - optional dependency, imported where it is needed
+    except ImportError as exc:
+        raise SandboxUnavailable(
+            "the docker Python SDK is not installed (pip install 'rlmbox[docker]')") from exc
+    where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = (docker.DockerClient(base_url=base_url, timeout=int(timeout)) if base_url
+                  else docker.from_env(timeout=int(timeout)))
+        client.ping()
+    except Exception as exc:  # the SDK raises DockerException or raw requests errors here
+        raise SandboxUnavailable(f"no Docker engine answers at {where}: {_short(exc)}; {_FIX}"
+                                 ) from exc
+    return client
+
+
+def is_local(client: Any) -> bool:
+    """True when the engine runs on this machine (a Unix socket), so bind mounts work."""
+    return str(client.api.base_url).startswith(("http+unix://", "unix://"))
+
+
+def runtimes(client: Any) -> frozenset[str]:
+    """OCI runtimes the engine has registered (``runc``, ``runsc``, ...)."""
+    with translated("reading the engine's runtimes"):
+        info = client.info()
+    return frozenset(info.get("Runtimes", {}) or {})
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Re-raises docker and requests errors as ``SandboxError`` saying what was being done."""
+    import docker.errors  # noqa: PLC0415
+    import requests  # noqa: PLC0415
+
+    try:
+        yield
+    except docker.errors.NotFound as exc:
+        raise SandboxError(f"{what}: not found: {_short(exc)}") from exc
+    except requests.exceptions.ConnectionError as exc:
+        raise SandboxUnavailable(f"{what}: the Docker engine stopped answering: {_short(exc)}; "
+                                 f"{_FIX}") from exc
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise SandboxError(f"{what}: {_short(exc)}") from exc
+
+
+def _short(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation or exc).strip()
+    return text if len(text) <= 300 else text[:297] + "..."

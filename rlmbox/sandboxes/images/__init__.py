@@ -1,0 +1,1 @@
+"""The sandbox image: recipe.json + rootfs.py (offline), Dockerfile (online), build.py."""
