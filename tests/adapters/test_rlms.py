@@ -193,3 +193,24 @@ def test_rlmbox_rlm_refuses_other_environments_and_persistence() -> None:
         RlmboxRLM(backend="openai", environment="local")
     with pytest.raises(ValueError, match="persistent"):
         RlmboxRLM(backend="openai", persistent=True)
+
+
+def test_rlm_query_runs_a_child_sandbox_on_the_handlers_root_model(
+        env_factory: Callable[..., RlmboxREPL],
+        fake_openai: Callable[[Callable[[Messages], str]], FakeOpenAI], tmp_path: Path) -> None:
+    def child_model(messages: Messages) -> str:
+        prompt = str(messages[-1].get("content"))
+        return "FINAL(child says hi)" if "Recursive Language Model" in prompt else "?"
+
+    server = fake_openai(child_model)
+    lm = LMHandler(OpenAIClient(api_key="k", model_name="fake", base_url=server.base_url))
+    lm.start()
+    try:
+        env = env_factory(lm_handler_address=lm.address)
+        result = env.execute_code("print(rlm_query('hello child'))")
+    finally:
+        stop_handler(lm)
+    assert result.stdout == "child says hi\n"
+    created = [e for e in records(tmp_path / "audit") if e["event"] == "session.create"]
+    assert [e["depth"] for e in created] == [0, 1]
+    assert created[1]["parent"] == created[0]["session"]
