@@ -1,0 +1,335 @@
+"""DSPy: an rlmbox-backed ``CodeInterpreter`` for ``dspy.RLM`` (and any module that takes one).
+
+    from rlmbox.adapters.dspy import RlmboxInterpreterFactory
+    with RlmboxInterpreterFactory(policy="my-policy.yaml") as sandbox:
+        rlm = dspy.RLM("context, query -> answer", interpreter_factory=sandbox)
+        rlm(context=long_text, query="...")
+
+DSPy asks for a zero-argument factory; each forward pass gets a fresh
+:class:`RlmboxInterpreter`, i.e. a fresh rlmbox session. ``llm_query`` and
+``llm_query_batched`` inside the sandbox are rlmbox's own host functions (decided by the
+policy, budgeted by the ledger, recorded with their completions in the audit log) whose LM is
+the ``llm_query`` tool DSPy registers, so DSPy's sub-LM and its ``max_llm_calls`` still apply.
+Every other tool DSPy registers (yours, and the ``dspy`` facade's) is an rlmbox tool
+``tool.<name>``: it runs on the host only if the policy permits it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import hashlib
+import inspect
+import json
+import keyword
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from dspy.primitives.code_interpreter import (
+    CodeExecutionError,
+    CodeInterpreterError,
+    FinalOutput,
+)
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from rlmbox.adapters._cells import error_line, is_compile_error
+from rlmbox.audit.log import AuditLog
+from rlmbox.errors import LMError, RlmboxError
+from rlmbox.policies.model import Policy
+from rlmbox.runtime.events import AuditSink
+from rlmbox.runtime.lm.base import Completion, estimate_tokens
+from rlmbox.runtime.results import ExecResult
+from rlmbox.runtime.runtime import Runtime, default_audit_dir
+from rlmbox.runtime.session import Session
+from rlmbox.sandboxes.bundle import cache_root
+
+LM_TOOLS = frozenset({"llm_query", "llm_query_batched"})
+INLINE_LIMIT = 64 * 1024      # larger variables travel as staged files, not as code
+EXECUTION_INSTRUCTIONS = (
+    "Code runs in an rlmbox sandbox: CPython with the standard library, no network and no "
+    "host files. llm_query, llm_query_batched and the tools are host calls that a policy may "
+    "refuse (PolicyDenied) or cut off at a budget (BudgetExceeded). SUBMIT(...) ends the run.")
+_SETUP = '''
+class _RlmboxSubmit(BaseException):
+    """Ends the cell once SUBMIT has recorded the outputs (not an Exception: not caught)."""
+_rlmbox_vars = {}
+def _rlmbox_load(path):
+    import json
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+'''
+_SUBMIT = '''
+def SUBMIT(*args, **kwargs):
+    names = {names}
+    if names is None:
+        if len(args) != 1 or kwargs:
+            raise TypeError("SUBMIT requires one output value")
+        FINAL({{"output": args[0]}})
+    else:
+        if args and kwargs:
+            raise TypeError("SUBMIT accepts positional or keyword values, not both")
+        values = dict(zip(names, args)) if args else dict(kwargs)
+        if set(values) != set(names) or len(args) > len(names):
+            raise TypeError("SUBMIT fields do not match the configured output fields")
+        FINAL(values)
+    raise _RlmboxSubmit()
+'''
+
+
+class _ToolLM:
+    """The LM behind rlmbox's ``llm_query``: DSPy's own ``llm_query`` tool, in the
+    caller's context (DSPy keeps its LM settings in context variables, and batched items
+    run on rlmbox's worker threads)."""
+
+    name = "dspy"
+
+    def __init__(self, interpreter: RlmboxInterpreter) -> None:
+        self._interpreter = interpreter
+
+    def complete(self, prompt: str, *, model: str | None = None) -> Completion:
+        query = self._interpreter.tools.get("llm_query")
+        if query is None:
+            raise LMError("no llm_query tool is registered (dspy.RLM registers one)")
+        try:
+            text = self._interpreter.context.copy().run(query, prompt)
+        except Exception as exc:   # DSPy's budget and LM errors: the model should read them
+            raise LMError(f"{type(exc).__name__}: {exc}") from exc
+        text = str(text)
+        return Completion(text=text, model=model or "dspy",
+                          input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text))
+
+
+class RlmboxInterpreter:
+    """A DSPy ``CodeInterpreter`` whose state lives in one rlmbox session.
+
+    The session starts at the first ``execute`` (``start`` opens the runtime), because DSPy
+    registers its tools after creating the interpreter and rlmbox fixes a session's tool
+    names when it starts; a tool name added later is refused. Tools are looked up by name
+    at call time, so replacing a tool's function is fine.
+    """
+
+    def __init__(self, tools: Mapping[str, Callable[..., Any]] | None = None,
+                 output_fields: list[dict[str, Any]] | None = None, *,
+                 policy: str | Path | Policy = "default", audit: AuditSink | None = None,
+                 audit_dir: str | Path | None = None, backend: str | None = None,
+                 pool_size: int = 0, tenant: str | None = None) -> None:
+        self.tools: dict[str, Callable[..., Any]] = dict(tools or {})
+        self.output_fields = output_fields
+        self.context = contextvars.copy_context()
+        self._options: dict[str, Any] = {"audit": audit, "audit_dir": audit_dir,
+                                         "pool_size": pool_size, "tenant": tenant}
+        self._policy = policy
+        self._backend = backend
+        self._runtime: Runtime | None = None
+        self._session: Session | None = None
+        self._tool_names: frozenset[str] = frozenset()
+        self._injected: dict[str, str] = {}
+        self._shut = False
+
+    # --- CodeInterpreter ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Opens the runtime (policy, backend, audit). Idempotent until ``shutdown``."""
+        if self._shut:
+            raise CodeInterpreterError("this interpreter was shut down; create a new one")
+        if self._runtime is None:
+            try:
+                self._runtime = Runtime(self._policy, lm=_ToolLM(self), **self._options)
+            except RlmboxError as exc:
+                raise CodeInterpreterError(f"rlmbox could not start: {exc}") from exc
+
+    def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
+        """Runs ``code`` after binding ``variables``; returns ``FinalOutput`` after
+        ``SUBMIT``, else the cell's output (or None).
+
+        Raises:
+            SyntaxError: the code does not compile.
+            CodeExecutionError: the code raised (the message is ``Type: message``), or ran
+                past its time limit and was interrupted (its variables are kept).
+            CodeInterpreterError: rlmbox could not start, or the sandbox died (terminal).
+        """
+        self.context = contextvars.copy_context()
+        session = self._ensure_session()
+        # bound in the same cell: rlmbox restores its own names (``context``) after a cell
+        prefix = self._bind(session, variables) if variables else ""
+        result = self._run(session, prefix + code)
+        if result.status == "killed":
+            raise CodeInterpreterError(f"the sandbox was killed: {result.error}")
+        if result.has_answer:
+            return FinalOutput(result.answer)
+        if result.status == "error" and is_compile_error(result):
+            raise SyntaxError(error_line(result.error or "").split(": ", 1)[-1])
+        if result.status == "error":
+            raise CodeExecutionError(error_line(result.error or ""))
+        if result.status == "interrupted":
+            raise CodeExecutionError("KeyboardInterrupt: the cell ran past its time limit and "
+                                     "was interrupted; its variables are kept")
+        output = (result.stdout + result.stderr).rstrip("\n")
+        return output or None
+
+    def __call__(self, code: str, variables: dict[str, Any] | None = None) -> Any:
+        return self.execute(code, variables)
+
+    def shutdown(self) -> None:
+        """Ends the session and the runtime. Idempotent; the interpreter cannot restart."""
+        self._shut = True
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+    def __enter__(self) -> RlmboxInterpreter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.shutdown()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _ensure_session(self) -> Session:
+        if self._session is not None:
+            added = sorted(set(self.tools) - LM_TOOLS - self._tool_names)
+            if added:
+                raise CodeInterpreterError(f"tools {added} were added after the sandbox "
+                                           "started; rlmbox fixes tool names at session start")
+            return self._session
+        self.start()
+        assert self._runtime is not None  # noqa: S101 - start() opened it or raised
+        names = frozenset(self.tools) - LM_TOOLS
+        try:
+            session = self._runtime.session(
+                tools={name: self._late_bound(name) for name in sorted(names)},
+                backend=self._backend)
+        except RlmboxError as exc:
+            raise CodeInterpreterError(f"rlmbox could not start a session: {exc}") from exc
+        self._session, self._tool_names = session, names
+        self._check(self._run(session, _SETUP + self._submit_source()), "setting up")
+        return session
+
+    def _late_bound(self, name: str) -> Callable[..., Any]:
+        """A host function with the tool's parameters that calls whatever ``tools[name]``
+        is at call time."""
+        target = self.tools[name]
+
+        def call(**kwargs: Any) -> Any:
+            return self.tools[name](**kwargs)
+
+        functools.update_wrapper(call, target)
+        call.__signature__ = inspect.signature(target)  # type: ignore[attr-defined]
+        return call
+
+    def _submit_source(self) -> str:
+        """``SUBMIT`` as DSPy's ``LocalInterpreter`` defines it: one value without output
+        fields, else the fields by position or by name, exactly; it ends the cell."""
+        names = None if self.output_fields is None else [
+            str(f.get("name")) for f in self.output_fields]
+        for name in names or []:
+            if not name.isidentifier() or keyword.iskeyword(name):
+                raise CodeInterpreterError(f"output field {name!r} is not a Python name")
+        return _SUBMIT.format(names=repr(names))
+
+    def _bind(self, session: Session, variables: Mapping[str, Any]) -> str:
+        """Lines that bind each variable; a value is sent again only when it changed."""
+        lines = []
+        for name, value in variables.items():
+            if not name.isidentifier() or keyword.iskeyword(name):
+                raise CodeInterpreterError(f"invalid variable name: {name!r}")
+            try:
+                text = json.dumps(to_jsonable_python(value))
+            except (PydanticSerializationError, TypeError, ValueError) as exc:
+                raise CodeInterpreterError(
+                    f"variable {name!r}: unsupported value type {type(value).__name__}") from exc
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            if self._injected.get(name) != digest:
+                if len(text) <= INLINE_LIMIT:
+                    source = f"__import__('json').loads({text!r})"
+                else:
+                    source = f"_rlmbox_load({self._stage(session, name, text, digest)!r})"
+                lines.append(f"_rlmbox_vars[{name!r}] = {source}")
+                self._injected[name] = digest
+            lines.append(f"{name} = _rlmbox_vars[{name!r}]")
+        return "".join(line + "\n" for line in lines)
+
+    def _stage(self, session: Session, name: str, text: str, digest: str) -> str:
+        """Makes a large value a read-only file in the sandbox; audited by digest."""
+        directory = cache_root() / "contexts"
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(suffix=".json", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.chmod(path, 0o644)
+            inside = session.sandbox.stage(Path(path), f"dspy-{name}-{digest[:16]}.json")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        assert self._runtime is not None  # noqa: S101 - a session implies its runtime
+        self._runtime.audit.append("dspy.variable", session=session.id, parent=session.parent,
+                             depth=session.depth, tenant=session.tenant, name=name,
+                             bytes=len(text.encode("utf-8")), sha256=digest)
+        return inside
+
+    def _run(self, session: Session, code: str) -> ExecResult:
+        try:
+            return session.exec(code)
+        except RlmboxError as exc:
+            raise CodeInterpreterError(f"the rlmbox session cannot run code: {exc}") from exc
+
+    @staticmethod
+    def _check(result: ExecResult, doing: str) -> None:
+        if not result.ok:
+            raise CodeInterpreterError(f"rlmbox failed {doing}: {result.error}")
+
+
+class RlmboxInterpreterFactory:
+    """The zero-argument factory ``dspy.RLM(interpreter_factory=...)`` takes.
+
+    Every interpreter it makes shares one audit log (``audit``, or one it opens in
+    ``audit_dir`` and closes on ``close``). ``execution_instructions`` tells the model
+    where its code runs.
+    """
+
+    execution_instructions = EXECUTION_INSTRUCTIONS
+
+    def __init__(self, policy: str | Path | Policy = "default", *,
+                 audit: AuditSink | None = None, audit_dir: str | Path | None = None,
+                 backend: str | None = None, tenant: str | None = None) -> None:
+        self.policy = policy
+        self.backend = backend
+        self.tenant = tenant
+        self._audit = audit
+        self._audit_dir = audit_dir
+        self._owned: AuditLog | None = None
+
+    def __call__(self) -> RlmboxInterpreter:
+        return RlmboxInterpreter(policy=self.policy, audit=self._sink(), backend=self.backend,
+                                 tenant=self.tenant)
+
+    def _sink(self) -> AuditSink:
+        if self._audit is not None:
+            return self._audit
+        if self._owned is None:
+            self._owned = AuditLog(Path(self._audit_dir) if self._audit_dir is not None
+                                   else default_audit_dir())
+        return self._owned
+
+    def close(self) -> None:
+        """Closes the audit log this factory opened (not one it was given)."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+    def __enter__(self) -> RlmboxInterpreterFactory:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
