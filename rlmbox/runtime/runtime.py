@@ -269,7 +269,7 @@ class Runtime:
             "code_mode": self.policy.code.mode,
             "allowed_imports": sorted(self.policy.code.allowed_imports),
             "seccomp": True, "landlock": True,
-            "writable": list(getattr(sandbox, "writable_paths", lambda: ["/tmp"])()),
+            "writable": sandbox.writable_paths(),
         }
         if context is not None:
             config["context"] = self._stage_context(sandbox, context)

@@ -93,6 +93,10 @@ class Sandbox(Protocol):
         """Makes a host file readable inside (read-only); returns its path inside."""
         ...
 
+    def writable_paths(self) -> list[str]:
+        """Paths inside the sandbox that code may write (Landlock's writable set)."""
+        ...
+
     def send(self, frame: Frame, timeout: float | None = None) -> None:
         """Sends one host -> agent frame; raises ``SandboxCrashed`` when the sandbox has
         not read it within ``timeout`` seconds (None: wait as long as it takes)."""

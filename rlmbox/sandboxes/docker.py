@@ -241,6 +241,9 @@ class DockerSandbox:
         pid = frame.get("pid")
         self.agent_pid = pid if isinstance(pid, int) else None
 
+    def writable_paths(self) -> list[str]:
+        return ["/tmp", cfg.WORKDIR, "/dev"]
+
     def stage(self, source: Path, name: str) -> str:
         return self._prepared.stager.stage(source, name)
 

@@ -248,7 +248,9 @@ class Witness:
             if self.marker and self.marker in _cgroup_text(pid):
                 found.add(pid)
                 continue
-            if self.pid_namespaces:
+            # pid-namespace ids are recycled once a namespace dies, so they identify the
+            # sandbox only where no cgroup names it (rlmbox not running as root)
+            if self.pid_namespaces and not self.marker:
                 with contextlib.suppress(OSError):
                     if os.readlink(f"/proc/{pid}/ns/pid") in self.pid_namespaces:
                         found.add(pid)

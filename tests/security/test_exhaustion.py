@@ -142,9 +142,10 @@ FLOODS = {
     "no-newlines": "import sys\nfor _ in range(200_000):\n    sys.stdout.write('z' * 1000)\n",
     "raw-fd": "import os\nfor _ in range(3_000):\n    os.write(1, b'w' * 65536)\n",
     "stderr": "import sys\nfor _ in range(200_000):\n    sys.stderr.write('e' * 1000)\n",
-    "child-process": ("import subprocess\n"
-                      "subprocess.run('head -c 200000000 /dev/zero | tr \"\\\\0\" c', "
-                      "shell=True)\n"),
+    # a child process writing straight to fd 1 (the images hold Python, not coreutils)
+    "child-process": ("import subprocess, sys\n"
+                      "subprocess.run([sys.executable, '-c', 'import os\\n"
+                      "for _ in range(200): os.write(1, b\"c\" * 1000000)'])\n"),
 }
 
 

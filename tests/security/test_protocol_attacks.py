@@ -244,7 +244,8 @@ def test_call_flood_is_cut_off(runtimes: Runtimes) -> None:
 def test_sandbox_that_stops_reading_cannot_hang_the_host(runtimes: Runtimes) -> None:
     """A forged call whose reply the sandbox never reads ends the cell at its wall time
     (killed), instead of blocking the host's exec forever."""
-    rt = runtimes(lm=ScriptedLM(default="y" * 200_000))
+    # a reply larger than any pipe or container attach-stream buffer (under the frame cap)
+    rt = runtimes(lm=ScriptedLM(default="y" * 6_000_000))
     limits = rt.policy.limits
     with watched_session(rt) as (session, _):
         result = exec_bounded(
