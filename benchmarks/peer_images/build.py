@@ -90,7 +90,7 @@ def content_hash(context: Path, base_id: str) -> str:
 
 def ensure_peer_image(client: Any, base: str) -> str:
     """The tag of the peer image over ``base``, built first when missing."""
-    import docker.errors  # noqa: PLC0415 - optional dependency of the benchmarks
+    import docker.errors  # optional dependency: imported late
 
     base_id = client.images.get(base).id
     with tempfile.TemporaryDirectory(prefix="rlmbox-peer-") as tmp:
@@ -99,9 +99,10 @@ def ensure_peer_image(client: Any, base: str) -> str:
         tag = f"{REPOSITORY}:{content_hash(context, base_id)}"
         try:
             client.images.get(tag)
-            return tag
         except docker.errors.ImageNotFound:
             pass
+        else:
+            return tag
         try:
             client.images.build(path=str(context), tag=tag, buildargs={"BASE": base},
                                 rm=True, forcerm=True, pull=False, network_mode="none",
@@ -113,8 +114,8 @@ def ensure_peer_image(client: Any, base: str) -> str:
 
 
 def main() -> int:
-    from rlmbox.sandboxes.docker_engine import connect  # noqa: PLC0415
-    from rlmbox.sandboxes.images.build import ensure_image  # noqa: PLC0415
+    from rlmbox.sandboxes.docker_engine import connect
+    from rlmbox.sandboxes.images.build import ensure_image
 
     client = connect()
     print(ensure_peer_image(client, ensure_image(client)))
