@@ -51,7 +51,7 @@ for _i in range({n}):
     _a = _t.perf_counter()
     _r = llm_query('ping')
     _s.append(_t.perf_counter() - _a)
-print(_j.dumps({{"samples": _s, "reply": str(_r)[:200]}}))
+print(_j.dumps({{"samples": _s, "reply": str(_r)[:1000]}}))
 """
 
 
