@@ -6,7 +6,7 @@
 # Runs bench_core, bench_docker, bench_policy, bench_audit, bench_adapters and bench_peers in
 # sequence (each bounded by a timeout, a failing one reported and the rest still run), and
 # writes everything to stdout and to benchmarks/results/latest.md. --quick takes fewer
-# repetitions (about 2 minutes here; the full run about 5). Environment: RLMBOX_PYTHON (the
+# repetitions (about 1.5 minutes here; the full run about 3). Environment: RLMBOX_PYTHON (the
 # venv python; default .venv/bin/python), RLMBOX_BENCH_TIMEOUT (seconds per benchmark; 300).
 # Benchmarks print numbers; they assert nothing about speed.
 set -uo pipefail
