@@ -1,0 +1,1 @@
+"""Offline build of the image the benchmark's container peers run in."""
