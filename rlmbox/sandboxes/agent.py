@@ -1,7 +1,8 @@
 """The REPL agent that runs INSIDE every sandbox. Standard library only.
 
 It speaks the frame protocol on the stdin/stdout it was started with, which it moves to
-private descriptors at once; model code gets fd 0 = /dev/null and fds 1 and 2 = pipes that
+private descriptors at once (or, given ``--connect=<path>``, on a Unix socket the host
+listens on); model code gets fd 0 = /dev/null and fds 1 and 2 = pipes that
 a pump thread streams back as ``output`` frames, so ``print``, ``os.write(1, ...)``, C
 extensions and child processes are all captured and capped.
 
@@ -422,12 +423,17 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _take_private_fds() -> tuple[FrameIO, int, int]:
+def _take_private_fds(connect: str | None = None) -> tuple[FrameIO, int, int]:
     """Moves the protocol off fds 0/1 and gives model code /dev/null and two pipes.
 
-    Returns the frame I/O and the read ends of the stdout and stderr pipes.
+    With ``connect`` (a Unix socket path the host listens on) the protocol runs over that
+    socket instead of fds 0/1, which then carry nothing. Returns the frame I/O and the
+    read ends of the stdout and stderr pipes.
     """
-    read_fd, write_fd = os.dup(0), os.dup(1)   # os.dup makes them non-inheritable
+    if connect is not None:
+        read_fd = write_fd = _connect(connect)
+    else:
+        read_fd, write_fd = os.dup(0), os.dup(1)   # os.dup makes them non-inheritable
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -438,6 +444,31 @@ def _take_private_fds() -> tuple[FrameIO, int, int]:
         os.close(pipe_w)
         read_ends.append(pipe_r)
     return FrameIO(read_fd, write_fd), read_ends[0], read_ends[1]
+
+
+def _connect(path: str) -> int:
+    """A connected stream socket to the host's per-sandbox listener (non-inheritable).
+
+    Done before any confinement: the host created the listener before this container
+    started, so one attempt suffices, and an open connection needs no Landlock right.
+    """
+    import socket  # noqa: PLC0415 - only the socket transport needs it
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        os.write(2, f"rlmbox agent: cannot connect to {path}: {exc}\n".encode())
+        os._exit(4)
+    return sock.detach()
+
+
+def _connect_path(argv: list[str]) -> str | None:
+    """``--connect=<path>`` from the backend: speak on that Unix socket, not on fds 0/1."""
+    for arg in argv:
+        if arg.startswith("--connect="):
+            return arg.removeprefix("--connect=")
+    return None
 
 
 def _preload() -> None:
@@ -486,7 +517,7 @@ def main() -> None:
         _reap_as_init()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # until a cell runs: nothing to interrupt
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    io, stdout_r, stderr_r = _take_private_fds()
+    io, stdout_r, stderr_r = _take_private_fds(_connect_path(sys.argv[1:]))
     sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
                       closefd=False, buffering=1)
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115

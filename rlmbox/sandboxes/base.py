@@ -67,6 +67,7 @@ class SandboxInfo:
     sandbox_id: str
     runtime: str | None = None
     image: str | None = None
+    transport: str | None = None     # how frames travel: "stdio", "socket", "pipe", ...
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,24 @@
 """Docker engine backend: one hardened container per sandbox, runtime ``runc`` or ``runsc``.
 
 The agent runs as the container's main process with the protocol on its attached stdio,
-which works with gVisor and with a remote engine alike. A container is created, attached
-and started, and ``create`` returns only after the agent's ``ready`` frame; any failure on
-the way removes the container, so no ``Created`` container or shim is left behind.
+which works with gVisor and with a remote engine alike; with runc on a local engine it
+speaks on a per-sandbox Unix socket instead (``docker_socket.py``), which is faster. A
+container is created, attached and started, and ``create`` returns only after the agent's
+``ready`` frame; any failure on the way removes the container, so no ``Created``
+container or shim is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from rlmbox.errors import SandboxCrashed, SandboxError, SandboxUnavailable
 from rlmbox.sandboxes import docker_config as cfg
@@ -26,7 +29,17 @@ from rlmbox.sandboxes.base import (
     SandboxSpec,
 )
 from rlmbox.sandboxes.docker_engine import connect, is_local, runtimes, translated
-from rlmbox.sandboxes.docker_owner import LABEL_STAGE_DIR, Owner, collect_garbage
+from rlmbox.sandboxes.docker_owner import (
+    LABEL_SOCKET_DIR,
+    LABEL_STAGE_DIR,
+    Owner,
+    collect_garbage,
+)
+from rlmbox.sandboxes.docker_socket import (
+    SocketListener,
+    choose_transport,
+    default_socket_root,
+)
 from rlmbox.sandboxes.docker_stage import ArchiveStager, BindStager, Stager
 from rlmbox.sandboxes.docker_stream import AttachedStream
 from rlmbox.sandboxes.probe import PROBE_CELL, observed_properties, parse_probe_output
@@ -42,9 +55,21 @@ def default_stage_root() -> Path:
     return Path(tempfile.gettempdir()) / f"rlmbox-stage-{os.getuid()}"
 
 
+class Frames(Protocol):
+    """A frame transport: the attach stream or an accepted socket."""
+
+    def send(self, frame: Frame, timeout: float | None = None) -> None: ...
+    def recv(self, timeout: float | None) -> Frame | None: ...
+    def close(self) -> None: ...
+
+
 @dataclass
 class Prepared:
-    """A created, attached, not yet started container (cheap to hold: no process runs)."""
+    """A created, attached, not yet started container (cheap to hold: no process runs).
+
+    With the socket transport ``listener`` already listens and ``stream`` (stdout and
+    stderr only) just watches start-up: its end means the agent died before connecting.
+    """
 
     container_id: str
     name: str
@@ -52,6 +77,11 @@ class Prepared:
     image: str
     stream: AttachedStream
     stager: Stager
+    listener: SocketListener | None = None
+
+    @property
+    def transport(self) -> str:
+        return "stdio" if self.listener is None else "socket"
 
 
 class DockerBackend:
@@ -61,11 +91,14 @@ class DockerBackend:
                  agent_dir: Path | None = None, client: Any = None,
                  owner: Owner | None = None, stage_mode: str = "auto",
                  stage_root: Path | None = None,
-                 ready_timeout: float = READY_TIMEOUT_S) -> None:
+                 ready_timeout: float = READY_TIMEOUT_S, transport: str = "auto",
+                 socket_root: Path | None = None) -> None:
         if runtime not in RUNTIMES:
             raise SandboxUnavailable(f"unknown Docker runtime {runtime!r}; use one of {RUNTIMES}")
         if stage_mode not in ("auto", "bind", "archive"):
             raise ValueError(f"stage_mode must be auto, bind or archive, not {stage_mode!r}")
+        if transport not in cfg.TRANSPORTS:
+            raise ValueError(f"transport must be one of {cfg.TRANSPORTS}, not {transport!r}")
         self.name = "docker"
         self.runtime = runtime
         self._image = image
@@ -75,6 +108,9 @@ class DockerBackend:
         self._stage_mode = stage_mode
         self._stage_root = stage_root or default_stage_root()
         self._ready_timeout = ready_timeout
+        self._requested_transport = transport
+        self._transport: str | None = None
+        self._socket_root = socket_root or default_socket_root()
         self._collected = False
         self._properties: frozenset[IsolationProperty] | None = None
 
@@ -85,6 +121,15 @@ class DockerBackend:
         if self._client is None:
             self._client = connect()
         return self._client
+
+    @property
+    def transport(self) -> str:
+        """``stdio`` or ``socket``: what this backend's sandboxes speak over. ``auto`` is
+        the socket where it can run (runc, a local engine, a root host), else stdio."""
+        if self._transport is None:
+            self._transport = choose_transport(self._requested_transport, self.runtime,
+                                               self.client)
+        return self._transport
 
     def _bind_staging(self) -> bool:
         if self._stage_mode == "auto":
@@ -141,7 +186,7 @@ class DockerBackend:
     def collect_garbage(self) -> list[str]:
         """Removes containers and volumes whose owner process is gone (``rlmbox gc``)."""
         self._collected = True
-        return collect_garbage(self.client, self._stage_root)
+        return collect_garbage(self.client, self._stage_root, self._socket_root)
 
     # -- creating sandboxes ---------------------------------------------------------------
 
@@ -167,25 +212,34 @@ class DockerBackend:
         else:
             stager = ArchiveStager.create(self.client, image, name, labels)
             mounts = cfg.Mounts(agent_dir=self.agent_dir(), context_volume=stager.volume)
+        transport = self.transport
         container_id: str | None = None
+        listener: SocketListener | None = None
         try:
+            if transport == "socket":
+                listener = SocketListener.create(self._socket_root, name)
+                labels[LABEL_SOCKET_DIR] = str(listener.host_dir)
+                mounts = replace(mounts, socket_dir=listener.host_dir)
             with translated(f"creating container {name}"):
                 api = self.client.api
                 created = api.create_container(
-                    image=image, command=list(cfg.AGENT_COMMAND), name=name,
+                    image=image, command=cfg.agent_command(transport), name=name,
                     user=f"{cfg.SANDBOX_UID}:{cfg.SANDBOX_UID}", working_dir=cfg.WORKDIR,
-                    stdin_open=True, tty=False, labels=labels,
+                    stdin_open=transport == "stdio", tty=False, labels=labels,
                     environment={"HOME": cfg.WORKDIR, "LANG": "C.UTF-8"},
                     host_config=cfg.host_config(api, spec.limits, self.runtime, mounts))
                 container_id = created["Id"]
                 sock = api.attach_socket(container_id, params={
-                    "stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+                    "stdin": int(transport == "stdio"), "stdout": 1, "stderr": 1,
+                    "stream": 1})
             stream = AttachedStream(_raw_socket(sock), wrappers=_wrappers(sock))
         except BaseException:
             _remove(self.client, container_id or name)
             stager.discard()
+            if listener is not None:
+                listener.discard()
             raise
-        return Prepared(container_id, name, spec, image, stream, stager)
+        return Prepared(container_id, name, spec, image, stream, stager, listener)
 
     def start(self, prepared: Prepared) -> DockerSandbox:
         """Starts a prepared container and waits for ``ready``; removes it on any failure."""
@@ -208,8 +262,10 @@ class DockerSandbox:
         self._client = backend.client
         self._prepared = prepared
         self._stream = prepared.stream
+        self._frames: Frames = prepared.stream
         self._info = SandboxInfo(backend="docker", sandbox_id=prepared.name,
-                                 runtime=backend.runtime, image=prepared.image)
+                                 runtime=backend.runtime, image=prepared.image,
+                                 transport=prepared.transport)
         self._death: str | None = None
         self._killed = False
         self.agent_pid: int | None = None
@@ -227,8 +283,11 @@ class DockerSandbox:
         return self._prepared.container_id
 
     def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if self._prepared.listener is not None:
+            self._frames = self._accept(self._prepared.listener, deadline)
         try:
-            frame = self._stream.recv(timeout)
+            frame = self._frames.recv(max(0.0, deadline - time.monotonic()))
         except SandboxCrashed as exc:
             raise SandboxCrashed(f"the agent in {self._info.sandbox_id} ended before it was "
                                  f"ready: {self._why()}") from exc
@@ -240,6 +299,35 @@ class DockerSandbox:
                                  f"{str(frame)[:200]}")
         pid = frame.get("pid")
         self.agent_pid = pid if isinstance(pid, int) else None
+        if self._frames is not self._stream:
+            # The agent speaks on its socket now and its stdio carries nothing: let the
+            # engine stop copying to us (the stderr tail read so far stays available).
+            self._stream.close()
+
+    def _accept(self, listener: SocketListener, deadline: float) -> Frames:
+        """Waits for the agent's connection; the attach stream's end means it died first."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(listener.fileno(), selectors.EVENT_READ, "accept")
+            sel.register(self._stream.fileno(), selectors.EVENT_READ, "attach")
+            while (remaining := deadline - time.monotonic()) > 0:
+                for key, _ in sel.select(remaining):
+                    if key.data == "accept":
+                        frames = listener.accept_from(self.container_id)
+                        if frames is not None:
+                            return frames
+                        continue
+                    try:
+                        stray = self._stream.read_available()
+                    except SandboxCrashed as exc:
+                        raise SandboxCrashed(
+                            f"the agent in {self._info.sandbox_id} ended before it "
+                            f"connected: {self._why()}") from exc
+                    if stray is not None:
+                        raise SandboxCrashed(
+                            f"the agent in {self._info.sandbox_id} spoke on stdio, not on "
+                            "its socket (an agent without --connect?)")
+        raise SandboxUnavailable(f"the agent in {self._info.sandbox_id} did not connect "
+                                 f"within the start timeout{self._stderr_note()}")
 
     def writable_paths(self) -> list[str]:
         return ["/tmp", cfg.WORKDIR, "/dev"]
@@ -249,13 +337,13 @@ class DockerSandbox:
 
     def send(self, frame: Frame, timeout: float | None = None) -> None:
         try:
-            self._stream.send(frame, timeout)
+            self._frames.send(frame, timeout)
         except SandboxCrashed as exc:
             raise SandboxCrashed(f"{exc}: {self._why()}") from exc
 
     def recv(self, timeout: float | None) -> Frame | None:
         try:
-            return self._stream.recv(timeout)
+            return self._frames.recv(timeout)
         except SandboxCrashed as exc:
             raise SandboxCrashed(f"{exc}: {self._why()}") from exc
 
@@ -307,8 +395,12 @@ class DockerSandbox:
         try:
             _remove(self._client, self.container_id)
         finally:
+            if self._frames is not self._stream:
+                self._frames.close()
             self._stream.close()
             self._prepared.stager.discard()
+            if self._prepared.listener is not None:
+                self._prepared.listener.discard()
 
 
 def _death_from_state(state: dict[str, Any] | None, runtime: str) -> str | None:

@@ -17,7 +17,10 @@ SANDBOX_UID: Final = 10001
 WORKDIR: Final = "/work"
 AGENT_MOUNT: Final = "/rlmbox/agent"
 CONTEXT_MOUNT: Final = "/rlmbox/context"
+SOCKET_MOUNT: Final = "/rlmbox/sock"
+SOCKET_NAME: Final = "agent.sock"
 AGENT_COMMAND: Final = ("python3", "-I", "-B", f"{AGENT_MOUNT}/agent.py")
+TRANSPORTS: Final = ("auto", "stdio", "socket")
 
 # runsc's sentry, gofer and (ptrace platform) stub processes are threads and processes of
 # the container's pids cgroup: below ~128 the sandbox cannot even boot. The sandbox's own
@@ -57,17 +60,25 @@ def engine_enforced(runtime: str) -> frozenset[IsolationProperty]:
     return frozenset(engine)
 
 
+def agent_command(transport: str) -> list[str]:
+    """The container's command: the agent, told to connect when the transport is a socket."""
+    if transport == "socket":
+        return [*AGENT_COMMAND, f"--connect={SOCKET_MOUNT}/{SOCKET_NAME}"]
+    return list(AGENT_COMMAND)
+
+
 def pids_limit(limits: ResourceLimits, runtime: str) -> int:
     return limits.pids + (RUNSC_PIDS_OVERHEAD if runtime == "runsc" else 0)
 
 
 @dataclass(frozen=True)
 class Mounts:
-    """The only host paths a container sees, both read-only."""
+    """The only host paths a container sees, all read-only."""
 
     agent_dir: Path
     context_dir: Path | None = None      # local engine: a per-sandbox staging directory
     context_volume: str | None = None    # remote engine: a per-sandbox volume
+    socket_dir: Path | None = None       # socket transport: the per-sandbox listener's dir
 
 
 def host_config(api: Any, limits: ResourceLimits, runtime: str, mounts: Mounts) -> Any:
@@ -79,6 +90,10 @@ def host_config(api: Any, limits: ResourceLimits, runtime: str, mounts: Mounts) 
         binds[str(mounts.context_dir)] = {"bind": CONTEXT_MOUNT, "mode": "ro"}
     if mounts.context_volume is not None:
         binds[mounts.context_volume] = {"bind": CONTEXT_MOUNT, "mode": "ro"}
+    if mounts.socket_dir is not None:
+        # Read-only: a socket on a read-only mount can still be connected to, and nothing
+        # can be created, renamed or removed in the directory from inside.
+        binds[str(mounts.socket_dir)] = {"bind": SOCKET_MOUNT, "mode": "ro"}
     disk = max(limits.disk_bytes, 1024 * 1024)
     tmpfs_opts = "rw,nosuid,nodev,size={size},mode={mode}{owner}"
     owner = f",uid={SANDBOX_UID},gid={SANDBOX_UID}"

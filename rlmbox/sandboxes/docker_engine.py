@@ -37,8 +37,13 @@ def connect(base_url: str | None = None, timeout: float = 60.0) -> Any:
 
 
 def is_local(client: Any) -> bool:
-    """True when the engine runs on this machine (a Unix socket), so bind mounts work."""
-    return str(client.api.base_url).startswith(("http+unix://", "unix://"))
+    """True when the engine runs on this machine (a Unix socket), so bind mounts work.
+
+    docker-py names a Unix-socket engine ``http+docker://localhost`` (its socket adapter),
+    older releases ``http+unix://...``; ``ssh`` and TCP engines are remote.
+    """
+    url = str(client.api.base_url)
+    return url == "http+docker://localhost" or url.startswith(("http+unix://", "unix://"))
 
 
 def runtimes(client: Any) -> frozenset[str]:

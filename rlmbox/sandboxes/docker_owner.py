@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rlmbox.sandboxes.docker_engine import translated
+from rlmbox.sandboxes.docker_socket import default_socket_root
 
 LABEL_OWNER: Final = "org.rlmbox.owner"          # host/boot:pid:start, one string
 LABEL_OWNER_HOST: Final = "org.rlmbox.owner-host"
@@ -25,6 +26,7 @@ LABEL_OWNER_START: Final = "org.rlmbox.owner-start"
 LABEL_SESSION: Final = "org.rlmbox.session"
 LABEL_CREATED: Final = "org.rlmbox.created-at"
 LABEL_STAGE_DIR: Final = "org.rlmbox.stage-dir"
+LABEL_SOCKET_DIR: Final = "org.rlmbox.socket-dir"
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,10 @@ def owner_gone(labels: dict[str, str]) -> bool:
     return _start_time(int(pid)) != start
 
 
-def collect_garbage(client: Any, stage_root: Path | None = None) -> list[str]:
-    """Removes containers and context volumes whose owner is gone; returns their names."""
+def collect_garbage(client: Any, stage_root: Path | None = None,
+                    socket_root: Path | None = None) -> list[str]:
+    """Removes containers and context volumes whose owner is gone, with their staging and
+    socket directories; returns their names."""
     removed: list[str] = []
     with translated("listing rlmbox containers"):
         containers = client.api.containers(all=True, filters={"label": LABEL_OWNER})
@@ -97,6 +101,7 @@ def collect_garbage(client: Any, stage_root: Path | None = None) -> list[str]:
                     raise
         removed.append((item.get("Names") or [item["Id"][:12]])[0].lstrip("/"))
         _remove_stage_dir(labels.get(LABEL_STAGE_DIR), stage_root)
+        _remove_stage_dir(labels.get(LABEL_SOCKET_DIR), socket_root or default_socket_root())
     with translated("listing rlmbox volumes"):
         volumes = client.api.volumes(filters={"label": LABEL_OWNER}).get("Volumes") or []
     for volume in volumes:
@@ -112,7 +117,8 @@ def collect_garbage(client: Any, stage_root: Path | None = None) -> list[str]:
 
 
 def _remove_stage_dir(path: str | None, stage_root: Path | None) -> None:
-    # Only delete directories under our own stage root: labels could name any path.
+    # Only delete directories under our own stage (or socket) root: labels could name
+    # any path.
     if not path or stage_root is None:
         return
     target = Path(path).resolve()

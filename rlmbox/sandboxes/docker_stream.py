@@ -96,6 +96,19 @@ class AttachedStream:
             if self._selector.select(remaining):
                 self._read_some()
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def read_available(self) -> Frame | None:
+        """Reads what has arrived without waiting (stderr goes to the tail); returns a
+        stdout frame if one is complete. Raises ``SandboxCrashed`` at end of stream.
+        For the socket transport, where this stream only watches start-up."""
+        self._read_some()
+        frame = self._take()
+        if frame is None and self._eof:
+            raise SandboxCrashed("the container's output ended")
+        return frame
+
     def _take(self) -> Frame | None:
         try:
             return self._decoder.next_frame()
