@@ -78,8 +78,10 @@ def runtime(request: pytest.FixtureRequest, engine: Any) -> str:
 @pytest.fixture
 def backend(runtime: str, engine: Any, image: str, agent_dir: Path,
             tmp_path: Path) -> DockerBackend:
+    """The stand-in agent speaks on stdio only: these are the attach stream's tests (the
+    socket transport's are in test_docker_socket.py, with the real agent)."""
     return DockerBackend(runtime, image=image, agent_dir=agent_dir, client=engine,
-                         stage_root=tmp_path / "stage")
+                         stage_root=tmp_path / "stage", transport="stdio")
 
 
 SandboxFactory = Callable[..., DockerSandbox]
