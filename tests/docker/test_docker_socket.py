@@ -22,6 +22,7 @@ from rlmbox.errors import SandboxCrashed, SandboxUnavailable
 from rlmbox.sandboxes.base import ResourceLimits, SandboxSpec
 from rlmbox.sandboxes.docker import DockerBackend, DockerSandbox
 from rlmbox.sandboxes.docker_config import SANDBOX_UID, SOCKET_MOUNT, SOCKET_NAME
+from rlmbox.sandboxes.docker_engine import runtimes
 from rlmbox.sandboxes.docker_socket import SocketListener
 
 pytestmark = pytest.mark.docker
@@ -32,8 +33,6 @@ Reply = Callable[[dict[str, Any]], Any]
 
 @pytest.fixture
 def runc(engine: Any) -> str:
-    from rlmbox.sandboxes.docker_engine import runtimes  # noqa: PLC0415
-
     if "runc" not in runtimes(engine):
         pytest.fail("the engine has no runc runtime")
     return "runc"
@@ -115,8 +114,6 @@ def test_auto_picks_the_socket_on_runc(socket_backend: DockerBackend,
 @pytest.mark.parametrize("transport", ["auto", "stdio"])
 def test_runsc_always_speaks_stdio(engine: Any, image: str, tmp_path: Path,
                                    transport: str) -> None:
-    from rlmbox.sandboxes.docker_engine import runtimes  # noqa: PLC0415
-
     if "runsc" not in runtimes(engine):
         pytest.fail("the engine has no runsc runtime")
     backend = real_backend(engine, image, tmp_path, "runsc", transport)
@@ -238,7 +235,7 @@ def test_an_agent_that_dies_before_connecting_fails_fast(
     backend = DockerBackend(runc, image=image, client=engine, agent_dir=bundle,
                             stage_root=tmp_path / "stage", socket_root=tmp_path / "sock",
                             ready_timeout=30)
-    with pytest.raises(SandboxCrashed, match="before it connected.*exit 3.*boom"):
+    with pytest.raises(SandboxCrashed, match=r"before it connected.*exit 3.*boom"):
         backend.create(SandboxSpec())
     assert list((tmp_path / "sock").iterdir()) == []
 
@@ -249,7 +246,7 @@ def test_an_agent_speaking_stdio_is_refused(runc: str, engine: Any, image: str,
     backend = DockerBackend(runc, image=image, client=engine, agent_dir=agent_dir,
                             stage_root=tmp_path / "stage", socket_root=tmp_path / "sock",
                             transport="socket", ready_timeout=30)
-    with pytest.raises(SandboxCrashed, match="spoke on stdio|ended before it connected"):
+    with pytest.raises(SandboxCrashed, match=r"spoke on stdio|ended before it connected"):
         backend.create(SandboxSpec())
     assert list((tmp_path / "sock").iterdir()) == []
 
@@ -351,7 +348,7 @@ def test_host_side_directory_is_private_to_the_sandbox_uid(tmp_path: Path) -> No
 def test_socket_root_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "sock"
     root.mkdir(mode=0o777)
-    os.chmod(root, 0o777)  # noqa: S103 - the attack: a root anyone can write
+    os.chmod(root, 0o777)   # the attack: a root anyone can write
     with pytest.raises(SandboxUnavailable, match="mode 0700"):
         SocketListener.create(root, "rlmbox-test")
 
