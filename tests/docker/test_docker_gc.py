@@ -31,7 +31,7 @@ OWNER_SCRIPT = textwrap.dedent("""
     from rlmbox.sandboxes.base import SandboxSpec
     from rlmbox.sandboxes.docker import DockerBackend
     backend = DockerBackend(sys.argv[1], image=sys.argv[2], agent_dir=Path(sys.argv[3]),
-                            stage_root=Path(sys.argv[4]))
+                            stage_root=Path(sys.argv[4]), transport="stdio")
     sandbox = backend.create(SandboxSpec())
     print(sandbox.container_id, flush=True)
     time.sleep(600)
@@ -79,7 +79,7 @@ def test_next_backend_start_cleans_up(backend: DockerBackend, engine: Any, agent
                                       tmp_path: Path) -> None:
     orphan = _orphan(backend, agent_dir, tmp_path)
     fresh = DockerBackend(backend.runtime, image=backend.image(), agent_dir=agent_dir,
-                          client=engine, stage_root=tmp_path / "stage")
+                          client=engine, stage_root=tmp_path / "stage", transport="stdio")
     sandbox = fresh.create(SandboxSpec())
     sandbox.kill()
     assert not _exists(engine, orphan)

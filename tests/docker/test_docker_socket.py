@@ -10,7 +10,11 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -413,3 +417,37 @@ except OSError as e:
         assert facts == 0, "Landlock <= 7 was expected to allow path-socket connects"
     else:
         assert facts in (0, errno.EACCES)
+
+
+OWNER_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from rlmbox.sandboxes.base import SandboxSpec
+    from rlmbox.sandboxes.docker import DockerBackend
+    backend = DockerBackend("runc", image=sys.argv[1], stage_root=Path(sys.argv[2]),
+                            socket_root=Path(sys.argv[3]))
+    sandbox = backend.create(SandboxSpec())
+    print(sandbox.info.transport, sandbox.container_id, flush=True)
+    time.sleep(600)
+""")
+
+
+def test_gc_removes_the_socket_directory_of_a_killed_owner(
+        runc: str, engine: Any, image: str, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_SCRIPT, image, str(tmp_path / "stage"),
+         str(tmp_path / "sock")], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert owner.stdout is not None
+        line = owner.stdout.readline().split()
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+    assert line[0] == "socket", line
+    assert len(list((tmp_path / "sock").iterdir())) == 1
+    real_backend(engine, image, tmp_path, runc).collect_garbage()
+    assert engine.api.containers(all=True, filters={"id": line[1]}) == []
+    assert list((tmp_path / "sock").iterdir()) == [], "the orphan's socket dir was left"
