@@ -285,7 +285,7 @@ class DockerSandbox:
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         if self._prepared.listener is not None:
-            self._frames = self._accept(self._prepared.listener, deadline)
+            self._frames = self._accept(self._prepared.listener, deadline, timeout)
         try:
             frame = self._frames.recv(max(0.0, deadline - time.monotonic()))
         except SandboxCrashed as exc:
@@ -304,7 +304,7 @@ class DockerSandbox:
             # engine stop copying to us (the stderr tail read so far stays available).
             self._stream.close()
 
-    def _accept(self, listener: SocketListener, deadline: float) -> Frames:
+    def _accept(self, listener: SocketListener, deadline: float, timeout: float) -> Frames:
         """Waits for the agent's connection; the attach stream's end means it died first."""
         with selectors.DefaultSelector() as sel:
             sel.register(listener.fileno(), selectors.EVENT_READ, "accept")
@@ -326,8 +326,9 @@ class DockerSandbox:
                         raise SandboxCrashed(
                             f"the agent in {self._info.sandbox_id} spoke on stdio, not on "
                             "its socket (an agent without --connect?)")
-        raise SandboxUnavailable(f"the agent in {self._info.sandbox_id} did not connect "
-                                 f"within the start timeout{self._stderr_note()}")
+        raise SandboxUnavailable(f"the agent in {self._info.sandbox_id} was not ready within "
+                                 f"{timeout:.0f} s (it never connected to its socket)"
+                                 f"{self._stderr_note()}")
 
     def writable_paths(self) -> list[str]:
         return ["/tmp", cfg.WORKDIR, "/dev"]

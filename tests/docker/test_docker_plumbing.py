@@ -87,7 +87,7 @@ def _backend_with_agent(backend: DockerBackend, tmp_path: Path, source: str,
     os.chmod(bundle / "agent.py", 0o644)
     return DockerBackend(backend.runtime, image=backend.image(), agent_dir=bundle,
                          client=backend.client, stage_root=tmp_path / "stage",
-                         ready_timeout=timeout)
+                         ready_timeout=timeout, transport="stdio")
 
 
 def _mine(engine: Any) -> list[dict[str, Any]]:

@@ -451,3 +451,17 @@ def test_gc_removes_the_socket_directory_of_a_killed_owner(
     real_backend(engine, image, tmp_path, runc).collect_garbage()
     assert engine.api.containers(all=True, filters={"id": line[1]}) == []
     assert list((tmp_path / "sock").iterdir()) == [], "the orphan's socket dir was left"
+
+
+def test_an_agent_that_never_connects_times_out_and_is_removed(
+        runc: str, engine: Any, image: str, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir(mode=0o755)
+    (bundle / "agent.py").write_text("import time\ntime.sleep(600)\n")
+    os.chmod(bundle / "agent.py", 0o644)
+    backend = DockerBackend(runc, image=image, client=engine, agent_dir=bundle,
+                            stage_root=tmp_path / "stage", socket_root=tmp_path / "sock",
+                            ready_timeout=3)
+    with pytest.raises(SandboxUnavailable, match="not ready within 3 s"):
+        backend.create(SandboxSpec())
+    assert list((tmp_path / "sock").iterdir()) == []
