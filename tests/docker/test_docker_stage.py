@@ -50,7 +50,7 @@ def test_one_gib_through_the_archive_api(backend: DockerBackend, engine: Any,
     """The path a remote engine takes: a per-sandbox volume filled by put_archive."""
     remote_style = DockerBackend(backend.runtime, image=backend.image(),
                                  agent_dir=backend.agent_dir(), client=engine,
-                                 stage_mode="archive")
+                                 stage_mode="archive", transport="stdio")
     source = _big_file(tmp_path / "big.bin", 0o600)
     sandbox = remote_style.create(SandboxSpec())
     try:
