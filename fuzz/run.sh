@@ -31,9 +31,15 @@ for file in "${targets[@]}"; do
     seeds="fuzz/corpus/$name"; work="fuzz/.work/$name"; crashes="fuzz/crashes/$name"
     mkdir -p "$seeds" "$work" "$crashes"
     echo "== $name: ${seconds}s from $(find "$seeds" -type f | wc -l) seeds"
-    if ! "$python" "$file" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-            -artifact_prefix="$crashes/" -print_final_stats=1 "$work" "$seeds"; then
-        echo "!! $name: crash or failure; inputs in $crashes/" >&2
+    log="fuzz/.work/$name.log"
+    if "$python" "$file" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+            -artifact_prefix="$crashes/" -print_final_stats=1 "$work" "$seeds" \
+            > "$log" 2>&1; then
+        grep -E "^stat::number_of_executed_units|^stat::new_units_added" "$log" \
+            | sed "s/^/   $name /"
+    else
+        tail -n 40 "$log" >&2
+        echo "!! $name: crash or failure; inputs in $crashes/ (full log: $log)" >&2
         status=1
     fi
 done

@@ -17,7 +17,7 @@ log "ruff"
 log "mypy --strict"
 .venv/bin/mypy
 if [ -f fuzz/run.sh ]; then
-    log "fuzz pass (${FUZZ_SECONDS:=30} s per target)"
+    log "fuzz pass (${FUZZ_SECONDS:=60} s per target)"
     FUZZ_SECONDS="$FUZZ_SECONDS" bash fuzz/run.sh
 fi
 log "pytest"

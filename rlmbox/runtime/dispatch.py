@@ -74,6 +74,12 @@ class CallDispatcher:
         """The budget ledger of this session's tree."""
         return self._ledger
 
+    def _budget(self, function: str) -> dict[str, Any]:
+        """The tree's usage and this function's own: what a reader of one call needs."""
+        snapshot = self._ledger.snapshot()
+        own = snapshot["functions"].get(function)
+        return {"tree": snapshot["tree"], **({function: own} if own else {})}
+
     def _event(self, event: str, **attrs: Any) -> None:
         self._audit.append(event, session=self._session, parent=self._parent,
                            depth=self._depth, tenant=self._tenant, **attrs)
@@ -137,7 +143,7 @@ class CallDispatcher:
                  call_id: int, cell_id: str, started: float) -> Any:
         prompt = bound.get(function.prompt_param) if function.prompt_param else None
         ctx = CallContext(self._session, self._depth)
-        before = self._ledger.snapshot()
+        before = self._budget(function.name)
         text = _canonical_args(bound)
         attrs: dict[str, Any] = {"function": function.name, "call_id": call_id,
                                  "cell": cell_id, "decision": decision.effect,
@@ -149,7 +155,7 @@ class CallDispatcher:
             self._event("limit.exceeded", function=function.name, call_id=call_id,
                         cell=cell_id, budget=exc.budget, used=exc.used, limit=exc.limit)
             self._event("host.call", **attrs, outcome="budget_exceeded", reason=str(exc),
-                        budget_after=self._ledger.snapshot(), bodies={"args": text})
+                        budget_after=self._budget(function.name), bodies={"args": text})
             raise HostCallRefused("BudgetExceeded", str(exc)) from exc
         try:
             value = function.handler(ctx, bound)
@@ -199,7 +205,7 @@ class CallDispatcher:
             tokens_out=sum(c.output_tokens for c in ctx.usage),
             cost_usd=sum(c.cost_usd for c in ctx.usage),
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            budget_after=self._ledger.snapshot())
+            budget_after=self._budget(str(attrs["function"])))
 
     def _run_batch(self, function: HostFunction, bound: dict[str, Any], decision: Decision,
                    call_id: int, cell_id: str, started: float) -> list[str]:
