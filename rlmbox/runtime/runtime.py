@@ -228,7 +228,8 @@ class Runtime:
                 "session.create", session=session_id, parent=session.parent, depth=depth,
                 tenant=self.tenant, policy=self.policy.name, policy_sha256=self.policy.sha256,
                 sandbox={"backend": info.backend, "runtime": info.runtime,
-                         "image": info.image, "id": info.sandbox_id, "warm": warm},
+                         "image": info.image, "id": info.sandbox_id, "warm": warm,
+                         "transport": info.transport},
                 properties=sorted(str(p) for p in sandbox.properties),
                 limits=self.policy.limits.model_dump(), context_mode=self.policy.context.mode,
                 code_mode=self.policy.code.mode, functions=sorted(functions))

@@ -321,7 +321,8 @@ class ProcessSandbox:
     @property
     def info(self) -> SandboxInfo:
         runtime = "bwrap" if self._backend._bwrap else "rlimits"
-        return SandboxInfo(backend="process", sandbox_id=self._id, runtime=runtime)
+        return SandboxInfo(backend="process", sandbox_id=self._id, runtime=runtime,
+                           transport="pipe")
 
     @property
     def properties(self) -> frozenset[IsolationProperty]:

@@ -45,8 +45,10 @@ def test_fork_bomb_is_contained(backend: str, runtimes: Runtimes, host: HostTarg
     host.assert_unharmed()
 
 
-def test_thread_bomb_is_contained(runtimes: Runtimes) -> None:
-    """Threads count against the pids limit too: starting them fails, the cell reports it."""
+def test_thread_bomb_is_contained(backend: str, runtimes: Runtimes) -> None:
+    """Threads count against the pids limit too: starting them fails, the cell reports it.
+    Under gVisor guest threads are Sentry tasks, not host threads, so the pids limit does
+    not see them: the cell's wall time and memory limit end the bomb instead."""
     rt = runtimes()
     with watched_session(rt) as (session, _):
         result = session.exec(
@@ -59,9 +61,11 @@ def test_thread_bomb_is_contained(runtimes: Runtimes) -> None:
             "finally:\n"
             "    ev.set()\n"
             "    print(n)\n")
-        assert result.status in ("error", "killed")
+        allowed = ("error", "killed", "interrupted") if backend == "docker-runsc" else (
+            "error", "killed")
+        assert result.status in allowed
         if result.status == "error":
-            assert "thread" in (result.error or "").lower()
+            assert "thread" in (result.error or "").lower() or "Memory" in (result.error or "")
             assert int(result.stdout.split()[0]) <= rt.policy.limits.pids
     _host_still_works()
 
