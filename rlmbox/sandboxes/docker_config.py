@@ -120,6 +120,9 @@ def host_config(api: Any, limits: ResourceLimits, runtime: str, mounts: Mounts) 
             Ulimit(name="core", soft=0, hard=0),
         ],
         binds=binds,
+        # frames (prompts, completions, context slices) must not persist in the engine's
+        # container logs, outside the audit log and its redaction: no log driver at all
+        log_config={"Type": "none", "Config": {}},
         privileged=False,
         oom_kill_disable=False,
     )

@@ -192,3 +192,17 @@ def test_staged_context_is_readable_and_read_only(sandbox: DockerSandbox,
     frame = run(sandbox, f"open({inside!r}, 'w').write('x')")
     assert frame["status"] == "error"
     assert source.read_text() == "hello context"
+
+
+def test_engine_keeps_no_container_log(sandbox: DockerSandbox) -> None:
+    """Frames and output never land in the engine's container log (no log driver)."""
+    import docker
+
+    answer(sandbox, "print('a line the engine must not keep')\nanswer = 1")
+    client = docker.from_env(timeout=10)
+    try:
+        container = client.containers.get(sandbox.container_id)
+        assert container.attrs["HostConfig"]["LogConfig"]["Type"] == "none"
+        assert container.attrs["LogPath"] in ("", None)
+    finally:
+        client.close()
