@@ -20,7 +20,15 @@ _READ_CHUNK = 256 * 1024
 
 
 class FrameChannel:
-    """Frames over a read fd and a write fd (may be the same socket fd)."""
+    """Frames over a read fd and a write fd (may be the same socket fd).
+
+    Subclasses change how bytes arrive (``_ingest``: the Docker attach stream demultiplexes
+    them first) and what their errors say; the deadlines and the caps stay here, once.
+    """
+
+    ended = "the sandbox's stream ended"
+    closed = "the sandbox closed its end of the stream"
+    stalled = "the sandbox stopped reading its input"
 
     def __init__(self, read_fd: int, write_fd: int,
                  max_frame: int = protocol.DEFAULT_MAX_FRAME) -> None:
@@ -51,12 +59,12 @@ class FrameChannel:
             except BlockingIOError:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise SandboxCrashed("the sandbox stopped reading its input") from None
+                    raise SandboxCrashed(self.stalled) from None
                 self._wait_writable(remaining)
                 continue
             except OSError as exc:
                 if exc.errno in (errno.EPIPE, errno.EBADF, errno.ECONNRESET):
-                    raise SandboxCrashed("the sandbox closed its end of the stream") from exc
+                    raise SandboxCrashed(self.closed) from exc
                 raise
             view = view[written:]
 
@@ -77,15 +85,12 @@ class FrameChannel:
             if self._eof:
                 torn = self._decoder.pending_bytes
                 detail = f" ({torn} bytes of a torn frame)" if torn else ""
-                raise SandboxCrashed(f"the sandbox's stream ended{detail}")
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if remaining == 0.0 and deadline is not None:
+                raise SandboxCrashed(f"{self.ended}{detail}")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 return None
-            if not self._selector.select(remaining):
-                if deadline is not None and time.monotonic() >= deadline:
-                    return None
-                continue
-            self._read_some()
+            if self._selector.select(remaining):
+                self._read_some()
 
     def _take(self) -> Frame | None:
         try:
@@ -110,7 +115,11 @@ class FrameChannel:
         if not data:
             self._eof = True
         else:
-            self._decoder.feed(data)
+            self._ingest(data)
+
+    def _ingest(self, data: bytes) -> None:
+        """Bytes from the sandbox: here, straight into the frame decoder."""
+        self._decoder.feed(data)
 
     def close(self) -> None:
         self._selector.close()

@@ -10,16 +10,14 @@ tail, so neither stream can grow host memory. Writes to the socket reach stdin u
 from __future__ import annotations
 
 import contextlib
-import errno
-import selectors
 import socket
 import struct
-import time
 from collections import deque
 from typing import Any, Final
 
-from rlmbox.errors import FrameTooLarge, ProtocolError, SandboxCrashed
+from rlmbox.errors import ProtocolError, SandboxCrashed
 from rlmbox.sandboxes import protocol
+from rlmbox.sandboxes.channel import FrameChannel
 from rlmbox.sandboxes.protocol import Frame
 
 _HEADER: Final = struct.Struct(">BxxxI")
@@ -29,72 +27,27 @@ _READ_CHUNK: Final = 256 * 1024
 STDERR_TAIL_BYTES: Final = 16 * 1024
 
 
-class AttachedStream:
+class AttachedStream(FrameChannel):
     """Host side of the protocol over one attach socket (hijacked HTTP connection)."""
+
+    ended = "the container's output ended"
+    closed = "the container closed its stdin"
+    stalled = "the container stopped reading its input"
 
     def __init__(self, sock: socket.socket, max_frame: int = protocol.DEFAULT_MAX_FRAME,
                  wrappers: tuple[Any, ...] = ()) -> None:
         self._sock = sock
         self._wrappers = wrappers  # file objects over sock: the fd closes when they do
         self._sock.setblocking(False)
-        self._max_frame = max_frame
-        self._decoder = protocol.FrameDecoder(protocol.AGENT_FRAMES, max_frame)
+        super().__init__(sock.fileno(), sock.fileno(), max_frame)
         self._raw = bytearray()
         self._stderr: deque[bytes] = deque()
         self._stderr_len = 0
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(sock, selectors.EVENT_READ)
-        self._eof = False
-        self._broken = False
 
     @property
     def stderr_tail(self) -> str:
         """The last bytes the sandbox wrote to stderr (diagnostics for a failed start)."""
         return b"".join(self._stderr).decode("utf-8", errors="replace")
-
-    def send(self, frame: Frame, timeout: float | None = None) -> None:
-        """Writes one frame; a container that stops reading cannot block the host past
-        ``timeout`` seconds (``SandboxCrashed`` then)."""
-        try:
-            data = protocol.encode(frame, self._max_frame)
-        except protocol.FrameTooLargeError as exc:
-            raise FrameTooLarge(str(exc)) from exc
-        except protocol.FrameError as exc:
-            raise ProtocolError(str(exc)) from exc
-        deadline = None if timeout is None else time.monotonic() + timeout
-        view = memoryview(data)
-        while view:
-            try:
-                sent = self._sock.send(view)
-            except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise SandboxCrashed("the container stopped reading its input") from None
-                self._wait(selectors.EVENT_WRITE)
-                continue
-            except OSError as exc:
-                if exc.errno in (errno.EPIPE, errno.EBADF, errno.ECONNRESET):
-                    raise SandboxCrashed("the container closed its stdin") from exc
-                raise
-            view = view[sent:]
-
-    def recv(self, timeout: float | None) -> Frame | None:
-        """Next agent frame, or None when ``timeout`` seconds pass first."""
-        if self._broken:
-            raise ProtocolError("the stream broke earlier and cannot be trusted")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            frame = self._take()
-            if frame is not None:
-                return frame
-            if self._eof:
-                torn = self._decoder.pending_bytes
-                detail = f" ({torn} bytes of a torn frame)" if torn else ""
-                raise SandboxCrashed(f"the container's output ended{detail}")
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return None
-            if self._selector.select(remaining):
-                self._read_some()
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -106,32 +59,10 @@ class AttachedStream:
         self._read_some()
         frame = self._take()
         if frame is None and self._eof:
-            raise SandboxCrashed("the container's output ended")
+            raise SandboxCrashed(self.ended)
         return frame
 
-    def _take(self) -> Frame | None:
-        try:
-            return self._decoder.next_frame()
-        except protocol.FrameTooLargeError as exc:
-            self._broken = True
-            raise FrameTooLarge(str(exc)) from exc
-        except protocol.FrameError as exc:
-            self._broken = True
-            raise ProtocolError(str(exc)) from exc
-
-    def _read_some(self) -> None:
-        try:
-            data = self._sock.recv(_READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno in (errno.ECONNRESET, errno.EBADF, errno.EIO):
-                self._eof = True
-                return
-            raise
-        if not data:
-            self._eof = True
-            return
+    def _ingest(self, data: bytes) -> None:
         self._raw += data
         self._demux()
 
@@ -169,13 +100,8 @@ class AttachedStream:
         while self._stderr_len > STDERR_TAIL_BYTES and len(self._stderr) > 1:
             self._stderr_len -= len(self._stderr.popleft())
 
-    def _wait(self, events: int) -> None:
-        with selectors.DefaultSelector() as sel:
-            sel.register(self._sock, events)
-            sel.select(1.0)
-
     def close(self) -> None:
-        self._selector.close()
+        super().close()
         for item in (*self._wrappers, self._sock):
             with contextlib.suppress(OSError, ValueError):  # already closed by a wrapper
                 item.close()
