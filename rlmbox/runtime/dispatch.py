@@ -17,7 +17,7 @@ from typing import Any
 
 from rlmbox.errors import AuditWriteError, BudgetExceeded, PolicyDenied, RlmboxError
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
-from rlmbox.runtime.events import AuditSink
+from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
 from rlmbox.runtime.ledger import Ledger, Reservation
 from rlmbox.sandboxes.protocol import Frame
@@ -57,16 +57,13 @@ class CallDispatcher:
     """Decides and runs host calls for one session."""
 
     def __init__(self, *, functions: Mapping[str, HostFunction], engine: PolicyEngine,
-                 ledger: Ledger, audit: AuditSink, session_id: str, parent: str | None,
-                 depth: int, tenant: str | None, executor: ThreadPoolExecutor) -> None:
+                 ledger: Ledger, scope: EventScope, executor: ThreadPoolExecutor) -> None:
         self._functions = dict(functions)
         self._engine = engine
         self._ledger = ledger
-        self._audit = audit
-        self._session = session_id
-        self._parent = parent
-        self._depth = depth
-        self._tenant = tenant
+        self._scope = scope
+        self._session = scope.session
+        self._depth = scope.depth
         self._executor = executor
 
     @property
@@ -81,8 +78,7 @@ class CallDispatcher:
         return {"tree": snapshot["tree"], **({function: own} if own else {})}
 
     def _event(self, event: str, **attrs: Any) -> None:
-        self._audit.append(event, session=self._session, parent=self._parent,
-                           depth=self._depth, tenant=self._tenant, **attrs)
+        self._scope.event(event, **attrs)
 
     def handle(self, frame: Frame, cell_id: str) -> Frame:
         """Returns the reply frame for one call frame. Never raises for model input;
@@ -198,9 +194,8 @@ class CallDispatcher:
             bodies = {**(bodies or {}),
                       "completion": "\n".join(c.text for c in ctx.usage)}
             attrs = {**attrs, "model": ctx.usage[-1].model}
-        self._audit.append(
-            "host.call", session=self._session, parent=self._parent, depth=self._depth,
-            tenant=self._tenant, bodies=bodies, **attrs, outcome=outcome, error=error,
+        self._scope.event(
+            "host.call", bodies=bodies, **attrs, outcome=outcome, error=error,
             tokens_in=sum(c.input_tokens for c in ctx.usage),
             tokens_out=sum(c.output_tokens for c in ctx.usage),
             cost_usd=sum(c.cost_usd for c in ctx.usage),

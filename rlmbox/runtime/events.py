@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -19,3 +20,22 @@ class AuditSink(Protocol):
     def add_secret(self, value: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EventScope:
+    """Who an event is about (a session's place in its tree) and the log it goes to.
+
+    The session, its call dispatcher and the runtime all record events about the same
+    session; each goes through one scope instead of repeating the four fields.
+    """
+
+    audit: AuditSink
+    session: str
+    parent: str | None = None
+    depth: int = 0
+    tenant: str | None = None
+
+    def event(self, name: str, **attributes: Any) -> None:
+        self.audit.append(name, session=self.session, parent=self.parent, depth=self.depth,
+                          tenant=self.tenant, **attributes)

@@ -38,7 +38,7 @@ from rlmbox.policies.model import Policy, load_policy
 from rlmbox.runtime.backends import backend_by_name
 from rlmbox.runtime.context import ContextStore
 from rlmbox.runtime.dispatch import CallDispatcher
-from rlmbox.runtime.events import AuditSink
+from rlmbox.runtime.events import AuditSink, EventScope
 from rlmbox.runtime.hostfns import (
     HostFunction,
     batch_executor,
@@ -212,21 +212,18 @@ class Runtime:
                                         tools or {})
             if store is not None:
                 config["context"] = {"kind": "gated"}
+            scope = EventScope(self.audit, session_id, parent.id if parent else None, depth,
+                               self.tenant)
             session = Session(
-                session_id=session_id, sandbox=sandbox, policy=self.policy,
+                scope=scope, sandbox=sandbox, policy=self.policy,
                 dispatcher=CallDispatcher(
-                    functions=functions, engine=self._engine,
-                    ledger=ledger, audit=self.audit, session_id=session_id,
-                    parent=parent.id if parent else None, depth=depth, tenant=self.tenant,
+                    functions=functions, engine=self._engine, ledger=ledger, scope=scope,
                     executor=self._executor),
-                audit=self.audit, parent=parent.id if parent else None, depth=depth,
-                tenant=self.tenant, transform=transform,
-                durable_cells=self.durability == "cell",
+                transform=transform, durable_cells=self.durability == "cell",
                 on_close=lambda closed: self._forget(closed, store))
             info = sandbox.info
-            self.audit.append(
-                "session.create", session=session_id, parent=session.parent, depth=depth,
-                tenant=self.tenant, policy=self.policy.name, policy_sha256=self.policy.sha256,
+            scope.event(
+                "session.create", policy=self.policy.name, policy_sha256=self.policy.sha256,
                 sandbox={"backend": info.backend, "runtime": info.runtime,
                          "image": info.image, "id": info.sandbox_id, "warm": warm,
                          "transport": info.transport},
@@ -315,9 +312,7 @@ class Runtime:
                 break
         if frame["status"] != "ok":
             raise RlmboxError(f"the sandbox failed to initialise: {frame.get('error')}")
-        self.audit.append("session.ready", session=session.id, parent=session.parent,
-                          depth=session.depth, tenant=self.tenant,
-                          confinement=frame.get("answer"))
+        session.scope.event("session.ready", confinement=frame.get("answer"))
         if self.durability == "cell":
             self.audit.sync()
 

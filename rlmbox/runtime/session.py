@@ -28,7 +28,7 @@ from rlmbox.errors import (
 )
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.dispatch import CallDispatcher
-from rlmbox.runtime.events import AuditSink
+from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.results import CellStatus, ExecResult
 from rlmbox.sandboxes.base import Sandbox
 from rlmbox.sandboxes.protocol import Frame
@@ -75,21 +75,21 @@ class _Output:
 class Session:
     """A live REPL. Use as a context manager; ``close`` kills the sandbox's whole tree."""
 
-    def __init__(self, *, session_id: str, sandbox: Sandbox, policy: Policy,
-                 dispatcher: CallDispatcher, audit: AuditSink, parent: str | None = None,
-                 depth: int = 0, tenant: str | None = None,
+    def __init__(self, *, scope: EventScope, sandbox: Sandbox, policy: Policy,
+                 dispatcher: CallDispatcher,
                  transform: Callable[[str], str] | None = None,
                  durable_cells: bool = True,
                  on_close: Callable[[Session], None] | None = None) -> None:
-        self.id = session_id
+        self.scope = scope
+        self.id = scope.session
+        self.parent = scope.parent
+        self.depth = scope.depth
+        self.tenant = scope.tenant
         self.sandbox = sandbox
         self.policy = policy
-        self.parent = parent
-        self.depth = depth
-        self.tenant = tenant
         self._dispatcher = dispatcher
         self.ledger = dispatcher.ledger
-        self._audit = audit
+        self._audit = scope.audit
         self._transform = transform
         self._durable_cells = durable_cells
         self._on_close = on_close
@@ -154,8 +154,7 @@ class Session:
     # --- internals --------------------------------------------------------------------
 
     def _event(self, event: str, **attrs: Any) -> None:
-        self._audit.append(event, session=self.id, parent=self.parent, depth=self.depth,
-                           tenant=self.tenant, **attrs)
+        self.scope.event(event, **attrs)
 
     def _check_usable(self) -> None:
         if self._state is SessionState.CLOSED:
