@@ -42,7 +42,7 @@ from rlmbox.sandboxes.docker_socket import (
 )
 from rlmbox.sandboxes.docker_stage import ArchiveStager, BindStager, Stager
 from rlmbox.sandboxes.docker_stream import AttachedStream
-from rlmbox.sandboxes.probe import PROBE_CELL, observed_properties, parse_probe_output
+from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.protocol import PROTOCOL_VERSION, Frame
 
 RUNTIMES: Final = ("runc", "runsc")
@@ -165,7 +165,12 @@ class DockerBackend:
                                      f"(has: {', '.join(sorted(available))}); as root run "
                                      "'bash scripts/provision.sh'")
             image = self.image()
-            facts, ok = _run_probe(self.create(SandboxSpec()))
+            sandbox = self.create(SandboxSpec())
+            try:
+                run = run_probe(sandbox, READY_TIMEOUT_S)
+            finally:
+                sandbox.kill()
+            facts, ok = run.facts, run.ok
         except SandboxError as exc:
             return BackendReport(label, False, str(exc))
         props = (observed_properties(facts) | cfg.engine_enforced(self.runtime)) \
@@ -420,24 +425,6 @@ def _death_from_state(state: dict[str, Any] | None, runtime: str) -> str | None:
     if code == 137:
         return "killed (SIGKILL, exit 137)"
     return f"exit {code}" + (f": {error}" if error else "")
-
-
-def _run_probe(sandbox: DockerSandbox) -> tuple[dict[str, Any], bool]:
-    """Runs the shared probe cell; the container provides the confinement, not the agent."""
-    try:
-        sandbox.send({"t": "init", "id": "probe", "config": {}})
-        sandbox.send({"t": "exec", "id": "probe-cell", "code": PROBE_CELL})
-        out: list[str] = []
-        while True:
-            frame = sandbox.recv(READY_TIMEOUT_S)
-            if frame is None:
-                return {}, False
-            if frame["t"] == "output" and frame["stream"] == "stdout":
-                out.append(frame["data"])
-            elif frame["t"] == "result" and frame["id"] == "probe-cell":
-                return parse_probe_output("".join(out)), frame["status"] == "ok"
-    finally:
-        sandbox.kill()
 
 
 def _raw_socket(sock: Any) -> Any:

@@ -8,9 +8,11 @@ derive the properties from what the cell observed. Only facts measured inside co
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from rlmbox.sandboxes.base import IsolationProperty as P
+from rlmbox.sandboxes.base import Sandbox
 
 PROBE_CELL = r'''
 import json as _j, os as _o, socket as _s
@@ -67,3 +69,36 @@ def observed_properties(facts: dict[str, Any]) -> frozenset[P]:
     if facts.get("usr_writable") is False:
         props.add(P.READ_ONLY_ROOT)
     return frozenset(props)
+
+
+@dataclass
+class ProbeRun:
+    """What one probe of a started sandbox returned."""
+
+    init: dict[str, Any] | None = None     # the init result frame (None: never answered)
+    facts: dict[str, Any] = field(default_factory=dict)
+    ok: bool = False                       # the probe cell ran to an ``ok`` result
+
+
+def run_probe(sandbox: Sandbox, timeout: float) -> ProbeRun:
+    """Initialises ``sandbox`` and runs :data:`PROBE_CELL` in it; the caller kills it.
+
+    The backend confines its sandboxes itself (at start-up or by the engine), so ``init``
+    carries no configuration: the probe sees exactly what a session would.
+    """
+    run = ProbeRun()
+    sandbox.send({"t": "init", "id": "probe", "config": {}})
+    sandbox.send({"t": "exec", "id": "probe-cell", "code": PROBE_CELL})
+    out: list[str] = []
+    while True:
+        frame = sandbox.recv(timeout)
+        if frame is None:
+            return run
+        if frame["t"] == "output" and frame["stream"] == "stdout":
+            out.append(frame["data"])
+        elif frame["t"] == "result" and frame["id"] == "probe":
+            run.init = frame
+        elif frame["t"] == "result" and frame["id"] == "probe-cell":
+            run.facts = parse_probe_output("".join(out))
+            run.ok = frame["status"] == "ok"
+            return run

@@ -114,23 +114,20 @@ class ProcessBackend:
     def probe(self) -> BackendReport:
         """Starts a real sandbox and derives its properties from what it observes."""
         from rlmbox.sandboxes.probe import (  # noqa: PLC0415 - only doctor needs it
-            PROBE_CELL,
             observed_properties,
-            parse_probe_output,
+            run_probe,
         )
         try:
             sandbox = self.create(SandboxSpec())
         except SandboxUnavailable as exc:
             return BackendReport(self.name, False, str(exc))
         try:
-            sandbox.send({"t": "init", "id": "probe", "config": {
-                "seccomp": True, "landlock": True, "writable": ["/tmp", "/dev"]}})
-            init = _await(sandbox, "probe")
-            sandbox.send({"t": "exec", "id": "probe-cell", "code": PROBE_CELL})
-            stdout, result = _collect(sandbox, "probe-cell")
+            run = run_probe(sandbox, READY_TIMEOUT_S)
         finally:
             sandbox.kill()
-        facts = parse_probe_output(stdout)
+        if run.init is None:
+            raise SandboxUnavailable("the sandbox did not answer its probe in time")
+        facts, result, init = run.facts, run.ok, run.init
         props = observed_properties(facts) | self.declared_properties()
         mechanism = "bubblewrap" if self._bwrap else "rlimits+namespaces (no bubblewrap)"
         layers = ", ".join(f"{k} {v}" for k, v in (init.get("answer") or {}).items())
@@ -144,27 +141,6 @@ class ProcessBackend:
             self.probe()
         assert self._properties is not None  # noqa: S101 - set by probe
         return self._properties
-
-
-def _await(sandbox: ProcessSandbox, frame_id: str) -> Frame:
-    while True:
-        frame = sandbox.recv(READY_TIMEOUT_S)
-        if frame is None:
-            raise SandboxUnavailable("the sandbox did not answer its probe in time")
-        if frame["t"] == "result" and frame["id"] == frame_id:
-            return frame
-
-
-def _collect(sandbox: ProcessSandbox, frame_id: str) -> tuple[str, bool]:
-    out: list[str] = []
-    while True:
-        frame = sandbox.recv(READY_TIMEOUT_S)
-        if frame is None:
-            return "".join(out), False
-        if frame["t"] == "output" and frame["stream"] == "stdout":
-            out.append(frame["data"])
-        elif frame["t"] == "result" and frame["id"] == frame_id:
-            return "".join(out), frame["status"] == "ok"
 
 
 class ProcessSandbox:
