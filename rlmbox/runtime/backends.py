@@ -26,5 +26,5 @@ def backend_by_name(name: str, runtime: str | None = None) -> Backend:
         return backend
     if name == "e2b":
         raise SandboxUnavailable(
-            "the e2b backend is not built yet (see docs/threat-model.md, 'Backends')")
+            "the e2b backend is not built yet (README, 'Backends')")
     raise SandboxUnavailable(f"unknown backend {name!r}; known: {', '.join(BACKEND_NAMES)}")
