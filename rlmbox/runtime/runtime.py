@@ -139,6 +139,7 @@ class Runtime:
         self._state = RuntimeState.OPEN
         self._executor = batch_executor()
         self._engine = PolicyEngine(self.policy)   # compiled once, shared (it is stateless)
+        self._contexts = _private_contexts_dir()   # made private once, not per session
         self.audit.append("policy.load", tenant=tenant, policy=self.policy.name,
                           policy_sha256=self.policy.sha256, mode=self.policy.mode)
         self.audit.sync()
@@ -284,7 +285,7 @@ class Runtime:
                 raise PolicyError(f"the context must be JSON-serializable: {exc}") from exc
         else:
             raise TypeError(f"context must be a str, dict or list, not {type(context).__name__}")
-        staging = _private_contexts_dir()
+        staging = self._contexts
         fd, name = tempfile.mkstemp(suffix=suffix, dir=staging)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -339,7 +340,7 @@ class Runtime:
             self.audit.append("limit.exceeded", session=session_id, tenant=self.tenant,
                               limit=quota, reason=message)
 
-        return ContextStore(context, _private_contexts_dir() / session_id,
+        return ContextStore(context, self._contexts / session_id,
                             self.policy.context, enforce=self.policy.mode == "enforce",
                             on_violation=violation)
 
