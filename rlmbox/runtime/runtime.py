@@ -192,10 +192,11 @@ class Runtime:
         missing = sorted(str(p) for p in required - set(provided))
         session_id = "s-" + secrets.token_hex(8)
         depth = parent.depth + 1 if parent else 0
+        scope = EventScope(self.audit, session_id, parent.id if parent else None, depth,
+                           self.tenant)
         if missing:
-            self.audit.append("session.refused", session=session_id, tenant=self.tenant,
-                              backend=backend_name, missing=missing,
-                              policy_sha256=self.policy.sha256)
+            scope.event("session.refused", backend=backend_name, missing=missing,
+                        policy_sha256=self.policy.sha256)
             self.audit.sync()
             raise IsolationUnavailable(
                 f"backend {backend_name!r} cannot provide {', '.join(missing)} required by "
@@ -213,8 +214,6 @@ class Runtime:
                                         tools or {})
             if store is not None:
                 config["context"] = {"kind": "gated"}
-            scope = EventScope(self.audit, session_id, parent.id if parent else None, depth,
-                               self.tenant)
             session = Session(
                 scope=scope, sandbox=sandbox, policy=self.policy,
                 dispatcher=CallDispatcher(
