@@ -60,7 +60,7 @@ class SessionMachine(RuleBasedStateMachine):
                                budgets={"tree": {"calls": CALL_BUDGET,
                                                  "max_prompt_chars": 10000}})
         self.names = itertools.count()
-        self.calls_ok = 0
+        self.total_ok = 0   # llm_query calls answered, across every session of the runtime
         self.witnesses: list[Witness] = []
         self._open()
 
@@ -69,6 +69,7 @@ class SessionMachine(RuleBasedStateMachine):
         self.witness = Witness(self.session)
         self.witnesses.append(self.witness)
         self.namespace: dict[str, int] = {}
+        self.calls_ok = 0   # ... in this session's tree: a new root session has a new ledger
 
     @property
     def usable(self) -> bool:
@@ -100,6 +101,7 @@ class SessionMachine(RuleBasedStateMachine):
         if self.calls_ok < CALL_BUDGET:
             assert result.stdout == "lm-answer\n"
             self.calls_ok += 1
+            self.total_ok += 1
         else:
             assert result.stdout == "spent\n"
 
@@ -154,9 +156,10 @@ class SessionMachine(RuleBasedStateMachine):
     def ledger_consistent(self) -> None:
         calls = [r for r in audit_records(self.rt) if r.get("event") == "host.call"
                  and r.get("function") == "llm_query"]
-        assert len([r for r in calls if r.get("outcome") == "ok"]) == self.calls_ok
-        if calls:
-            tree = calls[-1]["budget_after"]["tree"]
+        assert len([r for r in calls if r.get("outcome") == "ok"]) == self.total_ok
+        mine = [r for r in calls if r.get("session") == self.session.id]
+        if mine:
+            tree = mine[-1]["budget_after"]["tree"]
             assert tree["calls"] == self.calls_ok <= CALL_BUDGET
             assert tree["in_flight"] == 0
 
