@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,9 @@ from rlmbox.runtime.context_text import TextFile
 MAX_PATTERN_CHARS = 1000
 MAX_LINES_PER_CALL = 100_000
 SEARCH_TIMEOUT_S = 10.0
+# The CPU rlimit ends a backtracking search; the wall clock, a little later, ends one that
+# is starved of CPU on a loaded host.
+SEARCH_WALL_GRACE_S = 2.0
 SEARCH_MATCH_CHARS = 1000
 _SEARCHER = Path(__file__).with_name("context_search.py")   # stdlib only, run by path
 
@@ -233,6 +237,13 @@ def _span(start: Any, end: Any, length: int) -> tuple[int, int]:
     return start, max(start, end)
 
 
+_OUT_OF_CPU = (-signal.SIGXCPU, -signal.SIGKILL)
+
+
+def _too_long() -> str:
+    return f"search took longer than {SEARCH_TIMEOUT_S:g} s; simplify the pattern"
+
+
 def _run_search(path: Path, pattern: str, max_hits: int,
                 skip: list[tuple[int, int]]) -> list[list[Any]]:
     params = {"path": str(path), "pattern": pattern, "max_hits": max_hits, "skip": skip,
@@ -240,10 +251,14 @@ def _run_search(path: Path, pattern: str, max_hits: int,
     try:
         done = subprocess.run(
             [sys.executable, "-I", str(_SEARCHER)], input=json.dumps(params),
-            capture_output=True, text=True, timeout=SEARCH_TIMEOUT_S, check=False)
+            capture_output=True, text=True, timeout=SEARCH_TIMEOUT_S + SEARCH_WALL_GRACE_S,
+            check=False)
     except subprocess.TimeoutExpired as exc:
-        raise ValueError(f"search took longer than {SEARCH_TIMEOUT_S:g} s; "
-                         "simplify the pattern") from exc
+        raise ValueError(_too_long()) from exc
+    if done.returncode in _OUT_OF_CPU:
+        # The CPU rlimit and the wall-clock timeout race for a backtracking pattern;
+        # either way the caller learns the same thing.
+        raise ValueError(_too_long())
     if done.returncode != 0:
         raise ValueError("search failed (pattern too costly or invalid)")
     result = json.loads(done.stdout)
