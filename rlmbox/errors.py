@@ -14,12 +14,14 @@
     │   └── ImageBuildFailed        the sandbox image could not be built
     ├── SessionError
     │   ├── SessionClosed           the session was closed; it cannot be used again
-    │   ├── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
-    │   └── CellTimeout             a cell ran past its wall-time limit
+    │   └── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
     ├── AuditError                  the audit log cannot be written or read
     │   ├── AuditWriteError         ... writing failed: host calls stop (fail closed)
     │   └── AuditRecordInvalid      ... an event is not recordable (not JSON-able, reserved name)
     └── LMError                     an LM provider failed
+
+A cell that runs past its wall-time limit is not an exception: its ``ExecResult`` says
+``interrupted`` (state kept) or ``killed`` (it ignored the interrupt).
 
 Foreign exceptions (docker, OSError from a tool) are translated at the boundary with
 ``raise ... from exc`` so callers only ever need to catch ``RlmboxError``.
@@ -107,10 +109,6 @@ class SessionClosed(SessionError):
 
 class SessionKilled(SessionError):
     """The sandbox was killed (timeout, OOM, pids); the session is dead."""
-
-
-class CellTimeout(SessionError):
-    """A cell ran past its wall-time limit."""
 
 
 class AuditError(RlmboxError):

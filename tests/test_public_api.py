@@ -16,7 +16,7 @@ def test_exported_members_are_pinned() -> None:
     assert sorted(rlmbox.__all__) == sorted([
         "Completion", "ExecResult", "IsolationProperty", "LMProvider", "Policy", "Runtime",
         "ScriptedLM", "Session", "load_policy",
-        "AuditError", "AuditRecordInvalid", "AuditWriteError", "BudgetExceeded", "CellTimeout",
+        "AuditError", "AuditRecordInvalid", "AuditWriteError", "BudgetExceeded",
         "CodeRejected",
         "IsolationUnavailable", "LMError", "PolicyDenied", "PolicyError", "ProtocolError",
         "RlmboxError", "SandboxCrashed", "SandboxError", "SandboxUnavailable",
