@@ -91,7 +91,8 @@ def bench_rlmbox(repeat: int, durability: str) -> list[Row]:
         with rt.session() as s:
             med, p99 = timed(lambda: s.exec("x = 1"), repeat)
             rows.append((label, "trivial cell round trip", med, p99))
-            first, last = [], []
+            first: list[float] = []
+            last: list[float] = []
             for i in range(1000):
                 start = time.perf_counter()
                 s.exec(f"v{i} = {i}")
@@ -164,7 +165,7 @@ def bench_rlms_local(repeat: int) -> list[Row]:
 
 def bench_restricted(repeat: int) -> list[Row]:
     try:
-        from RestrictedPython import compile_restricted, safe_globals
+        from RestrictedPython import compile_restricted, safe_globals  # type: ignore[attr-defined]
     except ImportError:
         return []
 
