@@ -324,7 +324,7 @@ def bench_docker_repl(table: Table, image: str, runtime: str, reps: Reps, token:
 # --- llm-sandbox -----------------------------------------------------------------------
 
 def bench_llm_sandbox(table: Table, image: str, runtime: str, reps: Reps, token: str) -> None:
-    from llm_sandbox import SandboxSession  # type: ignore[import-untyped]
+    from llm_sandbox import SandboxSession
 
     system = f"llm-sandbox {runtime}"
 
@@ -384,7 +384,7 @@ def bench_in_process(table: Table, reps: Reps) -> None:
         table.add("RestrictedPython (in-process)", "trivial cell compile+exec",
                   timed(restricted, reps.cells))
     try:
-        from smolagents.local_python_executor import (  # type: ignore[import-untyped]
+        from smolagents.local_python_executor import (
             LocalPythonExecutor,
         )
     except ImportError:
