@@ -103,7 +103,10 @@ class AnthropicLM:
         output_tokens = token_count(usage, "output_tokens")
         served = reply.get("model")
         return Completion(
-            text="".join(parts), model=served if isinstance(served, str) else chosen,
+            # a completion goes into the sandbox: a server echoing the key must not put
+            # it there
+            text=self._http.redact("".join(parts)),
+            model=served if isinstance(served, str) else chosen,
             input_tokens=input_tokens, output_tokens=output_tokens,
             cost_usd=self._pricer.cost(chosen, input_tokens, output_tokens))
 

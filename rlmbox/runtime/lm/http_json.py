@@ -105,11 +105,15 @@ class JsonClient:
     def __repr__(self) -> str:
         return f"JsonClient({str(self._client.base_url)!r})"
 
-    def scrub(self, text: str) -> str:
-        """``text`` with every secret replaced; bounded in length."""
+    def redact(self, text: str) -> str:
+        """``text`` with every secret replaced by ``[redacted]``."""
         for secret in self._secrets:
             text = text.replace(secret, "[redacted]")
-        return text[:MAX_ERROR_TEXT]
+        return text
+
+    def scrub(self, text: str) -> str:
+        """:meth:`redact`, bounded in length: for error messages."""
+        return self.redact(text)[:MAX_ERROR_TEXT]
 
     def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """One request, repeated on 408/409/425/429/5xx/529 and connection errors."""

@@ -97,7 +97,8 @@ class OpenAICompatibleLM:
         output_tokens = token_count(usage, "completion_tokens")
         served = reply.get("model")
         return Completion(
-            text=text, model=served if isinstance(served, str) else chosen,
+            text=self._http.redact(text),   # it goes into the sandbox: never the key
+            model=served if isinstance(served, str) else chosen,
             input_tokens=input_tokens, output_tokens=output_tokens,
             cost_usd=self._pricer.cost(chosen, input_tokens, output_tokens))
 
