@@ -65,7 +65,7 @@ class FakeLMServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
@@ -156,6 +156,13 @@ class FakeLMServer:
     def _problem(self, text: str) -> None:
         with self._lock:
             self.problems.append(text)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients hanging up mid-response (size-cap and timeout tests) are expected."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
 
 
 def _anthropic_error(status: int, kind: str, message: str) -> Reply:
