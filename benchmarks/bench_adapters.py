@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from rlmbox.adapters.rlms import RlmboxREPL, stop_handler
 from rlmbox.audit.log import AuditLog
 
 
-class InstantLM(BaseLM):
+class InstantLM(BaseLM):  # type: ignore[misc]
     """An rlms client that answers at once (the benchmark measures the path, not a model)."""
 
     def __init__(self) -> None:
@@ -85,9 +86,9 @@ def main() -> None:
             setup = (time.perf_counter() - started) * 1000
             name = f"RlmboxREPL (locals summary {'on' if summary else 'off'})"
             rows += [(name, "setup", setup, setup),
-                     (name, "x = 1", *timed(lambda env=env: env.execute_code("x = 1"), n)),
+                     (name, "x = 1", *timed(partial(env.execute_code, "x = 1"), n)),
                      (name, "llm_query", *timed(
-                         lambda env=env: env.execute_code("y = llm_query('hi')"), n))]
+                         partial(env.execute_code, "y = llm_query('hi')"), n))]
             env.cleanup()
         local = LocalInterpreter(tools=dict(dspy_tools))
         rows += [("DSPy LocalInterpreter", "x = 1", *timed(lambda: local.execute("x = 1"), n)),

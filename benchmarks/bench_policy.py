@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 from rlmbox.policies.engine import CallRequest, PolicyEngine
 from rlmbox.policies.model import Policy, policy_from_data
@@ -64,8 +65,7 @@ def main() -> None:
             "tool.t7", {"model": "small", "prompt": prompt + " secret"}),
         "decide: default deny": CallRequest("tool.unknown", {"model": "small"}),
     }
-    rows = [(name, *measure(lambda r=req: engine.decide(r), n))
-            for name, req in requests.items()]
+    rows = [(name, *measure(partial(engine.decide, req), n)) for name, req in requests.items()]
     ledger = Ledger(policy_from_data({"budgets": {"tree": {
         "calls": 10**9, "max_concurrent": 10**6, "input_tokens": 10**15,
         "output_tokens": 10**15, "cost_usd": 10.0**9}}}).budgets)

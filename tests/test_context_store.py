@@ -117,7 +117,7 @@ def test_audit_mode_reports_but_serves(tmp_path: Path) -> None:
 
 
 def test_documents_allow_and_deny(tmp_path: Path) -> None:
-    policy = ContextPolicy(documents=DocumentAccess(allow=["*"], deny=["secret*"]))
+    policy = ContextPolicy(documents=DocumentAccess(allow=("*",), deny=("secret*",)))
     docs = {"a": "alpha text", "b": "beta text", "secret-1": "the password", "n": {"k": 1}}
     store = ContextStore(docs, tmp_path, policy)
     ctx = gated(store)

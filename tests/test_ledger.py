@@ -92,7 +92,8 @@ def test_negative_usage_is_refused() -> None:
 ])
 def test_spent_token_and_cost_budgets_refuse_next_call(budget: str,
                                                        usage: dict[str, Any]) -> None:
-    book = ledger(**{budget: 100 if budget != "cost_usd" else 1.0})
+    limits: dict[str, Any] = {budget: 100 if budget != "cost_usd" else 1.0}
+    book = ledger(**limits)
     book.commit(book.reserve("llm_query", depth=0), **usage)
     with pytest.raises(BudgetExceeded) as info:
         book.reserve("llm_query", depth=0)

@@ -8,6 +8,7 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_denial_defaults_to_warn_severity(log: AuditLog) -> None:
                                    {"x": float("nan")}, {"x": object()}, {"x": {1: 2}},
                                    {"severity": "LOUD"}])
 def test_unrecordable_events_are_refused_without_burning_a_seq(
-        log: AuditLog, attrs: dict[str, object]) -> None:
+        log: AuditLog, attrs: dict[str, Any]) -> None:
     with pytest.raises(AuditRecordInvalid):
         log.append("bad", **attrs)
     assert log.append("good")["seq"] == 1

@@ -26,10 +26,11 @@ def test_redact_digest_canonicalize_run_inside_structlog() -> None:
                event_dict: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         return (event_dict,), {}  # ReturnLogger hands back its single argument
 
+    # Our processors take a plain dict; structlog types its slot as MutableMapping.
+    processors: list[Any] = [RedactSecrets(Redactor(["s3cr3t-value"])),
+                             DigestBodies(staged.__setitem__), Canonicalize(), finish]
     logger = structlog.wrap_logger(
-        structlog.ReturnLogger(),
-        processors=[RedactSecrets(Redactor(["s3cr3t-value"])),
-                    DigestBodies(staged.__setitem__), Canonicalize(), finish],
+        structlog.ReturnLogger(), processors=processors,
         wrapper_class=structlog.BoundLogger)
     out = logger.info("code.exec", header="s3cr3t-value", n=(1, 2), **{BODIES_KEY: {"code": "x"}})
     event = out

@@ -74,10 +74,12 @@ def test_condition_clauses(cond: dict[str, Any], value: Any, expected: bool) -> 
 def test_overlong_value_fails_regex_toward_deny() -> None:
     """Too long to match safely: the permit does not match, and the forbid does."""
     long = "a" * 5000
-    permit = [{"effect": "permit", "function": "tool", "when": {"x": {"regex": "a*"}}}]
+    permit: list[dict[str, Any]] = [
+        {"effect": "permit", "function": "tool", "when": {"x": {"regex": "a*"}}}]
     assert not decide(permit, "tool", x=long).allowed
-    forbid = [{"effect": "permit", "function": "tool"},
-              {"effect": "forbid", "function": "tool", "when": {"x": {"regex": "b.*"}}}]
+    forbid: list[dict[str, Any]] = [
+        {"effect": "permit", "function": "tool"},
+        {"effect": "forbid", "function": "tool", "when": {"x": {"regex": "b.*"}}}]
     assert not decide(forbid, "tool", x=long).allowed
     assert decide(forbid, "tool", x="a" * 10).allowed
 

@@ -72,7 +72,7 @@ def test_sha256_of_object_is_stable_and_content_addressed() -> None:
 def test_policy_is_frozen() -> None:
     policy = load_policy("default")
     with pytest.raises(Exception, match="frozen"):
-        policy.mode = "audit"  # type: ignore[misc]
+        policy.mode = "audit"
 
 
 def test_unknown_field_names_path_and_line() -> None:

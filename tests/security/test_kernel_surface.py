@@ -157,8 +157,8 @@ print(json.dumps({{
     for fd, target in found["links"].items():
         assert audit_dir not in target, f"fd {fd} reaches the audit log: {target}"
         assert str(host.canary_dir) not in target
-        allowed = ("pipe:", "socket:", "anon_inode:", "/dev/null", "/proc/", "/tmp",
-                   "/rlmbox", "/usr")
+        allowed: tuple[str, ...] = ("pipe:", "socket:", "anon_inode:", "/dev/null", "/proc/",
+                                    "/tmp", "/rlmbox", "/usr")
         if backend == "docker-runsc":   # gVisor names the container's donated stdio fds so
             allowed += ("host:[",)      # (the protocol stream), not a host path
         assert target.startswith(allowed), f"fd {fd} -> {target}"

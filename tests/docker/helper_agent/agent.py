@@ -13,24 +13,25 @@ import os
 import struct
 import sys
 import traceback
+from typing import Any
 
 HEADER = struct.Struct(">I")
 
 
-def main():  # noqa: PLR0915 - a linear stand-in, kept in one piece
+def main() -> int:  # noqa: PLR0915 - a linear stand-in, kept in one piece
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
 
-    def send(frame):
+    def send(frame: dict[str, Any]) -> None:
         body = json.dumps(frame, separators=(",", ":")).encode()
         view = memoryview(HEADER.pack(len(body)) + body)
         while view:  # raw writes may be partial (gVisor returns after 64 KiB)
             view = view[proto_out.write(view):]
 
-    def read_exact(n):
+    def read_exact(n: int) -> bytes | None:
         data = b""
         while len(data) < n:
             try:
@@ -43,24 +44,24 @@ def main():  # noqa: PLR0915 - a linear stand-in, kept in one piece
         return data
 
     send({"t": "ready", "version": "1", "pid": os.getpid()})
-    namespace = {"__name__": "__cell__", "send_raw": proto_out.write}
+    namespace: dict[str, Any] = {"__name__": "__cell__", "send_raw": proto_out.write}
     while True:
         header = read_exact(HEADER.size)
         if header is None:
-            return
+            return 0
         body = read_exact(HEADER.unpack(header)[0])
         if body is None:
-            return
+            return 0
         frame = json.loads(body)
         if frame["t"] == "shutdown":
-            return
+            return 0
         if frame["t"] == "init":
             send({"t": "result", "id": frame["id"], "status": "ok"})
             continue
         if frame["t"] != "exec":
             continue
         namespace.pop("answer", None)
-        result = {"t": "result", "id": frame["id"], "status": "ok"}
+        result: dict[str, Any] = {"t": "result", "id": frame["id"], "status": "ok"}
         printed = io.StringIO()
         try:
             with contextlib.redirect_stdout(printed):
