@@ -105,3 +105,18 @@ def test_a_non_json_error_body_is_quoted_printably(api: FakeLMServer, key: str) 
         _client(api, key, []).post("/v1/messages", {})
     assert "bad gateway" in str(caught.value)
     assert "\x1b" not in str(caught.value)
+
+
+def test_a_spent_monthly_limit_is_not_retried(api: FakeLMServer, key: str) -> None:
+    """Anthropic's 429 with error_code enforced_spend_limit_reached lasts until the month
+    ends: retrying only burns time."""
+    api.push(Reply(429, {"type": "error", "error": {
+        "type": "rate_limit_error", "message": "spend limit reached",
+        "details": {"error_code": "enforced_spend_limit_reached"}}},
+        headers={"retry-after": "1"}))
+    waits: list[float] = []
+    with pytest.raises(LMRequestFailed, match="spend limit reached") as caught:
+        _client(api, key, waits).post("/v1/messages", {})
+    assert caught.value.status == 429
+    assert caught.value.attempts == 1
+    assert waits == []

@@ -141,6 +141,8 @@ class JsonClient:
                 data = self._read(response, attempt)
                 status = response.status_code
                 headers = response.headers
+        # httpx errors are not chained (``from None``): they carry the request, headers
+        # and key included, and a traceback printer may one day show more than str()
         except httpx.TimeoutException as exc:
             raise _Retryable(f"the LM API timed out ({type(exc).__name__})", None,
                              None) from None
@@ -150,7 +152,7 @@ class JsonClient:
         if 200 <= status < 300:
             return self._decode(data, status, attempt)
         message = f"the LM API answered HTTP {status}: {self._error_text(data)}"
-        if status in RETRY_STATUSES or status >= 500:
+        if (status in RETRY_STATUSES or status >= 500) and not _spend_limit(data):
             raise _Retryable(message, status, _retry_after(headers))
         raise LMRequestFailed(self.scrub(message), status=status, attempts=attempt)
 
@@ -224,6 +226,18 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _spend_limit(data: bytes) -> bool:
+    """Anthropic's 429 for a spent monthly limit: retrying cannot help until it resets."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return False
+    error = value.get("error") if isinstance(value, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    return isinstance(details, dict) and \
+        details.get("error_code") == "enforced_spend_limit_reached"
 
 
 def _printable(data: bytes) -> str:
