@@ -19,6 +19,7 @@
     │   ├── AuditWriteError         ... writing failed: host calls stop (fail closed)
     │   └── AuditRecordInvalid      ... an event is not recordable (not JSON-able, reserved name)
     └── LMError                     an LM provider failed
+        └── LMRequestFailed         ... its HTTP API answered with an error, or not at all
 
 A cell that runs past its wall-time limit is not an exception: its ``ExecResult`` says
 ``interrupted`` (state kept) or ``killed`` (it ignored the interrupt).
@@ -125,3 +126,14 @@ class AuditRecordInvalid(AuditError):
 
 class LMError(RlmboxError):
     """An LM provider failed to answer."""
+
+
+class LMRequestFailed(LMError):
+    """An LM provider's HTTP API failed: ``status`` (None when no response came back) and
+    the ``attempts`` made. The message names the status and the provider's own error text,
+    never the API key."""
+
+    def __init__(self, message: str, *, status: int | None = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts

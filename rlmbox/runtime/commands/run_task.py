@@ -10,7 +10,9 @@ from typing import Any
 
 from rlmbox.runtime.commands.exec_cells import load_context
 from rlmbox.runtime.lm.base import LMProvider
+from rlmbox.runtime.lm.hosted import register_secrets
 from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.runtime.lm.spec import SPEC_HELP, provider_from_spec
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.rlm_loop import run_rlm
 from rlmbox.runtime.runtime import Runtime
@@ -43,10 +45,13 @@ def register(subparsers: Any) -> None:
     run_parser.add_argument("task", help="what the root model should find out")
     run_parser.add_argument("--policy", default="default", help="preset name or policy file")
     run_parser.add_argument("--context", type=Path, required=True)
-    run_parser.add_argument("--root-lm", type=Path, required=True,
-                            help="scripted root-model JSON (offline runs)")
-    run_parser.add_argument("--lm", type=Path, default=None,
-                            help="scripted sub-model JSON answering llm_query")
+    run_parser.add_argument("--root-lm", required=True, metavar="SPEC",
+                            help=f"the root model: {SPEC_HELP}")
+    run_parser.add_argument("--lm", default=None, metavar="SPEC",
+                            help=f"the sub-model answering llm_query: {SPEC_HELP}")
+    run_parser.add_argument("--allow-unpriced", action="store_true",
+                            help="count models with no known price as 0 USD against the "
+                                 "policy's cost budget (default: refuse them)")
     run_parser.add_argument("--backend", default=None)
     run_parser.add_argument("--max-steps", type=int, default=8)
     run_parser.add_argument("--audit-dir", type=Path, default=None)
@@ -88,9 +93,10 @@ def _drive(rt: Runtime, root: LMProvider, task: str, context: Any, backend: str 
 
 def run(args: argparse.Namespace) -> int:
     context = load_context(args.context)
-    root = ScriptedLM(args.root_lm)
-    sub = ScriptedLM(args.lm) if args.lm else None
+    root = provider_from_spec(args.root_lm, allow_unpriced=args.allow_unpriced)
+    sub = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else None
     with Runtime(args.policy, lm=sub, audit_dir=args.audit_dir, pool_size=0) as rt:
+        register_secrets(rt.audit, root, sub)   # API keys never reach the audit log
         return _drive(rt, root, args.task, context, args.backend, args.max_steps)
 
 
