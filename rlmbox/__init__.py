@@ -1,7 +1,12 @@
 """rlmbox: a secure execution runtime for Recursive Language Model REPLs.
 
 The public API is what this module exports; everything else is private to the package.
+The HTTP LM providers load on first use (they import httpx, about 45 ms), so
+``import rlmbox`` stays as fast for users of the offline provider.
 """
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from rlmbox.errors import (
     AuditError,
@@ -11,6 +16,7 @@ from rlmbox.errors import (
     CodeRejected,
     IsolationUnavailable,
     LMError,
+    LMRequestFailed,
     PolicyDenied,
     PolicyError,
     ProtocolError,
@@ -30,7 +36,21 @@ from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
 from rlmbox.sandboxes.base import IsolationProperty
 
+if TYPE_CHECKING:
+    from rlmbox.runtime.lm.anthropic import AnthropicLM
+    from rlmbox.runtime.lm.openai_compat import OpenAICompatibleLM
+
+_LAZY = {"AnthropicLM": "rlmbox.runtime.lm.anthropic",
+         "OpenAICompatibleLM": "rlmbox.runtime.lm.openai_compat"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rlmbox' has no attribute {name!r}")
+
 __all__ = [
+    "AnthropicLM",
     "AuditError",
     "AuditRecordInvalid",
     "AuditWriteError",
@@ -42,6 +62,8 @@ __all__ = [
     "IsolationUnavailable",
     "LMError",
     "LMProvider",
+    "LMRequestFailed",
+    "OpenAICompatibleLM",
     "Policy",
     "PolicyDenied",
     "PolicyError",

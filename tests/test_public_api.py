@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import rlmbox
 
@@ -15,10 +18,10 @@ BUNDLE = ("agent.py", "protocol.py", "confine.py", "gated_context.py", "restrict
 def test_exported_members_are_pinned() -> None:
     assert sorted(rlmbox.__all__) == sorted([
         "Completion", "ExecResult", "IsolationProperty", "LMProvider", "Policy", "Runtime",
-        "ScriptedLM", "Session", "load_policy",
+        "ScriptedLM", "AnthropicLM", "OpenAICompatibleLM", "Session", "load_policy",
         "AuditError", "AuditRecordInvalid", "AuditWriteError", "BudgetExceeded",
-        "CodeRejected",
-        "IsolationUnavailable", "LMError", "PolicyDenied", "PolicyError", "ProtocolError",
+        "CodeRejected", "IsolationUnavailable", "LMError", "LMRequestFailed",
+        "PolicyDenied", "PolicyError", "ProtocolError",
         "RlmboxError", "SandboxCrashed", "SandboxError", "SandboxUnavailable",
         "SessionClosed", "SessionError", "SessionKilled"])
     for name in rlmbox.__all__:
@@ -71,3 +74,16 @@ def test_policies_and_audit_do_not_import_runtime_sessions() -> None:
             bad = {n for n in _imports(path)
                    if n.startswith(("rlmbox.runtime.session", "rlmbox.runtime.runtime"))}
             assert not bad, f"{layer}/{path.name} imports {bad}"
+
+
+def test_http_providers_load_on_first_use() -> None:
+    """``import rlmbox`` does not pay for httpx; the providers still resolve by name."""
+    probe = ("import sys, rlmbox\n"
+             "print('httpx' in sys.modules)\n"
+             "print(rlmbox.AnthropicLM.__name__, rlmbox.OpenAICompatibleLM.__name__)\n"
+             "print('httpx' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split("\n")[:3] == ["False", "AnthropicLM OpenAICompatibleLM", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        rlmbox.Nope  # noqa: B018

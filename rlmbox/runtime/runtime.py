@@ -49,6 +49,7 @@ from rlmbox.runtime.hostfns import (
 )
 from rlmbox.runtime.ledger import Ledger
 from rlmbox.runtime.lm.base import LMProvider
+from rlmbox.runtime.lm.hosted import register_secrets
 from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.pool import WarmPool
 from rlmbox.runtime.recursion import rlm_functions
@@ -130,6 +131,7 @@ class Runtime:
         self._owns_audit = audit is None
         self.audit: AuditSink = audit if audit is not None else AuditLog(
             Path(audit_dir) if audit_dir is not None else default_audit_dir())
+        register_secrets(self.audit, self.lm, self.rlm_lm)   # provider keys: never audited
         self.tenant = tenant
         self._pool_size = pool_size
         self._pools: dict[tuple[str, SandboxSpec], WarmPool] = {}

@@ -19,7 +19,6 @@ import pytest
 
 from rlmbox.audit.reader import iter_records
 from rlmbox.runtime.lm.anthropic import AnthropicLM
-from rlmbox.runtime.lm.hosted import register_secrets
 from rlmbox.runtime.runtime import Runtime
 
 from .conftest import FAST_RETRY
@@ -51,17 +50,17 @@ def test_llm_query_in_a_sandbox_goes_through_the_provider(
     api.answer = lambda prompt: f"echo {prompt} with key {key}"
     lm = AnthropicLM(MODEL, base_url=api.url, retry=FAST_RETRY)
     audit_dir = tmp_path / "audit"
-    with Runtime(policy="default", lm=lm, audit_dir=audit_dir, pool_size=0) as rt:
-        register_secrets(rt.audit, lm)
-        with rt.session() as session:
-            reply = session.exec("print(llm_query('hi'))")
-            inside = session.exec(
-                "import os\n"
-                "env = '\\n'.join('%s=%s' % kv for kv in os.environ.items())\n"
-                "raw = open('/proc/self/environ', 'rb').read().decode(errors='replace')\n"
-                "print(env)\nprint(raw)\n")
-            # a key that reached model code by some other road is still not audited
-            planted = session.exec(f"leaked = {key[:8]!r} + {key[8:]!r}\nprint(leaked)")
+    # No register_secrets call here: the runtime registers its provider's key itself.
+    with Runtime(policy="default", lm=lm, audit_dir=audit_dir, pool_size=0) as rt, \
+            rt.session() as session:
+        reply = session.exec("print(llm_query('hi'))")
+        inside = session.exec(
+            "import os\n"
+            "env = '\\n'.join('%s=%s' % kv for kv in os.environ.items())\n"
+            "raw = open('/proc/self/environ', 'rb').read().decode(errors='replace')\n"
+            "print(env)\nprint(raw)\n")
+        # a key that reached model code by some other road is still not audited
+        planted = session.exec(f"leaked = {key[:8]!r} + {key[8:]!r}\nprint(leaked)")
     assert reply.status == "ok", reply.error
     assert reply.stdout == "echo hi with key [redacted]\n"
     assert inside.status == "ok", inside.error

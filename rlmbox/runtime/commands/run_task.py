@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     root = provider_from_spec(args.root_lm, allow_unpriced=args.allow_unpriced)
     sub = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else None
     with Runtime(args.policy, lm=sub, audit_dir=args.audit_dir, pool_size=0) as rt:
-        register_secrets(rt.audit, root, sub)   # API keys never reach the audit log
+        register_secrets(rt.audit, root)   # the runtime registered the sub-model's key
         return _drive(rt, root, args.task, context, args.backend, args.max_steps)
 
 
