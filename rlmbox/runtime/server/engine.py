@@ -1,0 +1,144 @@
+"""The daemon's engine room: a Runtime per tenant and policy, and the live sessions.
+
+Each tenant gets its own Runtime per operator-loaded policy (``tenant=`` set, so every
+audit event names it); all of them write to the daemon's one audit log. Session lookups
+always go through the tenant: another tenant's session id finds nothing. Methods here
+block (they start sandboxes and run cells) and are called from the server's thread pool.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlmbox.errors import DaemonError, SessionClosed, SessionKilled
+from rlmbox.policies.model import Policy
+from rlmbox.runtime.events import AuditSink
+from rlmbox.runtime.lm.base import LMProvider
+from rlmbox.runtime.results import ExecResult
+from rlmbox.runtime.runtime import Runtime
+from rlmbox.runtime.server.store import SessionRow, Store
+from rlmbox.runtime.server.survivors import process_identity
+from rlmbox.runtime.server.wire import NOT_FOUND, UNKNOWN_POLICY
+from rlmbox.runtime.session import Session, SessionState
+
+
+@dataclass
+class LiveSession:
+    session: Session
+    tenant: str
+    exec_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def not_found(session_id: str) -> DaemonError:
+    # the same answer whether the id is unknown or another tenant's: no existence oracle
+    return DaemonError(f"no session {session_id!r}", status=404, type=NOT_FOUND)
+
+
+class Engine:
+    """Runtimes and live sessions of every tenant; thread-safe."""
+
+    def __init__(self, policies: dict[str, Policy], *, lm: LMProvider, audit: AuditSink,
+                 store: Store, pool_size: int = 0) -> None:
+        if not policies:
+            raise DaemonError("the daemon needs at least one policy", type="Config")
+        self.policies = policies
+        self.default_policy = next(iter(policies))
+        self._lm = lm
+        self._audit = audit
+        self._store = store
+        self._pool_size = pool_size
+        self._runtimes: dict[tuple[str, str], Runtime] = {}
+        self._live: dict[str, LiveSession] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def policy(self, name: str | None) -> tuple[str, Policy]:
+        name = name or self.default_policy
+        if name not in self.policies:
+            raise DaemonError(f"unknown policy {name!r}; this daemon offers: "
+                              f"{', '.join(sorted(self.policies))}", status=400,
+                              type=UNKNOWN_POLICY)
+        return name, self.policies[name]
+
+    def _runtime(self, tenant: str, policy_name: str) -> Runtime:
+        with self._lock:
+            if self._closed:
+                raise SessionClosed("the daemon is shutting down")
+            key = (tenant, policy_name)
+            if key not in self._runtimes:
+                self._runtimes[key] = Runtime(self.policies[policy_name], lm=self._lm,
+                                              audit=self._audit, tenant=tenant,
+                                              pool_size=self._pool_size)
+            return self._runtimes[key]
+
+    # --- blocking operations (thread pool) ------------------------------------------
+
+    def create(self, tenant: str, policy: str | None, backend: str | None,
+               context: Any) -> SessionRow:
+        name, chosen = self.policy(policy)
+        runtime = self._runtime(tenant, name)
+        session = runtime.session(context=context, backend=backend)
+        info = session.sandbox.info
+        row = SessionRow(id=session.id, tenant=tenant, policy=name,
+                         policy_sha256=chosen.sha256, backend=info.backend,
+                         sandbox_id=info.sandbox_id,
+                         sandbox_pids=process_identity(session.sandbox), state="open",
+                         created=time.time(), closed=None, reason=None)
+        try:
+            self._store.add_session(row)   # durable before the caller hears of it
+        except BaseException:
+            session.close("the daemon could not record the session")
+            raise
+        with self._lock:
+            self._live[session.id] = LiveSession(session, tenant)
+        return row
+
+    def exec(self, tenant: str, session_id: str, code: str,
+             timeout: float | None) -> ExecResult:
+        live = self.live(tenant, session_id)
+        with live.exec_lock:   # two execs on one session run one after the other
+            result = live.session.exec(code, timeout=timeout)
+        if live.session.state is SessionState.DEAD:
+            self._store.end_session(session_id, "killed", live.session.death_reason or "")
+        return result
+
+    def close(self, tenant: str, session_id: str, reason: str = "closed") -> None:
+        row = self._store.session(session_id, tenant)
+        if row is None:
+            raise not_found(session_id)
+        with self._lock:
+            live = self._live.pop(session_id, None)
+        if live is not None:
+            live.session.close(reason)
+        self._store.end_session(session_id, "closed", reason)
+
+    def live(self, tenant: str, session_id: str) -> LiveSession:
+        """The tenant's live session, or the error its recorded state calls for."""
+        with self._lock:
+            live = self._live.get(session_id)
+        if live is not None and live.tenant == tenant:
+            return live
+        row = self._store.session(session_id, tenant)
+        if row is None:
+            raise not_found(session_id)
+        if row.state == "killed":
+            raise SessionKilled(f"session {session_id} is dead: {row.reason}")
+        raise SessionClosed(f"session {session_id} is {row.state}: {row.reason}")
+
+    def shutdown(self, reason: str = "daemon shutdown") -> None:
+        """Closes every live session (killing its sandbox) and every runtime."""
+        with self._lock:
+            self._closed = True
+            live = list(self._live.items())
+            self._live.clear()
+            runtimes = list(self._runtimes.values())
+        for session_id, item in live:
+            try:
+                item.session.close(reason)
+            finally:
+                self._store.end_session(session_id, "closed", reason)
+        for runtime in runtimes:
+            runtime.close()
