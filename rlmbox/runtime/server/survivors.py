@@ -33,6 +33,18 @@ def start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+def is_running(pid: int, started: str) -> bool:
+    """True when ``pid`` is still the process that started at ``started`` and has not
+    exited: a zombie (exited, not yet reaped by a parent that may never reap it, such as
+    a container's pid 1) holds no resources and cannot be killed any further."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rpartition(")")[2].split()
+    return len(fields) > 19 and fields[19] == started and fields[0] not in ("Z", "X")
+
+
 def process_identity(sandbox: Any) -> list[tuple[int, str]]:
     """``(pid, start)`` of a process sandbox's host processes (bwrap and the namespace's
     init); empty for other backends. Read from the sandbox object because the Sandbox
@@ -56,8 +68,8 @@ def kill_recorded(pids: list[tuple[int, str]]) -> int:
     """SIGKILLs each recorded process that is still the same process; returns how many."""
     killed = 0
     for pid, started in pids:
-        if pid <= 1 or start_time(pid) != started:
-            continue   # gone, or the pid now belongs to someone else
+        if pid <= 1 or not is_running(pid, started):
+            continue   # gone, a zombie, or the pid now belongs to someone else
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             killed += 1
