@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from rlmbox.errors import IsolationUnavailable
 from rlmbox.policies.model import load_policy
 from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
@@ -50,3 +53,19 @@ def test_the_policy_hash_is_the_operators(start_daemon: Callable[..., RunningDae
         info = client.create_session(policy="test")
         client.close_session(info["id"])
     assert info["policy_sha256"] == policy.sha256
+
+
+def test_a_policy_the_backend_cannot_honour_is_refused_as_in_embedded_use(
+        start_daemon: Callable[..., RunningDaemon], tmp_path: Path) -> None:
+    base = load_policy(policy_file(tmp_path)).model_dump(mode="json")["isolation"]
+    needs_gvisor = policy_file(tmp_path, "gvisor", isolation={
+        **base, "require": [*base["require"], "user_space_kernel"]})
+    running = start_daemon(policies={"gvisor": load_policy(needs_gvisor)})
+    with running.client("alice") as client:
+        with pytest.raises(IsolationUnavailable, match="user_space_kernel"):
+            client.create_session()
+        assert client.sessions() == []
+        events, _ = client.audit(limit=1000)
+    refused = [e for e in events if e["event"] == "session.refused"]
+    assert len(refused) == 1
+    assert refused[0]["missing"] == ["user_space_kernel"]
