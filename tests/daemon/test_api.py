@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import stat
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from rlmbox.errors import DaemonError, SessionClosed, SessionKilled
+from rlmbox.policies.model import load_policy
 from rlmbox.runtime.client import Client
+from rlmbox.runtime.server.survivors import is_running, process_identity
 
-from .conftest import RunningDaemon
+from .conftest import RunningDaemon, policy_file
 
 
 def test_health_needs_no_token(daemon: RunningDaemon) -> None:
@@ -143,3 +147,22 @@ def test_revoked_socket_file_is_removed_on_stop(daemon: RunningDaemon) -> None:
     path: Path = daemon.socket
     daemon.stop()
     assert not path.exists()
+
+
+def test_sessions_past_their_wall_time_are_reaped(
+        start_daemon: Callable[..., RunningDaemon], tmp_path: Path) -> None:
+    limits = {**load_policy(policy_file(tmp_path)).limits.model_dump(),
+              "session_timeout_s": 1}
+    short = load_policy(policy_file(tmp_path, "short", limits=limits))
+    running = start_daemon(policies={"short": short}, reap_every_s=0.2)
+    with running.client("alice") as client:
+        info = client.create_session()
+        sandbox = running.daemon._engine.live("alice", info["id"])  # type: ignore[union-attr]
+        processes = process_identity(sandbox.session.sandbox)
+        deadline = time.monotonic() + 120
+        while client.session(info["id"])["state"] == "open" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = client.session(info["id"])
+    assert record["state"] == "closed"
+    assert "session_timeout_s" in record["reason"]
+    assert not [pid for pid, started in processes if is_running(pid, started)]

@@ -70,6 +70,7 @@ class DaemonConfig:
     audit_dir: Path | None = None
     pool_size: int = 0
     threads: int = 32
+    reap_every_s: float = 30.0
 
 
 class Daemon:
@@ -127,9 +128,31 @@ class Daemon:
             self.tcp_address = tcp.getsockname()[:2]
         for sock in self._sockets:
             await web.SockSite(self._runner, sock).start()
+        self._reaper = asyncio.create_task(self._reap_forever(), name="rlmbox-reaper")
+
+    async def _reap_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.reap_every_s)
+            engine = self._engine
+            if engine is None:
+                return
+            try:
+                reaped = await loop.run_in_executor(self._pool, engine.reap)
+            except Exception:   # a failed close must not end reaping for good
+                log.exception("reaping expired sessions failed")
+                continue
+            if reaped:
+                log.info("closed %d session(s) past their wall time", len(reaped))
 
     async def stop(self) -> None:
         """Stops listening, closes every session, syncs and closes the log; idempotent."""
+        reaper = getattr(self, "_reaper", None)
+        if reaper is not None:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            del self._reaper
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

@@ -24,12 +24,20 @@ from rlmbox.runtime.server.survivors import process_identity
 from rlmbox.runtime.server.wire import NOT_FOUND, UNKNOWN_POLICY
 from rlmbox.runtime.session import Session, SessionState
 
+REAPED = "the session's wall time (session_timeout_s) is spent"
+
 
 @dataclass
 class LiveSession:
     session: Session
     tenant: str
     exec_lock: threading.Lock = field(default_factory=threading.Lock)
+    started: float = field(default_factory=time.monotonic)
+
+    def expired(self, now: float) -> bool:
+        """Past the policy's session wall time: it can run nothing more, so it only
+        holds a sandbox."""
+        return now - self.started >= self.session.policy.limits.session_timeout_s
 
 
 def not_found(session_id: str) -> DaemonError:
@@ -127,6 +135,21 @@ class Engine:
         if row.state == "killed":
             raise SessionKilled(f"session {session_id} is dead: {row.reason}")
         raise SessionClosed(f"session {session_id} is {row.state}: {row.reason}")
+
+    def reap(self) -> list[str]:
+        """Closes every live session past its wall time (a client that never says
+        DELETE would otherwise hold its sandbox until the daemon stops)."""
+        now = time.monotonic()
+        with self._lock:
+            expired = [(sid, live) for sid, live in self._live.items() if live.expired(now)]
+            for sid, _ in expired:
+                del self._live[sid]
+        for sid, live in expired:
+            try:
+                live.session.close(REAPED)
+            finally:
+                self._store.end_session(sid, "closed", REAPED)
+        return [sid for sid, _ in expired]
 
     def shutdown(self, reason: str = "daemon shutdown") -> None:
         """Closes every live session (killing its sandbox) and every runtime."""
