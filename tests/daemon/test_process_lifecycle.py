@@ -96,7 +96,9 @@ def test_sigterm_closes_sessions_kills_sandboxes_and_exits_0(
         daemon.cleanup()
     assert _alive(pids) == []
     assert not places["socket"].exists()
-    assert "rlmbox: stopped" in places["log"].read_text()
+    log = places["log"].read_text()
+    assert f"listening on unix:{places['socket']}" in log
+    assert "rlmbox: stopped" in log
     store = Store(places["state"])
     try:
         row = store.session(info["id"], "alice")
