@@ -13,7 +13,8 @@ import pytest
 from rlmbox.errors import DaemonError, SessionClosed, SessionKilled
 from rlmbox.policies.model import load_policy
 from rlmbox.runtime.client import Client
-from rlmbox.runtime.server.survivors import is_running, process_identity
+from rlmbox.runtime.server.store import Store
+from rlmbox.runtime.server.survivors import is_running
 
 from .conftest import RunningDaemon, policy_file
 
@@ -157,8 +158,14 @@ def test_sessions_past_their_wall_time_are_reaped(
     running = start_daemon(policies={"short": short}, reap_every_s=0.2)
     with running.client("alice") as client:
         info = client.create_session()
-        sandbox = running.daemon._engine.live("alice", info["id"])  # type: ignore[union-attr]
-        processes = process_identity(sandbox.session.sandbox)
+        store = Store(running.config.state_dir)   # the reaper may already have closed it
+        try:
+            row = store.session(info["id"], "alice")
+        finally:
+            store.close()
+        assert row is not None
+        processes = row.sandbox_pids
+        assert processes
         deadline = time.monotonic() + 120
         while client.session(info["id"])["state"] == "open" and time.monotonic() < deadline:
             time.sleep(0.1)
