@@ -173,3 +173,34 @@ def test_sessions_past_their_wall_time_are_reaped(
     assert record["state"] == "closed"
     assert "session_timeout_s" in record["reason"]
     assert not [pid for pid, started in processes if is_running(pid, started)]
+
+
+def test_a_tenant_cannot_hold_more_sessions_than_the_cap(
+        start_daemon: Callable[..., RunningDaemon]) -> None:
+    """Exhaustion: concurrent creates past the cap are refused with 429, other tenants
+    are unaffected, and closing one frees a slot."""
+    running = start_daemon(max_sessions_per_tenant=2)
+    with running.client("alice") as alice, running.client("bob") as bob:
+        outcomes: list[object] = []
+
+        def create() -> None:
+            try:
+                outcomes.append(alice.create_session()["id"])
+            except DaemonError as exc:
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=create) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        opened = [o for o in outcomes if isinstance(o, str)]
+        refused = [o for o in outcomes if isinstance(o, DaemonError)]
+        assert len(opened) == 2
+        assert [(e.status, e.type) for e in refused] == [(429, "TooManySessions")] * 2
+        other = bob.create_session()   # the cap is per tenant
+        alice.close_session(opened[0])
+        again = alice.create_session()
+        for sid in (opened[1], again["id"]):
+            alice.close_session(sid)
+        bob.close_session(other["id"])

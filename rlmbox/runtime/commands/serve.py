@@ -42,6 +42,8 @@ def register(subparsers: Any) -> None:
                        help="audit log directory (default STATE/audit)")
     serve.add_argument("--pool-size", type=int, default=0,
                        help="warm sandboxes per tenant and policy (default 0)")
+    serve.add_argument("--max-sessions-per-tenant", type=int, default=64, metavar="N",
+                       help="open sessions one tenant may hold (default 64); more is a 429")
     serve.set_defaults(handler=_serve)
 
     token = subparsers.add_parser("token", help="create, list and revoke API tokens")
@@ -122,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
         socket=None if args.no_socket else (args.socket or default_socket()),
         tcp=args.tcp, tcp_public=args.tcp_public, policies=load_policies(args.policy),
         lm=provider_from_spec(args.lm) if args.lm else None, audit_dir=args.audit_dir,
-        pool_size=args.pool_size)
+        pool_size=args.pool_size, max_sessions_per_tenant=args.max_sessions_per_tenant)
     return asyncio.run(_run(Daemon(config)))
 
 

@@ -25,7 +25,7 @@ from rlmbox.policies.model import Policy, load_policy
 from rlmbox.runtime.lm.base import LMProvider
 from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.server.app import build_app
-from rlmbox.runtime.server.engine import Engine
+from rlmbox.runtime.server.engine import DEFAULT_MAX_SESSIONS, Engine
 from rlmbox.runtime.server.paths import bind_tcp, bind_unix, parse_tcp, private_dir
 from rlmbox.runtime.server.reconcile import Reconciled, reconcile
 from rlmbox.runtime.server.store import DaemonLock, Store
@@ -71,6 +71,7 @@ class DaemonConfig:
     pool_size: int = 0
     threads: int = 32
     reap_every_s: float = 30.0
+    max_sessions_per_tenant: int = DEFAULT_MAX_SESSIONS
 
 
 class Daemon:
@@ -110,7 +111,8 @@ class Daemon:
         self._pool = ThreadPoolExecutor(max_workers=cfg.threads,
                                         thread_name_prefix="rlmbox-daemon")
         self._engine = Engine(policies, lm=cfg.lm or ScriptedLM(default=OFFLINE_ANSWER),
-                              audit=self._audit, store=self._store, pool_size=cfg.pool_size)
+                              audit=self._audit, store=self._store, pool_size=cfg.pool_size,
+                              max_sessions_per_tenant=cfg.max_sessions_per_tenant)
         self._audit.append("daemon.start", policies={n: p.sha256 for n, p in policies.items()},
                            version=rlmbox_version(), lost=self.reconciled.lost)
         self._audit.sync()

@@ -24,6 +24,8 @@ from rlmbox.runtime.server.survivors import process_identity
 from rlmbox.runtime.server.wire import NOT_FOUND, UNKNOWN_POLICY
 from rlmbox.runtime.session import Session, SessionState
 
+DEFAULT_MAX_SESSIONS = 64
+TOO_MANY_SESSIONS = "TooManySessions"
 REAPED = "the session's wall time (session_timeout_s) is spent"
 
 
@@ -49,7 +51,8 @@ class Engine:
     """Runtimes and live sessions of every tenant; thread-safe."""
 
     def __init__(self, policies: dict[str, Policy], *, lm: LMProvider, audit: AuditSink,
-                 store: Store, pool_size: int = 0) -> None:
+                 store: Store, pool_size: int = 0,
+                 max_sessions_per_tenant: int = DEFAULT_MAX_SESSIONS) -> None:
         if not policies:
             raise DaemonError("the daemon needs at least one policy", type="Config")
         self.policies = policies
@@ -58,6 +61,8 @@ class Engine:
         self._audit = audit
         self._store = store
         self._pool_size = pool_size
+        self._max_sessions = max_sessions_per_tenant
+        self._starting: dict[str, int] = {}   # sessions being started, per tenant
         self._runtimes: dict[tuple[str, str], Runtime] = {}
         self._live: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
@@ -88,7 +93,12 @@ class Engine:
                context: Any) -> SessionRow:
         name, chosen = self.policy(policy)
         runtime = self._runtime(tenant, name)
-        session = runtime.session(context=context, backend=backend)
+        self._reserve_slot(tenant)
+        try:
+            session = runtime.session(context=context, backend=backend)
+        finally:
+            with self._lock:
+                self._starting[tenant] -= 1
         info = session.sandbox.info
         row = SessionRow(id=session.id, tenant=tenant, policy=name,
                          policy_sha256=chosen.sha256, backend=info.backend,
@@ -103,6 +113,19 @@ class Engine:
         with self._lock:
             self._live[session.id] = LiveSession(session, tenant)
         return row
+
+    def _reserve_slot(self, tenant: str) -> None:
+        """Counts the session against the tenant's cap before its sandbox starts, so
+        concurrent requests cannot overshoot it."""
+        with self._lock:
+            open_now = sum(1 for live in self._live.values() if live.tenant == tenant)
+            starting = self._starting.get(tenant, 0)
+            if open_now + starting >= self._max_sessions:
+                raise DaemonError(
+                    f"tenant {tenant!r} has {open_now + starting} open sessions, the most "
+                    f"this daemon allows ({self._max_sessions}); close one first",
+                    status=429, type=TOO_MANY_SESSIONS)
+            self._starting[tenant] = starting + 1
 
     def exec(self, tenant: str, session_id: str, code: str,
              timeout: float | None) -> ExecResult:

@@ -27,7 +27,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "invalid request", 401: "missing, unknown or revoked token",
             403: "denied by the policy", 404: "no such session (or not yours)",
             409: "the session is closed, lost or dead", 413: "body over the size cap",
-            429: "a budget is spent", 502: "the sandbox or LM provider failed",
+            429: "a budget is spent, or the tenant holds its most open sessions",
+            502: "the sandbox or LM provider failed",
             503: "a backend or the audit log is unavailable"}
     return {str(s): _json(m.ErrorBody, text[s]) for s in statuses}
 
@@ -67,7 +68,8 @@ def build_spec(version: str) -> dict[str, Any]:
         "/v1/sessions": {
             "post": _op("start a session under an operator-loaded policy",
                         {"201": _json(m.SessionInfo, "started"), **authed,
-                         **_errors(400, 413, 502, 503)}, body=m.CreateSessionRequest),
+                         **_errors(400, 413, 429, 502, 503)},
+                        body=m.CreateSessionRequest),
             "get": _op("the caller's sessions, newest first",
                        {"200": _json(m.SessionList, "sessions"), **authed}),
         },
