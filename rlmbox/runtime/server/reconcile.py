@@ -57,19 +57,18 @@ def _kill_process_sandbox(row: SessionRow) -> int:
 
 
 def _collect_docker() -> list[str]:
-    """Removes containers whose owning process is gone; a missing engine is logged."""
+    """What ``rlmbox gc`` does: removes containers whose owning process is gone. An
+    engine that cannot be reached is logged, not fatal: sessions are still marked lost."""
     try:
-        import docker  # noqa: PLC0415 - only when a lost session used docker
-
+        from rlmbox.sandboxes.docker import default_stage_root  # noqa: PLC0415 - docker only
+        from rlmbox.sandboxes.docker_engine import connect  # noqa: PLC0415
         from rlmbox.sandboxes.docker_owner import collect_garbage  # noqa: PLC0415
-        client = docker.from_env()
+
+        client = connect()
         try:
-            return collect_garbage(client)
+            return collect_garbage(client, default_stage_root())
         finally:
             client.close()
     except (ImportError, RlmboxError) as exc:
-        log.warning("cannot collect orphaned containers: %s", exc)
-        return []
-    except Exception as exc:   # the docker SDK's own errors: engine down, refused, ...
         log.warning("cannot collect orphaned containers: %s", exc)
         return []
