@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from rlmbox.errors import DaemonError, SessionClosed, SessionKilled
+from rlmbox.errors import AuditWriteError, DaemonError, SessionClosed, SessionKilled
 from rlmbox.policies.model import load_policy
 from rlmbox.runtime.client import Client
-from rlmbox.runtime.server.store import Store
+from rlmbox.runtime.server.store import SessionRow, Store
 from rlmbox.runtime.server.survivors import is_running
 
 from .conftest import RunningDaemon, policy_file
@@ -204,3 +204,32 @@ def test_a_tenant_cannot_hold_more_sessions_than_the_cap(
         for sid in (opened[1], again["id"]):
             alice.close_session(sid)
         bob.close_session(other["id"])
+
+
+def test_a_failed_audit_log_fails_closed_and_the_daemon_still_stops_cleanly(
+        daemon: RunningDaemon) -> None:
+    """Invariant 4 through the daemon: once the log cannot be written, cells are refused
+    with AuditWriteError (503); closing still kills the sandbox and records the state."""
+    with daemon.client("alice") as client:
+        info = client.create_session()
+        row = _row(daemon, info["id"])
+        daemon.daemon._audit.close()   # the log is gone: nothing more can be recorded
+        with pytest.raises(AuditWriteError):
+            client.exec(info["id"], "print(1)")
+        assert client.health()["status"] == "ok"
+        with pytest.raises(AuditWriteError):
+            client.close_session(info["id"])
+        assert client.session(info["id"])["state"] == "closed"
+    assert not [pid for pid, started in row.sandbox_pids if is_running(pid, started)]
+    daemon.stop()
+    assert not daemon.socket.exists()
+
+
+def _row(daemon: RunningDaemon, session_id: str) -> SessionRow:
+    store = Store(daemon.config.state_dir)
+    try:
+        row = store.session(session_id, "alice")
+    finally:
+        store.close()
+    assert row is not None
+    return row

@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from rlmbox.audit.log import AuditLog
-from rlmbox.errors import DaemonError
+from rlmbox.errors import DaemonError, RlmboxError
 from rlmbox.policies.model import Policy, load_policy
 from rlmbox.runtime.lm.base import LMProvider
 from rlmbox.runtime.lm.scripted import ScriptedLM
@@ -167,18 +167,30 @@ class Daemon:
             await loop.run_in_executor(None, engine.shutdown)
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        if getattr(self, "_audit", None) is not None:
-            with contextlib.suppress(Exception):
-                self._audit.append("daemon.stop")
-            self._audit.close()
-            del self._audit
-        if getattr(self, "_store", None) is not None:
-            self._store.close()
-            del self._store
-        if self.socket_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.socket_path.unlink()
-            self.socket_path = None
-        if getattr(self, "_lock", None) is not None:
-            self._lock.release()
-            del self._lock
+        try:
+            self._close_audit()
+        finally:
+            if getattr(self, "_store", None) is not None:
+                self._store.close()
+                del self._store
+            if self.socket_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.socket_path.unlink()
+                self.socket_path = None
+            if getattr(self, "_lock", None) is not None:
+                self._lock.release()
+                del self._lock
+
+    def _close_audit(self) -> None:
+        audit = getattr(self, "_audit", None)
+        if audit is None:
+            return
+        del self._audit
+        try:
+            audit.append("daemon.stop")
+        except RlmboxError as exc:   # a failed log stays failed; the stop goes on
+            log.warning("the audit log refused daemon.stop: %s", exc)
+        try:
+            audit.close()
+        except RlmboxError:
+            log.exception("closing the audit log failed")

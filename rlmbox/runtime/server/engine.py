@@ -8,12 +8,13 @@ block (they start sandboxes and run cells) and are called from the server's thre
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlmbox.errors import DaemonError, SessionClosed, SessionKilled
+from rlmbox.errors import DaemonError, RlmboxError, SessionClosed, SessionKilled
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.lm.base import LMProvider
@@ -24,6 +25,7 @@ from rlmbox.runtime.server.survivors import process_identity
 from rlmbox.runtime.server.wire import NOT_FOUND, UNKNOWN_POLICY
 from rlmbox.runtime.session import Session, SessionState
 
+log = logging.getLogger("rlmbox.daemon")
 DEFAULT_MAX_SESSIONS = 64
 TOO_MANY_SESSIONS = "TooManySessions"
 REAPED = "the session's wall time (session_timeout_s) is spent"
@@ -130,11 +132,13 @@ class Engine:
     def exec(self, tenant: str, session_id: str, code: str,
              timeout: float | None) -> ExecResult:
         live = self.live(tenant, session_id)
-        with live.exec_lock:   # two execs on one session run one after the other
-            result = live.session.exec(code, timeout=timeout)
-        if live.session.state is SessionState.DEAD:
-            self._store.end_session(session_id, "killed", live.session.death_reason or "")
-        return result
+        try:
+            with live.exec_lock:   # two execs on one session run one after the other
+                return live.session.exec(code, timeout=timeout)
+        finally:   # a cell, or a failed audit write, may have killed the sandbox
+            if live.session.state is SessionState.DEAD:
+                self._store.end_session(session_id, "killed",
+                                        live.session.death_reason or "")
 
     def close(self, tenant: str, session_id: str, reason: str = "closed") -> None:
         row = self._store.session(session_id, tenant)
@@ -142,9 +146,11 @@ class Engine:
             raise not_found(session_id)
         with self._lock:
             live = self._live.pop(session_id, None)
-        if live is not None:
-            live.session.close(reason)
-        self._store.end_session(session_id, "closed", reason)
+        try:
+            if live is not None:
+                live.session.close(reason)   # an audit failure still reaches the caller
+        finally:
+            self._store.end_session(session_id, "closed", reason)
 
     def live(self, tenant: str, session_id: str) -> LiveSession:
         """The tenant's live session, or the error its recorded state calls for."""
@@ -168,11 +174,19 @@ class Engine:
             for sid, _ in expired:
                 del self._live[sid]
         for sid, live in expired:
-            try:
-                live.session.close(REAPED)
-            finally:
-                self._store.end_session(sid, "closed", REAPED)
+            self._close_quietly(sid, live, REAPED)
         return [sid for sid, _ in expired]
+
+    def _close_quietly(self, session_id: str, live: LiveSession, reason: str) -> None:
+        """Closes one session on the daemon's own initiative: a failure (the audit log
+        refusing its end event) is logged and must not stop the others from closing.
+        The sandbox is killed before the event is written, so it is gone either way."""
+        try:
+            live.session.close(reason)
+        except RlmboxError as exc:
+            log.warning("closing session %s: %s", session_id, exc)
+        finally:
+            self._store.end_session(session_id, "closed", reason)
 
     def shutdown(self, reason: str = "daemon shutdown") -> None:
         """Closes every live session (killing its sandbox) and every runtime."""
@@ -182,9 +196,9 @@ class Engine:
             self._live.clear()
             runtimes = list(self._runtimes.values())
         for session_id, item in live:
-            try:
-                item.session.close(reason)
-            finally:
-                self._store.end_session(session_id, "closed", reason)
+            self._close_quietly(session_id, item, reason)
         for runtime in runtimes:
-            runtime.close()
+            try:
+                runtime.close()
+            except RlmboxError as exc:
+                log.warning("closing a runtime: %s", exc)
