@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from rlmbox.errors import DaemonError
 from rlmbox.runtime.client import Client
-from rlmbox.runtime.server.paths import parse_tcp
+from rlmbox.runtime.server.paths import bind_unix, parse_tcp, private_dir
 
 from .conftest import RunningDaemon
 
@@ -52,3 +54,30 @@ def test_a_second_daemon_on_the_same_state_is_refused(
     with pytest.raises(DaemonError, match="another rlmbox daemon"):
         start_daemon()
     assert daemon.socket.exists()   # the refused one did not touch the running one's socket
+
+
+def test_a_socket_directory_others_may_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(DaemonError, match="writable by group or others"):
+        bind_unix(shared / "rlmbox.sock")
+    assert not (shared / "rlmbox.sock").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the directory away")
+def test_a_state_directory_another_uid_owns_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(DaemonError, match="owned by uid 65534"):
+        private_dir(theirs)
+
+
+def test_a_file_in_the_sockets_place_is_not_replaced(tmp_path: Path) -> None:
+    place = tmp_path / "run"
+    place.mkdir(mode=0o700)
+    (place / "rlmbox.sock").write_text("not a socket")
+    with pytest.raises(DaemonError, match="not a socket"):
+        bind_unix(place / "rlmbox.sock")
+    assert (place / "rlmbox.sock").read_text() == "not a socket"
