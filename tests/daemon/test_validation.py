@@ -145,3 +145,14 @@ def test_fuzz_create_bodies_never_5xx(http: httpx.Client, body: bytes) -> None:
     if response.status_code == 201:   # random bytes that happen to be a valid request
         http.delete(f"/v1/sessions/{response.json()['id']}")
     assert response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize("depth", [100, 900, 990, 5000])
+def test_deeply_nested_context_never_5xx(http: httpx.Client, depth: int) -> None:
+    """Nesting close to the interpreter's recursion limit is refused or accepted, never
+    a crash: the body is parsed, validated and re-encoded for the sandbox."""
+    body = b'{"context": ' + b"[" * depth + b"]" * depth + b"}"
+    response = http.post("/v1/sessions", content=body)
+    assert response.status_code < 500, response.text
+    if response.status_code == 201:
+        http.delete(f"/v1/sessions/{response.json()['id']}")
