@@ -18,8 +18,10 @@
     ├── AuditError                  the audit log cannot be written or read
     │   ├── AuditWriteError         ... writing failed: host calls stop (fail closed)
     │   └── AuditRecordInvalid      ... an event is not recordable (not JSON-able, reserved name)
-    └── LMError                     an LM provider failed
-        └── LMRequestFailed         ... its HTTP API answered with an error, or not at all
+    ├── LMError                     an LM provider failed
+    │   └── LMRequestFailed         ... its HTTP API answered with an error, or not at all
+    └── DaemonError                 the daemon refused a request (auth, validation, not
+                                    found) or cannot start (socket, state, config)
 
 A cell that runs past its wall-time limit is not an exception: its ``ExecResult`` says
 ``interrupted`` (state kept) or ``killed`` (it ignored the interrupt).
@@ -137,3 +139,14 @@ class LMRequestFailed(LMError):
         super().__init__(message)
         self.status = status
         self.attempts = attempts
+
+
+class DaemonError(RlmboxError):
+    """The daemon refused a request or cannot start: ``status`` is the HTTP status (None
+    outside a request) and ``type`` the error type on the wire (``Unauthorized``,
+    ``NotFound``, ``InvalidRequest``, ...)."""
+
+    def __init__(self, message: str, *, status: int | None = None, type: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rlmbox.runtime.commands.policy",
     "rlmbox.runtime.commands.audit",
     "rlmbox.runtime.commands.image",
+    "rlmbox.runtime.commands.serve",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,0 +1,1 @@
+"""The rlmbox daemon (``rlmbox serve``): HTTP over a Unix socket, tenants, SQLite state."""

@@ -1,0 +1,93 @@
+"""Request and response bodies as pydantic models: the validation and the OpenAPI
+schemas come from the same definitions, so they cannot drift apart.
+
+Requests are strict (no coercion: ``"1"`` is not a number, ``true`` is not 1) and refuse
+unknown fields, so a typo is an error rather than a silently ignored option.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlmbox.runtime.backends import BACKEND_NAMES
+
+MAX_CODE_CHARS = 8 * 1024 * 1024
+MAX_TIMEOUT_S = 24 * 3600.0
+Backend = Literal["process", "docker", "e2b"]
+assert set(BACKEND_NAMES) == {"process", "docker", "e2b"}  # noqa: S101 - keep Literal in step
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CreateSessionRequest(_Request):
+    """``POST /v1/sessions``: a policy by name (one the operator loaded), never a policy."""
+
+    policy: str | None = Field(default=None, min_length=1, max_length=200)
+    backend: Backend | None = None
+    context: str | dict[str, Any] | list[Any] | None = None
+
+
+class ExecRequest(_Request):
+    """``POST /v1/sessions/{id}/exec``: one cell; ``timeout_s`` can only shorten the
+    policy's cell limit."""
+
+    code: str = Field(max_length=MAX_CODE_CHARS)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(_Response):
+    status: Literal["ok"]
+    version: str
+
+
+class SessionInfo(_Response):
+    id: str
+    policy: str
+    policy_sha256: str
+    backend: str
+    state: Literal["open", "closed", "lost", "killed"]
+    created: float
+    closed: float | None = None
+    reason: str | None = None
+
+
+class SessionList(_Response):
+    sessions: list[SessionInfo]
+
+
+class ExecResultBody(_Response):
+    status: Literal["ok", "error", "interrupted", "killed"]
+    ok: bool
+    stdout: str
+    stderr: str
+    error: str | None
+    answer: Any
+    has_answer: bool
+    duration_s: float
+    host_calls: int
+    truncated: bool
+    dropped: dict[str, int]
+    cell_id: str
+
+
+class AuditPage(_Response):
+    events: list[dict[str, Any]]
+    next_after_seq: int | None = Field(
+        description="pass as after_seq for the next page; null when this page is the last")
+
+
+class ErrorDetail(_Response):
+    type: str
+    message: str
+
+
+class ErrorBody(_Response):
+    error: ErrorDetail

@@ -1,0 +1,124 @@
+"""Finding and killing what a crashed daemon's sandboxes left behind, safely.
+
+A process sandbox is recorded as ``(pid, start time)`` pairs: the start time (field 22
+of /proc/PID/stat) tells the original process from a later one that reused its pid, so
+reconciliation never kills an innocent process. Its cgroup and staging directory, named
+by the sandbox id, are removed too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from rlmbox.sandboxes.bundle import cache_root
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_CGROUP_PARENT = "rlmbox"
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def is_running(pid: int, started: str) -> bool:
+    """True when ``pid`` is still the process that started at ``started`` and has not
+    exited: a zombie (exited, not yet reaped by a parent that may never reap it, such as
+    a container's pid 1) holds no resources and cannot be killed any further."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rpartition(")")[2].split()
+    return len(fields) > 19 and fields[19] == started and fields[0] not in ("Z", "X")
+
+
+def process_identity(sandbox: Any) -> list[tuple[int, str]]:
+    """``(pid, start)`` of a process sandbox's host processes (bwrap and the namespace's
+    init); empty for other backends. Read from the sandbox object because the Sandbox
+    protocol does not (yet) expose host pids."""
+    pids: list[int] = []
+    proc = getattr(sandbox, "_proc", None)
+    if proc is not None and isinstance(getattr(proc, "pid", None), int):
+        pids.append(proc.pid)
+    init_pid = getattr(sandbox, "_init_pid", None)
+    if isinstance(init_pid, int):
+        pids.append(init_pid)
+    found = []
+    for pid in pids:
+        started = start_time(pid)
+        if started is not None:
+            found.append((pid, started))
+    return found
+
+
+def kill_recorded(pids: list[tuple[int, str]]) -> int:
+    """SIGKILLs each recorded process that is still the same process; returns how many."""
+    killed = 0
+    for pid, started in pids:
+        if pid <= 1 or not is_running(pid, started):
+            continue   # gone, a zombie, or the pid now belongs to someone else
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def _cgroup_dirs(sandbox_id: str) -> list[Path]:
+    return [_CGROUP_ROOT / _CGROUP_PARENT / sandbox_id,
+            *(_CGROUP_ROOT / c / _CGROUP_PARENT / sandbox_id for c in ("memory", "pids", "cpu"))]
+
+
+def kill_cgroup(sandbox_id: str, timeout: float = 10.0) -> int:
+    """Kills every process left in the sandbox's cgroup(s) and removes them; returns how
+    many processes it found there."""
+    if not sandbox_id or "/" in sandbox_id or sandbox_id.startswith("."):
+        return 0
+    found = 0
+    for directory in _cgroup_dirs(sandbox_id):
+        if not directory.is_dir():
+            continue
+        with contextlib.suppress(OSError):
+            (directory / "cgroup.kill").write_text("1")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                break
+            if not pids:
+                break
+            found = max(found, len(pids))
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+        for _ in range(200):   # the kernel frees a dying group asynchronously
+            try:
+                directory.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
+    return found
+
+
+def remove_staging(sandbox_id: str) -> None:
+    """The process sandbox's staging and work directories, named by its id."""
+    if not sandbox_id or "/" in sandbox_id or sandbox_id.startswith("."):
+        return
+    for kind in ("stage", "work"):
+        shutil.rmtree(cache_root() / kind / sandbox_id, ignore_errors=True)
