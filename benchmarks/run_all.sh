@@ -3,11 +3,12 @@
 #
 #   bash benchmarks/run_all.sh [--quick]
 #
-# Runs bench_core, bench_docker, bench_policy, bench_audit, bench_adapters and bench_peers in
-# sequence (each bounded by a timeout, a failing one reported and the rest still run), and
-# writes everything to stdout and to benchmarks/results/latest.md. --quick takes fewer
-# repetitions (about 1.5 minutes here; the full run about 3). Environment: RLMBOX_PYTHON (the
-# venv python; default .venv/bin/python), RLMBOX_BENCH_TIMEOUT (seconds per benchmark; 300).
+# Runs bench_core, bench_docker, bench_policy, bench_audit, bench_adapters, bench_daemon and
+# bench_peers in sequence (each bounded by a timeout, a failing one reported and the rest
+# still run), and writes everything to stdout and to benchmarks/results/latest.md. --quick
+# takes fewer repetitions (about 1.5 minutes here; the full run about 3). Environment:
+# RLMBOX_PYTHON (the venv python; default .venv/bin/python), RLMBOX_BENCH_TIMEOUT (seconds
+# per benchmark; 300).
 # Benchmarks print numbers; they assert nothing about speed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ quick=false
 for arg in "$@"; do
     case "$arg" in
         --quick) quick=true ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -30,11 +31,12 @@ if $quick; then
     mode=quick
     benches=("bench_core.py --quick" "bench_docker.py --rounds 3 --trips 200"
              "bench_policy.py --n 5000" "bench_audit.py --events 10000"
-             "bench_adapters.py --cells 50" "bench_peers.py --quick")
+             "bench_adapters.py --cells 50" "bench_daemon.py --sessions 3 --cells 20"
+             "bench_peers.py --quick")
 else
     mode=full
     benches=("bench_core.py" "bench_docker.py" "bench_policy.py" "bench_audit.py"
-             "bench_adapters.py" "bench_peers.py")
+             "bench_adapters.py" "bench_daemon.py" "bench_peers.py")
 fi
 
 out=benchmarks/results/latest.md

@@ -330,6 +330,14 @@ class ProcessSandbox:
     def writable_paths(self) -> list[str]:
         return ["/tmp", "/dev"] if self._backend._bwrap else [str(self._work), "/dev"]
 
+    def host_pids(self) -> list[int]:
+        """Host pids of the sandbox's own processes (bwrap, then the namespace's init),
+        so a daemon can record them and kill a survivor after it crashed."""
+        pids = [self._proc.pid]
+        if self._init_pid is not None:
+            pids.append(self._init_pid)
+        return pids
+
     def send(self, frame: Frame, timeout: float | None = None) -> None:
         self._channel.send(frame, timeout)
 

@@ -47,15 +47,9 @@ def is_running(pid: int, started: str) -> bool:
 
 def process_identity(sandbox: Any) -> list[tuple[int, str]]:
     """``(pid, start)`` of a process sandbox's host processes (bwrap and the namespace's
-    init); empty for other backends. Read from the sandbox object because the Sandbox
-    protocol does not (yet) expose host pids."""
-    pids: list[int] = []
-    proc = getattr(sandbox, "_proc", None)
-    if proc is not None and isinstance(getattr(proc, "pid", None), int):
-        pids.append(proc.pid)
-    init_pid = getattr(sandbox, "_init_pid", None)
-    if isinstance(init_pid, int):
-        pids.append(init_pid)
+    init); empty for backends without host processes of their own (Docker)."""
+    host_pids = getattr(sandbox, "host_pids", None)
+    pids: list[int] = host_pids() if callable(host_pids) else []
     found = []
     for pid in pids:
         started = start_time(pid)
