@@ -53,23 +53,48 @@ class _Output:
         self.kept = 0
         self.dropped = 0
 
-    def add(self, text: str) -> None:
+    def add(self, text: str) -> str:
+        """Keeps what fits under the cap; returns the part kept ("" when none)."""
         size = len(text.encode("utf-8", "surrogatepass"))
         room = self.cap - self.kept
         if size <= room:
             self.parts.append(text)
             self.kept += size
-            return
+            return text
+        head = ""
         if room > 0:
             head = text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
             self.parts.append(head)
             self.kept += room
         self.dropped += size - max(room, 0)
+        return head
 
     def text(self, agent_dropped: int) -> str:
         dropped = self.dropped + agent_dropped
         body = "".join(self.parts)
         return body + TRUNCATION_MARKER.format(dropped=dropped) if dropped else body
+
+
+OutputCallback = Callable[[str, str], None]
+
+
+class _Listener:
+    """The caller's ``on_output`` for one cell. A callback that raises is not called again
+    for that cell and the failure is audited; the cell runs on, its result unchanged."""
+
+    def __init__(self, callback: OutputCallback | None,
+                 failed: Callable[[Exception], None]) -> None:
+        self._callback = callback
+        self._failed = failed
+
+    def __call__(self, stream: str, text: str) -> None:
+        if self._callback is None or not text:
+            return
+        try:
+            self._callback(stream, text)
+        except Exception as exc:   # the caller's bug must not end the cell or the session
+            self._callback = None
+            self._failed(exc)
 
 
 class Session:
@@ -106,8 +131,19 @@ class Session:
     def state(self) -> SessionState:
         return self._state
 
-    def exec(self, code: str, *, timeout: float | None = None) -> ExecResult:
+    def exec(self, code: str, *, timeout: float | None = None,
+             on_output: OutputCallback | None = None) -> ExecResult:
         """Runs one cell. Returns its result; raises only when the session cannot run it.
+
+        Args:
+            code: the cell's source.
+            timeout: shortens the policy's cell wall time (never lengthens it).
+            on_output: called as ``on_output(stream, text)`` (``stream`` is ``"stdout"``
+                or ``"stderr"``) on this thread as the cell's output arrives, with exactly
+                the text the result will hold, in order, after the per-cell cap (the
+                truncation marker is only in the result). If it raises, it is not called
+                again for this cell, an ``output.callback_failed`` event is audited, and
+                the cell and its result are unaffected.
 
         Raises:
             SessionClosed: the session was closed.
@@ -121,7 +157,7 @@ class Session:
             self._check_usable()
             self._state = SessionState.RUNNING
             try:
-                result = self._run(code, timeout)
+                result = self._run(code, timeout, on_output)
             finally:
                 if self._state is SessionState.RUNNING:
                     self._state = SessionState.READY
@@ -172,7 +208,8 @@ class Session:
         remaining = limits.session_timeout_s - (time.monotonic() - self._started)
         return time.monotonic() + max(0.0, min(budget, remaining))
 
-    def _run(self, code: str, timeout: float | None) -> ExecResult:
+    def _run(self, code: str, timeout: float | None,
+             on_output: OutputCallback | None) -> ExecResult:
         cell_id = f"{next(self._cells)}-{secrets.token_hex(4)}"
         self.cells_run += 1
         started = time.monotonic()
@@ -192,9 +229,12 @@ class Session:
                               max(0.0, deadline - time.monotonic()))
         except (SandboxCrashed, ProtocolError) as exc:
             return self._killed(cell_id, started, _Output(0), _Output(0), 0, exc)
-        return self._await_result(cell_id, started, deadline)
+        listener = _Listener(on_output, lambda exc: self._event(
+            "output.callback_failed", cell=cell_id, error=f"{type(exc).__name__}: {exc}"[:500]))
+        return self._await_result(cell_id, started, deadline, listener)
 
-    def _await_result(self, cell_id: str, started: float, deadline: float) -> ExecResult:
+    def _await_result(self, cell_id: str, started: float, deadline: float,
+                      listener: _Listener) -> ExecResult:
         limit = self.policy.limits.output_bytes
         out, err = _Output(limit), _Output(limit)
         calls = 0
@@ -219,7 +259,8 @@ class Session:
                                            "period; the sandbox was killed")
             kind = frame["t"]
             if kind == "output" and frame["id"] == cell_id:
-                (out if frame["stream"] == "stdout" else err).add(frame["data"])
+                stream = "stdout" if frame["stream"] == "stdout" else "stderr"
+                listener(stream, (out if stream == "stdout" else err).add(frame["data"]))
             elif kind == "call":
                 calls += 1
                 if calls > MAX_CALLS_PER_CELL:
