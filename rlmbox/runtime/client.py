@@ -17,6 +17,7 @@ the two clients differ only in how they send it, so they cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from rlmbox.errors import DaemonError
+from rlmbox.runtime.client_stream import OutputCallback, StreamTarget, exec_stream
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.server.wire import exception_for, result_from_json
 
@@ -120,6 +122,7 @@ class Client:
         options = _options(token, socket, url, timeout)
         transport = httpx.HTTPTransport(uds=str(socket)) if socket is not None else None
         self._http = httpx.Client(transport=transport, **options)
+        self._stream = StreamTarget(token, socket, url, timeout)
 
     def _run(self, call: _Call[T]) -> T:
         try:
@@ -139,6 +142,26 @@ class Client:
 
     def exec(self, session_id: str, code: str, *, timeout: float | None = None) -> ExecResult:
         return self._run(_exec(session_id, code, timeout))
+
+    def exec_stream(self, session_id: str, code: str, *, on_output: OutputCallback,
+                    timeout: float | None = None) -> ExecResult:
+        """``exec``, calling ``on_output(stream, text)`` on this thread as the cell's
+        output arrives (a WebSocket; needs the ``daemon`` extra, aiohttp). The pieces are
+        a prefix of each stream of the result: a reader too slow for the daemon's bounded
+        relay misses the rest (``stream_dropped`` in the daemon's message), which the
+        result still holds. If ``on_output`` raises, the exception propagates and the
+        stream closes; the cell still runs to its end in the daemon (and is audited).
+
+        Raises:
+            RuntimeError: called from a running event loop (use ``AsyncClient``).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(exec_stream(self._stream, session_id, code, timeout,
+                                           on_output))
+        raise RuntimeError("Client.exec_stream cannot run inside an event loop; "
+                           "use AsyncClient.exec_stream")
 
     def session(self, session_id: str) -> dict[str, Any]:
         return self._run(_session(session_id))
@@ -174,6 +197,7 @@ class AsyncClient:
         transport = (httpx.AsyncHTTPTransport(uds=str(socket)) if socket is not None
                      else None)
         self._http = httpx.AsyncClient(transport=transport, **options)
+        self._stream = StreamTarget(token, socket, url, timeout)
 
     async def _run(self, call: _Call[T]) -> T:
         try:
@@ -193,6 +217,11 @@ class AsyncClient:
     async def exec(self, session_id: str, code: str, *,
                    timeout: float | None = None) -> ExecResult:
         return await self._run(_exec(session_id, code, timeout))
+
+    async def exec_stream(self, session_id: str, code: str, *, on_output: OutputCallback,
+                          timeout: float | None = None) -> ExecResult:
+        """``Client.exec_stream``, awaited; ``on_output`` runs on the event loop."""
+        return await exec_stream(self._stream, session_id, code, timeout, on_output)
 
     async def session(self, session_id: str) -> dict[str, Any]:
         return await self._run(_session(session_id))

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from rlmbox.errors import DaemonError, RlmboxError
 from rlmbox.runtime.server import models as m
@@ -25,8 +25,16 @@ from rlmbox.runtime.server.audit_view import MAX_PAGE, audit_page
 from rlmbox.runtime.server.engine import Engine
 from rlmbox.runtime.server.openapi import build_spec
 from rlmbox.runtime.server.store import SessionRow, Store
+from rlmbox.runtime.server.stream import (
+    OutputRelay,
+    error_message,
+    read_request,
+    result_message,
+    send_json,
+)
 from rlmbox.runtime.server.validation import parse_body, query_int
 from rlmbox.runtime.server.wire import (
+    ERROR_TYPE_HEADER,
     INTERNAL,
     INVALID_REQUEST,
     METHOD_NOT_ALLOWED,
@@ -55,7 +63,8 @@ TENANT: web.RequestKey[str] = web.RequestKey("tenant", str)
 
 
 def _error(status: int, kind: str, message: str) -> web.Response:
-    response = web.json_response(error_body(kind, message), status=status)
+    response = web.json_response(error_body(kind, message), status=status,
+                                 headers={ERROR_TYPE_HEADER: kind})
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="rlmbox"'
     return response
@@ -147,20 +156,65 @@ async def delete_session(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def exec_cell(request: web.Request) -> web.Response:
-    session_id = request.match_info["id"]
-    body = parse_body(m.ExecRequest, await request.read())
-    engine = request.app[ENGINE]
-    engine.live(request[TENANT], session_id)   # 404/409 before queueing
+def _session_lock(request: web.Request, session_id: str) -> asyncio.Lock:
     locks = request.app[LOCKS]
     lock = locks.get(session_id)
     if lock is None:
         lock = asyncio.Lock()
         locks[session_id] = lock
-    async with lock:
+    return lock
+
+
+async def exec_cell(request: web.Request) -> web.Response:
+    session_id = request.match_info["id"]
+    body = parse_body(m.ExecRequest, await request.read())
+    engine = request.app[ENGINE]
+    engine.live(request[TENANT], session_id)   # 404/409 before queueing
+    async with _session_lock(request, session_id):
         result = await _blocking(request, engine.exec, request[TENANT], session_id,
                                  body.code, body.timeout_s)
     return web.json_response(result_json(result))
+
+
+async def exec_stream(request: web.Request) -> web.StreamResponse:
+    """``exec`` over a WebSocket with output messages as the cell runs (stream.py)."""
+    session_id = request.match_info["id"]
+    engine = request.app[ENGINE]
+    engine.live(request[TENANT], session_id)   # 401/404/409 as JSON, before upgrading
+    ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, compress=False)
+    if not ws.can_prepare(request).ok:
+        raise DaemonError("this route needs a WebSocket upgrade", status=400,
+                          type=INVALID_REQUEST)
+    await ws.prepare(request)
+    body = await read_request(ws)
+    if body is None:
+        return ws
+    relay = OutputRelay(asyncio.get_running_loop())
+
+    async def send(stream: str, text: str) -> None:
+        await send_json(ws, {"type": "output", "stream": stream, "data": text})
+
+    pump = asyncio.create_task(relay.pump(send))
+    try:
+        async with _session_lock(request, session_id):
+            result = await _blocking(request, engine.exec, request[TENANT], session_id,
+                                     body.code, body.timeout_s, relay.offer)
+    except Exception as exc:   # after the upgrade, errors are messages, not responses
+        relay.finish()
+        await pump
+        error = exc if isinstance(exc, RlmboxError) else DaemonError(
+            "internal error; the daemon's log has the details", status=500, type=INTERNAL)
+        if not isinstance(exc, RlmboxError) or status_for(exc)[0] >= 500:
+            log.warning("exec stream on %s: %s: %s", session_id, type(exc).__name__, exc)
+        await send_json(ws, error_message(error))
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR if status_for(error)[0] >= 500
+                       else WSCloseCode.POLICY_VIOLATION)
+        return ws
+    relay.finish()
+    await pump
+    await send_json(ws, result_message(result, relay.dropped))
+    await ws.close()
+    return ws
 
 
 async def audit_events(request: web.Request) -> web.Response:
@@ -188,6 +242,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/v1/sessions/{id}", get_session),
     ("DELETE", "/v1/sessions/{id}", delete_session),
     ("POST", "/v1/sessions/{id}/exec", exec_cell),
+    ("GET", "/v1/sessions/{id}/exec/stream", exec_stream),
     ("GET", "/v1/audit", audit_events),
 )
 

@@ -23,7 +23,7 @@ from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.server.store import SessionRow, Store
 from rlmbox.runtime.server.survivors import process_identity
 from rlmbox.runtime.server.wire import NOT_FOUND, UNKNOWN_POLICY
-from rlmbox.runtime.session import Session, SessionState
+from rlmbox.runtime.session import OutputCallback, Session, SessionState
 
 log = logging.getLogger("rlmbox.daemon")
 DEFAULT_MAX_SESSIONS = 64
@@ -129,12 +129,12 @@ class Engine:
                     status=429, type=TOO_MANY_SESSIONS)
             self._starting[tenant] = starting + 1
 
-    def exec(self, tenant: str, session_id: str, code: str,
-             timeout: float | None) -> ExecResult:
+    def exec(self, tenant: str, session_id: str, code: str, timeout: float | None,
+             on_output: OutputCallback | None = None) -> ExecResult:
         live = self.live(tenant, session_id)
         try:
             with live.exec_lock:   # two execs on one session run one after the other
-                return live.session.exec(code, timeout=timeout)
+                return live.session.exec(code, timeout=timeout, on_output=on_output)
         finally:   # a cell, or a failed audit write, may have killed the sandbox
             if live.session.state is SessionState.DEAD:
                 self._store.end_session(session_id, "killed",

@@ -51,6 +51,27 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
             "schema": schema}
 
 
+_STREAM_PROTOCOL = """A WebSocket (RFC 6455) upgrade; the bearer token goes on the upgrade
+request. Errors found before the upgrade (token, session, not a WebSocket request) are the
+JSON error answers below. After the upgrade the client sends ONE text message, an
+ExecRequest (`{"code", "timeout_s"?}`, at most 64 MiB, else close 1009); the server sends
+`{"type": "output", "stream": "stdout"|"stderr", "data": str}` text messages while the
+cell runs (the cell's output as the policy caps it; a slow reader may miss a tail of
+them, counted in `stream_dropped`), then ONE `{"type": "result", ...ExecResultBody,
+"stream_dropped": int}` and closes (1000). A bad request message gets `{"type": "error",
+"error": ErrorDetail}` and close 1008; an error running the cell (session closed, audit
+failure) gets the same error message and close 1008 (4xx class) or 1011 (5xx class).
+The cell runs under the same per-session lock as POST .../exec."""
+
+
+def _stream_op(authed: dict[str, Any]) -> dict[str, Any]:
+    op = _op("run one cell over a WebSocket, its output streamed as it happens",
+             {"101": {"description": "switching to the WebSocket protocol"}, **authed,
+              **_errors(400, 404, 409)}, params=[_SESSION_ID])
+    op["description"] = _STREAM_PROTOCOL
+    return op
+
+
 def build_spec(version: str) -> dict[str, Any]:
     """The whole document; ``paths`` keys are the routes the app serves (tested)."""
     models: list[type[BaseModel]] = [
@@ -87,6 +108,7 @@ def build_spec(version: str) -> dict[str, Any]:
                          **_errors(400, 404, 409, 413, 502, 503)},
                         body=m.ExecRequest, params=[_SESSION_ID]),
         },
+        "/v1/sessions/{id}/exec/stream": {"get": _stream_op(authed)},
         "/v1/audit": {
             "get": _op("the caller's own audit events, by sequence number",
                        {"200": _json(m.AuditPage, "a page of events"), **authed,

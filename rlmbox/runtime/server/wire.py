@@ -39,6 +39,9 @@ UNKNOWN_POLICY = "UnknownPolicy"
 TOO_LARGE = "PayloadTooLarge"
 METHOD_NOT_ALLOWED = "MethodNotAllowed"
 INTERNAL = "InternalError"
+# an error answer's type, also as a header: a WebSocket client cannot read the JSON body
+# of a refused upgrade
+ERROR_TYPE_HEADER = "X-Rlmbox-Error-Type"
 
 
 def status_for(exc: errors.RlmboxError) -> tuple[int, str]:
