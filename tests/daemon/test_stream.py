@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from rlmbox.runtime.server.app import MAX_BODY_BYTES
 from rlmbox.runtime.server.stream import RELAY_LIMIT_CHARS
 
 from .conftest import TEST_LIMITS, RunningDaemon, policy_file
+from .daemon_process import REPO
 
 DEADLINE_S = 120.0
 
@@ -245,3 +248,40 @@ def test_a_slow_reader_gets_a_bounded_prefix_and_the_whole_result(
     assert result["stream_dropped"] > 0
     # the relay's bound plus generous room for socket buffers, far below the flood
     assert len(streamed) <= RELAY_LIMIT_CHARS + 2 * 1024 * 1024 < FLOOD_BYTES
+
+
+def test_a_client_that_leaves_does_not_stop_the_cell(daemon: RunningDaemon) -> None:
+    token = daemon.token("alice")
+    code = "import time\nprint('started', flush=True)\ntime.sleep(1)\nleft_alone = 'done'"
+    with daemon.client("alice") as alice:
+        sid = alice.create_session()["id"]
+
+        async def leave_early() -> None:
+            connector = aiohttp.UnixConnector(str(daemon.socket))
+            async with aiohttp.ClientSession(
+                    connector=connector, headers={"Authorization": f"Bearer {token}"},
+            ) as http, http.ws_connect(f"http://rlmbox/v1/sessions/{sid}/exec/stream") as ws:
+                await ws.send_str(json.dumps({"code": code}))
+                first = await ws.receive(timeout=DEADLINE_S)
+                assert json.loads(first.data)["type"] == "output"
+
+        asyncio.run(leave_early())
+        # POST exec queues behind the streamed cell on the session's lock, so it sees it
+        assert alice.exec(sid, "print(left_alone)").stdout == "done\n"
+        events, _ = alice.audit(session=sid, limit=1000)
+    assert sum(e["event"] == "cell.result" for e in events) == 2
+
+
+def test_exec_stream_without_aiohttp_names_the_extra() -> None:
+    code = ("import sys\nsys.modules['aiohttp'] = None\n"
+            "from rlmbox.errors import DaemonError\n"
+            "from rlmbox.runtime.client import Client\n"
+            "c = Client(socket='/nonexistent.sock', token='t')\n"
+            "try:\n    c.exec_stream('s-1', '1', on_output=print)\n"
+            "except DaemonError as e:\n    print(e.type, e)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, check=False,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MissingDependency ")
+    assert "rlmbox[daemon]" in result.stdout
