@@ -37,8 +37,8 @@ def forge(obj):
 """
 
 
-def _forged(session: Session, code: str, **kwargs: float) -> ExecResult:
-    return session.exec(FORGE + code, **kwargs)
+def _forged(session: Session, code: str, timeout: float | None = None) -> ExecResult:
+    return session.exec(FORGE + code, timeout=timeout)
 
 
 def test_forged_call_to_unknown_function_is_denied_and_audited(runtimes: Runtimes) -> None:
