@@ -8,7 +8,7 @@ only when asked to verify something that is not there (no directory, unreadable 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ class VerifyReport:
     head: str = GENESIS
     files: list[str] = field(default_factory=list)
     checkpoints: int = 0
+    anchors: int = 0
     last_checkpoint_seq: int = 0
     unsealed_events: int = 0
     torn_tail_bytes: int = 0
@@ -82,7 +83,8 @@ class _Line:
 
 
 def verify_log(path: Path, *, public_key: bytes | Path | None = None,
-               hmac_key: bytes | None = None, check_bodies: bool = True) -> VerifyReport:
+               hmac_key: bytes | None = None, check_bodies: bool = True,
+               anchors: Mapping[int, str] | None = None) -> VerifyReport:
     """Verify the log in ``path`` (the directory, or any of its JSONL files).
 
     Args:
@@ -90,6 +92,8 @@ def verify_log(path: Path, *, public_key: bytes | Path | None = None,
             which only proves integrity against someone who cannot write that directory.
         hmac_key: the HMAC key, for logs written with ``signing_key=bytes``.
         check_bodies: also check every referenced body (missing is a warning, altered fails).
+        anchors: ``{seq: record digest}`` kept off the host (:mod:`rlmbox.audit.anchor`);
+            the log must still hold each, which a re-signed rewrite cannot fake.
     """
     path = Path(path)
     directory = path if path.is_dir() else path.parent
@@ -103,7 +107,8 @@ def verify_log(path: Path, *, public_key: bytes | Path | None = None,
     cp_data = cp_path.read_bytes() if cp_path.exists() else b""
     streams = [(p.name, p.read_bytes()) for p in files]
     bodies = BodyStore(directory / BODIES) if check_bodies else None
-    report = verify_streams(streams, cp_data, checker=checker, bodies=bodies)
+    report = verify_streams(streams, cp_data, checker=checker, bodies=bodies,
+                            anchors=anchors)
     report.key_source = key_source
     return report
 
@@ -128,8 +133,10 @@ def _resolve_checker(directory: Path, public_key: bytes | Path | None,
 
 
 def verify_streams(streams: Sequence[tuple[str, bytes]], checkpoints: bytes, *,
-                   checker: Checker | None, bodies: BodyStore | None) -> VerifyReport:
-    """Verify log files given in chain order, against the checkpoint file's bytes."""
+                   checker: Checker | None, bodies: BodyStore | None,
+                   anchors: Mapping[int, str] | None = None) -> VerifyReport:
+    """Verify log files given in chain order, against the checkpoint file's bytes (and
+    the off-host anchors, when given)."""
     report = VerifyReport(files=[name for name, _ in streams])
     signed = _check_checkpoints(checkpoints, checker, report)
     if not report.ok:
@@ -137,9 +144,15 @@ def verify_streams(streams: Sequence[tuple[str, bytes]], checkpoints: bytes, *,
     lines = list(_split_lines(streams, report))
     if not report.ok:
         return report
-    _walk_chain(lines, signed, bodies, report)
+    anchored = dict(anchors or {})
+    _walk_chain(lines, signed, bodies, report, anchored)
     if not report.ok:
         return report
+    if any(seq > report.last_seq for seq in anchored):
+        return report.fail("truncated", report.last_seq + 1,
+                           f"the log ends at seq {report.last_seq} but an off-host anchor names "
+                           f"seq {max(anchored)}: records were removed (and the rest re-signed)")
+    report.anchors = len(anchored)
     beyond = [seq for seq in signed if seq > report.last_seq]
     if beyond:
         return report.fail("truncated", report.last_seq + 1,
@@ -235,7 +248,7 @@ def _split_lines(streams: Sequence[tuple[str, bytes]], report: VerifyReport) -> 
 
 
 def _walk_chain(lines: list[_Line], signed: dict[int, str], bodies: BodyStore | None,
-                report: VerifyReport) -> None:
+                report: VerifyReport, anchored: dict[int, str]) -> None:
     expected, prev, last_good_cp = 1, GENESIS, 0
     for index, line in enumerate(lines):
         where = f"{line.file} line {line.number}"
@@ -260,17 +273,10 @@ def _walk_chain(lines: list[_Line], signed: dict[int, str], bodies: BodyStore | 
                             f"stored in record {seq} ({where})")
             return
         digest = record_digest(line.raw)
+        if not _matches_pins(lines, index, seq, digest, where, signed, anchored,
+                             last_good_cp, report):
+            return
         if seq in signed:
-            if signed[seq] != digest and _next_prev(lines, index) not in (None, digest):
-                report.fail("edited", seq, f"record {seq} ({where}) was altered: it matches "
-                            "neither its signed checkpoint nor the prev of the next record")
-                return
-            if signed[seq] != digest:
-                report.fail("rewritten", last_good_cp + 1,
-                            f"record {seq} ({where}) differs from the record its signed checkpoint "
-                            f"names: the chain was rewritten after seq {last_good_cp} "
-                            "(a forged record spliced in with recomputed hashes, or edits)")
-                return
             last_good_cp = seq
         if bodies is not None and not _check_bodies(rec, bodies, report, where):
             return
@@ -278,6 +284,28 @@ def _walk_chain(lines: list[_Line], signed: dict[int, str], bodies: BodyStore | 
         report.events += 1
         report.last_seq, report.head = seq, digest
     report.last_checkpoint_seq = last_good_cp
+
+
+def _matches_pins(lines: list[_Line], index: int, seq: int, digest: str, where: str,
+                  signed: dict[int, str], anchored: dict[int, str], last_good_cp: int,
+                  report: VerifyReport) -> bool:
+    """Checks record ``seq`` against its signed checkpoint and its off-host anchor."""
+    if seq in signed and signed[seq] != digest:
+        if _next_prev(lines, index) not in (None, digest):
+            report.fail("edited", seq, f"record {seq} ({where}) was altered: it matches "
+                        "neither its signed checkpoint nor the prev of the next record")
+        else:
+            report.fail("rewritten", last_good_cp + 1,
+                        f"record {seq} ({where}) differs from the record its signed checkpoint "
+                        f"names: the chain was rewritten after seq {last_good_cp} "
+                        "(a forged record spliced in with recomputed hashes, or edits)")
+        return False
+    if seq in anchored and anchored[seq] != digest:
+        report.fail("rewritten", seq,
+                    f"record {seq} ({where}) is not the record the off-host anchor names: "
+                    f"the log was rewritten at or before seq {seq}, checkpoints signed anew")
+        return False
+    return True
 
 
 def _next_prev(lines: list[_Line], index: int) -> object:

@@ -1,14 +1,16 @@
-"""``rlmbox audit verify|show|stats``: check, read and summarise an audit log."""
+"""``rlmbox audit verify|anchor|show|stats``: check, anchor, read and summarise a log."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rlmbox.audit.anchor import anchor_line, load_anchors
 from rlmbox.audit.bodies import BodyStore, is_digest
 from rlmbox.audit.files import BODIES
 from rlmbox.audit.reader import iter_records, log_directory
@@ -20,7 +22,7 @@ _HEADER_FIELDS = ("seq", "ts", "event", "session", "parent", "depth", "tenant", 
 
 
 def register(subparsers: Any) -> None:
-    """Add ``audit`` with its ``verify``, ``show`` and ``stats`` subcommands."""
+    """Add ``audit`` with its ``verify``, ``anchor``, ``show`` and ``stats`` subcommands."""
     audit = subparsers.add_parser("audit", help="verify, show and summarise an audit log")
     sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
@@ -29,8 +31,20 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--public-key", type=Path, help="pinned Ed25519 public key (PEM)")
     verify.add_argument("--hmac-key-file", type=Path, help="file holding the HMAC key bytes")
     verify.add_argument("--no-bodies", action="store_true", help="skip checking bodies")
+    verify.add_argument("--anchors", type=Path,
+                        help="file of off-host anchors (from `rlmbox audit anchor`) the log "
+                             "must still hold")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(handler=_verify)
+
+    anchor = sub.add_parser(
+        "anchor", help="verify, then print the head as an anchor line to keep off the host")
+    anchor.add_argument("path", type=Path, help="log directory (or a file in it)")
+    anchor.add_argument("--public-key", type=Path, help="pinned Ed25519 public key (PEM)")
+    anchor.add_argument("--hmac-key-file", type=Path, help="file holding the HMAC key bytes")
+    anchor.add_argument("--append", type=Path, metavar="FILE",
+                        help="also append the line to FILE (then copy FILE off the host)")
+    anchor.set_defaults(handler=_anchor)
 
     show = sub.add_parser("show", help="a readable timeline, bodies inlined")
     show.add_argument("path", type=Path)
@@ -47,8 +61,9 @@ def register(subparsers: Any) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     hmac_key = args.hmac_key_file.read_bytes() if args.hmac_key_file else None
+    anchors = load_anchors(args.anchors) if args.anchors else None
     report = verify_log(args.path, public_key=args.public_key, hmac_key=hmac_key,
-                        check_bodies=not args.no_bodies)
+                        check_bodies=not args.no_bodies, anchors=anchors)
     if args.json:
         print(json.dumps(asdict(report), indent=2, sort_keys=True))
         return 0 if report.ok else 1
@@ -60,11 +75,26 @@ def _verify(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"OK: {report.events} records (seq 1..{report.last_seq}) in "
               f"{len(report.files)} file(s), {report.checkpoints} signed checkpoint(s), "
-              f"head {report.head[:16]}; key: {report.key_source}")
+              f"head {report.head[:16]}; key: {report.key_source}"
+              + (f"; {report.anchors} off-host anchor(s) held" if anchors else ""))
         return 0
     seq = "?" if report.first_bad_seq is None else str(report.first_bad_seq)
     print(f"FAIL: first bad record: seq {seq} ({report.kind}): {report.reason}")
     return 1
+
+
+def _anchor(args: argparse.Namespace) -> int:
+    hmac_key = args.hmac_key_file.read_bytes() if args.hmac_key_file else None
+    report = verify_log(args.path, public_key=args.public_key, hmac_key=hmac_key,
+                        check_bodies=False)
+    line = anchor_line(report)   # refuses a log that does not verify
+    if args.append:
+        with open(args.append, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    print(line)
+    return 0
 
 
 def _descendants(records: list[dict[str, Any]], root: str) -> set[str]:
