@@ -8,7 +8,6 @@ reports candidates whose digest matches, so the search cannot plant what it look
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from collections.abc import Callable
@@ -17,40 +16,9 @@ from pathlib import Path
 import pytest
 
 from rlmbox.runtime.lm.openai_compat import OpenAICompatibleLM
+from tests.security.secret_scan import scan_cell, target
 
 from .conftest import RunningDaemon
-
-SCAN = r"""
-import hashlib, json, os
-TARGETS = json.loads(TARGETS_JSON)
-found = []
-def scan(where, data):
-    for index, (prefix, total, digest) in enumerate(TARGETS):
-        start = data.find(prefix.encode())
-        while start != -1:
-            if hashlib.sha256(data[start:start + total]).hexdigest() == digest:
-                found.append([index, where])
-            start = data.find(prefix.encode(), start + 1)
-def read(path):
-    try:
-        with open(path, 'rb') as handle:
-            return handle.read(1 << 22)
-    except OSError:
-        return b''
-scan('environ', '\n'.join('%s=%s' % kv for kv in os.environ.items()).encode())
-for pid in [p for p in os.listdir('/proc') if p.isdigit()] + ['self']:
-    for name in ('environ', 'cmdline'):
-        scan('/proc/%s/%s' % (pid, name), read('/proc/%s/%s' % (pid, name)))
-for root in ('/tmp', '/rlmbox'):
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            scan(os.path.join(dirpath, name), read(os.path.join(dirpath, name)))
-print(json.dumps(found))
-"""
-
-
-def _target(secret: str, public: int) -> list[object]:
-    return [secret[:public], len(secret), hashlib.sha256(secret.encode()).hexdigest()]
 
 
 def test_no_secret_reaches_a_sandbox_started_by_the_daemon(
@@ -62,14 +30,14 @@ def test_no_secret_reaches_a_sandbox_started_by_the_daemon(
     running = start_daemon(lm=lm)
     token = running.token("alice")
     control = "ctl-canary-" + secrets.token_hex(16)   # put in the context: must be found
-    targets = [_target(key, 10), _target(token, 10), _target(control, 11)]
-    code = SCAN.replace("TARGETS_JSON", repr(json.dumps(targets)))
+    targets = [target(key, 10), target(token, 10), target(control, 11)]
+    code = scan_cell(targets, memory=False)
     with running.client("alice") as client:
         info = client.create_session(context=f"public text {control}")
         result = client.exec(info["id"], code)
         client.close_session(info["id"])
     assert result.ok, result.error
-    found = json.loads(result.stdout)
+    found = json.loads(result.stdout)["found"]
     assert {index for index, _ in found} == {2}, found   # the scan works, and finds only it
     audit: Path = running.daemon.audit_dir
     logged = b"".join(p.read_bytes() for p in audit.rglob("*") if p.is_file())

@@ -11,8 +11,6 @@ matches, so the search itself cannot plant what it looks for.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -24,56 +22,16 @@ from rlmbox.runtime.lm.base import Completion
 from rlmbox.runtime.lm.scripted import ScriptedLM
 
 from .harness import HostTargets, Runtimes, events, run_json, watched_session
+from .secret_scan import scan_cell, target
 
 PREFIX = "sk-ant-canary-"
 ED25519_PKCS8_PREFIX = "MC4CAQAwBQYDK2VwBCIEI"   # the fixed ASN.1 head of every such key
 
-SCAN = r"""
-import hashlib, json, os, re
-TARGETS = json.loads(TARGETS_JSON)   # [[prefix, total_length, sha256], ...]
-found = []
-def scan(where, data):
-    for index, (prefix, total, digest) in enumerate(TARGETS):
-        p = prefix.encode()
-        start = data.find(p)
-        while start != -1:
-            if hashlib.sha256(data[start:start + total]).hexdigest() == digest:
-                found.append([index, where])
-            start = data.find(p, start + 1)
-def read(path, limit=1 << 22):
-    try:
-        with open(path, 'rb') as handle:
-            return handle.read(limit)
-    except OSError:
-        return b''
-scan('environ', '\n'.join('%s=%s' % kv for kv in os.environ.items()).encode())
-for pid in [p for p in os.listdir('/proc') if p.isdigit()] + ['self']:
-    for name in ('environ', 'cmdline'):
-        scan('/proc/%s/%s' % (pid, name), read('/proc/%s/%s' % (pid, name)))
-for root in ('/tmp', '/rlmbox'):
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            scan(os.path.join(dirpath, name), read(os.path.join(dirpath, name)))
-regions = 0
-with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', buffering=0) as mem:
-    for line in maps:
-        fields = line.split()
-        if 'r' not in fields[1] or (len(fields) > 5 and fields[5] in ('[vvar]', '[vsyscall]')):
-            continue
-        lo, hi = (int(x, 16) for x in fields[0].split('-'))
-        try:
-            mem.seek(lo)
-            scan('memory ' + line.strip(), mem.read(hi - lo))
-            regions += 1
-        except (OSError, OverflowError, ValueError):
-            pass
-print(json.dumps({'found': found, 'regions': regions}))
-"""
 
 
 def _target(token: str, prefix: str) -> list[Any]:
     assert token.startswith(prefix)
-    return [prefix, len(token), hashlib.sha256(token.encode()).hexdigest()]
+    return target(token, len(prefix))
 
 
 class KeyedLM:
@@ -111,8 +69,8 @@ def test_host_secrets_are_nowhere_inside(runtimes: Runtimes, host: HostTargets,
         planted = session.exec(
             f"control = {control[:len(PREFIX)]!r} + {control[len(PREFIX):]!r}")
         assert planted.status == "ok"
-        outcome = run_json(session, SCAN.replace(
-            "TARGETS_JSON", repr(json.dumps([*targets, _target(control, PREFIX)]))))
+        outcome = run_json(session, scan_cell([*targets, _target(control, PREFIX)],
+                                              memory=True))
     assert outcome["regions"] > 10, "the memory scan read nothing"
     control_index = len(targets)
     assert any(i == control_index for i, _ in outcome["found"]), \
