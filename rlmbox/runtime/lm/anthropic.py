@@ -8,7 +8,6 @@ error, because a budget must not count a call it cannot measure (fail closed).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from rlmbox.errors import LMError
@@ -21,6 +20,7 @@ from rlmbox.runtime.lm.http_json import (
     RetryPolicy,
     Timeouts,
 )
+from rlmbox.runtime.lm.http_provider import HttpProvider
 from rlmbox.runtime.lm.prices import CLAUDE_PRICES, Price, Pricer
 
 ANTHROPIC_URL = "https://api.anthropic.com"
@@ -28,7 +28,7 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MODEL = "claude-sonnet-4-5"
 
 
-class AnthropicLM:
+class AnthropicLM(HttpProvider):
     """Completions from Anthropic's Messages API. Thread-safe; one connection pool.
 
     Args:
@@ -62,23 +62,15 @@ class AnthropicLM:
             secrets=self.secrets, timeouts=timeouts, retry=retry,
             max_response_bytes=max_response_bytes, proxy=proxy)
 
-    def __repr__(self) -> str:
-        return f"AnthropicLM(model={self.model!r}, http={self._http!r})"
-
-    @property
-    def retries(self) -> int:
-        """Tries repeated after a retryable failure, over this provider's life."""
-        return self._http.retries
-
     def complete(self, prompt: str, *, model: str | None = None) -> Completion:
         chosen = model or self.model
         self._pricer.check(chosen)   # before any money is spent
         reply = self._http.post("/v1/messages", {
             "model": chosen, "max_tokens": self.max_tokens,
             "messages": [{"role": "user", "content": prompt}]})
-        return self._completion(reply, chosen)
+        return self._parse(reply, chosen)
 
-    def _completion(self, reply: Mapping[str, Any], chosen: str) -> Completion:
+    def _parse(self, reply: Mapping[str, Any], chosen: str) -> Completion:
         if reply.get("type") == "error":
             error = reply.get("error")
             detail = (f"{error.get('type')}: {error.get('message')}"
@@ -101,22 +93,5 @@ class AnthropicLM:
         input_tokens = token_count(usage, "input_tokens", "cache_creation_input_tokens",
                                    "cache_read_input_tokens")
         output_tokens = token_count(usage, "output_tokens")
-        served = reply.get("model")
-        return Completion(
-            # a completion goes into the sandbox: a server echoing the key must not put
-            # it there
-            text=self._http.redact("".join(parts)),
-            model=served if isinstance(served, str) else chosen,
-            input_tokens=input_tokens, output_tokens=output_tokens,
-            cost_usd=self._pricer.cost(chosen, input_tokens, output_tokens))
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> AnthropicLM:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
+        return self._completion("".join(parts), reply.get("model"), chosen, input_tokens,
+                                output_tokens)

@@ -9,7 +9,6 @@ provider refuses to start, so a USD budget never silently counts 0 (fail closed)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from rlmbox.errors import LMError
@@ -22,10 +21,11 @@ from rlmbox.runtime.lm.http_json import (
     RetryPolicy,
     Timeouts,
 )
+from rlmbox.runtime.lm.http_provider import HttpProvider
 from rlmbox.runtime.lm.prices import Price, Pricer
 
 
-class OpenAICompatibleLM:
+class OpenAICompatibleLM(HttpProvider):
     """Completions from an OpenAI-compatible server. Thread-safe; one connection pool.
 
     Args:
@@ -60,14 +60,6 @@ class OpenAICompatibleLM:
             timeouts=timeouts, retry=retry, max_response_bytes=max_response_bytes,
             proxy=proxy)
 
-    def __repr__(self) -> str:
-        return f"OpenAICompatibleLM(model={self.model!r}, http={self._http!r})"
-
-    @property
-    def retries(self) -> int:
-        """Tries repeated after a retryable failure, over this provider's life."""
-        return self._http.retries
-
     def complete(self, prompt: str, *, model: str | None = None) -> Completion:
         chosen = model or self.model
         self._pricer.check(chosen)
@@ -76,9 +68,9 @@ class OpenAICompatibleLM:
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
         reply = self._http.post("chat/completions", body)
-        return self._completion(reply, chosen)
+        return self._parse(reply, chosen)
 
-    def _completion(self, reply: Mapping[str, Any], chosen: str) -> Completion:
+    def _parse(self, reply: Mapping[str, Any], chosen: str) -> Completion:
         if "error" in reply:
             raise LMError(f"the LM API answered with an error: "
                           f"{self._http.scrub(repr(reply['error']))}")
@@ -95,19 +87,5 @@ class OpenAICompatibleLM:
         usage = mapping(reply.get("usage"), "usage")
         input_tokens = token_count(usage, "prompt_tokens")
         output_tokens = token_count(usage, "completion_tokens")
-        served = reply.get("model")
-        return Completion(
-            text=self._http.redact(text),   # it goes into the sandbox: never the key
-            model=served if isinstance(served, str) else chosen,
-            input_tokens=input_tokens, output_tokens=output_tokens,
-            cost_usd=self._pricer.cost(chosen, input_tokens, output_tokens))
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> OpenAICompatibleLM:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+        return self._completion(text, reply.get("model"), chosen, input_tokens,
+                                output_tokens)
