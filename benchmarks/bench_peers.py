@@ -230,25 +230,10 @@ def bench_rlmbox(table: Table, backend: str, runtime: str | None, reps: Reps) ->
 
 def instant_rlms_handler() -> Any:
     """An rlms LMHandler whose client answers at once: the path is measured, not a model."""
-    from rlm.clients.base_lm import BaseLM
+    from bench_adapters import InstantLM  # the same instant client the adapters bench uses
     from rlm.core.lm_handler import LMHandler
-    from rlm.core.types import ModelUsageSummary, UsageSummary
 
-    class InstantLM(BaseLM):  # type: ignore[misc]
-        def completion(self, prompt: Any) -> str:
-            return "ok"
-
-        async def acompletion(self, prompt: Any) -> str:
-            return "ok"
-
-        def get_usage_summary(self) -> UsageSummary:
-            return UsageSummary(model_usage_summaries={})
-
-        def get_last_usage(self) -> ModelUsageSummary:
-            return ModelUsageSummary(total_calls=1, total_input_tokens=1,
-                                     total_output_tokens=1)
-
-    handler = LMHandler(InstantLM(model_name="instant"))
+    handler = LMHandler(InstantLM())
     handler.start()
     return handler
 
