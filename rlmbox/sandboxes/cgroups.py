@@ -46,17 +46,27 @@ class Cgroup:
     def __init__(self, name: str, limits: CgroupLimits, version: int) -> None:
         self.name = name
         self.version = version
+        self._dirs = _dirs_for(name, version)
         if version == 2:
             parent = _ROOT / _PARENT
             parent.mkdir(exist_ok=True)
             _enable_v2_controllers(parent)
-            self._dirs = dict.fromkeys(_V1_CONTROLLERS, parent / name)
             self._dirs["memory"].mkdir()
         else:
-            self._dirs = {c: _ROOT / c / _PARENT / name for c in _V1_CONTROLLERS}
             for path in self._dirs.values():
                 path.mkdir(parents=True)
         self._apply(limits)
+
+    @classmethod
+    def existing(cls, name: str) -> Cgroup | None:
+        """The group a sandbox named ``name`` left behind (its owner died), or None: so a
+        restarted daemon kills and removes it with the same code that made it."""
+        version = cgroup_version()
+        if version == 0 or not name or "/" in name or name.startswith("."):
+            return None
+        group = cls.__new__(cls)
+        group.name, group.version, group._dirs = name, version, _dirs_for(name, version)
+        return group if any(d.is_dir() for d in group._dirs.values()) else None
 
     def _apply(self, limits: CgroupLimits) -> None:
         quota = max(1000, int(limits.cpu_cores * 100_000))
@@ -117,18 +127,28 @@ class Cgroup:
                 return False
             time.sleep(0.005)
 
-    def remove(self) -> None:
+    def remove(self, timeout: float = 5.0) -> None:
         """Kills what is left and removes the group's directories."""
-        self.kill_all()
+        self.kill_all(timeout)
         for path in set(self._dirs.values()):
-            for _ in range(100):
+            deadline = time.monotonic() + max(1.0, timeout)
+            while True:
                 try:
                     path.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
+                    if time.monotonic() > deadline:
+                        break
                     time.sleep(0.01)  # the kernel frees a dying group asynchronously
+
+
+def _dirs_for(name: str, version: int) -> dict[str, Path]:
+    """Where group ``name`` lives, by controller (v2: one directory for all)."""
+    if version == 2:
+        return dict.fromkeys(_V1_CONTROLLERS, _ROOT / _PARENT / name)
+    return {c: _ROOT / c / _PARENT / name for c in _V1_CONTROLLERS}
 
 
 def _enable_v2_controllers(parent: Path) -> None:

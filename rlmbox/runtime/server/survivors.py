@@ -12,14 +12,11 @@ import contextlib
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from rlmbox.sandboxes.bundle import cache_root
-
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
-_CGROUP_PARENT = "rlmbox"
+from rlmbox.sandboxes.cgroups import Cgroup
 
 
 def start_time(pid: int) -> str | None:
@@ -70,43 +67,14 @@ def kill_recorded(pids: list[tuple[int, str]]) -> int:
     return killed
 
 
-def _cgroup_dirs(sandbox_id: str) -> list[Path]:
-    return [_CGROUP_ROOT / _CGROUP_PARENT / sandbox_id,
-            *(_CGROUP_ROOT / c / _CGROUP_PARENT / sandbox_id for c in ("memory", "pids", "cpu"))]
-
-
 def kill_cgroup(sandbox_id: str, timeout: float = 10.0) -> int:
-    """Kills every process left in the sandbox's cgroup(s) and removes them; returns how
-    many processes it found there."""
-    if not sandbox_id or "/" in sandbox_id or sandbox_id.startswith("."):
+    """Kills every process left in the sandbox's cgroup and removes it; returns how many
+    processes it found there."""
+    group = Cgroup.existing(sandbox_id)
+    if group is None:
         return 0
-    found = 0
-    for directory in _cgroup_dirs(sandbox_id):
-        if not directory.is_dir():
-            continue
-        with contextlib.suppress(OSError):
-            (directory / "cgroup.kill").write_text("1")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
-            except (OSError, ValueError):
-                break
-            if not pids:
-                break
-            found = max(found, len(pids))
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.02)
-        for _ in range(200):   # the kernel frees a dying group asynchronously
-            try:
-                directory.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
+    found = len(group.pids())
+    group.remove(timeout)
     return found
 
 
