@@ -19,27 +19,29 @@ from rlmbox.sandboxes.bundle import cache_root
 from rlmbox.sandboxes.cgroups import Cgroup
 
 
-def start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot, or None when it is gone."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3 onwards of /proc/PID/stat (state first), or None when it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
     fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else None
+    return fields if len(fields) > 19 else None
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None when it is gone."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields else None
 
 
 def is_running(pid: int, started: str) -> bool:
     """True when ``pid`` is still the process that started at ``started`` and has not
     exited: a zombie (exited, not yet reaped by a parent that may never reap it, such as
     a container's pid 1) holds no resources and cannot be killed any further."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rpartition(")")[2].split()
-    return len(fields) > 19 and fields[19] == started and fields[0] not in ("Z", "X")
+    fields = _stat_fields(pid)
+    return fields is not None and fields[19] == started and fields[0] not in ("Z", "X")
 
 
 def process_identity(sandbox: Any) -> list[tuple[int, str]]:
