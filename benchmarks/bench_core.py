@@ -11,7 +11,6 @@ RestrictedPython compile+exec.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench_peers import LLM_LOOP, loop_result
 
 from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
@@ -107,23 +108,14 @@ def bench_rlmbox(repeat: int, durability: str) -> list[Row]:
     return rows
 
 
-LLM_LOOP = """
-import time as _t, json as _j
-_s = []
-for _i in range({n}):
-    _a = _t.perf_counter()
-    llm_query('ping')
-    _s.append(_t.perf_counter() - _a)
-print(_j.dumps(sorted(_s)))
-"""
-
-
 def llm_query_inside(session: Any, n: int) -> tuple[float, float]:
-    """(median, p99) µs of ``llm_query`` timed inside the sandbox around each call."""
+    """(median, p99) µs of ``llm_query`` timed inside the sandbox around each call (the
+    same loop bench_peers times)."""
     result = session.exec(LLM_LOOP.format(n=n))
-    if result.status != "ok":
-        raise SystemExit(f"llm_query loop failed: {result.error}")
-    samples = [s * 1e6 for s in json.loads(result.stdout)]
+    seconds, reply = loop_result(result.stdout)
+    if result.status != "ok" or reply != "ok":
+        raise SystemExit(f"llm_query loop failed: {result.error or reply}")
+    samples = sorted(s * 1e6 for s in seconds)
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
