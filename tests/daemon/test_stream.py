@@ -19,6 +19,7 @@ import pytest
 from rlmbox.errors import DaemonError, SessionClosed
 from rlmbox.policies.model import load_policy
 from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.runtime.server import stream as stream_module
 from rlmbox.runtime.server.app import MAX_BODY_BYTES
 from rlmbox.runtime.server.stream import RELAY_LIMIT_CHARS
 
@@ -285,3 +286,36 @@ def test_exec_stream_without_aiohttp_names_the_extra() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("MissingDependency ")
     assert "rlmbox[daemon]" in result.stdout
+
+
+def test_no_request_message_in_time_is_an_error_and_a_policy_close(
+        daemon: RunningDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that upgrades and then says nothing does not hold the stream open."""
+    monkeypatch.setattr(stream_module, "FIRST_MESSAGE_TIMEOUT_S", 1.0)
+    token = daemon.token("alice")
+    with daemon.client("alice") as alice:
+        sid = alice.create_session()["id"]
+        received, code = asyncio.run(
+            _raw(daemon, f"/v1/sessions/{sid}/exec/stream", token, []))
+        assert code == aiohttp.WSCloseCode.POLICY_VIOLATION
+        assert [m["type"] for m in received] == ["error"]
+        assert received[0]["status"] == 400
+        assert "no request message within 1 s" in received[0]["error"]["message"]
+        assert alice.exec(sid, "print('still serving')").stdout == "still serving\n"
+
+
+def test_an_error_running_the_cell_is_an_error_and_an_internal_close(
+        daemon: RunningDaemon) -> None:
+    """The audit log fails after the upgrade: the cell is refused (fail closed) with the
+    same AuditWriteError a POST exec gets, and the close code says the server failed."""
+    token = daemon.token("alice")
+    with daemon.client("alice") as alice:
+        sid = alice.create_session()["id"]
+        daemon.daemon._audit.close()   # the log is gone: nothing more can be recorded
+        received, code = asyncio.run(_raw(
+            daemon, f"/v1/sessions/{sid}/exec/stream", token,
+            [json.dumps({"code": "print('must not run')"})]))
+    assert code == aiohttp.WSCloseCode.INTERNAL_ERROR
+    assert [m["type"] for m in received] == ["error"]
+    assert received[0]["status"] == 503
+    assert received[0]["error"]["type"] == "AuditWriteError"
