@@ -23,7 +23,7 @@ from typing import Any
 
 from bench_peers import LLM_LOOP, loop_result
 
-from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
 Row = tuple[str, str, float, float]
@@ -81,7 +81,9 @@ def bench_rlmbox(repeat: int, durability: str) -> list[Row]:
 
         samples = []
         for _ in range(max(5, repeat // 50)):
-            rt._pools[next(iter(rt._pools))].wait_full()
+            pool = rt.pool()
+            assert pool is not None
+            pool.wait_full()
             start = time.perf_counter()
             session = rt.session()
             samples.append((time.perf_counter() - start) * 1e6)

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlmbox.runtime.client import Client
-from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.daemon.client import Client
+from rlmbox.daemon.lifecycle import Daemon, DaemonConfig, load_policies
+from rlmbox.daemon.store import Store
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
-from rlmbox.runtime.server.daemon import Daemon, DaemonConfig, load_policies
-from rlmbox.runtime.server.store import Store
 
 
 def timed(fn: Callable[[], Any], n: int) -> list[float]:

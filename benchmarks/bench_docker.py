@@ -14,8 +14,8 @@ import statistics
 import time
 
 from rlmbox.sandboxes.base import SandboxSpec
-from rlmbox.sandboxes.docker import DockerBackend, DockerSandbox
-from rlmbox.sandboxes.docker_engine import connect, runtimes
+from rlmbox.sandboxes.docker.backend import DockerBackend, DockerSandbox
+from rlmbox.sandboxes.docker.engine import connect, runtimes
 
 
 def _exec(sandbox: DockerSandbox, cell: str, code: str) -> None:

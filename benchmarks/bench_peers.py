@@ -37,8 +37,8 @@ from typing import Any
 
 import yaml
 
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.policies.model import Policy, policy_from_data, preset_text
-from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
 PEER_LABEL = "org.rlmbox.bench-peer"
@@ -198,7 +198,8 @@ def bench_rlmbox(table: Table, backend: str, runtime: str | None, reps: Reps) ->
             table.add(system, "session close", closes)
         with Runtime(policy, lm=lm, audit_dir=audit, pool_size=1) as rt:
             rt.warm_up()
-            pool = next(iter(rt._pools.values()))   # refill outside the timing
+            pool = rt.pool()   # refill outside the timing
+            assert pool is not None
             warm = []
             for _ in range(reps.starts):
                 pool.wait_full(60)
@@ -417,7 +418,7 @@ def main() -> int:
     try:
         from peer_images.build import ensure_peer_image
 
-        from rlmbox.sandboxes.docker_engine import connect, runtimes
+        from rlmbox.sandboxes.docker.engine import connect, runtimes
         from rlmbox.sandboxes.images.build import ensure_image
 
         client = connect()

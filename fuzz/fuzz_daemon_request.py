@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 import sys
 
+from rlmbox.daemon.models import CreateSessionRequest, ExecRequest
+from rlmbox.daemon.validation import parse_body
 from rlmbox.errors import DaemonError
-from rlmbox.runtime.server.models import CreateSessionRequest, ExecRequest
-from rlmbox.runtime.server.validation import parse_body
 
 
 def TestOneInput(data: bytes) -> None:  # the name atheris and libFuzzer use

@@ -28,20 +28,20 @@ from rlmbox.errors import (
     SessionError,
     SessionKilled,
 )
+from rlmbox.lm.base import Completion, LMProvider
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.policies.model import Policy, load_policy
-from rlmbox.runtime.lm.base import Completion, LMProvider
-from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
 from rlmbox.sandboxes.base import IsolationProperty
 
 if TYPE_CHECKING:
-    from rlmbox.runtime.lm.anthropic import AnthropicLM
-    from rlmbox.runtime.lm.openai_compat import OpenAICompatibleLM
+    from rlmbox.lm.anthropic import AnthropicLM
+    from rlmbox.lm.openai_compat import OpenAICompatibleLM
 
-_LAZY = {"AnthropicLM": "rlmbox.runtime.lm.anthropic",
-         "OpenAICompatibleLM": "rlmbox.runtime.lm.openai_compat"}
+_LAZY = {"AnthropicLM": "rlmbox.lm.anthropic",
+         "OpenAICompatibleLM": "rlmbox.lm.openai_compat"}
 
 
 def __getattr__(name: str) -> Any:

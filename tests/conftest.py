@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
 IN_CI = bool(os.environ.get("CI"))

@@ -14,7 +14,7 @@ from rlmbox.errors import PolicyDenied
 from rlmbox.policies.model import ContextPolicy, DocumentAccess
 from rlmbox.runtime import context as context_module
 from rlmbox.runtime.context import ContextStore
-from rlmbox.sandboxes.gated_context import GatedContext
+from rlmbox.sandboxes.agent.gated_context import GatedContext
 
 TEXT = "héllo wörld\nline two\nthird ünïcode line\n" * 3
 

@@ -114,7 +114,7 @@ def ensure_peer_image(client: Any, base: str) -> str:
 
 
 def main() -> int:
-    from rlmbox.sandboxes.docker_engine import connect
+    from rlmbox.sandboxes.docker.engine import connect
     from rlmbox.sandboxes.images.build import ensure_image
 
     client = connect()

@@ -40,9 +40,9 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from rlmbox.adapters._cells import error_line, is_compile_error
 from rlmbox.audit.log import AuditLog
 from rlmbox.errors import LMError, RlmboxError
+from rlmbox.lm.base import Completion, estimate_tokens
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.events import AuditSink
-from rlmbox.runtime.lm.base import Completion, estimate_tokens
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime, default_audit_dir
 from rlmbox.runtime.session import Session

@@ -36,9 +36,9 @@ from rlm.environments.base_env import (
 
 from rlmbox.adapters._cells import error_line, parse_show_vars, python_literal
 from rlmbox.errors import SessionClosed, SessionError
+from rlmbox.lm.base import Completion
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.events import AuditSink
-from rlmbox.runtime.lm.base import Completion
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session, SessionState
 

@@ -4,7 +4,7 @@ Under ``code: restricted`` a cell is parsed, refused if it uses a forbidden cons
 (names or attributes starting with ``_``, ``exec``/``eval``, ``global``, ...) or imports a
 module outside the allowlist, and otherwise rewritten so that attribute access, item
 access, iteration, writes and ``print`` go through guard functions. The rewritten SOURCE
-is what the sandbox runs, with the guards of ``rlmbox.sandboxes.restricted_guards``.
+is what the sandbox runs, with the guards of ``rlmbox.sandboxes.agent.restricted_guards``.
 
 This is defence in depth, never the only boundary: Python-level restrictions have a long
 history of escapes, so the sandbox around the code must hold on its own.

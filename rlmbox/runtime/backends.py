@@ -6,7 +6,7 @@ import importlib
 
 from rlmbox.errors import SandboxUnavailable
 from rlmbox.sandboxes.base import Backend
-from rlmbox.sandboxes.process import ProcessBackend
+from rlmbox.sandboxes.process.backend import ProcessBackend
 
 BACKEND_NAMES: tuple[str, ...] = ("process", "docker", "e2b")
 
@@ -17,7 +17,7 @@ def backend_by_name(name: str, runtime: str | None = None) -> Backend:
         return ProcessBackend()
     if name == "docker":
         try:
-            module = importlib.import_module("rlmbox.sandboxes.docker")
+            module = importlib.import_module("rlmbox.sandboxes.docker.backend")
         except ImportError as exc:
             raise SandboxUnavailable(
                 f"the docker backend is not available: {exc}; "

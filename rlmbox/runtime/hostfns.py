@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlmbox.errors import PolicyError
-from rlmbox.runtime.lm.base import Completion, LMProvider
+from rlmbox.lm.base import Completion, LMProvider
 
 MAX_BATCH = 256
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from rlmbox.errors import RlmboxError
+from rlmbox.lm.base import LMProvider
 from rlmbox.runtime.hostfns import CallContext, HostFunction
-from rlmbox.runtime.lm.base import LMProvider
 from rlmbox.runtime.rlm_loop import run_rlm
 from rlmbox.runtime.session import Session
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlmbox.runtime.lm.base import LMProvider
+from rlmbox.lm.base import LMProvider
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.session import Session
 

@@ -12,30 +12,23 @@ before any code runs.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import json
 import os
 import secrets
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from rlmbox.audit.log import AuditLog
-from rlmbox.errors import (
-    IsolationUnavailable,
-    PolicyError,
-    RlmboxError,
-    SandboxCrashed,
-    SessionClosed,
-)
+from rlmbox.errors import IsolationUnavailable, SessionClosed
+from rlmbox.lm.base import LMProvider
+from rlmbox.lm.hosted import register_secrets
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.policies.engine import PolicyEngine
 from rlmbox.policies.model import Policy, load_policy
-from rlmbox.runtime.backends import backend_by_name
+from rlmbox.runtime.agent_init import agent_config, init_agent
 from rlmbox.runtime.context import ContextStore
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import AuditSink, EventScope
@@ -48,16 +41,13 @@ from rlmbox.runtime.hostfns import (
     tool,
 )
 from rlmbox.runtime.ledger import Ledger
-from rlmbox.runtime.lm.base import LMProvider
-from rlmbox.runtime.lm.hosted import register_secrets
-from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.pool import WarmPool
 from rlmbox.runtime.recursion import rlm_functions
 from rlmbox.runtime.session import Session
-from rlmbox.sandboxes.base import Backend, ResourceLimits, Sandbox, SandboxSpec
-from rlmbox.sandboxes.bundle import cache_root
+from rlmbox.runtime.staging import private_contexts_dir, stage_context
+from rlmbox.runtime.supply import SandboxSupply, spec_for
+from rlmbox.sandboxes.base import Backend
 
-MiB = 1024 * 1024
 DEFAULT_POOL_SIZE = 2
 
 
@@ -73,26 +63,6 @@ def default_audit_dir() -> Path:
         return Path(explicit)
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "rlmbox" / "audit"
-
-
-def _private_contexts_dir() -> Path:
-    """Host-only (0700) home of contexts: sandboxes reach theirs through a stage link."""
-    path = cache_root() / "contexts"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
-
-
-def spec_for(policy: Policy) -> SandboxSpec:
-    """The sandbox spec a policy asks for."""
-    lim = policy.limits
-    return SandboxSpec(
-        limits=ResourceLimits(
-            memory_bytes=lim.memory_mb * MiB, cpu_seconds=lim.cpu_seconds,
-            cpu_cores=lim.cpu_cores, pids=lim.pids, open_files=lim.open_files,
-            file_size_bytes=lim.file_size_mb * MiB, disk_bytes=lim.disk_mb * MiB,
-            output_bytes=lim.output_bytes),
-        image=policy.isolation.image, runtime=policy.isolation.runtime)
 
 
 class Runtime:
@@ -133,15 +103,13 @@ class Runtime:
             Path(audit_dir) if audit_dir is not None else default_audit_dir())
         register_secrets(self.audit, self.lm, self.rlm_lm)   # provider keys: never audited
         self.tenant = tenant
-        self._pool_size = pool_size
-        self._pools: dict[tuple[str, SandboxSpec], WarmPool] = {}
-        self._backends: dict[str, Backend] = {}
+        self._supply = SandboxSupply(self.policy.isolation.runtime, pool_size)
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._state = RuntimeState.OPEN
         self._executor = batch_executor()
         self._engine = PolicyEngine(self.policy)   # compiled once, shared (it is stateless)
-        self._contexts = _private_contexts_dir()   # made private once, not per session
+        self._contexts = private_contexts_dir()   # made private once, not per session
         self.audit.append("policy.load", tenant=tenant, policy=self.policy.name,
                           policy_sha256=self.policy.sha256, mode=self.policy.mode)
         self.audit.sync()
@@ -154,31 +122,18 @@ class Runtime:
     # --- backends and pools --------------------------------------------------------------
 
     def backend(self, name: str) -> Backend:
-        with self._lock:
-            if name not in self._backends:
-                self._backends[name] = backend_by_name(name, self.policy.isolation.runtime)
-            return self._backends[name]
-
-    def _acquire(self, backend_name: str, spec: SandboxSpec) -> tuple[Sandbox, bool]:
-        backend = self.backend(backend_name)
-        if self._pool_size <= 0:
-            return backend.create(spec), False
-        key = (backend_name, spec)
-        with self._lock:
-            pool = self._pools.get(key)
-            if pool is None:
-                pool = WarmPool(lambda: backend.create(spec), self._pool_size)
-                self._pools[key] = pool
-        return pool.acquire()
+        return self._supply.backend(name)
 
     def warm_up(self, backend: str | None = None, timeout: float = 60.0) -> bool:
         """Fills the warm pool for the policy's spec; True when full."""
-        name = backend or self.policy.isolation.backend
-        self.backend(name).properties()   # the probe runs once, not in the first session
-        spec = spec_for(self.policy)
-        sandbox, _ = self._acquire(name, spec)   # creates the pool and starts refilling
-        sandbox.kill()
-        return self._pools[(name, spec)].wait_full(timeout) if self._pool_size else True
+        return self._supply.warm_up(backend or self.policy.isolation.backend,
+                                    spec_for(self.policy), timeout)
+
+    def pool(self, backend: str | None = None) -> WarmPool | None:
+        """The warm pool for the policy's spec on ``backend``, once ``warm_up`` or a
+        session started it (benchmarks and tests wait on it to refill)."""
+        return self._supply.pool(backend or self.policy.isolation.backend,
+                                 spec_for(self.policy))
 
     # --- sessions ------------------------------------------------------------------------
 
@@ -189,20 +144,19 @@ class Runtime:
         if self._state is RuntimeState.CLOSED:
             raise SessionClosed("the runtime is closed")
         backend_name = backend or self.policy.isolation.backend
-        required = set(self.policy.isolation.require)
         provided = self.backend(backend_name).properties()
-        missing = sorted(str(p) for p in required - set(provided))
         session_id = "s-" + secrets.token_hex(8)
         depth = parent.depth + 1 if parent else 0
         scope = EventScope(self.audit, session_id, parent.id if parent else None, depth,
                            self.tenant)
-        if missing:
-            scope.event("session.refused", backend=backend_name, missing=missing,
+        try:
+            self._engine.check_isolation(backend_name, provided)
+        except IsolationUnavailable:
+            scope.event("session.refused", backend=backend_name,
+                        missing=sorted(self._engine.missing_isolation(provided)),
                         policy_sha256=self.policy.sha256)
             self.audit.sync()
-            raise IsolationUnavailable(
-                f"backend {backend_name!r} cannot provide {', '.join(missing)} required by "
-                f"policy {self.policy.name!r}")
+            raise
         # one ledger per session tree: a root session opens one, descendants share it
         ledger = parent.ledger if parent is not None else Ledger(self.policy.budgets)
         functions = self._functions(tools or {})
@@ -210,12 +164,13 @@ class Runtime:
         if store is not None:
             functions.update({f.name: f for f in context_functions(store)})
         transform = self._code_transform()
-        sandbox, warm = self._acquire(backend_name, spec_for(self.policy))
+        sandbox, warm = self._supply.acquire(backend_name, spec_for(self.policy))
         try:
-            config = self._agent_config(sandbox, None if store else context, functions,
-                                        tools or {})
+            config = agent_config(self.policy, sandbox, functions, tools or {})
             if store is not None:
                 config["context"] = {"kind": "gated"}
+            elif context is not None:
+                config["context"] = stage_context(sandbox, context, self._contexts)
             session = Session(
                 scope=scope, sandbox=sandbox, policy=self.policy,
                 dispatcher=CallDispatcher(
@@ -232,7 +187,9 @@ class Runtime:
                 properties=sorted(str(p) for p in sandbox.properties),
                 limits=self.policy.limits.model_dump(), context_mode=self.policy.context.mode,
                 code_mode=self.policy.code.mode, functions=sorted(functions))
-            self._init_agent(sandbox, config, session)
+            init_agent(sandbox, config, scope)
+            if self.durability == "cell":
+                self.audit.sync()
         except BaseException:
             sandbox.kill()
             if store is not None:
@@ -257,66 +214,6 @@ class Runtime:
         from rlmbox.policies.codegate import transform  # noqa: PLC0415 - optional layer
         allowed = frozenset(self.policy.code.allowed_imports)
         return lambda code: transform(code, allowed)
-
-    def _agent_config(self, sandbox: Sandbox, context: Any,
-                      functions: Mapping[str, HostFunction],
-                      tools: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "functions": sorted(n for n in functions if not n.startswith(("tool.", "context."))),
-            "tools": sorted(tools),
-            "output_limit": self.policy.limits.output_bytes,
-            "context_mode": self.policy.context.mode,
-            "code_mode": self.policy.code.mode,
-            "allowed_imports": sorted(self.policy.code.allowed_imports),
-            "seccomp": True, "landlock": True,
-            "writable": sandbox.writable_paths(),
-        }
-        if context is not None:
-            config["context"] = self._stage_context(sandbox, context)
-        return config
-
-    def _stage_context(self, sandbox: Sandbox, context: Any) -> dict[str, str]:
-        """Writes the context to a file and stages it: large contexts never go in frames."""
-        if isinstance(context, str):
-            kind, suffix, data = "str", ".txt", context.encode("utf-8")
-        elif isinstance(context, dict | list):
-            try:
-                kind, suffix, data = "json", ".json", json.dumps(context).encode("utf-8")
-            except (TypeError, ValueError) as exc:
-                raise PolicyError(f"the context must be JSON-serializable: {exc}") from exc
-        else:
-            raise TypeError(f"context must be a str, dict or list, not {type(context).__name__}")
-        staging = self._contexts
-        fd, name = tempfile.mkstemp(suffix=suffix, dir=staging)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(name, 0o644)
-            inside = sandbox.stage(Path(name), "context" + suffix)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-        return {"path": inside, "kind": kind}
-
-    def _init_agent(self, sandbox: Sandbox, config: dict[str, Any], session: Session) -> None:
-        init_id = "init-" + session.id
-        sandbox.send({"t": "init", "id": init_id, "config": config})
-        while True:
-            try:
-                frame = sandbox.recv(30.0)
-            except SandboxCrashed as exc:
-                time.sleep(0.02)   # let the kernel record why before asking
-                raise SandboxCrashed("the sandbox died while initialising (loading the "
-                                     f"context?): {sandbox.death_reason()}") from exc
-            if frame is None:
-                raise RlmboxError("the sandbox did not finish initialising in 30 s")
-            if frame["t"] == "result" and frame["id"] == init_id:
-                break
-        if frame["status"] != "ok":
-            raise RlmboxError(f"the sandbox failed to initialise: {frame.get('error')}")
-        session.scope.event("session.ready", confinement=frame.get("answer"))
-        if self.durability == "cell":
-            self.audit.sync()
 
     def _child_session(self, context: Any, *, parent: Session) -> Session:
         return self.session(context=context, parent=parent,
@@ -354,11 +251,9 @@ class Runtime:
         self._state = RuntimeState.CLOSED
         with self._lock:
             sessions = list(self._sessions.values())
-            pools = list(self._pools.values())
         for session in sessions:
             session.close("runtime closed")
-        for pool in pools:
-            pool.close()
+        self._supply.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._owns_audit:
             self.audit.close()

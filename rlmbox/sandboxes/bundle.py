@@ -14,10 +14,21 @@ import tempfile
 import threading
 from pathlib import Path
 
-BUNDLE_FILES: tuple[str, ...] = (
-    "agent.py", "protocol.py", "confine.py", "gated_context.py", "restricted_guards.py",
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent   # the rlmbox package
+_AGENT = "sandboxes/agent"
+# (path in the bundle, path under the rlmbox package); the agent keeps its package paths,
+# so its modules import each other the same way inside a sandbox as in the source tree.
+BUNDLE_FILES: tuple[tuple[str, str], ...] = (
+    ("agent.py", f"{_AGENT}/launch.py"),
+    ("rlmbox/sandboxes/protocol.py", "sandboxes/protocol.py"),
+    ("rlmbox/sandboxes/process/confine.py", "sandboxes/process/confine.py"),
+    *((f"rlmbox/{_AGENT}/{name}", f"{_AGENT}/{name}") for name in (
+        "__init__.py", "main.py", "frame_io.py", "fds.py", "pump.py", "reaper.py", "repl.py",
+        "gated_context.py", "restricted_guards.py")),
 )
-_SOURCE_DIR = Path(__file__).resolve().parent
+# package markers with no code: the real ``rlmbox/__init__.py`` imports the host side
+EMPTY_PACKAGES: tuple[str, ...] = (
+    "rlmbox/__init__.py", "rlmbox/sandboxes/__init__.py", "rlmbox/sandboxes/process/__init__.py")
 _lock = threading.Lock()
 _cached: Path | None = None
 
@@ -25,11 +36,23 @@ _cached: Path | None = None
 def bundle_digest() -> str:
     """SHA-256 over the bundle's files: names the bundle in audit events and image tags."""
     digest = hashlib.sha256()
-    for name in BUNDLE_FILES:
-        path = _SOURCE_DIR / name
-        if path.exists():
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for inside, source in BUNDLE_FILES:
+        digest.update(inside.encode() + b"\0" + (_PACKAGE_ROOT / source).read_bytes() + b"\0")
+    for inside in EMPTY_PACKAGES:
+        digest.update(inside.encode() + b"\0\0")
     return digest.hexdigest()
+
+
+def write_bundle(target: Path) -> None:
+    """Writes the bundle's files under ``target`` (world-readable: another uid runs them)."""
+    contents = [(inside, (_PACKAGE_ROOT / source).read_bytes()) for inside, source in BUNDLE_FILES]
+    contents += [(inside, b"") for inside in EMPTY_PACKAGES]
+    for inside, data in contents:
+        path = target / inside
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o755)  # noqa: S103 - read by the sandbox's uid
+        path.write_bytes(data)
+        os.chmod(path, 0o644)
 
 
 def cache_root() -> Path:
@@ -54,11 +77,7 @@ def agent_bundle_dir() -> Path:
         target = root / f"agent-{bundle_digest()[:16]}"
         if not target.exists():
             staging = Path(tempfile.mkdtemp(prefix=".agent-", dir=root))
-            for name in BUNDLE_FILES:
-                source = _SOURCE_DIR / name
-                if source.exists():
-                    shutil.copyfile(source, staging / name)
-                    os.chmod(staging / name, 0o644)
+            write_bundle(staging)
             os.chmod(staging, 0o755)  # noqa: S103 - read by the sandbox's uid
             try:
                 staging.rename(target)

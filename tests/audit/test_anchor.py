@@ -14,8 +14,8 @@ from rlmbox.audit.checkpoint import KEY_FILE
 from rlmbox.audit.files import log_files
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.verify import verify_log
+from rlmbox.cli.main import main
 from rlmbox.errors import AuditError
-from rlmbox.runtime.cli import main
 
 
 def _write(directory: Path, events: list[str]) -> None:

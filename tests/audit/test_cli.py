@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlmbox.audit.log import AuditLog
-from rlmbox.runtime.cli import main
+from rlmbox.cli.main import main
 from tests.audit.tamper_helpers import encode, read, record, write
 
 

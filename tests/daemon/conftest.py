@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
+from rlmbox.daemon.client import Client
+from rlmbox.daemon.lifecycle import Daemon, DaemonConfig
+from rlmbox.daemon.store import Store
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.policies.model import Policy, load_policy
-from rlmbox.runtime.client import Client
-from rlmbox.runtime.lm.scripted import ScriptedLM
-from rlmbox.runtime.server.daemon import Daemon, DaemonConfig
-from rlmbox.runtime.server.store import Store
 
 TEST_LIMITS: dict[str, Any] = {
     "memory_mb": 256, "pids": 64, "cell_timeout_s": 20, "interrupt_grace_s": 2,

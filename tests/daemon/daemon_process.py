@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from rlmbox.daemon.client import Client
 from rlmbox.errors import DaemonError
-from rlmbox.runtime.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 120.0
@@ -19,7 +19,7 @@ DEADLINE_S = 120.0
 
 def rlmbox_cli(*args: str, timeout: float = DEADLINE_S) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "rlmbox.runtime.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "rlmbox.cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -32,7 +32,7 @@ class DaemonProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rlmbox.runtime.cli", "serve", "--socket", str(socket),
+                [sys.executable, "-m", "rlmbox.cli.main", "serve", "--socket", str(socket),
                  "--state", str(state), "--policy", f"test={policy}"],
                 env=env, stdout=out, stderr=subprocess.STDOUT)
         self._wait_ready()

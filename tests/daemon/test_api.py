@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from rlmbox.daemon.client import Client
+from rlmbox.daemon.store import SessionRow, Store
+from rlmbox.daemon.survivors import is_running
 from rlmbox.errors import AuditWriteError, DaemonError, SessionClosed, SessionKilled
 from rlmbox.policies.model import load_policy
-from rlmbox.runtime.client import Client
-from rlmbox.runtime.server.store import SessionRow, Store
-from rlmbox.runtime.server.survivors import is_running
 
 from .conftest import RunningDaemon, policy_file
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from rlmbox.daemon.client import AsyncClient
 from rlmbox.errors import DaemonError, SessionClosed
-from rlmbox.runtime.client import AsyncClient
 
 from .conftest import RunningDaemon
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from rlmbox.daemon.client import Client
+from rlmbox.daemon.store import Store
 from rlmbox.errors import DaemonError
-from rlmbox.runtime.client import Client
-from rlmbox.runtime.server.store import Store
 
 from .conftest import RunningDaemon
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from rlmbox.audit.reader import iter_records
+from rlmbox.daemon.client import Client
+from rlmbox.daemon.store import Store
 from rlmbox.errors import SandboxUnavailable
 from rlmbox.policies.model import load_policy
-from rlmbox.runtime.client import Client
-from rlmbox.runtime.server.store import Store
-from rlmbox.sandboxes.docker_engine import connect
-from rlmbox.sandboxes.docker_owner import LABEL_SESSION
+from rlmbox.sandboxes.docker.engine import connect
+from rlmbox.sandboxes.docker.owner import LABEL_SESSION
 from rlmbox.sandboxes.images.build import find_image
 
 from .conftest import policy_file, short_dir

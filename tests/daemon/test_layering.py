@@ -9,10 +9,10 @@ from .daemon_process import REPO
 
 
 def test_client_and_cli_do_not_import_aiohttp() -> None:
-    code = ("import sys\nimport rlmbox.runtime.client, rlmbox.runtime.cli\n"
-            "rlmbox.runtime.cli.build_parser()\n"
+    code = ("import sys\nimport rlmbox.daemon.client, rlmbox.cli.main\n"
+            "rlmbox.cli.main.build_parser()\n"
             "assert 'aiohttp' not in sys.modules, 'aiohttp imported'\n"
-            "assert 'rlmbox.runtime.server.app' not in sys.modules\n")
+            "assert 'rlmbox.daemon.app' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=120, check=False,
                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rlmbox.daemon.client import Client
+from rlmbox.daemon.paths import bind_unix, parse_tcp, private_dir
 from rlmbox.errors import DaemonError
-from rlmbox.runtime.client import Client
-from rlmbox.runtime.server.paths import bind_unix, parse_tcp, private_dir
 
 from .conftest import RunningDaemon
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import jsonschema  # type: ignore[import-untyped]
 
-from rlmbox.runtime.server.app import ROUTES
+from rlmbox.daemon.app import ROUTES
 
 from .conftest import RunningDaemon
 
@@ -73,7 +73,7 @@ def test_real_responses_match_the_schemas(daemon: RunningDaemon) -> None:
 
 
 def test_documented_paths_use_the_apps_parameter_names() -> None:
-    from rlmbox.runtime.server.openapi import build_spec
+    from rlmbox.daemon.openapi import build_spec
 
     spec = build_spec("test")
     for path, ops in spec["paths"].items():

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rlmbox.errors import IsolationUnavailable
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.policies.model import load_policy
-from rlmbox.runtime.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
 from .conftest import RunningDaemon, policy_file, rules_for_tests

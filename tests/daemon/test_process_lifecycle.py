@@ -11,11 +11,11 @@ import pytest
 
 from rlmbox.audit.reader import iter_records
 from rlmbox.audit.verify import verify_log
+from rlmbox.daemon.client import Client
+from rlmbox.daemon.store import SessionRow, Store
+from rlmbox.daemon.survivors import is_running
 from rlmbox.errors import SessionClosed
-from rlmbox.runtime.client import Client
-from rlmbox.runtime.server.store import SessionRow, Store
-from rlmbox.runtime.server.survivors import is_running
-from rlmbox.sandboxes.cgroups import cgroup_version
+from rlmbox.sandboxes.process.cgroups import cgroup_version
 
 from .conftest import policy_file, short_dir
 from .daemon_process import DEADLINE_S, DaemonProcess, rlmbox_cli

@@ -12,10 +12,10 @@ import pytest
 
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.reader import iter_records
-from rlmbox.runtime.server.reconcile import reconcile
-from rlmbox.runtime.server.store import SessionRow, Store
-from rlmbox.runtime.server.survivors import start_time
-from rlmbox.sandboxes.cgroups import Cgroup, CgroupLimits, cgroup_version
+from rlmbox.daemon.reconcile import reconcile
+from rlmbox.daemon.store import SessionRow, Store
+from rlmbox.daemon.survivors import start_time
+from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
 
 DEADLINE_S = 60.0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rlmbox.runtime.lm.openai_compat import OpenAICompatibleLM
+from rlmbox.lm.openai_compat import OpenAICompatibleLM
 from tests.security.secret_scan import scan_cell, target
 
 from .conftest import RunningDaemon

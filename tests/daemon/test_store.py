@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rlmbox.daemon.store import MIGRATIONS, Store
 from rlmbox.errors import DaemonError
-from rlmbox.runtime.server.store import MIGRATIONS, Store
 
 
 def test_a_new_database_is_wal_at_the_latest_schema(tmp_path: Path) -> None:

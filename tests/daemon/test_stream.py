@@ -16,12 +16,12 @@ import aiohttp
 import httpx
 import pytest
 
+from rlmbox.daemon import stream as stream_module
+from rlmbox.daemon.app import MAX_BODY_BYTES
+from rlmbox.daemon.stream import RELAY_LIMIT_CHARS
 from rlmbox.errors import DaemonError, SessionClosed
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.policies.model import load_policy
-from rlmbox.runtime.lm.scripted import ScriptedLM
-from rlmbox.runtime.server import stream as stream_module
-from rlmbox.runtime.server.app import MAX_BODY_BYTES
-from rlmbox.runtime.server.stream import RELAY_LIMIT_CHARS
 
 from .conftest import TEST_LIMITS, RunningDaemon, policy_file
 from .daemon_process import REPO
@@ -108,7 +108,7 @@ def test_streams_concatenate_to_the_result(daemon: RunningDaemon) -> None:
 
 
 def test_the_async_client_streams_too(daemon: RunningDaemon) -> None:
-    from rlmbox.runtime.client import AsyncClient
+    from rlmbox.daemon.client import AsyncClient
 
     async def run() -> tuple[str, list[str]]:
         pieces: list[str] = []
@@ -276,7 +276,7 @@ def test_a_client_that_leaves_does_not_stop_the_cell(daemon: RunningDaemon) -> N
 def test_exec_stream_without_aiohttp_names_the_extra() -> None:
     code = ("import sys\nsys.modules['aiohttp'] = None\n"
             "from rlmbox.errors import DaemonError\n"
-            "from rlmbox.runtime.client import Client\n"
+            "from rlmbox.daemon.client import Client\n"
             "c = Client(socket='/nonexistent.sock', token='t')\n"
             "try:\n    c.exec_stream('s-1', '1', on_output=print)\n"
             "except DaemonError as e:\n    print(e.type, e)\n")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlmbox.runtime.server.app import MAX_BODY_BYTES
+from rlmbox.daemon.app import MAX_BODY_BYTES
 
 from .conftest import RunningDaemon
 

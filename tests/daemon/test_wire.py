@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rlmbox import errors
-from rlmbox.runtime.server.wire import ENGINE_STATUS, exception_for, status_for
+from rlmbox.daemon.wire import ENGINE_STATUS, exception_for, status_for
 
 
 @pytest.mark.parametrize("name", sorted(ENGINE_STATUS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from rlmbox.sandboxes.docker import DockerSandbox
+from rlmbox.sandboxes.docker.backend import DockerSandbox
 
 _ids = itertools.count()
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from rlmbox.sandboxes.base import SandboxSpec
-from rlmbox.sandboxes.docker import DockerBackend
-from rlmbox.sandboxes.docker_owner import (
+from rlmbox.sandboxes.docker.backend import DockerBackend
+from rlmbox.sandboxes.docker.owner import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     LABEL_OWNER_START,
@@ -29,7 +29,7 @@ OWNER_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from rlmbox.sandboxes.base import SandboxSpec
-    from rlmbox.sandboxes.docker import DockerBackend
+    from rlmbox.sandboxes.docker.backend import DockerBackend
     backend = DockerBackend(sys.argv[1], image=sys.argv[2], agent_dir=Path(sys.argv[3]),
                             stage_root=Path(sys.argv[4]), transport="stdio")
     sandbox = backend.create(SandboxSpec())

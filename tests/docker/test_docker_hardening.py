@@ -13,7 +13,7 @@ import pytest
 from docker_helpers import answer, run
 
 from rlmbox.sandboxes.base import IsolationProperty
-from rlmbox.sandboxes.docker import DockerSandbox
+from rlmbox.sandboxes.docker.backend import DockerSandbox
 
 pytestmark = pytest.mark.docker
 

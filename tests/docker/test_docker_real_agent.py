@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rlmbox.sandboxes.base import IsolationProperty as P
-from rlmbox.sandboxes.docker import DockerBackend
+from rlmbox.sandboxes.docker.backend import DockerBackend
 
 pytestmark = pytest.mark.docker
 

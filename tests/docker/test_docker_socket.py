@@ -24,10 +24,10 @@ import pytest
 
 from rlmbox.errors import SandboxCrashed, SandboxUnavailable
 from rlmbox.sandboxes.base import ResourceLimits, SandboxSpec
-from rlmbox.sandboxes.docker import DockerBackend, DockerSandbox
-from rlmbox.sandboxes.docker_config import SANDBOX_UID, SOCKET_MOUNT, SOCKET_NAME
-from rlmbox.sandboxes.docker_engine import runtimes
-from rlmbox.sandboxes.docker_socket import SocketListener
+from rlmbox.sandboxes.docker.backend import DockerBackend, DockerSandbox
+from rlmbox.sandboxes.docker.config import SANDBOX_UID, SOCKET_MOUNT, SOCKET_NAME
+from rlmbox.sandboxes.docker.engine import runtimes
+from rlmbox.sandboxes.docker.socket_transport import SocketListener
 
 pytestmark = pytest.mark.docker
 
@@ -412,7 +412,8 @@ except OSError as e:
     finally:
         extra.close()
         os.close(dir_fd)
-    abi = int(value(sandbox, "import confine; answer = confine.landlock_abi()"))
+    abi = int(value(sandbox, "from rlmbox.sandboxes.process import confine\n"
+                             "answer = confine.landlock_abi()"))
     if abi <= 7:
         assert facts == 0, "Landlock <= 7 was expected to allow path-socket connects"
     else:
@@ -423,7 +424,7 @@ OWNER_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from rlmbox.sandboxes.base import SandboxSpec
-    from rlmbox.sandboxes.docker import DockerBackend
+    from rlmbox.sandboxes.docker.backend import DockerBackend
     backend = DockerBackend("runc", image=sys.argv[1], stage_root=Path(sys.argv[2]),
                             socket_root=Path(sys.argv[3]))
     sandbox = backend.create(SandboxSpec())

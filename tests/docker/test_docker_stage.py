@@ -10,7 +10,7 @@ from docker_helpers import answer, run
 
 from rlmbox.errors import SandboxError
 from rlmbox.sandboxes.base import SandboxSpec
-from rlmbox.sandboxes.docker import DockerBackend
+from rlmbox.sandboxes.docker.backend import DockerBackend
 
 pytestmark = pytest.mark.docker
 GIB = 1 << 30

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rlmbox.runtime.lm.http_json import RetryPolicy, Timeouts
+from rlmbox.lm.http_json import RetryPolicy, Timeouts
 
 from .fake_api import FakeLMServer, serve
 

@@ -8,9 +8,9 @@ import traceback
 import pytest
 
 from rlmbox.errors import LMError, LMRequestFailed
-from rlmbox.runtime.lm.anthropic import AnthropicLM
-from rlmbox.runtime.lm.http_json import RetryPolicy, Timeouts
-from rlmbox.runtime.lm.prices import Price
+from rlmbox.lm.anthropic import AnthropicLM
+from rlmbox.lm.http_json import RetryPolicy, Timeouts
+from rlmbox.lm.prices import Price
 
 from .conftest import FAST_RETRY, SHORT
 from .fake_api import FakeLMServer, Reply

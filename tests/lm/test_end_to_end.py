@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rlmbox.audit.reader import iter_records
-from rlmbox.runtime.lm.anthropic import AnthropicLM
+from rlmbox.lm.anthropic import AnthropicLM
 from rlmbox.runtime.runtime import Runtime
 
 from .conftest import FAST_RETRY
@@ -97,7 +97,7 @@ def test_rlmbox_run_with_an_anthropic_root_model(api: FakeLMServer, key: str,
     env = {**os.environ, "ANTHROPIC_API_KEY": key, "RLMBOX_ANTHROPIC_BASE_URL": api.url,
            "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "rlmbox.runtime.cli", "run", "What is the code?",
+        [sys.executable, "-m", "rlmbox.cli.main", "run", "What is the code?",
          "--context", str(context), "--root-lm", f"anthropic:{MODEL}",
          "--lm", f"anthropic:{MODEL}", "--audit-dir", str(audit_dir)],
         capture_output=True, text=True, env=env, timeout=120, check=False)
@@ -119,7 +119,7 @@ def test_rlmbox_run_refuses_an_unpriced_model(api: FakeLMServer, key: str,
     env = {**os.environ, "ANTHROPIC_API_KEY": key, "RLMBOX_ANTHROPIC_BASE_URL": api.url,
            "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "rlmbox.runtime.cli", "run", "t", "--context", str(context),
+        [sys.executable, "-m", "rlmbox.cli.main", "run", "t", "--context", str(context),
          "--root-lm", "anthropic:claude-future-1", "--audit-dir", str(tmp_path / "a")],
         capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 2

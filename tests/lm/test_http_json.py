@@ -8,7 +8,7 @@ import time
 import pytest
 
 from rlmbox.errors import LMRequestFailed
-from rlmbox.runtime.lm.http_json import JsonClient, RetryPolicy
+from rlmbox.lm.http_json import JsonClient, RetryPolicy
 
 from .fake_api import FakeLMServer, Reply
 

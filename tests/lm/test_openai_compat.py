@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from rlmbox.errors import LMError, LMRequestFailed
-from rlmbox.runtime.lm.openai_compat import OpenAICompatibleLM
-from rlmbox.runtime.lm.prices import Price
+from rlmbox.lm.openai_compat import OpenAICompatibleLM
+from rlmbox.lm.prices import Price
 
 from .conftest import FAST_RETRY
 from .fake_api import FakeLMServer, Reply, serve

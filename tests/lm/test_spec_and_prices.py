@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from rlmbox.errors import LMError
-from rlmbox.runtime.lm.anthropic import AnthropicLM
-from rlmbox.runtime.lm.openai_compat import OpenAICompatibleLM
-from rlmbox.runtime.lm.prices import CLAUDE_PRICES, Price, Pricer
-from rlmbox.runtime.lm.scripted import ScriptedLM
-from rlmbox.runtime.lm.spec import provider_from_spec
+from rlmbox.lm.anthropic import AnthropicLM
+from rlmbox.lm.openai_compat import OpenAICompatibleLM
+from rlmbox.lm.prices import CLAUDE_PRICES, Price, Pricer
+from rlmbox.lm.scripted import ScriptedLM
+from rlmbox.lm.spec import provider_from_spec
 
 from .fake_api import FakeLMServer
 

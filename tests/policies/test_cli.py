@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlmbox.runtime.cli import main
+from rlmbox.cli.main import main
 
 POLICY = """name: demo
 rules:

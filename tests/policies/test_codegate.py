@@ -10,7 +10,7 @@ import pytest
 from rlmbox.errors import CodeRejected
 from rlmbox.policies.codegate import transform
 from rlmbox.policies.model import load_policy
-from rlmbox.sandboxes import restricted_guards
+from rlmbox.sandboxes.agent import restricted_guards
 
 STRICT = load_policy("strict").code.allowed_imports
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
 MODEL_RULES = [{"id": "small-models-only", "effect": "permit", "function": "llm_query",

@@ -12,9 +12,9 @@ import pytest
 
 from rlmbox.errors import SandboxCrashed
 from rlmbox.runtime.runtime import Runtime
-from rlmbox.sandboxes.process import ProcessBackend
+from rlmbox.sandboxes.process.backend import ProcessBackend
 
-RLMBOX = [sys.executable, "-m", "rlmbox.runtime.cli"]
+RLMBOX = [sys.executable, "-m", "rlmbox.cli.main"]
 
 
 def test_warm_pool_never_reuses_a_sandbox(make_runtime: Callable[..., Runtime]) -> None:
@@ -34,7 +34,8 @@ def test_pool_is_refilled_in_the_background(make_runtime: Callable[..., Runtime]
     rt = make_runtime(pool_size=2)
     assert rt.warm_up(timeout=60)
     rt.session().close()
-    pool = next(iter(rt._pools.values()))
+    pool = rt.pool()
+    assert pool is not None
     assert pool.wait_full(timeout=60)
     assert pool.available == 2
 

@@ -10,7 +10,7 @@ import pytest
 
 from rlmbox.audit.verify import verify_log
 from rlmbox.errors import SessionClosed
-from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
 

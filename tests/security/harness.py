@@ -1,7 +1,7 @@
 """The harness of the attack corpus: backends, hostile-test policies, host targets, leak checks.
 
 Every case runs on every backend that is available here. ``process`` always runs; the
-docker cases run when ``rlmbox.sandboxes.docker`` exists and an engine (and, for
+docker cases run when ``rlmbox.sandboxes.docker.backend`` exists and an engine (and, for
 ``docker-runsc``, the runsc runtime) answers. With ``CI`` set, a missing engine or runtime
 FAILS the docker cases instead of skipping them (a branch without the docker backend
 module skips them, CI or not).
@@ -36,7 +36,7 @@ import pytest
 
 from rlmbox.audit.reader import iter_records
 from rlmbox.audit.verify import verify_log
-from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
@@ -45,7 +45,7 @@ from rlmbox.runtime.session import Session
 # missing engine or runtime fails them under CI instead of skipping.
 BACKENDS = ("process",) + (
     ("docker-runc", "docker-runsc")
-    if importlib.util.find_spec("rlmbox.sandboxes.docker") is not None else ())
+    if importlib.util.find_spec("rlmbox.sandboxes.docker.backend") is not None else ())
 SANDBOX_UID = 65534
 
 # Small limits so exhaustion cases end in seconds. runsc's own threads count against the
@@ -85,9 +85,9 @@ def require_backend(name: str) -> None:
     """Skips (or, under CI, fails) a case whose backend cannot run here."""
     if name == "process":
         return
-    if importlib.util.find_spec("rlmbox.sandboxes.docker") is None:
+    if importlib.util.find_spec("rlmbox.sandboxes.docker.backend") is None:
         # the backend itself is not built on this branch: nothing to require, even in CI
-        pytest.skip(f"backend {name}: rlmbox.sandboxes.docker is not on this branch yet")
+        pytest.skip(f"backend {name}: rlmbox.sandboxes.docker.backend is not on this branch yet")
     problem = docker_problem(name.split("-", 1)[1])
     if problem is None:
         return

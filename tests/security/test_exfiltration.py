@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.lm.scripted import ScriptedLM
 
 from .harness import HostTargets, Runtimes, events, run_json, watched_session
 

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from rlmbox.errors import SessionKilled
-from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import MAX_CALLS_PER_CELL, Session

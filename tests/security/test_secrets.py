@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from rlmbox.audit.checkpoint import KEY_FILE
-from rlmbox.runtime.lm.base import Completion
-from rlmbox.runtime.lm.scripted import ScriptedLM
+from rlmbox.lm.base import Completion
+from rlmbox.lm.scripted import ScriptedLM
 
 from .harness import HostTargets, Runtimes, events, run_json, watched_session
 from .secret_scan import scan_cell, target

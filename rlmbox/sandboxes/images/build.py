@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlmbox.errors import ImageBuildFailed, RlmboxError
-from rlmbox.sandboxes.docker_engine import connect, translated
+from rlmbox.sandboxes.docker.engine import connect, translated
 from rlmbox.sandboxes.images.rootfs import Log, Recipe, debian_mirror, debootstrap, prune
 
 REPOSITORY = "rlmbox-sandbox"

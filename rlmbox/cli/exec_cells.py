@@ -1,0 +1,70 @@
+"""``rlmbox exec``: run cell files in one session and print each result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlmbox.lm.scripted import ScriptedLM
+from rlmbox.runtime.runtime import Runtime
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("exec", help="run cell files in one sandboxed session")
+    parser.add_argument("cells", nargs="+", type=Path, metavar="CELL_FILE")
+    parser.add_argument("--policy", default="default", help="preset name or policy file")
+    parser.add_argument("--backend", default=None, help="override the policy's backend")
+    parser.add_argument("--context", type=Path, default=None, help="a file loaded as `context`")
+    parser.add_argument("--lm", type=Path, default=None,
+                        help="a scripted-LM JSON file answering llm_query (offline)")
+    parser.add_argument("--audit-dir", type=Path, default=None)
+    parser.add_argument("--json", action="store_true", help="one JSON object per cell")
+    parser.set_defaults(handler=run)
+
+
+def load_context(path: Path | None) -> Any:
+    if path is None:
+        return None
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        return json.loads(text)
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    codes = []
+    for cell in args.cells:
+        try:
+            codes.append(cell.read_text(encoding="utf-8"))
+        except OSError as exc:
+            print(f"rlmbox: cannot read {cell}: {exc.strerror}", file=sys.stderr)
+            return 2
+    lm = ScriptedLM(args.lm) if args.lm else None
+    failed = False
+    with Runtime(args.policy, lm=lm, audit_dir=args.audit_dir, pool_size=0) as rt, \
+            rt.session(context=load_context(args.context), backend=args.backend) as session:
+        for path, code in zip(args.cells, codes, strict=True):
+            result = session.exec(code)
+            failed = failed or result.status != "ok"
+            if args.json:
+                print(json.dumps({"cell": str(path), "status": result.status,
+                                  "stdout": result.stdout, "stderr": result.stderr,
+                                  "error": result.error, "answer": result.answer,
+                                  "has_answer": result.has_answer,
+                                  "duration_s": result.duration_s,
+                                  "truncated": result.truncated}))
+            else:
+                print(f"── {path} [{result.status}, {result.duration_s * 1000:.1f} ms]")
+                sys.stdout.write(result.stdout)
+                if result.stderr:
+                    sys.stdout.write(result.stderr)
+                if result.error:
+                    print(result.error)
+                if result.has_answer:
+                    print(f"answer: {result.answer!r}")
+        if not args.json:
+            print(f"audit log: {rt.audit_path}")
+    return 1 if failed else 0

@@ -1,0 +1,110 @@
+"""``rlmbox run`` (an RLM task under a policy) and ``rlmbox demo`` (the same, offline)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlmbox.cli.exec_cells import load_context
+from rlmbox.lm.base import LMProvider
+from rlmbox.lm.hosted import register_secrets
+from rlmbox.lm.scripted import ScriptedLM
+from rlmbox.lm.spec import SPEC_HELP, provider_from_spec
+from rlmbox.runtime.results import ExecResult
+from rlmbox.runtime.rlm_loop import run_rlm
+from rlmbox.runtime.runtime import Runtime
+
+_DEMO_ROOT_REPLIES = [
+    "Let me look at the context first.\n```repl\nlines = context.splitlines()\n"
+    "print(len(context), 'characters,', len(lines), 'lines')\nprint(lines[0])\n```",
+    "I'll ask a sub-model about each chunk, in parallel.\n```repl\n"
+    "chunks = ['\\n'.join(lines[i:i + 500]) for i in range(0, len(lines), 500)]\n"
+    "replies = llm_query_batched([\n"
+    "    'Reply with the secret code in this text, or NONE.\\n' + c for c in chunks])\n"
+    "print(replies)\nfound = [r for r in replies if r != 'NONE']\n"
+    "FINAL(found[0] if found else 'not found')\n```",
+]
+
+
+def _demo_context() -> str:
+    lines = [f"Log line {i}: routine status report, all systems nominal." for i in range(2000)]
+    lines[1337] = "Log line 1337: the secret code is 7341."
+    return "\n".join(lines)
+
+
+def _demo_sub_lm(prompt: str) -> str:
+    match = re.search(r"secret code is (\d+)", prompt)
+    return match.group(1) if match else "NONE"
+
+
+def register(subparsers: Any) -> None:
+    run_parser = subparsers.add_parser("run", help="run an RLM task in a sandboxed session")
+    run_parser.add_argument("task", help="what the root model should find out")
+    run_parser.add_argument("--policy", default="default", help="preset name or policy file")
+    run_parser.add_argument("--context", type=Path, required=True)
+    run_parser.add_argument("--root-lm", required=True, metavar="SPEC",
+                            help=f"the root model: {SPEC_HELP}")
+    run_parser.add_argument("--lm", default=None, metavar="SPEC",
+                            help=f"the sub-model answering llm_query: {SPEC_HELP}")
+    run_parser.add_argument("--allow-unpriced", action="store_true",
+                            help="count models with no known price as 0 USD against the "
+                                 "policy's cost budget (default: refuse them)")
+    run_parser.add_argument("--backend", default=None)
+    run_parser.add_argument("--max-steps", type=int, default=8)
+    run_parser.add_argument("--audit-dir", type=Path, default=None)
+    run_parser.set_defaults(handler=run)
+    demo = subparsers.add_parser(
+        "demo", help="an offline RLM run: find a needle in 2,000 lines (process sandbox)")
+    demo.add_argument("--policy", default="default")
+    demo.add_argument("--audit-dir", type=Path, default=None)
+    demo.set_defaults(handler=run_demo)
+
+
+def _print_cell(step: int, code: str, result: ExecResult) -> None:
+    print(f"\n── step {step} · cell [{result.status}, {result.duration_s * 1000:.1f} ms, "
+          f"{result.host_calls} host call(s)]")
+    for line in code.splitlines():
+        print(f"  >>> {line}")
+    for line in result.stdout.splitlines():
+        print(f"  {line}")
+    if result.error:
+        print(f"  {result.error}")
+
+
+def _drive(rt: Runtime, root: LMProvider, task: str, context: Any, backend: str | None,
+           max_steps: int) -> int:
+    print(f"policy {rt.policy.name} (sha256 {rt.policy.sha256[:12]}), "
+          f"backend {backend or rt.policy.isolation.backend}")
+    with rt.session(context=context, backend=backend) as session:
+        print(f"session {session.id} in sandbox {session.sandbox.info.sandbox_id}")
+        trajectory = run_rlm(session, root, task, context=context, max_steps=max_steps,
+                             on_cell=_print_cell)
+    print()
+    if trajectory.answered:
+        print(f"answer: {trajectory.answer}")
+    else:
+        print(f"no answer after {len(trajectory.steps)} step(s)")
+    print(f"audit log: {rt.audit_path}  (verify: rlmbox audit verify {rt.audit_path})")
+    return 0 if trajectory.answered else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    context = load_context(args.context)
+    root = provider_from_spec(args.root_lm, allow_unpriced=args.allow_unpriced)
+    sub = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else None
+    with Runtime(args.policy, lm=sub, audit_dir=args.audit_dir, pool_size=0) as rt:
+        register_secrets(rt.audit, root)   # the runtime registered the sub-model's key
+        return _drive(rt, root, args.task, context, args.backend, args.max_steps)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    context = _demo_context()
+    with Runtime(args.policy, lm=ScriptedLM(_demo_sub_lm), audit_dir=args.audit_dir,
+                 pool_size=0) as rt:
+        code = _drive(rt, ScriptedLM(_DEMO_ROOT_REPLIES), "What is the secret code?",
+                      context, None, 4)
+    sys.stdout.flush()
+    return code

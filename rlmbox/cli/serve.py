@@ -1,0 +1,153 @@
+"""``rlmbox serve`` (the daemon) and ``rlmbox token create|list|revoke``.
+
+``token`` works on the SQLite file directly, so tokens can be issued and revoked whether
+the daemon runs or not; a revoked token fails its next request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlmbox.daemon.paths import default_socket, default_state_dir, private_dir
+from rlmbox.daemon.store import Store
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve`` and ``token``."""
+    serve = subparsers.add_parser("serve", help="run the daemon (HTTP API on a Unix socket)")
+    serve.add_argument("--socket", type=Path, default=None,
+                       help=f"Unix socket path (default {default_socket()})")
+    serve.add_argument("--no-socket", action="store_true",
+                       help="do not listen on a Unix socket (needs --tcp)")
+    serve.add_argument("--tcp", metavar="HOST:PORT",
+                       help="also listen on TCP, loopback only unless --tcp-public")
+    serve.add_argument("--tcp-public", action="store_true",
+                       help="allow a non-loopback --tcp address; put TLS in front of it "
+                            "(a reverse proxy): the daemon speaks plain HTTP")
+    serve.add_argument("--state", type=Path, default=None,
+                       help=f"state directory (default {default_state_dir()})")
+    serve.add_argument("--policy", action="append", default=[], metavar="[NAME=]POLICY",
+                       help="a preset or policy file clients may choose by name; repeatable; "
+                            "the first is the default (default: the 'default' preset)")
+    serve.add_argument("--lm", metavar="SPEC",
+                       help="LM provider for llm_query (default: an offline scripted answer)")
+    serve.add_argument("--audit-dir", type=Path, default=None,
+                       help="audit log directory (default STATE/audit)")
+    serve.add_argument("--pool-size", type=int, default=0,
+                       help="warm sandboxes per tenant and policy (default 0)")
+    serve.add_argument("--max-sessions-per-tenant", type=int, default=64, metavar="N",
+                       help="open sessions one tenant may hold (default 64); more is a 429")
+    serve.set_defaults(handler=_serve)
+
+    token = subparsers.add_parser("token", help="create, list and revoke API tokens")
+    sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = sub.add_parser("create", help="a new token for a tenant (shown once)")
+    create.add_argument("--tenant", required=True)
+    listing = sub.add_parser("list", help="every token: id, tenant, created, revoked")
+    revoke = sub.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id")
+    for parser, handler in ((create, _token_create), (listing, _token_list),
+                            (revoke, _token_revoke)):
+        parser.add_argument("--state", type=Path, default=None,
+                            help=f"state directory (default {default_state_dir()})")
+        parser.set_defaults(handler=handler)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(private_dir(args.state or default_state_dir()))
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        row, secret = store.create_token(args.tenant)
+    finally:
+        store.close()
+    print(secret)
+    print(f"token {row.id} for tenant {row.tenant!r}: shown once, store it now",
+          file=sys.stderr)
+    return 0
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).isoformat(timespec="seconds")
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        rows = store.tokens()
+    finally:
+        store.close()
+    print(f"{'ID':<16} {'TENANT':<24} {'CREATED':<26} REVOKED")
+    for row in rows:
+        print(f"{row.id:<16} {row.tenant:<24} {_when(row.created):<26} {_when(row.revoked)}")
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        revoked = store.revoke_token(args.id)
+    finally:
+        store.close()
+    if not revoked:
+        print(f"rlmbox: no active token {args.id!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.id}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from rlmbox.daemon.lifecycle import (  # noqa: PLC0415 - aiohttp: the daemon extra
+        Daemon,
+        DaemonConfig,
+        load_policies,
+    )
+    from rlmbox.lm.spec import provider_from_spec  # noqa: PLC0415 - serve only
+
+    logging.basicConfig(level=logging.INFO, format="rlmbox: %(message)s")
+    if args.no_socket and not args.tcp:
+        print("rlmbox: error: --no-socket needs --tcp", file=sys.stderr)
+        return 2
+    config = DaemonConfig(
+        state_dir=args.state or default_state_dir(),
+        socket=None if args.no_socket else (args.socket or default_socket()),
+        tcp=args.tcp, tcp_public=args.tcp_public, policies=load_policies(args.policy),
+        lm=provider_from_spec(args.lm) if args.lm else None, audit_dir=args.audit_dir,
+        pool_size=args.pool_size, max_sessions_per_tenant=args.max_sessions_per_tenant)
+    return asyncio.run(_run(Daemon(config)))
+
+
+async def _run(daemon: Any) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await daemon.start()
+    try:
+        if daemon.reconciled and daemon.reconciled.lost:
+            print(f"rlmbox: marked {len(daemon.reconciled.lost)} session(s) of a previous "
+                  "run lost", file=sys.stderr, flush=True)
+        if daemon.socket_path is not None:
+            print(f"rlmbox: listening on unix:{daemon.socket_path}", flush=True)
+        if daemon.tcp_address is not None:
+            host, port = daemon.tcp_address
+            print(f"rlmbox: listening on http://{host}:{port}", flush=True)
+        print(f"rlmbox: state in {daemon.config.state_dir}, audit log in "
+              f"{daemon.audit_dir}; policies: {', '.join(daemon.config.policies)}", flush=True)
+        await stop.wait()
+        print("rlmbox: shutting down", flush=True)
+    finally:
+        await daemon.stop()
+    print("rlmbox: stopped", flush=True)
+    return 0

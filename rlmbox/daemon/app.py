@@ -1,0 +1,262 @@
+"""The HTTP API (aiohttp): routes, bearer-token auth, JSON errors, the body cap.
+
+Handlers never block the event loop: starting sessions and running cells go to a thread
+pool, and a per-session asyncio lock queues a second exec on the same session without
+holding a thread. Every failure is a JSON ``{"error": {"type", "message"}}`` with a
+fitting status; bad input is a 4xx, never a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import WSCloseCode, web
+
+from rlmbox.daemon import models as m
+from rlmbox.daemon.audit_view import MAX_PAGE, audit_page
+from rlmbox.daemon.engine import Engine
+from rlmbox.daemon.openapi import build_spec
+from rlmbox.daemon.store import SessionRow, Store
+from rlmbox.daemon.stream import (
+    OutputRelay,
+    error_message,
+    read_request,
+    result_message,
+    send_json,
+)
+from rlmbox.daemon.validation import parse_body, query_int
+from rlmbox.daemon.wire import (
+    ERROR_TYPE_HEADER,
+    INTERNAL,
+    INVALID_REQUEST,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    error_body,
+    result_json,
+    status_for,
+)
+from rlmbox.errors import DaemonError, RlmboxError
+
+log = logging.getLogger("rlmbox.daemon")
+MAX_BODY_BYTES = 64 * 1024 * 1024
+PUBLIC_PATHS = frozenset({"/v1/health", "/openapi.json"})
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
+AUDIT_DIR: web.AppKey[Path] = web.AppKey("audit_dir", Path)
+POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("pool", ThreadPoolExecutor)
+SPEC: web.AppKey[dict[str, Any]] = web.AppKey("spec", dict)
+LOCKS: web.AppKey[weakref.WeakValueDictionary[str, asyncio.Lock]] = web.AppKey(
+    "locks", weakref.WeakValueDictionary)
+TENANT: web.RequestKey[str] = web.RequestKey("tenant", str)
+
+
+def _error(status: int, kind: str, message: str) -> web.Response:
+    response = web.json_response(error_body(kind, message), status=status,
+                                 headers={ERROR_TYPE_HEADER: kind})
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="rlmbox"'
+    return response
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:   # aiohttp's own: no route, wrong method, body cap
+        if exc.status < 400:
+            raise
+        kind = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: TOO_LARGE}.get(
+            exc.status, INVALID_REQUEST)
+        message = exc.text or exc.reason
+        if exc.status == 413:
+            message = f"the request body is over the cap of {MAX_BODY_BYTES} bytes"
+        return _error(exc.status, kind, message)
+    except RlmboxError as exc:
+        status, kind = status_for(exc)
+        if status >= 500:
+            log.warning("%s %s: %s: %s", request.method, request.path, kind, exc)
+        return _error(status, kind, str(exc))
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return _error(500, INTERNAL, "internal error; the daemon's log has the details")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS and request.method == "GET":
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    tenant = None
+    if scheme.lower() == "bearer" and token.strip():
+        tenant = request.app[STORE].authenticate(token.strip())
+    if tenant is None:
+        raise DaemonError("a valid bearer token is required (Authorization: Bearer ...)",
+                          status=401, type=UNAUTHORIZED)
+    request[TENANT] = tenant
+    return await handler(request)
+
+
+async def _blocking(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[POOL], functools.partial(fn, *args))
+
+
+def _session_json(row: SessionRow) -> dict[str, Any]:
+    return {"id": row.id, "policy": row.policy, "policy_sha256": row.policy_sha256,
+            "backend": row.backend, "state": row.state, "created": row.created,
+            "closed": row.closed, "reason": row.reason}
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "version": request.app[SPEC]["info"]["version"]})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SPEC])
+
+
+async def create_session(request: web.Request) -> web.Response:
+    body = parse_body(m.CreateSessionRequest, await request.read())
+    engine = request.app[ENGINE]
+    engine.policy(body.policy)   # an unknown name is refused before any thread is used
+    row = await _blocking(request, engine.create, request[TENANT], body.policy,
+                          body.backend, body.context)
+    return web.json_response(_session_json(row), status=201)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    rows = request.app[STORE].sessions(request[TENANT])
+    return web.json_response({"sessions": [_session_json(r) for r in rows]})
+
+
+async def get_session(request: web.Request) -> web.Response:
+    session_id = request.match_info["id"]
+    row = request.app[STORE].session(session_id, request[TENANT])
+    if row is None:
+        raise DaemonError(f"no session {session_id!r}", status=404, type=NOT_FOUND)
+    return web.json_response(_session_json(row))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    await _blocking(request, request.app[ENGINE].close, request[TENANT],
+                    request.match_info["id"])
+    return web.Response(status=204)
+
+
+def _session_lock(request: web.Request, session_id: str) -> asyncio.Lock:
+    locks = request.app[LOCKS]
+    lock = locks.get(session_id)
+    if lock is None:
+        lock = asyncio.Lock()
+        locks[session_id] = lock
+    return lock
+
+
+async def exec_cell(request: web.Request) -> web.Response:
+    session_id = request.match_info["id"]
+    body = parse_body(m.ExecRequest, await request.read())
+    engine = request.app[ENGINE]
+    engine.live(request[TENANT], session_id)   # 404/409 before queueing
+    async with _session_lock(request, session_id):
+        result = await _blocking(request, engine.exec, request[TENANT], session_id,
+                                 body.code, body.timeout_s)
+    return web.json_response(result_json(result))
+
+
+async def exec_stream(request: web.Request) -> web.StreamResponse:
+    """``exec`` over a WebSocket with output messages as the cell runs (stream.py)."""
+    session_id = request.match_info["id"]
+    engine = request.app[ENGINE]
+    engine.live(request[TENANT], session_id)   # 401/404/409 as JSON, before upgrading
+    ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, compress=False)
+    if not ws.can_prepare(request).ok:
+        raise DaemonError("this route needs a WebSocket upgrade", status=400,
+                          type=INVALID_REQUEST)
+    await ws.prepare(request)
+    body = await read_request(ws)
+    if body is None:
+        return ws
+    relay = OutputRelay(asyncio.get_running_loop())
+
+    async def send(stream: str, text: str) -> None:
+        await send_json(ws, {"type": "output", "stream": stream, "data": text})
+
+    pump = asyncio.create_task(relay.pump(send))
+    try:
+        async with _session_lock(request, session_id):
+            result = await _blocking(request, engine.exec, request[TENANT], session_id,
+                                     body.code, body.timeout_s, relay.offer)
+    except Exception as exc:   # after the upgrade, errors are messages, not responses
+        relay.finish()
+        await pump
+        error = exc if isinstance(exc, RlmboxError) else DaemonError(
+            "internal error; the daemon's log has the details", status=500, type=INTERNAL)
+        if not isinstance(exc, RlmboxError) or status_for(exc)[0] >= 500:
+            log.warning("exec stream on %s: %s: %s", session_id, type(exc).__name__, exc)
+        await send_json(ws, error_message(error))
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR if status_for(error)[0] >= 500
+                       else WSCloseCode.POLICY_VIOLATION)
+        return ws
+    relay.finish()
+    await pump
+    await send_json(ws, result_message(result, relay.dropped))
+    await ws.close()
+    return ws
+
+
+async def audit_events(request: web.Request) -> web.Response:
+    tenant = request[TENANT]
+    session = request.query.get("session")
+    if session is not None and request.app[STORE].session(session, tenant) is None:
+        raise DaemonError(f"no session {session!r}", status=404, type=NOT_FOUND)
+    after = query_int(request.query, "after_seq", 0, low=0, high=2**62)
+    limit = query_int(request.query, "limit", 100, low=1, high=MAX_PAGE)
+    unknown = set(request.query) - {"session", "after_seq", "limit"}
+    if unknown:
+        raise DaemonError(f"unknown query parameters: {', '.join(sorted(unknown))}",
+                          status=400, type=INVALID_REQUEST)
+    events, next_after = await _blocking(
+        request, functools.partial(audit_page, request.app[AUDIT_DIR], tenant,
+                                   session=session, after_seq=after, limit=limit))
+    return web.json_response({"events": events, "next_after_seq": next_after})
+
+
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/v1/health", health),
+    ("GET", "/openapi.json", openapi),
+    ("POST", "/v1/sessions", create_session),
+    ("GET", "/v1/sessions", list_sessions),
+    ("GET", "/v1/sessions/{id}", get_session),
+    ("DELETE", "/v1/sessions/{id}", delete_session),
+    ("POST", "/v1/sessions/{id}/exec", exec_cell),
+    ("GET", "/v1/sessions/{id}/exec/stream", exec_stream),
+    ("GET", "/v1/audit", audit_events),
+)
+
+
+def build_app(engine: Engine, store: Store, audit_dir: Path, pool: ThreadPoolExecutor,
+              version: str) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware],
+                          client_max_size=MAX_BODY_BYTES)
+    app[ENGINE] = engine
+    app[STORE] = store
+    app[AUDIT_DIR] = audit_dir
+    app[POOL] = pool
+    app[SPEC] = build_spec(version)
+    app[LOCKS] = weakref.WeakValueDictionary()
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app

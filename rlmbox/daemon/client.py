@@ -1,0 +1,247 @@
+"""Clients for the rlmbox daemon: ``Client`` (sync) and ``AsyncClient`` (asyncio).
+
+    from rlmbox.daemon.client import Client
+    with Client(socket="/run/rlmbox/rlmbox.sock", token=token) as c:
+        s = c.create_session(policy="default", context="...")
+        r = c.exec(s["id"], "print(len(context))")     # an ExecResult
+        c.close_session(s["id"])
+
+Errors come back as the exceptions an embedded caller would see: the daemon sends the
+rlmbox error type's name, and the client raises that class (``SessionClosed``,
+``PolicyDenied``, ...); errors of the daemon itself (bad token, not found, invalid
+request) raise ``DaemonError`` with ``status`` and ``type``.
+
+Each call is described once (a ``_Call``: method, path, body, how to read the answer);
+the two clients differ only in how they send it, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from rlmbox.daemon.client_stream import OutputCallback, StreamTarget, exec_stream
+from rlmbox.daemon.wire import exception_for, result_from_json
+from rlmbox.errors import DaemonError
+from rlmbox.runtime.results import ExecResult
+
+T = TypeVar("T")
+_UNIX_BASE = "http://rlmbox"
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    method: str
+    path: str
+    read: Callable[[Any], T]
+    json: Any = None
+    params: dict[str, Any] | None = None
+
+
+def _health() -> _Call[dict[str, Any]]:
+    return _Call("GET", "/v1/health", dict)
+
+
+def _create(policy: str | None, backend: str | None, context: Any) -> _Call[dict[str, Any]]:
+    body = {k: v for k, v in (("policy", policy), ("backend", backend),
+                              ("context", context)) if v is not None}
+    return _Call("POST", "/v1/sessions", dict, json=body)
+
+
+def _exec(session_id: str, code: str, timeout: float | None) -> _Call[ExecResult]:
+    body: dict[str, Any] = {"code": code}
+    if timeout is not None:
+        body["timeout_s"] = timeout
+    return _Call("POST", f"/v1/sessions/{session_id}/exec", result_from_json, json=body)
+
+
+def _session(session_id: str) -> _Call[dict[str, Any]]:
+    return _Call("GET", f"/v1/sessions/{session_id}", dict)
+
+
+def _sessions() -> _Call[list[dict[str, Any]]]:
+    return _Call("GET", "/v1/sessions", lambda body: list(body["sessions"]))
+
+
+def _close(session_id: str) -> _Call[None]:
+    return _Call("DELETE", f"/v1/sessions/{session_id}", lambda _: None)
+
+
+def _audit(session: str | None, after_seq: int,
+           limit: int) -> _Call[tuple[list[dict[str, Any]], int | None]]:
+    params: dict[str, Any] = {"after_seq": after_seq, "limit": limit}
+    if session is not None:
+        params["session"] = session
+    return _Call("GET", "/v1/audit", lambda page: (page["events"], page["next_after_seq"]),
+                 params=params)
+
+
+def _answer(call: _Call[T], response: httpx.Response) -> T:
+    """The call's result, or the exception the error answer names."""
+    if response.status_code == 204:
+        return call.read(None)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise DaemonError(f"the daemon answered {response.status_code} without JSON",
+                          status=response.status_code, type="BadResponse") from exc
+    if response.is_error:
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            raise DaemonError(f"the daemon answered {response.status_code}",
+                              status=response.status_code, type="BadResponse")
+        raise exception_for(response.status_code, str(error.get("type", "")),
+                            str(error.get("message", "")))
+    return call.read(body)
+
+
+def _options(token: str, socket: str | Path | None, url: str | None,
+             timeout: float) -> dict[str, Any]:
+    if (socket is None) == (url is None):
+        raise ValueError("give exactly one of socket= or url=")
+    return {"base_url": url or _UNIX_BASE,
+            "headers": {"Authorization": f"Bearer {token}"},
+            "timeout": httpx.Timeout(timeout, connect=10.0)}
+
+
+def _unreachable(exc: httpx.HTTPError) -> DaemonError:
+    return DaemonError(f"cannot reach the rlmbox daemon: {exc}", type="Unreachable")
+
+
+class Client:
+    """Talks to one daemon over its Unix socket (``socket=``) or TCP (``url=``)."""
+
+    def __init__(self, *, token: str, socket: str | Path | None = None,
+                 url: str | None = None, timeout: float = 600.0) -> None:
+        options = _options(token, socket, url, timeout)
+        transport = httpx.HTTPTransport(uds=str(socket)) if socket is not None else None
+        self._http = httpx.Client(transport=transport, **options)
+        self._stream = StreamTarget(token, socket, url, timeout)
+
+    def _run(self, call: _Call[T]) -> T:
+        try:
+            response = self._http.request(call.method, call.path, json=call.json,
+                                          params=call.params)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from exc
+        return _answer(call, response)
+
+    def health(self) -> dict[str, Any]:
+        return self._run(_health())
+
+    def create_session(self, *, policy: str | None = None, backend: str | None = None,
+                       context: Any = None) -> dict[str, Any]:
+        """Starts a session; returns its record (``id``, ``policy``, ``state``, ...)."""
+        return self._run(_create(policy, backend, context))
+
+    def exec(self, session_id: str, code: str, *, timeout: float | None = None) -> ExecResult:
+        return self._run(_exec(session_id, code, timeout))
+
+    def exec_stream(self, session_id: str, code: str, *, on_output: OutputCallback,
+                    timeout: float | None = None) -> ExecResult:
+        """``exec``, calling ``on_output(stream, text)`` on this thread as the cell's
+        output arrives (a WebSocket; needs the ``daemon`` extra, aiohttp). The pieces are
+        a prefix of each stream of the result: a reader too slow for the daemon's bounded
+        relay misses the rest (``stream_dropped`` in the daemon's message), which the
+        result still holds. If ``on_output`` raises, the exception propagates and the
+        stream closes; the cell still runs to its end in the daemon (and is audited).
+
+        Raises:
+            RuntimeError: called from a running event loop (use ``AsyncClient``).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(exec_stream(self._stream, session_id, code, timeout,
+                                           on_output))
+        raise RuntimeError("Client.exec_stream cannot run inside an event loop; "
+                           "use AsyncClient.exec_stream")
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        return self._run(_session(session_id))
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return self._run(_sessions())
+
+    def close_session(self, session_id: str) -> None:
+        self._run(_close(session_id))
+
+    def audit(self, *, session: str | None = None, after_seq: int = 0,
+              limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of the caller's audit events and the ``after_seq`` of the next."""
+        return self._run(_audit(session, after_seq, limit))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """``Client`` for asyncio: the same calls, awaited."""
+
+    def __init__(self, *, token: str, socket: str | Path | None = None,
+                 url: str | None = None, timeout: float = 600.0) -> None:
+        options = _options(token, socket, url, timeout)
+        transport = (httpx.AsyncHTTPTransport(uds=str(socket)) if socket is not None
+                     else None)
+        self._http = httpx.AsyncClient(transport=transport, **options)
+        self._stream = StreamTarget(token, socket, url, timeout)
+
+    async def _run(self, call: _Call[T]) -> T:
+        try:
+            response = await self._http.request(call.method, call.path, json=call.json,
+                                                params=call.params)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from exc
+        return _answer(call, response)
+
+    async def health(self) -> dict[str, Any]:
+        return await self._run(_health())
+
+    async def create_session(self, *, policy: str | None = None, backend: str | None = None,
+                             context: Any = None) -> dict[str, Any]:
+        return await self._run(_create(policy, backend, context))
+
+    async def exec(self, session_id: str, code: str, *,
+                   timeout: float | None = None) -> ExecResult:
+        return await self._run(_exec(session_id, code, timeout))
+
+    async def exec_stream(self, session_id: str, code: str, *, on_output: OutputCallback,
+                          timeout: float | None = None) -> ExecResult:
+        """``Client.exec_stream``, awaited; ``on_output`` runs on the event loop."""
+        return await exec_stream(self._stream, session_id, code, timeout, on_output)
+
+    async def session(self, session_id: str) -> dict[str, Any]:
+        return await self._run(_session(session_id))
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        return await self._run(_sessions())
+
+    async def close_session(self, session_id: str) -> None:
+        await self._run(_close(session_id))
+
+    async def audit(self, *, session: str | None = None, after_seq: int = 0,
+                    limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
+        return await self._run(_audit(session, after_seq, limit))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()

@@ -1,0 +1,204 @@
+"""The daemon's engine room: a Runtime per tenant and policy, and the live sessions.
+
+Each tenant gets its own Runtime per operator-loaded policy (``tenant=`` set, so every
+audit event names it); all of them write to the daemon's one audit log. Session lookups
+always go through the tenant: another tenant's session id finds nothing. Methods here
+block (they start sandboxes and run cells) and are called from the server's thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlmbox.daemon.store import SessionRow, Store
+from rlmbox.daemon.survivors import process_identity
+from rlmbox.daemon.wire import NOT_FOUND, UNKNOWN_POLICY
+from rlmbox.errors import DaemonError, RlmboxError, SessionClosed, SessionKilled
+from rlmbox.lm.base import LMProvider
+from rlmbox.policies.model import Policy
+from rlmbox.runtime.events import AuditSink
+from rlmbox.runtime.results import ExecResult
+from rlmbox.runtime.runtime import Runtime
+from rlmbox.runtime.session import OutputCallback, Session, SessionState
+
+log = logging.getLogger("rlmbox.daemon")
+DEFAULT_MAX_SESSIONS = 64
+TOO_MANY_SESSIONS = "TooManySessions"
+REAPED = "the session's wall time (session_timeout_s) is spent"
+
+
+@dataclass
+class LiveSession:
+    session: Session
+    tenant: str
+    exec_lock: threading.Lock = field(default_factory=threading.Lock)
+    started: float = field(default_factory=time.monotonic)
+
+    def expired(self, now: float) -> bool:
+        """Past the policy's session wall time: it can run nothing more, so it only
+        holds a sandbox."""
+        return now - self.started >= self.session.policy.limits.session_timeout_s
+
+
+def not_found(session_id: str) -> DaemonError:
+    # the same answer whether the id is unknown or another tenant's: no existence oracle
+    return DaemonError(f"no session {session_id!r}", status=404, type=NOT_FOUND)
+
+
+class Engine:
+    """Runtimes and live sessions of every tenant; thread-safe."""
+
+    def __init__(self, policies: dict[str, Policy], *, lm: LMProvider, audit: AuditSink,
+                 store: Store, pool_size: int = 0,
+                 max_sessions_per_tenant: int = DEFAULT_MAX_SESSIONS) -> None:
+        if not policies:
+            raise DaemonError("the daemon needs at least one policy", type="Config")
+        self.policies = policies
+        self.default_policy = next(iter(policies))
+        self._lm = lm
+        self._audit = audit
+        self._store = store
+        self._pool_size = pool_size
+        self._max_sessions = max_sessions_per_tenant
+        self._starting: dict[str, int] = {}   # sessions being started, per tenant
+        self._runtimes: dict[tuple[str, str], Runtime] = {}
+        self._live: dict[str, LiveSession] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def policy(self, name: str | None) -> tuple[str, Policy]:
+        name = name or self.default_policy
+        if name not in self.policies:
+            raise DaemonError(f"unknown policy {name!r}; this daemon offers: "
+                              f"{', '.join(sorted(self.policies))}", status=400,
+                              type=UNKNOWN_POLICY)
+        return name, self.policies[name]
+
+    def _runtime(self, tenant: str, policy_name: str) -> Runtime:
+        with self._lock:
+            if self._closed:
+                raise SessionClosed("the daemon is shutting down")
+            key = (tenant, policy_name)
+            if key not in self._runtimes:
+                self._runtimes[key] = Runtime(self.policies[policy_name], lm=self._lm,
+                                              audit=self._audit, tenant=tenant,
+                                              pool_size=self._pool_size)
+            return self._runtimes[key]
+
+    # --- blocking operations (thread pool) ------------------------------------------
+
+    def create(self, tenant: str, policy: str | None, backend: str | None,
+               context: Any) -> SessionRow:
+        name, chosen = self.policy(policy)
+        runtime = self._runtime(tenant, name)
+        self._reserve_slot(tenant)
+        try:
+            session = runtime.session(context=context, backend=backend)
+        finally:
+            with self._lock:
+                self._starting[tenant] -= 1
+        info = session.sandbox.info
+        row = SessionRow(id=session.id, tenant=tenant, policy=name,
+                         policy_sha256=chosen.sha256, backend=info.backend,
+                         sandbox_id=info.sandbox_id,
+                         sandbox_pids=process_identity(session.sandbox), state="open",
+                         created=time.time(), closed=None, reason=None)
+        try:
+            self._store.add_session(row)   # durable before the caller hears of it
+        except BaseException:
+            session.close("the daemon could not record the session")
+            raise
+        with self._lock:
+            self._live[session.id] = LiveSession(session, tenant)
+        return row
+
+    def _reserve_slot(self, tenant: str) -> None:
+        """Counts the session against the tenant's cap before its sandbox starts, so
+        concurrent requests cannot overshoot it."""
+        with self._lock:
+            open_now = sum(1 for live in self._live.values() if live.tenant == tenant)
+            starting = self._starting.get(tenant, 0)
+            if open_now + starting >= self._max_sessions:
+                raise DaemonError(
+                    f"tenant {tenant!r} has {open_now + starting} open sessions, the most "
+                    f"this daemon allows ({self._max_sessions}); close one first",
+                    status=429, type=TOO_MANY_SESSIONS)
+            self._starting[tenant] = starting + 1
+
+    def exec(self, tenant: str, session_id: str, code: str, timeout: float | None,
+             on_output: OutputCallback | None = None) -> ExecResult:
+        live = self.live(tenant, session_id)
+        try:
+            with live.exec_lock:   # two execs on one session run one after the other
+                return live.session.exec(code, timeout=timeout, on_output=on_output)
+        finally:   # a cell, or a failed audit write, may have killed the sandbox
+            if live.session.state is SessionState.DEAD:
+                self._store.end_session(session_id, "killed",
+                                        live.session.death_reason or "")
+
+    def close(self, tenant: str, session_id: str, reason: str = "closed") -> None:
+        row = self._store.session(session_id, tenant)
+        if row is None:
+            raise not_found(session_id)
+        with self._lock:
+            live = self._live.pop(session_id, None)
+        try:
+            if live is not None:
+                live.session.close(reason)   # an audit failure still reaches the caller
+        finally:
+            self._store.end_session(session_id, "closed", reason)
+
+    def live(self, tenant: str, session_id: str) -> LiveSession:
+        """The tenant's live session, or the error its recorded state calls for."""
+        with self._lock:
+            live = self._live.get(session_id)
+        if live is not None and live.tenant == tenant:
+            return live
+        row = self._store.session(session_id, tenant)
+        if row is None:
+            raise not_found(session_id)
+        if row.state == "killed":
+            raise SessionKilled(f"session {session_id} is dead: {row.reason}")
+        raise SessionClosed(f"session {session_id} is {row.state}: {row.reason}")
+
+    def reap(self) -> list[str]:
+        """Closes every live session past its wall time (a client that never says
+        DELETE would otherwise hold its sandbox until the daemon stops)."""
+        now = time.monotonic()
+        with self._lock:
+            expired = [(sid, live) for sid, live in self._live.items() if live.expired(now)]
+            for sid, _ in expired:
+                del self._live[sid]
+        for sid, live in expired:
+            self._close_quietly(sid, live, REAPED)
+        return [sid for sid, _ in expired]
+
+    def _close_quietly(self, session_id: str, live: LiveSession, reason: str) -> None:
+        """Closes one session on the daemon's own initiative: a failure (the audit log
+        refusing its end event) is logged and must not stop the others from closing.
+        The sandbox is killed before the event is written, so it is gone either way."""
+        try:
+            live.session.close(reason)
+        except RlmboxError as exc:
+            log.warning("closing session %s: %s", session_id, exc)
+        finally:
+            self._store.end_session(session_id, "closed", reason)
+
+    def shutdown(self, reason: str = "daemon shutdown") -> None:
+        """Closes every live session (killing its sandbox) and every runtime."""
+        with self._lock:
+            self._closed = True
+            live = list(self._live.items())
+            self._live.clear()
+            runtimes = list(self._runtimes.values())
+        for session_id, item in live:
+            self._close_quietly(session_id, item, reason)
+        for runtime in runtimes:
+            try:
+                runtime.close()
+            except RlmboxError as exc:
+                log.warning("closing a runtime: %s", exc)

@@ -1,0 +1,196 @@
+"""The daemon's lifecycle: lock the state, open the log, reconcile, listen; and stop.
+
+Order matters at start: the state lock first (one daemon per state directory), then the
+audit log, then reconciliation of what a previous run left open, and only then the
+sockets, so no request is served before the books are straight. Stopping closes every
+session (killing its sandbox), syncs and closes the log, and removes the socket file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from aiohttp import web
+
+from rlmbox.audit.log import AuditLog
+from rlmbox.daemon.app import build_app
+from rlmbox.daemon.engine import DEFAULT_MAX_SESSIONS, Engine
+from rlmbox.daemon.paths import bind_tcp, bind_unix, parse_tcp, private_dir
+from rlmbox.daemon.reconcile import Reconciled, reconcile
+from rlmbox.daemon.store import DaemonLock, Store
+from rlmbox.errors import DaemonError, RlmboxError
+from rlmbox.lm.base import LMProvider
+from rlmbox.lm.scripted import ScriptedLM
+from rlmbox.policies.model import Policy, load_policy
+
+log = logging.getLogger("rlmbox.daemon")
+OFFLINE_ANSWER = "[rlmbox daemon: offline scripted LM; start the daemon with --lm SPEC]"
+
+
+def rlmbox_version() -> str:
+    try:
+        return version("rlmbox")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def load_policies(specs: list[str]) -> dict[str, Policy]:
+    """``NAME=PRESET_OR_PATH`` or ``PRESET_OR_PATH`` (named by the preset, else by the
+    policy's own name); the first is the default. Empty: just the ``default`` preset."""
+    policies: dict[str, Policy] = {}
+    for spec in specs or ["default"]:
+        name, sep, source = spec.partition("=")
+        if not sep:
+            source = spec
+        is_path = "/" in source or source.endswith((".yaml", ".yml"))
+        policy = load_policy(Path(source) if is_path else source)
+        key = name if sep else (policy.name if is_path else source)
+        if not key or key in policies:
+            raise DaemonError(f"--policy {spec!r}: the name {key!r} is empty or given twice",
+                              type="Config")
+        policies[key] = policy
+    return policies
+
+
+@dataclass
+class DaemonConfig:
+    state_dir: Path
+    socket: Path | None
+    tcp: str | None = None
+    tcp_public: bool = False
+    policies: dict[str, Policy] = field(default_factory=dict)
+    lm: LMProvider | None = None
+    audit_dir: Path | None = None
+    pool_size: int = 0
+    threads: int = 32
+    reap_every_s: float = 30.0
+    max_sessions_per_tenant: int = DEFAULT_MAX_SESSIONS
+
+
+class Daemon:
+    """One running daemon; ``start`` and ``stop`` run on its event loop."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        if config.tcp is not None:   # refuse a public bind before touching anything
+            self._tcp = parse_tcp(config.tcp, public=config.tcp_public)
+        self.socket_path: Path | None = None
+        self.tcp_address: tuple[str, int] | None = None
+        self.reconciled: Reconciled | None = None
+        self._runner: web.AppRunner | None = None
+        self._engine: Engine | None = None
+        self._sockets: list[socket.socket] = []
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.config.audit_dir or self.config.state_dir / "audit"
+
+    async def start(self) -> None:
+        cfg = self.config
+        state = private_dir(cfg.state_dir)
+        self._lock = DaemonLock(state)
+        try:
+            await self._start(state)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, state: Path) -> None:
+        cfg = self.config
+        self._store = Store(state)
+        self._audit = AuditLog(self.audit_dir)
+        self.reconciled = reconcile(self._store, self._audit)
+        policies = cfg.policies or load_policies([])
+        self._pool = ThreadPoolExecutor(max_workers=cfg.threads,
+                                        thread_name_prefix="rlmbox-daemon")
+        self._engine = Engine(policies, lm=cfg.lm or ScriptedLM(default=OFFLINE_ANSWER),
+                              audit=self._audit, store=self._store, pool_size=cfg.pool_size,
+                              max_sessions_per_tenant=cfg.max_sessions_per_tenant)
+        self._audit.append("daemon.start", policies={n: p.sha256 for n, p in policies.items()},
+                           version=rlmbox_version(), lost=self.reconciled.lost)
+        self._audit.sync()
+        app = build_app(self._engine, self._store, self.audit_dir, self._pool,
+                        rlmbox_version())
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=5.0)
+        await self._runner.setup()
+        if cfg.socket is not None:
+            self._sockets.append(bind_unix(cfg.socket))
+            self.socket_path = cfg.socket
+        if cfg.tcp is not None:
+            tcp = bind_tcp(*self._tcp)
+            self._sockets.append(tcp)
+            self.tcp_address = tcp.getsockname()[:2]
+        for sock in self._sockets:
+            await web.SockSite(self._runner, sock).start()
+        self._reaper = asyncio.create_task(self._reap_forever(), name="rlmbox-reaper")
+
+    async def _reap_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.reap_every_s)
+            engine = self._engine
+            if engine is None:
+                return
+            try:
+                reaped = await loop.run_in_executor(self._pool, engine.reap)
+            except Exception:   # a failed close must not end reaping for good
+                log.exception("reaping expired sessions failed")
+                continue
+            if reaped:
+                log.info("closed %d session(s) past their wall time", len(reaped))
+
+    async def stop(self) -> None:
+        """Stops listening, closes every session, syncs and closes the log; idempotent."""
+        reaper = getattr(self, "_reaper", None)
+        if reaper is not None:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            del self._reaper
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, engine.shutdown)
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            self._close_audit()
+        finally:
+            if getattr(self, "_store", None) is not None:
+                self._store.close()
+                del self._store
+            if self.socket_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.socket_path.unlink()
+                self.socket_path = None
+            if getattr(self, "_lock", None) is not None:
+                self._lock.release()
+                del self._lock
+
+    def _close_audit(self) -> None:
+        audit = getattr(self, "_audit", None)
+        if audit is None:
+            return
+        del self._audit
+        try:
+            audit.append("daemon.stop")
+        except RlmboxError as exc:   # a failed log stays failed; the stop goes on
+            log.warning("the audit log refused daemon.stop: %s", exc)
+        try:
+            audit.close()
+        except RlmboxError:
+            log.exception("closing the audit log failed")

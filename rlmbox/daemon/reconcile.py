@@ -1,0 +1,74 @@
+"""Reconciliation at start: the daemon's answer to "a crash leaves no orphaned sandboxes".
+
+Every session the database still calls ``open`` belonged to a daemon that stopped without
+closing it. Each is marked ``lost`` and audited (``session.lost``, with what was found and
+killed). Process sandboxes normally die with their daemon (``--die-with-parent``); any
+survivor recorded by (pid, start time), and anything left in its cgroup, is killed. Docker
+containers carry owner labels, and ``collect_garbage`` removes those whose owner is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from rlmbox.daemon.store import SessionRow, Store
+from rlmbox.daemon.survivors import kill_cgroup, kill_recorded, remove_staging
+from rlmbox.errors import RlmboxError
+from rlmbox.runtime.events import AuditSink
+
+log = logging.getLogger("rlmbox.daemon")
+LOST_REASON = "the daemon that ran it stopped without closing it (crash or kill)"
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    lost: list[str]
+    killed_processes: int
+    removed_containers: list[str]
+
+
+def reconcile(store: Store, audit: AuditSink) -> Reconciled:
+    """Marks every leftover open session lost, kills what survives of it, audits each."""
+    rows = store.open_sessions()
+    killed_total = 0
+    for row in rows:
+        killed = _kill_process_sandbox(row) if row.backend == "process" else 0
+        killed_total += killed
+        store.end_session(row.id, "lost", LOST_REASON)
+        audit.append("session.lost", session=row.id, tenant=row.tenant, reason=LOST_REASON,
+                     backend=row.backend, sandbox_id=row.sandbox_id,
+                     survivors_killed=killed, policy=row.policy,
+                     policy_sha256=row.policy_sha256)
+    containers = _collect_docker() if any(r.backend == "docker" for r in rows) else []
+    if rows or containers:
+        audit.append("daemon.reconciled", lost=[r.id for r in rows],
+                     survivors_killed=killed_total, containers_removed=containers)
+    audit.sync()
+    return Reconciled([r.id for r in rows], killed_total, containers)
+
+
+def _kill_process_sandbox(row: SessionRow) -> int:
+    killed = kill_recorded(row.sandbox_pids)
+    if row.sandbox_id:
+        killed += kill_cgroup(row.sandbox_id)
+        remove_staging(row.sandbox_id)
+    return killed
+
+
+def _collect_docker() -> list[str]:
+    """What ``rlmbox gc`` does: removes containers whose owning process is gone. An
+    engine that cannot be reached is logged, not fatal: sessions are still marked lost."""
+    try:
+        from rlmbox.sandboxes.docker.backend import default_stage_root  # noqa: PLC0415 - docker only
+        from rlmbox.sandboxes.docker.engine import connect  # noqa: PLC0415
+        from rlmbox.sandboxes.docker.owner import collect_garbage  # noqa: PLC0415
+
+        client = connect()
+        try:
+            return collect_garbage(client, default_stage_root())
+        finally:
+            client.close()
+    except (ImportError, RlmboxError) as exc:
+        log.warning("cannot collect orphaned containers: %s", exc)
+        return []

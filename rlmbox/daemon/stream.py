@@ -1,0 +1,125 @@
+"""``GET /v1/sessions/{id}/exec/stream``: one cell over a WebSocket, output as it happens.
+
+Protocol: after the upgrade the client sends one text message, the same JSON object as
+the body of ``POST .../exec`` (``{"code", "timeout_s"?}``). The server answers with
+``{"type": "output", "stream", "data"}`` messages while the cell runs, then one
+``{"type": "result", ...}`` (the JSON of ``POST .../exec`` plus ``stream_dropped``) and
+closes normally. A bad request message gets ``{"type": "error", "error": {"type",
+"message"}}`` and a close with 1008 (policy violation); an oversized one a close with 1009.
+
+The output pieces are the session's own ``on_output`` pieces (already capped per cell by
+the policy); this module only carries them from the exec thread to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from rlmbox.daemon import models as m
+from rlmbox.daemon.validation import parse_body
+from rlmbox.daemon.wire import INVALID_REQUEST, error_body, result_json, status_for
+from rlmbox.errors import DaemonError, RlmboxError
+from rlmbox.runtime.results import ExecResult
+
+FIRST_MESSAGE_TIMEOUT_S = 60.0
+RELAY_LIMIT_CHARS = 1024 * 1024
+Send = Callable[[str, str], Awaitable[None]]
+
+
+class OutputRelay:
+    """Output pieces from the exec thread to the socket, at most ``limit`` chars queued.
+
+    When the client reads more slowly than the cell prints, pieces are dropped rather
+    than blocking the exec thread: a blocked exec thread would stop reading the sandbox's
+    frames (host calls, the result, its own deadline) for as long as the slowest client
+    wished, and the result carries the whole capped output anyway. After the first drop
+    nothing more is relayed for the cell, so what a client received is always a prefix of
+    each stream; ``dropped`` counts the pieces it did not get.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = RELAY_LIMIT_CHARS) -> None:
+        self._loop = loop
+        self._limit = limit
+        self._pieces: collections.deque[tuple[str, str]] = collections.deque()
+        self._size = 0
+        self._wake = asyncio.Event()
+        self._done = False
+        self.dropped = 0
+
+    def offer(self, stream: str, text: str) -> None:
+        """The session's ``on_output``; runs on the exec thread, never blocks."""
+        self._loop.call_soon_threadsafe(self._put, stream, text)
+
+    def _put(self, stream: str, text: str) -> None:
+        if self.dropped or self._size + len(text) > self._limit:
+            self.dropped += 1
+            return
+        self._pieces.append((stream, text))
+        self._size += len(text)
+        self._wake.set()
+
+    def finish(self) -> None:
+        """No more pieces: the exec call returned (its offers ran before this, in order)."""
+        self._done = True
+        self._wake.set()
+
+    async def pump(self, send: Send) -> None:
+        """Sends pieces until ``finish`` and the queue is empty."""
+        while True:
+            while self._pieces:
+                stream, text = self._pieces.popleft()
+                self._size -= len(text)
+                await send(stream, text)
+            if self._done:
+                return
+            self._wake.clear()
+            await self._wake.wait()
+
+
+def error_message(exc: RlmboxError) -> dict[str, Any]:
+    status, kind = status_for(exc)
+    return {"type": "error", "status": status, **error_body(kind, str(exc))}
+
+
+async def read_request(ws: web.WebSocketResponse) -> m.ExecRequest | None:
+    """The client's one request message, or None after answering a bad one and closing."""
+    try:
+        msg = await ws.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
+    except TimeoutError:
+        error = DaemonError(f"no request message within {FIRST_MESSAGE_TIMEOUT_S:g} s",
+                            status=400, type=INVALID_REQUEST)
+    else:
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
+                        WSMsgType.ERROR):
+            return None   # the client left, or sent too much: aiohttp has closed (1009)
+        if msg.type is not WSMsgType.TEXT:
+            error = DaemonError("the request must be one JSON text message", status=400,
+                                type=INVALID_REQUEST)
+        else:
+            try:
+                return parse_body(m.ExecRequest, msg.data.encode("utf-8", "surrogatepass"))
+            except DaemonError as exc:
+                error = exc
+    await send_json(ws, error_message(error))
+    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"invalid request")
+    return None
+
+
+async def send_json(ws: web.WebSocketResponse, body: dict[str, Any]) -> None:
+    """Sends unless the client has gone: a vanished client does not stop the cell."""
+    if ws.closed:
+        return
+    try:
+        await ws.send_str(json.dumps(body))
+    except (ConnectionError, RuntimeError):   # closing transport
+        return
+
+
+def result_message(result: ExecResult, dropped: int) -> dict[str, Any]:
+    return {"type": "result", **result_json(result), "stream_dropped": dropped}

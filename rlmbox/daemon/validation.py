@@ -1,0 +1,59 @@
+"""Turning raw request bytes into a validated request model, or a DaemonError (400).
+
+This is the one place untrusted request bodies are parsed; ``fuzz/fuzz_daemon_request.py``
+drives it. Whatever the bytes, it returns a model or raises DaemonError, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from rlmbox.daemon.wire import INVALID_REQUEST
+from rlmbox.errors import DaemonError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False)[:10]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    """``raw`` as ``model``; DaemonError(400, InvalidRequest) saying what is wrong."""
+    try:
+        data: Any = json.loads(raw) if raw.strip() else {}
+    except (ValueError, RecursionError) as exc:   # UnicodeDecodeError is a ValueError
+        raise DaemonError(f"the body is not valid JSON: {exc}"[:500], status=400,
+                          type=INVALID_REQUEST) from None
+    if not isinstance(data, dict):
+        raise DaemonError("the body must be a JSON object", status=400, type=INVALID_REQUEST)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise DaemonError(f"invalid request: {_describe(exc)}", status=400,
+                          type=INVALID_REQUEST) from None
+    except (RecursionError, ValueError) as exc:   # absurd nesting deep inside ``context``
+        raise DaemonError(f"invalid request: {type(exc).__name__}", status=400,
+                          type=INVALID_REQUEST) from None
+
+
+def query_int(query: Any, name: str, default: int, *, low: int, high: int) -> int:
+    """An integer query parameter within [low, high]."""
+    text = query.get(name)
+    if text is None:
+        return default
+    if not isinstance(text, str) or not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise DaemonError(f"query parameter {name} must be a non-negative integer",
+                          status=400, type=INVALID_REQUEST)
+    value = int(text)
+    if not low <= value <= high:
+        raise DaemonError(f"query parameter {name} must be between {low} and {high}",
+                          status=400, type=INVALID_REQUEST)
+    return value

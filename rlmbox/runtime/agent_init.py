@@ -1,0 +1,55 @@
+"""The agent's ``init``: what a fresh sandbox is told about its session, and the handshake.
+
+The config names the host functions to inject, the caps the agent applies to the honest
+path (output, imports), and the confinement layers it installs on itself. None of it is
+trusted on the way back: the host enforces every limit again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from rlmbox.errors import RlmboxError, SandboxCrashed
+from rlmbox.policies.model import Policy
+from rlmbox.runtime.events import EventScope
+from rlmbox.sandboxes.base import Sandbox
+
+INIT_TIMEOUT_S = 30.0
+
+
+def agent_config(policy: Policy, sandbox: Sandbox, functions: Iterable[str],
+                 tools: Iterable[str]) -> dict[str, Any]:
+    """The ``init`` frame's config (without the context, which the caller stages)."""
+    return {
+        "functions": sorted(n for n in functions if not n.startswith(("tool.", "context."))),
+        "tools": sorted(tools),
+        "output_limit": policy.limits.output_bytes,
+        "context_mode": policy.context.mode,
+        "code_mode": policy.code.mode,
+        "allowed_imports": sorted(policy.code.allowed_imports),
+        "seccomp": True, "landlock": True,
+        "writable": sandbox.writable_paths(),
+    }
+
+
+def init_agent(sandbox: Sandbox, config: dict[str, Any], scope: EventScope) -> None:
+    """Sends ``init`` and waits for its result; audits ``session.ready`` with what the
+    agent says it applied (reported by the sandbox, so recorded, not relied on)."""
+    init_id = "init-" + scope.session
+    sandbox.send({"t": "init", "id": init_id, "config": config})
+    while True:
+        try:
+            frame = sandbox.recv(INIT_TIMEOUT_S)
+        except SandboxCrashed as exc:
+            time.sleep(0.02)   # let the kernel record why before asking
+            raise SandboxCrashed("the sandbox died while initialising (loading the "
+                                 f"context?): {sandbox.death_reason()}") from exc
+        if frame is None:
+            raise RlmboxError(f"the sandbox did not finish initialising in {INIT_TIMEOUT_S:g} s")
+        if frame["t"] == "result" and frame["id"] == init_id:
+            break
+    if frame["status"] != "ok":
+        raise RlmboxError(f"the sandbox failed to initialise: {frame.get('error')}")
+    scope.event("session.ready", confinement=frame.get("answer"))

@@ -1,0 +1,285 @@
+"""The REPL: the namespace model code runs in, host functions as callables, answers.
+
+It speaks the frame protocol on the stdin/stdout it was started with, which it moves to
+private descriptors at once (or, given ``--connect=<path>``, on a Unix socket the host
+listens on); model code gets fd 0 = /dev/null and fds 1 and 2 = pipes that
+a pump thread streams back as ``output`` frames, so ``print``, ``os.write(1, ...)``, C
+extensions and child processes are all captured and capped.
+
+Nothing here is a security boundary: model code runs in this very process and can forge
+any frame. The host treats every frame as hostile. What the agent does is make the honest
+path correct: persistent namespace, interrupts that keep state, answers, host calls as
+plain Python functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import sys
+import threading
+import traceback
+import types
+from collections.abc import Callable
+from typing import Any
+
+from rlmbox.sandboxes import protocol
+from rlmbox.sandboxes.agent.frame_io import FrameIO
+from rlmbox.sandboxes.agent.pump import OutputPump
+
+_MAX_ERROR_CHARS = 64 * 1024
+_INJECTED_ERRORS = ("HostCallError", "PolicyDenied", "BudgetExceeded")
+
+
+class HostCallError(Exception):
+    """A host function failed; the message comes from the host."""
+
+    # injected into the namespace like a builtin: tracebacks name it without a module path
+    __module__ = "builtins"
+
+
+class PolicyDenied(HostCallError):
+    """The policy refused this call."""
+
+    __module__ = "builtins"
+
+
+class BudgetExceeded(HostCallError):
+    """A budget of the session tree is spent."""
+
+    __module__ = "builtins"
+
+
+_ERROR_TYPES: dict[str, type[Exception]] = {
+    "PolicyDenied": PolicyDenied,
+    "BudgetExceeded": BudgetExceeded,
+    "ValueError": ValueError,
+    "TypeError": TypeError,
+    "KeyError": KeyError,
+    "IndexError": IndexError,
+}
+
+
+class Agent:
+    """Owns the namespace and runs cells; host functions become plain callables."""
+
+    def __init__(self, io: FrameIO, stdout_r: int, stderr_r: int) -> None:
+        self.io = io
+        self._stdout_r, self._stderr_r = stdout_r, stderr_r
+        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.injected: dict[str, Any] = {}
+        self.pump: OutputPump | None = None
+        self.confinement: dict[str, str] = {}
+        self.output_limit = 1024 * 1024
+        self.restricted: Callable[[dict[str, Any]], None] | None = None
+        self._builtins: Any = __builtins__
+        self._call_ids = itertools.count(1)
+        self._call_lock = threading.Lock()
+        self._in_cell = False
+        self._answer: Any = None
+        self._has_answer = False
+
+    # --- host calls ---------------------------------------------------------------
+
+    def call_host(self, fn: str, *args: Any, **kwargs: Any) -> Any:
+        with self._call_lock:
+            call_id = next(self._call_ids)
+            try:
+                self.io.send({"t": "call", "call": call_id, "fn": fn,
+                              "args": list(args), "kwargs": kwargs})
+            except protocol.FrameError as exc:
+                raise TypeError(f"{fn}: arguments must be JSON values under the frame "
+                                f"cap ({exc})") from None
+            while True:
+                frame = self.io.recv()
+                if frame["t"] == "shutdown":
+                    os._exit(0)
+                if frame["t"] == "reply" and frame["call"] == call_id:
+                    break
+        if frame["ok"]:
+            return frame.get("value")
+        error = frame.get("error") or {}
+        kind = _ERROR_TYPES.get(str(error.get("type")), HostCallError)
+        raise kind(str(error.get("message", "host call failed")))
+
+    def host_function(self, fn: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self.call_host(fn, *args, **kwargs)
+        call.__name__ = call.__qualname__ = fn.rsplit(".", 1)[-1]
+        call.__doc__ = f"Calls the host function {fn!r}; the host's policy decides."
+        return call
+
+    # --- answers ------------------------------------------------------------------
+
+    def final(self, value: Any) -> None:
+        self._answer, self._has_answer = value, True
+
+    def final_var(self, name: str) -> None:
+        if name not in self.namespace:
+            raise NameError(f"FINAL_VAR: no variable named {name!r}")
+        self.final(self.namespace[name])
+
+    def show_vars(self) -> None:
+        for name, value in sorted(self.namespace.items()):
+            if name.startswith("_") or name in self.injected or name == "__builtins__":
+                continue
+            print(f"{name}: {type(value).__name__}")
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def init(self, frame: dict[str, Any]) -> dict[str, Any]:
+        config = frame["config"]
+        self.output_limit = int(config.get("output_limit", self.output_limit))
+        for name in config.get("functions", []):
+            self.injected[name.rsplit(".", 1)[-1]] = self.host_function(name)
+        for name in config.get("tools", []):
+            self.injected[name] = self.host_function(f"tool.{name}")
+        self.injected.update({
+            "FINAL": self.final, "FINAL_VAR": self.final_var, "SHOW_VARS": self.show_vars,
+            **{name: _exception_class(name) for name in _INJECTED_ERRORS},
+        })
+        self.injected["context"] = self._load_context(config)
+        if config.get("code_mode") == "restricted":
+            from rlmbox.sandboxes.agent import restricted_guards  # noqa: PLC0415
+            allowed = frozenset(config.get("allowed_imports", []))
+            restricted_guards.install(self.namespace, allowed)
+            self._builtins = self.namespace["__builtins__"]   # the restricted set, kept
+        if self.pump is None:   # not confined at start-up: do it now, still single-threaded
+            self.confine(config)
+        self._restore_injected()
+        return {"t": "result", "id": frame["id"], "status": "ok", "has_answer": True,
+                "answer": self.confinement}
+
+    def confine(self, config: dict[str, Any]) -> None:
+        """Applies Landlock and seccomp, then starts the output pump: Landlock binds only
+        the calling thread, so it must come before any other thread exists."""
+        self.confinement = _confine(config)
+        self.pump = OutputPump(self.io, self._stdout_r, self._stderr_r)
+
+    def _load_context(self, config: dict[str, Any]) -> Any:
+        spec = config.get("context")
+        if not spec:
+            return None
+        if config.get("context_mode") == "gated":
+            from rlmbox.sandboxes.agent import gated_context  # noqa: PLC0415
+            return gated_context.GatedContext(self.call_host)
+        with open(spec["path"], encoding="utf-8") as handle:
+            if spec.get("kind") == "json":
+                import json  # noqa: PLC0415
+                return json.load(handle)
+            return handle.read()
+
+    def _restore_injected(self) -> None:
+        self.namespace.update(self.injected)
+        self.namespace["__builtins__"] = self._builtins
+
+    def run_cell(self, frame: dict[str, Any]) -> dict[str, Any]:
+        cell_id = frame["id"]
+        assert self.pump is not None  # noqa: S101 - init always precedes exec
+        self.pump.begin(cell_id, self.output_limit)
+        self._answer, self._has_answer = None, False
+        status, error = "ok", None
+        signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            code = compile(frame["code"], "<cell>", "exec")
+            self._in_cell = True
+            try:
+                exec(code, self.namespace)  # noqa: S102 - running model code is the job
+            finally:
+                self._in_cell = False
+        except KeyboardInterrupt:
+            status, error = "interrupted", "KeyboardInterrupt: the cell was interrupted"
+        except BaseException as exc:
+            status, error = "error", _format_error(exc)
+        finally:
+            signal.signal(signal.SIGINT, self._on_sigint)
+        self._flush_streams()
+        if status == "ok" and not self._has_answer:
+            self._answer_from_dict()
+        dropped = self.pump.finish()
+        self._restore_injected()
+        result: dict[str, Any] = {"t": "result", "id": cell_id, "status": status,
+                                  "error": error, "dropped": dropped}
+        if self._has_answer:
+            result["has_answer"] = True
+            result["answer"] = _jsonable(self._answer)
+        return _fit_in_frame(result)
+
+    def _answer_from_dict(self) -> None:
+        answer = self.namespace.get("answer")
+        if isinstance(answer, dict) and answer.get("ready") is True:
+            self.final(answer.get("content"))
+
+    def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
+        if self._in_cell:
+            raise KeyboardInterrupt
+
+    @staticmethod
+    def _flush_streams() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+
+    def serve(self) -> None:
+        self.io.send({"t": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
+        while True:
+            frame = self.io.recv()
+            kind = frame["t"]
+            if kind == "shutdown":
+                self._flush_streams()
+                os._exit(0)
+            elif kind == "init":
+                self.io.send(self.init(frame))
+            elif kind == "exec":
+                self.io.send(self.run_cell(frame))
+            # a stray reply (its call already gave up) is dropped
+
+
+def _exception_class(name: str) -> type[Exception]:
+    return {"HostCallError": HostCallError, "PolicyDenied": PolicyDenied,
+            "BudgetExceeded": BudgetExceeded}[name]
+
+
+def _confine(config: dict[str, Any]) -> dict[str, str]:
+    applied: dict[str, str] = {}
+    if not (config.get("landlock") or config.get("seccomp")):
+        return applied
+    from rlmbox.sandboxes.process import confine  # noqa: PLC0415
+    if config.get("landlock"):
+        applied["landlock"] = confine.install_landlock(list(config.get("writable", ["/tmp"])))
+    if config.get("seccomp"):
+        applied["seccomp"] = confine.install_seccomp()
+    return applied
+
+
+def _format_error(exc: BaseException) -> str:
+    """The traceback as model code should see it: its own frames, not the agent's."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip()
+
+
+def _fit_in_frame(result: dict[str, Any]) -> dict[str, Any]:
+    """A result that cannot travel (an answer over the frame cap) becomes an error result."""
+    if isinstance(result.get("error"), str) and len(result["error"]) > _MAX_ERROR_CHARS:
+        result["error"] = result["error"][:_MAX_ERROR_CHARS] + "\n[error message truncated]"
+    try:
+        protocol.encode(result)
+    except protocol.FrameError as exc:
+        return {"t": "result", "id": result["id"], "status": "error",
+                "dropped": result.get("dropped", {}),
+                "error": f"the answer cannot be returned: {exc}; keep it in a variable and "
+                         "return a smaller part"}
+    return result
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        protocol.encode({"v": value})
+    except (protocol.FrameError, RecursionError):
+        return repr(value) if not isinstance(value, str) else value
+    return value

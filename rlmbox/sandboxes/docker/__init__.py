@@ -1,0 +1,1 @@
+"""Docker engine backend: hardened containers, runtime runc or runsc (gVisor)."""

@@ -1,0 +1,1 @@
+"""Process backend: a local jail (bubblewrap, Landlock, seccomp, cgroups, rlimits)."""

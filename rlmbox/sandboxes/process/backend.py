@@ -1,0 +1,387 @@
+"""The ``process`` backend, the embedded default: a local process jail.
+
+With bubblewrap: new user, pid, net, ipc, uts and cgroup namespaces; only /usr (and the
+interpreter's prefix), the agent bundle and the staged context are visible, read-only; a
+size-capped private tmpfs is /tmp and the working directory; ``--die-with-parent`` and
+``--new-session``. Around it: rlimits, and when running as root, a cgroup (memory, pids,
+CPU) and an unprivileged host uid. Inside, the agent adds Landlock and seccomp before any
+model code runs.
+
+Without bubblewrap it falls back to the layers it can still apply (rlimits, a cgroup and
+network/ipc/uts namespaces when root, Landlock, seccomp) and declares only those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from rlmbox.errors import SandboxUnavailable
+from rlmbox.sandboxes.base import (
+    BackendReport,
+    IsolationProperty,
+    SandboxInfo,
+    SandboxSpec,
+)
+from rlmbox.sandboxes.bundle import agent_bundle_dir, cache_root
+from rlmbox.sandboxes.channel import FrameChannel
+from rlmbox.sandboxes.process import spawner
+from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
+from rlmbox.sandboxes.protocol import Frame
+
+P = IsolationProperty
+SANDBOX_UID = 65534          # "nobody": the host uid sandboxes run as when rlmbox runs as root
+READY_TIMEOUT_S = 15.0
+_AGENT_INSIDE = "/rlmbox/agent/agent.py"
+_STAGE_INSIDE = "/rlmbox/stage"
+_CLONE_NEWNET, _CLONE_NEWIPC, _CLONE_NEWUTS = 0x40000000, 0x08000000, 0x04000000
+
+
+def _readable_by_others(path: Path) -> bool:
+    """True when a uid other than ours can reach and read ``path`` (each parent o+x)."""
+    try:
+        current = path.resolve()
+        if not current.stat().st_mode & 0o004:
+            return False
+        return all(parent.stat().st_mode & 0o001 for parent in current.parents)
+    except OSError:
+        return False
+
+
+def sandbox_python(drop_uid: bool) -> Path:
+    """The interpreter to run inside: the host's own, or /usr/bin/python3 when the
+    sandbox's uid cannot read the host's (e.g. a pyenv under a private /root)."""
+    override = os.environ.get("RLMBOX_SANDBOX_PYTHON")
+    if override:
+        return Path(override)
+    own = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    if not drop_uid or _readable_by_others(own):
+        return own
+    system = Path("/usr/bin/python3")
+    if system.exists() and _readable_by_others(system):
+        return system.resolve()
+    raise SandboxUnavailable(
+        f"no Python interpreter readable by the sandbox uid {SANDBOX_UID}: {own} is private; "
+        "install Debian's python3 or set RLMBOX_SANDBOX_PYTHON")
+
+
+class ProcessBackend:
+    """Creates :class:`ProcessSandbox` instances; probes what this machine provides."""
+
+    name = "process"
+
+    def __init__(self, *, use_bwrap: bool | None = None) -> None:
+        self._bwrap = shutil.which("bwrap")
+        if use_bwrap is False:
+            self._bwrap = None
+        elif use_bwrap and not self._bwrap:
+            raise SandboxUnavailable("bubblewrap (bwrap) is not installed: apt-get install "
+                                     "bubblewrap")
+        self._cgroups = cgroup_version()
+        self._drop_uid = os.geteuid() == 0
+        self._properties: frozenset[IsolationProperty] | None = None
+
+    @property
+    def uses_bwrap(self) -> bool:
+        return self._bwrap is not None
+
+    def declared_properties(self) -> frozenset[IsolationProperty]:
+        """What the set-up enforces by construction (the probe confirms the rest)."""
+        props: set[IsolationProperty] = set()
+        if self._cgroups:
+            props |= {P.MEMORY_LIMIT, P.PIDS_LIMIT, P.CPU_LIMIT}
+        else:
+            props.add(P.MEMORY_LIMIT)   # RLIMIT_AS still bounds each process
+        props.add(P.CPU_LIMIT)          # RLIMIT_CPU
+        if self._bwrap:
+            props |= {P.PID_NAMESPACE, P.TREE_KILL, P.DISK_LIMIT}
+        elif self._cgroups:
+            props.add(P.TREE_KILL)
+        return frozenset(props)
+
+    def create(self, spec: SandboxSpec) -> ProcessSandbox:
+        return ProcessSandbox(self, spec)
+
+    def probe(self) -> BackendReport:
+        """Starts a real sandbox and derives its properties from what it observes."""
+        from rlmbox.sandboxes.probe import (  # noqa: PLC0415 - only doctor needs it
+            observed_properties,
+            run_probe,
+        )
+        try:
+            sandbox = self.create(SandboxSpec())
+        except SandboxUnavailable as exc:
+            return BackendReport(self.name, False, str(exc))
+        try:
+            run = run_probe(sandbox, READY_TIMEOUT_S)
+        finally:
+            sandbox.kill()
+        if run.init is None:
+            raise SandboxUnavailable("the sandbox did not answer its probe in time")
+        facts, result, init = run.facts, run.ok, run.init
+        props = observed_properties(facts) | self.declared_properties()
+        mechanism = "bubblewrap" if self._bwrap else "rlimits+namespaces (no bubblewrap)"
+        layers = ", ".join(f"{k} {v}" for k, v in (init.get("answer") or {}).items())
+        cg = f"cgroup v{self._cgroups}" if self._cgroups else "no cgroup (not root)"
+        detail = f"{mechanism}; {cg}; {layers}" if result else "probe cell failed"
+        self._properties = props
+        return BackendReport(self.name, bool(result), detail, props)
+
+    def properties(self) -> frozenset[IsolationProperty]:
+        if self._properties is None:
+            self.probe()
+        assert self._properties is not None  # noqa: S101 - set by probe
+        return self._properties
+
+
+class ProcessSandbox:
+    """One jailed agent process. Never reused across sessions; ``kill`` is idempotent."""
+
+    def __init__(self, backend: ProcessBackend, spec: SandboxSpec) -> None:
+        self._backend = backend
+        self._spec = spec
+        self._id = "p-" + secrets.token_hex(6)
+        self._dead = False
+        self._cgroup: Cgroup | None = None
+        self._cgroup_removed = False
+        self._oom = False
+        self._pids_hit = False
+        self._stage = cache_root() / "stage" / self._id
+        self._stage.mkdir(parents=True, mode=0o700)
+        os.chmod(self._stage.parent, 0o711)  # noqa: S103 - traversable, not listable
+        # only the sandbox's uid (and root) may enter: staged contexts are confidential
+        self._own(self._stage)
+        self._work = cache_root() / "work" / self._id   # the fallback's private cwd
+        if not backend._bwrap:
+            self._work.mkdir(parents=True, mode=0o700)
+            os.chmod(self._work.parent, 0o711)  # noqa: S103 - traversable, not listable
+            self._own(self._work)
+        try:
+            if backend._cgroups:
+                lim = spec.limits
+                self._cgroup = Cgroup(self._id, CgroupLimits(
+                    lim.memory_bytes, lim.pids, lim.cpu_cores), backend._cgroups)
+            self._proc, self._init_pid = spawner.spawn(self._start)
+            self._channel = FrameChannel(self._proc.stdout.fileno(),  # type: ignore[union-attr]
+                                         self._proc.stdin.fileno())  # type: ignore[union-attr]
+            self._agent_pid = self._await_ready()
+        except BaseException:
+            self.kill()
+            raise
+
+    # --- start ------------------------------------------------------------------------
+
+    def _argv(self, python: Path, info_fd: int | None) -> list[str]:
+        confine = "--confine=" + json.dumps({
+            "seccomp": self._spec.seccomp, "landlock": self._spec.landlock,
+            "writable": self.writable_paths()}, separators=(",", ":"))
+        agent = [str(python), "-I", "-B", _AGENT_INSIDE, confine]
+        if not self._backend._bwrap:
+            return [str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py"), confine]
+        argv = [self._backend._bwrap, "--unshare-user", "--unshare-pid", "--unshare-net",
+                "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
+                "--die-with-parent", "--new-session", "--hostname", "rlmbox",
+                "--ro-bind", "/usr", "/usr"]
+        for top in ("bin", "sbin", "lib", "lib32", "lib64"):
+            path = Path("/") / top
+            if path.is_symlink():
+                argv += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                argv += ["--ro-bind", str(path), str(path)]
+        prefix = python.parent.parent
+        if not str(python).startswith("/usr/"):
+            argv += ["--ro-bind", str(prefix), str(prefix)]
+        argv += ["--ro-bind", str(agent_bundle_dir()), "/rlmbox/agent",
+                 "--ro-bind", str(self._stage), _STAGE_INSIDE,
+                 "--proc", "/proc", "--dev", "/dev",
+                 "--size", str(self._spec.limits.disk_bytes), "--tmpfs", "/tmp",
+                 "--chdir", "/tmp", "--clearenv",
+                 "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+                 "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
+                 "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+        if info_fd is not None:
+            argv += ["--info-fd", str(info_fd)]
+        return [*argv, "--", *agent]
+
+    def _start(self) -> tuple[subprocess.Popen[bytes], int | None]:
+        python = sandbox_python(self._backend._drop_uid)
+        info_r, info_w = os.pipe() if self._backend._bwrap else (-1, -1)
+        argv = self._argv(python, info_w if info_w >= 0 else None)
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        if not self._backend._bwrap:
+            env.update(HOME=str(self._work), TMPDIR=str(self._work))
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=env, close_fds=True,
+                pass_fds=(info_w,) if info_w >= 0 else (),
+                cwd=self._work if not self._backend._bwrap else None,
+                preexec_fn=self._preexec, start_new_session=True)  # noqa: PLW1509
+        except OSError as exc:
+            raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
+        finally:
+            if info_w >= 0:
+                os.close(info_w)
+        init_pid: int | None = None
+        if info_r >= 0:
+            with os.fdopen(info_r, "rb") as info:
+                raw = info.read(4096)
+            with contextlib.suppress(ValueError):
+                init_pid = int(json.loads(raw or b"{}").get("child-pid", 0)) or None
+        return proc, init_pid
+
+    def _preexec(self) -> None:
+        """Runs in the child between fork and exec: cgroup, rlimits, then drop the uid."""
+        if self._cgroup is not None:
+            for procs in self._cgroup.procs_files():
+                with open(procs, "w") as handle:
+                    handle.write("0")
+        lim = self._spec.limits
+        extra = 256 * 1024 * 1024
+        address_space = lim.memory_bytes * 2 + extra if self._cgroup else lim.memory_bytes + extra
+        for which, value in ((resource.RLIMIT_AS, address_space),
+                             (resource.RLIMIT_CPU, lim.cpu_seconds),
+                             (resource.RLIMIT_NOFILE, lim.open_files),
+                             (resource.RLIMIT_FSIZE, lim.file_size_bytes),
+                             (resource.RLIMIT_CORE, 0)):
+            resource.setrlimit(which, (value, value))
+        if not self._backend._bwrap and os.geteuid() == 0:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS)
+        if self._backend._drop_uid:
+            os.setgroups([])
+            os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+            os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+
+    def _await_ready(self) -> int:
+        frame = self._channel.recv(READY_TIMEOUT_S) if self._proc.poll() is None else None
+        if frame is None or frame["t"] != "ready":
+            detail = self._startup_stderr()
+            raise SandboxUnavailable(f"the sandbox did not start: {detail or 'no ready frame'}")
+        self._close_stderr()
+        return self._find_agent_pid()
+
+    def _find_agent_pid(self) -> int:
+        """The agent's host pid, measured on the host (the ready frame's pid is untrusted)."""
+        if self._init_pid is None:
+            return self._proc.pid
+        children = Path(f"/proc/{self._init_pid}/task/{self._init_pid}/children")
+        with contextlib.suppress(OSError, ValueError):
+            pids = children.read_text().split()
+            if pids:
+                return int(pids[0])
+        return self._init_pid
+
+    def _startup_stderr(self) -> str:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        stderr = self._proc.stderr
+        text = stderr.read(8192).decode(errors="replace").strip() if stderr else ""
+        return text.splitlines()[-1] if text else ""
+
+    def _close_stderr(self) -> None:
+        if self._proc.stderr is not None:
+            self._proc.stderr.close()
+
+    # --- Sandbox protocol -----------------------------------------------------------
+
+    @property
+    def info(self) -> SandboxInfo:
+        runtime = "bwrap" if self._backend._bwrap else "rlimits"
+        return SandboxInfo(backend="process", sandbox_id=self._id, runtime=runtime,
+                           transport="pipe")
+
+    @property
+    def properties(self) -> frozenset[IsolationProperty]:
+        return self._backend.properties()
+
+    @property
+    def spec(self) -> SandboxSpec:
+        return self._spec
+
+    def _own(self, path: Path) -> None:
+        if self._backend._drop_uid:
+            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+
+    def stage(self, source: Path, name: str) -> str:
+        """Hard-links ``source`` into the private stage directory when the sandbox uid may
+        read the file itself (no copy of a 1 GB context); copies it otherwise."""
+        target = self._stage / name
+        try:
+            if self._backend._drop_uid and not source.stat().st_mode & 0o004:
+                raise PermissionError("not readable by the sandbox uid: copy instead")
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o644)
+        if not self._backend._bwrap:
+            return str(target)
+        return f"{_STAGE_INSIDE}/{name}"
+
+    def writable_paths(self) -> list[str]:
+        return ["/tmp", "/dev"] if self._backend._bwrap else [str(self._work), "/dev"]
+
+    def host_pids(self) -> list[int]:
+        """Host pids of the sandbox's own processes (bwrap, then the namespace's init),
+        so a daemon can record them and kill a survivor after it crashed."""
+        pids = [self._proc.pid]
+        if self._init_pid is not None:
+            pids.append(self._init_pid)
+        return pids
+
+    def send(self, frame: Frame, timeout: float | None = None) -> None:
+        self._channel.send(frame, timeout)
+
+    def recv(self, timeout: float | None) -> Frame | None:
+        return self._channel.recv(timeout)
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._agent_pid, signal.SIGINT)
+
+    def death_reason(self) -> str | None:
+        code = self._proc.poll() if getattr(self, "_proc", None) is not None else None
+        if code is None and not self._dead:
+            return None
+        self._note_cgroup_events()
+        if self._oom:
+            return "out of memory (the memory limit was reached)"
+        if self._pids_hit and code not in (None, 0):
+            return "the pids limit was reached"
+        return f"the sandbox exited with status {code}"
+
+    def _note_cgroup_events(self) -> None:
+        if self._cgroup is not None and not self._cgroup_removed:
+            self._oom = self._oom or self._cgroup.oom_killed()
+            self._pids_hit = self._pids_hit or self._cgroup.pids_exhausted()
+
+    def kill(self) -> None:
+        if getattr(self, "_proc", None) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                if self._init_pid:
+                    os.kill(self._init_pid, signal.SIGKILL)  # pid-ns init: takes all with it
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+                with contextlib.suppress(OSError):
+                    if stream is not None:
+                        stream.close()
+        if getattr(self, "_channel", None) is not None:
+            self._channel.close()
+        self._note_cgroup_events()
+        if self._cgroup is not None and not self._cgroup_removed:
+            self._cgroup.remove()   # kills any process left first (setsid escapees included)
+            self._cgroup_removed = True
+        self._dead = True
+        shutil.rmtree(self._stage, ignore_errors=True)
+        shutil.rmtree(self._work, ignore_errors=True)
