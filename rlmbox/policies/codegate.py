@@ -3,8 +3,9 @@
 Under ``code: restricted`` a cell is parsed, refused if it uses a forbidden construct
 (names or attributes starting with ``_``, ``exec``/``eval``, ``global``, ...) or imports a
 module outside the allowlist, and otherwise rewritten so that attribute access, item
-access, iteration, writes and ``print`` go through guard functions. The rewritten SOURCE
-is what the sandbox runs, with the guards of ``rlmbox.sandboxes.agent.restricted_guards``.
+access, iteration, writes and ``print`` go through guard functions. The rewritten tree is
+compiled here, at the user's own line numbers (never unparsed back to source), and the code
+object is what the sandbox runs, with the guards of ``rlmbox.sandboxes.agent.restricted_guards``.
 
 This is defence in depth, never the only boundary: Python-level restrictions have a long
 history of escapes, so the sandbox around the code must hold on its own.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+import types
 
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
@@ -53,8 +55,8 @@ def _split(message: str) -> tuple[int | None, str]:
     return int(match.group(1)), match.group(2).rstrip(".")
 
 
-def transform(code: str, allowed_imports: frozenset[str]) -> str:
-    """Checks one cell and returns the restricted source the sandbox must run.
+def transform(code: str, allowed_imports: frozenset[str]) -> types.CodeType:
+    """Checks one cell and returns the restricted code object the sandbox must run.
 
     Raises:
         CodeRejected: with the first offending ``line`` and its ``reason``; ``errors``
@@ -84,11 +86,9 @@ def transform(code: str, allowed_imports: frozenset[str]) -> str:
         line, reason = found[0]
         raise CodeRejected(f"line {line}: {reason}", line=line or None, reason=reason,
                            errors=[f"line {n}: {r}" for n, r in found])
-    source = ast.unparse(ast.fix_missing_locations(tree))
     try:   # some errors only show at compile time ("*x" alone, "return" outside a def)
-        compile(source, "<cell>", "exec", dont_inherit=True)
+        return compile(ast.fix_missing_locations(tree), "<cell>", "exec", dont_inherit=True)
     except SyntaxError as exc:
         reason = f"syntax error: {exc.msg}"
         raise CodeRejected(f"line {exc.lineno}: {reason}", line=exc.lineno, reason=reason,
                            errors=[f"line {exc.lineno}: {reason}"]) from exc
-    return source

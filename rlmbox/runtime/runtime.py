@@ -16,6 +16,7 @@ import enum
 import os
 import secrets
 import threading
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -208,7 +209,7 @@ class Runtime:
             functions[host_fn.name] = host_fn
         return functions
 
-    def _code_transform(self) -> Callable[[str], str] | None:
+    def _code_transform(self) -> Callable[[str], types.CodeType] | None:
         if self.policy.code.mode != "restricted":
             return None
         from rlmbox.policies.codegate import transform  # noqa: PLC0415 - optional layer

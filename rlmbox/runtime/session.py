@@ -14,6 +14,7 @@ import itertools
 import secrets
 import threading
 import time
+import types
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -30,6 +31,7 @@ from rlmbox.policies.model import Policy
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.results import CellStatus, ExecResult
+from rlmbox.sandboxes import cell_code
 from rlmbox.sandboxes.base import Sandbox
 from rlmbox.sandboxes.protocol import Frame
 
@@ -102,7 +104,7 @@ class Session:
 
     def __init__(self, *, scope: EventScope, sandbox: Sandbox, policy: Policy,
                  dispatcher: CallDispatcher,
-                 transform: Callable[[str], str] | None = None,
+                 transform: Callable[[str], types.CodeType] | None = None,
                  durable_cells: bool = True,
                  on_close: Callable[[Session], None] | None = None) -> None:
         self.scope = scope
@@ -214,10 +216,10 @@ class Session:
         self.cells_run += 1
         started = time.monotonic()
         self._event("code.exec", cell=cell_id, bodies={"code": code})
-        source = code
+        frame: dict[str, Any] = {"t": "exec", "id": cell_id, "code": code}
         if self._transform is not None:
             try:
-                source = self._transform(code)
+                frame.update(cell_code.pack(self._transform(code)))
             except SessionError:
                 raise
             except Exception as exc:
@@ -225,8 +227,7 @@ class Session:
                 return self._result(cell_id, started, "error", error=str(exc))
         deadline = self._cell_deadline(timeout)
         try:
-            self.sandbox.send({"t": "exec", "id": cell_id, "code": source},
-                              max(0.0, deadline - time.monotonic()))
+            self.sandbox.send(frame, max(0.0, deadline - time.monotonic()))
         except (SandboxCrashed, ProtocolError) as exc:
             return self._killed(cell_id, started, _Output(0), _Output(0), 0, exc)
         listener = _Listener(on_output, lambda exc: self._event(

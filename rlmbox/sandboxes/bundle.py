@@ -21,6 +21,7 @@ _AGENT = "sandboxes/agent"
 BUNDLE_FILES: tuple[tuple[str, str], ...] = (
     ("agent.py", f"{_AGENT}/launch.py"),
     ("rlmbox/sandboxes/protocol.py", "sandboxes/protocol.py"),
+    ("rlmbox/sandboxes/cell_code.py", "sandboxes/cell_code.py"),
     ("rlmbox/sandboxes/process/confine.py", "sandboxes/process/confine.py"),
     *((f"rlmbox/{_AGENT}/{name}", f"{_AGENT}/{name}") for name in (
         "__init__.py", "main.py", "frame_io.py", "fds.py", "pump.py", "reaper.py", "repl.py",

@@ -48,7 +48,7 @@ _SPECS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
                "dropped": ("dict", False)},
     # host -> agent
     "init": {"id": ("id", True), "config": ("dict", True)},
-    "exec": {"id": ("id", True), "code": ("str", True)},
+    "exec": {"id": ("id", True), "code": ("str", True), "compiled": ("str", False)},
     "reply": {"call": ("int", True), "ok": ("bool", True), "value": (_ANY, False),
               "error": ("dict", False)},
     "shutdown": {},

@@ -18,7 +18,7 @@ STRICT = load_policy("strict").code.allowed_imports
 def run(code: str, allowed: frozenset[str] = STRICT) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "__main__"}
     restricted_guards.install(namespace, allowed)
-    exec(compile(transform(code, allowed), "<cell>", "exec"), namespace)  # noqa: S102
+    exec(transform(code, allowed), namespace)  # noqa: S102
     return namespace
 
 

@@ -85,8 +85,10 @@ def test_cli_exec_reports_a_missing_cell_file(tmp_path: Path) -> None:
     assert "cannot read" in out.stderr
 
 
-def test_cli_demo_finds_the_needle_and_names_the_audit_log(tmp_path: Path) -> None:
-    out = subprocess.run([*RLMBOX, "demo", "--audit-dir", str(tmp_path / "audit")],
+@pytest.mark.parametrize("preset", ["default", "strict", "dev"])
+def test_cli_demo_finds_the_needle_and_names_the_audit_log(tmp_path: Path, preset: str) -> None:
+    out = subprocess.run([*RLMBOX, "demo", "--policy", preset,
+                          "--audit-dir", str(tmp_path / "audit")],
                          capture_output=True, text=True, timeout=120, check=True)
     assert "answer: 7341" in out.stdout
     assert f"audit log: {tmp_path / 'audit'}" in out.stdout

@@ -63,6 +63,14 @@ class GatedContext:
 
     __str__ = __repr__
 
+    def __getattr__(self, name: str) -> Any:
+        """``context.splitlines()``, ``context.count("x")``...: a public ``str`` method runs
+        on the whole text, read through one decided ``context.read`` (so the policy's
+        per-call byte cap still applies and a large context is refused by name)."""
+        if name.startswith("_") or not callable(getattr(str, name, None)):
+            raise AttributeError(f"'GatedContext' object has no attribute {name!r}")
+        return getattr(self[:], name)
+
     def search(self, pattern: str, max_hits: int = 10) -> list[tuple[int, int, str]]:
         """Regex matches as ``(start, end, text)``, at most ``max_hits``."""
         hits = self._call("context.search", pattern, max_hits)

@@ -25,11 +25,14 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from rlmbox.sandboxes import protocol
+from rlmbox.sandboxes import cell_code, protocol
 from rlmbox.sandboxes.agent.frame_io import FrameIO
 from rlmbox.sandboxes.agent.pump import OutputPump
 
 _MAX_ERROR_CHARS = 64 * 1024
+# the agent's own frames (guards, gated context, this file) are not the user's business
+_BUNDLE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))) + os.sep
 _INJECTED_ERRORS = ("HostCallError", "PolicyDenied", "BudgetExceeded")
 
 
@@ -183,7 +186,7 @@ class Agent:
         status, error = "ok", None
         signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            code = compile(frame["code"], "<cell>", "exec")
+            code = cell_code.load(frame)
             self._in_cell = True
             try:
                 exec(code, self.namespace)  # noqa: S102 - running model code is the job
@@ -256,7 +259,8 @@ def _confine(config: dict[str, Any]) -> dict[str, str]:
 
 def _format_error(exc: BaseException) -> str:
     """The traceback as model code should see it: its own frames, not the agent's."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(_BUNDLE_ROOT)]
     lines = ["Traceback (most recent call last):\n"] if frames else []
     lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)
