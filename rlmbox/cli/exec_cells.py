@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlmbox.lm.scripted import ScriptedLM
+from rlmbox.lm.spec import SPEC_HELP, provider_from_spec
 from rlmbox.runtime.runtime import Runtime
 
 
@@ -18,8 +18,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--policy", default="default", help="preset name or policy file")
     parser.add_argument("--backend", default=None, help="override the policy's backend")
     parser.add_argument("--context", type=Path, default=None, help="a file loaded as `context`")
-    parser.add_argument("--lm", type=Path, default=None,
-                        help="a scripted-LM JSON file answering llm_query (offline)")
+    parser.add_argument("--lm", default=None, metavar="SPEC",
+                        help=f"the model answering llm_query: {SPEC_HELP}")
+    parser.add_argument("--allow-unpriced", action="store_true",
+                        help="count models with no known price as 0 USD against the "
+                             "policy's cost budget (default: refuse them)")
     parser.add_argument("--audit-dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="one JSON object per cell")
     parser.set_defaults(handler=run)
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"rlmbox: cannot read {cell}: {exc.strerror}", file=sys.stderr)
             return 2
-    lm = ScriptedLM(args.lm) if args.lm else None
+    lm = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else None
     failed = False
     with Runtime(args.policy, lm=lm, audit_dir=args.audit_dir, pool_size=0) as rt, \
             rt.session(context=load_context(args.context), backend=args.backend) as session:

@@ -48,7 +48,8 @@ def register(subparsers: Any) -> None:
     run_parser.add_argument("--root-lm", required=True, metavar="SPEC",
                             help=f"the root model: {SPEC_HELP}")
     run_parser.add_argument("--lm", default=None, metavar="SPEC",
-                            help=f"the sub-model answering llm_query: {SPEC_HELP}")
+                            help=f"the sub-model answering llm_query (default: the root "
+                                 f"model): {SPEC_HELP}")
     run_parser.add_argument("--allow-unpriced", action="store_true",
                             help="count models with no known price as 0 USD against the "
                                  "policy's cost budget (default: refuse them)")
@@ -94,7 +95,7 @@ def _drive(rt: Runtime, root: LMProvider, task: str, context: Any, backend: str 
 def run(args: argparse.Namespace) -> int:
     context = load_context(args.context)
     root = provider_from_spec(args.root_lm, allow_unpriced=args.allow_unpriced)
-    sub = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else None
+    sub = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else root
     with Runtime(args.policy, lm=sub, audit_dir=args.audit_dir, pool_size=0) as rt:
         register_secrets(rt.audit, root)   # the runtime registered the sub-model's key
         return _drive(rt, root, args.task, context, args.backend, args.max_steps)

@@ -27,11 +27,11 @@ from rlmbox.daemon.reconcile import Reconciled, reconcile
 from rlmbox.daemon.store import DaemonLock, Store
 from rlmbox.errors import DaemonError, RlmboxError
 from rlmbox.lm.base import LMProvider
-from rlmbox.lm.scripted import ScriptedLM
+from rlmbox.lm.unconfigured import UnconfiguredLM
 from rlmbox.policies.model import Policy, load_policy
 
 log = logging.getLogger("rlmbox.daemon")
-OFFLINE_ANSWER = "[rlmbox daemon: offline scripted LM; start the daemon with --lm SPEC]"
+OFFLINE_HINT = "start the daemon with --lm SPEC"
 
 
 def rlmbox_version() -> str:
@@ -110,7 +110,7 @@ class Daemon:
         policies = cfg.policies or load_policies([])
         self._pool = ThreadPoolExecutor(max_workers=cfg.threads,
                                         thread_name_prefix="rlmbox-daemon")
-        self._engine = Engine(policies, lm=cfg.lm or ScriptedLM(default=OFFLINE_ANSWER),
+        self._engine = Engine(policies, lm=cfg.lm or UnconfiguredLM(OFFLINE_HINT),
                               audit=self._audit, store=self._store, pool_size=cfg.pool_size,
                               max_sessions_per_tenant=cfg.max_sessions_per_tenant)
         self._audit.append("daemon.start", policies={n: p.sha256 for n, p in policies.items()},

@@ -26,7 +26,7 @@ from rlmbox.audit.log import AuditLog
 from rlmbox.errors import IsolationUnavailable, SessionClosed
 from rlmbox.lm.base import LMProvider
 from rlmbox.lm.hosted import register_secrets
-from rlmbox.lm.scripted import ScriptedLM
+from rlmbox.lm.unconfigured import UnconfiguredLM
 from rlmbox.policies.engine import PolicyEngine
 from rlmbox.policies.model import Policy, load_policy
 from rlmbox.runtime.agent_init import agent_config, init_agent
@@ -72,8 +72,9 @@ class Runtime:
     Args:
         policy: a preset name (``"strict"``, ``"default"``, ``"dev"``), a path to a YAML
             policy file, or a ``Policy``.
-        lm: the LM provider behind ``llm_query`` (default: a scripted provider that
-            refuses, so nothing leaves the machine unless you say so).
+        lm: the LM provider behind ``llm_query`` (default: none; a call then fails in the
+            cell with ``HostCallError`` naming what to configure, and nothing leaves the
+            machine unless you say so).
         audit: an open audit log, or ``audit_dir`` to open one (default
             :func:`default_audit_dir`).
         pool_size: sandboxes kept warm per backend and spec (0 disables the pool).
@@ -96,8 +97,8 @@ class Runtime:
             raise ValueError("durability must be 'cell' or 'session'")
         self.durability = durability
         self.policy = load_policy(policy)
-        self.lm: LMProvider = lm if lm is not None else ScriptedLM(
-            default="[rlmbox: no LM provider configured]")
+        self.lm: LMProvider = lm if lm is not None else UnconfiguredLM(
+            "pass lm= to Runtime(lm=...), or --lm SPEC on the command line")
         self.rlm_lm: LMProvider = rlm_lm if rlm_lm is not None else self.lm
         self._owns_audit = audit is None
         self.audit: AuditSink = audit if audit is not None else AuditLog(
