@@ -37,6 +37,10 @@ class RlmboxError(Exception):
     """Root of every error rlmbox raises on purpose."""
 
 
+class UsageError(RlmboxError):
+    """Bad input on the command line: a file that cannot be read, a malformed argument."""
+
+
 class PolicyError(RlmboxError):
     """A policy file or object is invalid; ``errors`` lists each problem with its path."""
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlmbox.cli.inputs import add_context_arguments, read_context
 from rlmbox.lm.spec import SPEC_HELP, provider_from_spec
 from rlmbox.runtime.runtime import Runtime
 
@@ -17,7 +18,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("cells", nargs="+", type=Path, metavar="CELL_FILE")
     parser.add_argument("--policy", default="default", help="preset name or policy file")
     parser.add_argument("--backend", default=None, help="override the policy's backend")
-    parser.add_argument("--context", type=Path, default=None, help="a file loaded as `context`")
+    add_context_arguments(parser)
     parser.add_argument("--lm", default=None, metavar="SPEC",
                         help=f"the model answering llm_query: {SPEC_HELP}")
     parser.add_argument("--allow-unpriced", action="store_true",
@@ -26,15 +27,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--audit-dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="one JSON object per cell")
     parser.set_defaults(handler=run)
-
-
-def load_context(path: Path | None) -> Any:
-    if path is None:
-        return None
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        return json.loads(text)
-    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     lm = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else None
     failed = False
     with Runtime(args.policy, lm=lm, audit_dir=args.audit_dir, pool_size=0) as rt, \
-            rt.session(context=load_context(args.context), backend=args.backend) as session:
+            rt.session(context=read_context(args.context, args.context_format),
+                       backend=args.backend) as session:
         for path, code in zip(args.cells, codes, strict=True):
             result = session.exec(code)
             failed = failed or result.status != "ok"

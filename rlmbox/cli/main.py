@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 
 from rlmbox.errors import RlmboxError
 
@@ -29,6 +32,7 @@ Handler = Callable[[argparse.Namespace], int]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlmbox", description="Secure execution runtime for RLM REPLs.")
+    parser.add_argument("--version", action="version", version=f"rlmbox {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:
@@ -41,6 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return metadata.version("rlmbox")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _report(exc: RlmboxError, as_json: bool) -> None:
+    """An error as one line and its details on stderr, or as JSON on stdout for ``--json``
+    (so a script reading stdout gets a JSON object whatever happened)."""
+    details = [str(d) for d in getattr(exc, "errors", [])]
+    if as_json:
+        print(json.dumps({"error": str(exc), "type": type(exc).__name__, "details": details}))
+    print(f"rlmbox: error: {exc}", file=sys.stderr)
+    for detail in details:
+        print(f"  {detail}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,13 +70,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except RlmboxError as exc:
-        print(f"rlmbox: error: {exc}", file=sys.stderr)
-        for detail in getattr(exc, "errors", []):
-            print(f"  {detail}", file=sys.stderr)
+        _report(exc, bool(getattr(args, "json", False)))
         return 2
     except KeyboardInterrupt:
         print("rlmbox: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader left (``rlmbox audit show | head``): not an error worth a traceback;
+        # point stdout at /dev/null so the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlmbox.cli.exec_cells import load_context
+from rlmbox.cli.inputs import add_context_arguments, read_context
 from rlmbox.lm.base import LMProvider
 from rlmbox.lm.hosted import register_secrets
 from rlmbox.lm.scripted import ScriptedLM
@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     run_parser = subparsers.add_parser("run", help="run an RLM task in a sandboxed session")
     run_parser.add_argument("task", help="what the root model should find out")
     run_parser.add_argument("--policy", default="default", help="preset name or policy file")
-    run_parser.add_argument("--context", type=Path, required=True)
+    add_context_arguments(run_parser, required=True)
     run_parser.add_argument("--root-lm", required=True, metavar="SPEC",
                             help=f"the root model: {SPEC_HELP}")
     run_parser.add_argument("--lm", default=None, metavar="SPEC",
@@ -93,7 +93,7 @@ def _drive(rt: Runtime, root: LMProvider, task: str, context: Any, backend: str 
 
 
 def run(args: argparse.Namespace) -> int:
-    context = load_context(args.context)
+    context = read_context(args.context, args.context_format)
     root = provider_from_spec(args.root_lm, allow_unpriced=args.allow_unpriced)
     sub = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else root
     with Runtime(args.policy, lm=sub, audit_dir=args.audit_dir, pool_size=0) as rt:

@@ -17,6 +17,7 @@ from typing import Any
 
 from rlmbox.daemon.paths import default_socket, default_state_dir, private_dir
 from rlmbox.daemon.store import Store
+from rlmbox.errors import UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -60,12 +61,18 @@ def register(subparsers: Any) -> None:
         parser.set_defaults(handler=handler)
 
 
-def _store(args: argparse.Namespace) -> Store:
-    return Store(private_dir(args.state or default_state_dir()))
+def _store(args: argparse.Namespace, *, create: bool = False) -> Store:
+    """The daemon's state; only ``token create`` may start a new state directory (a
+    mistyped ``--state`` for list or revoke is an error, not an empty new directory)."""
+    state = args.state or default_state_dir()
+    if not create and not state.is_dir():
+        raise UsageError(f"no daemon state at {state}: check --state (a daemon or "
+                         "`rlmbox token create` makes it)")
+    return Store(private_dir(state))
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = _store(args, create=True)
     try:
         row, secret = store.create_token(args.tenant)
     finally:

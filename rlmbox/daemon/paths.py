@@ -33,7 +33,7 @@ def default_state_dir() -> Path:
     return Path(state) / "rlmbox"
 
 
-def private_dir(path: Path) -> Path:
+def private_dir(path: Path, role: str = "the state directory") -> Path:
     """Creates ``path`` 0700 (parents as needed); refuses one another uid owns or others
     may write, since whoever can write it can swap the socket or the database."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -42,8 +42,9 @@ def private_dir(path: Path) -> Path:
         raise DaemonError(f"{path} is owned by uid {info.st_uid}, not by this daemon's uid",
                           type="Config")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise DaemonError(f"{path} is writable by group or others; chmod 700 it",
-                          type="Config")
+        raise DaemonError(f"{role} {path} is writable by group or others, who could swap "
+                          "the daemon's files: use a directory only you can write (the "
+                          f"default is {default_state_dir()})", type="Config")
     os.chmod(path, 0o700)
     return path
 
@@ -53,7 +54,7 @@ def bind_unix(path: Path) -> socket.socket:
 
     A stale socket file (nobody answers) is replaced; a live one means another daemon.
     """
-    private_dir(path.parent)
+    private_dir(path.parent, "the socket's directory")
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise DaemonError(f"{path} exists and is not a socket", type="Config")

@@ -37,6 +37,8 @@ def provider_from_spec(text: str, *, allow_unpriced: bool = False,
     env = os.environ if environ is None else environ
     kind, sep, rest = text.partition(":")
     if not sep or kind not in ("scripted", "anthropic", "openai"):
+        if sep and not Path(text).exists():
+            raise LMError(f"unknown LM spec {text!r}: expected {SPEC_HELP}")
         return ScriptedLM(Path(text))
     if not rest:
         raise LMError(f"LM spec {text!r} names no {'path' if kind == 'scripted' else 'model'}"
@@ -44,6 +46,8 @@ def provider_from_spec(text: str, *, allow_unpriced: bool = False,
     if kind == "scripted":
         return ScriptedLM(Path(rest))
     if kind == "anthropic":
+        if not env.get("ANTHROPIC_API_KEY", "").strip():
+            raise LMError(f"{text} needs an API key: set ANTHROPIC_API_KEY")
         return AnthropicLM(rest, api_key=env.get("ANTHROPIC_API_KEY", ""),
                            base_url=env.get("RLMBOX_ANTHROPIC_BASE_URL") or ANTHROPIC_URL,
                            allow_unpriced=allow_unpriced)

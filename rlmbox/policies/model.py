@@ -271,7 +271,10 @@ def policy_from_data(data: Any, *, source: SourceMap | None = None,
 def load_policy_text(text: bytes | str, *, origin: str = "<string>") -> Policy:
     """Loads a policy from YAML text; ``sha256`` is the digest of these exact bytes."""
     raw = text.encode() if isinstance(text, str) else text
-    data, source = parse_yaml(raw)
+    try:
+        data, source = parse_yaml(raw)
+    except PolicyError as exc:
+        raise PolicyError(f"{origin}: {exc}", exc.errors) from exc
     return policy_from_data(data, source=source, origin=origin,
                             sha256=hashlib.sha256(raw).hexdigest())
 
@@ -303,6 +306,5 @@ def load_policy(spec: Policy | str | Path) -> Policy:
             raw = handle.read(2 * 1024 * 1024)
     except OSError as exc:
         hint = f"; presets are {', '.join(PRESETS)}" if isinstance(spec, str) else ""
-        raise PolicyError(f"cannot read policy {str(path)!r}: {exc.strerror}{hint}",
-                          [f"(top level): {exc.strerror}"]) from exc
+        raise PolicyError(f"cannot read policy {str(path)!r}: {exc.strerror}{hint}") from exc
     return load_policy_text(raw, origin=str(path))
