@@ -143,6 +143,13 @@ class RlmboxInterpreter:
             except RlmboxError as exc:
                 raise CodeInterpreterError(f"rlmbox could not start: {exc}") from exc
 
+    def _started_runtime(self) -> Runtime:
+        """The runtime, opened now if need be (``start`` raises when it cannot)."""
+        self.start()
+        if self._runtime is None:
+            raise CodeInterpreterError("rlmbox could not start: no runtime")
+        return self._runtime
+
     def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
         """Runs ``code`` after binding ``variables``; returns ``FinalOutput`` after
         ``SUBMIT``, else the cell's output (or None).
@@ -201,11 +208,10 @@ class RlmboxInterpreter:
                 raise CodeInterpreterError(f"tools {added} were added after the sandbox "
                                            "started; rlmbox fixes tool names at session start")
             return self._session
-        self.start()
-        assert self._runtime is not None  # noqa: S101 - start() opened it or raised
+        runtime = self._started_runtime()
         names = frozenset(self.tools) - LM_TOOLS
         try:
-            session = self._runtime.session(
+            session = runtime.session(
                 tools={name: self._late_bound(name) for name in sorted(names)},
                 backend=self._backend)
         except RlmboxError as exc:
@@ -271,10 +277,9 @@ class RlmboxInterpreter:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        assert self._runtime is not None  # noqa: S101 - a session implies its runtime
-        self._runtime.audit.append("dspy.variable", session=session.id, parent=session.parent,
-                             depth=session.depth, tenant=session.tenant, name=name,
-                             bytes=len(text.encode("utf-8")), sha256=digest)
+        self._started_runtime().audit.append(
+            "dspy.variable", session=session.id, parent=session.parent, depth=session.depth,
+            tenant=session.tenant, name=name, bytes=len(text.encode("utf-8")), sha256=digest)
         return inside
 
     def _run(self, session: Session, code: str) -> ExecResult:

@@ -45,7 +45,12 @@ def run_chain(processors: Sequence[Processor], event_dict: EventDict) -> Any:
 
 
 class RedactSecrets:
-    """Replaces configured secrets and credential patterns in every string and body."""
+    """Replaces configured secrets and credential patterns in every string and body.
+
+    A body a pattern cut keeps its evidence in the record: ``<name>_original_sha256`` and
+    ``<name>_redactions`` (the byte spans cut and why), so the sandbox cannot erase data
+    from the log by making it look like a credential.
+    """
 
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
@@ -55,10 +60,19 @@ class RedactSecrets:
         out: EventDict = (self._redactor.value(event_dict) if self._redactor.needs(event_dict)
                           else event_dict)
         if bodies:
-            out[BODIES_KEY] = {
-                self._redactor.text(name): (self._redactor.text(body) if isinstance(body, str)
-                                            else self._redactor.data(bytes(body)))
-                for name, body in bodies.items()}
+            redacted: dict[str, bytes] = {}
+            for raw_name, body in bodies.items():
+                name = self._redactor.text(raw_name)
+                result = self._redactor.body(body)
+                redacted[name] = result.data
+                if result.original_sha256 is not None:
+                    for field in (f"{name}_original_sha256", f"{name}_redactions"):
+                        if field in out:
+                            raise AuditRecordInvalid(
+                                f"body {name!r} collides with attribute {field!r}")
+                    out[f"{name}_original_sha256"] = result.original_sha256
+                    out[f"{name}_redactions"] = list(result.spans)
+            out[BODIES_KEY] = redacted
         return out
 
 

@@ -2,14 +2,22 @@
 
 Runs before anything is digested or written, over every string of an event (keys included)
 and over body bytes, so a redacted value reaches neither the log nor the body store.
+
+The two kinds differ in what they may erase. A configured secret is the host's own and is
+removed without trace. A pattern match is only a guess, and over a body the sandbox
+controls (its stdout, say) it would let model code hide data from the log by making it
+look like a key; so :meth:`Redactor.body` also returns the evidence: the digest of the
+body before the patterns ran and the byte spans they cut, each with its reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -22,6 +30,24 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     r"AKIA[0-9A-Z]{16}",                             # AWS access key ids
     r"gh[pousr]_[A-Za-z0-9]{36,}",                   # GitHub tokens
 )
+
+
+#: Why a pattern-only span was cut, as the record states it.
+PATTERN_REASON = "credential pattern"
+
+
+@dataclass(frozen=True)
+class RedactedBody:
+    """A body after redaction, and the evidence a pattern-only cut leaves behind.
+
+    ``original_sha256`` (the digest of the body after the configured secrets were removed,
+    before any pattern ran) and ``spans`` (byte offsets in that body) are set only when a
+    pattern cut something.
+    """
+
+    data: bytes
+    original_sha256: str | None = None
+    spans: tuple[dict[str, Any], ...] = ()
 
 
 class Redactor:
@@ -57,15 +83,21 @@ class Redactor:
             value = self._pattern.sub(REDACTED, value)
         return value
 
-    def data(self, value: bytes) -> bytes:
-        """Byte-level redaction for bodies (which may not be text)."""
+    def body(self, value: str | bytes) -> RedactedBody:
+        """A body with configured secrets removed and pattern matches cut, with evidence."""
+        data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
         marker = REDACTED.encode()
         for secret in self._secret_bytes:
-            if secret in value:
-                value = value.replace(secret, marker)
-        if self._pattern_bytes is not None:
-            value = self._pattern_bytes.sub(marker, value)
-        return value
+            if secret in data:
+                data = data.replace(secret, marker)
+        if self._pattern_bytes is None:
+            return RedactedBody(data)
+        spans = tuple({"start": m.start(), "end": m.end(), "reason": PATTERN_REASON}
+                      for m in self._pattern_bytes.finditer(data))
+        if not spans:
+            return RedactedBody(data)
+        return RedactedBody(self._pattern_bytes.sub(marker, data),
+                            hashlib.sha256(data).hexdigest(), spans)
 
     def needs(self, event: dict[str, Any]) -> bool:
         """Cheap pre-check: False only if no string in ``event`` can contain a secret.

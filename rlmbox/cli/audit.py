@@ -16,7 +16,13 @@ from rlmbox.audit.files import BODIES
 from rlmbox.audit.reader import iter_records, log_directory
 from rlmbox.audit.stats import CallStats, aggregate
 from rlmbox.audit.verify import verify_log
+from rlmbox.cli.terminal import terminal_safe
 
+#: Environment variable naming the pinned Ed25519 public key (PEM) when no flag is given.
+PUBLIC_KEY_ENV = "RLMBOX_AUDIT_PUBLIC_KEY"
+_UNPINNED = ("warning: checkpoints were checked against the key stored beside the log; "
+             "whoever can rewrite the log can replace that key too. Pin the key: "
+             f"--public-key FILE or {PUBLIC_KEY_ENV}=FILE")
 _HEADER_FIELDS = ("seq", "ts", "event", "session", "parent", "depth", "tenant", "severity",
                   "prev", "bodies")
 
@@ -28,7 +34,8 @@ def register(subparsers: Any) -> None:
 
     verify = sub.add_parser("verify", help="check the hash chain, checkpoints and bodies")
     verify.add_argument("path", type=Path, help="log directory (or a file in it)")
-    verify.add_argument("--public-key", type=Path, help="pinned Ed25519 public key (PEM)")
+    verify.add_argument("--public-key", type=Path,
+                        help=f"pinned Ed25519 public key (PEM); default ${PUBLIC_KEY_ENV}")
     verify.add_argument("--hmac-key-file", type=Path, help="file holding the HMAC key bytes")
     verify.add_argument("--no-bodies", action="store_true", help="skip checking bodies")
     verify.add_argument("--anchors", type=Path,
@@ -40,7 +47,8 @@ def register(subparsers: Any) -> None:
     anchor = sub.add_parser(
         "anchor", help="verify, then print the head as an anchor line to keep off the host")
     anchor.add_argument("path", type=Path, help="log directory (or a file in it)")
-    anchor.add_argument("--public-key", type=Path, help="pinned Ed25519 public key (PEM)")
+    anchor.add_argument("--public-key", type=Path,
+                        help=f"pinned Ed25519 public key (PEM); default ${PUBLIC_KEY_ENV}")
     anchor.add_argument("--hmac-key-file", type=Path, help="file holding the HMAC key bytes")
     anchor.add_argument("--append", type=Path, metavar="FILE",
                         help="also append the line to FILE (then copy FILE off the host)")
@@ -59,16 +67,27 @@ def register(subparsers: Any) -> None:
     stats.set_defaults(handler=_stats)
 
 
+def _pinned_key(args: argparse.Namespace) -> Path | None:
+    """The flag's key, else the environment's; None means the log's own ``audit.pub``."""
+    if args.public_key is not None:
+        return Path(args.public_key)
+    configured = os.environ.get(PUBLIC_KEY_ENV)
+    return Path(configured) if configured else None
+
+
 def _verify(args: argparse.Namespace) -> int:
     hmac_key = args.hmac_key_file.read_bytes() if args.hmac_key_file else None
     anchors = load_anchors(args.anchors) if args.anchors else None
-    report = verify_log(args.path, public_key=args.public_key, hmac_key=hmac_key,
+    report = verify_log(args.path, public_key=_pinned_key(args), hmac_key=hmac_key,
                         check_bodies=not args.no_bodies, anchors=anchors)
+    pinned = report.key_source in ("pinned public key", "hmac key given")
     if args.json:
         print(json.dumps(asdict(report), indent=2, sort_keys=True))
         return 0 if report.ok else 1
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if not pinned and report.checkpoints:
+        print(_UNPINNED, file=sys.stderr)
     for missing in report.missing_bodies:
         print(f"warning: record {missing.seq}: body {missing.name!r} ({missing.sha256[:12]}...) "
               "is missing (erased?); the chain does not depend on it", file=sys.stderr)
@@ -76,6 +95,7 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"OK: {report.events} records (seq 1..{report.last_seq}) in "
               f"{len(report.files)} file(s), {report.checkpoints} signed checkpoint(s), "
               f"head {report.head[:16]}; key: {report.key_source}"
+              + ("" if pinned else " (not pinned)")
               + (f"; {report.anchors} off-host anchor(s) held" if anchors else ""))
         return 0
     seq = "?" if report.first_bad_seq is None else str(report.first_bad_seq)
@@ -85,7 +105,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _anchor(args: argparse.Namespace) -> int:
     hmac_key = args.hmac_key_file.read_bytes() if args.hmac_key_file else None
-    report = verify_log(args.path, public_key=args.public_key, hmac_key=hmac_key,
+    report = verify_log(args.path, public_key=_pinned_key(args), hmac_key=hmac_key,
                         check_bodies=False)
     line = anchor_line(report)   # refuses a log that does not verify
     if args.append:
@@ -120,19 +140,26 @@ def _show(args: argparse.Namespace) -> int:
     if args.event:
         records = [r for r in records if r.get("event") == args.event]
     for record in records:
-        if args.json:
-            print(json.dumps(record, sort_keys=True, ensure_ascii=False))
+        if args.json:   # ASCII escapes: no raw control character reaches the terminal
+            print(json.dumps(record, sort_keys=True))
         else:
             _print_record(record, store)
     return 0
 
 
 def _print_record(record: dict[str, Any], store: BodyStore) -> None:
+    for line in _record_lines(record, store):
+        print(terminal_safe(line))
+
+
+def _record_lines(record: dict[str, Any], store: BodyStore) -> list[str]:
+    """The readable lines of one record, raw: the caller escapes them for the terminal."""
+    lines: list[str] = []
     indent = "  " * _as_int(record.get("depth"))
-    print(f"{indent}#{record.get('seq')} {record.get('ts')} {record.get('severity', '')} "
-          f"{record.get('event')} session={record.get('session')}"
-          + (f" parent={record.get('parent')}" if record.get("parent") else "")
-          + (f" tenant={record.get('tenant')}" if record.get("tenant") else ""))
+    lines.append(f"{indent}#{record.get('seq')} {record.get('ts')} {record.get('severity', '')} "
+                 f"{record.get('event')} session={record.get('session')}"
+                 + (f" parent={record.get('parent')}" if record.get("parent") else "")
+                 + (f" tenant={record.get('tenant')}" if record.get("tenant") else ""))
     raw_bodies = record.get("bodies")
     bodies: list[Any] = raw_bodies if isinstance(raw_bodies, list) else []
     for key in sorted(record):
@@ -140,17 +167,19 @@ def _print_record(record: dict[str, Any], store: BodyStore) -> None:
             continue
         if any(key in (f"{n}_sha256", f"{n}_bytes") for n in bodies if isinstance(n, str)):
             continue
-        print(f"{indent}    {key}: {json.dumps(record[key], ensure_ascii=False)}")
+        lines.append(f"{indent}    {key}: {json.dumps(record[key], ensure_ascii=False)}")
     for name in bodies:
         digest = record.get(f"{name}_sha256")
         data = store.read(digest) if is_digest(digest) else None
         label = f"{indent}    --- {name} ({record.get(f'{name}_bytes')} bytes)"
         if data is None:
-            print(f"{label}: [body missing: erased or never stored]")
+            lines.append(f"{label}: [body missing: erased or never stored]")
             continue
-        print(f"{label}:")
-        for text_line in data.decode("utf-8", "replace").splitlines():
-            print(f"{indent}    | {text_line}")
+        lines.append(f"{label}:")
+        # split on "\n" only: a "\r" or other separator is shown escaped, never obeyed
+        text = data.decode("utf-8", "replace").removesuffix("\n")
+        lines += [f"{indent}    | {text_line}" for text_line in text.split("\n")] if text else []
+    return lines
 
 
 def _as_int(value: Any) -> int:

@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         reports.append(BackendReport(f"docker/{runtime}", report.available, report.detail,
                                      report.properties))
     reports.append(_probe("e2b", None))
-    assert {r.name.split("/")[0] for r in reports} <= set(BACKEND_NAMES)  # noqa: S101
+    unknown = {r.name.split("/")[0] for r in reports} - set(BACKEND_NAMES)
+    if unknown:
+        raise RlmboxError(f"doctor probed backends rlmbox does not know: {sorted(unknown)}")
     machine = {"kernel": platform.release(), "machine": platform.machine(),
                "bwrap": shutil.which("bwrap"), "docker": shutil.which("docker"),
                "runsc": shutil.which("runsc")}

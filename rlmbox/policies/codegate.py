@@ -48,6 +48,25 @@ def _import_errors(tree: ast.AST, allowed_imports: frozenset[str]) -> list[tuple
     return errors
 
 
+def _annotations(tree: ast.AST) -> list[ast.expr]:
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            found.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            found.append(node.returns)
+    return found
+
+
+def _string_annotation_errors(tree: ast.AST) -> list[tuple[int, str]]:
+    """A string inside an annotation is code that ``typing.get_type_hints`` (and
+    ``functools.singledispatch``) would evaluate later, unguarded: refused."""
+    return [(node.lineno, "string annotations are not allowed (typing evaluates them as "
+             "code); write the type itself")
+            for annotation in _annotations(tree) for node in ast.walk(annotation)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
 def _split(message: str) -> tuple[int | None, str]:
     match = _LINE.match(message)
     if match is None:
@@ -74,7 +93,7 @@ def transform(code: str, allowed_imports: frozenset[str]) -> types.CodeType:
                            errors=[f"line {line}: {reason}"]) from exc
     except RecursionError as exc:
         raise CodeRejected("cell nests too deeply", reason="nesting too deep") from exc
-    found = _import_errors(tree, allowed_imports)
+    found = _import_errors(tree, allowed_imports) + _string_annotation_errors(tree)
     messages: list[str] = []
     try:
         RestrictingNodeTransformer(messages, [], {}).visit(tree)

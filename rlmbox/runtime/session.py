@@ -28,6 +28,7 @@ from rlmbox.errors import (
     SessionKilled,
 )
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.bounds import CappedStream, answer_json, capped_answer, capped_error
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.results import CellStatus, ExecResult
@@ -36,7 +37,6 @@ from rlmbox.sandboxes.base import Sandbox
 from rlmbox.sandboxes.protocol import Frame
 
 MAX_CALLS_PER_CELL = 10_000
-TRUNCATION_MARKER = "\n[rlmbox: output truncated, {dropped} bytes dropped]\n"
 
 
 class SessionState(enum.Enum):
@@ -44,37 +44,6 @@ class SessionState(enum.Enum):
     RUNNING = "running"
     DEAD = "dead"        # the sandbox was killed; exec refuses
     CLOSED = "closed"
-
-
-class _Output:
-    """One stream of one cell, capped on the host."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.parts: list[str] = []
-        self.kept = 0
-        self.dropped = 0
-
-    def add(self, text: str) -> str:
-        """Keeps what fits under the cap; returns the part kept ("" when none)."""
-        size = len(text.encode("utf-8", "surrogatepass"))
-        room = self.cap - self.kept
-        if size <= room:
-            self.parts.append(text)
-            self.kept += size
-            return text
-        head = ""
-        if room > 0:
-            head = text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
-            self.parts.append(head)
-            self.kept += room
-        self.dropped += size - max(room, 0)
-        return head
-
-    def text(self, agent_dropped: int) -> str:
-        dropped = self.dropped + agent_dropped
-        body = "".join(self.parts)
-        return body + TRUNCATION_MARKER.format(dropped=dropped) if dropped else body
 
 
 OutputCallback = Callable[[str, str], None]
@@ -229,7 +198,7 @@ class Session:
         try:
             self.sandbox.send(frame, max(0.0, deadline - time.monotonic()))
         except (SandboxCrashed, ProtocolError) as exc:
-            return self._killed(cell_id, started, _Output(0), _Output(0), 0, exc)
+            return self._killed(cell_id, started, CappedStream(0), CappedStream(0), 0, exc)
         listener = _Listener(on_output, lambda exc: self._event(
             "output.callback_failed", cell=cell_id, error=f"{type(exc).__name__}: {exc}"[:500]))
         return self._await_result(cell_id, started, deadline, listener)
@@ -237,7 +206,7 @@ class Session:
     def _await_result(self, cell_id: str, started: float, deadline: float,
                       listener: _Listener) -> ExecResult:
         limit = self.policy.limits.output_bytes
-        out, err = _Output(limit), _Output(limit)
+        out, err = CappedStream(limit), CappedStream(limit)
         calls = 0
         interrupted_at: float | None = None
         while True:
@@ -283,26 +252,31 @@ class Session:
             # anything else (a stray result, a forged ready, output of another cell) is
             # ignored: it cannot end this cell or change its record
 
-    def _finish(self, cell_id: str, started: float, frame: Frame, out: _Output, err: _Output,
-                calls: int, interrupted: bool) -> ExecResult:
+    def _finish(self, cell_id: str, started: float, frame: Frame, out: CappedStream,
+                err: CappedStream, calls: int, interrupted: bool) -> ExecResult:
         status: CellStatus = frame["status"]
         if interrupted and status == "ok":
             status = "interrupted"   # the host interrupted it; the agent's word is not needed
+        cap = self.policy.limits.output_bytes
+        error, error_dropped = capped_error(frame.get("error"), cap)
+        has_answer = frame.get("has_answer") is True
+        answer, answer_dropped = capped_answer(frame.get("answer"), cap) if has_answer else (
+            None, 0)
         agent_dropped = frame.get("dropped") or {}
+        out_dropped, err_dropped = _count(agent_dropped, "stdout"), _count(agent_dropped, "stderr")
         return self._result(
-            cell_id, started, status, stdout=out.text(_count(agent_dropped, "stdout")),
-            stderr=err.text(_count(agent_dropped, "stderr")), error=frame.get("error"),
-            answer=frame.get("answer"), has_answer=frame.get("has_answer") is True,
-            calls=calls, dropped={"stdout": out.dropped + _count(agent_dropped, "stdout"),
-                                  "stderr": err.dropped + _count(agent_dropped, "stderr")})
+            cell_id, started, status, stdout=out.text(out_dropped), stderr=err.text(err_dropped),
+            error=error, answer=answer, has_answer=has_answer, calls=calls,
+            dropped={"stdout": out.dropped + out_dropped, "stderr": err.dropped + err_dropped,
+                     "error": error_dropped, "answer": answer_dropped})
 
     def _kill(self, reason: str) -> None:
         self.sandbox.kill()
         self.death_reason = reason
         self._state = SessionState.DEAD
 
-    def _killed(self, cell_id: str, started: float, out: _Output, err: _Output, calls: int,
-                exc: Exception | None, reason: str | None = None) -> ExecResult:
+    def _killed(self, cell_id: str, started: float, out: CappedStream, err: CappedStream,
+                calls: int, exc: Exception | None, reason: str | None = None) -> ExecResult:
         if reason is None:
             if isinstance(exc, ProtocolError):
                 reason = f"protocol violation by the sandbox: {exc}"
@@ -314,22 +288,26 @@ class Session:
                     else "sandbox.killed", cell=cell_id, reason=reason)
         return self._result(cell_id, started, "killed", stdout=out.text(0),
                             stderr=err.text(0), error=f"SessionKilled: {reason}", calls=calls,
-                            dropped={"stdout": out.dropped, "stderr": err.dropped})
+                            dropped={"stdout": out.dropped, "stderr": err.dropped,
+                                     "error": 0, "answer": 0})
 
     def _result(self, cell_id: str, started: float, status: CellStatus, *, stdout: str = "",
                 stderr: str = "", error: str | None = None, answer: Any = None,
                 has_answer: bool = False, calls: int = 0,
                 dropped: dict[str, int] | None = None) -> ExecResult:
-        dropped = dropped or {"stdout": 0, "stderr": 0}
+        """Builds the result and audits it; every string in it is already within the cap."""
+        dropped = dropped or {"stdout": 0, "stderr": 0, "error": 0, "answer": 0}
         result = ExecResult(status=status, stdout=stdout, stderr=stderr, error=error,
                             answer=answer, has_answer=has_answer,
                             duration_s=time.monotonic() - started, host_calls=calls,
                             truncated=any(dropped.values()), dropped=dropped, cell_id=cell_id)
+        bodies = {"stdout": stdout, "stderr": stderr} if stdout or stderr else {}
+        if has_answer:
+            bodies["answer"] = answer_json(answer)
         self._event("cell.result", cell=cell_id, status=status,
                     duration_s=round(result.duration_s, 6), host_calls=calls,
                     truncated=result.truncated, dropped=dropped, error=error,
-                    has_answer=has_answer,
-                    bodies={"stdout": stdout, "stderr": stderr} if stdout or stderr else None)
+                    has_answer=has_answer, bodies=bodies or None)
         return result
 
 

@@ -86,3 +86,51 @@ def test_stats_counts_calls_denials_tokens_and_cost(
     assert rows["other", "context.read"]["calls"] == 1
     assert main(["audit", "stats", str(session_log)]) == 0
     assert "total" in capsys.readouterr().out
+
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m\r\u202eevil"
+
+
+def test_show_escapes_terminal_control_characters(logdir: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Sandbox-controlled bodies and attributes with terminal escapes (OSC title, clear
+    screen, C1 CSI, carriage return, a bidi override) are printed escaped, never raw."""
+    with AuditLog(logdir) as log:
+        log.append("cell.result", session="s", error=ESCAPES, bodies={"stdout": ESCAPES + "\n"})
+    for flags in ([], ["--json"]):
+        assert main(["audit", "show", str(logdir), *flags]) == 0
+        out = capsys.readouterr().out
+        for char in ("\x1b", "\x07", "\x9b", "\r", "\u202e"):
+            assert char not in out, (flags, repr(char))
+    assert main(["audit", "show", str(logdir)]) == 0
+    out = capsys.readouterr().out
+    assert "| \\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\x0d\\u202eevil" in out
+
+
+def test_verify_says_when_the_key_is_not_pinned(session_log: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a pinned key, verify checks checkpoints against audit.pub beside the log and
+    says so: OK, but 'not pinned', with a warning naming how to pin."""
+    assert main(["audit", "verify", str(session_log)]) == 0
+    captured = capsys.readouterr()
+    assert "(not pinned)" in captured.out
+    assert "--public-key" in captured.err
+
+
+def test_verify_takes_the_pinned_key_from_the_environment(
+        session_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """RLMBOX_AUDIT_PUBLIC_KEY pins the key: the log's own key passes as 'pinned', a
+    replaced audit.pub does not fool it."""
+    pinned = tmp_path / "pinned.pub"
+    pinned.write_bytes((session_log / "audit.pub").read_bytes())
+    monkeypatch.setenv("RLMBOX_AUDIT_PUBLIC_KEY", str(pinned))
+    assert main(["audit", "verify", str(session_log)]) == 0
+    captured = capsys.readouterr()
+    assert "key: pinned public key" in captured.out
+    assert "not pinned" not in captured.out + captured.err
+    other_dir = tmp_path / "other"
+    with AuditLog(other_dir) as log:   # another key pair signs this log
+        log.append("session.create", session="x")
+    monkeypatch.setenv("RLMBOX_AUDIT_PUBLIC_KEY", str(pinned))
+    assert main(["audit", "verify", str(other_dir)]) == 1

@@ -180,7 +180,9 @@ class Agent:
 
     def run_cell(self, frame: dict[str, Any]) -> dict[str, Any]:
         cell_id = frame["id"]
-        assert self.pump is not None  # noqa: S101 - init always precedes exec
+        if self.pump is None:   # the host always sends init first; refuse rather than crash
+            return {"t": "result", "id": cell_id, "status": "error",
+                    "error": "RuntimeError: exec before init"}
         self.pump.begin(cell_id, self.output_limit)
         self._answer, self._has_answer = None, False
         status, error = "ok", None

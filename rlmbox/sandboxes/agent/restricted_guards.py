@@ -31,6 +31,17 @@ _SAFE_BUILTINS = (
 # str.format can reach attributes by name ("{0.__class__}"), bypassing _getattr_.
 _BLOCKED_STR_ATTRS = frozenset({"format", "format_map"})
 
+# (module, qualified name) of callables that look an attribute up from a string, or run a
+# string as code, behind the code gate's back. Refused however they are reached: as an
+# attribute of any module, or by ``from module import name``.
+_BY_STRING = frozenset({
+    ("operator", "attrgetter"), ("operator", "methodcaller"),
+    ("string", "Formatter"),                                   # get_field, vformat, format
+    ("typing", "get_type_hints"), ("typing", "ForwardRef"),    # eval of string annotations
+    ("logging", "Formatter"), ("logging", "StrFormatStyle"),   # "{x.__class__}" style
+    ("logging", "BufferingFormatter"), ("logging", "basicConfig"),
+})
+
 _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
     "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
@@ -48,16 +59,32 @@ def _module_allowed(name: str) -> bool:
     return any(name == a or name.startswith(a + ".") for a in _allowed_modules)
 
 
+def _reaches_by_string(value: Any) -> bool:
+    module = getattr(value, "__module__", None)
+    qualname = getattr(value, "__qualname__", None)
+    return isinstance(module, str) and isinstance(qualname, str) and (
+        module, qualname) in _BY_STRING
+
+
+def _is_str(obj: Any) -> bool:
+    """A str, or str or a subclass of it (``S.format`` is ``str.format``)."""
+    return isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))
+
+
 def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
-    """``getattr`` that refuses private names, the str formatting back door, and modules
-    reached through other modules (``statistics.sys``) that are not on the allowlist."""
+    """``getattr`` that refuses private names, the str formatting back door, callables that
+    reach attributes by string, and modules reached through other modules
+    (``statistics.sys``) that are not on the allowlist."""
     if not isinstance(name, str):
         raise TypeError("attribute name must be a string")
     if name.startswith("_"):
         raise AttributeError(f"access to private attribute {name!r} is not allowed")
-    if name in _BLOCKED_STR_ATTRS and (isinstance(obj, str) or obj is str):
+    if name in _BLOCKED_STR_ATTRS and _is_str(obj):
         raise AttributeError(f"str.{name} is not allowed in restricted code; use f-strings")
     value = getattr(obj, name, *default)
+    if _reaches_by_string(value):
+        raise AttributeError(f"{name!r} looks attributes up by string; not allowed in "
+                             "restricted code")
     if isinstance(value, types.ModuleType) and not _module_allowed(value.__name__):
         raise AttributeError(f"module {value.__name__!r} is not on the import allowlist")
     return value
@@ -138,7 +165,12 @@ def make_import(allowed_imports: frozenset[str]) -> Callable[..., Any]:
         allowed = any(name == a or name.startswith(a + ".") for a in allowed_imports)
         if level != 0 or not allowed:
             raise ImportError(f"import of {name!r} is not allowed in restricted code")
-        return real_import(name, globals, locals, fromlist, level)
+        module = real_import(name, globals, locals, fromlist, level)
+        for item in fromlist or ():
+            if isinstance(item, str) and _reaches_by_string(getattr(module, item, None)):
+                raise ImportError(f"{name}.{item} looks attributes up by string; not allowed "
+                                  "in restricted code")
+        return module
     return guarded_import
 
 

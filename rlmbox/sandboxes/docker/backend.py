@@ -185,7 +185,7 @@ class DockerBackend:
             report = self.probe()
             if not report.available:
                 raise SandboxUnavailable(report.detail)
-        assert self._properties is not None  # noqa: S101 - set by probe
+            return report.properties
         return self._properties
 
     def collect_garbage(self) -> list[str]:

@@ -110,17 +110,21 @@ class SocketListener:
         listener.setblocking(False)
         return cls(host_dir, listener)
 
+    def _listening(self) -> socket.socket:
+        """The listener; refuses use after the first good peer closed it."""
+        if self._listener is None:
+            raise SandboxUnavailable("the agent's socket listener is already closed")
+        return self._listener
+
     def fileno(self) -> int:
-        assert self._listener is not None  # noqa: S101 - only called while listening
-        return self._listener.fileno()
+        return self._listening().fileno()
 
     def accept_from(self, container_id: str) -> SocketFrames | None:
         """The connection waiting on the listener if its peer is the sandbox uid in
         ``container_id``; None (connection dropped) otherwise. The first good peer ends
         the listening: the listener closes and the socket file is unlinked."""
-        assert self._listener is not None  # noqa: S101 - only called while listening
         try:
-            conn, _ = self._listener.accept()
+            conn, _ = self._listening().accept()
         except BlockingIOError:
             return None
         if not _is_sandbox_peer(conn, container_id):

@@ -109,7 +109,8 @@ def _build_offline(client: Any, tag: str, log: Log) -> None:
         excludes = ["--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*"]
         with subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", *excludes, "-cf", "-",
                                "."], stdout=subprocess.PIPE) as tar:
-            assert tar.stdout is not None  # noqa: S101 - Popen with PIPE always has it
+            if tar.stdout is None:   # Popen with PIPE always has it; checked, not assumed
+                raise ImageBuildFailed("tar gave no output pipe")
             repository, _, name = tag.partition(":")
             with translated(f"importing image {tag}"):
                 client.api.import_image_from_stream(tar.stdout, repository=repository, tag=name,

@@ -137,9 +137,13 @@ class ProcessBackend:
         return BackendReport(self.name, bool(result), detail, props)
 
     def properties(self) -> frozenset[IsolationProperty]:
+        """The properties the probe found (probing once, then cached); a probe that did
+        not run to the end offers none."""
         if self._properties is None:
-            self.probe()
-        assert self._properties is not None  # noqa: S101 - set by probe
+            report = self.probe()
+            if not report.available:
+                raise SandboxUnavailable(report.detail)
+            return report.properties
         return self._properties
 
 
