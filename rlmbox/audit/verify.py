@@ -53,6 +53,7 @@ class VerifyReport:
 
     ok: bool = True
     first_bad_seq: int | None = None
+    last_bad_seq: int | None = None   # with ``rewritten``: the bad range ends here
     kind: str = ""
     reason: str = ""
     events: int = 0
@@ -68,10 +69,28 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
     key_source: str = ""
 
+    @property
+    def sealed(self) -> bool:
+        """True when a signed checkpoint covers the last record: only then would cutting
+        the log short (with its checkpoints) be detected."""
+        return self.unsealed_events == 0
+
+    def unsealed_explanation(self) -> str:
+        """What cannot be proven about the records no checkpoint covers."""
+        first = self.last_checkpoint_seq + 1
+        if self.last_checkpoint_seq == 0:
+            return (f"no signed checkpoint covers them: a log cut short (its checkpoints "
+                    f"deleted with it) or rewritten by whoever can write {', '.join(self.files)} "
+                    "would look the same")
+        return (f"records {first}..{self.last_seq} are not covered by a signed checkpoint (the "
+                "log is still open, its writer crashed, or checkpoints were removed): their "
+                "truncation or rewrite would not be detected")
+
     def fail(self, kind: str, seq: int | None, reason: str) -> VerifyReport:
         """Record the first failure (later ones are ignored) and return ``self``."""
         if self.ok:
             self.ok, self.kind, self.first_bad_seq, self.reason = False, kind, seq, reason
+            self.last_bad_seq = seq
         return self
 
 
@@ -159,11 +178,6 @@ def verify_streams(streams: Sequence[tuple[str, bytes]], checkpoints: bytes, *,
                            f"the log ends at seq {report.last_seq} but a checkpoint signs seq "
                            f"{max(beyond)}: records after {report.last_seq} were removed")
     report.unsealed_events = report.last_seq - report.last_checkpoint_seq
-    if report.unsealed_events:
-        report.warnings.append(
-            f"{report.unsealed_events} record(s) after seq {report.last_checkpoint_seq} are not "
-            "covered by a signed checkpoint (log still open, or writer crashed): their "
-            "truncation would not be detectable")
     return report
 
 
@@ -291,14 +305,17 @@ def _matches_pins(lines: list[_Line], index: int, seq: int, digest: str, where: 
                   report: VerifyReport) -> bool:
     """Checks record ``seq`` against its signed checkpoint and its off-host anchor."""
     if seq in signed and signed[seq] != digest:
-        if _next_prev(lines, index) not in (None, digest):
+        if _next_prev(lines, index) not in (None, digest) or last_good_cp == seq - 1:
+            # the next record's prev, or the checkpoint on the record before, pins the rest
             report.fail("edited", seq, f"record {seq} ({where}) was altered: it matches "
                         "neither its signed checkpoint nor the prev of the next record")
         else:
+            # a checkpoint signs a head, not each record: any of these may be the forgery
             report.fail("rewritten", last_good_cp + 1,
                         f"record {seq} ({where}) differs from the record its signed checkpoint "
-                        f"names: the chain was rewritten after seq {last_good_cp} "
-                        "(a forged record spliced in with recomputed hashes, or edits)")
+                        f"names: some record in {last_good_cp + 1}..{seq} was altered and the "
+                        "chain after it recomputed (a forged record, or an edit)")
+            report.last_bad_seq = seq
         return False
     if seq in anchored and anchored[seq] != digest:
         report.fail("rewritten", seq,

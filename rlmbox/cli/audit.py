@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--anchors", type=Path,
                         help="file of off-host anchors (from `rlmbox audit anchor`) the log "
                              "must still hold")
+    verify.add_argument("--allow-unsealed", action="store_true",
+                        help="accept records no signed checkpoint covers yet (a log still "
+                             "being written); their truncation cannot be detected")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(handler=_verify)
 
@@ -81,9 +84,10 @@ def _verify(args: argparse.Namespace) -> int:
     report = verify_log(args.path, public_key=_pinned_key(args), hmac_key=hmac_key,
                         check_bodies=not args.no_bodies, anchors=anchors)
     pinned = report.key_source in ("pinned public key", "hmac key given")
+    complete = report.sealed or args.allow_unsealed
     if args.json:
-        print(json.dumps(asdict(report), indent=2, sort_keys=True))
-        return 0 if report.ok else 1
+        print(json.dumps({**asdict(report), "sealed": report.sealed}, indent=2, sort_keys=True))
+        return 0 if report.ok and complete else 1
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not pinned and report.checkpoints:
@@ -91,7 +95,16 @@ def _verify(args: argparse.Namespace) -> int:
     for missing in report.missing_bodies:
         print(f"warning: record {missing.seq}: body {missing.name!r} ({missing.sha256[:12]}...) "
               "is missing (erased?); the chain does not depend on it", file=sys.stderr)
+    if report.ok and not report.sealed and not args.allow_unsealed:
+        print(f"INCOMPLETE: records 1..{report.last_seq} are intact, but "
+              f"{report.unsealed_explanation()}. For a log that is still being written, "
+              "`--allow-unsealed` accepts this weaker check; `rlmbox audit anchor` pins what "
+              "is there now.")
+        return 1
     if report.ok:
+        if not report.sealed:
+            print(f"warning: {report.unsealed_explanation()} (accepted: --allow-unsealed)",
+                  file=sys.stderr)
         print(f"OK: {report.events} records (seq 1..{report.last_seq}) in "
               f"{len(report.files)} file(s), {report.checkpoints} signed checkpoint(s), "
               f"head {report.head[:16]}; key: {report.key_source}"
