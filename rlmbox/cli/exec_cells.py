@@ -1,4 +1,9 @@
-"""``rlmbox exec``: run cell files in one session and print each result."""
+"""``rlmbox exec``: run cells in one session and print each result as it happens.
+
+Cells come from files, ``-`` (standard input) and ``-c CODE``, in that order: files and ``-``
+as given, then each ``-c``. Output is streamed while a cell runs (plain mode); ``--json``
+prints one object per cell when it ends.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlmbox.cli.display import print_answer, print_header
 from rlmbox.cli.inputs import add_context_arguments, read_context
+from rlmbox.errors import UsageError
 from rlmbox.lm.spec import SPEC_HELP, provider_from_spec
+from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("exec", help="run cell files in one sandboxed session")
-    parser.add_argument("cells", nargs="+", type=Path, metavar="CELL_FILE")
+    parser = subparsers.add_parser("exec", help="run cells in one sandboxed session")
+    parser.add_argument("cells", nargs="*", metavar="CELL_FILE",
+                        help="files of Python code, run in order; '-' reads a cell from stdin")
+    parser.add_argument("-c", "--code", action="append", default=[], metavar="CODE",
+                        help="a cell given inline (repeatable; runs after the files)")
     parser.add_argument("--policy", default="default", help="preset name or policy file")
     parser.add_argument("--backend", default=None, help="override the policy's backend")
     add_context_arguments(parser)
@@ -24,43 +35,71 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--allow-unpriced", action="store_true",
                         help="count models with no known price as 0 USD against the "
                              "policy's cost budget (default: refuse them)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="wall time per cell (at most the policy's limits.cell_timeout_s)")
+    parser.add_argument("--stop-on-error", action="store_true",
+                        help="stop at the first cell that does not end ok")
     parser.add_argument("--audit-dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="one JSON object per cell")
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    codes = []
-    for cell in args.cells:
+def _cells(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(label, code)`` for every cell named on the command line."""
+    cells: list[tuple[str, str]] = []
+    for name in args.cells:
+        if name == "-":
+            cells.append(("<stdin>", sys.stdin.read()))
+            continue
         try:
-            codes.append(cell.read_text(encoding="utf-8"))
+            cells.append((name, Path(name).read_text(encoding="utf-8")))
         except OSError as exc:
-            print(f"rlmbox: cannot read {cell}: {exc.strerror}", file=sys.stderr)
-            return 2
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{name} is not UTF-8 text") from exc
+    cells += [(f"-c #{n}", code) for n, code in enumerate(args.code, 1)]
+    if not cells:
+        raise UsageError("no cells: give CELL_FILE arguments, '-' for stdin, or -c CODE")
+    return cells
+
+
+def _stream(stream: str, text: str) -> None:
+    (sys.stdout if stream == "stdout" else sys.stderr).write(text)
+    (sys.stdout if stream == "stdout" else sys.stderr).flush()
+
+
+def _as_json(label: str, result: ExecResult) -> str:
+    return json.dumps({"cell": label, "status": result.status, "stdout": result.stdout,
+                       "stderr": result.stderr, "error": result.error,
+                       "answer": result.answer, "has_answer": result.has_answer,
+                       "duration_s": result.duration_s, "truncated": result.truncated})
+
+
+def run(args: argparse.Namespace) -> int:
+    cells = _cells(args)
     lm = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else None
     failed = False
     with Runtime(args.policy, lm=lm, audit_dir=args.audit_dir, pool_size=0) as rt, \
             rt.session(context=read_context(args.context, args.context_format),
                        backend=args.backend) as session:
-        for path, code in zip(args.cells, codes, strict=True):
-            result = session.exec(code)
-            failed = failed or result.status != "ok"
+        if not args.json:
+            print_header(rt, session)
+        for label, code in cells:
             if args.json:
-                print(json.dumps({"cell": str(path), "status": result.status,
-                                  "stdout": result.stdout, "stderr": result.stderr,
-                                  "error": result.error, "answer": result.answer,
-                                  "has_answer": result.has_answer,
-                                  "duration_s": result.duration_s,
-                                  "truncated": result.truncated}))
+                result = session.exec(code, timeout=args.timeout)
+                print(_as_json(label, result), flush=True)
             else:
-                print(f"── {path} [{result.status}, {result.duration_s * 1000:.1f} ms]")
-                sys.stdout.write(result.stdout)
-                if result.stderr:
-                    sys.stdout.write(result.stderr)
+                print(f"── {label}", flush=True)
+                result = session.exec(code, timeout=args.timeout, on_output=_stream)
+                print(f"   [{result.status}, {result.duration_s * 1000:.1f} ms, "
+                      f"{result.host_calls} host call(s)]")
                 if result.error:
                     print(result.error)
                 if result.has_answer:
-                    print(f"answer: {result.answer!r}")
+                    print_answer(result.answer)
+            failed = failed or result.status != "ok"
+            if failed and args.stop_on_error:
+                break
         if not args.json:
             print(f"audit log: {rt.audit_path}")
     return 1 if failed else 0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlmbox.cli.display import print_answer, print_header
 from rlmbox.cli.inputs import add_context_arguments, read_context
 from rlmbox.lm.base import LMProvider
 from rlmbox.lm.hosted import register_secrets
@@ -77,15 +78,13 @@ def _print_cell(step: int, code: str, result: ExecResult) -> None:
 
 def _drive(rt: Runtime, root: LMProvider, task: str, context: Any, backend: str | None,
            max_steps: int) -> int:
-    print(f"policy {rt.policy.name} (sha256 {rt.policy.sha256[:12]}), "
-          f"backend {backend or rt.policy.isolation.backend}")
     with rt.session(context=context, backend=backend) as session:
-        print(f"session {session.id} in sandbox {session.sandbox.info.sandbox_id}")
+        print_header(rt, session)
         trajectory = run_rlm(session, root, task, context=context, max_steps=max_steps,
                              on_cell=_print_cell)
     print()
     if trajectory.answered:
-        print(f"answer: {trajectory.answer}")
+        print_answer(trajectory.answer)
     else:
         print(f"no answer after {len(trajectory.steps)} step(s)")
     print(f"audit log: {rt.audit_path}  (verify: rlmbox audit verify {rt.audit_path})")

@@ -1,0 +1,22 @@
+"""What ``exec`` and ``run`` print the same way: which policy and backend ran, and answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlmbox.runtime.runtime import Runtime
+from rlmbox.runtime.session import Session
+
+
+def print_header(rt: Runtime, session: Session) -> None:
+    """One line naming the policy (by digest) and the sandbox the session runs in."""
+    info = session.sandbox.info
+    runtime = f" ({info.runtime})" if info.runtime else ""
+    print(f"policy {rt.policy.name} (sha256 {rt.policy.sha256[:12]}), backend "
+          f"{info.backend}{runtime}, session {session.id} in sandbox {info.sandbox_id}",
+          flush=True)
+
+
+def print_answer(answer: Any) -> None:
+    """``answer: X``: a string as it is, anything else as its Python repr."""
+    print(f"answer: {answer if isinstance(answer, str) else repr(answer)}", flush=True)
