@@ -21,9 +21,10 @@ from typing import Any
 from rlmbox.errors import AuditWriteError, BudgetExceeded, PolicyDenied, RlmboxError
 from rlmbox.lm.base import LMProvider
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
+from rlmbox.policies.model import ROOT_LM
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
-from rlmbox.runtime.ledger import ROOT_LM, Ledger, Reservation
+from rlmbox.runtime.ledger import Ledger, Reservation
 from rlmbox.sandboxes.protocol import Frame
 
 # Errors a handler raises about its arguments: model code may read them in full.

@@ -20,8 +20,6 @@ from rlmbox.policies.model import Budgets, FunctionBudget, TreeBudget
 
 # Calling these starts a child session one level deeper than the caller.
 SPAWNING_FUNCTIONS = frozenset({"rlm_query", "rlm_query_batched"})
-# The budget name of a session's root-model completions (the RLM loop), not a host function.
-ROOT_LM = "root_lm"
 # A budget on a function covers its batched form: each item counts against both.
 BATCHED_FORMS: dict[str, str] = {"llm_query_batched": "llm_query",
                                  "rlm_query_batched": "rlm_query"}
