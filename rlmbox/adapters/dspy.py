@@ -87,6 +87,7 @@ class _ToolLM:
     run on rlmbox's worker threads)."""
 
     name = "dspy"
+    model = "dspy"   # DSPy's own llm_query picks its LM; rlmbox cannot name another
 
     def __init__(self, interpreter: RlmboxInterpreter) -> None:
         self._interpreter = interpreter

@@ -57,6 +57,7 @@ class RlmsHandlerLM:
     """
 
     name = "rlms-handler"
+    model = "rlms-handler-default"   # stands for the handler's own default model
 
     def __init__(self, address: tuple[str, int] | None = None, *, depth: int = 1,
                  timeout: int = 300) -> None:
@@ -69,7 +70,8 @@ class RlmsHandlerLM:
     def complete(self, prompt: str, *, model: str | None = None) -> Completion:
         if self.address is None:
             return Completion(text="Error: No LM handler configured", model=model or "none")
-        response = send_lm_request(self.address, LMRequest(prompt=prompt, model=model),
+        named = None if model == self.model else model   # the handler picks its default
+        response = send_lm_request(self.address, LMRequest(prompt=prompt, model=named),
                                    timeout=self.timeout, depth=self.depth)
         chat = response.chat_completion
         if not response.success or chat is None:

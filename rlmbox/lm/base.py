@@ -22,9 +22,14 @@ class Completion:
 
 
 class LMProvider(Protocol):
-    """Anything that turns a prompt into a completion."""
+    """Anything that turns a prompt into a completion.
+
+    ``model`` is the model a completion uses when the caller names none: the host binds
+    it into the call's arguments before the policy decides, so a rule on ``model`` sees it.
+    """
 
     name: str
+    model: str
 
     def complete(self, prompt: str, *, model: str | None = None) -> Completion: ...
 

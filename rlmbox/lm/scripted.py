@@ -35,7 +35,7 @@ class ScriptedLM:
         self._responses: list[str] = []
         self._rules: list[tuple[re.Pattern[str], str]] = []
         self._default = default
-        self._model = model
+        self.model = model
         self.prompts: list[str] = []
         if callable(script):
             self._fn = script
@@ -69,7 +69,7 @@ class ScriptedLM:
         with self._lock:
             self.prompts.append(prompt)
             text = self._answer(prompt)
-        return Completion(text=text, model=model or self._model,
+        return Completion(text=text, model=model or self.model,
                           input_tokens=estimate_tokens(prompt),
                           output_tokens=estimate_tokens(text))
 

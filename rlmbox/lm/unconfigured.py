@@ -14,6 +14,7 @@ class UnconfiguredLM:
     """Raises ``LMError`` on every call, with ``hint`` saying how to configure one."""
 
     name = "unconfigured"
+    model = "unconfigured"   # what the policy sees for a call that will fail anyway
 
     def __init__(self, hint: str) -> None:
         self.hint = hint

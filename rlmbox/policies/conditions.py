@@ -1,18 +1,24 @@
 """Argument conditions of a rule: exact value, one-of set, numeric bounds, length, regex.
 
-A condition is a conjunction of its clauses. Regexes are compiled at load time and guarded
-against catastrophic backtracking three ways (documented in docs/policy-reference.md):
-the pattern is at most ``MAX_REGEX_CHARS`` long; nested quantifiers (``(a+)+``), alternations
-inside a quantifier (``(a|aa)*``) and more than two unbounded quantifiers are refused; and
-only values up to ``MAX_REGEX_SUBJECT`` characters are matched
-(a longer value fails the clause, so a permit does not match and a forbid does).
+A condition is a conjunction of its clauses. Each clause compares one JSON type:
+``equals``/``in`` any scalar (type-strict: ``1 != "1" != True``), ``min``/``max`` numbers
+(not booleans, not NaN), ``min_length``/``max_length`` and ``regex`` strings. A value of
+another type is *incomparable*: the clause neither holds nor fails, and the caller says
+what doubt means (a permit does not match, a forbid does: fail closed).
+
+Regexes are compiled at load time and guarded against catastrophic backtracking three ways
+(documented in docs/policy-reference.md): the pattern is at most ``MAX_REGEX_CHARS`` long;
+nested quantifiers (``(a+)+``), alternations inside a quantifier (``(a|aa)*``) and more
+than two unbounded quantifiers are refused; and only values up to ``MAX_REGEX_SUBJECT``
+characters are matched (a longer value is incomparable, like another type).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -150,38 +156,41 @@ class Condition(BaseModel):
         return self
 
     def matches(self, value: object, *, unsure: bool = False) -> bool:
-        """True if a single (non-list) argument value satisfies every clause.
+        """True if a single scalar argument value satisfies every clause.
 
-        ``unsure`` is returned when the value is too long to match the regex safely: the
-        engine passes False for permits and True for forbids, so doubt always denies.
+        A clause that fails makes it False. Otherwise, ``unsure`` is returned when some
+        clause cannot compare the value (another type, NaN, a string too long for the
+        regex): the engine passes False for permits and True for forbids, so doubt denies.
         """
         if "equals" in self.model_fields_set and not _same(value, self.equals):
             return False
         if self.one_of is not None and not any(_same(value, c) for c in self.one_of):
             return False
-        return self._in_bounds(value) and self._length_ok(value) and self._regex_ok(value, unsure)
+        verdicts = (self._in_bounds(value), self._length_ok(value), self._regex_ok(value))
+        if False in verdicts:
+            return False
+        return unsure if None in verdicts else True
 
-    def _in_bounds(self, value: object) -> bool:
+    def _in_bounds(self, value: object) -> bool | None:
         if self.min is None and self.max is None:
             return True
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            return False
-        return ((self.min is None or value >= self.min)
-                and (self.max is None or value <= self.max))
+        if not _is_number(value) or math.isnan(cast(float, value)):
+            return None
+        number = cast(float, value)
+        return ((self.min is None or number >= self.min)
+                and (self.max is None or number <= self.max))
 
-    def _length_ok(self, value: object) -> bool:
+    def _length_ok(self, value: object) -> bool | None:
         if self.min_length is None and self.max_length is None:
             return True
         if not isinstance(value, str):
-            return False
+            return None
         return ((self.min_length is None or len(value) >= self.min_length)
                 and (self.max_length is None or len(value) <= self.max_length))
 
-    def _regex_ok(self, value: object, unsure: bool) -> bool:
+    def _regex_ok(self, value: object) -> bool | None:
         if self._compiled is None:
             return True
-        if not isinstance(value, str):
-            return False
-        if len(value) > MAX_REGEX_SUBJECT:
-            return unsure
+        if not isinstance(value, str) or len(value) > MAX_REGEX_SUBJECT:
+            return None
         return self._compiled.fullmatch(value) is not None

@@ -8,7 +8,7 @@ that name that function.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,19 +56,46 @@ class _CompiledRule:
     when: tuple[tuple[str, Condition], ...]
 
     def matches(self, args: Mapping[str, Any]) -> bool:
-        # Doubt resolves toward deny: a permit needs every list element to match,
-        # a forbid fires if any element does; an absent argument matches nothing.
+        # Doubt resolves toward deny: a permit needs every scalar inside the value to
+        # match, a forbid fires if any does; an absent argument matches nothing.
+        check = any if self.forbid else all
         for name, condition in self.when:
             if name not in args:
                 return False
-            value = args[name]
-            if isinstance(value, list | tuple):
-                check = any if self.forbid else all
-                if not check(condition.matches(v, unsure=self.forbid) for v in value):
-                    return False
-            elif not condition.matches(value, unsure=self.forbid):
+            if not check(condition.matches(v, unsure=self.forbid)
+                         for v in scalars(args[name])):
                 return False
         return True
+
+
+class _Empty:
+    """Stands for an empty list or object: equal to nothing, comparable with nothing."""
+
+
+_EMPTY = _Empty()
+
+
+def scalars(value: Any) -> Iterator[Any]:
+    """The scalars a condition is checked against: the value itself, or every scalar
+    nested in its lists and objects (keys included), however deep; an empty container
+    yields one placeholder that no clause can compare."""
+    if not isinstance(value, list | tuple | dict):
+        yield value
+        return
+    found = False
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        else:
+            found = True
+            yield item
+    if not found:
+        yield _EMPTY
 
 
 def _compile(rule: Rule) -> _CompiledRule:

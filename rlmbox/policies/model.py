@@ -53,6 +53,13 @@ KNOWN_ARGUMENTS: dict[str, frozenset[str]] = {
     "context.document": frozenset({"doc_id"}),
 }
 
+# The budget name of a session's root-model completions (the RLM loop; not callable by code).
+ROOT_LM = "root_lm"
+# Functions that run an LM: only they spend tokens and money, only they take a prompt.
+LM_FUNCTIONS = frozenset({"llm_query", "llm_query_batched", ROOT_LM})
+PROMPTED_FUNCTIONS = LM_FUNCTIONS | {"rlm_query", "rlm_query_batched"}
+_USAGE_BUDGETS = ("input_tokens", "output_tokens", "cost_usd")
+
 # Modules a restricted cell may import unless the policy says otherwise: pure computation.
 DEFAULT_IMPORTS: frozenset[str] = frozenset({
     "re", "json", "math", "cmath", "collections", "itertools", "functools", "statistics",
@@ -147,10 +154,37 @@ class FunctionBudget(_Frozen):
 
 
 class Budgets(_Frozen):
-    """Tree-wide budgets plus optional per-function caps (keyed by exact function name)."""
+    """Tree-wide budgets plus optional per-function caps (keyed by exact function name).
+
+    Every key accepted here is enforced, so a key that could never bind is refused: a
+    function that does not exist, a token or cost cap on a function that runs no LM, a
+    prompt cap on one that takes no prompt.
+    """
 
     tree: TreeBudget = TreeBudget()
     functions: dict[FunctionName, FunctionBudget] = Field(default_factory=dict)
+
+    @field_validator("functions")
+    @classmethod
+    def _enforceable(cls, value: dict[str, FunctionBudget]) -> dict[str, FunctionBudget]:
+        for name, budget in value.items():
+            if name not in KNOWN_ARGUMENTS and name != ROOT_LM and not name.startswith("tool."):
+                raise PydanticCustomError(
+                    "unknown_function", "no host function named '{name}' (built-ins: "
+                    "{known}; registered tools are 'tool.<name>')",
+                    {"name": name, "known": ", ".join(sorted({*KNOWN_ARGUMENTS, ROOT_LM}))})
+            usage = [k for k in _USAGE_BUDGETS if getattr(budget, k) is not None]
+            if usage and name not in LM_FUNCTIONS:
+                raise PydanticCustomError(
+                    "unenforceable", "'{name}' runs no LM, so {keys} can never bind "
+                    "(token and cost budgets apply to {lm})",
+                    {"name": name, "keys": ", ".join(usage),
+                     "lm": ", ".join(sorted(LM_FUNCTIONS))})
+            if budget.max_prompt_chars is not None and name not in PROMPTED_FUNCTIONS:
+                raise PydanticCustomError(
+                    "unenforceable", "'{name}' takes no prompt, so max_prompt_chars can "
+                    "never bind", {"name": name})
+        return value
 
 
 class Rule(_Frozen):

@@ -1,28 +1,34 @@
-"""The one place a host call is decided: validate, decide, reserve, run, settle, audit.
+"""The one place a host call is decided: validate, decide, reserve, record, run, settle.
 
 Every ``call`` frame from a sandbox goes through :meth:`CallDispatcher.handle` and nothing
 else. The frame is hostile input: the function must exist, its arguments must bind to the
-function's parameters, the policy decides on the bound arguments, the ledger admits the
-call, and only then does the host run it. Each step is recorded in the audit log before
-the reply goes back; if the log cannot be written, the call is refused (fail closed).
+function's parameters (defaults filled in, so the policy decides on exactly what the host
+will run), the policy decides, the ledger admits the call, a durable ``host.call.start``
+record is written, and only then does the host run it; the outcome follows in a
+``host.call`` record. If the log cannot take the start record, the call does not run
+(fail closed). The root model's completions in the RLM loop go through the same
+reserve-record-run-settle path (:meth:`CallDispatcher.complete_root`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rlmbox.errors import AuditWriteError, BudgetExceeded, PolicyDenied, RlmboxError
+from rlmbox.lm.base import LMProvider
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
+from rlmbox.policies.model import ROOT_LM
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
 from rlmbox.runtime.ledger import Ledger, Reservation
 from rlmbox.sandboxes.protocol import Frame
 
-_SUMMARY_CHARS = 120
+# Errors a handler raises about its arguments: model code may read them in full.
+_ARGUMENT_ERRORS = (TypeError, ValueError, KeyError, IndexError)
 
 
 class HostCallRefused(Exception):
@@ -51,6 +57,16 @@ def _summary(args: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = {"type": type(value).__name__}
     return out
+
+
+def _refusal(function: str, exc: Exception) -> HostCallRefused:
+    """What model code is told about a call that failed (host internals stay out)."""
+    if isinstance(exc, HostCallRefused):
+        return exc
+    if isinstance(exc, (PolicyDenied, BudgetExceeded, *_ARGUMENT_ERRORS)):
+        return HostCallRefused(type(exc).__name__, str(exc))
+    message = str(exc) if isinstance(exc, RlmboxError) else type(exc).__name__
+    return HostCallRefused("HostCallError", f"{function} failed: {message}")
 
 
 class CallDispatcher:
@@ -84,38 +100,46 @@ class CallDispatcher:
         """Returns the reply frame for one call frame. Never raises for model input;
         raises ``AuditWriteError`` when the log fails (the session must stop)."""
         call_id = frame["call"]
-        started = time.perf_counter()
         fn_name = frame["fn"]
         try:
-            function = self._functions.get(fn_name)
-            if function is None:
-                self._refuse_unknown(fn_name, call_id, cell_id)
-            assert function is not None  # noqa: S101 - _refuse_unknown raised otherwise
-            try:
-                bound = function.bind(frame["args"], frame["kwargs"])
-            except TypeError as exc:
-                raise HostCallRefused("TypeError", str(exc)) from exc
+            function = self._lookup(fn_name, call_id, cell_id)
+            bound = self._bind(function, frame, call_id, cell_id)
             decision = self._decide(function.name, bound, call_id, cell_id)
             if function.batch_param is not None:
-                value = self._run_batch(function, bound, decision, call_id, cell_id, started)
+                value: Any = self._run_batch(function, bound, decision, call_id, cell_id)
             else:
-                value = self._run_one(function, bound, decision, call_id, cell_id, started)
-        except HostCallRefused as refused:
+                value = self._run_one(function, bound, decision, call_id, cell_id)
+        except AuditWriteError:
+            raise
+        except Exception as exc:
+            refused = _refusal(fn_name, exc)
             return {"t": "reply", "call": call_id, "ok": False,
                     "error": {"type": refused.kind, "message": str(refused)}}
         return {"t": "reply", "call": call_id, "ok": True, "value": value}
 
-    def _refuse_unknown(self, fn_name: str, call_id: int, cell_id: str) -> None:
+    def _lookup(self, fn_name: str, call_id: int, cell_id: str) -> HostFunction:
+        function = self._functions.get(fn_name)
+        if function is not None:
+            return function
         self._event("host.call", function=fn_name[:128], call_id=call_id, cell=cell_id,
                     decision="deny", rule_ids=[], reason="no such host function",
                     outcome="denied")
         raise HostCallRefused("PolicyDenied", f"no host function named {fn_name!r}")
 
+    def _bind(self, function: HostFunction, frame: Frame, call_id: int,
+              cell_id: str) -> dict[str, Any]:
+        try:
+            return function.bind(frame["args"], frame["kwargs"])
+        except TypeError as exc:
+            self._event("host.call", function=function.name, call_id=call_id, cell=cell_id,
+                        outcome="invalid", error=str(exc))
+            raise HostCallRefused("TypeError", str(exc)) from exc
+
     def _decide(self, function: str, bound: dict[str, Any], call_id: int,
                 cell_id: str) -> Decision:
         decision = self._engine.decide(CallRequest(
             function=function, args=bound, session_id=self._session, depth=self._depth))
-        if decision.effect == "deny":   # a permit is recorded in the host.call event itself
+        if decision.effect == "deny":   # a permit is recorded in the host.call.start event
             self._event("policy.decision", function=function, call_id=call_id, cell=cell_id,
                         decision=decision.effect, allowed=decision.allowed,
                         rule_ids=list(decision.rule_ids), reason=decision.reason,
@@ -123,63 +147,81 @@ class CallDispatcher:
         if not decision.allowed:
             self._event("host.call", function=function, call_id=call_id, cell=cell_id,
                         decision="deny", rule_ids=list(decision.rule_ids),
-                        reason=decision.reason, args=_summary(bound), outcome="denied")
+                        reason=decision.reason, args=_summary(bound), outcome="denied",
+                        bodies={"args": _canonical_args(bound)})
             rules = ", ".join(decision.rule_ids) or "default deny"
             raise HostCallRefused("PolicyDenied",
                                   f"policy denied {function}: {decision.reason} ({rules})")
         return decision
 
-    def _reserve(self, function: HostFunction, prompt: Any) -> Reservation | None:
-        if not function.budgeted:
-            return None
-        chars = len(prompt) if isinstance(prompt, str) else 0
-        return self._ledger.reserve(function.name, depth=self._depth, prompt_chars=chars)
-
     def _run_one(self, function: HostFunction, bound: dict[str, Any], decision: Decision,
-                 call_id: int, cell_id: str, started: float) -> Any:
+                 call_id: int, cell_id: str) -> Any:
         prompt = bound.get(function.prompt_param) if function.prompt_param else None
-        ctx = CallContext(self._session, self._depth)
-        before = self._budget(function.name)
-        text = _canonical_args(bound)
         attrs: dict[str, Any] = {"function": function.name, "call_id": call_id,
                                  "cell": cell_id, "decision": decision.effect,
-                                 "rule_ids": list(decision.rule_ids),
-                                 "args": _summary(bound), "budget_before": before}
+                                 "rule_ids": list(decision.rule_ids), "args": _summary(bound)}
+        return self._metered(function.name, prompt, attrs, _canonical_args(bound),
+                             lambda ctx: function.handler(ctx, bound))
+
+    def complete_root(self, lm: LMProvider, prompt: str, *, model: str) -> str:
+        """One completion of the session's root model (the RLM loop), metered like a call.
+
+        It is budgeted as ``root_lm`` (and the tree), recorded before it runs and with its
+        usage after. Raises ``BudgetExceeded`` when the tree cannot afford it, the
+        provider's error when it fails, ``AuditWriteError`` when the log cannot take it.
+        """
+        def run(ctx: CallContext) -> str:
+            completion = lm.complete(prompt, model=model)
+            ctx.usage.append(completion)
+            return completion.text
+
+        attrs: dict[str, Any] = {"function": ROOT_LM, "caller": "rlm_loop",
+                                 "args": _summary({"prompt": prompt, "model": model})}
+        text: str = self._metered(ROOT_LM, prompt, attrs,
+                                  _canonical_args({"prompt": prompt, "model": model}), run)
+        return text
+
+    def _metered(self, name: str, prompt: Any, attrs: dict[str, Any], args_body: str,
+                 run: Callable[[CallContext], Any]) -> Any:
+        """Reserve, write the start record durably, run, settle, write the outcome.
+
+        The start record is synced before ``run``: a log that cannot take it raises
+        ``AuditWriteError`` here, the reservation is refunded and nothing runs.
+        """
+        started = time.perf_counter()
+        ctx = CallContext(self._session, self._depth)
+        attrs = {**attrs, "budget_before": self._budget(name)}
+        chars = len(prompt) if isinstance(prompt, str) else 0
         try:
-            reservation = self._reserve(function, prompt)
+            reservation = self._ledger.reserve(name, depth=self._depth, prompt_chars=chars)
         except BudgetExceeded as exc:
-            self._event("limit.exceeded", function=function.name, call_id=call_id,
-                        cell=cell_id, budget=exc.budget, used=exc.used, limit=exc.limit)
+            self._event("limit.exceeded", function=name, call_id=attrs.get("call_id"),
+                        cell=attrs.get("cell"), budget=exc.budget, used=exc.used,
+                        limit=exc.limit)
             self._event("host.call", **attrs, outcome="budget_exceeded", reason=str(exc),
-                        budget_after=self._budget(function.name), bodies={"args": text})
-            raise HostCallRefused("BudgetExceeded", str(exc)) from exc
+                        budget_after=self._budget(name),
+                        bodies={"args": args_body})
+            raise
         try:
-            value = function.handler(ctx, bound)
-        except (PolicyDenied, BudgetExceeded) as exc:
-            self._settle(reservation, ctx, ok=False)
-            self._finish(attrs, ctx, started, "denied", error=str(exc), bodies={"args": text})
-            raise HostCallRefused(type(exc).__name__, str(exc)) from exc
-        except (TypeError, ValueError, KeyError, IndexError) as exc:
-            self._settle(reservation, ctx, ok=False)
-            self._finish(attrs, ctx, started, "error", error=f"{type(exc).__name__}: {exc}",
-                         bodies={"args": text})
-            raise HostCallRefused(type(exc).__name__, str(exc)) from exc
+            self._scope.durable_event("host.call.start", **attrs, bodies={"args": args_body})
+        except BaseException:
+            self._ledger.refund(reservation)
+            raise
+        try:
+            value = run(ctx)
         except AuditWriteError:
+            self._settle(reservation, ctx, ok=False)
             raise
         except Exception as exc:
             self._settle(reservation, ctx, ok=False)
-            kind = "HostCallError"
-            self._finish(attrs, ctx, started, "error", error=f"{type(exc).__name__}: {exc}",
-                         bodies={"args": text})
-            message = str(exc) if isinstance(exc, RlmboxError) else type(exc).__name__
-            raise HostCallRefused(kind, f"{function.name} failed: {message}") from exc
+            outcome = "denied" if isinstance(exc, PolicyDenied | BudgetExceeded) else "error"
+            self._finish(attrs, ctx, started, outcome, error=f"{type(exc).__name__}: {exc}")
+            raise
         self._settle(reservation, ctx, ok=True)
-        self._finish(attrs, ctx, started, "ok", bodies={"args": text})
+        self._finish(attrs, ctx, started, "ok")
         return value
 
-    def _settle(self, reservation: Reservation | None, ctx: CallContext, *, ok: bool) -> None:
-        if reservation is None:
-            return
+    def _settle(self, reservation: Reservation, ctx: CallContext, *, ok: bool) -> None:
         if not ok and not ctx.usage:
             self._ledger.refund(reservation)
             return
@@ -189,10 +231,10 @@ class CallDispatcher:
                             cost_usd=sum(c.cost_usd for c in ctx.usage))
 
     def _finish(self, attrs: dict[str, Any], ctx: CallContext, started: float, outcome: str,
-                error: str | None = None, bodies: dict[str, str] | None = None) -> None:
+                error: str | None = None) -> None:
+        bodies: dict[str, str] | None = None
         if ctx.usage:   # LM bodies by digest, in the same event as the call
-            bodies = {**(bodies or {}),
-                      "completion": "\n".join(c.text for c in ctx.usage)}
+            bodies = {"completion": "\n".join(c.text for c in ctx.usage)}
             attrs = {**attrs, "model": ctx.usage[-1].model}
         self._scope.event(
             "host.call", bodies=bodies, **attrs, outcome=outcome, error=error,
@@ -203,7 +245,7 @@ class CallDispatcher:
             budget_after=self._budget(str(attrs["function"])))
 
     def _run_batch(self, function: HostFunction, bound: dict[str, Any], decision: Decision,
-                   call_id: int, cell_id: str, started: float) -> list[str]:
+                   call_id: int, cell_id: str) -> list[str]:
         items = bound.get(function.batch_param or "")
         if not isinstance(items, list):
             raise HostCallRefused("TypeError", f"{function.name}: expects a list of prompts")
@@ -215,9 +257,11 @@ class CallDispatcher:
         def one(prompt: Any) -> str:
             single = {**extra, function.prompt_param or "prompt": prompt}
             try:
-                return str(self._run_one(function, single, decision, call_id, cell_id,
-                                         time.perf_counter()))
-            except HostCallRefused as refused:
+                return str(self._run_one(function, single, decision, call_id, cell_id))
+            except AuditWriteError:
+                raise
+            except Exception as exc:
+                refused = _refusal(function.name, exc)
                 return f"Error: {refused.kind}: {refused}"
 
         return list(self._executor.map(one, items))

@@ -39,3 +39,9 @@ class EventScope:
     def event(self, name: str, **attributes: Any) -> None:
         self.audit.append(name, session=self.session, parent=self.parent, depth=self.depth,
                           tenant=self.tenant, **attributes)
+
+    def durable_event(self, name: str, **attributes: Any) -> None:
+        """Records an event and waits until it is on disk: for a record that must exist
+        before the action it announces (raises ``AuditWriteError`` otherwise)."""
+        self.event(name, **attributes)
+        self.audit.sync()

@@ -33,17 +33,23 @@ Handler = Callable[[CallContext, dict[str, Any]], Any]
 
 @dataclass(frozen=True)
 class HostFunction:
-    """A capability model code can call. ``budgeted`` calls reserve from the ledger."""
+    """A capability model code can call; every call is decided, reserved and audited.
+
+    ``defaults`` are filled in by :meth:`bind` before the policy decides, so a rule sees
+    the value the host will act on, never a gap the host fills in later.
+    """
 
     name: str
     params: tuple[str, ...]
     handler: Handler
-    budgeted: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    none_means_default: bool = False   # the frontends' ``model=None`` means "the default"
     prompt_param: str | None = None
-    batch_param: str | None = None   # per-item decisions and reservations
+    batch_param: str | None = None   # per-item reservations, one decision on the list
 
     def bind(self, args: list[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """Names positional arguments; refuses unknown, duplicate or missing ones."""
+        """Names positional arguments and fills defaults; refuses unknown, duplicate or
+        missing ones (``TypeError``)."""
         if len(args) > len(self.params):
             raise TypeError(f"{self.name}() takes {len(self.params)} arguments, "
                             f"{len(args)} given")
@@ -54,7 +60,25 @@ class HostFunction:
             if key in bound:
                 raise TypeError(f"{self.name}() got {key!r} twice")
             bound[key] = value
+        for key, default in self.defaults.items():
+            if key not in bound or (self.none_means_default and bound[key] is None):
+                bound[key] = default
+        missing = [p for p in self.params if p not in bound]
+        if missing:
+            raise TypeError(f"{self.name}() is missing argument(s): {', '.join(missing)}")
         return bound
+
+
+def signature_of(fn: Callable[..., Any], what: str) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The named parameters of ``fn`` and their defaults (``*args``/``**kwargs`` ignored)."""
+    try:
+        parameters = [p for p in inspect.signature(fn).parameters.values()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY,
+                                    p.POSITIONAL_ONLY)]
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"{what}: cannot read its signature: {exc}") from exc
+    return (tuple(p.name for p in parameters),
+            {p.name: p.default for p in parameters if p.default is not p.empty})
 
 
 def _prompt_text(value: Any, name: str) -> str:
@@ -63,8 +87,9 @@ def _prompt_text(value: Any, name: str) -> str:
     return value
 
 
-def _model_arg(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
+def model_arg(value: Any) -> str:
+    """The bound ``model`` (the provider's default already filled in by ``bind``)."""
+    if not isinstance(value, str):
         raise TypeError("model must be a str or None")
     return value
 
@@ -73,7 +98,7 @@ def _completion_handler(lm: LMProvider, name: str) -> Handler:
     """One prompt -> one completion, its usage noted for the ledger and the audit log."""
     def handle(ctx: CallContext, args: dict[str, Any]) -> str:
         completion = lm.complete(_prompt_text(args.get("prompt"), name),
-                                 model=_model_arg(args.get("model")))
+                                 model=model_arg(args.get("model")))
         ctx.usage.append(completion)
         return completion.text
     return handle
@@ -81,14 +106,16 @@ def _completion_handler(lm: LMProvider, name: str) -> Handler:
 
 def llm_query(lm: LMProvider) -> HostFunction:
     return HostFunction("llm_query", ("prompt", "model"), _completion_handler(lm, "llm_query"),
-                        budgeted=True, prompt_param="prompt")
+                        defaults={"model": lm.model}, none_means_default=True,
+                        prompt_param="prompt")
 
 
-def llm_query_batched(lm: LMProvider, workers: int = 8) -> HostFunction:
-    """Runs the prompts concurrently on the host; each item is decided and budgeted alone
-    by the dispatcher, which calls this handler once per admitted item."""
+def llm_query_batched(lm: LMProvider) -> HostFunction:
+    """Runs the prompts concurrently on the host; the list is decided once, each item is
+    budgeted alone by the dispatcher, which calls this handler once per admitted item."""
     return HostFunction("llm_query_batched", ("prompts", "model"),
-                        _completion_handler(lm, "llm_query_batched"), budgeted=True,
+                        _completion_handler(lm, "llm_query_batched"),
+                        defaults={"model": lm.model}, none_means_default=True,
                         prompt_param="prompt", batch_param="prompts")
 
 
@@ -100,32 +127,22 @@ def tool(name: str, fn: Callable[..., Any]) -> HostFunction:
     """Wraps a caller-registered Python function as the host function ``tool.<name>``."""
     if not name.isidentifier():
         raise PolicyError(f"tool name {name!r} is not a Python identifier")
-    try:
-        params = tuple(p.name for p in inspect.signature(fn).parameters.values()
-                       if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY,
-                                     p.POSITIONAL_ONLY))
-    except (TypeError, ValueError) as exc:
-        raise PolicyError(f"tool {name!r}: cannot read its signature: {exc}") from exc
+    params, defaults = signature_of(fn, f"tool {name!r}")
 
     def handle(ctx: CallContext, args: dict[str, Any]) -> Any:
         return fn(**args)
-    return HostFunction(f"tool.{name}", params, handle)
+    return HostFunction(f"tool.{name}", params, handle, defaults=defaults)
 
 
 def context_functions(store: Any) -> list[HostFunction]:
     """The gated-context functions over a host :class:`ContextStore`."""
-    def method(name: str, params: tuple[str, ...]) -> HostFunction:
+    def method(name: str) -> HostFunction:
         bound_method = getattr(store, name)
+        params, defaults = signature_of(bound_method, f"context.{name}")
 
         def handle(ctx: CallContext, args: dict[str, Any]) -> Any:
             return bound_method(**args)
-        return HostFunction(f"context.{name}", params, handle)
+        return HostFunction(f"context.{name}", params, handle, defaults=defaults)
 
-    return [
-        method("len", ()),
-        method("read", ("start", "end")),
-        method("search", ("pattern", "max_hits")),
-        method("lines", ("start", "end")),
-        method("documents", ()),
-        method("document", ("doc_id",)),
-    ]
+    return [method(name) for name in ("len", "read", "search", "lines", "documents",
+                                      "document")]

@@ -20,6 +20,9 @@ from rlmbox.policies.model import Budgets, FunctionBudget, TreeBudget
 
 # Calling these starts a child session one level deeper than the caller.
 SPAWNING_FUNCTIONS = frozenset({"rlm_query", "rlm_query_batched"})
+# A budget on a function covers its batched form: each item counts against both.
+BATCHED_FORMS: dict[str, str] = {"llm_query_batched": "llm_query",
+                                 "rlm_query_batched": "rlm_query"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,11 @@ def _check(scope: str, limits: TreeBudget | FunctionBudget, usage: _Usage,
     spent("cost_usd", usage.cost_usd, limits.cost_usd, "USD spent")
 
 
+def _budget_names(function: str) -> tuple[str, ...]:
+    single = BATCHED_FORMS.get(function)
+    return (function, single) if single else (function,)
+
+
 class Ledger:
     """Thread-safe budget accounting for one session tree."""
 
@@ -86,32 +94,37 @@ class Ledger:
         """Admits one call or raises ``BudgetExceeded`` naming the budget (all-or-nothing).
 
         ``depth`` is the caller's depth (root = 0); a spawning call (``rlm_query*``) is
-        checked at the depth of the child it would create.
+        checked at the depth of the child it would create. An item of a batched form
+        (``llm_query_batched``) is checked and counted under its single form too.
         """
         if depth < 0 or prompt_chars < 0:
             raise ValueError("depth and prompt_chars must not be negative")
         child_depth = depth + 1 if function in SPAWNING_FUNCTIONS else depth
-        per_function = self.budgets.functions.get(function)
+        names = _budget_names(function)
         with self._lock:
             _check("tree", self.budgets.tree, self._tree, child_depth, prompt_chars)
-            usage = self._functions.get(function) or _Usage()
-            if per_function is not None:
-                _check(function, per_function, usage, child_depth, prompt_chars)
-            self._functions[function] = usage
-            for u in (self._tree, usage):
+            usages = [self._functions.get(name) or _Usage() for name in names]
+            for name, usage in zip(names, usages, strict=True):
+                per_function = self.budgets.functions.get(name)
+                if per_function is not None:
+                    _check(name, per_function, usage, child_depth, prompt_chars)
+            for name, usage in zip(names, usages, strict=True):
+                self._functions[name] = usage
+            for u in (self._tree, *usages):
                 u.calls += 1
                 u.in_flight += 1
             reservation = Reservation(next(self._ids), function, depth, prompt_chars)
             self._open[reservation.id] = reservation
             return reservation
 
-    def _settle(self, reservation: Reservation) -> _Usage:
+    def _settle(self, reservation: Reservation) -> list[_Usage]:
+        """The usages a reservation counts against (tree first), its in-flight call ended."""
         if self._open.pop(reservation.id, None) is None:
             raise ValueError(f"reservation {reservation.id} is unknown or already settled")
-        usage = self._functions[reservation.function]
-        self._tree.in_flight -= 1
-        usage.in_flight -= 1
-        return usage
+        usages = [self._tree, *(self._functions[n] for n in _budget_names(reservation.function))]
+        for usage in usages:
+            usage.in_flight -= 1
+        return usages
 
     def commit(self, reservation: Reservation, *, input_tokens: int = 0,
                output_tokens: int = 0, cost_usd: float = 0.0) -> None:
@@ -119,8 +132,7 @@ class Ledger:
         if input_tokens < 0 or output_tokens < 0 or not cost_usd >= 0:
             raise ValueError("usage must be non-negative numbers")
         with self._lock:
-            usage = self._settle(reservation)
-            for u in (self._tree, usage):
+            for u in self._settle(reservation):
                 u.input_tokens += input_tokens
                 u.output_tokens += output_tokens
                 u.cost_usd += cost_usd
@@ -128,9 +140,8 @@ class Ledger:
     def refund(self, reservation: Reservation) -> None:
         """Returns the call of a reservation whose call failed before using anything."""
         with self._lock:
-            usage = self._settle(reservation)
-            self._tree.calls -= 1
-            usage.calls -= 1
+            for usage in self._settle(reservation):
+                usage.calls -= 1
 
     def snapshot(self) -> dict[str, Any]:
         """Usage now, for audit events (``budget_before`` / ``budget_after``)."""

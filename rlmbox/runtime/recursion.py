@@ -3,7 +3,10 @@
 The child gets the prompt as its ``context``, runs in a sandbox of its own under the same
 policy, shares the caller's ledger (so budgets span the whole tree and ``max_depth`` binds),
 and is recorded in the audit log with its parent and depth. Its root model is the runtime's
-``rlm_lm``. The child's answer (or a short note that it found none) is the call's value.
+``rlm_lm`` (``model`` names another of its models; the policy decides on the model that
+runs, the default filled in), and each of its completions is metered by the child's
+dispatcher like a host call. The child's answer (or a short note that it found none) is
+the call's value.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any, Protocol
 
 from rlmbox.errors import RlmboxError
 from rlmbox.lm.base import LMProvider
-from rlmbox.runtime.hostfns import CallContext, HostFunction
+from rlmbox.runtime.hostfns import CallContext, HostFunction, model_arg
 from rlmbox.runtime.rlm_loop import run_rlm
 from rlmbox.runtime.session import Session
 
@@ -33,20 +36,22 @@ def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
         prompt = args.get("prompt")
         if not isinstance(prompt, str):
             raise TypeError("rlm_query: the prompt must be a str")
+        model = model_arg(args.get("model"))
         parent = find(ctx.session_id)
         if parent is None:
             raise RlmboxError("rlm_query: the calling session is gone")
         with spawn(prompt, parent=parent) as child:
             trajectory = run_rlm(child, root, CHILD_TASK, context=prompt,
-                                 max_steps=MAX_CHILD_STEPS)
+                                 max_steps=MAX_CHILD_STEPS, model=model)
         if not trajectory.answered:
             return f"[rlm_query: no answer after {len(trajectory.steps)} step(s)]"
         answer = trajectory.answer
         return answer if isinstance(answer, str) else repr(answer)
 
+    defaults = {"model": root.model}   # the child's root model, as the policy sees it
     return [
-        HostFunction("rlm_query", ("prompt", "model"), handle, budgeted=True,
-                     prompt_param="prompt"),
-        HostFunction("rlm_query_batched", ("prompts", "model"), handle, budgeted=True,
-                     prompt_param="prompt", batch_param="prompts"),
+        HostFunction("rlm_query", ("prompt", "model"), handle, defaults=defaults,
+                     none_means_default=True, prompt_param="prompt"),
+        HostFunction("rlm_query_batched", ("prompts", "model"), handle, defaults=defaults,
+                     none_means_default=True, prompt_param="prompt", batch_param="prompts"),
     ]

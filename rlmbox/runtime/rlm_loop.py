@@ -49,14 +49,19 @@ def extract_code(reply: str) -> list[str]:
 
 
 def run_rlm(session: Session, root: LMProvider, task: str, *, context: Any, max_steps: int = 8,
-            on_cell: Callable[[int, str, ExecResult], None] | None = None) -> Trajectory:
-    """Drives the root model against the session until an answer or ``max_steps``."""
+            on_cell: Callable[[int, str, ExecResult], None] | None = None,
+            model: str | None = None) -> Trajectory:
+    """Drives the root model against the session until an answer or ``max_steps``.
+
+    Each root completion passes the session's dispatcher (budgeted as ``root_lm``, audited
+    before and after), so it raises ``BudgetExceeded`` once the tree's budget is spent.
+    """
     trajectory = Trajectory(task=task)
     history = SYSTEM_PROMPT.format(
         context_kind=type(context).__name__,
         context_chars=len(context) if isinstance(context, str | list | dict) else 0, task=task)
     for number in range(1, max_steps + 1):
-        reply = root.complete(history).text
+        reply = session.dispatcher.complete_root(root, history, model=model or root.model)
         step = Step(reply=reply)
         trajectory.steps.append(step)
         for code in extract_code(reply):

@@ -99,6 +99,11 @@ class Session:
     # --- public API -------------------------------------------------------------------
 
     @property
+    def dispatcher(self) -> CallDispatcher:
+        """The seam every host call and root-model completion of this session passes."""
+        return self._dispatcher
+
+    @property
     def state(self) -> SessionState:
         return self._state
 

@@ -38,6 +38,7 @@ class KeyedLM:
     """An LM provider holding an API key, as a real one would; answers from a script."""
 
     name = "keyed"
+    model = "scripted"
 
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
