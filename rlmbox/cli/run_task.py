@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from rlmbox.lm.hosted import register_secrets
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.lm.spec import SPEC_HELP, provider_from_spec
 from rlmbox.runtime.results import ExecResult
-from rlmbox.runtime.rlm_loop import run_rlm
+from rlmbox.runtime.rlm_loop import CODE_BLOCK, Trajectory, run_rlm
 from rlmbox.runtime.runtime import Runtime
 
 _DEMO_ROOT_REPLIES = [
@@ -57,6 +58,8 @@ def register(subparsers: Any) -> None:
     run_parser.add_argument("--backend", default=None)
     run_parser.add_argument("--max-steps", type=int, default=8)
     run_parser.add_argument("--audit-dir", type=Path, default=None)
+    run_parser.add_argument("--json", action="store_true",
+                            help="print the whole trajectory as one JSON object at the end")
     run_parser.set_defaults(handler=run)
     demo = subparsers.add_parser(
         "demo", help="an offline RLM run: find a needle in 2,000 lines (process sandbox)")
@@ -65,8 +68,16 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(handler=run_demo)
 
 
+def _print_reply(step: int, reply: str) -> None:
+    """The root model's words for this step (its code blocks are shown as cells)."""
+    prose = [line for line in CODE_BLOCK.sub("", reply).splitlines() if line.strip()]
+    print(f"\n── step {step} · root model")
+    for line in prose:
+        print(f"  {line}")
+
+
 def _print_cell(step: int, code: str, result: ExecResult) -> None:
-    print(f"\n── step {step} · cell [{result.status}, {result.duration_s * 1000:.1f} ms, "
+    print(f"── step {step} · cell [{result.status}, {result.duration_s * 1000:.1f} ms, "
           f"{result.host_calls} host call(s)]")
     for line in code.splitlines():
         print(f"  >>> {line}")
@@ -76,12 +87,28 @@ def _print_cell(step: int, code: str, result: ExecResult) -> None:
         print(f"  {result.error}")
 
 
+def _trajectory_json(trajectory: Trajectory, rt: Runtime, session_id: str) -> str:
+    return json.dumps({
+        "task": trajectory.task, "answered": trajectory.answered, "answer": trajectory.answer,
+        "policy": rt.policy.name, "policy_sha256": rt.policy.sha256, "session": session_id,
+        "audit_log": str(rt.audit_path),
+        "steps": [{"reply": step.reply, "cells": [
+            {"code": code, "status": r.status, "stdout": r.stdout, "stderr": r.stderr,
+             "error": r.error, "duration_s": r.duration_s, "host_calls": r.host_calls}
+            for code, r in step.cells]} for step in trajectory.steps]}, default=repr)
+
+
 def _drive(rt: Runtime, root: LMProvider, task: str, context: Any, backend: str | None,
-           max_steps: int) -> int:
+           max_steps: int, *, as_json: bool = False) -> int:
     with rt.session(context=context, backend=backend) as session:
-        print_header(rt, session)
+        if not as_json:
+            print_header(rt, session)
         trajectory = run_rlm(session, root, task, context=context, max_steps=max_steps,
-                             on_cell=_print_cell)
+                             on_cell=None if as_json else _print_cell,
+                             on_reply=None if as_json else _print_reply)
+    if as_json:
+        print(_trajectory_json(trajectory, rt, session.id))
+        return 0 if trajectory.answered else 1
     print()
     if trajectory.answered:
         print_answer(trajectory.answer)
@@ -97,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     sub = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else root
     with Runtime(args.policy, lm=sub, audit_dir=args.audit_dir, pool_size=0) as rt:
         register_secrets(rt.audit, root)   # the runtime registered the sub-model's key
-        return _drive(rt, root, args.task, context, args.backend, args.max_steps)
+        return _drive(rt, root, args.task, context, args.backend, args.max_steps,
+                      as_json=args.json)
 
 
 def run_demo(args: argparse.Namespace) -> int:

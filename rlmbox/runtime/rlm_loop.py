@@ -18,7 +18,7 @@ from rlmbox.lm.base import LMProvider
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.session import Session
 
-_CODE_BLOCK = re.compile(r"```(?:repl|python)\s*\n(.*?)```", re.DOTALL)
+CODE_BLOCK = re.compile(r"```(?:repl|python)\s*\n(.*?)```", re.DOTALL)
 _FINAL_LINE = re.compile(r"^\s*FINAL\((.*)\)\s*$", re.MULTILINE)
 _FEEDBACK_CHARS = 4000
 
@@ -45,12 +45,13 @@ class Trajectory:
 
 
 def extract_code(reply: str) -> list[str]:
-    return [block.strip("\n") for block in _CODE_BLOCK.findall(reply)]
+    return [block.strip("\n") for block in CODE_BLOCK.findall(reply)]
 
 
 def run_rlm(session: Session, root: LMProvider, task: str, *, context: Any, max_steps: int = 8,
             on_cell: Callable[[int, str, ExecResult], None] | None = None,
-            model: str | None = None) -> Trajectory:
+            model: str | None = None,
+            on_reply: Callable[[int, str], None] | None = None) -> Trajectory:
     """Drives the root model against the session until an answer or ``max_steps``.
 
     Each root completion passes the session's dispatcher (budgeted as ``root_lm``, audited
@@ -64,6 +65,8 @@ def run_rlm(session: Session, root: LMProvider, task: str, *, context: Any, max_
         reply = session.dispatcher.complete_root(root, history, model=model or root.model)
         step = Step(reply=reply)
         trajectory.steps.append(step)
+        if on_reply is not None:
+            on_reply(number, reply)
         for code in extract_code(reply):
             result = session.exec(code)
             step.cells.append((code, result))
@@ -76,7 +79,7 @@ def run_rlm(session: Session, root: LMProvider, task: str, *, context: Any, max_
                 return trajectory
             if result.status == "killed":
                 return trajectory
-        final = _FINAL_LINE.search(_CODE_BLOCK.sub("", reply))
+        final = _FINAL_LINE.search(CODE_BLOCK.sub("", reply))
         if final:
             trajectory.answer, trajectory.answered = final.group(1).strip(" '\""), True
             return trajectory
