@@ -20,6 +20,7 @@ from rlmbox.cli.terminal import terminal_safe
 
 #: Environment variable naming the pinned Ed25519 public key (PEM) when no flag is given.
 PUBLIC_KEY_ENV = "RLMBOX_AUDIT_PUBLIC_KEY"
+_FOLD_LINES = 20
 _UNPINNED = ("warning: checkpoints were checked against the key stored beside the log; "
              "whoever can rewrite the log can replace that key too. Pin the key: "
              f"--public-key FILE or {PUBLIC_KEY_ENV}=FILE")
@@ -61,6 +62,11 @@ def register(subparsers: Any) -> None:
     show.add_argument("path", type=Path)
     show.add_argument("--session", help="only this session and its descendants")
     show.add_argument("--event", help="only events of this type")
+    show.add_argument("--limit", type=int, default=None, metavar="N",
+                      help="only the last N matching records")
+    show.add_argument("--fold", type=int, default=_FOLD_LINES, metavar="LINES",
+                      help=f"show the first and last LINES/2 lines of a longer body "
+                           f"(default {_FOLD_LINES}; 0 shows every line)")
     show.add_argument("--json", action="store_true", help="one JSON record per line")
     show.set_defaults(handler=_show)
 
@@ -147,25 +153,48 @@ def _show(args: argparse.Namespace) -> int:
     directory = log_directory(args.path)
     store = BodyStore(directory / BODIES)
     records = list(iter_records(directory))
+    total = len(records)
+    filters = []
     if args.session:
         keep = _descendants(records, args.session)
         records = [r for r in records if r.get("session") in keep]
+        filters.append(f"--session {args.session}")
     if args.event:
         records = [r for r in records if r.get("event") == args.event]
+        filters.append(f"--event {args.event}")
+    if filters and not records:
+        print(f"rlmbox: no record matches {' '.join(filters)} ({total} record(s) in the log)",
+              file=sys.stderr)
+        return 1
+    hidden = 0
+    if args.limit is not None and 0 <= args.limit < len(records):
+        hidden = len(records) - args.limit
+        records = records[hidden:]
+    if hidden and not args.json:
+        print(f"... {hidden} earlier record(s) not shown (--limit {args.limit})")
     for record in records:
         if args.json:   # ASCII escapes: no raw control character reaches the terminal
             print(json.dumps(record, sort_keys=True))
         else:
-            _print_record(record, store)
+            _print_record(record, store, args.fold)
     return 0
 
 
-def _print_record(record: dict[str, Any], store: BodyStore) -> None:
-    for line in _record_lines(record, store):
+def _print_record(record: dict[str, Any], store: BodyStore, fold: int) -> None:
+    for line in _record_lines(record, store, fold):
         print(terminal_safe(line))
 
 
-def _record_lines(record: dict[str, Any], store: BodyStore) -> list[str]:
+def _folded(lines: list[str], fold: int) -> list[str]:
+    """The first and last ``fold // 2`` lines of a longer body, and a count of the rest."""
+    if fold <= 0 or len(lines) <= fold:
+        return lines
+    half = fold // 2
+    return [*lines[:half], f"[{len(lines) - 2 * half} more line(s) folded: --fold 0 shows all]",
+            *lines[-half:]]
+
+
+def _record_lines(record: dict[str, Any], store: BodyStore, fold: int = 0) -> list[str]:
     """The readable lines of one record, raw: the caller escapes them for the terminal."""
     lines: list[str] = []
     indent = "  " * _as_int(record.get("depth"))
@@ -191,7 +220,8 @@ def _record_lines(record: dict[str, Any], store: BodyStore) -> list[str]:
         lines.append(f"{label}:")
         # split on "\n" only: a "\r" or other separator is shown escaped, never obeyed
         text = data.decode("utf-8", "replace").removesuffix("\n")
-        lines += [f"{indent}    | {text_line}" for text_line in text.split("\n")] if text else []
+        body = _folded(text.split("\n"), fold) if text else []
+        lines += [f"{indent}    | {text_line}" for text_line in body]
     return lines
 
 
