@@ -10,10 +10,8 @@ import rlmbox
 
 PACKAGE = Path(rlmbox.__file__).parent
 
-# path (relative to the package) -> why its asserts may stay for now
-ALLOWED: dict[str, str] = {
-    "runtime/dispatch.py": "owned by the call-seam work (issue 11); its assert goes there",
-}
+# path (relative to the package) -> why its asserts may stay for now (none left)
+ALLOWED: dict[str, str] = {}
 
 
 def _asserts(path: Path) -> list[int]:

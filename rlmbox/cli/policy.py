@@ -17,8 +17,11 @@ def _check(args: argparse.Namespace) -> int:
     found = warnings(policy)
     for warning in found:
         print(f"warning: {warning}")
+    if found and args.strict:
+        print(f"{args.file}: FAIL (--strict): {len(found)} warning(s)")
+        return 1
     print(f"{args.file}: ok ({len(policy.rules)} rules, sha256 {policy.sha256})")
-    return 1 if found and args.strict else 0
+    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rlmbox.policies.conditions import Condition
 from rlmbox.policies.engine import function_pattern
-from rlmbox.policies.model import KNOWN_ARGUMENTS, Policy, Rule
+from rlmbox.policies.model import Policy, Rule
 
 
 def _condition_words(arg: str, cond: Condition) -> str:
@@ -84,10 +84,6 @@ def warnings(policy: Policy) -> list[str]:
                 out.append(f"rules[{index}] ({rule.id}): unreachable, forbid rule "
                            f"'{forbid.id}' denies every call it could permit")
                 break
-        if ("*" not in rule.function and rule.function not in KNOWN_ARGUMENTS
-                and not rule.function.startswith("tool.")):
-            out.append(f"rules[{index}] ({rule.id}): '{rule.function}' is not a built-in "
-                       "host function; tools are named 'tool.<name>'")
     for name in policy.budgets.functions:
         if not any(r.effect == "permit" and function_pattern(r.function).fullmatch(name)
                    for r in policy.rules):

@@ -7,8 +7,10 @@ session can never run under a half-loaded policy.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -197,6 +199,21 @@ class Rule(_Frozen):
         default_factory=dict)
     description: Text = ""
 
+    @field_validator("function")
+    @classmethod
+    def _known_function(cls, value: str) -> str:
+        """A name without a glob must be a host function: a typo would never match."""
+        if "*" in value or value in KNOWN_ARGUMENTS or value == ROOT_LM or \
+                value.startswith("tool."):
+            return value
+        known = sorted({*KNOWN_ARGUMENTS, ROOT_LM})
+        close = difflib.get_close_matches(value, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise PydanticCustomError(
+            "unknown_function", "no host function named '{name}'{hint}; built-ins: {known}; "
+            "registered tools are 'tool.<name>'",
+            {"name": value, "hint": hint, "known": ", ".join(known)})
+
     @field_validator("when")
     @classmethod
     def _known_arguments(cls, value: dict[str, Condition],
@@ -259,12 +276,54 @@ def _data_path(loc: list[str | int]) -> list[str | int]:
     return [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
 
 
+def _is_type_error(kind: str) -> bool:
+    """A value of the wrong type or outside an enumeration: showing it says what was read."""
+    return kind.endswith(("_type", "_parsing")) or kind in ("literal_error", "enum")
+
+
+def _clip(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _model_at(loc: list[str | int]) -> type[BaseModel] | None:
+    """The model class whose fields sit at ``loc`` inside a policy (for suggestions)."""
+    current: type[BaseModel] | None = Policy
+    for part in loc:
+        if current is None:
+            return None
+        if isinstance(part, int):
+            continue   # a list index: the item model was already unwrapped
+        field = current.model_fields.get(part)
+        current = _first_model(field.annotation) if field is not None else None
+    return current
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _did_you_mean(name: str, loc: list[str | int]) -> str:
+    model = _model_at(loc)
+    if model is None:
+        return ""
+    fields = [f.alias or n for n, f in model.model_fields.items()]
+    close = difflib.get_close_matches(name, fields, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _locate(error: Any, source: SourceMap | None) -> str:
     loc: list[str | int] = list(error["loc"])
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
-        message = f"unknown field '{loc[-1]}'"
+        message = f"unknown field '{loc[-1]}'{_did_you_mean(str(loc[-1]), _data_path(loc[:-1]))}"
         where, loc = loc, loc[:-1]
     elif kind == "unknown_argument":
         message = error["msg"]
@@ -275,6 +334,8 @@ def _locate(error: Any, source: SourceMap | None) -> str:
         loc = where
     else:
         message = error["msg"]
+        if _is_type_error(kind) and not isinstance(error.get("input"), dict | list):
+            message += f", got {_clip(error.get('input'))}"
         where = loc
     # pydantic adds union branch and validator names to loc; they are not data paths
     loc, where = _data_path(loc), _data_path(where)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from rlmbox.policies.engine import CallRequest
 from rlmbox.policies.model import Policy, policy_from_data
 
-FUNCTIONS = ("tool_a", "tool_b", "tool.read", "tool.search")
-PATTERNS = (*FUNCTIONS, "*", "tool_*", "tool.*", "*a*")
+FUNCTIONS = ("tool.a", "tool.b", "tool.read", "tool.search")
+PATTERNS = (*FUNCTIONS, "*", "tool.*", "tool.r*", "*a*")
 ARGS = ("model", "n", "text")
 
 words = st.text(alphabet="abc", max_size=6)

@@ -13,7 +13,7 @@ POLICY = """name: demo
 rules:
   - {id: llm, effect: permit, function: llm_query, when: {model: {in: [small]}}}
   - {id: no-llm, effect: forbid, function: "llm_*"}
-  - {id: typo, effect: permit, function: lm_query}
+  - {id: tool, effect: permit, function: tool.lookup}
 budgets:
   functions:
     rlm_query: {calls: 1}
@@ -26,8 +26,8 @@ def test_check_reports_every_error_with_line(tmp_path: Path,
     path.write_text("mode: nope\nlimits: {pidz: 1}\n")
     assert main(["policy", "check", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "mode: Input should be 'enforce' or 'audit' (line 1)" in err
-    assert "limits: unknown field 'pidz' (line 2)" in err
+    assert "mode: Input should be 'enforce' or 'audit', got 'nope' (line 1)" in err
+    assert "limits: unknown field 'pidz' (did you mean 'pids'?) (line 2)" in err
 
 
 def test_check_warns_about_unreachable_rules(tmp_path: Path,
@@ -37,7 +37,6 @@ def test_check_warns_about_unreachable_rules(tmp_path: Path,
     assert main(["policy", "check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "rules[0] (llm): unreachable, forbid rule 'no-llm'" in out
-    assert "rules[2] (typo): 'lm_query' is not a built-in host function" in out
     assert "budgets.functions.rlm_query: no rule permits rlm_query" in out
     assert main(["policy", "check", "--strict", str(path)]) == 1
 
@@ -83,3 +82,43 @@ def test_schema_is_json_schema_refusing_unknown_keys(
     assert schema["additionalProperties"] is False
     assert {"rules", "budgets", "limits", "isolation", "context", "code", "mode"} <= set(
         schema["properties"])
+
+
+def test_check_suggests_the_field_meant(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("limits: {memroy_mb: 5}\ncontext: {mode: gated, max_serch_hits: 3}\n")
+    assert main(["policy", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "limits: unknown field 'memroy_mb' (did you mean 'memory_mb'?)" in err
+    assert "context: unknown field 'max_serch_hits' (did you mean 'max_search_hits'?)" in err
+
+
+def test_check_shows_the_offending_value(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "value.yaml"
+    path.write_text("limits: {pids: many}\n")
+    assert main(["policy", "check", str(path)]) == 2
+    assert "limits.pids: Input should be a valid integer, got 'many' (line 1)" in \
+        capsys.readouterr().err
+
+
+def test_an_unknown_function_is_an_error(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "fn.yaml"
+    path.write_text("rules:\n  - {id: typo, effect: permit, function: llm_qeury}\n")
+    assert main(["policy", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "rules[0].function: no host function named 'llm_qeury' (did you mean " \
+           "'llm_query'?" in err
+    assert "tool.<name>" in err
+
+
+def test_strict_never_says_ok_when_it_fails(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "warn.yaml"
+    path.write_text("mode: audit\nrules:\n  - {id: a, effect: permit, function: llm_query}\n")
+    assert main(["policy", "check", "--strict", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert ": ok" not in out
+    assert "FAIL (--strict): 1 warning(s)" in out

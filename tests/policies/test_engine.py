@@ -67,21 +67,21 @@ def test_audit_mode_allows_but_records_deny() -> None:
     ({"regex": "a.*"}, 3, False),
 ])
 def test_condition_clauses(cond: dict[str, Any], value: Any, expected: bool) -> None:
-    rules = [{"effect": "permit", "function": "tool", "when": {"x": cond}}]
-    assert decide(rules, "tool", x=value).allowed is expected
+    rules = [{"effect": "permit", "function": "tool.x", "when": {"x": cond}}]
+    assert decide(rules, "tool.x", x=value).allowed is expected
 
 
 def test_overlong_value_fails_regex_toward_deny() -> None:
     """Too long to match safely: the permit does not match, and the forbid does."""
     long = "a" * 5000
     permit: list[dict[str, Any]] = [
-        {"effect": "permit", "function": "tool", "when": {"x": {"regex": "a*"}}}]
-    assert not decide(permit, "tool", x=long).allowed
+        {"effect": "permit", "function": "tool.x", "when": {"x": {"regex": "a*"}}}]
+    assert not decide(permit, "tool.x", x=long).allowed
     forbid: list[dict[str, Any]] = [
-        {"effect": "permit", "function": "tool"},
-        {"effect": "forbid", "function": "tool", "when": {"x": {"regex": "b.*"}}}]
-    assert not decide(forbid, "tool", x=long).allowed
-    assert decide(forbid, "tool", x="a" * 10).allowed
+        {"effect": "permit", "function": "tool.x"},
+        {"effect": "forbid", "function": "tool.x", "when": {"x": {"regex": "b.*"}}}]
+    assert not decide(forbid, "tool.x", x=long).allowed
+    assert decide(forbid, "tool.x", x="a" * 10).allowed
 
 
 def test_list_arguments_permit_all_forbid_any() -> None:

@@ -104,11 +104,11 @@ rules:
 """
     errors = errors_of(text)
     assert len(errors) == 5
-    assert "limits.memory_mb: Input should be a valid integer (line 3)" in errors
-    assert "limits: unknown field 'pidz' (line 4)" in errors
+    assert "limits.memory_mb: Input should be a valid integer, got '12' (line 3)" in errors
+    assert "limits: unknown field 'pidz' (did you mean 'pids'?) (line 4)" in errors
     assert "isolation.runtime: runtime 'runsc' needs backend 'docker' (line 6)" in errors
     assert any(e.startswith("isolation.require[0]:") and e.endswith("(line 7)") for e in errors)
-    assert "rules[0].effect: Input should be 'permit' or 'forbid' (line 10)" in errors
+    assert "rules[0].effect: Input should be 'permit' or 'forbid', got 'allow' (line 10)" in errors
 
 
 def test_unknown_argument_of_builtin_function() -> None:
@@ -120,7 +120,7 @@ def test_unknown_argument_of_builtin_function() -> None:
 
 def test_tool_arguments_are_not_checked() -> None:
     policy = load_policy_text(
-        "rules:\n  - {id: a, effect: permit, function: my_tool, when: {anything: 3}}\n")
+        "rules:\n  - {id: a, effect: permit, function: tool.mine, when: {anything: 3}}\n")
     assert policy.rules[0].when["anything"].equals == 3
 
 
@@ -147,12 +147,12 @@ def test_yaml_syntax_error_has_line() -> None:
     ("- a\n- b\n", "(top level): expected a mapping of sections"),
     ("", "(top level): empty document"),
     ("1: a\n", "(top level): keys must be strings, got tag:yaml.org,2002:int (line 1)"),
-    ("mode: block\n", "mode: Input should be 'enforce' or 'audit' (line 1)"),
+    ("mode: block\n", "mode: Input should be 'enforce' or 'audit', got 'block' (line 1)"),
     ("limits: {pids: 0}\n", "limits.pids: Input should be greater than 0 (line 1)"),
-    ("limits: {pids: true}\n", "limits.pids: Input should be a valid integer (line 1)"),
+    ("limits: {pids: true}\n", "limits.pids: Input should be a valid integer, got True (line 1)"),
     ("limits: {cell_timeout_s: '5'}\n",
-     "limits.cell_timeout_s: Input should be a valid number (line 1)"),
-    ("version: 2\n", "version: Input should be 1 (line 1)"),
+     "limits.cell_timeout_s: Input should be a valid number, got '5' (line 1)"),
+    ("version: 2\n", "version: Input should be 1, got 2 (line 1)"),
     ("code: {allowed_imports: ['os;x']}\n", None),
     ("rules: [{id: 'a b', effect: permit, function: f}]\n", None),
     ("rules: [{id: a, effect: permit, function: 'f()'}]\n", None),
