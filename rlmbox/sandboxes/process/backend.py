@@ -44,6 +44,10 @@ READY_TIMEOUT_S = 15.0
 _AGENT_INSIDE = "/rlmbox/agent/agent.py"
 _STAGE_INSIDE = "/rlmbox/stage"
 _CLONE_NEWNET, _CLONE_NEWIPC, _CLONE_NEWUTS = 0x40000000, 0x08000000, 0x04000000
+# device files code may open for writing (Landlock): a directory's rule would let code
+# create files beside them
+WRITABLE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                    "/dev/tty", "/dev/pts")
 
 
 def _readable_by_others(path: Path) -> bool:
@@ -207,6 +211,10 @@ class ProcessSandbox:
         argv += ["--ro-bind", str(agent_bundle_dir()), "/rlmbox/agent",
                  "--ro-bind", str(self._stage), _STAGE_INSIDE,
                  "--proc", "/proc", "--dev", "/dev",
+                 # --dev's tmpfs has no size cap: /dev/shm gets a capped one, /dev itself
+                 # is made read-only (device nodes stay usable on a read-only mount)
+                 "--size", str(self._spec.limits.shm_bytes), "--tmpfs", "/dev/shm",
+                 "--remount-ro", "/dev",
                  "--size", str(self._spec.limits.disk_bytes), "--tmpfs", "/tmp",
                  "--chdir", "/tmp", "--clearenv",
                  "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
@@ -332,7 +340,11 @@ class ProcessSandbox:
         return f"{_STAGE_INSIDE}/{name}"
 
     def writable_paths(self) -> list[str]:
-        return ["/tmp", "/dev"] if self._backend._bwrap else [str(self._work), "/dev"]
+        """The size-capped tmpfs mounts and the device files code may write; without
+        bwrap the host's /dev/shm is shared with the host, so it is not among them."""
+        if self._backend._bwrap:
+            return ["/tmp", "/dev/shm", *WRITABLE_DEVICES]
+        return [str(self._work), *WRITABLE_DEVICES]
 
     def host_pids(self) -> list[int]:
         """Host pids of the sandbox's own processes (bwrap, then the namespace's init),
