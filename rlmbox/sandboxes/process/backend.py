@@ -36,6 +36,7 @@ from rlmbox.sandboxes.bundle import agent_bundle_dir, cache_root
 from rlmbox.sandboxes.channel import FrameChannel
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
+from rlmbox.sandboxes.process.pidfd import PinnedProcess, parent_of
 from rlmbox.sandboxes.protocol import Frame
 
 P = IsolationProperty
@@ -163,6 +164,8 @@ class ProcessSandbox:
         self._cgroup_removed = False
         self._oom = False
         self._pids_hit = False
+        self._init: PinnedProcess | None = None    # the pid namespace's init, by pidfd
+        self._agent: PinnedProcess | None = None
         self._stage = cache_root() / "stage" / self._id
         self._stage.mkdir(parents=True, mode=0o700)
         os.chmod(self._stage.parent, 0o711)  # noqa: S103 - traversable, not listable
@@ -179,9 +182,14 @@ class ProcessSandbox:
                 self._cgroup = Cgroup(self._id, CgroupLimits(
                     lim.memory_bytes, lim.pids, lim.cpu_cores), backend._cgroups)
             self._proc, self._init_pid = spawner.spawn(self._start)
+            if self._init_pid is not None:
+                bwrap = self._proc.pid   # our child, not yet reaped: its pid is still its own
+                self._init = PinnedProcess.pin(self._init_pid,
+                                               lambda pid: parent_of(pid) == bwrap)
             self._channel = FrameChannel(self._proc.stdout.fileno(),  # type: ignore[union-attr]
                                          self._proc.stdin.fileno())  # type: ignore[union-attr]
             self._agent_pid = self._await_ready()
+            self._agent = self._pin_agent()
         except BaseException:
             self.kill()
             raise
@@ -293,6 +301,15 @@ class ProcessSandbox:
                 return int(pids[0])
         return self._init_pid
 
+    def _pin_agent(self) -> PinnedProcess:
+        """The agent held by a pidfd, so an interrupt never reaches a later holder of its
+        pid; checked to be the child of the process that started it."""
+        parent = self._init_pid if self._init_pid is not None else os.getpid()
+        agent = PinnedProcess.pin(self._agent_pid, lambda pid: parent_of(pid) == parent)
+        if agent is None:
+            raise SandboxUnavailable("the sandbox's agent exited during start-up")
+        return agent
+
     def _startup_stderr(self) -> str:
         if self._proc.poll() is None:
             self._proc.kill()
@@ -361,8 +378,8 @@ class ProcessSandbox:
         return self._channel.recv(timeout)
 
     def interrupt(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._agent_pid, signal.SIGINT)
+        if self._agent is not None:
+            self._agent.signal(signal.SIGINT)
 
     def death_reason(self) -> str | None:
         code = self._proc.poll() if getattr(self, "_proc", None) is not None else None
@@ -381,11 +398,13 @@ class ProcessSandbox:
             self._pids_hit = self._pids_hit or self._cgroup.pids_exhausted()
 
     def kill(self) -> None:
+        if self._init is not None:
+            self._init.signal(signal.SIGKILL)   # the pid-ns init: takes all with it
         if getattr(self, "_proc", None) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                if self._init_pid:
-                    os.kill(self._init_pid, signal.SIGKILL)  # pid-ns init: takes all with it
-                os.killpg(self._proc.pid, signal.SIGKILL)
+            # only while bwrap is unreaped does its pid (and group id) still name it
+            if self._proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
             for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
@@ -394,6 +413,9 @@ class ProcessSandbox:
                         stream.close()
         if getattr(self, "_channel", None) is not None:
             self._channel.close()
+        for pinned in (self._init, self._agent):
+            if pinned is not None:
+                pinned.release()
         self._note_cgroup_events()
         if self._cgroup is not None and not self._cgroup_removed:
             self._cgroup.remove()   # kills any process left first (setsid escapees included)
