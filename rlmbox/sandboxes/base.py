@@ -83,7 +83,8 @@ class BackendReport:
     name: str
     available: bool
     detail: str
-    properties: frozenset[IsolationProperty] = frozenset()
+    properties: frozenset[IsolationProperty] = frozenset()   # demonstrated by this probe
+    declared: frozenset[IsolationProperty] = frozenset()     # set up, not observed inside
 
 
 @runtime_checkable
@@ -140,6 +141,11 @@ class Backend(Protocol):
 
     def properties(self) -> frozenset[IsolationProperty]:
         """The proven properties (probing once, then cached)."""
+        ...
+
+    def remedy(self, missing: frozenset[IsolationProperty]) -> str:
+        """How an operator gets the ``missing`` properties on this machine ('' if no
+        advice): the refusal of a session names it."""
         ...
 
     def create(self, spec: SandboxSpec) -> Sandbox:

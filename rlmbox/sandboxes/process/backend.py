@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rlmbox.errors import SandboxUnavailable
@@ -79,6 +80,15 @@ def sandbox_python(drop_uid: bool) -> Path:
         "install Debian's python3 or set RLMBOX_SANDBOX_PYTHON")
 
 
+@dataclass(frozen=True)
+class HostView:
+    """Facts the host measures about one running sandbox (the probe cell cannot)."""
+
+    own_pid_namespace: bool   # the agent is in another pid namespace, whose init we hold
+    non_root: bool            # no uid of the agent is 0 on the host
+    cgroup_enforced: bool     # the agent is in its cgroup, and the limits read back
+
+
 class ProcessBackend:
     """Creates :class:`ProcessSandbox` instances; probes what this machine provides."""
 
@@ -100,46 +110,62 @@ class ProcessBackend:
         return self._bwrap is not None
 
     def declared_properties(self) -> frozenset[IsolationProperty]:
-        """What the set-up enforces by construction (the probe confirms the rest)."""
-        props: set[IsolationProperty] = set()
+        """What the set-up is built to enforce. Shown beside the measured properties by
+        ``rlmbox doctor``; never counted: only :meth:`probe` grants a property."""
+        props: set[IsolationProperty] = {P.MEMORY_LIMIT, P.CPU_LIMIT}   # rlimits
         if self._cgroups:
-            props |= {P.MEMORY_LIMIT, P.PIDS_LIMIT, P.CPU_LIMIT}
-        else:
-            props.add(P.MEMORY_LIMIT)   # RLIMIT_AS still bounds each process
-        props.add(P.CPU_LIMIT)          # RLIMIT_CPU
+            props |= {P.PIDS_LIMIT, P.TREE_KILL}
         if self._bwrap:
-            props |= {P.PID_NAMESPACE, P.TREE_KILL, P.DISK_LIMIT}
-        elif self._cgroups:
-            props.add(P.TREE_KILL)
-        return frozenset(props)
+            props |= {P.NETWORK_NONE, P.FILESYSTEM_PRIVATE, P.READ_ONLY_ROOT,
+                      P.PID_NAMESPACE, P.TREE_KILL, P.DISK_LIMIT}
+        elif self._drop_uid:
+            props.add(P.NETWORK_NONE)   # the fallback's own network namespace (root only)
+        if self._drop_uid:
+            props.add(P.NON_ROOT)
+        return frozenset(props | {P.SECCOMP, P.NO_NEW_PRIVILEGES, P.CAPS_DROPPED})
 
     def create(self, spec: SandboxSpec) -> ProcessSandbox:
         return ProcessSandbox(self, spec)
 
     def probe(self) -> BackendReport:
-        """Starts a real sandbox and derives its properties from what it observes."""
+        """Starts a real sandbox and grants what it demonstrates: the probe cell's
+        observations, checked against what the host sees of the same sandbox. A probe
+        that fails, or answers only in part, grants nothing."""
         from rlmbox.sandboxes.probe import (  # noqa: PLC0415 - only doctor needs it
             observed_properties,
             run_probe,
         )
+        declared = self.declared_properties()
+        spec = SandboxSpec()
         try:
-            sandbox = self.create(SandboxSpec())
+            sandbox = self.create(spec)
         except SandboxUnavailable as exc:
-            return BackendReport(self.name, False, str(exc))
+            self._properties = frozenset()
+            return BackendReport(self.name, False, str(exc), frozenset(), declared)
         try:
             run = run_probe(sandbox, READY_TIMEOUT_S)
+            host = sandbox.host_view()
         finally:
             sandbox.kill()
-        if run.init is None:
-            raise SandboxUnavailable("the sandbox did not answer its probe in time")
-        facts, result, init = run.facts, run.ok, run.init
-        props = observed_properties(facts) | self.declared_properties()
+        if run.init is None or not run.ok:
+            self._properties = frozenset()
+            return BackendReport(self.name, False, "the probe cell failed or did not answer",
+                                 frozenset(), declared)
+        props = set(observed_properties(run.facts, spec.limits))
+        if not host.own_pid_namespace:
+            props.discard(P.PID_NAMESPACE)
+        if not host.non_root:
+            props.discard(P.NON_ROOT)
+        if host.cgroup_enforced:
+            props |= {P.MEMORY_LIMIT, P.PIDS_LIMIT, P.CPU_LIMIT}
+        if host.own_pid_namespace or host.cgroup_enforced:
+            props.add(P.TREE_KILL)
         mechanism = "bubblewrap" if self._bwrap else "rlimits+namespaces (no bubblewrap)"
-        layers = ", ".join(f"{k} {v}" for k, v in (init.get("answer") or {}).items())
+        layers = ", ".join(f"{k} {v}" for k, v in (run.init.get("answer") or {}).items())
         cg = f"cgroup v{self._cgroups}" if self._cgroups else "no cgroup (not root)"
-        detail = f"{mechanism}; {cg}; {layers}" if result else "probe cell failed"
-        self._properties = props
-        return BackendReport(self.name, bool(result), detail, props)
+        self._properties = frozenset(props)
+        return BackendReport(self.name, True, f"{mechanism}; {cg}; {layers}",
+                             self._properties, declared)
 
     def properties(self) -> frozenset[IsolationProperty]:
         """The properties the probe found (probing once, then cached); a probe that did
@@ -150,6 +176,21 @@ class ProcessBackend:
                 raise SandboxUnavailable(report.detail)
             return report.properties
         return self._properties
+
+    def remedy(self, missing: frozenset[IsolationProperty]) -> str:
+        advice = []
+        if not self._bwrap and missing & self.BWRAP_PROVIDES:
+            advice.append("install bubblewrap (apt-get install bubblewrap)")
+        if not self._cgroups and missing & {P.PIDS_LIMIT, P.TREE_KILL}:
+            advice.append("run rlmbox as root, so each sandbox gets a cgroup")
+        if not advice:
+            return ""
+        return ("; ".join(advice) + "; or accept a weaker sandbox on purpose with a policy "
+                "that requires less (the 'process-fallback' preset), which the audit log "
+                "records")
+
+    BWRAP_PROVIDES = frozenset({P.NETWORK_NONE, P.FILESYSTEM_PRIVATE, P.READ_ONLY_ROOT,
+                                P.PID_NAMESPACE, P.TREE_KILL, P.DISK_LIMIT, P.NON_ROOT})
 
 
 class ProcessSandbox:
@@ -248,6 +289,10 @@ class ProcessSandbox:
                 preexec_fn=self._preexec, start_new_session=True)  # noqa: PLW1509
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
+        except subprocess.SubprocessError as exc:   # _preexec raised; its text is lost
+            raise SandboxUnavailable(
+                "cannot start the sandbox: joining its cgroup, setting rlimits, unsharing "
+                "its namespaces or dropping its uid failed before exec") from exc
         finally:
             if info_w >= 0:
                 os.close(info_w)
@@ -276,7 +321,9 @@ class ProcessSandbox:
             resource.setrlimit(which, (value, value))
         if not self._backend._bwrap and os.geteuid() == 0:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS)
+            if libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"unshare of the net/ipc/uts namespaces: {os.strerror(err)}")
         if self._backend._drop_uid:
             os.setgroups([])
             os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
@@ -309,6 +356,21 @@ class ProcessSandbox:
         if agent is None:
             raise SandboxUnavailable("the sandbox's agent exited during start-up")
         return agent
+
+    def host_view(self) -> HostView:
+        """What the host sees of this sandbox's agent: its pid namespace, uid, cgroup."""
+        try:
+            agent_ns = os.readlink(f"/proc/{self._agent_pid}/ns/pid")
+            own_ns = agent_ns != os.readlink("/proc/self/ns/pid") and self._init is not None
+            uids = Path(f"/proc/{self._agent_pid}/status").read_text().split("Uid:")[1]
+            non_root = "0" not in uids.splitlines()[0].split()
+        except (OSError, IndexError):
+            return HostView(own_pid_namespace=False, non_root=False, cgroup_enforced=False)
+        group = self._cgroup
+        enforced = group is not None and group.holds(self._agent_pid) and group.enforces(
+            CgroupLimits(self._spec.limits.memory_bytes, self._spec.limits.pids,
+                         self._spec.limits.cpu_cores))
+        return HostView(own_pid_namespace=own_ns, non_root=non_root, cgroup_enforced=enforced)
 
     def _startup_stderr(self) -> str:
         if self._proc.poll() is None:

@@ -100,6 +100,17 @@ class Cgroup:
         membership = _read(Path(f"/proc/{pid}/cgroup"))
         return any(line.endswith(f"/{_PARENT}/{self.name}") for line in membership.splitlines())
 
+    def enforces(self, limits: CgroupLimits) -> bool:
+        """True when the memory and pids limits read back from the kernel are ``limits``
+        or tighter (what was written, not what was meant to be)."""
+        memory_file = "memory.max" if self.version == 2 else "memory.limit_in_bytes"
+        try:
+            memory = int(_read(self._dirs["memory"] / memory_file))
+            pids = int(_read(self._dirs["pids"] / "pids.max"))
+        except ValueError:   # 'max' (no limit) or unreadable
+            return False
+        return memory <= limits.memory_bytes and pids <= limits.pids
+
     def oom_killed(self) -> bool:
         if self.version == 2:
             return _event_count(self._dirs["memory"] / "memory.events", "oom_kill") > 0
