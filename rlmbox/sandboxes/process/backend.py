@@ -35,6 +35,7 @@ from rlmbox.sandboxes.base import (
 )
 from rlmbox.sandboxes.bundle import agent_bundle_dir, cache_root
 from rlmbox.sandboxes.channel import FrameChannel
+from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
 from rlmbox.sandboxes.process.pidfd import PinnedProcess, parent_of
@@ -103,7 +104,7 @@ class ProcessBackend:
                                      "bubblewrap")
         self._cgroups = cgroup_version()
         self._drop_uid = os.geteuid() == 0
-        self._properties: frozenset[IsolationProperty] | None = None
+        self._report: BackendReport | None = None   # the last probe's, kept
 
     @property
     def uses_bwrap(self) -> bool:
@@ -131,16 +132,15 @@ class ProcessBackend:
         """Starts a real sandbox and grants what it demonstrates: the probe cell's
         observations, checked against what the host sees of the same sandbox. A probe
         that fails, or answers only in part, grants nothing."""
-        from rlmbox.sandboxes.probe import (  # noqa: PLC0415 - only doctor needs it
-            observed_properties,
-            run_probe,
-        )
+        self._report = self._measure()
+        return self._report
+
+    def _measure(self) -> BackendReport:
         declared = self.declared_properties()
         spec = SandboxSpec()
         try:
             sandbox = self.create(spec)
         except SandboxUnavailable as exc:
-            self._properties = frozenset()
             return BackendReport(self.name, False, str(exc), frozenset(), declared)
         try:
             run = run_probe(sandbox, READY_TIMEOUT_S)
@@ -148,7 +148,6 @@ class ProcessBackend:
         finally:
             sandbox.kill()
         if run.init is None or not run.ok:
-            self._properties = frozenset()
             return BackendReport(self.name, False, "the probe cell failed or did not answer",
                                  frozenset(), declared)
         props = set(observed_properties(run.facts, spec.limits))
@@ -163,19 +162,16 @@ class ProcessBackend:
         mechanism = "bubblewrap" if self._bwrap else "rlimits+namespaces (no bubblewrap)"
         layers = ", ".join(f"{k} {v}" for k, v in (run.init.get("answer") or {}).items())
         cg = f"cgroup v{self._cgroups}" if self._cgroups else "no cgroup (not root)"
-        self._properties = frozenset(props)
         return BackendReport(self.name, True, f"{mechanism}; {cg}; {layers}",
-                             self._properties, declared)
+                             frozenset(props), declared)
 
     def properties(self) -> frozenset[IsolationProperty]:
         """The properties the probe found (probing once, then cached); a probe that did
         not run to the end offers none."""
-        if self._properties is None:
-            report = self.probe()
-            if not report.available:
-                raise SandboxUnavailable(report.detail)
-            return report.properties
-        return self._properties
+        report = self._report if self._report is not None else self.probe()
+        if not report.available:
+            raise SandboxUnavailable(report.detail)
+        return report.properties
 
     def remedy(self, missing: frozenset[IsolationProperty]) -> str:
         advice = []
