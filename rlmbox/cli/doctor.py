@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     for runtime in ("runc", "runsc"):
         report = _probe("docker", runtime)
         reports.append(BackendReport(f"docker/{runtime}", report.available, report.detail,
-                                     report.properties))
+                                     report.properties, report.declared))
     reports.append(_probe("e2b", None))
     unknown = {r.name.split("/")[0] for r in reports} - set(BACKEND_NAMES)
     if unknown:
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"machine": machine, "backends": [
             {"name": r.name, "available": r.available, "detail": r.detail,
-             "properties": sorted(str(p) for p in r.properties)} for r in reports]}, indent=2))
+             "properties": sorted(str(p) for p in r.properties),
+             "declared": sorted(str(p) for p in r.declared)} for r in reports]}, indent=2))
         return 0
     print(f"machine: Linux {machine['kernel']} {machine['machine']}")
     every = sorted(str(p) for p in IsolationProperty)
@@ -52,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         mark = "ok " if report.available else "-- "
         print(f"\n{mark}{report.name}: {report.detail}")
         if report.available:
-            have = {str(p) for p in report.properties}
+            print("     measured  declared  property   (only 'measured' counts for a policy)")
             for prop in every:
-                print(f"     {'yes' if prop in have else ' no'}  {prop}")
+                measured = "yes" if prop in report.properties else " no"
+                declared = "yes" if prop in report.declared else " - "
+                print(f"     {measured:>8}  {declared:>8}  {prop}")
     return 0

@@ -8,31 +8,18 @@ by the sandbox id, are removed too.
 
 from __future__ import annotations
 
-import contextlib
-import os
+import functools
 import shutil
-import signal
-from pathlib import Path
 from typing import Any
 
 from rlmbox.sandboxes.bundle import cache_root
 from rlmbox.sandboxes.process.cgroups import Cgroup
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields 3 onwards of /proc/PID/stat (state first), or None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    fields = stat.rpartition(")")[2].split()
-    return fields if len(fields) > 19 else None
+from rlmbox.sandboxes.process.pidfd import kill_if_ours, stat_fields
 
 
 def start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot, or None when it is gone."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields[19] if fields else None
 
 
@@ -40,7 +27,7 @@ def is_running(pid: int, started: str) -> bool:
     """True when ``pid`` is still the process that started at ``started`` and has not
     exited: a zombie (exited, not yet reaped by a parent that may never reap it, such as
     a container's pid 1) holds no resources and cannot be killed any further."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields is not None and fields[19] == started and fields[0] not in ("Z", "X")
 
 
@@ -57,14 +44,16 @@ def process_identity(sandbox: Any) -> list[tuple[int, str]]:
     return found
 
 
+def _still_started_at(started: str, pid: int) -> bool:
+    return is_running(pid, started)
+
+
 def kill_recorded(pids: list[tuple[int, str]]) -> int:
     """SIGKILLs each recorded process that is still the same process; returns how many."""
     killed = 0
     for pid, started in pids:
-        if pid <= 1 or not is_running(pid, started):
-            continue   # gone, a zombie, or the pid now belongs to someone else
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        # checked again once pinned: gone, a zombie, or the pid now someone else's
+        if kill_if_ours(pid, functools.partial(_still_started_at, started)):
             killed += 1
     return killed
 

@@ -151,18 +151,20 @@ class PolicyEngine:
         have = {IsolationProperty(p) for p in provided}
         return frozenset(p for p in self.policy.isolation.require if p not in have)
 
-    def check_isolation(self, backend: str,
-                        provided: Iterable[IsolationProperty | str]) -> None:
+    def check_isolation(self, backend: str, provided: Iterable[IsolationProperty | str],
+                        remedy: str = "") -> None:
         """Refuses session creation when a required property is missing.
 
         Enforced in audit mode too: audit mode relaxes rules, never the sandbox (fail closed).
 
         Raises:
-            IsolationUnavailable: naming the backend and every missing property.
+            IsolationUnavailable: naming the backend, every missing property and the
+                ``remedy`` (how to get them) when there is one.
         """
         missing = self.missing_isolation(provided)
         if missing:
             names = ", ".join(sorted(missing))
+            advice = f": {remedy}" if remedy else ""
             raise IsolationUnavailable(
                 f"backend '{backend}' cannot provide {names}, which policy "
-                f"'{self.policy.name}' requires")
+                f"'{self.policy.name}' requires{advice}")

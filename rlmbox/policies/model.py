@@ -24,7 +24,7 @@ from rlmbox.policies.conditions import Condition
 from rlmbox.policies.source import SourceMap, format_path, parse_yaml
 from rlmbox.sandboxes.base import IsolationProperty
 
-PRESETS: tuple[str, ...] = ("strict", "default", "dev")
+PRESETS: tuple[str, ...] = ("strict", "default", "dev", "process-fallback")
 
 PosInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]

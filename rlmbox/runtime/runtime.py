@@ -146,13 +146,16 @@ class Runtime:
         if self._state is RuntimeState.CLOSED:
             raise SessionClosed("the runtime is closed")
         backend_name = backend or self.policy.isolation.backend
-        provided = self.backend(backend_name).properties()
+        chosen = self.backend(backend_name)
+        provided = chosen.properties()
         session_id = "s-" + secrets.token_hex(8)
         depth = parent.depth + 1 if parent else 0
         scope = EventScope(self.audit, session_id, parent.id if parent else None, depth,
                            self.tenant)
         try:
-            self._engine.check_isolation(backend_name, provided)
+            self._engine.check_isolation(
+                backend_name, provided,
+                chosen.remedy(self._engine.missing_isolation(provided)))
         except IsolationUnavailable:
             scope.event("session.refused", backend=backend_name,
                         missing=sorted(self._engine.missing_isolation(provided)),

@@ -44,8 +44,14 @@ class ResourceLimits:
     pids: int = 64
     open_files: int = 256
     file_size_bytes: int = 64 * 1024 * 1024
-    disk_bytes: int = 64 * 1024 * 1024   # size of the writable tmpfs
+    disk_bytes: int = 64 * 1024 * 1024   # size of each writable tmpfs
     output_bytes: int = 1024 * 1024      # per cell, per stream
+
+    @property
+    def shm_bytes(self) -> int:
+        """Size of /dev/shm: within the disk limit, and no larger than shared memory for
+        semaphores and small buffers needs (16 MiB)."""
+        return min(16 * 1024 * 1024, self.disk_bytes)
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,8 @@ class BackendReport:
     name: str
     available: bool
     detail: str
-    properties: frozenset[IsolationProperty] = frozenset()
+    properties: frozenset[IsolationProperty] = frozenset()   # demonstrated by this probe
+    declared: frozenset[IsolationProperty] = frozenset()     # set up, not observed inside
 
 
 @runtime_checkable
@@ -134,6 +141,11 @@ class Backend(Protocol):
 
     def properties(self) -> frozenset[IsolationProperty]:
         """The proven properties (probing once, then cached)."""
+        ...
+
+    def remedy(self, missing: frozenset[IsolationProperty]) -> str:
+        """How an operator gets the ``missing`` properties on this machine ('' if no
+        advice): the refusal of a session names it."""
         ...
 
     def create(self, spec: SandboxSpec) -> Sandbox:

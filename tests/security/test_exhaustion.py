@@ -124,6 +124,41 @@ print(json.dumps({'written': written, 'errno': err}))
     host.assert_unharmed()
 
 
+WRITABLE_FILL = """
+import json, os
+written = {}
+block = b'x' * (1024 * 1024)
+places = ['/tmp', '/dev/shm', '/dev', '/dev/mqueue', '/var/tmp', '/run', '/work',
+          os.getcwd(), os.environ.get('HOME', '/tmp'), os.environ.get('TMPDIR', '/tmp')]
+for place in dict.fromkeys(os.path.realpath(p) for p in places):
+    path, total = os.path.join(place, 'rlmbox-fill'), 0
+    try:
+        with open(path, 'wb') as handle:
+            while total < 64 * 1024 * 1024:
+                total += handle.write(block)
+                handle.flush()
+    except OSError:
+        pass
+    written[place] = total
+    if os.path.exists(path):
+        os.unlink(path)   # free it again: each place is measured on its own
+print(json.dumps(written))
+"""
+
+
+def test_every_writable_place_is_capped_by_the_disk_limit(runtimes: Runtimes,
+                                                         host: HostTargets) -> None:
+    """No writable directory (/tmp, /dev/shm, /dev, the working directory, ...) takes
+    more than the policy's disk size: shared memory is no way around the disk limit."""
+    rt = runtimes(limits={"disk_mb": 4})
+    with watched_session(rt) as (session, _):
+        written = run_json(session, WRITABLE_FILL)
+    over = {place: n // MiB for place, n in written.items() if n > 5 * MiB}
+    assert not over, f"MiB written past a 4 MiB disk limit: {over}"
+    assert written["/tmp"] > 0, "the probe could not write even /tmp"
+    host.assert_unharmed()
+
+
 @pytest.mark.slow
 def test_inode_fill_is_bounded(runtimes: Runtimes, host: HostTargets) -> None:
     """Creating empty files without end ends with the cell (full, interrupted or killed);

@@ -165,7 +165,8 @@ class DockerBackend:
                                      f"(has: {', '.join(sorted(available))}); as root run "
                                      "'bash scripts/provision.sh'")
             image = self.image()
-            sandbox = self.create(SandboxSpec())
+            spec = SandboxSpec()
+            sandbox = self.create(spec)
             try:
                 run = run_probe(sandbox, READY_TIMEOUT_S)
             finally:
@@ -173,11 +174,13 @@ class DockerBackend:
             facts, ok = run.facts, run.ok
         except SandboxError as exc:
             return BackendReport(label, False, str(exc))
-        props = (observed_properties(facts) | cfg.engine_enforced(self.runtime)) \
-            & cfg.properties_for(self.runtime)
+        declared = cfg.engine_enforced(self.runtime) & cfg.properties_for(self.runtime)
+        # a failed probe demonstrates nothing, so the engine's settings count for nothing
+        props = (observed_properties(facts, spec.limits) | declared) \
+            & cfg.properties_for(self.runtime) if ok else frozenset()
         self._properties = props
         return BackendReport(label, ok, f"engine answers; image {image}"
-                             if ok else "the probe cell failed", props)
+                             if ok else "the probe cell failed", props, declared)
 
     def properties(self) -> frozenset[IsolationProperty]:
         """The properties a probe demonstrated (probing once, then cached)."""
@@ -187,6 +190,11 @@ class DockerBackend:
                 raise SandboxUnavailable(report.detail)
             return report.properties
         return self._properties
+
+    def remedy(self, missing: frozenset[IsolationProperty]) -> str:
+        if IsolationProperty.USER_SPACE_KERNEL in missing and self.runtime != "runsc":
+            return "use isolation.runtime: runsc (gVisor; as root: bash scripts/provision.sh)"
+        return ""
 
     def collect_garbage(self) -> list[str]:
         """Removes containers and volumes whose owner process is gone (``rlmbox gc``)."""

@@ -26,7 +26,6 @@ TRANSPORTS: Final = ("auto", "stdio", "socket")
 # the container's pids cgroup: below ~128 the sandbox cannot even boot. The sandbox's own
 # budget is added on top, so a policy's pids limit means the same thing on both runtimes.
 RUNSC_PIDS_OVERHEAD: Final = 128
-SHM_BYTES: Final = 16 * 1024 * 1024
 
 _COMMON: Final = frozenset({
     IsolationProperty.NETWORK_NONE, IsolationProperty.FILESYSTEM_PRIVATE,
@@ -105,7 +104,7 @@ def host_config(api: Any, limits: ResourceLimits, runtime: str, mounts: Mounts) 
             "/tmp": tmpfs_opts.format(size=disk, mode="1777", owner=""),
             WORKDIR: tmpfs_opts.format(size=disk, mode="0700", owner=owner),
         },
-        shm_size=min(SHM_BYTES, disk),
+        shm_size=min(limits.shm_bytes, disk),
         ipc_mode="private",
         cap_drop=["ALL"],
         security_opt=["no-new-privileges:true"],  # and the engine's default seccomp profile

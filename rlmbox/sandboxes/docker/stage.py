@@ -47,18 +47,48 @@ def _open(source: Path, name: str) -> tuple[BinaryIO, os.stat_result]:
     return os.fdopen(fd, "rb"), info
 
 
+def private_root(root: Path) -> Path:
+    """``root``, made by us for us: a real directory (not a symlink) that we own, mode 0700.
+
+    Its path is predictable (/tmp/rlmbox-stage-<uid>), so another local user could create
+    it first, or plant a symlink there, and then read or swap staged contexts. One owned by
+    someone else, or not a directory, is refused, never followed; one of ours with looser
+    modes (made by an older rlmbox) is closed to 0700.
+    """
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(root, 0o700)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SandboxError(f"the stage directory {root} is not a directory rlmbox made "
+                           f"({exc.strerror}); remove it") from exc
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            raise SandboxError(
+                f"the stage directory {root} belongs to uid {info.st_uid}, not to uid "
+                f"{os.geteuid()}: another user made it; remove it")
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+    return root
+
+
 class BindStager:
-    """A private host directory, bind-mounted read-only into one container."""
+    """A host directory inside the private stage root, bind-mounted read-only into one
+    container. Only we can pass the root (0700); the container reads the directory
+    through its bind mount, which does not traverse the root."""
 
     def __init__(self, host_dir: Path) -> None:
         self.host_dir = host_dir
 
     @classmethod
     def create(cls, root: Path, name: str) -> BindStager:
-        root.mkdir(mode=0o711, parents=True, exist_ok=True)
-        host_dir = root / name
+        host_dir = private_root(root) / name
         host_dir.mkdir(mode=0o755)
-        # World-readable on purpose: the sandbox uid reads it; the files inside are 0444.
+        # Readable by the container's uid (10001) through the mount; the files are 0444.
         os.chmod(host_dir, 0o755)  # noqa: S103
         return cls(host_dir)
 

@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rlmbox.errors import SandboxUnavailable
@@ -34,8 +35,10 @@ from rlmbox.sandboxes.base import (
 )
 from rlmbox.sandboxes.bundle import agent_bundle_dir, cache_root
 from rlmbox.sandboxes.channel import FrameChannel
+from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
+from rlmbox.sandboxes.process.pidfd import PinnedProcess, parent_of
 from rlmbox.sandboxes.protocol import Frame
 
 P = IsolationProperty
@@ -44,6 +47,10 @@ READY_TIMEOUT_S = 15.0
 _AGENT_INSIDE = "/rlmbox/agent/agent.py"
 _STAGE_INSIDE = "/rlmbox/stage"
 _CLONE_NEWNET, _CLONE_NEWIPC, _CLONE_NEWUTS = 0x40000000, 0x08000000, 0x04000000
+# device files code may open for writing (Landlock): a directory's rule would let code
+# create files beside them
+WRITABLE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                    "/dev/tty", "/dev/pts")
 
 
 def _readable_by_others(path: Path) -> bool:
@@ -74,6 +81,15 @@ def sandbox_python(drop_uid: bool) -> Path:
         "install Debian's python3 or set RLMBOX_SANDBOX_PYTHON")
 
 
+@dataclass(frozen=True)
+class HostView:
+    """Facts the host measures about one running sandbox (the probe cell cannot)."""
+
+    own_pid_namespace: bool   # the agent is in another pid namespace, whose init we hold
+    non_root: bool            # no uid of the agent is 0 on the host
+    cgroup_enforced: bool     # the agent is in its cgroup, and the limits read back
+
+
 class ProcessBackend:
     """Creates :class:`ProcessSandbox` instances; probes what this machine provides."""
 
@@ -88,63 +104,89 @@ class ProcessBackend:
                                      "bubblewrap")
         self._cgroups = cgroup_version()
         self._drop_uid = os.geteuid() == 0
-        self._properties: frozenset[IsolationProperty] | None = None
+        self._report: BackendReport | None = None   # the last probe's, kept
 
     @property
     def uses_bwrap(self) -> bool:
         return self._bwrap is not None
 
     def declared_properties(self) -> frozenset[IsolationProperty]:
-        """What the set-up enforces by construction (the probe confirms the rest)."""
-        props: set[IsolationProperty] = set()
+        """What the set-up is built to enforce. Shown beside the measured properties by
+        ``rlmbox doctor``; never counted: only :meth:`probe` grants a property."""
+        props: set[IsolationProperty] = {P.MEMORY_LIMIT, P.CPU_LIMIT}   # rlimits
         if self._cgroups:
-            props |= {P.MEMORY_LIMIT, P.PIDS_LIMIT, P.CPU_LIMIT}
-        else:
-            props.add(P.MEMORY_LIMIT)   # RLIMIT_AS still bounds each process
-        props.add(P.CPU_LIMIT)          # RLIMIT_CPU
+            props |= {P.PIDS_LIMIT, P.TREE_KILL}
         if self._bwrap:
-            props |= {P.PID_NAMESPACE, P.TREE_KILL, P.DISK_LIMIT}
-        elif self._cgroups:
-            props.add(P.TREE_KILL)
-        return frozenset(props)
+            props |= {P.NETWORK_NONE, P.FILESYSTEM_PRIVATE, P.READ_ONLY_ROOT,
+                      P.PID_NAMESPACE, P.TREE_KILL, P.DISK_LIMIT}
+        elif self._drop_uid:
+            props.add(P.NETWORK_NONE)   # the fallback's own network namespace (root only)
+        if self._drop_uid:
+            props.add(P.NON_ROOT)
+        return frozenset(props | {P.SECCOMP, P.NO_NEW_PRIVILEGES, P.CAPS_DROPPED})
 
     def create(self, spec: SandboxSpec) -> ProcessSandbox:
         return ProcessSandbox(self, spec)
 
     def probe(self) -> BackendReport:
-        """Starts a real sandbox and derives its properties from what it observes."""
-        from rlmbox.sandboxes.probe import (  # noqa: PLC0415 - only doctor needs it
-            observed_properties,
-            run_probe,
-        )
+        """Starts a real sandbox and grants what it demonstrates: the probe cell's
+        observations, checked against what the host sees of the same sandbox. A probe
+        that fails, or answers only in part, grants nothing."""
+        self._report = self._measure()
+        return self._report
+
+    def _measure(self) -> BackendReport:
+        declared = self.declared_properties()
+        spec = SandboxSpec()
         try:
-            sandbox = self.create(SandboxSpec())
+            sandbox = self.create(spec)
         except SandboxUnavailable as exc:
-            return BackendReport(self.name, False, str(exc))
+            return BackendReport(self.name, False, str(exc), frozenset(), declared)
         try:
             run = run_probe(sandbox, READY_TIMEOUT_S)
+            host = sandbox.host_view()
         finally:
             sandbox.kill()
-        if run.init is None:
-            raise SandboxUnavailable("the sandbox did not answer its probe in time")
-        facts, result, init = run.facts, run.ok, run.init
-        props = observed_properties(facts) | self.declared_properties()
+        if run.init is None or not run.ok:
+            return BackendReport(self.name, False, "the probe cell failed or did not answer",
+                                 frozenset(), declared)
+        props = set(observed_properties(run.facts, spec.limits))
+        if not host.own_pid_namespace:
+            props.discard(P.PID_NAMESPACE)
+        if not host.non_root:
+            props.discard(P.NON_ROOT)
+        if host.cgroup_enforced:
+            props |= {P.MEMORY_LIMIT, P.PIDS_LIMIT, P.CPU_LIMIT}
+        if host.own_pid_namespace or host.cgroup_enforced:
+            props.add(P.TREE_KILL)
         mechanism = "bubblewrap" if self._bwrap else "rlimits+namespaces (no bubblewrap)"
-        layers = ", ".join(f"{k} {v}" for k, v in (init.get("answer") or {}).items())
+        layers = ", ".join(f"{k} {v}" for k, v in (run.init.get("answer") or {}).items())
         cg = f"cgroup v{self._cgroups}" if self._cgroups else "no cgroup (not root)"
-        detail = f"{mechanism}; {cg}; {layers}" if result else "probe cell failed"
-        self._properties = props
-        return BackendReport(self.name, bool(result), detail, props)
+        return BackendReport(self.name, True, f"{mechanism}; {cg}; {layers}",
+                             frozenset(props), declared)
 
     def properties(self) -> frozenset[IsolationProperty]:
         """The properties the probe found (probing once, then cached); a probe that did
         not run to the end offers none."""
-        if self._properties is None:
-            report = self.probe()
-            if not report.available:
-                raise SandboxUnavailable(report.detail)
-            return report.properties
-        return self._properties
+        report = self._report if self._report is not None else self.probe()
+        if not report.available:
+            raise SandboxUnavailable(report.detail)
+        return report.properties
+
+    def remedy(self, missing: frozenset[IsolationProperty]) -> str:
+        advice = []
+        if not self._bwrap and missing & self.BWRAP_PROVIDES:
+            advice.append("install bubblewrap (apt-get install bubblewrap)")
+        if not self._cgroups and missing & {P.PIDS_LIMIT, P.TREE_KILL}:
+            advice.append("run rlmbox as root, so each sandbox gets a cgroup")
+        if not advice:
+            return ""
+        return ("; ".join(advice) + "; or accept a weaker sandbox on purpose with a policy "
+                "that requires less (the 'process-fallback' preset), which the audit log "
+                "records")
+
+    BWRAP_PROVIDES = frozenset({P.NETWORK_NONE, P.FILESYSTEM_PRIVATE, P.READ_ONLY_ROOT,
+                                P.PID_NAMESPACE, P.TREE_KILL, P.DISK_LIMIT, P.NON_ROOT})
 
 
 class ProcessSandbox:
@@ -159,6 +201,8 @@ class ProcessSandbox:
         self._cgroup_removed = False
         self._oom = False
         self._pids_hit = False
+        self._init: PinnedProcess | None = None    # the pid namespace's init, by pidfd
+        self._agent: PinnedProcess | None = None
         self._stage = cache_root() / "stage" / self._id
         self._stage.mkdir(parents=True, mode=0o700)
         os.chmod(self._stage.parent, 0o711)  # noqa: S103 - traversable, not listable
@@ -175,9 +219,14 @@ class ProcessSandbox:
                 self._cgroup = Cgroup(self._id, CgroupLimits(
                     lim.memory_bytes, lim.pids, lim.cpu_cores), backend._cgroups)
             self._proc, self._init_pid = spawner.spawn(self._start)
+            if self._init_pid is not None:
+                bwrap = self._proc.pid   # our child, not yet reaped: its pid is still its own
+                self._init = PinnedProcess.pin(self._init_pid,
+                                               lambda pid: parent_of(pid) == bwrap)
             self._channel = FrameChannel(self._proc.stdout.fileno(),  # type: ignore[union-attr]
                                          self._proc.stdin.fileno())  # type: ignore[union-attr]
             self._agent_pid = self._await_ready()
+            self._agent = self._pin_agent()
         except BaseException:
             self.kill()
             raise
@@ -207,6 +256,10 @@ class ProcessSandbox:
         argv += ["--ro-bind", str(agent_bundle_dir()), "/rlmbox/agent",
                  "--ro-bind", str(self._stage), _STAGE_INSIDE,
                  "--proc", "/proc", "--dev", "/dev",
+                 # --dev's tmpfs has no size cap: /dev/shm gets a capped one, /dev itself
+                 # is made read-only (device nodes stay usable on a read-only mount)
+                 "--size", str(self._spec.limits.shm_bytes), "--tmpfs", "/dev/shm",
+                 "--remount-ro", "/dev",
                  "--size", str(self._spec.limits.disk_bytes), "--tmpfs", "/tmp",
                  "--chdir", "/tmp", "--clearenv",
                  "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
@@ -232,6 +285,10 @@ class ProcessSandbox:
                 preexec_fn=self._preexec, start_new_session=True)  # noqa: PLW1509
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
+        except subprocess.SubprocessError as exc:   # _preexec raised; its text is lost
+            raise SandboxUnavailable(
+                "cannot start the sandbox: joining its cgroup, setting rlimits, unsharing "
+                "its namespaces or dropping its uid failed before exec") from exc
         finally:
             if info_w >= 0:
                 os.close(info_w)
@@ -260,7 +317,9 @@ class ProcessSandbox:
             resource.setrlimit(which, (value, value))
         if not self._backend._bwrap and os.geteuid() == 0:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS)
+            if libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"unshare of the net/ipc/uts namespaces: {os.strerror(err)}")
         if self._backend._drop_uid:
             os.setgroups([])
             os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
@@ -284,6 +343,30 @@ class ProcessSandbox:
             if pids:
                 return int(pids[0])
         return self._init_pid
+
+    def _pin_agent(self) -> PinnedProcess:
+        """The agent held by a pidfd, so an interrupt never reaches a later holder of its
+        pid; checked to be the child of the process that started it."""
+        parent = self._init_pid if self._init_pid is not None else os.getpid()
+        agent = PinnedProcess.pin(self._agent_pid, lambda pid: parent_of(pid) == parent)
+        if agent is None:
+            raise SandboxUnavailable("the sandbox's agent exited during start-up")
+        return agent
+
+    def host_view(self) -> HostView:
+        """What the host sees of this sandbox's agent: its pid namespace, uid, cgroup."""
+        try:
+            agent_ns = os.readlink(f"/proc/{self._agent_pid}/ns/pid")
+            own_ns = agent_ns != os.readlink("/proc/self/ns/pid") and self._init is not None
+            uids = Path(f"/proc/{self._agent_pid}/status").read_text().split("Uid:")[1]
+            non_root = "0" not in uids.splitlines()[0].split()
+        except (OSError, IndexError):
+            return HostView(own_pid_namespace=False, non_root=False, cgroup_enforced=False)
+        group = self._cgroup
+        enforced = group is not None and group.holds(self._agent_pid) and group.enforces(
+            CgroupLimits(self._spec.limits.memory_bytes, self._spec.limits.pids,
+                         self._spec.limits.cpu_cores))
+        return HostView(own_pid_namespace=own_ns, non_root=non_root, cgroup_enforced=enforced)
 
     def _startup_stderr(self) -> str:
         if self._proc.poll() is None:
@@ -332,7 +415,11 @@ class ProcessSandbox:
         return f"{_STAGE_INSIDE}/{name}"
 
     def writable_paths(self) -> list[str]:
-        return ["/tmp", "/dev"] if self._backend._bwrap else [str(self._work), "/dev"]
+        """The size-capped tmpfs mounts and the device files code may write; without
+        bwrap the host's /dev/shm is shared with the host, so it is not among them."""
+        if self._backend._bwrap:
+            return ["/tmp", "/dev/shm", *WRITABLE_DEVICES]
+        return [str(self._work), *WRITABLE_DEVICES]
 
     def host_pids(self) -> list[int]:
         """Host pids of the sandbox's own processes (bwrap, then the namespace's init),
@@ -349,8 +436,8 @@ class ProcessSandbox:
         return self._channel.recv(timeout)
 
     def interrupt(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._agent_pid, signal.SIGINT)
+        if self._agent is not None:
+            self._agent.signal(signal.SIGINT)
 
     def death_reason(self) -> str | None:
         code = self._proc.poll() if getattr(self, "_proc", None) is not None else None
@@ -369,11 +456,13 @@ class ProcessSandbox:
             self._pids_hit = self._pids_hit or self._cgroup.pids_exhausted()
 
     def kill(self) -> None:
+        if self._init is not None:
+            self._init.signal(signal.SIGKILL)   # the pid-ns init: takes all with it
         if getattr(self, "_proc", None) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                if self._init_pid:
-                    os.kill(self._init_pid, signal.SIGKILL)  # pid-ns init: takes all with it
-                os.killpg(self._proc.pid, signal.SIGKILL)
+            # only while bwrap is unreaped does its pid (and group id) still name it
+            if self._proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
             for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
@@ -382,6 +471,9 @@ class ProcessSandbox:
                         stream.close()
         if getattr(self, "_channel", None) is not None:
             self._channel.close()
+        for pinned in (self._init, self._agent):
+            if pinned is not None:
+                pinned.release()
         self._note_cgroup_events()
         if self._cgroup is not None and not self._cgroup_removed:
             self._cgroup.remove()   # kills any process left first (setsid escapees included)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from rlmbox.sandboxes.process.pidfd import kill_if_ours
 
 _ROOT = Path("/sys/fs/cgroup")
 _PARENT = "rlmbox"
@@ -94,6 +95,22 @@ class Cgroup:
         text = _read(self._dirs["pids"] / "cgroup.procs")
         return [int(p) for p in text.split()]
 
+    def holds(self, pid: int) -> bool:
+        """True when process ``pid`` is a member of this group (read from its side)."""
+        membership = _read(Path(f"/proc/{pid}/cgroup"))
+        return any(line.endswith(f"/{_PARENT}/{self.name}") for line in membership.splitlines())
+
+    def enforces(self, limits: CgroupLimits) -> bool:
+        """True when the memory and pids limits read back from the kernel are ``limits``
+        or tighter (what was written, not what was meant to be)."""
+        memory_file = "memory.max" if self.version == 2 else "memory.limit_in_bytes"
+        try:
+            memory = int(_read(self._dirs["memory"] / memory_file))
+            pids = int(_read(self._dirs["pids"] / "pids.max"))
+        except ValueError:   # 'max' (no limit) or unreadable
+            return False
+        return memory <= limits.memory_bytes and pids <= limits.pids
+
     def oom_killed(self) -> bool:
         if self.version == 2:
             return _event_count(self._dirs["memory"] / "memory.events", "oom_kill") > 0
@@ -120,9 +137,9 @@ class Cgroup:
             pids = self.pids()
             if not pids:
                 return True
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+            for pid in pids:   # a pid read above may be someone else's by now
+                with contextlib.suppress(PermissionError):
+                    kill_if_ours(pid, self.holds)
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.005)

@@ -6,11 +6,15 @@ function returns what it achieved, so the host can record it; a layer the kernel
 reported, never faked.
 
 The seccomp filter refuses (EPERM) syscalls that widen the attack surface of the host kernel
-or escape a namespace: ptrace, mount and the new mount API, unshare, setns, bpf, io_uring,
-keyctl, userfaultfd, perf_event_open, module and kexec loading, clock setting, and every
-socket family except AF_UNIX. Landlock makes the file system read-only except the writable
-directories given, denies TCP bind/connect (ABI >= 4), and scopes signals and abstract Unix
-sockets to the sandbox (ABI >= 6).
+or escape a namespace: ptrace, mount and the new mount API (fspick included), unshare, setns,
+clone with a namespace flag, bpf, io_uring, keyctl, userfaultfd, perf_event_open, module and
+kexec loading, clock setting, pidfd_getfd, modify_ldt, personality changes, and every socket
+family except AF_UNIX. clone3 answers ENOSYS: its flags sit in memory a filter cannot read,
+so libc falls back to clone, whose flags it can.
+
+Landlock makes the file system read-only except the writable paths given, denies TCP
+bind/connect (ABI >= 4), and scopes signals and abstract Unix sockets to the sandbox
+(ABI >= 6).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import errno
 import os
 import platform
 import struct
+from dataclasses import dataclass
 
 # --- seccomp ---------------------------------------------------------------------------
 
@@ -32,8 +37,14 @@ _RET_KILL_PROCESS = 0x80000000
 _LD_ABS_W = 0x20
 _JEQ_K = 0x15
 _JGE_K = 0x35
+_JSET_K = 0x45
 _RET_K = 0x06
 _AF_UNIX = 1
+# clone()'s namespace flags; CLONE_NEWTIME (0x80) lies in clone()'s exit-signal byte and
+# exists only for clone3 and unshare, both refused whole
+_CLONE_NAMESPACE_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
+                          | 0x20000000 | 0x40000000)
+_PERSONALITY_QUERY, _PER_LINUX = 0xFFFFFFFF, 0
 _X32_BIT = 0x40000000
 
 _DENIED_X86_64 = {
@@ -48,6 +59,7 @@ _DENIED_X86_64 = {
     "fsopen": 430, "fsconfig": 431, "fsmount": 432, "mount_setattr": 442, "acct": 163,
     "quotactl": 179, "syslog": 103, "iopl": 172, "ioperm": 173, "kcmp": 312,
     "sethostname": 170, "setdomainname": 171, "vhangup": 153, "lookup_dcookie": 212,
+    "fspick": 433, "pidfd_getfd": 438, "modify_ldt": 154,
 }
 _DENIED_AARCH64 = {
     "ptrace": 117, "mount": 40, "umount2": 39, "unshare": 97, "setns": 268, "bpf": 280,
@@ -60,12 +72,24 @@ _DENIED_AARCH64 = {
     "open_by_handle_at": 265, "name_to_handle_at": 264, "open_tree": 428, "move_mount": 429,
     "fsopen": 430, "fsconfig": 431, "fsmount": 432, "mount_setattr": 442, "acct": 89,
     "quotactl": 60, "syslog": 116, "kcmp": 272, "sethostname": 161, "setdomainname": 162,
-    "vhangup": 58, "lookup_dcookie": 18,
+    "vhangup": 58, "lookup_dcookie": 18, "fspick": 433, "pidfd_getfd": 438,
 }
-# machine -> (AUDIT_ARCH value, socket syscall number, denied table)
+_CLONE3 = 435   # same number on x86_64 and aarch64
+
+
+@dataclass(frozen=True)
+class _Arch:
+    audit_arch: int
+    socket: int
+    clone: int
+    personality: int
+    denied: dict[str, int]
+
+
 _ARCHES = {
-    "x86_64": (0xC000003E, 41, _DENIED_X86_64),
-    "aarch64": (0xC00000B7, 198, _DENIED_AARCH64),
+    "x86_64": _Arch(0xC000003E, socket=41, clone=56, personality=135, denied=_DENIED_X86_64),
+    "aarch64": _Arch(0xC00000B7, socket=198, clone=220, personality=92,
+                     denied=_DENIED_AARCH64),
 }
 
 
@@ -84,24 +108,38 @@ def _libc() -> ctypes.CDLL:
 
 def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
     """The BPF program for ``machine`` as (code, jt, jf, k) tuples."""
-    arch, socket_nr, denied = _ARCHES[machine]
+    arch = _ARCHES[machine]
     deny = _RET_ERRNO | errno.EPERM
+    allow = _RET_ALLOW
     prog: list[tuple[int, int, int, int]] = [
         (_LD_ABS_W, 0, 0, 4),                 # A = seccomp_data.arch
-        (_JEQ_K, 1, 0, arch),                 # foreign arch -> kill
+        (_JEQ_K, 1, 0, arch.audit_arch),      # foreign arch -> kill
         (_RET_K, 0, 0, _RET_KILL_PROCESS),
         (_LD_ABS_W, 0, 0, 0),                 # A = seccomp_data.nr
     ]
     if machine == "x86_64":
         prog += [(_JGE_K, 0, 1, _X32_BIT), (_RET_K, 0, 0, deny)]   # no x32 ABI
-    for nr in sorted(set(denied.values())):
+    for nr in sorted(set(arch.denied.values())):
         prog += [(_JEQ_K, 0, 1, nr), (_RET_K, 0, 0, deny)]
     prog += [
-        (_JEQ_K, 0, 3, socket_nr),            # socket(): only AF_UNIX
+        (_JEQ_K, 0, 1, _CLONE3),              # clone3 -> ENOSYS: libc falls back to clone
+        (_RET_K, 0, 0, _RET_ERRNO | errno.ENOSYS),
+        (_JEQ_K, 0, 4, arch.clone),           # clone(): no namespace flags
+        (_LD_ABS_W, 0, 0, 16),                # A = low 32 bits of args[0] (the flags)
+        (_JSET_K, 0, 1, _CLONE_NAMESPACE_FLAGS),
+        (_RET_K, 0, 0, deny),
+        (_RET_K, 0, 0, allow),
+        (_JEQ_K, 0, 5, arch.personality),     # personality(): query or plain Linux only
+        (_LD_ABS_W, 0, 0, 16),
+        (_JEQ_K, 2, 0, _PERSONALITY_QUERY),
+        (_JEQ_K, 1, 0, _PER_LINUX),
+        (_RET_K, 0, 0, deny),
+        (_RET_K, 0, 0, allow),
+        (_JEQ_K, 0, 3, arch.socket),          # socket(): only AF_UNIX
         (_LD_ABS_W, 0, 0, 16),                # A = low 32 bits of args[0] (little-endian)
         (_JEQ_K, 1, 0, _AF_UNIX),
         (_RET_K, 0, 0, _RET_ERRNO | errno.EAFNOSUPPORT),
-        (_RET_K, 0, 0, _RET_ALLOW),
+        (_RET_K, 0, 0, allow),
     ]
     return prog
 
@@ -119,7 +157,9 @@ def install_seccomp() -> str:
         return f"unavailable: no_new_privs failed ({os.strerror(ctypes.get_errno())})"
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         return f"unavailable: {os.strerror(ctypes.get_errno())}"
-    return f"installed: {len(set(_ARCHES[machine][2].values()))} syscalls denied, AF_UNIX only"
+    denied = len(set(_ARCHES[machine].denied.values()))
+    return (f"installed: {denied} syscalls denied, clone3 ENOSYS, no namespace clones, "
+            "AF_UNIX only")
 
 
 # --- Landlock --------------------------------------------------------------------------
