@@ -9,8 +9,11 @@ policy's quotas (bytes per call, bytes per session, per-document allow/deny) bef
 byte is returned.
 
 Multi-document contexts (a dict of id -> text, or a list of texts with ids "0", "1", ...)
-are also laid out as one text, documents separated by a newline, so slicing and search
-work across them; any access touching a denied document is refused or skips it.
+are laid out as one text, the *view*: the documents the policy permits, in order,
+separated by a newline. Every operation (len, read, lines, search, documents) runs over
+the view, so a denied document's text is not in what a regex runs over at all: no match
+can run into it and no lookahead can test it. Offsets are view offsets. In ``audit`` mode
+the view holds every document and an access touching a denied one is reported, not refused.
 """
 
 from __future__ import annotations
@@ -80,11 +83,10 @@ class ContextStore:
         self.documents_table: tuple[Document, ...] = ()
         self.kind: Literal["text", "json"]
         if isinstance(source, Path):
-            self.kind, self.staged_path, text_path = "text", source, source
+            self.kind, self.staged_path = "text", source
         elif isinstance(source, str):
             self.kind = "text"
-            self.staged_path = text_path = _write_atomic(
-                directory, "context.txt", lambda h: h.write(source))
+            self.staged_path = _write_atomic(directory, "context.txt", lambda h: h.write(source))
         elif isinstance(source, Mapping | list | tuple):
             self.kind = "json"
             self.staged_path = _write_atomic(
@@ -92,21 +94,30 @@ class ContextStore:
                 lambda h: json.dump(source, h, ensure_ascii=False))
             items = (list(source.items()) if isinstance(source, Mapping)
                      else [(str(i), v) for i, v in enumerate(source)])
-            text_path = self._layout(directory, [(str(k), v) for k, v in items])
+            self.text = TextFile(self._layout(directory, [(str(k), v) for k, v in items]))
+            return
         else:
             raise TypeError(f"a context is a str, dict, list or Path, "
                             f"not {type(source).__name__}")
-        self.text = TextFile(text_path)
-        if not self.documents_table:
+        if self._visible("0"):   # one text document, "0": the view is the file itself
+            self.text = TextFile(self.staged_path)
             self.documents_table = (Document("0", 0, self.text.chars),)
+        else:
+            self.text = TextFile(self._layout(directory, []))
+
+    def _visible(self, doc_id: str) -> bool:
+        """In the view: permitted, or any document when the policy only audits."""
+        return not self._enforce or self._doc_allowed(doc_id)
 
     def _layout(self, directory: Path, items: list[tuple[str, Any]]) -> Path:
+        """Writes the view: the visible documents only, newline-separated."""
         table: list[Document] = []
         position = 0
+        visible = [(doc_id, value) for doc_id, value in items if self._visible(doc_id)]
 
         def write(handle: Any) -> None:
             nonlocal position
-            for index, (doc_id, value) in enumerate(items):
+            for index, (doc_id, value) in enumerate(visible):
                 if index:
                     handle.write("\n")
                     position += 1
@@ -115,7 +126,7 @@ class ContextStore:
                 table.append(Document(doc_id, position, position + len(text)))
                 position += len(text)
 
-        path = _write_atomic(directory, "context.documents.txt", write)
+        path = _write_atomic(directory, "context.view.txt", write)
         self.documents_table = tuple(table)
         return path
 
@@ -130,9 +141,6 @@ class ContextStore:
             return False
         return any(fnmatch.fnmatchcase(doc_id, p) for p in access.allow)
 
-    def _denied_ranges(self) -> list[tuple[int, int]]:
-        return [(d.start, d.end) for d in self.documents_table if not self._doc_allowed(d.id)]
-
     def _refuse(self, quota: str, message: str) -> None:
         if self._on_violation is not None:
             self._on_violation(quota, message)
@@ -140,6 +148,8 @@ class ContextStore:
             raise PolicyDenied(message, rule_ids=(quota,))
 
     def _check_range(self, start: int, end: int) -> None:
+        """Refuses (audit mode: reports) a range touching a denied document; under
+        ``enforce`` the view holds none, so this only speaks in audit mode."""
         for doc in self.documents_table:
             if doc.start < end and start < doc.end and not self._doc_allowed(doc.id):
                 self._refuse("context.documents",
@@ -194,7 +204,7 @@ class ContextStore:
         return self.text.decode(first, last).splitlines()
 
     def search(self, pattern: str, max_hits: int = 10) -> list[list[Any]]:
-        """Regex hits as ``[start, end, text]`` (text capped), skipping denied documents."""
+        """Regex hits over the view as ``[start, end, text]`` (text capped)."""
         if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_CHARS:
             raise ValueError(f"pattern must be a non-empty str of at most "
                              f"{MAX_PATTERN_CHARS} characters")
@@ -205,7 +215,9 @@ class ContextStore:
                          f"max_hits {max_hits} is over the policy's "
                          f"{self.policy.max_search_hits}")
             max_hits = self.policy.max_search_hits
-        hits = _run_search(self.text.path, pattern, max_hits, self._denied_ranges())
+        hits = _run_search(self.text.path, pattern, max_hits)
+        for start, end, _ in hits:
+            self._check_range(start, end)
         self._charge(sum(len(h[2].encode("utf-8")) for h in hits))
         return hits
 
@@ -215,12 +227,12 @@ class ContextStore:
                 for d in self.documents_table if self._doc_allowed(d.id)]
 
     def document(self, doc_id: str) -> str:
-        """The full text of one allowed document."""
+        """The full text of one allowed document. A denied id is refused whether or not
+        such a document exists, so the refusal says nothing about what is there."""
+        if not self._doc_allowed(doc_id):
+            self._refuse("context.documents", f"document {doc_id!r} is denied by the policy")
         for doc in self.documents_table:
             if doc.id == doc_id:
-                if not self._doc_allowed(doc.id):
-                    self._refuse("context.documents",
-                                 f"document {doc_id!r} is denied by the policy")
                 first, last = self.text.byte_at(doc.start), self.text.byte_at(doc.end)
                 self._charge(last - first)
                 return self.text.decode(first, last)
@@ -244,9 +256,8 @@ def _too_long() -> str:
     return f"search took longer than {SEARCH_TIMEOUT_S:g} s; simplify the pattern"
 
 
-def _run_search(path: Path, pattern: str, max_hits: int,
-                skip: list[tuple[int, int]]) -> list[list[Any]]:
-    params = {"path": str(path), "pattern": pattern, "max_hits": max_hits, "skip": skip,
+def _run_search(path: Path, pattern: str, max_hits: int) -> list[list[Any]]:
+    params = {"path": str(path), "pattern": pattern, "max_hits": max_hits,
               "max_match_chars": SEARCH_MATCH_CHARS, "cpu_seconds": int(SEARCH_TIMEOUT_S)}
     try:
         done = subprocess.run(

@@ -4,14 +4,13 @@ The pattern comes from model code, so it may backtrack for hours; Python's ``re`
 be interrupted in-process. The host runs this module as ``python -m`` with a wall-clock
 timeout and a CPU rlimit and kills it when either runs out. Standard library only.
 
-Input (stdin, JSON): ``{"path", "pattern", "max_hits", "skip": [[start, end], ...],
-"max_match_chars", "cpu_seconds"}``. Output (stdout, JSON): a list of
-``[start_char, end_char, text]``; hits starting inside a ``skip`` range are dropped.
+Input (stdin, JSON): ``{"path", "pattern", "max_hits", "max_match_chars",
+"cpu_seconds"}``. Output (stdout, JSON): a list of ``[start_char, end_char, text]``. The
+file is the context's view: it holds only what the policy lets the search see.
 """
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import json
 import re
@@ -28,8 +27,6 @@ def search(params: dict[str, Any]) -> list[list[Any]]:
     compiled = re.compile(params["pattern"])
     max_hits = int(params["max_hits"])
     cap = int(params.get("max_match_chars", 1000))
-    skip = sorted((int(a), int(b)) for a, b in params.get("skip", []))
-    skip_starts = [a for a, _ in skip]
     hits: list[list[Any]] = []
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     base, carry, resume = 0, "", 0
@@ -42,11 +39,7 @@ def search(params: dict[str, Any]) -> list[list[Any]]:
             for match in compiled.finditer(text, resume):
                 if match.start() >= cutoff:
                     break
-                start = base + match.start()
-                i = bisect.bisect_right(skip_starts, start) - 1
-                if i >= 0 and skip[i][0] <= start < skip[i][1]:
-                    continue
-                hits.append([start, base + match.end(), match.group()[:cap]])
+                hits.append([base + match.start(), base + match.end(), match.group()[:cap]])
                 if len(hits) >= max_hits:
                     break
             if final:
