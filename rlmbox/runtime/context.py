@@ -20,29 +20,31 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from rlmbox.errors import PolicyDenied
 from rlmbox.policies.model import ContextPolicy
 from rlmbox.runtime.context_text import TextFile
+from rlmbox.sandboxes.base import ResourceLimits
+from rlmbox.sandboxes.process.oneshot import JailedRun, run_jailed
 
 MAX_PATTERN_CHARS = 1000
 MAX_LINES_PER_CALL = 100_000
 SEARCH_TIMEOUT_S = 10.0
 # The CPU rlimit ends a backtracking search; the wall clock, a little later, ends one that
-# is starved of CPU on a loaded host.
+# is starved of CPU on a loaded host. Both are cut to what the cell and session have left.
 SEARCH_WALL_GRACE_S = 2.0
 SEARCH_MATCH_CHARS = 1000
-_SEARCHER = Path(__file__).with_name("context_search.py")   # stdlib only, run by path
+_SEARCHER = "context_search.py"   # in the agent bundle: stdlib and confine.py only
 
 Violation = Callable[[str, str], None]   # (quota id, message): for audit in audit mode
 
@@ -73,8 +75,11 @@ class ContextStore:
 
     def __init__(self, source: str | Mapping[str, Any] | Sequence[Any] | Path,
                  directory: Path, policy: ContextPolicy | None = None, *,
-                 enforce: bool = True, on_violation: Violation | None = None) -> None:
+                 enforce: bool = True, on_violation: Violation | None = None,
+                 limits: ResourceLimits | None = None) -> None:
         self.policy = policy or ContextPolicy()
+        self.limits = limits or ResourceLimits()   # the session's: the searcher's jail
+        self.search_cpu_seconds = 0.0   # what searches used, against limits.cpu_seconds
         self._enforce = enforce
         self._on_violation = on_violation
         self._lock = threading.Lock()
@@ -203,8 +208,11 @@ class ContextStore:
         self._charge(last - first)
         return self.text.decode(first, last).splitlines()
 
-    def search(self, pattern: str, max_hits: int = 10) -> list[list[Any]]:
-        """Regex hits over the view as ``[start, end, text]`` (text capped)."""
+    def search(self, pattern: str, max_hits: int = 10, *,
+               deadline: float | None = None) -> list[list[Any]]:
+        """Regex hits over the view as ``[start, end, text]`` (text capped). The search
+        ends by ``deadline`` (``time.monotonic()``; the cell's) and its CPU counts against
+        the session's ``cpu_seconds``."""
         if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_CHARS:
             raise ValueError(f"pattern must be a non-empty str of at most "
                              f"{MAX_PATTERN_CHARS} characters")
@@ -215,11 +223,38 @@ class ContextStore:
                          f"max_hits {max_hits} is over the policy's "
                          f"{self.policy.max_search_hits}")
             max_hits = self.policy.max_search_hits
-        hits = _run_search(self.text.path, pattern, max_hits)
+        hits = self._jailed_search(pattern, max_hits, deadline)
         for start, end, _ in hits:
             self._check_range(start, end)
         self._charge(sum(len(h[2].encode("utf-8")) for h in hits))
         return hits
+
+    def _jailed_search(self, pattern: str, max_hits: int,
+                       deadline: float | None) -> list[list[Any]]:
+        """Runs the searcher in its jail over an inherited descriptor of the view; its
+        CPU is charged whether it answers or is killed."""
+        left = math.inf if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            raise ValueError("the cell's time is up; the search was not started")
+        with self._lock:
+            cpu_left = self.limits.cpu_seconds - self.search_cpu_seconds
+        if cpu_left < 1:   # RLIMIT_CPU counts whole seconds
+            raise PolicyDenied(f"searches used the session's {self.limits.cpu_seconds} CPU "
+                               "seconds", rule_ids=("limits.cpu_seconds",))
+        stated = min(SEARCH_TIMEOUT_S, left)
+        cpu = max(1, min(math.ceil(stated), int(cpu_left)))
+        fd = os.open(self.text.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            request = {"fd": fd, "pattern": pattern, "max_hits": max_hits,
+                       "max_match_chars": SEARCH_MATCH_CHARS}
+            run = run_jailed(_SEARCHER, json.dumps(request).encode(), input_fd=fd,
+                             limits=replace(self.limits, cpu_seconds=cpu),
+                             timeout=min(SEARCH_TIMEOUT_S + SEARCH_WALL_GRACE_S, left))
+        finally:
+            os.close(fd)
+        with self._lock:
+            self.search_cpu_seconds += run.cpu_seconds
+        return _hits(run, stated)
 
     def documents(self) -> list[dict[str, Any]]:
         """The documents the policy allows: id, start, end (character offsets)."""
@@ -249,30 +284,19 @@ def _span(start: Any, end: Any, length: int) -> tuple[int, int]:
     return start, max(start, end)
 
 
-_OUT_OF_CPU = (-signal.SIGXCPU, -signal.SIGKILL)
+# killed by the CPU rlimit (SIGKILL at the hard limit), directly or as bubblewrap reports it
+_KILLED = frozenset({-signal.SIGKILL, -signal.SIGXCPU,
+                     128 + signal.SIGKILL, 128 + signal.SIGXCPU})
 
 
-def _too_long() -> str:
-    return f"search took longer than {SEARCH_TIMEOUT_S:g} s; simplify the pattern"
-
-
-def _run_search(path: Path, pattern: str, max_hits: int) -> list[list[Any]]:
-    params = {"path": str(path), "pattern": pattern, "max_hits": max_hits,
-              "max_match_chars": SEARCH_MATCH_CHARS, "cpu_seconds": int(SEARCH_TIMEOUT_S)}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-I", str(_SEARCHER)], input=json.dumps(params),
-            capture_output=True, text=True, timeout=SEARCH_TIMEOUT_S + SEARCH_WALL_GRACE_S,
-            check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ValueError(_too_long()) from exc
-    if done.returncode in _OUT_OF_CPU:
-        # The CPU rlimit and the wall-clock timeout race for a backtracking pattern;
-        # either way the caller learns the same thing.
-        raise ValueError(_too_long())
-    if done.returncode != 0:
+def _hits(run: JailedRun, stated_s: float) -> list[list[Any]]:
+    """The searcher's answer, or why there is none. The CPU rlimit and the wall clock race
+    for a backtracking pattern; either way the caller learns the same thing."""
+    if run.timed_out or run.returncode in _KILLED:
+        raise ValueError(f"search took longer than {stated_s:g} s; simplify the pattern")
+    if run.returncode != 0:
         raise ValueError("search failed (pattern too costly or invalid)")
-    result = json.loads(done.stdout)
+    result = json.loads(run.stdout)
     if "error" in result:
         raise ValueError(str(result["error"]))
     hits: list[list[Any]] = result["hits"]
