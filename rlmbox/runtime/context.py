@@ -9,37 +9,42 @@ policy's quotas (bytes per call, bytes per session, per-document allow/deny) bef
 byte is returned.
 
 Multi-document contexts (a dict of id -> text, or a list of texts with ids "0", "1", ...)
-are also laid out as one text, documents separated by a newline, so slicing and search
-work across them; any access touching a denied document is refused or skips it.
+are laid out as one text, the *view*: the documents the policy permits, in order,
+separated by a newline. Every operation (len, read, lines, search, documents) runs over
+the view, so a denied document's text is not in what a regex runs over at all: no match
+can run into it and no lookahead can test it. Offsets are view offsets. In ``audit`` mode
+the view holds every document and an access touching a denied one is reported, not refused.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from rlmbox.errors import PolicyDenied
 from rlmbox.policies.model import ContextPolicy
 from rlmbox.runtime.context_text import TextFile
+from rlmbox.sandboxes.base import ResourceLimits
+from rlmbox.sandboxes.process.oneshot import JailedRun, run_jailed
 
 MAX_PATTERN_CHARS = 1000
 MAX_LINES_PER_CALL = 100_000
 SEARCH_TIMEOUT_S = 10.0
 # The CPU rlimit ends a backtracking search; the wall clock, a little later, ends one that
-# is starved of CPU on a loaded host.
+# is starved of CPU on a loaded host. Both are cut to what the cell and session have left.
 SEARCH_WALL_GRACE_S = 2.0
 SEARCH_MATCH_CHARS = 1000
-_SEARCHER = Path(__file__).with_name("context_search.py")   # stdlib only, run by path
+_SEARCHER = "context_search.py"   # in the agent bundle: stdlib and confine.py only
 
 Violation = Callable[[str, str], None]   # (quota id, message): for audit in audit mode
 
@@ -70,8 +75,11 @@ class ContextStore:
 
     def __init__(self, source: str | Mapping[str, Any] | Sequence[Any] | Path,
                  directory: Path, policy: ContextPolicy | None = None, *,
-                 enforce: bool = True, on_violation: Violation | None = None) -> None:
+                 enforce: bool = True, on_violation: Violation | None = None,
+                 limits: ResourceLimits | None = None) -> None:
         self.policy = policy or ContextPolicy()
+        self.limits = limits or ResourceLimits()   # the session's: the searcher's jail
+        self.search_cpu_seconds = 0.0   # what searches used, against limits.cpu_seconds
         self._enforce = enforce
         self._on_violation = on_violation
         self._lock = threading.Lock()
@@ -80,11 +88,10 @@ class ContextStore:
         self.documents_table: tuple[Document, ...] = ()
         self.kind: Literal["text", "json"]
         if isinstance(source, Path):
-            self.kind, self.staged_path, text_path = "text", source, source
+            self.kind, self.staged_path = "text", source
         elif isinstance(source, str):
             self.kind = "text"
-            self.staged_path = text_path = _write_atomic(
-                directory, "context.txt", lambda h: h.write(source))
+            self.staged_path = _write_atomic(directory, "context.txt", lambda h: h.write(source))
         elif isinstance(source, Mapping | list | tuple):
             self.kind = "json"
             self.staged_path = _write_atomic(
@@ -92,21 +99,30 @@ class ContextStore:
                 lambda h: json.dump(source, h, ensure_ascii=False))
             items = (list(source.items()) if isinstance(source, Mapping)
                      else [(str(i), v) for i, v in enumerate(source)])
-            text_path = self._layout(directory, [(str(k), v) for k, v in items])
+            self.text = TextFile(self._layout(directory, [(str(k), v) for k, v in items]))
+            return
         else:
             raise TypeError(f"a context is a str, dict, list or Path, "
                             f"not {type(source).__name__}")
-        self.text = TextFile(text_path)
-        if not self.documents_table:
+        if self._visible("0"):   # one text document, "0": the view is the file itself
+            self.text = TextFile(self.staged_path)
             self.documents_table = (Document("0", 0, self.text.chars),)
+        else:
+            self.text = TextFile(self._layout(directory, []))
+
+    def _visible(self, doc_id: str) -> bool:
+        """In the view: permitted, or any document when the policy only audits."""
+        return not self._enforce or self._doc_allowed(doc_id)
 
     def _layout(self, directory: Path, items: list[tuple[str, Any]]) -> Path:
+        """Writes the view: the visible documents only, newline-separated."""
         table: list[Document] = []
         position = 0
+        visible = [(doc_id, value) for doc_id, value in items if self._visible(doc_id)]
 
         def write(handle: Any) -> None:
             nonlocal position
-            for index, (doc_id, value) in enumerate(items):
+            for index, (doc_id, value) in enumerate(visible):
                 if index:
                     handle.write("\n")
                     position += 1
@@ -115,7 +131,7 @@ class ContextStore:
                 table.append(Document(doc_id, position, position + len(text)))
                 position += len(text)
 
-        path = _write_atomic(directory, "context.documents.txt", write)
+        path = _write_atomic(directory, "context.view.txt", write)
         self.documents_table = tuple(table)
         return path
 
@@ -130,9 +146,6 @@ class ContextStore:
             return False
         return any(fnmatch.fnmatchcase(doc_id, p) for p in access.allow)
 
-    def _denied_ranges(self) -> list[tuple[int, int]]:
-        return [(d.start, d.end) for d in self.documents_table if not self._doc_allowed(d.id)]
-
     def _refuse(self, quota: str, message: str) -> None:
         if self._on_violation is not None:
             self._on_violation(quota, message)
@@ -140,6 +153,8 @@ class ContextStore:
             raise PolicyDenied(message, rule_ids=(quota,))
 
     def _check_range(self, start: int, end: int) -> None:
+        """Refuses (audit mode: reports) a range touching a denied document; under
+        ``enforce`` the view holds none, so this only speaks in audit mode."""
         for doc in self.documents_table:
             if doc.start < end and start < doc.end and not self._doc_allowed(doc.id):
                 self._refuse("context.documents",
@@ -193,8 +208,11 @@ class ContextStore:
         self._charge(last - first)
         return self.text.decode(first, last).splitlines()
 
-    def search(self, pattern: str, max_hits: int = 10) -> list[list[Any]]:
-        """Regex hits as ``[start, end, text]`` (text capped), skipping denied documents."""
+    def search(self, pattern: str, max_hits: int = 10, *,
+               deadline: float | None = None) -> list[list[Any]]:
+        """Regex hits over the view as ``[start, end, text]`` (text capped). The search
+        ends by ``deadline`` (``time.monotonic()``; the cell's) and its CPU counts against
+        the session's ``cpu_seconds``."""
         if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_CHARS:
             raise ValueError(f"pattern must be a non-empty str of at most "
                              f"{MAX_PATTERN_CHARS} characters")
@@ -205,9 +223,38 @@ class ContextStore:
                          f"max_hits {max_hits} is over the policy's "
                          f"{self.policy.max_search_hits}")
             max_hits = self.policy.max_search_hits
-        hits = _run_search(self.text.path, pattern, max_hits, self._denied_ranges())
+        hits = self._jailed_search(pattern, max_hits, deadline)
+        for start, end, _ in hits:
+            self._check_range(start, end)
         self._charge(sum(len(h[2].encode("utf-8")) for h in hits))
         return hits
+
+    def _jailed_search(self, pattern: str, max_hits: int,
+                       deadline: float | None) -> list[list[Any]]:
+        """Runs the searcher in its jail over an inherited descriptor of the view; its
+        CPU is charged whether it answers or is killed."""
+        left = math.inf if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            raise ValueError("the cell's time is up; the search was not started")
+        with self._lock:
+            cpu_left = self.limits.cpu_seconds - self.search_cpu_seconds
+        if cpu_left < 1:   # RLIMIT_CPU counts whole seconds
+            raise PolicyDenied(f"searches used the session's {self.limits.cpu_seconds} CPU "
+                               "seconds", rule_ids=("limits.cpu_seconds",))
+        stated = min(SEARCH_TIMEOUT_S, left)
+        cpu = max(1, min(math.ceil(stated), int(cpu_left)))
+        fd = os.open(self.text.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            request = {"fd": fd, "pattern": pattern, "max_hits": max_hits,
+                       "max_match_chars": SEARCH_MATCH_CHARS}
+            run = run_jailed(_SEARCHER, json.dumps(request).encode(), input_fd=fd,
+                             limits=replace(self.limits, cpu_seconds=cpu),
+                             timeout=min(SEARCH_TIMEOUT_S + SEARCH_WALL_GRACE_S, left))
+        finally:
+            os.close(fd)
+        with self._lock:
+            self.search_cpu_seconds += run.cpu_seconds
+        return _hits(run, stated)
 
     def documents(self) -> list[dict[str, Any]]:
         """The documents the policy allows: id, start, end (character offsets)."""
@@ -215,12 +262,12 @@ class ContextStore:
                 for d in self.documents_table if self._doc_allowed(d.id)]
 
     def document(self, doc_id: str) -> str:
-        """The full text of one allowed document."""
+        """The full text of one allowed document. A denied id is refused whether or not
+        such a document exists, so the refusal says nothing about what is there."""
+        if not self._doc_allowed(doc_id):
+            self._refuse("context.documents", f"document {doc_id!r} is denied by the policy")
         for doc in self.documents_table:
             if doc.id == doc_id:
-                if not self._doc_allowed(doc.id):
-                    self._refuse("context.documents",
-                                 f"document {doc_id!r} is denied by the policy")
                 first, last = self.text.byte_at(doc.start), self.text.byte_at(doc.end)
                 self._charge(last - first)
                 return self.text.decode(first, last)
@@ -237,31 +284,19 @@ def _span(start: Any, end: Any, length: int) -> tuple[int, int]:
     return start, max(start, end)
 
 
-_OUT_OF_CPU = (-signal.SIGXCPU, -signal.SIGKILL)
+# killed by the CPU rlimit (SIGKILL at the hard limit), directly or as bubblewrap reports it
+_KILLED = frozenset({-signal.SIGKILL, -signal.SIGXCPU,
+                     128 + signal.SIGKILL, 128 + signal.SIGXCPU})
 
 
-def _too_long() -> str:
-    return f"search took longer than {SEARCH_TIMEOUT_S:g} s; simplify the pattern"
-
-
-def _run_search(path: Path, pattern: str, max_hits: int,
-                skip: list[tuple[int, int]]) -> list[list[Any]]:
-    params = {"path": str(path), "pattern": pattern, "max_hits": max_hits, "skip": skip,
-              "max_match_chars": SEARCH_MATCH_CHARS, "cpu_seconds": int(SEARCH_TIMEOUT_S)}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-I", str(_SEARCHER)], input=json.dumps(params),
-            capture_output=True, text=True, timeout=SEARCH_TIMEOUT_S + SEARCH_WALL_GRACE_S,
-            check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ValueError(_too_long()) from exc
-    if done.returncode in _OUT_OF_CPU:
-        # The CPU rlimit and the wall-clock timeout race for a backtracking pattern;
-        # either way the caller learns the same thing.
-        raise ValueError(_too_long())
-    if done.returncode != 0:
+def _hits(run: JailedRun, stated_s: float) -> list[list[Any]]:
+    """The searcher's answer, or why there is none. The CPU rlimit and the wall clock race
+    for a backtracking pattern; either way the caller learns the same thing."""
+    if run.timed_out or run.returncode in _KILLED:
+        raise ValueError(f"search took longer than {stated_s:g} s; simplify the pattern")
+    if run.returncode != 0:
         raise ValueError("search failed (pattern too costly or invalid)")
-    result = json.loads(done.stdout)
+    result = json.loads(run.stdout)
     if "error" in result:
         raise ValueError(str(result["error"]))
     hits: list[list[Any]] = result["hits"]

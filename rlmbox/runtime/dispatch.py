@@ -96,9 +96,11 @@ class CallDispatcher:
     def _event(self, event: str, **attrs: Any) -> None:
         self._scope.event(event, **attrs)
 
-    def handle(self, frame: Frame, cell_id: str) -> Frame:
+    def handle(self, frame: Frame, cell_id: str, deadline: float | None = None) -> Frame:
         """Returns the reply frame for one call frame. Never raises for model input;
-        raises ``AuditWriteError`` when the log fails (the session must stop)."""
+        raises ``AuditWriteError`` when the log fails (the session must stop).
+        ``deadline`` (``time.monotonic()``) is when the cell's time runs out: handlers
+        that can end early by then get it in their :class:`CallContext`."""
         call_id = frame["call"]
         fn_name = frame["fn"]
         try:
@@ -106,9 +108,10 @@ class CallDispatcher:
             bound = self._bind(function, frame, call_id, cell_id)
             decision = self._decide(function.name, bound, call_id, cell_id)
             if function.batch_param is not None:
-                value: Any = self._run_batch(function, bound, decision, call_id, cell_id)
+                value: Any = self._run_batch(function, bound, decision, call_id, cell_id,
+                                             deadline)
             else:
-                value = self._run_one(function, bound, decision, call_id, cell_id)
+                value = self._run_one(function, bound, decision, call_id, cell_id, deadline)
         except AuditWriteError:
             raise
         except Exception as exc:
@@ -155,13 +158,13 @@ class CallDispatcher:
         return decision
 
     def _run_one(self, function: HostFunction, bound: dict[str, Any], decision: Decision,
-                 call_id: int, cell_id: str) -> Any:
+                 call_id: int, cell_id: str, deadline: float | None) -> Any:
         prompt = bound.get(function.prompt_param) if function.prompt_param else None
         attrs: dict[str, Any] = {"function": function.name, "call_id": call_id,
                                  "cell": cell_id, "decision": decision.effect,
                                  "rule_ids": list(decision.rule_ids), "args": _summary(bound)}
         return self._metered(function.name, prompt, attrs, _canonical_args(bound),
-                             lambda ctx: function.handler(ctx, bound))
+                             lambda ctx: function.handler(ctx, bound), deadline)
 
     def complete_root(self, lm: LMProvider, prompt: str, *, model: str) -> str:
         """One completion of the session's root model (the RLM loop), metered like a call.
@@ -182,14 +185,14 @@ class CallDispatcher:
         return text
 
     def _metered(self, name: str, prompt: Any, attrs: dict[str, Any], args_body: str,
-                 run: Callable[[CallContext], Any]) -> Any:
+                 run: Callable[[CallContext], Any], deadline: float | None = None) -> Any:
         """Reserve, write the start record durably, run, settle, write the outcome.
 
         The start record is synced before ``run``: a log that cannot take it raises
         ``AuditWriteError`` here, the reservation is refunded and nothing runs.
         """
         started = time.perf_counter()
-        ctx = CallContext(self._session, self._depth)
+        ctx = CallContext(self._session, self._depth, deadline=deadline)
         attrs = {**attrs, "budget_before": self._budget(name)}
         chars = len(prompt) if isinstance(prompt, str) else 0
         try:
@@ -245,7 +248,7 @@ class CallDispatcher:
             budget_after=self._budget(str(attrs["function"])))
 
     def _run_batch(self, function: HostFunction, bound: dict[str, Any], decision: Decision,
-                   call_id: int, cell_id: str) -> list[str]:
+                   call_id: int, cell_id: str, deadline: float | None) -> list[str]:
         items = bound.get(function.batch_param or "")
         if not isinstance(items, list):
             raise HostCallRefused("TypeError", f"{function.name}: expects a list of prompts")
@@ -257,7 +260,8 @@ class CallDispatcher:
         def one(prompt: Any) -> str:
             single = {**extra, function.prompt_param or "prompt": prompt}
             try:
-                return str(self._run_one(function, single, decision, call_id, cell_id))
+                return str(self._run_one(function, single, decision, call_id, cell_id,
+                                         deadline))
             except AuditWriteError:
                 raise
             except Exception as exc:

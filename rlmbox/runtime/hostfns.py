@@ -26,6 +26,7 @@ class CallContext:
     session_id: str
     depth: int
     usage: list[Completion] = field(default_factory=list)
+    deadline: float | None = None   # time.monotonic() when the calling cell's time runs out
 
 
 Handler = Callable[[CallContext, dict[str, Any]], Any]
@@ -139,10 +140,15 @@ def context_functions(store: Any) -> list[HostFunction]:
     def method(name: str) -> HostFunction:
         bound_method = getattr(store, name)
         params, defaults = signature_of(bound_method, f"context.{name}")
+        # the host fills these, never model code: a cell cannot lend itself more time
+        host_filled = {"deadline"} & set(params)
 
         def handle(ctx: CallContext, args: dict[str, Any]) -> Any:
-            return bound_method(**args)
-        return HostFunction(f"context.{name}", params, handle, defaults=defaults)
+            filled = {"deadline": ctx.deadline} if host_filled else {}
+            return bound_method(**args, **filled)
+        return HostFunction(f"context.{name}", tuple(p for p in params if p not in host_filled),
+                            handle, defaults={k: v for k, v in defaults.items()
+                                              if k not in host_filled})
 
     return [method(name) for name in ("len", "read", "search", "lines", "documents",
                                       "document")]

@@ -245,7 +245,7 @@ class Runtime:
 
         return ContextStore(context, self._contexts / session_id,
                             self.policy.context, enforce=self.policy.mode == "enforce",
-                            on_violation=violation)
+                            on_violation=violation, limits=spec_for(self.policy).limits)
 
     # --- lifecycle -----------------------------------------------------------------------
 

@@ -243,7 +243,7 @@ class Session:
                                         reason=f"more than {MAX_CALLS_PER_CELL} host calls "
                                                "in one cell")
                 try:
-                    reply = self._dispatcher.handle(frame, cell_id)
+                    reply = self._dispatcher.handle(frame, cell_id, wait_until)
                 except AuditWriteError:
                     self._kill("the audit log failed; host calls stopped")
                     raise

@@ -20,6 +20,8 @@ _AGENT = "sandboxes/agent"
 # so its modules import each other the same way inside a sandbox as in the source tree.
 BUNDLE_FILES: tuple[tuple[str, str], ...] = (
     ("agent.py", f"{_AGENT}/launch.py"),
+    # not the agent's: the host runs it in a jail of its own to search a gated context
+    ("context_search.py", "runtime/context_search.py"),
     ("rlmbox/sandboxes/protocol.py", "sandboxes/protocol.py"),
     ("rlmbox/sandboxes/cell_code.py", "sandboxes/cell_code.py"),
     ("rlmbox/sandboxes/process/confine.py", "sandboxes/process/confine.py"),

@@ -22,7 +22,7 @@ from rlmbox.runtime.runtime import Runtime
 from rlmbox.sandboxes import probe
 from rlmbox.sandboxes.base import IsolationProperty as P
 from rlmbox.sandboxes.base import ResourceLimits, SandboxSpec
-from rlmbox.sandboxes.process import backend as process_backend
+from rlmbox.sandboxes.process import jail
 from rlmbox.sandboxes.process.backend import ProcessBackend
 
 LIMITS = ResourceLimits()
@@ -127,6 +127,6 @@ def test_a_failed_unshare_in_the_fallback_refuses_the_sandbox(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """unshare(2) with a flag it rejects (EINVAL) stands for any failure: no sandbox starts
     without the network namespace it was meant to have."""
-    monkeypatch.setattr(process_backend, "_CLONE_NEWNET", 0x1)
+    monkeypatch.setattr(jail, "_CLONE_NEWNET", 0x1)
     with pytest.raises(SandboxUnavailable, match="unsharing its namespaces"):
         ProcessBackend(use_bwrap=False).create(SandboxSpec()).kill()

@@ -14,10 +14,8 @@ network/ipc/uts namespaces when root, Landlock, seccomp) and declares only those
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -38,15 +36,14 @@ from rlmbox.sandboxes.channel import FrameChannel
 from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
+from rlmbox.sandboxes.process.jail import SANDBOX_UID, bwrap_argv, enter_jail
 from rlmbox.sandboxes.process.pidfd import PinnedProcess, parent_of
 from rlmbox.sandboxes.protocol import Frame
 
 P = IsolationProperty
-SANDBOX_UID = 65534          # "nobody": the host uid sandboxes run as when rlmbox runs as root
 READY_TIMEOUT_S = 15.0
 _AGENT_INSIDE = "/rlmbox/agent/agent.py"
 _STAGE_INSIDE = "/rlmbox/stage"
-_CLONE_NEWNET, _CLONE_NEWIPC, _CLONE_NEWUTS = 0x40000000, 0x08000000, 0x04000000
 # device files code may open for writing (Landlock): a directory's rule would let code
 # create files beside them
 WRITABLE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
@@ -240,34 +237,10 @@ class ProcessSandbox:
         agent = [str(python), "-I", "-B", _AGENT_INSIDE, confine]
         if not self._backend._bwrap:
             return [str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py"), confine]
-        argv = [self._backend._bwrap, "--unshare-user", "--unshare-pid", "--unshare-net",
-                "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
-                "--die-with-parent", "--new-session", "--hostname", "rlmbox",
-                "--ro-bind", "/usr", "/usr"]
-        for top in ("bin", "sbin", "lib", "lib32", "lib64"):
-            path = Path("/") / top
-            if path.is_symlink():
-                argv += ["--symlink", os.readlink(path), str(path)]
-            elif path.is_dir():
-                argv += ["--ro-bind", str(path), str(path)]
-        prefix = python.parent.parent
-        if not str(python).startswith("/usr/"):
-            argv += ["--ro-bind", str(prefix), str(prefix)]
-        argv += ["--ro-bind", str(agent_bundle_dir()), "/rlmbox/agent",
-                 "--ro-bind", str(self._stage), _STAGE_INSIDE,
-                 "--proc", "/proc", "--dev", "/dev",
-                 # --dev's tmpfs has no size cap: /dev/shm gets a capped one, /dev itself
-                 # is made read-only (device nodes stay usable on a read-only mount)
-                 "--size", str(self._spec.limits.shm_bytes), "--tmpfs", "/dev/shm",
-                 "--remount-ro", "/dev",
-                 "--size", str(self._spec.limits.disk_bytes), "--tmpfs", "/tmp",
-                 "--chdir", "/tmp", "--clearenv",
-                 "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
-                 "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
-                 "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
-        if info_fd is not None:
-            argv += ["--info-fd", str(info_fd)]
-        return [*argv, "--", *agent]
+        return [*bwrap_argv(self._backend._bwrap, python,
+                            [(agent_bundle_dir(), "/rlmbox/agent"), (self._stage, _STAGE_INSIDE)],
+                            tmpfs_bytes=self._spec.limits.disk_bytes,
+                            shm_bytes=self._spec.limits.shm_bytes, info_fd=info_fd), *agent]
 
     def _start(self) -> tuple[subprocess.Popen[bytes], int | None]:
         python = sandbox_python(self._backend._drop_uid)
@@ -301,29 +274,9 @@ class ProcessSandbox:
         return proc, init_pid
 
     def _preexec(self) -> None:
-        """Runs in the child between fork and exec: cgroup, rlimits, then drop the uid."""
-        if self._cgroup is not None:
-            for procs in self._cgroup.procs_files():
-                with open(procs, "w") as handle:
-                    handle.write("0")
-        lim = self._spec.limits
-        extra = 256 * 1024 * 1024
-        address_space = lim.memory_bytes * 2 + extra if self._cgroup else lim.memory_bytes + extra
-        for which, value in ((resource.RLIMIT_AS, address_space),
-                             (resource.RLIMIT_CPU, lim.cpu_seconds),
-                             (resource.RLIMIT_NOFILE, lim.open_files),
-                             (resource.RLIMIT_FSIZE, lim.file_size_bytes),
-                             (resource.RLIMIT_CORE, 0)):
-            resource.setrlimit(which, (value, value))
-        if not self._backend._bwrap and os.geteuid() == 0:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"unshare of the net/ipc/uts namespaces: {os.strerror(err)}")
-        if self._backend._drop_uid:
-            os.setgroups([])
-            os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-            os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+        """Runs in the child between fork and exec: the jail's cgroup, rlimits and uid."""
+        enter_jail(self._spec.limits, self._cgroup, bwrap=self._backend._bwrap is not None,
+                   drop_uid=self._backend._drop_uid)
 
     def _await_ready(self) -> int:
         frame = self._channel.recv(READY_TIMEOUT_S) if self._proc.poll() is None else None
