@@ -16,7 +16,7 @@ from typing import Any
 
 from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.survivors import process_identity
-from rlmbox.daemon.wire import NOT_FOUND, UNKNOWN_POLICY
+from rlmbox.daemon.wire import BACKEND_NOT_ALLOWED, NOT_FOUND, UNKNOWN_POLICY
 from rlmbox.errors import DaemonError, RlmboxError, SessionClosed, SessionKilled
 from rlmbox.lm.base import LMProvider
 from rlmbox.policies.model import Policy
@@ -94,6 +94,7 @@ class Engine:
     def create(self, tenant: str, policy: str | None, backend: str | None,
                context: Any) -> SessionRow:
         name, chosen = self.policy(policy)
+        self._check_backend(tenant, name, chosen, backend)
         runtime = self._runtime(tenant, name)
         self._reserve_slot(tenant)
         try:
@@ -115,6 +116,21 @@ class Engine:
         with self._lock:
             self._live[session.id] = LiveSession(session, tenant)
         return row
+
+    def _check_backend(self, tenant: str, name: str, policy: Policy,
+                       backend: str | None) -> None:
+        """The backend is the operator's choice: a client may name one only among those
+        the policy allows (``isolation.allowed_backends``, default its own)."""
+        allowed = policy.isolation.permitted_backends
+        if backend is None or backend in allowed:
+            return
+        self._audit.append("session.refused", tenant=tenant, policy=name,
+                           policy_sha256=policy.sha256, backend=backend,
+                           allowed=sorted(allowed), reason="backend_not_allowed")
+        self._audit.sync()
+        raise DaemonError(f"backend {backend!r} is not allowed by policy {name!r}; it "
+                          f"allows: {', '.join(sorted(allowed))}", status=403,
+                          type=BACKEND_NOT_ALLOWED)
 
     def _reserve_slot(self, tenant: str) -> None:
         """Counts the session against the tenant's cap before its sandbox starts, so
