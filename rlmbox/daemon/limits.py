@@ -9,7 +9,8 @@ find a thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import os
+from dataclasses import dataclass, field, fields
 
 from rlmbox.errors import DaemonError
 
@@ -21,7 +22,9 @@ class DaemonLimits:
     sessions: int = 256                     # open sessions of all tenants, children included
     sessions_per_tenant: int = 64           # the same, per tenant
     cells: int = 24                         # cells running (and sandboxes starting) at once
-    cells_per_tenant: int = 4               # the same, per tenant
+    # the same, per tenant: by default half the cores, so one tenant's CPU-bound cells
+    # leave the other half to everyone else (raise it for cells that mostly wait on LMs)
+    cells_per_tenant: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
     requests_per_s_per_tenant: float = 50.0     # sustained authenticated request rate
     request_burst_per_tenant: int = 100         # requests above the rate, absorbed at once
     audit_bytes_per_tenant: int = 4 * GiB   # the tenant's records and bodies in the log
