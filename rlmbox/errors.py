@@ -148,9 +148,12 @@ class LMRequestFailed(LMError):
 class DaemonError(RlmboxError):
     """The daemon refused a request or cannot start: ``status`` is the HTTP status (None
     outside a request) and ``type`` the error type on the wire (``Unauthorized``,
-    ``NotFound``, ``InvalidRequest``, ...)."""
+    ``NotFound``, ``InvalidRequest``, ...); ``retry_after_s`` says when a refusal for
+    load (429, 503) may succeed."""
 
-    def __init__(self, message: str, *, status: int | None = None, type: str = "") -> None:
+    def __init__(self, message: str, *, status: int | None = None, type: str = "",
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.type = type
+        self.retry_after_s = retry_after_s

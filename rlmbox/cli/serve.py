@@ -15,9 +15,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.daemon.paths import default_socket, default_state_dir, private_dir
 from rlmbox.daemon.store import Store
 from rlmbox.errors import UsageError
+
+# DaemonLimits field -> (flag, type, help)
+LIMIT_FLAGS: dict[str, tuple[str, type, str]] = {
+    "sessions": ("--max-sessions", int,
+                 "open sessions of all tenants, rlm_query children included; more is a 503"),
+    "sessions_per_tenant": ("--max-sessions-per-tenant", int,
+                            "open sessions of one tenant, children included; more is a 429"),
+    "cells": ("--max-cells", int, "cells running and sandboxes starting at once; more is a 503"),
+    "cells_per_tenant": ("--max-cells-per-tenant", int,
+                         "the same for one tenant; more is a 429"),
+    "requests_per_s_per_tenant": ("--requests-per-s-per-tenant", float,
+                                  "one tenant's sustained request rate; above it, 429"),
+    "request_burst_per_tenant": ("--request-burst-per-tenant", int,
+                                 "requests one tenant may send at once above that rate"),
+    "audit_bytes_per_tenant": ("--audit-bytes-per-tenant", int,
+                               "bytes of one tenant's audit records and bodies; then 403"),
+}
 
 
 def register(subparsers: Any) -> None:
@@ -43,8 +61,12 @@ def register(subparsers: Any) -> None:
                        help="audit log directory (default STATE/audit)")
     serve.add_argument("--pool-size", type=int, default=0,
                        help="warm sandboxes per tenant and policy (default 0)")
-    serve.add_argument("--max-sessions-per-tenant", type=int, default=64, metavar="N",
-                       help="open sessions one tenant may hold (default 64); more is a 429")
+    serve.add_argument("--threads", type=int, default=32, metavar="N",
+                       help="server threads (default 32); must be above --max-cells")
+    for name, (flag, kind, text) in LIMIT_FLAGS.items():
+        default = getattr(DaemonLimits(), name)
+        serve.add_argument(flag, dest=f"limit_{name}", type=kind, default=default,
+                           metavar="N", help=f"{text} (default {default})")
     serve.set_defaults(handler=_serve)
 
     token = subparsers.add_parser("token", help="create, list and revoke API tokens")
@@ -131,7 +153,8 @@ def _serve(args: argparse.Namespace) -> int:
         socket=None if args.no_socket else (args.socket or default_socket()),
         tcp=args.tcp, tcp_public=args.tcp_public, policies=load_policies(args.policy),
         lm=provider_from_spec(args.lm) if args.lm else None, audit_dir=args.audit_dir,
-        pool_size=args.pool_size, max_sessions_per_tenant=args.max_sessions_per_tenant)
+        pool_size=args.pool_size, threads=args.threads,
+        limits=DaemonLimits(**{name: getattr(args, f"limit_{name}") for name in LIMIT_FLAGS}))
     return asyncio.run(_run(Daemon(config)))
 
 

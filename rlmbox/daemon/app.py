@@ -1,9 +1,12 @@
 """The HTTP API (aiohttp): routes, bearer-token auth, JSON errors, the body cap.
 
 Handlers never block the event loop: starting sessions and running cells go to a thread
-pool, and a per-session asyncio lock queues a second exec on the same session without
-holding a thread. Every failure is a JSON ``{"error": {"type", "message"}}`` with a
-fitting status; bad input is a 4xx, never a 5xx.
+pool, each in a cell slot of the tenant's (``admission.py``), bodies over
+``OFFLOAD_BYTES`` are parsed on a thread of their own, and a per-session asyncio lock
+queues a second exec on the same session without holding a thread. Each tenant's
+requests pass a token bucket (``rate_limit.py``). Every failure is a JSON ``{"error":
+{"type", "message"}}`` with a fitting status; bad input is a 4xx, never a 5xx. Refusals
+are audited at a bounded rate (``refusals.py``).
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import WSCloseCode, web
+from pydantic import BaseModel
 
 from rlmbox.daemon import models as m
+from rlmbox.daemon.admission import Slot
+from rlmbox.daemon.audit_index import AuditIndex
 from rlmbox.daemon.audit_view import MAX_PAGE, audit_page
 from rlmbox.daemon.engine import Engine
 from rlmbox.daemon.openapi import build_spec
+from rlmbox.daemon.rate_limit import RateLimiter, retry_after_header
+from rlmbox.daemon.refusals import RefusalRecorder
 from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.stream import (
     OutputRelay,
@@ -33,11 +41,13 @@ from rlmbox.daemon.stream import (
 )
 from rlmbox.daemon.validation import parse_body, query_int
 from rlmbox.daemon.wire import (
+    BACKEND_NOT_ALLOWED,
     ERROR_TYPE_HEADER,
     INTERNAL,
     INVALID_REQUEST,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
+    RATE_LIMITED,
     TOO_LARGE,
     UNAUTHORIZED,
     error_body,
@@ -48,26 +58,55 @@ from rlmbox.errors import DaemonError, RlmboxError
 
 log = logging.getLogger("rlmbox.daemon")
 MAX_BODY_BYTES = 64 * 1024 * 1024
+OFFLOAD_BYTES = 256 * 1024   # bodies above this are parsed off the event loop
+# A refusal for load (or a bad token) is answered after a pause: a client that retries at
+# once gets one refusal per connection per TARPIT_S, so a flood of them cannot take the
+# event loop from other tenants. The pause holds a coroutine, never a thread.
+TARPIT_S = 1.0
+TARPIT_STATUSES = frozenset({401, 429, 503})
 PUBLIC_PATHS = frozenset({"/v1/health", "/openapi.json"})
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
-AUDIT_DIR: web.AppKey[Path] = web.AppKey("audit_dir", Path)
+AUDIT_INDEX: web.AppKey[AuditIndex] = web.AppKey("audit_index", AuditIndex)
 POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("pool", ThreadPoolExecutor)
+PARSE_POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("parse_pool", ThreadPoolExecutor)
+RATE: web.AppKey[RateLimiter] = web.AppKey("rate", RateLimiter)
+REFUSALS: web.AppKey[RefusalRecorder] = web.AppKey("refusals", RefusalRecorder)
 SPEC: web.AppKey[dict[str, Any]] = web.AppKey("spec", dict)
 LOCKS: web.AppKey[weakref.WeakValueDictionary[str, asyncio.Lock]] = web.AppKey(
     "locks", weakref.WeakValueDictionary)
 TENANT: web.RequestKey[str] = web.RequestKey("tenant", str)
 
 
-def _error(status: int, kind: str, message: str) -> web.Response:
+def _error(status: int, kind: str, message: str,
+           retry_after_s: float | None = None) -> web.Response:
     response = web.json_response(error_body(kind, message), status=status,
                                  headers={ERROR_TYPE_HEADER: kind})
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="rlmbox"'
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = retry_after_header(retry_after_s)
     return response
+
+
+def _refused(request: web.Request, status: int, kind: str) -> None:
+    """Audits a refusal of the daemon's own (the engine audits its refusals itself)."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else request.path[:200]
+    request.app[REFUSALS].record(request.get(TENANT), request.method, route, status, kind)
+
+
+@dataclass(frozen=True)
+class Pools:
+    """The server's threads: ``work`` for sessions, cells, closes and audit pages (more
+    threads than the cell limit), ``parse`` (one thread) for large request bodies."""
+
+    work: ThreadPoolExecutor
+    parse: ThreadPoolExecutor
 
 
 @web.middleware
@@ -82,12 +121,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         message = exc.text or exc.reason
         if exc.status == 413:
             message = f"the request body is over the cap of {MAX_BODY_BYTES} bytes"
+        _refused(request, exc.status, kind)
         return _error(exc.status, kind, message)
     except RlmboxError as exc:
         status, kind = status_for(exc)
         if status >= 500:
             log.warning("%s %s: %s: %s", request.method, request.path, kind, exc)
-        return _error(status, kind, str(exc))
+        retry_after = None
+        if isinstance(exc, DaemonError):
+            retry_after = exc.retry_after_s
+            if kind != BACKEND_NOT_ALLOWED:
+                _refused(request, status, kind)
+            if status in TARPIT_STATUSES:
+                await asyncio.sleep(TARPIT_S)
+        return _error(status, kind, str(exc), retry_after)
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         return _error(500, INTERNAL, "internal error; the daemon's log has the details")
@@ -106,12 +153,34 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise DaemonError("a valid bearer token is required (Authorization: Bearer ...)",
                           status=401, type=UNAUTHORIZED)
     request[TENANT] = tenant
+    wait = request.app[RATE].take(tenant)
+    if wait > 0:
+        raise DaemonError(f"tenant {tenant!r} is over its request rate "
+                          f"({request.app[RATE].rate:g}/s)", status=429, type=RATE_LIMITED,
+                          retry_after_s=wait)
     return await handler(request)
 
 
 async def _blocking(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(request.app[POOL], functools.partial(fn, *args))
+
+
+async def _in_slot(request: web.Request, slot: Slot, fn: Callable[..., T], *args: Any) -> T:
+    """``fn`` on the pool, holding ``slot`` until the thread is done with it: a client
+    that goes away does not free the slot while its cell still runs."""
+    future = request.app[POOL].submit(fn, *args)
+    future.add_done_callback(lambda _: slot.release())
+    return await asyncio.wrap_future(future)
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    """The validated body; a large one is parsed on the parse thread, not the loop."""
+    raw = await request.read()
+    if len(raw) <= OFFLOAD_BYTES:
+        return parse_body(model, raw)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[PARSE_POOL], parse_body, model, raw)
 
 
 def _session_json(row: SessionRow) -> dict[str, Any]:
@@ -129,11 +198,12 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def create_session(request: web.Request) -> web.Response:
-    body = parse_body(m.CreateSessionRequest, await request.read())
+    body = await _body(request, m.CreateSessionRequest)
     engine = request.app[ENGINE]
     engine.policy(body.policy)   # an unknown name is refused before any thread is used
-    row = await _blocking(request, engine.create, request[TENANT], body.policy,
-                          body.backend, body.context)
+    slot = engine.admission.take_cell(request[TENANT])
+    row = await _in_slot(request, slot, engine.create, request[TENANT], body.policy,
+                         body.backend, body.context)
     return web.json_response(_session_json(row), status=201)
 
 
@@ -167,12 +237,13 @@ def _session_lock(request: web.Request, session_id: str) -> asyncio.Lock:
 
 async def exec_cell(request: web.Request) -> web.Response:
     session_id = request.match_info["id"]
-    body = parse_body(m.ExecRequest, await request.read())
+    body = await _body(request, m.ExecRequest)
     engine = request.app[ENGINE]
     engine.live(request[TENANT], session_id)   # 404/409 before queueing
     async with _session_lock(request, session_id):
-        result = await _blocking(request, engine.exec, request[TENANT], session_id,
-                                 body.code, body.timeout_s)
+        slot = engine.admission.take_cell(request[TENANT])
+        result = await _in_slot(request, slot, engine.exec, request[TENANT], session_id,
+                                body.code, body.timeout_s)
     return web.json_response(result_json(result))
 
 
@@ -197,8 +268,9 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
     pump = asyncio.create_task(relay.pump(send))
     try:
         async with _session_lock(request, session_id):
-            result = await _blocking(request, engine.exec, request[TENANT], session_id,
-                                     body.code, body.timeout_s, relay.offer)
+            slot = engine.admission.take_cell(request[TENANT])
+            result = await _in_slot(request, slot, engine.exec, request[TENANT], session_id,
+                                    body.code, body.timeout_s, relay.offer)
     except Exception as exc:   # after the upgrade, errors are messages, not responses
         relay.finish()
         await pump
@@ -229,7 +301,7 @@ async def audit_events(request: web.Request) -> web.Response:
         raise DaemonError(f"unknown query parameters: {', '.join(sorted(unknown))}",
                           status=400, type=INVALID_REQUEST)
     events, next_after = await _blocking(
-        request, functools.partial(audit_page, request.app[AUDIT_DIR], tenant,
+        request, functools.partial(audit_page, request.app[AUDIT_INDEX], tenant,
                                    session=session, after_seq=after, limit=limit))
     return web.json_response({"events": events, "next_after_seq": next_after})
 
@@ -247,14 +319,18 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-def build_app(engine: Engine, store: Store, audit_dir: Path, pool: ThreadPoolExecutor,
-              version: str) -> web.Application:
+def build_app(engine: Engine, store: Store, index: AuditIndex, pools: Pools,
+              refusals: RefusalRecorder, version: str) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware],
                           client_max_size=MAX_BODY_BYTES)
+    limits = engine.admission.limits
     app[ENGINE] = engine
     app[STORE] = store
-    app[AUDIT_DIR] = audit_dir
-    app[POOL] = pool
+    app[AUDIT_INDEX] = index
+    app[POOL] = pools.work
+    app[PARSE_POOL] = pools.parse
+    app[RATE] = RateLimiter(limits.requests_per_s_per_tenant, limits.request_burst_per_tenant)
+    app[REFUSALS] = refusals
     app[SPEC] = build_spec(version)
     app[LOCKS] = weakref.WeakValueDictionary()
     for method, path, handler in ROUTES:

@@ -96,9 +96,18 @@ def _answer(call: _Call[T], response: httpx.Response) -> T:
         if not isinstance(error, dict):
             raise DaemonError(f"the daemon answered {response.status_code}",
                               status=response.status_code, type="BadResponse")
-        raise exception_for(response.status_code, str(error.get("type", "")),
-                            str(error.get("message", "")))
+        refusal = exception_for(response.status_code, str(error.get("type", "")),
+                                str(error.get("message", "")))
+        if isinstance(refusal, DaemonError):
+            refusal.retry_after_s = _retry_after(response)
+        raise refusal
     return call.read(body)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (the daemon sends whole seconds), else None."""
+    text = response.headers.get("Retry-After", "")
+    return float(text) if text.isascii() and text.isdigit() else None
 
 
 def _options(token: str, socket: str | Path | None, url: str | None,

@@ -2,7 +2,9 @@
 
 Each tenant gets its own Runtime per operator-loaded policy (``tenant=`` set, so every
 audit event names it); all of them write to the daemon's one audit log. Session lookups
-always go through the tenant: another tenant's session id finds nothing. Methods here
+always go through the tenant: another tenant's session id finds nothing. Every session,
+``rlm_query`` children included, is admitted through the Runtime's session gate by the
+daemon's ``Admission`` (its session caps). Methods here
 block (they start sandboxes and run cells) and are called from the server's thread pool.
 """
 
@@ -14,9 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlmbox.daemon.admission import Admission, TenantGate
 from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.survivors import process_identity
-from rlmbox.daemon.wire import NOT_FOUND, UNKNOWN_POLICY
+from rlmbox.daemon.wire import BACKEND_NOT_ALLOWED, NOT_FOUND, UNKNOWN_POLICY
 from rlmbox.errors import DaemonError, RlmboxError, SessionClosed, SessionKilled
 from rlmbox.lm.base import LMProvider
 from rlmbox.policies.model import Policy
@@ -26,8 +29,6 @@ from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import OutputCallback, Session, SessionState
 
 log = logging.getLogger("rlmbox.daemon")
-DEFAULT_MAX_SESSIONS = 64
-TOO_MANY_SESSIONS = "TooManySessions"
 REAPED = "the session's wall time (session_timeout_s) is spent"
 
 
@@ -53,8 +54,7 @@ class Engine:
     """Runtimes and live sessions of every tenant; thread-safe."""
 
     def __init__(self, policies: dict[str, Policy], *, lm: LMProvider, audit: AuditSink,
-                 store: Store, pool_size: int = 0,
-                 max_sessions_per_tenant: int = DEFAULT_MAX_SESSIONS) -> None:
+                 store: Store, admission: Admission, pool_size: int = 0) -> None:
         if not policies:
             raise DaemonError("the daemon needs at least one policy", type="Config")
         self.policies = policies
@@ -63,8 +63,7 @@ class Engine:
         self._audit = audit
         self._store = store
         self._pool_size = pool_size
-        self._max_sessions = max_sessions_per_tenant
-        self._starting: dict[str, int] = {}   # sessions being started, per tenant
+        self.admission = admission
         self._runtimes: dict[tuple[str, str], Runtime] = {}
         self._live: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
@@ -86,7 +85,8 @@ class Engine:
             if key not in self._runtimes:
                 self._runtimes[key] = Runtime(self.policies[policy_name], lm=self._lm,
                                               audit=self._audit, tenant=tenant,
-                                              pool_size=self._pool_size)
+                                              pool_size=self._pool_size,
+                                              session_gate=TenantGate(self.admission, tenant))
             return self._runtimes[key]
 
     # --- blocking operations (thread pool) ------------------------------------------
@@ -94,13 +94,9 @@ class Engine:
     def create(self, tenant: str, policy: str | None, backend: str | None,
                context: Any) -> SessionRow:
         name, chosen = self.policy(policy)
+        self._check_backend(tenant, name, chosen, backend)
         runtime = self._runtime(tenant, name)
-        self._reserve_slot(tenant)
-        try:
-            session = runtime.session(context=context, backend=backend)
-        finally:
-            with self._lock:
-                self._starting[tenant] -= 1
+        session = runtime.session(context=context, backend=backend)   # the gate admits it
         info = session.sandbox.info
         row = SessionRow(id=session.id, tenant=tenant, policy=name,
                          policy_sha256=chosen.sha256, backend=info.backend,
@@ -116,18 +112,20 @@ class Engine:
             self._live[session.id] = LiveSession(session, tenant)
         return row
 
-    def _reserve_slot(self, tenant: str) -> None:
-        """Counts the session against the tenant's cap before its sandbox starts, so
-        concurrent requests cannot overshoot it."""
-        with self._lock:
-            open_now = sum(1 for live in self._live.values() if live.tenant == tenant)
-            starting = self._starting.get(tenant, 0)
-            if open_now + starting >= self._max_sessions:
-                raise DaemonError(
-                    f"tenant {tenant!r} has {open_now + starting} open sessions, the most "
-                    f"this daemon allows ({self._max_sessions}); close one first",
-                    status=429, type=TOO_MANY_SESSIONS)
-            self._starting[tenant] = starting + 1
+    def _check_backend(self, tenant: str, name: str, policy: Policy,
+                       backend: str | None) -> None:
+        """The backend is the operator's choice: a client may name one only among those
+        the policy allows (``isolation.allowed_backends``, default its own)."""
+        allowed = policy.isolation.permitted_backends
+        if backend is None or backend in allowed:
+            return
+        self._audit.append("session.refused", tenant=tenant, policy=name,
+                           policy_sha256=policy.sha256, backend=backend,
+                           allowed=sorted(allowed), reason="backend_not_allowed")
+        self._audit.sync()
+        raise DaemonError(f"backend {backend!r} is not allowed by policy {name!r}; it "
+                          f"allows: {', '.join(sorted(allowed))}", status=403,
+                          type=BACKEND_NOT_ALLOWED)
 
     def exec(self, tenant: str, session_id: str, code: str, timeout: float | None,
              on_output: OutputCallback | None = None) -> ExecResult:

@@ -7,17 +7,15 @@ unknown fields, so a typo is an error rather than a silently ignored option.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rlmbox.runtime.backends import BACKEND_NAMES
+from rlmbox.policies.model import BackendName
 
 MAX_CODE_CHARS = 8 * 1024 * 1024
 MAX_TIMEOUT_S = 24 * 3600.0
-Backend = Literal["process", "docker", "e2b"]
-if set(get_args(Backend)) != set(BACKEND_NAMES):   # keep the Literal in step, even under -O
-    raise ImportError(f"daemon Backend {get_args(Backend)} differs from {BACKEND_NAMES}")
+Backend = BackendName   # one Literal, the policy's; BACKEND_NAMES is derived from it
 
 
 class _Request(BaseModel):

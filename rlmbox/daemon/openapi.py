@@ -25,7 +25,8 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "invalid request", 401: "missing, unknown or revoked token",
-            403: "denied by the policy", 404: "no such session (or not yours)",
+            403: "denied by the policy (or a backend it does not allow)",
+            404: "no such session (or not yours)",
             409: "the session is closed, lost or dead", 413: "body over the size cap",
             429: "a budget is spent, or the tenant holds its most open sessions",
             502: "the sandbox or LM provider failed",
@@ -89,7 +90,7 @@ def build_spec(version: str) -> dict[str, Any]:
         "/v1/sessions": {
             "post": _op("start a session under an operator-loaded policy",
                         {"201": _json(m.SessionInfo, "started"), **authed,
-                         **_errors(400, 413, 429, 502, 503)},
+                         **_errors(400, 403, 413, 429, 502, 503)},
                         body=m.CreateSessionRequest),
             "get": _op("the caller's sessions, newest first",
                        {"200": _json(m.SessionList, "sessions"), **authed}),

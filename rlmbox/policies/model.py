@@ -70,6 +70,9 @@ DEFAULT_IMPORTS: frozenset[str] = frozenset({
 })
 
 
+BackendName = Literal["process", "docker", "e2b"]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -93,10 +96,18 @@ class Limits(_Frozen):
 class Isolation(_Frozen):
     """Which backend runs the sandbox and which properties it must prove (fail closed)."""
 
-    backend: Literal["process", "docker", "e2b"] = "process"
+    backend: BackendName = "process"
     runtime: Literal["runc", "runsc"] | None = None
     image: Text | None = None
     require: frozenset[IsolationProperty] = frozenset()
+    # The backends a daemon client may ask for instead of ``backend`` (the operator's
+    # choice, never the client's); empty means exactly ``backend``.
+    allowed_backends: frozenset[BackendName] = frozenset()
+
+    @property
+    def permitted_backends(self) -> frozenset[str]:
+        """``allowed_backends``, or just ``backend`` when none are listed."""
+        return self.allowed_backends or frozenset({self.backend})
 
     @field_validator("runtime")
     @classmethod
@@ -104,6 +115,17 @@ class Isolation(_Frozen):
         if value is not None and info.data.get("backend") != "docker":
             raise PydanticCustomError(
                 "runtime", "runtime '{runtime}' needs backend 'docker'", {"runtime": value})
+        return value
+
+    @field_validator("allowed_backends")
+    @classmethod
+    def _allowed_includes_own(cls, value: frozenset[str],
+                              info: ValidationInfo) -> frozenset[str]:
+        own = info.data.get("backend")
+        if value and own not in value:
+            raise PydanticCustomError(
+                "allowed_backends", "allowed_backends must include the policy's own backend "
+                "'{backend}'", {"backend": own})
         return value
 
 

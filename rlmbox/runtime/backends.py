@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from typing import get_args
 
 from rlmbox.errors import SandboxUnavailable
+from rlmbox.policies.model import BackendName
 from rlmbox.sandboxes.base import Backend
 from rlmbox.sandboxes.process.backend import ProcessBackend
 
-BACKEND_NAMES: tuple[str, ...] = ("process", "docker", "e2b")
+BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)   # the policy schema's names
 
 
 def backend_by_name(name: str, runtime: str | None = None) -> Backend:

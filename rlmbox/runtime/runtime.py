@@ -33,6 +33,7 @@ from rlmbox.runtime.agent_init import agent_config, init_agent
 from rlmbox.runtime.context import ContextStore
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import AuditSink, EventScope
+from rlmbox.runtime.gate import OpenGate, SessionGate
 from rlmbox.runtime.hostfns import (
     HostFunction,
     batch_executor,
@@ -81,6 +82,8 @@ class Runtime:
         tenant: recorded on every event.
         rlm_lm: the root model of the child RLMs that ``rlm_query`` starts (default:
             ``lm``).
+        session_gate: admits or refuses each session before its sandbox starts,
+            ``rlm_query`` children included (the daemon's session caps); default: all.
         durability: ``"cell"`` (default) makes a cell's events durable (fsynced) before
             ``exec`` returns; ``"session"`` syncs at session start and end and in the
             background every few milliseconds, trading a crash window of a few ms of
@@ -92,7 +95,8 @@ class Runtime:
                  audit_dir: str | Path | None = None, pool_size: int = DEFAULT_POOL_SIZE,
                  tenant: str | None = None,
                  durability: Literal["cell", "session"] = "cell",
-                 rlm_lm: LMProvider | None = None) -> None:
+                 rlm_lm: LMProvider | None = None,
+                 session_gate: SessionGate | None = None) -> None:
         if durability not in ("cell", "session"):
             raise ValueError("durability must be 'cell' or 'session'")
         self.durability = durability
@@ -105,6 +109,7 @@ class Runtime:
             Path(audit_dir) if audit_dir is not None else default_audit_dir())
         register_secrets(self.audit, self.lm, self.rlm_lm)   # provider keys: never audited
         self.tenant = tenant
+        self._gate: SessionGate = session_gate if session_gate is not None else OpenGate()
         self._supply = SandboxSupply(self.policy.isolation.runtime, pool_size)
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
@@ -162,14 +167,19 @@ class Runtime:
                         policy_sha256=self.policy.sha256)
             self.audit.sync()
             raise
-        # one ledger per session tree: a root session opens one, descendants share it
-        ledger = parent.ledger if parent is not None else Ledger(self.policy.budgets)
-        functions = self._functions(tools or {})
-        store = self._gated_store(context, session_id)
-        if store is not None:
-            functions.update({f.name: f for f in context_functions(store)})
-        transform = self._code_transform()
-        sandbox, warm = self._supply.acquire(backend_name, spec_for(self.policy))
+        self._gate.enter(session_id, parent.id if parent is not None else None)
+        try:
+            # one ledger per session tree: a root session opens one, descendants share it
+            ledger = parent.ledger if parent is not None else Ledger(self.policy.budgets)
+            functions = self._functions(tools or {})
+            store = self._gated_store(context, session_id)
+            if store is not None:
+                functions.update({f.name: f for f in context_functions(store)})
+            transform = self._code_transform()
+            sandbox, warm = self._supply.acquire(backend_name, spec_for(self.policy))
+        except BaseException:
+            self._gate.leave(session_id)
+            raise
         try:
             config = agent_config(self.policy, sandbox, functions, tools or {})
             if store is not None:
@@ -197,6 +207,7 @@ class Runtime:
                 self.audit.sync()
         except BaseException:
             sandbox.kill()
+            self._gate.leave(session_id)
             if store is not None:
                 store.close()
             raise
@@ -229,6 +240,7 @@ class Runtime:
             return self._sessions.get(session_id)
 
     def _forget(self, session: Session, store: ContextStore | None) -> None:
+        self._gate.leave(session.id)
         if store is not None:
             store.close()
         with self._lock:

@@ -106,6 +106,8 @@ def start_daemon(tmp_path: Path, sock_dir: Path) -> Iterator[Callable[..., Runni
             policies=policies or {"test": load_policy(policy_file(tmp_path))},
             lm=ScriptedLM(rules_for_tests()), audit_dir=None)
         for key, value in overrides.items():
+            if not hasattr(config, key):
+                raise TypeError(f"DaemonConfig has no field {key!r}")
             setattr(config, key, value)
         running = RunningDaemon(config)
         started.append(running)

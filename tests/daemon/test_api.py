@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlmbox.daemon.client import Client
+from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.survivors import is_running
 from rlmbox.errors import AuditWriteError, DaemonError, SessionClosed, SessionKilled
@@ -179,7 +180,7 @@ def test_a_tenant_cannot_hold_more_sessions_than_the_cap(
         start_daemon: Callable[..., RunningDaemon]) -> None:
     """Exhaustion: concurrent creates past the cap are refused with 429, other tenants
     are unaffected, and closing one frees a slot."""
-    running = start_daemon(max_sessions_per_tenant=2)
+    running = start_daemon(limits=DaemonLimits(sessions_per_tenant=2, cells_per_tenant=4))
     with running.client("alice") as alice, running.client("bob") as bob:
         outcomes: list[object] = []
 

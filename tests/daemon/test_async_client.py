@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from rlmbox.daemon.client import AsyncClient
+from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.errors import DaemonError, SessionClosed
 
 from .conftest import RunningDaemon
 
 
-def test_async_client_runs_cells_concurrently_across_sessions(daemon: RunningDaemon) -> None:
+def test_async_client_runs_cells_concurrently_across_sessions(
+        start_daemon: Callable[..., RunningDaemon]) -> None:
+    # three cells at once: above the default per-tenant cap on a two-core machine
+    daemon = start_daemon(limits=DaemonLimits(cells_per_tenant=3))
     token = daemon.token("alice")
 
     async def scenario() -> list[str]:

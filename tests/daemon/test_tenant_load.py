@@ -1,0 +1,41 @@
+"""Tenant B's cells stay fast while tenant A does the worst it can (issue 11, finding 10).
+
+A real ``rlmbox serve`` with its default limits; A, in a process of its own, floods
+session creation past its cap, keeps every cell slot it gets burning CPU and floods cheap
+requests from several threads, retrying every refusal at once. B runs trivial cells at
+25 a second. Five rounds alternate B alone and B under attack, so the machine's own load
+(two cores shared with other work) hits both phases alike; each claim is checked on the
+median of the rounds' ratios, so one round spoilt by outside load does not decide it.
+The same measurement is ``benchmarks/bench_daemon_tenants.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# the benchmark scripts import each other by file name (MYPYPATH=benchmarks in test.sh)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_daemon_tenants import measure, median_ratio
+
+pytestmark = pytest.mark.slow
+P99_GUARD = 4.0
+
+
+def test_tenant_b_cells_stay_fast_while_a_attacks() -> None:
+    rounds = measure(cells=50, rounds=5, ramp_s=2.0)
+    attack = rounds[-1].attack
+    # A really attacked: it opened sessions (each a sandbox start, the CPU-heavy part; its
+    # one cell slot is mostly taken by those starts) and hit its cell and rate limits
+    assert attack.get("session opened", 0) >= 2
+    assert attack.get("cell refused TooManyCells", 0) >= 1
+    assert attack.get("request refused RateLimited", 0) >= 1
+    per_round = [(round(r.alone.p50, 1), round(r.attacked.p50, 1), round(r.alone.p99, 1),
+                  round(r.attacked.p99, 1)) for r in rounds]
+    # p50 within 2x holds; p99 within 2x does NOT hold reliably on two shared cores (see
+    # docs/daemon.md, "What it does not do"): the bound here guards against regressing to
+    # the unlimited daemon (ratios of 5-11 measured before the limits)
+    assert median_ratio(rounds, 0.5) <= 2, per_round
+    assert median_ratio(rounds, 0.99) <= P99_GUARD, per_round
