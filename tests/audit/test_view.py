@@ -69,19 +69,23 @@ def assert_inert(html: str) -> _Elements:
 def test_the_report_of_a_real_run_shows_tree_cells_calls_and_verdict(real_run: RealRun) -> None:
     report = render_report(real_run.audit_dir)
     html = report.html
-    assert report.verification.ok and report.verification.sealed
-    assert "VERIFIED:" in html and 'class="banner verified"' in html
+    assert report.verification.ok
+    assert report.verification.sealed
+    assert "VERIFIED:" in html
+    assert 'class="banner verified"' in html
     page = parse(html)
     tree = [attrs for tag, attrs in page.tags if tag == "li" and "data-depth" in attrs]
     assert [a["data-depth"] for a in tree] == ["0", "1"]
     assert html.index(real_run.root) < html.index(real_run.child)
     denied = [a for tag, a in page.tags if tag == "div" and a.get("data-decision") == "deny"]
-    assert len(denied) == 1 and denied[0]["data-function"] == "llm_query"
+    assert len(denied) == 1
+    assert denied[0]["data-function"] == "llm_query"
     assert f"rules <code>{DENIED_RULE}</code>" in html
     assert "forbidden by rule forbid-big-model" in html
     statuses = [a["data-status"] for tag, a in page.tags if tag == "details" and "data-status" in a]
     assert statuses == ["ok", "error", "ok", "error", "interrupted", "ok"]
-    assert 'data-event="limit.exceeded"' in html and "cell_timeout_s" in html
+    assert 'data-event="limit.exceeded"' in html
+    assert "cell_timeout_s" in html
     assert "(host-measured)" in html
     assert '<span class="kn">import</span>' in html   # highlighted Python, not plain text
     assert f'child <a href="#s1">{real_run.child}</a>' in html   # rlm_query links its child
@@ -96,7 +100,8 @@ def test_markup_the_sandbox_printed_is_shown_as_text(real_run: RealRun) -> None:
     page = assert_inert(html)
     text = "".join(page.text)
     assert text.count(MARKUP) >= 3   # stdout, stderr, error (and the code, highlighted)
-    assert "script-src" not in html and "default-src 'none'" in html
+    assert "script-src" not in html
+    assert "default-src 'none'" in html
     assert not any(tag == "script" for tag, _ in page.tags)
 
 
@@ -139,15 +144,18 @@ def test_a_log_without_checkpoints_is_incomplete(real_run: RealRun, tmp_path: Pa
     shutil.copytree(real_run.audit_dir, copy)
     (copy / "checkpoints.jsonl").unlink()
     html = render_report(copy).html
-    assert 'class="banner incomplete"' in html and "INCOMPLETE: records 1.." in html
+    assert 'class="banner incomplete"' in html
+    assert "INCOMPLETE: records 1.." in html
 
 
 def test_anchors_are_checked_when_given(real_run: RealRun) -> None:
     head = json.loads(anchor_line(verify_log(real_run.audit_dir)))
     held = render_report(real_run.audit_dir, ViewOptions(anchors={head["seq"]: head["head"]}))
-    assert "off-host anchors: 1 held" in held.html and "VERIFIED" in held.html
+    assert "off-host anchors: 1 held" in held.html
+    assert "VERIFIED" in held.html
     forged = render_report(real_run.audit_dir, ViewOptions(anchors={head["seq"]: "0" * 64}))
-    assert 'class="banner failed"' in forged.html and "(rewritten)" in forged.html
+    assert 'class="banner failed"' in forged.html
+    assert "(rewritten)" in forged.html
     plain = render_report(real_run.audit_dir).html
     assert "off-host anchors: not given" in plain
 
@@ -162,7 +170,8 @@ def test_the_cli_writes_a_private_file_and_exits_by_the_verdict(
     assert main(["audit", "view", str(real_run.audit_dir), "--session", real_run.child,
                  "-o", str(child)]) == 0
     tree = [a for tag, a in parse(child.read_text()).tags if tag == "li" and "data-depth" in a]
-    assert len(tree) == 1 and f"Session {real_run.child}" in child.read_text()
+    assert len(tree) == 1
+    assert f"Session {real_run.child}" in child.read_text()
     assert main(["audit", "view", str(real_run.audit_dir), "--session", "nope",
                  "-o", str(tmp_path / "x.html")]) == 2
     assert "no session 'nope'" in capsys.readouterr().err
@@ -181,8 +190,10 @@ def test_a_tenant_sees_only_its_own_session_tree(logdir: Path) -> None:
                    bodies={"code": "bob_secret = 1"})
         log.append("session.create", session="bobs-spy", parent="sa", depth=1, tenant="bob")
     html = render_tenant_session(logdir, "sa", "alice")
-    assert "sa-child" in html and "bobs-" not in html
-    assert "bob_secret" not in html and str(logdir) not in html
+    assert "sa-child" in html
+    assert "bobs-" not in html
+    assert "bob_secret" not in html
+    assert str(logdir) not in html
     with pytest.raises(AuditError, match="for this tenant"):
         render_tenant_session(logdir, "bobs-root", "alice")
 
@@ -217,9 +228,13 @@ def test_ten_thousand_cells_render_in_bounded_time_and_size(tmp_path: Path) -> N
     assert len(first.encode()) < 3_000_000, len(first.encode())
     page = parse(first)
     cells = [a for tag, a in page.tags if tag == "details" and "data-status" in a]
-    assert len(cells) == 1000 and not any("open" in a for a in cells)   # collapsed
+    assert len(cells) == 1000
+    assert not any("open" in a for a in cells)
     assert "9000 more cell(s) of this session on page(s) 2, 3" in first
     points = next(a["points"] for tag, a in page.tags if tag == "polyline")
-    assert points is not None and len(points.split()) == MAX_POINTS
+    assert points is not None
+    assert len(points.split()) == MAX_POINTS
     last = render_report(logdir, ViewOptions(page=PageRequest(number=10))).html
-    assert "cell 9999-c" in last and "cell 8999-c" not in last and "answer 99" in last
+    assert "cell 9999-c" in last
+    assert "cell 8999-c" not in last
+    assert "answer 99" in last
