@@ -1,4 +1,5 @@
-"""``rlmbox audit verify|anchor|show|stats``: check, anchor, read and summarise a log."""
+"""``rlmbox audit verify|anchor|show|view|stats``: check, anchor, read, view and summarise
+a log."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from rlmbox.audit.files import BODIES
 from rlmbox.audit.reader import iter_records, log_directory
 from rlmbox.audit.stats import CallStats, aggregate
 from rlmbox.audit.verify import verify_log
+from rlmbox.audit.view.page import PageRequest
+from rlmbox.audit.view.report import ViewOptions, write_report
+from rlmbox.audit.view.verdict import verdict_of
 from rlmbox.cli.terminal import terminal_safe
+from rlmbox.errors import AuditError
 
 #: Environment variable naming the pinned Ed25519 public key (PEM) when no flag is given.
 PUBLIC_KEY_ENV = "RLMBOX_AUDIT_PUBLIC_KEY"
@@ -29,7 +34,8 @@ _HEADER_FIELDS = ("seq", "ts", "event", "session", "parent", "depth", "tenant", 
 
 
 def register(subparsers: Any) -> None:
-    """Add ``audit`` with its ``verify``, ``anchor``, ``show`` and ``stats`` subcommands."""
+    """Add ``audit`` with its ``verify``, ``anchor``, ``show``, ``view`` and ``stats``
+    subcommands."""
     audit = subparsers.add_parser("audit", help="verify, show and summarise an audit log")
     sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
@@ -69,6 +75,22 @@ def register(subparsers: Any) -> None:
                            f"(default {_FOLD_LINES}; 0 shows every line)")
     show.add_argument("--json", action="store_true", help="one JSON record per line")
     show.set_defaults(handler=_show)
+
+    view = sub.add_parser(
+        "view", help="write one self-contained HTML report: tree, cells, calls, budget, verdict")
+    view.add_argument("path", type=Path, help="log directory (or a file in it)")
+    view.add_argument("--session", help="only this session and its descendants")
+    view.add_argument("-o", "--output", type=Path, default=Path("report.html"),
+                      help="where to write the report (default: report.html)")
+    view.add_argument("--page", type=int, default=1, metavar="N",
+                      help="which page of cells to show (default 1)")
+    view.add_argument("--page-size", type=int, default=1000, metavar="CELLS",
+                      help="cells a page holds (default 1000)")
+    view.add_argument("--public-key", type=Path,
+                      help=f"pinned Ed25519 public key (PEM); default ${PUBLIC_KEY_ENV}")
+    view.add_argument("--hmac-key-file", type=Path, help="file holding the HMAC key bytes")
+    view.add_argument("--anchors", type=Path, help="file of off-host anchors to check")
+    view.set_defaults(handler=_view)
 
     stats = sub.add_parser("stats", help="calls, denials, tokens and cost per session/function")
     stats.add_argument("path", type=Path)
@@ -134,6 +156,21 @@ def _anchor(args: argparse.Namespace) -> int:
             os.fsync(handle.fileno())
     print(line)
     return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    if args.page < 1 or args.page_size < 1:
+        raise AuditError("--page and --page-size must be at least 1")
+    options = ViewOptions(
+        public_key=_pinned_key(args),
+        hmac_key=args.hmac_key_file.read_bytes() if args.hmac_key_file else None,
+        anchors=load_anchors(args.anchors) if args.anchors else None,
+        session=args.session, page=PageRequest(args.page, args.page_size))
+    report = write_report(args.path, args.output, options)
+    verdict = verdict_of(report.verification, anchors_given=options.anchors is not None)
+    print(f"wrote {args.output}")
+    print(verdict.headline)
+    return 0 if verdict.level == "verified" else 1
 
 
 def _descendants(records: list[dict[str, Any]], root: str) -> set[str]:

@@ -9,6 +9,8 @@ import pytest
 
 from rlmbox.audit.log import AuditLog
 
+from .view_run import RealRun, record_real_run
+
 
 @pytest.fixture
 def logdir(tmp_path: Path) -> Path:
@@ -22,3 +24,10 @@ def log(logdir: Path) -> Iterator[AuditLog]:
         yield audit
     finally:
         audit.close()
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
+    """One real run (process jail, scripted models) shared by the viewer tests; read-only:
+    a test that tampers with it works on a copy."""
+    return record_real_run(tmp_path_factory.mktemp("viewer-run"))

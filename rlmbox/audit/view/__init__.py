@@ -1,0 +1,1 @@
+"""The trajectory viewer: one self-contained HTML report built from an audit log."""
