@@ -25,7 +25,7 @@ apt_install() {
 }
 
 if command -v dpkg-query >/dev/null 2>&1; then
-    apt_install bubblewrap python3-venv util-linux iproute2 chromium
+    apt_install bubblewrap python3-venv util-linux iproute2
 fi
 
 PYTHON="${RLMBOX_PYTHON:-python3}"

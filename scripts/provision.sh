@@ -44,7 +44,7 @@ if command -v docker >/dev/null 2>&1 && engine_answers; then
     log "a Docker engine already answers; using it as it is"
 fi
 if is_root && command -v apt-get >/dev/null 2>&1; then
-    want=(debootstrap bubblewrap)
+    want=(debootstrap bubblewrap chromium)   # chromium: the viewer's browser tests
     $preexisting_engine || want+=(docker.io)
     command -v runsc >/dev/null 2>&1 || want+=(runsc)
     need=()
