@@ -88,9 +88,6 @@ if 'os' in found:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review: restricted getattr() allows gi_frame/"
-                   "f_back/f_globals (RestrictedPython refuses them only as syntax); the "
-                   "agent's globals hand out os and sys")
 def test_restricted_getattr_cannot_walk_frames_to_a_module_off_the_allowlist(
         tmp_path: Path) -> None:
     """policy-reference.md, code gate: "guarded attribute access (no private names, ...,

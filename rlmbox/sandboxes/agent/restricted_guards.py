@@ -66,6 +66,16 @@ def _reaches_by_string(value: Any) -> bool:
         module, qualname) in _BY_STRING
 
 
+# Attributes that lead from a generator, coroutine, function or traceback to frames, and
+# from frames to every global of the agent (its os, sys): the names RestrictedPython's gate
+# refuses as syntax, refused here when they arrive as strings (getattr(g, 'gi_' + 'frame')).
+_INTROSPECTION_ATTRS = frozenset({
+    "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "cr_origin",
+    "ag_frame", "ag_code", "ag_await", "f_back", "f_builtins", "f_code", "f_globals",
+    "f_locals", "f_trace", "tb_frame", "tb_next", "co_code", "func_globals", "func_code"})
+_INTERPRETER_INTERNALS = (types.FrameType, types.CodeType, types.TracebackType)
+
+
 def _is_str(obj: Any) -> bool:
     """A str, or str or a subclass of it (``S.format`` is ``str.format``)."""
     return isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))
@@ -81,7 +91,16 @@ def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
         raise AttributeError(f"access to private attribute {name!r} is not allowed")
     if name in _BLOCKED_STR_ATTRS and _is_str(obj):
         raise AttributeError(f"str.{name} is not allowed in restricted code; use f-strings")
-    value = getattr(obj, name, *default)
+    if name in _INTROSPECTION_ATTRS:
+        raise AttributeError(f"{name!r} reaches frames or code; not allowed in restricted code")
+    return _checked(name, getattr(obj, name, *default))
+
+
+def _checked(name: object, value: Any) -> Any:
+    """Refuses a value restricted code must not hold, however it was reached."""
+    if isinstance(value, _INTERPRETER_INTERNALS):  # noqa: TRY004 - refused like a missing attribute
+        raise AttributeError(f"{name!r} is a frame, code or traceback object; not allowed in "
+                             "restricted code")
     if _reaches_by_string(value):
         raise AttributeError(f"{name!r} looks attributes up by string; not allowed in "
                              "restricted code")
@@ -99,7 +118,12 @@ def guarded_hasattr(obj: Any, name: str) -> bool:
 
 
 def guarded_getitem(obj: Any, key: Any) -> Any:
-    return obj[key]
+    """``obj[key]``, with the same refusals as attribute access (``f_globals['os']``)."""
+    value = obj[key]
+    try:
+        return _checked(key, value)
+    except AttributeError as exc:
+        raise KeyError(str(exc)) from None
 
 
 def guarded_write(obj: Any) -> Any:
