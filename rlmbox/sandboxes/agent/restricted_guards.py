@@ -98,9 +98,9 @@ def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
 
 def _checked(name: object, value: Any) -> Any:
     """Refuses a value restricted code must not hold, however it was reached."""
-    if isinstance(value, _INTERPRETER_INTERNALS):  # noqa: TRY004 - refused like a missing attribute
-        raise AttributeError(f"{name!r} is a frame, code or traceback object; not allowed in "
-                             "restricted code")
+    if isinstance(value, _INTERPRETER_INTERNALS):
+        raise AttributeError(  # noqa: TRY004 - refused like a missing attribute
+            f"{name!r} is a frame, code or traceback object; not allowed in restricted code")
     if _reaches_by_string(value):
         raise AttributeError(f"{name!r} looks attributes up by string; not allowed in "
                              "restricted code")
