@@ -22,7 +22,7 @@ from rlmbox.lm.anthropic import AnthropicLM
 from rlmbox.runtime.runtime import Runtime
 
 from .conftest import FAST_RETRY
-from .fake_api import FakeLMServer
+from .fake_api import FakeLMServer, sent_key
 
 MODEL = "claude-haiku-4-5"
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ def test_llm_query_in_a_sandbox_goes_through_the_provider(
     assert call["tokens_out"] == completion_len
     assert call["cost_usd"] == pytest.approx((2 * 1.0 + completion_len * 5.0) / 1e6)
     assert call["model"] == MODEL
-    assert api.seen[0].headers["x-api-key"] == key
+    assert sent_key(api.seen[0].headers) == key
 
 
 def test_rlmbox_run_with_an_anthropic_root_model(api: FakeLMServer, key: str,
