@@ -105,11 +105,15 @@ def test_rlmbox_run_with_an_anthropic_root_model(api: FakeLMServer, key: str,
     assert "answer: 7341" in done.stdout
     assert key not in done.stdout + done.stderr
     assert _files_holding(audit_dir, key) == []
-    assert len(api.seen) == 2   # one root turn, one sub-model call
+    # the default policy has an input-token budget: the root turn is counted first
+    assert [seen.path for seen in api.seen] == [
+        "/v1/messages/count_tokens", "/v1/messages", "/v1/messages"]
     assert api.problems == []
     calls = [r for r in iter_records(audit_dir) if r.get("event") == "host.call"]
-    assert [c["function"] for c in calls] == ["llm_query"]
-    assert calls[0]["tokens_out"] == 4
+    assert [c["function"] for c in calls] == ["root_lm", "llm_query"]
+    root_turn, sub_call = calls
+    assert sub_call["tokens_out"] == 4
+    assert root_turn["counted_input_tokens"] == root_turn["tokens_in"]   # double: exact
 
 
 def test_rlmbox_run_refuses_an_unpriced_model(api: FakeLMServer, key: str,
