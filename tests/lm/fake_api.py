@@ -195,7 +195,7 @@ class FakeLMServer:
                 "id": "msg_test", "type": "message", "role": "assistant",
                 "model": body.get("model"), "stop_reason": "end_turn",
                 "content": [{"type": "text", "text": text}], "usage": usage})
-        start = {"type": "message_start", "message": {
+        start: dict[str, Any] = {"type": "message_start", "message": {
             "id": "msg_test", "type": "message", "role": "assistant",
             "model": body.get("model"), "content": [], "stop_reason": None,
             "usage": {**usage, "output_tokens": 1}}}
@@ -212,19 +212,23 @@ class FakeLMServer:
                              for e in events))
 
     def _cache(self, pieces: list[tuple[str, bool]]) -> tuple[int, int]:
-        """(written, read) for a request's breakpoints: the longest prefix up to a
-        breakpoint already cached is read; the rest up to the last breakpoint written."""
-        prefixes, prefix = [], ""
-        for text, marked in pieces:
+        """(written, read): the longest prefix ending at a block boundary, up to the last
+        breakpoint, that an earlier breakpoint cached is read (the API looks back from a
+        breakpoint for earlier cache entries); the rest up to the last breakpoint is
+        written."""
+        boundaries, marked, prefix = [], [], ""
+        for text, is_marked in pieces:
             prefix += text
-            if marked:
-                prefixes.append(prefix)
-        if not prefixes:
+            boundaries.append(prefix)
+            if is_marked:
+                marked.append(prefix)
+        if not marked:
             return 0, 0
         with self._lock:
-            read = max((len(p) for p in prefixes if p in self._cached), default=0)
-            self._cached.update(prefixes)
-        return len(prefixes[-1]) - read, read
+            read = max((len(p) for p in boundaries
+                        if p in self._cached and len(p) <= len(marked[-1])), default=0)
+            self._cached.update(marked)
+        return len(marked[-1]) - read, read
 
     def _chat_reply(self, body: dict[str, Any]) -> Reply:
         prompt = "".join(str(m.get("content", "")) for m in body.get("messages", []))
