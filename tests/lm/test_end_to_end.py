@@ -103,6 +103,9 @@ def test_rlmbox_run_with_an_anthropic_root_model(api: FakeLMServer, key: str,
         capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "answer: 7341" in done.stdout
+    assert "step 1 · root model\nI will ask a sub-model." in done.stdout   # streamed
+    assert api.seen[1].body["stream"] is True   # the root turn; the sub-call is not
+    assert "stream" not in api.seen[2].body
     assert key not in done.stdout + done.stderr
     assert _files_holding(audit_dir, key) == []
     # the default policy has an input-token budget: the root turn is counted first
