@@ -79,8 +79,8 @@ def _claude(input_per_mtok: float, output_per_mtok: float,
 
 _SONNET_4 = _claude(3.0, 15.0, 6.0, 22.5)
 
-# Keys are model ids without their date suffix: "claude-sonnet-4-5" prices
-# "claude-sonnet-4-5" and "claude-sonnet-4-5-20250929", but not "claude-sonnet-4-5-x".
+# Keys are model ids without their date suffix: "claude-haiku-4-5" prices
+# "claude-haiku-4-5" and "claude-haiku-4-5-20251001", but not "claude-haiku-4-5-x".
 CLAUDE_PRICES: Mapping[str, Price] = {
     "claude-opus-4-6": _claude(5.0, 25.0),
     "claude-sonnet-4-6": _claude(3.0, 15.0),
