@@ -4,7 +4,7 @@
 #   bash benchmarks/run_all.sh [--quick]
 #
 # Runs bench_core, bench_docker, bench_policy, bench_audit, bench_adapters, bench_daemon,
-# bench_daemon_tenants and bench_peers in sequence (each bounded by a timeout, a failing one reported and the rest
+# bench_daemon_tenants, bench_lm_caching and bench_peers in sequence (each bounded by a timeout, a failing one reported and the rest
 # still run), and writes everything to stdout and to benchmarks/results/latest.md. --quick
 # takes fewer repetitions (about 1.5 minutes here; the full run about 3). Environment:
 # RLMBOX_PYTHON (the venv python; default .venv/bin/python), RLMBOX_BENCH_TIMEOUT (seconds
@@ -32,11 +32,12 @@ if $quick; then
     benches=("bench_core.py --quick" "bench_docker.py --rounds 3 --trips 200"
              "bench_policy.py --n 5000" "bench_audit.py --events 10000"
              "bench_adapters.py --cells 50" "bench_daemon.py --sessions 3 --cells 20"
-             "bench_daemon_tenants.py --cells 50 --rounds 3" "bench_peers.py --quick")
+             "bench_daemon_tenants.py --cells 50 --rounds 3" "bench_peers.py --quick" "bench_lm_caching.py")
 else
     mode=full
     benches=("bench_core.py" "bench_docker.py" "bench_policy.py" "bench_audit.py"
-             "bench_adapters.py" "bench_daemon.py" "bench_daemon_tenants.py" "bench_peers.py")
+             "bench_adapters.py" "bench_daemon.py" "bench_daemon_tenants.py" "bench_peers.py"
+             "bench_lm_caching.py")
 fi
 
 out=benchmarks/results/latest.md

@@ -1,8 +1,8 @@
 """rlmbox: a secure execution runtime for Recursive Language Model REPLs.
 
 The public API is what this module exports; everything else is private to the package.
-The HTTP LM providers load on first use (they import httpx, about 45 ms), so
-``import rlmbox`` stays as fast for users of the offline provider.
+The hosted LM providers load on first use (they import the ``anthropic`` or ``openai``
+SDK, optional extras), so ``import rlmbox`` needs neither and stays fast.
 """
 
 from importlib import import_module

@@ -53,7 +53,8 @@ def test_refund_returns_the_call() -> None:
     second = book.reserve("llm_query", depth=0)
     book.commit(second, input_tokens=5)
     assert book.snapshot()["tree"] == {"calls": 1, "in_flight": 0, "input_tokens": 5,
-                                       "output_tokens": 0, "cost_usd": 0.0}
+                                       "output_tokens": 0, "cache_write_tokens": 0,
+                                       "cache_read_tokens": 0, "cost_usd": 0.0}
 
 
 def test_settle_twice_is_refused() -> None:
@@ -195,3 +196,25 @@ def test_prop_never_overspends_under_concurrency(programs: list[list[tuple[str, 
     assert snap["functions"].get("rlm_query", {"calls": 0})["calls"] <= max(1, calls // 2)
     # tokens may pass the limit only by calls admitted while it was not yet spent
     assert snap["tree"]["input_tokens"] <= tokens + 50 * 3
+
+
+def test_a_counted_input_over_the_token_budget_is_refused_before_the_call() -> None:
+    """Reserve the counted input: a call that would cross ``input_tokens`` never runs,
+    even while another call's counted input is still in flight."""
+    book = Ledger(Budgets(tree=TreeBudget(input_tokens=1000)))
+    first = book.reserve("root_lm", depth=0, input_tokens=600)
+    with pytest.raises(BudgetExceeded, match="would be exceeded") as caught:
+        book.reserve("root_lm", depth=0, input_tokens=500)
+    assert caught.value.budget == "tree.input_tokens"
+    book.commit(first, input_tokens=550)   # the actual replaces the count
+    book.commit(book.reserve("root_lm", depth=0, input_tokens=450), input_tokens=450)
+    assert book.snapshot()["tree"]["input_tokens"] == 1000
+
+
+def test_cache_tokens_are_counted_apart_and_inside_the_input() -> None:
+    book = Ledger(Budgets())
+    book.commit(book.reserve("root_lm", depth=0), input_tokens=100, cache_write_tokens=60,
+                cache_read_tokens=30, cost_usd=0.5)
+    tree = book.snapshot()["tree"]
+    assert (tree["input_tokens"], tree["cache_write_tokens"], tree["cache_read_tokens"]) == \
+        (100, 60, 30)

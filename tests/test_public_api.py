@@ -37,13 +37,16 @@ def test_every_error_derives_from_the_root() -> None:
 
 
 def test_http_providers_load_on_first_use() -> None:
-    """``import rlmbox`` does not pay for httpx; the providers still resolve by name."""
-    probe = ("import sys, rlmbox\n"
-             "print('httpx' in sys.modules)\n"
+    """``import rlmbox`` imports neither SDK (nor their HTTP client); the providers still
+    resolve by name, and then the SDKs are loaded."""
+    loaded = "print([m in sys.modules for m in ('anthropic', 'openai', 'httpx2')])\n"
+    probe = ("import sys, rlmbox\n" + loaded +
              "print(rlmbox.AnthropicLM.__name__, rlmbox.OpenAICompatibleLM.__name__)\n"
-             "print('httpx' in sys.modules)\n")
+             + loaded)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.split("\n")[:3] == ["False", "AnthropicLM OpenAICompatibleLM", "True"]
+    assert done.stdout.split("\n")[:3] == ["[False, False, False]",
+                                            "AnthropicLM OpenAICompatibleLM",
+                                            "[True, True, True]"]
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         rlmbox.Nope  # noqa: B018

@@ -16,7 +16,7 @@ from rlmbox.lm.hosted import register_secrets
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.lm.spec import SPEC_HELP, provider_from_spec
 from rlmbox.runtime.results import ExecResult
-from rlmbox.runtime.rlm_loop import CODE_BLOCK, Trajectory, run_rlm
+from rlmbox.runtime.rlm_loop import Trajectory, run_rlm
 from rlmbox.runtime.runtime import Runtime
 
 _DEMO_ROOT_REPLIES = [
@@ -68,12 +68,25 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(handler=run_demo)
 
 
-def _print_reply(step: int, reply: str) -> None:
-    """The root model's words for this step (its code blocks are shown as cells)."""
-    prose = [line for line in CODE_BLOCK.sub("", reply).splitlines() if line.strip()]
-    print(f"\n── step {step} · root model")
-    for line in prose:
-        print(f"  {line}")
+class _StreamedReplies:
+    """Shows the root model's reply as it streams (``on_text``), under a step header; the
+    reply's end (``on_reply``) closes it. Metering and audit do not depend on it."""
+
+    def __init__(self) -> None:
+        self._step = 1
+        self._open = False
+
+    def text(self, chunk: str) -> None:
+        if not self._open:
+            print(f"\n── step {self._step} · root model")
+            self._open = True
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+    def reply(self, step: int, reply: str) -> None:
+        if self._open:
+            print()
+        self._step, self._open = step + 1, False
 
 
 def _print_cell(step: int, code: str, result: ExecResult) -> None:
@@ -103,9 +116,11 @@ def _drive(rt: Runtime, root: LMProvider, task: str, context: Any, backend: str 
     with rt.session(context=context, backend=backend) as session:
         if not as_json:
             print_header(rt, session)
+        shown = None if as_json else _StreamedReplies()
         trajectory = run_rlm(session, root, task, context=context, max_steps=max_steps,
                              on_cell=None if as_json else _print_cell,
-                             on_reply=None if as_json else _print_reply)
+                             on_reply=shown.reply if shown else None,
+                             on_text=shown.text if shown else None)
     if as_json:
         print(_trajectory_json(trajectory, rt, session.id))
         return 0 if trajectory.answered else 1

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rlmbox.errors import AuditWriteError, BudgetExceeded, PolicyDenied, RlmboxError
-from rlmbox.lm.base import LMProvider
+from rlmbox.lm.base import LMProvider, LMRequest, TextSink, count_input_tokens, respond
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
 from rlmbox.policies.model import ROOT_LM
 from rlmbox.runtime.events import EventScope
@@ -166,26 +166,45 @@ class CallDispatcher:
         return self._metered(function.name, prompt, attrs, _canonical_args(bound),
                              lambda ctx: function.handler(ctx, bound), deadline)
 
-    def complete_root(self, lm: LMProvider, prompt: str, *, model: str) -> str:
+    def complete_root(self, lm: LMProvider, request: LMRequest, *, model: str,
+                      on_text: TextSink | None = None) -> str:
         """One completion of the session's root model (the RLM loop), metered like a call.
 
         It is budgeted as ``root_lm`` (and the tree), recorded before it runs and with its
-        usage after. Raises ``BudgetExceeded`` when the tree cannot afford it, the
-        provider's error when it fails, ``AuditWriteError`` when the log cannot take it.
+        usage after. When an input-token budget applies and the provider can count, the
+        request's input is counted first and reserved (refused if it would not fit); the
+        actual usage is committed. ``on_text`` gets the reply as it streams; what is
+        metered and audited is the same. Raises ``BudgetExceeded`` when the tree cannot
+        afford it, the provider's error when it fails, ``AuditWriteError`` when the log
+        cannot take it.
         """
         def run(ctx: CallContext) -> str:
-            completion = lm.complete(prompt, model=model)
+            completion = respond(lm, request, model=model, on_text=on_text)
             ctx.usage.append(completion)
             return completion.text
 
+        prompt = request.flattened()
+        counted = count_input_tokens(lm, request, model=model) \
+            if self._counts_input(ROOT_LM) else None
         attrs: dict[str, Any] = {"function": ROOT_LM, "caller": "rlm_loop",
                                  "args": _summary({"prompt": prompt, "model": model})}
+        if counted is not None:
+            attrs["counted_input_tokens"] = counted
         text: str = self._metered(ROOT_LM, prompt, attrs,
-                                  _canonical_args({"prompt": prompt, "model": model}), run)
+                                  _canonical_args({"prompt": prompt, "model": model}), run,
+                                  input_tokens=counted or 0)
         return text
 
+    def _counts_input(self, function: str) -> bool:
+        """Whether an input-token budget binds ``function`` (counting costs a request)."""
+        budgets = self._ledger.budgets
+        own = budgets.functions.get(function)
+        return budgets.tree.input_tokens is not None or \
+            (own is not None and own.input_tokens is not None)
+
     def _metered(self, name: str, prompt: Any, attrs: dict[str, Any], args_body: str,
-                 run: Callable[[CallContext], Any], deadline: float | None = None) -> Any:
+                 run: Callable[[CallContext], Any], deadline: float | None = None, *,
+                 input_tokens: int = 0) -> Any:
         """Reserve, write the start record durably, run, settle, write the outcome.
 
         The start record is synced before ``run``: a log that cannot take it raises
@@ -196,7 +215,8 @@ class CallDispatcher:
         attrs = {**attrs, "budget_before": self._budget(name)}
         chars = len(prompt) if isinstance(prompt, str) else 0
         try:
-            reservation = self._ledger.reserve(name, depth=self._depth, prompt_chars=chars)
+            reservation = self._ledger.reserve(name, depth=self._depth, prompt_chars=chars,
+                                               input_tokens=input_tokens)
         except BudgetExceeded as exc:
             self._event("limit.exceeded", function=name, call_id=attrs.get("call_id"),
                         cell=attrs.get("cell"), budget=exc.budget, used=exc.used,
@@ -231,7 +251,9 @@ class CallDispatcher:
         self._ledger.commit(reservation,
                             input_tokens=sum(c.input_tokens for c in ctx.usage),
                             output_tokens=sum(c.output_tokens for c in ctx.usage),
-                            cost_usd=sum(c.cost_usd for c in ctx.usage))
+                            cost_usd=sum(c.cost_usd for c in ctx.usage),
+                            cache_write_tokens=sum(c.cache_write_tokens for c in ctx.usage),
+                            cache_read_tokens=sum(c.cache_read_tokens for c in ctx.usage))
 
     def _finish(self, attrs: dict[str, Any], ctx: CallContext, started: float, outcome: str,
                 error: str | None = None) -> None:
@@ -243,6 +265,8 @@ class CallDispatcher:
             "host.call", bodies=bodies, **attrs, outcome=outcome, error=error,
             tokens_in=sum(c.input_tokens for c in ctx.usage),
             tokens_out=sum(c.output_tokens for c in ctx.usage),
+            cache_write_tokens=sum(c.cache_write_tokens for c in ctx.usage),
+            cache_read_tokens=sum(c.cache_read_tokens for c in ctx.usage),
             cost_usd=sum(c.cost_usd for c in ctx.usage),
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             budget_after=self._budget(str(attrs["function"])))

@@ -33,24 +33,30 @@ class Reservation:
     function: str
     depth: int
     prompt_chars: int
+    input_tokens: int = 0   # counted before the call, held until it settles
 
 
 @dataclass
 class _Usage:
     calls: int = 0          # admitted and not refunded (in-flight calls included)
     in_flight: int = 0
-    input_tokens: int = 0
+    input_tokens: int = 0   # cache writes and reads included
     output_tokens: int = 0
     cost_usd: float = 0.0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    held_input_tokens: int = 0   # counted inputs of calls in flight
 
     def as_dict(self) -> dict[str, Any]:
         return {"calls": self.calls, "in_flight": self.in_flight,
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cache_write_tokens": self.cache_write_tokens,
+                "cache_read_tokens": self.cache_read_tokens,
                 "cost_usd": round(self.cost_usd, 9)}
 
 
 def _check(scope: str, limits: TreeBudget | FunctionBudget, usage: _Usage,
-           child_depth: int, prompt_chars: int) -> None:
+           child_depth: int, prompt_chars: int, input_tokens: int) -> None:
     def spent(budget: str, used: float, limit: float | None, unit: str) -> None:
         if limit is not None and used >= limit:
             raise BudgetExceeded(
@@ -67,6 +73,14 @@ def _check(scope: str, limits: TreeBudget | FunctionBudget, usage: _Usage,
             f"> {limits.max_prompt_chars}",
             budget=f"{scope}.max_prompt_chars", used=prompt_chars,
             limit=limits.max_prompt_chars)
+    held = usage.input_tokens + usage.held_input_tokens
+    if input_tokens and limits.input_tokens is not None and \
+            held + input_tokens > limits.input_tokens:
+        raise BudgetExceeded(
+            f"{scope} budget 'input_tokens' would be exceeded: {held} used or held + "
+            f"{input_tokens} counted for this call > {limits.input_tokens}",
+            budget=f"{scope}.input_tokens", used=held + input_tokens,
+            limit=limits.input_tokens)
     spent("calls", usage.calls, limits.calls, "calls used")
     spent("max_concurrent", usage.in_flight, limits.max_concurrent, "calls in flight")
     spent("input_tokens", usage.input_tokens, limits.input_tokens, "input tokens used")
@@ -90,30 +104,39 @@ class Ledger:
         self._open: dict[int, Reservation] = {}
         self._ids = itertools.count(1)
 
-    def reserve(self, function: str, *, depth: int, prompt_chars: int = 0) -> Reservation:
+    def reserve(self, function: str, *, depth: int, prompt_chars: int = 0,
+                input_tokens: int = 0) -> Reservation:
         """Admits one call or raises ``BudgetExceeded`` naming the budget (all-or-nothing).
+
+        ``input_tokens`` is the call's input as counted before it is sent: a call that
+        would take an input-token budget past its limit is refused before any money is
+        spent, and the count is held until the call settles (then the actual counts).
 
         ``depth`` is the caller's depth (root = 0); a spawning call (``rlm_query*``) is
         checked at the depth of the child it would create. An item of a batched form
         (``llm_query_batched``) is checked and counted under its single form too.
         """
-        if depth < 0 or prompt_chars < 0:
-            raise ValueError("depth and prompt_chars must not be negative")
+        if depth < 0 or prompt_chars < 0 or input_tokens < 0:
+            raise ValueError("depth, prompt_chars and input_tokens must not be negative")
         child_depth = depth + 1 if function in SPAWNING_FUNCTIONS else depth
         names = _budget_names(function)
         with self._lock:
-            _check("tree", self.budgets.tree, self._tree, child_depth, prompt_chars)
+            _check("tree", self.budgets.tree, self._tree, child_depth, prompt_chars,
+                   input_tokens)
             usages = [self._functions.get(name) or _Usage() for name in names]
             for name, usage in zip(names, usages, strict=True):
                 per_function = self.budgets.functions.get(name)
                 if per_function is not None:
-                    _check(name, per_function, usage, child_depth, prompt_chars)
+                    _check(name, per_function, usage, child_depth, prompt_chars,
+                           input_tokens)
             for name, usage in zip(names, usages, strict=True):
                 self._functions[name] = usage
             for u in (self._tree, *usages):
                 u.calls += 1
                 u.in_flight += 1
-            reservation = Reservation(next(self._ids), function, depth, prompt_chars)
+                u.held_input_tokens += input_tokens
+            reservation = Reservation(next(self._ids), function, depth, prompt_chars,
+                                      input_tokens)
             self._open[reservation.id] = reservation
             return reservation
 
@@ -124,18 +147,24 @@ class Ledger:
         usages = [self._tree, *(self._functions[n] for n in _budget_names(reservation.function))]
         for usage in usages:
             usage.in_flight -= 1
+            usage.held_input_tokens -= reservation.input_tokens
         return usages
 
     def commit(self, reservation: Reservation, *, input_tokens: int = 0,
-               output_tokens: int = 0, cost_usd: float = 0.0) -> None:
-        """Records the measured usage of a finished call; the call stays counted."""
-        if input_tokens < 0 or output_tokens < 0 or not cost_usd >= 0:
+               output_tokens: int = 0, cost_usd: float = 0.0, cache_write_tokens: int = 0,
+               cache_read_tokens: int = 0) -> None:
+        """Records the measured usage of a finished call; the call stays counted.
+        ``input_tokens`` includes the cache writes and reads (priced in ``cost_usd``)."""
+        if min(input_tokens, output_tokens, cache_write_tokens, cache_read_tokens) < 0 \
+                or not cost_usd >= 0:
             raise ValueError("usage must be non-negative numbers")
         with self._lock:
             for u in self._settle(reservation):
                 u.input_tokens += input_tokens
                 u.output_tokens += output_tokens
                 u.cost_usd += cost_usd
+                u.cache_write_tokens += cache_write_tokens
+                u.cache_read_tokens += cache_read_tokens
 
     def refund(self, reservation: Reservation) -> None:
         """Returns the call of a reservation whose call failed before using anything."""

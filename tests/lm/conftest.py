@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from rlmbox.lm.http_json import RetryPolicy, Timeouts
+from rlmbox.lm.bounded_http import RetryPolicy, Timeouts
 
 from .fake_api import FakeLMServer, serve
 
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, max_retry_after=0.05)
+FAST_RETRY = RetryPolicy(attempts=3, max_retry_after=0.05)
 SHORT = Timeouts(connect=5.0, read=5.0)
 
 

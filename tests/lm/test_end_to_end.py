@@ -22,7 +22,7 @@ from rlmbox.lm.anthropic import AnthropicLM
 from rlmbox.runtime.runtime import Runtime
 
 from .conftest import FAST_RETRY
-from .fake_api import FakeLMServer
+from .fake_api import FakeLMServer, sent_key
 
 MODEL = "claude-haiku-4-5"
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ def test_llm_query_in_a_sandbox_goes_through_the_provider(
     assert call["tokens_out"] == completion_len
     assert call["cost_usd"] == pytest.approx((2 * 1.0 + completion_len * 5.0) / 1e6)
     assert call["model"] == MODEL
-    assert api.seen[0].headers["x-api-key"] == key
+    assert sent_key(api.seen[0].headers) == key
 
 
 def test_rlmbox_run_with_an_anthropic_root_model(api: FakeLMServer, key: str,
@@ -103,13 +103,20 @@ def test_rlmbox_run_with_an_anthropic_root_model(api: FakeLMServer, key: str,
         capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "answer: 7341" in done.stdout
+    assert "step 1 · root model\nI will ask a sub-model." in done.stdout   # streamed
+    assert api.seen[1].body["stream"] is True   # the root turn; the sub-call is not
+    assert "stream" not in api.seen[2].body
     assert key not in done.stdout + done.stderr
     assert _files_holding(audit_dir, key) == []
-    assert len(api.seen) == 2   # one root turn, one sub-model call
+    # the default policy has an input-token budget: the root turn is counted first
+    assert [seen.path for seen in api.seen] == [
+        "/v1/messages/count_tokens", "/v1/messages", "/v1/messages"]
     assert api.problems == []
     calls = [r for r in iter_records(audit_dir) if r.get("event") == "host.call"]
-    assert [c["function"] for c in calls] == ["llm_query"]
-    assert calls[0]["tokens_out"] == 4
+    assert [c["function"] for c in calls] == ["root_lm", "llm_query"]
+    root_turn, sub_call = calls
+    assert sub_call["tokens_out"] == 4
+    assert root_turn["counted_input_tokens"] == root_turn["tokens_in"]   # double: exact
 
 
 def test_rlmbox_run_refuses_an_unpriced_model(api: FakeLMServer, key: str,

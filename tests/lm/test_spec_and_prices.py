@@ -67,18 +67,41 @@ def test_an_unpriced_spec_is_refused_without_the_flag(api: FakeLMServer) -> None
 
 def test_dated_model_ids_share_their_family_price_and_nothing_else_does() -> None:
     pricer = Pricer(CLAUDE_PRICES, None, allow_unpriced=False)
-    assert pricer.price("claude-sonnet-4-5-20250929") == CLAUDE_PRICES["claude-sonnet-4-5"]
+    assert pricer.price("claude-haiku-4-5-20251001") == CLAUDE_PRICES["claude-haiku-4-5"]
     assert pricer.price("claude-3-5-haiku-latest") == CLAUDE_PRICES["claude-3-5-haiku"]
     assert pricer.price("claude-sonnet-4-20250514") == CLAUDE_PRICES["claude-sonnet-4"]
     # a new model of a known family is NOT priced as its elder: fail closed
     assert pricer.price("claude-sonnet-4-7") is None
-    assert pricer.price("claude-sonnet-4-5-turbo") is None
+    assert pricer.price("claude-haiku-4-5-turbo") is None
+    assert pricer.price("claude-sonnet-4-5") is None   # no official page confirmed it
 
 
 def test_long_context_requests_use_the_long_rates() -> None:
-    price = CLAUDE_PRICES["claude-sonnet-4-5"]
+    price = CLAUDE_PRICES["claude-sonnet-4"]
     assert price.cost(200_000, 1000) == pytest.approx((200_000 * 3 + 1000 * 15) / 1e6)
     assert price.cost(200_001, 1000) == pytest.approx((200_001 * 6 + 1000 * 22.5) / 1e6)
+    # cache tokens above the threshold scale with the long input rate (x2)
+    assert price.cost(200_001, 0, cache_read_tokens=200_000) == pytest.approx(
+        (1 * 6 + 200_000 * 0.6) / 1e6)
+
+
+def test_cache_writes_and_reads_have_their_own_rates() -> None:
+    """Anthropic's list prices: 5-minute cache writes 1.25x input, cache hits 0.1x."""
+    price = CLAUDE_PRICES["claude-haiku-4-5"]
+    assert price.cost(1000, 10, cache_write_tokens=600, cache_read_tokens=300) == \
+        pytest.approx((100 * 1.0 + 600 * 1.25 + 300 * 0.1 + 10 * 5.0) / 1e6)
+
+
+def test_a_price_without_cache_rates_charges_cache_tokens_as_input() -> None:
+    """A gateway reporting cache tokens for a model priced without cache rates: the full
+    input rate, an over-count, never an under-count."""
+    price = Price(2.0, 4.0)
+    assert price.cost(1000, 0, cache_read_tokens=900) == pytest.approx(1000 * 2.0 / 1e6)
+
+
+def test_more_cache_tokens_than_input_tokens_is_refused() -> None:
+    with pytest.raises(LMError, match="cache tokens cannot exceed"):
+        Price(1.0, 1.0).cost(10, 0, cache_write_tokens=11)
 
 
 @pytest.mark.parametrize("rates", [(-1.0, 1.0), (1.0, float("inf")), (float("nan"), 1.0)])

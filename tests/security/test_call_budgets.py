@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rlmbox.lm.anthropic import AnthropicLM
 from rlmbox.lm.base import estimate_tokens
 from rlmbox.lm.scripted import ScriptedLM
+from tests.lm.fake_api import FakeLMServer
 
 from .harness import Runtimes, events, run_json
 
@@ -51,6 +53,28 @@ def test_child_root_models_cannot_read_past_the_tree_token_budget(runtimes: Runt
     assert len(completions) == len(lm.prompts)
     assert sum(e["tokens_in"] for e in completions) == sum(read)
     assert len(events(rt, "host.call.start", function="root_lm")) == len(lm.prompts)
+
+
+def test_a_root_turn_counted_over_the_token_budget_is_never_sent(runtimes: Runtimes) -> None:
+    """With a provider that counts (Anthropic's count_tokens, played by the local test
+    double), an rlm_query child's first root turn, counted at more than the tree's 300
+    input tokens, is refused before it is sent: no completion is requested, nothing is
+    spent, and the refusal is audited with the budget it would have crossed."""
+    api = FakeLMServer("sk-test-budget")
+    try:
+        lm = AnthropicLM("claude-haiku-4-5", api_key="sk-test-budget", base_url=api.url)
+        rt = runtimes(lm=lm, rules=permit("rlm_query"), limits={"cell_timeout_s": 30},
+                      budgets={"tree": {"calls": 50, "input_tokens": 300, "max_depth": 1}})
+        with rt.session() as session:
+            outcomes = run_json(session, TRY_CALLS.format(n=2, call="rlm_query('think')"))
+        paths = [seen.path for seen in api.seen]
+    finally:
+        api.stop()
+    assert outcomes == ["BudgetExceeded", "BudgetExceeded"]
+    assert paths == ["/v1/messages/count_tokens"] * 2   # never /v1/messages
+    refused = events(rt, "limit.exceeded", function="root_lm")
+    assert [e["budget"] for e in refused] == ["tree.input_tokens"] * 2
+    assert events(rt, "host.call", function="root_lm", outcome="ok") == []
 
 
 def test_a_tool_call_cap_refuses_the_third_call(runtimes: Runtimes) -> None:
