@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from rlmbox.cli.main import main as rlmbox_main
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.policies.engine import CallRequest, PolicyEngine
 from rlmbox.policies.model import load_policy
 
@@ -159,3 +160,28 @@ def test_the_documented_no_secrets_forbid_stops_a_real_private_key(tmp_path: Pat
            "-----END PRIVATE KEY-----\n")
     decision = engine.decide(CallRequest("llm_query", {"prompt": pem, "model": "small"}))
     assert decision.effect == "deny", decision
+
+
+FORBID_BIG_MODEL = [
+    {"id": "permit-lm", "effect": "permit", "function": "*_query"},
+    {"id": "no-big-model", "effect": "forbid", "function": "*_query",
+     "when": {"model": "big-model"}},
+]
+
+
+@pytest.mark.xfail(strict=True, reason="review: model='' is decided as '' but providers and "
+                   "the RLM loop run `model or default`, dodging a forbid on the default")
+def test_an_empty_model_name_does_not_dodge_a_forbid_on_the_default(runtimes: Runtimes
+                                                                    ) -> None:
+    """Promises 49/50: a forbid on the default model is not dodged. ``None`` is bound to
+    the default before the decision, but ``""`` is decided as ``""`` and then run as the
+    default (``model or self.model`` in the scripted, Anthropic and OpenAI providers and
+    in ``run_rlm``): the forbidden model answers both llm_query and rlm_query's child."""
+    lm = ScriptedLM(default="FINAL(done)", model="big-model")
+    rt = runtimes(lm=lm, rules=FORBID_BIG_MODEL,
+                  budgets={"tree": {"calls": 50, "max_depth": 1}})
+    with rt.session() as session:
+        outcomes = run_json(session, TRY_CALLS.format(
+            n=1, call="llm_query('hi', model=''); rlm_query('x', model='')"))
+    ran = [e["model"] for e in events(rt, "host.call", outcome="ok") if "model" in e]
+    assert lm.prompts == [], f"the forbidden default answered: {ran} ({outcomes})"
