@@ -1,0 +1,148 @@
+"""Review (review-seam): attacks on the daemon's input handling and limits that succeed
+today. Each test performs the attack and asserts the documented promise; it is marked
+``xfail(strict=True)`` until fixed (then remove the mark).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from rlmbox.audit.reader import iter_records
+from rlmbox.daemon.limits import DaemonLimits
+from rlmbox.errors import DaemonError
+from rlmbox.lm.scripted import ScriptedLM
+
+from .conftest import RunningDaemon
+
+
+@pytest.fixture
+def http(daemon: RunningDaemon) -> Iterator[httpx.Client]:
+    transport = httpx.HTTPTransport(uds=str(daemon.socket))
+    headers = {"Authorization": f"Bearer {daemon.token('alice')}"}
+    with httpx.Client(transport=transport, base_url="http://rlmbox", headers=headers,
+                      timeout=120) as client:
+        yield client
+
+
+@pytest.mark.xfail(strict=True, reason="review: a context string holding a lone surrogate "
+                   "(valid JSON) is a 500 InternalError, not a 4xx")
+def test_a_context_with_a_lone_surrogate_is_a_4xx(http: httpx.Client) -> None:
+    """docs/daemon.md: bad input is a 4xx, never a 5xx. ``"\\ud800"`` is valid JSON and
+    passes validation; staging it as the context fails to encode, and the daemon answers
+    500 (the same surrogate inside a list or as a key is accepted)."""
+    response = http.post("/v1/sessions", content=b'{"context": "\\ud800"}')
+    if response.status_code == 201:
+        http.delete(f"/v1/sessions/{response.json()['id']}")
+    assert response.status_code < 500, response.text
+    assert http.get("/v1/health").status_code == 200
+
+
+def _refusals(running: RunningDaemon) -> list[dict[str, Any]]:
+    running.daemon._audit.sync()
+    return [r for r in iter_records(running.daemon.audit_dir)
+            if r.get("event") == "request.refused"]
+
+
+@pytest.mark.xfail(strict=True, reason="review: a stream refused for load after the upgrade "
+                   "(TooManyCells) is never audited as request.refused")
+def test_a_stream_refused_for_load_is_audited(
+        start_daemon: Callable[..., RunningDaemon]) -> None:
+    """docs/daemon.md, Limits 5: refused requests are audited as ``request.refused``. A
+    ``POST .../exec`` over the tenant's cells is; the same refusal on
+    ``GET .../exec/stream`` (taken after the upgrade) becomes an error message only."""
+    running = start_daemon(limits=DaemonLimits(cells_per_tenant=1))
+    with running.client("alice") as alice:
+        one, two = alice.create_session(), alice.create_session()
+        started = threading.Event()
+
+        def sleepy() -> None:
+            started.set()
+            alice_too = running.client("alice")
+            with alice_too:
+                alice_too.exec(one["id"], "import time; time.sleep(3)")
+
+        worker = threading.Thread(target=sleepy)
+        worker.start()
+        started.wait(10)
+        time.sleep(1.0)   # the slow cell holds alice's only slot by now
+        with pytest.raises(DaemonError) as refused:
+            alice.exec_stream(two["id"], "print(2)", on_output=lambda s, t: None)
+        assert refused.value.type == "TooManyCells"
+        worker.join(60)
+        for sid in (one["id"], two["id"]):
+            alice.close_session(sid)
+    routes = {(e["route"], e["error"]) for e in _refusals(running) if e["tenant"] == "alice"}
+    assert ("/v1/sessions/{id}/exec/stream", "TooManyCells") in routes, routes
+
+
+CHILD_CELL = "```repl\nimport time\ntime.sleep(1.5)\nprint('child done')\n```"
+
+
+@pytest.mark.xfail(strict=True, reason="review: rlm_query_batched children run their cells "
+                   "(and start sandboxes) outside the tenant's cell slots")
+def test_rlm_query_children_count_against_the_tenants_cells(
+        start_daemon: Callable[..., RunningDaemon]) -> None:
+    """docs/daemon.md: a tenant runs at most ``--max-cells-per-tenant`` cells (and
+    sandbox starts) at once. With a cap of one, one cell calling ``rlm_query_batched``
+    with four prompts runs four child sandboxes' cells at the same time."""
+    lock = threading.Lock()
+    spans: dict[str, list[float]] = {}
+
+    def script(prompt: str) -> str:
+        marker = prompt.split("Task: Answer the request given in `context`.", 1)
+        if len(marker) == 1:
+            return "FINAL(parent)"
+        key = "[cell]" in prompt
+        with lock:   # first step: a cell starts; second step: it has ended
+            spans.setdefault(str(key), []).append(time.monotonic())
+        return "FINAL(done)" if key else CHILD_CELL
+
+    running = start_daemon(lm=ScriptedLM(script), limits=DaemonLimits(cells_per_tenant=1))
+    with running.client("alice") as alice:
+        info = alice.create_session()
+        result = alice.exec(info["id"], "print(rlm_query_batched(['a', 'b', 'c', 'd']))")
+        assert result.status == "ok", result.error
+        alice.close_session(info["id"])
+    starts, ends = sorted(spans["False"]), sorted(spans["True"])
+    assert len(starts) == 4
+    # cells at once = children whose cell began before the first one ended
+    at_once = sum(1 for s in starts if s < ends[0])
+    assert at_once <= 1, f"{at_once} child cells ran at once under a cap of one cell"
+
+
+FLOOD_INVALID_CALLS = """
+for i in range(24):
+    try:
+        llm_query('q', **{'k%d' % i + 'Z' * 1_000_000: 1})
+    except TypeError:
+        pass
+print('done')
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="review: invalid (and denied) calls are not budgeted "
+                   "and record sandbox text whole, so one cell overshoots the audit quota "
+                   "by far more than the output cap and call budget")
+def test_one_cell_cannot_overshoot_the_audit_quota_by_megabytes(
+        start_daemon: Callable[..., RunningDaemon]) -> None:
+    """docs/daemon.md, Limits 6: a cell already running may overshoot the tenant's audit
+    quota by what it writes, "bounded by the policy's output cap and call budget". 24
+    calls with a 1 MB keyword name are refused before the budget (invalid) and each is
+    recorded with the name in full: 24 MB from a cell whose output cap is 64 KiB."""
+    running = start_daemon(limits=DaemonLimits(audit_bytes_per_tenant=200_000),
+                           index_every_s=0.05)
+    with running.client("alice") as alice:
+        info = alice.create_session()
+        result = alice.exec(info["id"], FLOOD_INVALID_CALLS)
+        assert result.stdout == "done\n", result.error
+        alice.close_session(info["id"])
+    running.daemon._audit.sync()
+    running.daemon._index.refresh()
+    used = running.daemon._index.tenant_bytes("alice")
+    assert used < 200_000 + 8 * 65536, f"one cell wrote {used} bytes to the audit log"
