@@ -195,3 +195,24 @@ def test_prop_never_overspends_under_concurrency(programs: list[list[tuple[str, 
     assert snap["functions"].get("rlm_query", {"calls": 0})["calls"] <= max(1, calls // 2)
     # tokens may pass the limit only by calls admitted while it was not yet spent
     assert snap["tree"]["input_tokens"] <= tokens + 50 * 3
+
+
+def test_an_abandoned_call_is_settled_yet_holds_its_slot_until_it_ends() -> None:
+    """``abandon`` settles a reservation as a spent call (no refund, no second settle);
+    its ``max_concurrent`` slot frees, and its late usage is charged, only when the call
+    really ends (``finish_abandoned``)."""
+    book = ledger(max_concurrent=1)
+    r = book.reserve("llm_query", depth=0)
+    book.abandon(r, input_tokens=2)
+    assert book.open_reservations() == 0
+    with pytest.raises(ValueError, match="already settled"):
+        book.refund(r)
+    assert book.free_slots("llm_query") == 0
+    with pytest.raises(BudgetExceeded, match="max_concurrent"):
+        book.reserve("llm_query", depth=0)
+    book.finish_abandoned(r, input_tokens=5, output_tokens=1)
+    assert book.free_slots("llm_query") == 1
+    assert book.snapshot()["tree"] == {"calls": 1, "in_flight": 0, "input_tokens": 7,
+                                       "output_tokens": 1, "cost_usd": 0.0}
+    with pytest.raises(ValueError, match="already settled"):
+        book.finish_abandoned(r)
