@@ -150,3 +150,22 @@ def test_session_wall_time_holds_during_a_cell(runtimes: Runtimes,
         assert events(rt, "limit.exceeded", limit="session_timeout_s")
         abandoned = events(rt, "host.call", function="tool.sleepy", outcome="abandoned")
         assert [e["limit"] for e in abandoned] == ["session_timeout_s"]
+
+
+def test_an_abandoned_rlm_query_closes_its_child(runtimes: Runtimes,
+                                                 release: threading.Event) -> None:
+    """``rlm_query`` whose child's root model hangs: the parent cell ends at its wall time,
+    and the child session is closed then (its sandbox killed), not left running."""
+    rt = runtimes(limits={"cell_timeout_s": 2}, budgets={"tree": {"max_depth": 1}},
+                  rules=[{"id": "permit-rlm", "effect": "permit", "function": "rlm_query"}])
+    rt.rlm_lm = HangingLM(release)
+    with watched_session(rt) as (session, _):
+        result = exec_bounded(session, "rlm_query('question')", HANG_S / 2)
+        assert result.status == "interrupted", (result.status, result.error)
+        children = [e["session"] for e in events(rt, "session.create") if e["depth"] == 1]
+        assert len(children) == 1
+        ended = events(rt, "session.end", session=children[0])
+        assert [e["reason"] for e in ended] == [
+            "abandoned: the calling cell's wall time ran out"]
+        assert [e["limit"] for e in events(rt, "host.call", outcome="abandoned")] == [
+            "cell_timeout_s"]
