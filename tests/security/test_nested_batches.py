@@ -59,7 +59,8 @@ def test_nested_batches_return_within_the_cell(runtimes: Runtimes) -> None:
 def test_nested_batches_past_the_concurrency_limit_are_refused(runtimes: Runtimes) -> None:
     """Under ``max_concurrent: 8`` the 8 outer items hold every slot when the first child
     calls: its batch is refused at once with a BudgetExceeded naming the limit instead of
-    waiting; children that call after others ended get slots."""
+    waiting; children that call after others ended get slots (a child racing another
+    may get one of its two)."""
     rt = _runtime(runtimes, max_concurrent=OUTER)
     with watched_session(rt) as (session, _):
         result = exec_bounded(session, NESTED, CELL_S + GRACE_S + SLACK_S)
@@ -68,8 +69,9 @@ def test_nested_batches_past_the_concurrency_limit_are_refused(runtimes: Runtime
         assert len(answers) == OUTER
         refusal = ("Error: BudgetExceeded: tree budget 'max_concurrent' exhausted: "
                    f"{OUTER} of {OUTER} calls in flight")
-        assert all(a in ("lm-answer | lm-answer", f"{refusal} | {refusal}")
-                   for a in answers), answers
-        assert any(a.startswith(refusal) for a in answers), answers
+        items = [item for answer in answers for item in answer.split(" | ")]
+        assert len(items) == 2 * OUTER, answers
+        assert set(items) <= {"lm-answer", refusal}, answers   # a child may get one of two
+        assert refusal in items, answers
         assert events(rt, "limit.exceeded", budget="tree.max_concurrent")
         assert session.ledger.snapshot()["tree"]["in_flight"] == 0
