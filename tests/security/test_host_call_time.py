@@ -32,6 +32,7 @@ class HangingLM:
     """An LM provider whose request never comes back until the test releases it."""
 
     name = "hanging"
+    model = "hanging"
 
     def __init__(self, release: threading.Event) -> None:
         self._release = release
@@ -40,7 +41,7 @@ class HangingLM:
     def complete(self, prompt: str, *, model: str | None = None) -> Completion:
         self._release.wait(HANG_S)
         self.finished.set()
-        return Completion(text="too late", model=model or "hanging", input_tokens=7,
+        return Completion(text="too late", model=model or self.model, input_tokens=7,
                           output_tokens=3)
 
 

@@ -45,7 +45,7 @@ def _answers(stdout: str) -> list[str]:
 def test_nested_batches_return_within_the_cell(runtimes: Runtimes) -> None:
     """8 recursive children, each batching 2 sub-calls, under a tree limit that fits them
     all: every child answers, within the cell's wall time."""
-    rt = _runtime(runtimes, max_concurrent=OUTER * 3)
+    rt = _runtime(runtimes, max_concurrent=OUTER * 4)   # rlm + its root turn + 2 leaves
     with watched_session(rt) as (session, _):
         started = time.monotonic()
         result = exec_bounded(session, NESTED, CELL_S + GRACE_S + SLACK_S)
@@ -59,8 +59,7 @@ def test_nested_batches_return_within_the_cell(runtimes: Runtimes) -> None:
 def test_nested_batches_past_the_concurrency_limit_are_refused(runtimes: Runtimes) -> None:
     """Under ``max_concurrent: 8`` the 8 outer items hold every slot when the first child
     calls: its batch is refused at once with a BudgetExceeded naming the limit instead of
-    waiting; children that call after others ended get slots (a child racing another
-    may get one of its two)."""
+    waiting; children that call after others ended get slots."""
     rt = _runtime(runtimes, max_concurrent=OUTER)
     with watched_session(rt) as (session, _):
         result = exec_bounded(session, NESTED, CELL_S + GRACE_S + SLACK_S)
@@ -69,9 +68,10 @@ def test_nested_batches_past_the_concurrency_limit_are_refused(runtimes: Runtime
         assert len(answers) == OUTER
         refusal = ("Error: BudgetExceeded: tree budget 'max_concurrent' exhausted: "
                    f"{OUTER} of {OUTER} calls in flight")
+        # a child refused its root-model turn fails whole; one racing another may get one
+        # of its two sub-calls
         items = [item for answer in answers for item in answer.split(" | ")]
-        assert len(items) == 2 * OUTER, answers
-        assert set(items) <= {"lm-answer", refusal}, answers   # a child may get one of two
+        assert set(items) <= {"lm-answer", refusal}, answers
         assert refusal in items, answers
         assert events(rt, "limit.exceeded", budget="tree.max_concurrent")
         assert session.ledger.snapshot()["tree"]["in_flight"] == 0
