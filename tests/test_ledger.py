@@ -218,3 +218,25 @@ def test_cache_tokens_are_counted_apart_and_inside_the_input() -> None:
     tree = book.snapshot()["tree"]
     assert (tree["input_tokens"], tree["cache_write_tokens"], tree["cache_read_tokens"]) == \
         (100, 60, 30)
+
+
+def test_an_abandoned_call_is_settled_yet_holds_its_slot_until_it_ends() -> None:
+    """``abandon`` settles a reservation as a spent call (no refund, no second settle);
+    its ``max_concurrent`` slot frees, and its late usage is charged, only when the call
+    really ends (``finish_abandoned``)."""
+    book = ledger(max_concurrent=1)
+    r = book.reserve("llm_query", depth=0)
+    book.abandon(r, input_tokens=2)
+    assert book.open_reservations() == 0
+    with pytest.raises(ValueError, match="already settled"):
+        book.refund(r)
+    assert book.free_slots("llm_query") == 0
+    with pytest.raises(BudgetExceeded, match="max_concurrent"):
+        book.reserve("llm_query", depth=0)
+    book.finish_abandoned(r, input_tokens=5, output_tokens=1)
+    assert book.free_slots("llm_query") == 1
+    tree = book.snapshot()["tree"]
+    assert (tree["calls"], tree["in_flight"], tree["input_tokens"], tree["output_tokens"],
+            tree["cost_usd"]) == (1, 0, 7, 1, 0.0)
+    with pytest.raises(ValueError, match="already settled"):
+        book.finish_abandoned(r)

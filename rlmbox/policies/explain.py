@@ -48,6 +48,7 @@ def explain(policy: Policy) -> list[str]:
                              else ", no isolation property required"))
     lines.append(f"Limits: {lim.memory_mb} MB memory, {lim.pids} processes, "
                  f"{lim.cell_timeout_s:g} s per cell, {lim.session_timeout_s:g} s per session, "
+                 f"{lim.tool_timeout_s:g} s per tool call, "
                  f"{lim.output_bytes} output bytes per cell and stream, {lim.disk_mb} MB disk")
     lines.append(f"Budgets for the whole session tree: {tree.calls} calls, "
                  f"{tree.input_tokens} input / {tree.output_tokens} output tokens, "

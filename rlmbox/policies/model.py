@@ -91,6 +91,8 @@ class Limits(_Frozen):
     cell_timeout_s: Annotated[float, Field(strict=True, gt=0, le=7 * 24 * 3600)] = 60.0
     session_timeout_s: Annotated[float, Field(strict=True, gt=0, le=30 * 24 * 3600)] = 3600.0
     interrupt_grace_s: Annotated[float, Field(strict=True, gt=0, le=600)] = 2.0
+    # a tool call still running after this is abandoned and fails in the sandbox
+    tool_timeout_s: Annotated[float, Field(strict=True, gt=0, le=7 * 24 * 3600)] = 30.0
 
 
 class Isolation(_Frozen):

@@ -8,20 +8,35 @@ record is written, and only then does the host run it; the outcome follows in a
 ``host.call`` record. If the log cannot take the start record, the call does not run
 (fail closed). The root model's completions in the RLM loop go through the same
 reserve-record-run-settle path (:meth:`CallDispatcher.complete_root`).
+
+A sandbox's calls run on threads of their own, bounded by the cell's deadline (and, for
+tools, ``limits.tool_timeout_s``): a call still running then is abandoned (see
+``bounded_call``), so no host call can hold a cell, a session or a host thread past its
+wall time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from rlmbox.errors import AuditWriteError, BudgetExceeded, PolicyDenied, RlmboxError
-from rlmbox.lm.base import LMProvider, LMRequest, TextSink, count_input_tokens, respond
+from rlmbox.errors import AuditError, AuditWriteError, BudgetExceeded, PolicyDenied, RlmboxError
+from rlmbox.lm.base import (
+    Completion,
+    LMProvider,
+    LMRequest,
+    TextSink,
+    count_input_tokens,
+    respond,
+)
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
 from rlmbox.policies.model import ROOT_LM
+from rlmbox.runtime.bounded_call import CallAbandoned, Deadline, run_bounded
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
 from rlmbox.runtime.ledger import Ledger, Reservation
@@ -69,18 +84,38 @@ def _refusal(function: str, exc: Exception) -> HostCallRefused:
     return HostCallRefused("HostCallError", f"{function} failed: {message}")
 
 
+def _usage(completions: Sequence[Completion]) -> dict[str, Any]:
+    """Summed usage of completions, as the ledger takes it."""
+    return {"input_tokens": sum(c.input_tokens for c in completions),
+            "output_tokens": sum(c.output_tokens for c in completions),
+            "cost_usd": sum(c.cost_usd for c in completions),
+            "cache_write_tokens": sum(c.cache_write_tokens for c in completions),
+            "cache_read_tokens": sum(c.cache_read_tokens for c in completions)}
+
+
+@dataclass
+class _AdmittedCall:
+    """One admitted call's facts, shared by its outcome records (in time, abandoned, late)."""
+
+    attrs: dict[str, Any]
+    reservation: Reservation
+    ctx: CallContext
+    started: float
+    charged: int = 0   # completions already charged when the call was abandoned
+
+
 class CallDispatcher:
     """Decides and runs host calls for one session."""
 
     def __init__(self, *, functions: Mapping[str, HostFunction], engine: PolicyEngine,
-                 ledger: Ledger, scope: EventScope, executor: ThreadPoolExecutor) -> None:
+                 ledger: Ledger, scope: EventScope, tool_timeout_s: float) -> None:
         self._functions = dict(functions)
         self._engine = engine
         self._ledger = ledger
         self._scope = scope
         self._session = scope.session
         self._depth = scope.depth
-        self._executor = executor
+        self._tool_timeout_s = tool_timeout_s
 
     @property
     def ledger(self) -> Ledger:
@@ -96,11 +131,10 @@ class CallDispatcher:
     def _event(self, event: str, **attrs: Any) -> None:
         self._scope.event(event, **attrs)
 
-    def handle(self, frame: Frame, cell_id: str, deadline: float | None = None) -> Frame:
-        """Returns the reply frame for one call frame. Never raises for model input;
-        raises ``AuditWriteError`` when the log fails (the session must stop).
-        ``deadline`` (``time.monotonic()``) is when the cell's time runs out: handlers
-        that can end early by then get it in their :class:`CallContext`."""
+    def handle(self, frame: Frame, cell_id: str, deadline: Deadline) -> Frame:
+        """Returns the reply frame for one call frame, by ``deadline`` (a call still
+        running then is abandoned and answered with a ``TimeoutError``). Never raises for
+        model input; raises ``AuditWriteError`` when the log fails (the session must stop)."""
         call_id = frame["call"]
         fn_name = frame["fn"]
         try:
@@ -157,14 +191,22 @@ class CallDispatcher:
                                   f"policy denied {function}: {decision.reason} ({rules})")
         return decision
 
+    def _call_deadline(self, function: HostFunction, cell: Deadline) -> Deadline:
+        """The cell's deadline, or the tool timeout when that comes first."""
+        if not function.name.startswith("tool."):
+            return cell
+        return cell.sooner(Deadline(time.monotonic() + self._tool_timeout_s,
+                                    "tool_timeout_s", self._tool_timeout_s))
+
     def _run_one(self, function: HostFunction, bound: dict[str, Any], decision: Decision,
-                 call_id: int, cell_id: str, deadline: float | None) -> Any:
+                 call_id: int, cell_id: str, deadline: Deadline) -> Any:
         prompt = bound.get(function.prompt_param) if function.prompt_param else None
         attrs: dict[str, Any] = {"function": function.name, "call_id": call_id,
                                  "cell": cell_id, "decision": decision.effect,
                                  "rule_ids": list(decision.rule_ids), "args": _summary(bound)}
         return self._metered(function.name, prompt, attrs, _canonical_args(bound),
-                             lambda ctx: function.handler(ctx, bound), deadline)
+                             lambda ctx: function.handler(ctx, bound),
+                             self._call_deadline(function, deadline))
 
     def complete_root(self, lm: LMProvider, request: LMRequest, *, model: str,
                       on_text: TextSink | None = None) -> str:
@@ -192,7 +234,7 @@ class CallDispatcher:
             attrs["counted_input_tokens"] = counted
         text: str = self._metered(ROOT_LM, prompt, attrs,
                                   _canonical_args({"prompt": prompt, "model": model}), run,
-                                  input_tokens=counted or 0)
+                                  None, input_tokens=counted or 0)
         return text
 
     def _counts_input(self, function: str) -> bool:
@@ -203,15 +245,18 @@ class CallDispatcher:
             (own is not None and own.input_tokens is not None)
 
     def _metered(self, name: str, prompt: Any, attrs: dict[str, Any], args_body: str,
-                 run: Callable[[CallContext], Any], deadline: float | None = None, *,
+                 run: Callable[[CallContext], Any], deadline: Deadline | None, *,
                  input_tokens: int = 0) -> Any:
         """Reserve, write the start record durably, run, settle, write the outcome.
 
         The start record is synced before ``run``: a log that cannot take it raises
-        ``AuditWriteError`` here, the reservation is refunded and nothing runs.
+        ``AuditWriteError`` here, the reservation is refunded and nothing runs. With a
+        ``deadline``, ``run`` goes on a thread of its own and is abandoned at it (the root
+        model's completions run inline: their caller is the one bounded).
         """
         started = time.perf_counter()
-        ctx = CallContext(self._session, self._depth, deadline=deadline)
+        ctx = CallContext(self._session, self._depth,
+                          deadline=None if deadline is None else deadline.at)
         attrs = {**attrs, "budget_before": self._budget(name)}
         chars = len(prompt) if isinstance(prompt, str) else 0
         try:
@@ -230,8 +275,15 @@ class CallDispatcher:
         except BaseException:
             self._ledger.refund(reservation)
             raise
+        call = _AdmittedCall(attrs, reservation, ctx, started)
         try:
-            value = run(ctx)
+            value = run(ctx) if deadline is None else run_bounded(
+                lambda: run(ctx), deadline, name=name,
+                on_abandon=lambda abandoned: self._abandon(call, abandoned),
+                on_late=lambda error: self._late(call, error))
+        except CallAbandoned as abandoned:
+            ctx.cancel()
+            raise HostCallRefused("TimeoutError", f"{name} abandoned: {abandoned}") from abandoned
         except AuditWriteError:
             self._settle(reservation, ctx, ok=False)
             raise
@@ -248,21 +300,42 @@ class CallDispatcher:
         if not ok and not ctx.usage:
             self._ledger.refund(reservation)
             return
-        self._ledger.commit(reservation,
-                            input_tokens=sum(c.input_tokens for c in ctx.usage),
-                            output_tokens=sum(c.output_tokens for c in ctx.usage),
-                            cost_usd=sum(c.cost_usd for c in ctx.usage),
-                            cache_write_tokens=sum(c.cache_write_tokens for c in ctx.usage),
-                            cache_read_tokens=sum(c.cache_read_tokens for c in ctx.usage))
+        self._ledger.commit(reservation, **_usage(ctx.usage))
+
+    def _abandon(self, call: _AdmittedCall, abandoned: CallAbandoned) -> None:
+        """The host stops waiting: the call counts as spent (usage so far charged) and
+        the abandonment is recorded before the caller hears of it."""
+        call.charged = len(call.ctx.usage)
+        self._ledger.abandon(call.reservation, **_usage(call.ctx.usage[:call.charged]))
+        self._finish(call.attrs, call.ctx, call.started, "abandoned", error=str(abandoned),
+                     limit=abandoned.deadline.limit)
+
+    def _late(self, call: _AdmittedCall, error: BaseException | None) -> None:
+        """An abandoned call really ended (on its own thread): its slot frees, its late
+        usage is charged and recorded. The log may be closed by now (the runtime ended) or
+        failed (which stops every later call anyway); the ledger is charged regardless."""
+        late = call.ctx.usage[call.charged:]
+        self._ledger.finish_abandoned(call.reservation, **_usage(late))
+        function = str(call.attrs["function"])
+        with contextlib.suppress(AuditError):
+            self._scope.event(
+                "host.call.late", function=function, call_id=call.attrs.get("call_id"),
+                cell=call.attrs.get("cell"), outcome="ok" if error is None else "error",
+                error=None if error is None else type(error).__name__,
+                tokens_in=sum(c.input_tokens for c in late),
+                tokens_out=sum(c.output_tokens for c in late),
+                cost_usd=sum(c.cost_usd for c in late),
+                latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+                budget_after=self._budget(function))
 
     def _finish(self, attrs: dict[str, Any], ctx: CallContext, started: float, outcome: str,
-                error: str | None = None) -> None:
+                error: str | None = None, **extra: Any) -> None:
         bodies: dict[str, str] | None = None
         if ctx.usage:   # LM bodies by digest, in the same event as the call
             bodies = {"completion": "\n".join(c.text for c in ctx.usage)}
             attrs = {**attrs, "model": ctx.usage[-1].model}
         self._scope.event(
-            "host.call", bodies=bodies, **attrs, outcome=outcome, error=error,
+            "host.call", bodies=bodies, **attrs, **extra, outcome=outcome, error=error,
             tokens_in=sum(c.input_tokens for c in ctx.usage),
             tokens_out=sum(c.output_tokens for c in ctx.usage),
             cache_write_tokens=sum(c.cache_write_tokens for c in ctx.usage),
@@ -272,7 +345,10 @@ class CallDispatcher:
             budget_after=self._budget(str(attrs["function"])))
 
     def _run_batch(self, function: HostFunction, bound: dict[str, Any], decision: Decision,
-                   call_id: int, cell_id: str, deadline: float | None) -> list[str]:
+                   call_id: int, cell_id: str, deadline: Deadline) -> list[str]:
+        """Runs the items on threads of this batch (never a shared pool: a batch inside a
+        batch's child cannot wait on threads its parent holds), no more of them than the
+        tree's free ``max_concurrent`` slots; an item past a limit fails alone."""
         items = bound.get(function.batch_param or "")
         if not isinstance(items, list):
             raise HostCallRefused("TypeError", f"{function.name}: expects a list of prompts")
@@ -280,16 +356,35 @@ class CallDispatcher:
             raise HostCallRefused("ValueError",
                                   f"{function.name}: at most {MAX_BATCH} prompts a call")
         extra = {k: v for k, v in bound.items() if k != function.batch_param}
+        results = [f"Error: TimeoutError: {function.name} item not run: {deadline.limit} "
+                   f"({deadline.seconds:g} s) ran out"] * len(items)
+        pending = iter(range(len(items)))
+        lock = threading.Lock()
+        failed: list[AuditWriteError] = []
 
-        def one(prompt: Any) -> str:
-            single = {**extra, function.prompt_param or "prompt": prompt}
-            try:
-                return str(self._run_one(function, single, decision, call_id, cell_id,
-                                         deadline))
-            except AuditWriteError:
-                raise
-            except Exception as exc:
-                refused = _refusal(function.name, exc)
-                return f"Error: {refused.kind}: {refused}"
+        def work() -> None:
+            while not failed and not deadline.passed():
+                with lock:
+                    index = next(pending, None)
+                if index is None:
+                    return
+                single = {**extra, function.prompt_param or "prompt": items[index]}
+                try:
+                    results[index] = str(self._run_one(function, single, decision, call_id,
+                                                       cell_id, deadline))
+                except AuditWriteError as exc:
+                    failed.append(exc)
+                except Exception as exc:
+                    refused = _refusal(function.name, exc)
+                    results[index] = f"Error: {refused.kind}: {refused}"
 
-        return list(self._executor.map(one, items))
+        width = max(1, min(len(items), self._ledger.free_slots(function.name)))
+        workers = [threading.Thread(target=work, name=f"rlmbox-batch-{function.name}",
+                                    daemon=True) for _ in range(width)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:   # each item is bounded by the deadline, so is the batch
+            worker.join()
+        if failed:
+            raise failed[0]
+        return results

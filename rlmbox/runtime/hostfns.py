@@ -8,8 +8,8 @@ never see the sandbox; they get bound arguments and a :class:`CallContext`.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,25 @@ class CallContext:
     depth: int
     usage: list[Completion] = field(default_factory=list)
     deadline: float | None = None   # time.monotonic() when the calling cell's time runs out
+    _cancels: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _cancelled: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def on_cancel(self, action: Callable[[], None]) -> None:
+        """Registers how to stop this call's work if the host abandons the call (a thread
+        cannot be killed; a child session can be closed). Runs at once if already so."""
+        with self._lock:
+            if not self._cancelled:
+                self._cancels.append(action)
+                return
+        action()
+
+    def cancel(self) -> None:
+        """Runs the registered actions once: the host stopped waiting for this call."""
+        with self._lock:
+            self._cancelled, actions, self._cancels = True, self._cancels, []
+        for action in actions:
+            action()
 
 
 Handler = Callable[[CallContext, dict[str, Any]], Any]
@@ -118,10 +137,6 @@ def llm_query_batched(lm: LMProvider) -> HostFunction:
                         _completion_handler(lm, "llm_query_batched"),
                         defaults={"model": lm.model}, none_means_default=True,
                         prompt_param="prompt", batch_param="prompts")
-
-
-def batch_executor(workers: int = 8) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlmbox-batch")
 
 
 def tool(name: str, fn: Callable[..., Any]) -> HostFunction:

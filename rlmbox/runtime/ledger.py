@@ -6,6 +6,11 @@ racing for the last call cannot all pass: the check and the increment happen und
 lock. Token and cost budgets are known only after a call; a reservation is admitted while
 they are not yet spent, so calls already in flight can carry usage past the limit by at
 most their own size (bounded by ``max_concurrent``).
+
+A call the host stopped waiting for (its cell ran out of wall time) is *abandoned*: its
+reservation is settled at once as a spent call, yet it stays in flight, holding a
+``max_concurrent`` slot, until its thread really ends; usage it reports then is charged.
+So hung calls can neither be refunded by the sandbox nor pile up on the host without limit.
 """
 
 from __future__ import annotations
@@ -93,6 +98,13 @@ def _budget_names(function: str) -> tuple[str, ...]:
     return (function, single) if single else (function,)
 
 
+def _check_usage(input_tokens: int, output_tokens: int, cost_usd: float,
+                 cache_write_tokens: int = 0, cache_read_tokens: int = 0) -> None:
+    if min(input_tokens, output_tokens, cache_write_tokens, cache_read_tokens) < 0 \
+            or not cost_usd >= 0:
+        raise ValueError("usage must be non-negative numbers")
+
+
 class Ledger:
     """Thread-safe budget accounting for one session tree."""
 
@@ -102,6 +114,7 @@ class Ledger:
         self._tree = _Usage()
         self._functions: dict[str, _Usage] = {}
         self._open: dict[int, Reservation] = {}
+        self._abandoned: dict[int, Reservation] = {}
         self._ids = itertools.count(1)
 
     def reserve(self, function: str, *, depth: int, prompt_chars: int = 0,
@@ -140,31 +153,87 @@ class Ledger:
             self._open[reservation.id] = reservation
             return reservation
 
-    def _settle(self, reservation: Reservation) -> list[_Usage]:
+    def _usages(self, reservation: Reservation) -> list[_Usage]:
+        """The usages a reservation counts against, tree first."""
+        return [self._tree,
+                *(self._functions[n] for n in _budget_names(reservation.function))]
+
+    def _settle(self, reservation: Reservation,
+                pending: dict[int, Reservation] | None = None) -> list[_Usage]:
         """The usages a reservation counts against (tree first), its in-flight call ended."""
-        if self._open.pop(reservation.id, None) is None:
+        pending = self._open if pending is None else pending
+        if pending.pop(reservation.id, None) is None:
             raise ValueError(f"reservation {reservation.id} is unknown or already settled")
-        usages = [self._tree, *(self._functions[n] for n in _budget_names(reservation.function))]
+        usages = self._usages(reservation)
         for usage in usages:
             usage.in_flight -= 1
             usage.held_input_tokens -= reservation.input_tokens
         return usages
+
+    @staticmethod
+    def _charge(usages: list[_Usage], input_tokens: int, output_tokens: int,
+                cost_usd: float, cache_write_tokens: int = 0, cache_read_tokens: int = 0
+                ) -> None:
+        for u in usages:
+            u.input_tokens += input_tokens
+            u.output_tokens += output_tokens
+            u.cost_usd += cost_usd
+            u.cache_write_tokens += cache_write_tokens
+            u.cache_read_tokens += cache_read_tokens
 
     def commit(self, reservation: Reservation, *, input_tokens: int = 0,
                output_tokens: int = 0, cost_usd: float = 0.0, cache_write_tokens: int = 0,
                cache_read_tokens: int = 0) -> None:
         """Records the measured usage of a finished call; the call stays counted.
         ``input_tokens`` includes the cache writes and reads (priced in ``cost_usd``)."""
-        if min(input_tokens, output_tokens, cache_write_tokens, cache_read_tokens) < 0 \
-                or not cost_usd >= 0:
-            raise ValueError("usage must be non-negative numbers")
+        _check_usage(input_tokens, output_tokens, cost_usd, cache_write_tokens,
+                     cache_read_tokens)
         with self._lock:
-            for u in self._settle(reservation):
-                u.input_tokens += input_tokens
-                u.output_tokens += output_tokens
-                u.cost_usd += cost_usd
-                u.cache_write_tokens += cache_write_tokens
-                u.cache_read_tokens += cache_read_tokens
+            self._charge(self._settle(reservation), input_tokens, output_tokens, cost_usd,
+                         cache_write_tokens, cache_read_tokens)
+
+    def abandon(self, reservation: Reservation, *, input_tokens: int = 0,
+                output_tokens: int = 0, cost_usd: float = 0.0, cache_write_tokens: int = 0,
+                cache_read_tokens: int = 0) -> None:
+        """Settles the reservation of a call the host stopped waiting for: it counts as
+        spent (a provider may bill it), with the usage measured so far, and stays in
+        flight until ``finish_abandoned``."""
+        _check_usage(input_tokens, output_tokens, cost_usd, cache_write_tokens,
+                     cache_read_tokens)
+        with self._lock:
+            if self._open.pop(reservation.id, None) is None:
+                raise ValueError(f"reservation {reservation.id} is unknown or already settled")
+            self._abandoned[reservation.id] = reservation
+            self._charge(self._usages(reservation), input_tokens, output_tokens, cost_usd,
+                         cache_write_tokens, cache_read_tokens)
+
+    def finish_abandoned(self, reservation: Reservation, *, input_tokens: int = 0,
+                         output_tokens: int = 0, cost_usd: float = 0.0,
+                         cache_write_tokens: int = 0, cache_read_tokens: int = 0) -> None:
+        """An abandoned call really ended: its slot frees and its late usage is charged."""
+        _check_usage(input_tokens, output_tokens, cost_usd, cache_write_tokens,
+                     cache_read_tokens)
+        with self._lock:
+            self._charge(self._settle(reservation, self._abandoned), input_tokens,
+                         output_tokens, cost_usd, cache_write_tokens, cache_read_tokens)
+
+    def open_reservations(self) -> int:
+        """Reservations admitted and not yet settled (abandoned ones are settled)."""
+        with self._lock:
+            return len(self._open)
+
+    def free_slots(self, function: str) -> int:
+        """How many more calls of ``function`` may be in flight now (``max_concurrent``
+        of the tree and of the function, or its single form); a batch starts no more
+        workers than this."""
+        with self._lock:
+            free = self.budgets.tree.max_concurrent - self._tree.in_flight
+            for name in _budget_names(function):
+                per_function = self.budgets.functions.get(name)
+                if per_function is not None and per_function.max_concurrent is not None:
+                    own = self._functions.get(name) or _Usage()
+                    free = min(free, per_function.max_concurrent - own.in_flight)
+            return max(0, free)
 
     def refund(self, reservation: Reservation) -> None:
         """Returns the call of a reservation whose call failed before using anything."""

@@ -41,6 +41,8 @@ def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
         if parent is None:
             raise RlmboxError("rlm_query: the calling session is gone")
         with spawn(prompt, parent=parent) as child:
+            # abandoned by the caller's deadline: the child ends too, not just its waiter
+            ctx.on_cancel(lambda: child.close("abandoned: the calling cell's wall time ran out"))
             trajectory = run_rlm(child, root, CHILD_TASK, context=prompt,
                                  max_steps=MAX_CHILD_STEPS, model=model)
         if not trajectory.answered:

@@ -36,7 +36,6 @@ from rlmbox.runtime.events import AuditSink, EventScope
 from rlmbox.runtime.gate import OpenGate, SessionGate
 from rlmbox.runtime.hostfns import (
     HostFunction,
-    batch_executor,
     context_functions,
     llm_query,
     llm_query_batched,
@@ -114,7 +113,6 @@ class Runtime:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._state = RuntimeState.OPEN
-        self._executor = batch_executor()
         self._engine = PolicyEngine(self.policy)   # compiled once, shared (it is stateless)
         self._contexts = private_contexts_dir()   # made private once, not per session
         self.audit.append("policy.load", tenant=tenant, policy=self.policy.name,
@@ -190,7 +188,7 @@ class Runtime:
                 scope=scope, sandbox=sandbox, policy=self.policy,
                 dispatcher=CallDispatcher(
                     functions=functions, engine=self._engine, ledger=ledger, scope=scope,
-                    executor=self._executor),
+                    tool_timeout_s=self.policy.limits.tool_timeout_s),
                 transform=transform, durable_cells=self.durability == "cell",
                 on_close=lambda closed: self._forget(closed, store))
             info = sandbox.info
@@ -271,7 +269,6 @@ class Runtime:
         for session in sessions:
             session.close("runtime closed")
         self._supply.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
         if self._owns_audit:
             self.audit.close()
 

@@ -5,6 +5,11 @@ time runs out. Every frame is hostile input: output is capped on the host no mat
 the agent claims, calls go to the dispatcher (the one decision seam), a result for any
 other cell is ignored, and a protocol violation kills the sandbox. Time, output size and
 the call count are measured here, never taken from the sandbox.
+
+The cell's deadline is the sooner of its own wall time and the session's, and it holds
+while a host call runs too (the dispatcher abandons a call still running then). A cell
+that reaches the session's wall time ends the session: its sandbox is killed and the
+session is marked dead.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from rlmbox.errors import (
     SessionKilled,
 )
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.bounded_call import Deadline
 from rlmbox.runtime.bounds import CappedStream, answer_json, capped_answer, capped_error
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import EventScope
@@ -91,6 +97,7 @@ class Session:
         self._on_close = on_close
         self._state = SessionState.READY
         self._lock = threading.Lock()
+        self._state_lock = threading.Lock()   # close() may come from another thread
         self._cells = itertools.count(1)
         self._started = time.monotonic()
         self.death_reason: str | None = None
@@ -135,18 +142,20 @@ class Session:
             try:
                 result = self._run(code, timeout, on_output)
             finally:
-                if self._state is SessionState.RUNNING:
-                    self._state = SessionState.READY
+                self._transition(SessionState.READY, only_from=SessionState.RUNNING)
             if self._durable_cells:
                 self._audit.sync()   # acknowledged only once its events are durable
             return result
 
     def close(self, reason: str = "closed") -> None:
-        """Kills the sandbox (every process, escapees included). Idempotent."""
-        if self._state is SessionState.CLOSED:
-            return
-        self.sandbox.kill()
-        self._state = SessionState.CLOSED
+        """Kills the sandbox (every process, escapees included). Idempotent, and safe
+        from another thread while a cell runs (an abandoned ``rlm_query`` closes its child
+        this way): the running cell then ends as killed."""
+        with self._state_lock:
+            if self._state is SessionState.CLOSED:
+                return
+            self.sandbox.kill()
+            self._state = SessionState.CLOSED
         try:
             self._event("session.end", reason=reason, cells=self.cells_run,
                         duration_s=round(time.monotonic() - self._started, 6),
@@ -168,6 +177,14 @@ class Session:
     def _event(self, event: str, **attrs: Any) -> None:
         self.scope.event(event, **attrs)
 
+    def _transition(self, to: SessionState, only_from: SessionState | None = None) -> None:
+        """Moves to ``to`` (if now in ``only_from``, when given); closed stays closed."""
+        with self._state_lock:
+            if self._state is SessionState.CLOSED:
+                return
+            if only_from is None or self._state is only_from:
+                self._state = to
+
     def _check_usable(self) -> None:
         if self._state is SessionState.CLOSED:
             raise SessionClosed(f"session {self.id} is closed")
@@ -178,11 +195,13 @@ class Session:
             raise SessionError(f"session {self.id} used its wall time of "
                                f"{self.policy.limits.session_timeout_s:g} s")
 
-    def _cell_deadline(self, timeout: float | None) -> float:
+    def _cell_deadline(self, timeout: float | None) -> Deadline:
+        """The sooner of the cell's wall time and the session's, named for the reports."""
         limits = self.policy.limits
         budget = limits.cell_timeout_s if timeout is None else min(timeout, limits.cell_timeout_s)
-        remaining = limits.session_timeout_s - (time.monotonic() - self._started)
-        return time.monotonic() + max(0.0, min(budget, remaining))
+        cell = Deadline(time.monotonic() + budget, "cell_timeout_s", budget)
+        return cell.sooner(Deadline(self._started + limits.session_timeout_s,
+                                    "session_timeout_s", limits.session_timeout_s))
 
     def _run(self, code: str, timeout: float | None,
              on_output: OutputCallback | None) -> ExecResult:
@@ -201,37 +220,38 @@ class Session:
                 return self._result(cell_id, started, "error", error=str(exc))
         deadline = self._cell_deadline(timeout)
         try:
-            self.sandbox.send(frame, max(0.0, deadline - time.monotonic()))
+            self.sandbox.send(frame, deadline.remaining())
         except (SandboxCrashed, ProtocolError) as exc:
             return self._killed(cell_id, started, CappedStream(0), CappedStream(0), 0, exc)
         listener = _Listener(on_output, lambda exc: self._event(
             "output.callback_failed", cell=cell_id, error=f"{type(exc).__name__}: {exc}"[:500]))
         return self._await_result(cell_id, started, deadline, listener)
 
-    def _await_result(self, cell_id: str, started: float, deadline: float,
+    def _await_result(self, cell_id: str, started: float, deadline: Deadline,
                       listener: _Listener) -> ExecResult:
         limit = self.policy.limits.output_bytes
         out, err = CappedStream(limit), CappedStream(limit)
         calls = 0
-        interrupted_at: float | None = None
+        interrupted = False
+        wait_until = deadline
         while True:
-            now = time.monotonic()
-            wait_until = deadline if interrupted_at is None else (
-                interrupted_at + self.policy.limits.interrupt_grace_s)
             try:
-                frame = self.sandbox.recv(max(0.0, wait_until - now))
+                frame = self.sandbox.recv(wait_until.remaining())
             except (SandboxCrashed, ProtocolError) as exc:
                 return self._killed(cell_id, started, out, err, calls, exc)
             if frame is None:
-                if interrupted_at is None:
-                    self._event("limit.exceeded", cell=cell_id, limit="cell_timeout_s",
-                                value=self.policy.limits.cell_timeout_s)
+                if not interrupted:
+                    self._event("limit.exceeded", cell=cell_id, limit=deadline.limit,
+                                value=deadline.seconds)
                     self.sandbox.interrupt()
-                    interrupted_at = time.monotonic()
+                    interrupted = True
+                    grace = self.policy.limits.interrupt_grace_s
+                    wait_until = Deadline(time.monotonic() + grace, "interrupt_grace_s", grace)
                     continue
+                spent = self._session_spent(deadline)
                 return self._killed(cell_id, started, out, err, calls, None,
-                                    reason="the cell ignored the interrupt past its grace "
-                                           "period; the sandbox was killed")
+                                    reason=(f"{spent}; " if spent else "") + "the cell ignored "
+                                    "the interrupt past its grace period; the sandbox was killed")
             kind = frame["t"]
             if kind == "output" and frame["id"] == cell_id:
                 stream = "stdout" if frame["stream"] == "stdout" else "stderr"
@@ -247,18 +267,26 @@ class Session:
                 except AuditWriteError:
                     self._kill("the audit log failed; host calls stopped")
                     raise
+                if wait_until.passed():
+                    continue   # no reply: the interrupt (or the kill) is the answer
                 try:
-                    self.sandbox.send(reply, max(0.0, wait_until - time.monotonic()))
+                    self.sandbox.send(reply, wait_until.remaining())
                 except (SandboxCrashed, ProtocolError) as exc:
                     return self._killed(cell_id, started, out, err, calls, exc)
             elif kind == "result" and frame["id"] == cell_id:
-                return self._finish(cell_id, started, frame, out, err, calls,
-                                    interrupted_at is not None)
+                spent = self._session_spent(deadline)
+                result = self._finish(cell_id, started, frame, out, err, calls, interrupted,
+                                      spent)
+                if spent:   # the session's wall time ended the cell: it ends the session
+                    self._kill(spent)
+                    self._event("session.expired", cell=cell_id, reason=spent)
+                return result
             # anything else (a stray result, a forged ready, output of another cell) is
             # ignored: it cannot end this cell or change its record
 
     def _finish(self, cell_id: str, started: float, frame: Frame, out: CappedStream,
-                err: CappedStream, calls: int, interrupted: bool) -> ExecResult:
+                err: CappedStream, calls: int, interrupted: bool,
+                spent: str | None) -> ExecResult:
         status: CellStatus = frame["status"]
         if interrupted and status == "ok":
             status = "interrupted"   # the host interrupted it; the agent's word is not needed
@@ -271,14 +299,22 @@ class Session:
         out_dropped, err_dropped = _count(agent_dropped, "stdout"), _count(agent_dropped, "stderr")
         return self._result(
             cell_id, started, status, stdout=out.text(out_dropped), stderr=err.text(err_dropped),
-            error=error, answer=answer, has_answer=has_answer, calls=calls,
+            error=f"{error or status}; {spent}" if spent else error, answer=answer,
+            has_answer=has_answer, calls=calls,
             dropped={"stdout": out.dropped + out_dropped, "stderr": err.dropped + err_dropped,
                      "error": error_dropped, "answer": answer_dropped})
+
+    @staticmethod
+    def _session_spent(deadline: Deadline) -> str | None:
+        """Why the session must end with this cell, when the session's wall time ran out."""
+        if deadline.limit != "session_timeout_s" or not deadline.passed():
+            return None
+        return f"the session's wall time (session_timeout_s, {deadline.seconds:g} s) is spent"
 
     def _kill(self, reason: str) -> None:
         self.sandbox.kill()
         self.death_reason = reason
-        self._state = SessionState.DEAD
+        self._transition(SessionState.DEAD)
 
     def _killed(self, cell_id: str, started: float, out: CappedStream, err: CappedStream,
                 calls: int, exc: Exception | None, reason: str | None = None) -> ExecResult:

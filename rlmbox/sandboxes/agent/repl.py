@@ -62,6 +62,7 @@ _ERROR_TYPES: dict[str, type[Exception]] = {
     "TypeError": TypeError,
     "KeyError": KeyError,
     "IndexError": IndexError,
+    "TimeoutError": TimeoutError,
 }
 
 

@@ -1,0 +1,97 @@
+"""Host work bounded by wall time: a handler runs on a thread of its own, its caller waits
+no later than a deadline.
+
+A Python thread cannot be killed, so a handler that hangs (a tool asleep, an LM request
+that never returns) is *abandoned*: the caller gets :class:`CallAbandoned` at the deadline
+and goes on (ends the cell), while the handler's thread runs to its end and then reports
+through ``on_late``. Every call gets a fresh thread, never one from a shared bounded pool,
+so a call made from inside another call (a child session's calls inside ``rlm_query``)
+cannot wait on a thread its own caller holds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When waiting must stop (``time.monotonic()`` seconds), and which limit says so."""
+
+    at: float
+    limit: str
+    seconds: float
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def sooner(self, other: Deadline | None) -> Deadline:
+        return other if other is not None and other.at < self.at else self
+
+
+class CallAbandoned(Exception):
+    """The work was still running at its deadline; its thread was left to finish."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        super().__init__(f"{deadline.limit} ({deadline.seconds:g} s) ran out")
+        self.deadline = deadline
+
+
+class _Outcome(Generic[T]):
+    """What the worker thread produced, handed over under a lock: the waiter and the
+    worker agree on exactly one of "finished in time" and "abandoned"."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+
+
+def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
+                on_abandon: Callable[[CallAbandoned], None],
+                on_late: Callable[[BaseException | None], None]) -> T:
+    """Runs ``work`` on a new thread; returns its value or raises its exception when it
+    ends before ``deadline``, else raises :class:`CallAbandoned`.
+
+    ``on_abandon`` runs (on the caller's thread) strictly before ``on_late``, which runs
+    on the worker thread with the exception (or None) of the abandoned work once it ends:
+    settling a call and charging its late usage can never happen in the wrong order.
+    """
+    outcome: _Outcome[T] = _Outcome()
+
+    def worker() -> None:
+        value: T | None = None
+        error: BaseException | None = None
+        try:
+            value = work()
+        except BaseException as exc:   # handed to the waiter, or to on_late
+            error = exc
+        with outcome.lock:
+            outcome.value, outcome.error = value, error
+            outcome.done.set()
+            late = outcome.abandoned
+        if late:
+            on_late(error)
+
+    threading.Thread(target=worker, name=f"rlmbox-call-{name}", daemon=True).start()
+    outcome.done.wait(deadline.remaining())
+    with outcome.lock:
+        if not outcome.done.is_set():
+            outcome.abandoned = True
+            abandoned = CallAbandoned(deadline)
+            on_abandon(abandoned)
+            raise abandoned
+    if outcome.error is not None:
+        raise outcome.error
+    return cast(T, outcome.value)   # set whenever error is None
