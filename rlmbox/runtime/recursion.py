@@ -48,10 +48,31 @@ def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
         answer = trajectory.answer
         return answer if isinstance(answer, str) else repr(answer)
 
-    defaults = {"model": root.model}   # the child's root model, as the policy sees it
+    # the child's root model, as the policy sees it
+    return _rlm_query_pair(handle, defaults={"model": root.model})
+
+
+def frontend_rlm_functions(subcall: Callable[[str, str | None], str]) -> list[HostFunction]:
+    """``rlm_query`` and ``rlm_query_batched`` over a frontend's own sub-call function
+    (rlms' ``subcall_fn``): still decided by the policy and reserved per call like any
+    ``rlm_query``; what the sub-call runs is the frontend's business. ``model=None`` stays
+    None (the frontend's default, which the host does not know)."""
+
+    def handle(ctx: CallContext, args: dict[str, Any]) -> str:
+        prompt = args.get("prompt")
+        if not isinstance(prompt, str):
+            raise TypeError("rlm_query: the prompt must be a str")
+        return subcall(prompt, model_arg(args.get("model")))
+
+    return _rlm_query_pair(handle, defaults={})
+
+
+def _rlm_query_pair(handle: Callable[[CallContext, dict[str, Any]], str],
+                    defaults: dict[str, Any]) -> list[HostFunction]:
     return [
         HostFunction("rlm_query", ("prompt", "model"), handle, defaults=defaults,
-                     none_means_default=True, prompt_param="prompt"),
+                     none_means_default=bool(defaults), prompt_param="prompt"),
         HostFunction("rlm_query_batched", ("prompts", "model"), handle, defaults=defaults,
-                     none_means_default=True, prompt_param="prompt", batch_param="prompts"),
+                     none_means_default=bool(defaults), prompt_param="prompt",
+                     batch_param="prompts"),
     ]
