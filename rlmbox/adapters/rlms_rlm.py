@@ -22,6 +22,7 @@ from rlm.core.types import RLMChatCompletion
 
 from rlmbox.adapters.rlms_env import RlmboxREPL
 from rlmbox.adapters.rlms_handler import stop_handler
+from rlmbox.runtime.events import AuditSink
 
 ENVIRONMENT_NAME = "rlmbox"
 
@@ -60,6 +61,7 @@ class RlmboxRLM(RLM):  # type: ignore[misc]  # rlm ships no type information
         if environment != ENVIRONMENT_NAME:
             raise ValueError(f"RlmboxRLM runs environment {ENVIRONMENT_NAME!r}, "
                              f"not {environment!r}; use rlm.RLM for rlms' own environments")
+        self._audit: AuditSink | None = None   # the running environment's, for children
         super().__init__(*args, **kwargs)
 
     def _spawn_completion_context(
@@ -71,8 +73,17 @@ class RlmboxRLM(RLM):  # type: ignore[misc]  # rlm ships no type information
 
     def _subcall(self, prompt: str, model: str | None = None) -> RLMChatCompletion:
         """rlms' own sub-call (depth, budget and timeout hand-down, callbacks, error
-        strings); the child is an ``RlmboxRLM``."""
-        return _rebound(_SUBCALL, RLM=RlmboxRLM)(self, prompt, model)
+        strings); the child is an ``RlmboxRLM`` writing to this one's open audit log (an
+        audit directory has one writer at a time)."""
+        return _rebound(_SUBCALL, RLM=self._child)(self, prompt, model)
+
+    def _child(self, *args: Any, **kwargs: Any) -> RlmboxRLM:
+        audit = self._audit
+        if audit is not None:
+            env_kwargs = {**(kwargs.get("environment_kwargs") or {}), "audit": audit}
+            env_kwargs.pop("audit_dir", None)
+            kwargs["environment_kwargs"] = env_kwargs
+        return RlmboxRLM(*args, **kwargs)
 
     def _validate_persistent_environment_support(self) -> None:
         """RlmboxREPL implements rlms' ``SupportsPersistence``."""
@@ -82,4 +93,6 @@ class RlmboxRLM(RLM):  # type: ignore[misc]  # rlm ships no type information
         environments it names, so it is added here on the same condition (``max_depth > 1``)."""
         if self.max_depth > 1:
             kwargs.setdefault("subcall_fn", self._subcall)
-        return RlmboxREPL(**kwargs)
+        environment = RlmboxREPL(**kwargs)
+        self._audit = environment.runtime.audit
+        return environment

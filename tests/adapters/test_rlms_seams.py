@@ -17,6 +17,7 @@ from rlm.core.types import ModelUsageSummary, RLMChatCompletion, UsageSummary
 
 from rlmbox.adapters.rlms import RlmboxREPL, RlmboxRLM
 from rlmbox.audit.log import AuditLog
+from rlmbox.audit.verify import verify_log
 from tests.adapters.conftest import records
 
 
@@ -156,3 +157,20 @@ def test_a_denied_rlm_query_never_reaches_subcall_fn(
         env.cleanup()
     assert "PolicyDenied" in result.stderr
     assert called == []
+
+
+def test_a_child_rlm_writes_to_its_parents_audit_log(
+        policy_file: Callable[..., Path], tmp_path: Path) -> None:
+    """With audit_dir (not an open log), the child RLM does not open a second writer on
+    the same directory (which is refused): it shares the parent's, one verifiable chain."""
+    lm = scripted_lm(["```repl\nsub = rlm_query('inner task')\n```", final("from the child"),
+                      "```repl\nanswer['content'] = sub\nanswer['ready'] = True\n```"])
+    with patch.object(rlm_core, "get_client", return_value=lm):
+        rlm = RlmboxRLM(backend="openai", backend_kwargs={"model_name": "scripted"},
+                        max_depth=2, environment_kwargs={"policy": policy_file(),
+                                                         "audit_dir": tmp_path / "audit"})
+        result = rlm.completion("outer context")
+    assert result.response == "from the child"
+    created = [e for e in records(tmp_path / "audit") if e["event"] == "session.create"]
+    assert len(created) == 2
+    assert verify_log(tmp_path / "audit").ok

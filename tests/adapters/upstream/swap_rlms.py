@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import rlm
@@ -17,8 +18,11 @@ import rlm.environments as rlm_environments
 from rlm.environments import local_repl
 
 from rlmbox.adapters.rlms import RlmboxREPL, RlmboxRLM
+from rlmbox.audit.log import AuditLog
 
-_AUDIT = os.environ.get("RLMBOX_AUDIT_DIR") or tempfile.mkdtemp(prefix="rlmbox-upstream-")
+# one writer for every environment the authors' tests make (many never call cleanup)
+_AUDIT = AuditLog(Path(os.environ.get("RLMBOX_AUDIT_DIR")
+                       or tempfile.mkdtemp(prefix="rlmbox-upstream-")))
 
 
 class SwappedREPL(RlmboxREPL):
@@ -26,7 +30,7 @@ class SwappedREPL(RlmboxREPL):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("policy", "default")
-        kwargs.setdefault("audit_dir", _AUDIT)
+        kwargs.setdefault("audit", _AUDIT)
         super().__init__(*args, **kwargs)
 
 
@@ -36,7 +40,7 @@ class SwappedRLM(RlmboxRLM):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["environment"] = "rlmbox"
         env_kwargs = dict(kwargs.get("environment_kwargs") or {})
-        env_kwargs.setdefault("audit_dir", _AUDIT)
+        env_kwargs.setdefault("audit", _AUDIT)
         kwargs["environment_kwargs"] = env_kwargs
         super().__init__(*args, **kwargs)
 
