@@ -153,7 +153,9 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
                           rlm_calls=self.lm.drain(), final_answer=final)
 
     def cleanup(self) -> None:
-        """Ends the session and the runtime (an audit log it opened is closed)."""
+        """Ends the session and the runtime (an audit log it opened is closed); ``locals``
+        is emptied, as ``LocalREPL`` clears its namespace."""
+        self._locals = {}
         if self.session is not None:
             self.session.close()
             self.session = None

@@ -88,6 +88,7 @@ def test_multi_turn_persistent_mode_keeps_one_sandbox(
         assert env.locals["computed"] == 84
         assert "94 second document first document" in str(lm.completion.call_args_list[-1])
     assert env.session is None   # close() ended the sandbox
+    assert dict(env.locals) == {}
     created = [e for e in records(tmp_path / "audit") if e["event"] == "session.create"]
     assert len(created) == 1
 
