@@ -49,7 +49,7 @@ def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
         return answer if isinstance(answer, str) else repr(answer)
 
     # the child's root model, as the policy sees it
-    return _rlm_query_pair(handle, defaults={"model": root.model})
+    return _rlm_query_pair(handle, defaults={"model": root.model}, none_means_default=True)
 
 
 def frontend_rlm_functions(subcall: Callable[[str, str | None], str]) -> list[HostFunction]:
@@ -62,17 +62,20 @@ def frontend_rlm_functions(subcall: Callable[[str, str | None], str]) -> list[Ho
         prompt = args.get("prompt")
         if not isinstance(prompt, str):
             raise TypeError("rlm_query: the prompt must be a str")
-        return subcall(prompt, model_arg(args.get("model")))
+        model = args.get("model")
+        if model is not None and not isinstance(model, str):
+            raise TypeError("rlm_query: model must be a str or None")
+        return subcall(prompt, model)
 
-    return _rlm_query_pair(handle, defaults={})
+    return _rlm_query_pair(handle, defaults={"model": None}, none_means_default=False)
 
 
 def _rlm_query_pair(handle: Callable[[CallContext, dict[str, Any]], str],
-                    defaults: dict[str, Any]) -> list[HostFunction]:
+                    defaults: dict[str, Any], *, none_means_default: bool) -> list[HostFunction]:
     return [
         HostFunction("rlm_query", ("prompt", "model"), handle, defaults=defaults,
-                     none_means_default=bool(defaults), prompt_param="prompt"),
+                     none_means_default=none_means_default, prompt_param="prompt"),
         HostFunction("rlm_query_batched", ("prompts", "model"), handle, defaults=defaults,
-                     none_means_default=bool(defaults), prompt_param="prompt",
+                     none_means_default=none_means_default, prompt_param="prompt",
                      batch_param="prompts"),
     ]
