@@ -16,15 +16,11 @@ Every other tool DSPy registers (yours, and the ``dspy`` facade's) is an rlmbox 
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
-import hashlib
 import inspect
 import json
 import keyword
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +34,9 @@ from dspy.primitives.code_interpreter import (
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from rlmbox.adapters._cells import error_line, is_compile_error
+from rlmbox.adapters._values import LOADER_SETUP, digest_of, value_source
+from rlmbox.adapters.trailing_value import SETUP as TRAILING_VALUE_SETUP
+from rlmbox.adapters.trailing_value import trailing_value, with_trailing_value
 from rlmbox.audit.log import AuditLog
 from rlmbox.errors import LMError, RlmboxError
 from rlmbox.lm.base import Completion, estimate_tokens
@@ -46,10 +45,8 @@ from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime, default_audit_dir
 from rlmbox.runtime.session import Session
-from rlmbox.sandboxes.bundle import cache_root
 
 LM_TOOLS = frozenset({"llm_query", "llm_query_batched"})
-INLINE_LIMIT = 64 * 1024      # larger variables travel as staged files, not as code
 EXECUTION_INSTRUCTIONS = (
     "Code runs in an rlmbox sandbox: CPython with the standard library, no network and no "
     "host files. llm_query, llm_query_batched and the tools are host calls that a policy may "
@@ -58,11 +55,7 @@ _SETUP = '''
 class _RlmboxSubmit(BaseException):
     """Ends the cell once SUBMIT has recorded the outputs (not an Exception: not caught)."""
 _rlmbox_vars = {}
-def _rlmbox_load(path):
-    import json
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-'''
+''' + LOADER_SETUP + TRAILING_VALUE_SETUP
 _SUBMIT = '''
 def SUBMIT(*args, **kwargs):
     names = {names}
@@ -153,7 +146,8 @@ class RlmboxInterpreter:
 
     def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
         """Runs ``code`` after binding ``variables``; returns ``FinalOutput`` after
-        ``SUBMIT``, else the cell's output (or None).
+        ``SUBMIT``, else the value of a final bare expression (JSON, else its ``repr``),
+        else the cell's output (or None), as DSPy's interpreters do.
 
         Raises:
             SyntaxError: the code does not compile.
@@ -165,11 +159,12 @@ class RlmboxInterpreter:
         session = self._ensure_session()
         # bound in the same cell: rlmbox restores its own names (``context``) after a cell
         prefix = self._bind(session, variables) if variables else ""
-        result = self._run(session, prefix + code)
+        result = self._run(session, prefix + with_trailing_value(code))
         if result.status == "killed":
             raise CodeInterpreterError(f"the sandbox was killed: {result.error}")
         if result.has_answer:
-            return FinalOutput(result.answer)
+            is_value, value = trailing_value(result.answer)
+            return value if is_value else FinalOutput(result.answer)
         if result.status == "error" and is_compile_error(result):
             raise SyntaxError(error_line(result.error or "").split(": ", 1)[-1])
         if result.status == "error":
@@ -254,34 +249,14 @@ class RlmboxInterpreter:
             except (PydanticSerializationError, TypeError, ValueError) as exc:
                 raise CodeInterpreterError(
                     f"variable {name!r}: unsupported value type {type(value).__name__}") from exc
-            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            digest = digest_of(text)
             if self._injected.get(name) != digest:
-                if len(text) <= INLINE_LIMIT:
-                    source = f"__import__('json').loads({text!r})"
-                else:
-                    source = f"_rlmbox_load({self._stage(session, name, text, digest)!r})"
+                source = value_source(session, self._started_runtime().audit, name,
+                                      text, event="dspy.variable")
                 lines.append(f"_rlmbox_vars[{name!r}] = {source}")
                 self._injected[name] = digest
             lines.append(f"{name} = _rlmbox_vars[{name!r}]")
         return "".join(line + "\n" for line in lines)
-
-    def _stage(self, session: Session, name: str, text: str, digest: str) -> str:
-        """Makes a large value a read-only file in the sandbox; audited by digest."""
-        directory = cache_root() / "contexts"
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, path = tempfile.mkstemp(suffix=".json", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(path, 0o644)
-            inside = session.sandbox.stage(Path(path), f"dspy-{name}-{digest[:16]}.json")
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        self._started_runtime().audit.append(
-            "dspy.variable", session=session.id, parent=session.parent, depth=session.depth,
-            tenant=session.tenant, name=name, bytes=len(text.encode("utf-8")), sha256=digest)
-        return inside
 
     def _run(self, session: Session, code: str) -> ExecResult:
         try:

@@ -50,10 +50,34 @@ def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
         answer = trajectory.answer
         return answer if isinstance(answer, str) else repr(answer)
 
-    defaults = {"model": root.model}   # the child's root model, as the policy sees it
+    # the child's root model, as the policy sees it
+    return _rlm_query_pair(handle, defaults={"model": root.model}, none_means_default=True)
+
+
+def frontend_rlm_functions(subcall: Callable[[str, str | None], str]) -> list[HostFunction]:
+    """``rlm_query`` and ``rlm_query_batched`` over a frontend's own sub-call function
+    (rlms' ``subcall_fn``): still decided by the policy and reserved per call like any
+    ``rlm_query``; what the sub-call runs is the frontend's business. ``model=None`` stays
+    None (the frontend's default, which the host does not know)."""
+
+    def handle(ctx: CallContext, args: dict[str, Any]) -> str:
+        prompt = args.get("prompt")
+        if not isinstance(prompt, str):
+            raise TypeError("rlm_query: the prompt must be a str")
+        model = args.get("model")
+        if model is not None and not isinstance(model, str):
+            raise TypeError("rlm_query: model must be a str or None")
+        return subcall(prompt, model)
+
+    return _rlm_query_pair(handle, defaults={"model": None}, none_means_default=False)
+
+
+def _rlm_query_pair(handle: Callable[[CallContext, dict[str, Any]], str],
+                    defaults: dict[str, Any], *, none_means_default: bool) -> list[HostFunction]:
     return [
         HostFunction("rlm_query", ("prompt", "model"), handle, defaults=defaults,
-                     none_means_default=True, prompt_param="prompt"),
+                     none_means_default=none_means_default, prompt_param="prompt"),
         HostFunction("rlm_query_batched", ("prompts", "model"), handle, defaults=defaults,
-                     none_means_default=True, prompt_param="prompt", batch_param="prompts"),
+                     none_means_default=none_means_default, prompt_param="prompt",
+                     batch_param="prompts"),
     ]

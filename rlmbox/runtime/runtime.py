@@ -43,7 +43,7 @@ from rlmbox.runtime.hostfns import (
 )
 from rlmbox.runtime.ledger import Ledger
 from rlmbox.runtime.pool import WarmPool
-from rlmbox.runtime.recursion import rlm_functions
+from rlmbox.runtime.recursion import frontend_rlm_functions, rlm_functions
 from rlmbox.runtime.session import Session
 from rlmbox.runtime.staging import private_contexts_dir, stage_context
 from rlmbox.runtime.supply import SandboxSupply, spec_for
@@ -83,6 +83,9 @@ class Runtime:
             ``lm``).
         session_gate: admits or refuses each session before its sandbox starts,
             ``rlm_query`` children included (the daemon's session caps); default: all.
+        subcall: a frontend's own recursive call, ``subcall(prompt, model) -> text``, run
+            by ``rlm_query`` in place of rlmbox's child sessions (rlms' ``subcall_fn``);
+            the policy and the ledger still decide every call.
         durability: ``"cell"`` (default) makes a cell's events durable (fsynced) before
             ``exec`` returns; ``"session"`` syncs at session start and end and in the
             background every few milliseconds, trading a crash window of a few ms of
@@ -95,7 +98,8 @@ class Runtime:
                  tenant: str | None = None,
                  durability: Literal["cell", "session"] = "cell",
                  rlm_lm: LMProvider | None = None,
-                 session_gate: SessionGate | None = None) -> None:
+                 session_gate: SessionGate | None = None,
+                 subcall: Callable[[str, str | None], str] | None = None) -> None:
         if durability not in ("cell", "session"):
             raise ValueError("durability must be 'cell' or 'session'")
         self.durability = durability
@@ -103,6 +107,7 @@ class Runtime:
         self.lm: LMProvider = lm if lm is not None else UnconfiguredLM(
             "pass lm= to Runtime(lm=...), or --lm SPEC on the command line")
         self.rlm_lm: LMProvider = rlm_lm if rlm_lm is not None else self.lm
+        self._subcall = subcall
         self._owns_audit = audit is None
         self.audit: AuditSink = audit if audit is not None else AuditLog(
             Path(audit_dir) if audit_dir is not None else default_audit_dir())
@@ -214,9 +219,10 @@ class Runtime:
         return session
 
     def _functions(self, tools: Mapping[str, Callable[..., Any]]) -> dict[str, HostFunction]:
+        recursive = (frontend_rlm_functions(self._subcall) if self._subcall is not None
+                     else rlm_functions(self._child_session, self._find_session, self.rlm_lm))
         functions = {f.name: f for f in (
-            llm_query(self.lm), llm_query_batched(self.lm),
-            *rlm_functions(self._child_session, self._find_session, self.rlm_lm))}
+            llm_query(self.lm), llm_query_batched(self.lm), *recursive)}
         for name, fn in tools.items():
             host_fn = tool(name, fn)
             functions[host_fn.name] = host_fn

@@ -18,7 +18,9 @@ from dspy.primitives.code_interpreter import (
 from dspy.primitives.local_interpreter import LocalInterpreter
 from dspy.utils import DummyLM
 
-from rlmbox.adapters.dspy import INLINE_LIMIT, RlmboxInterpreter, RlmboxInterpreterFactory
+from rlmbox.adapters._values import INLINE_LIMIT
+from rlmbox.adapters.dspy import RlmboxInterpreter, RlmboxInterpreterFactory
+from rlmbox.adapters.trailing_value import with_trailing_value
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.verify import verify_log
 from tests.adapters.conftest import body, records
@@ -81,8 +83,9 @@ def test_a_dspy_rlm_run_executes_in_the_sandbox(
     assert "100 [[ ## response ## ]]\nswordfish" in output
     events = records(audit)
     cells = [body(audit, e, "code") for e in events if e["event"] == "code.exec"]
-    assert any(cell.endswith(first) for cell in cells)
-    assert any(cell.endswith("SUBMIT(answer='swordfish')") for cell in cells)
+    # the audit holds the code that ran: the model's, its last expression wrapped for its value
+    assert any(cell.endswith(with_trailing_value(first)) for cell in cells)
+    assert any(cell.endswith(with_trailing_value("SUBMIT(answer='swordfish')")) for cell in cells)
     calls = [e for e in events if e["event"] == "host.call" and e["function"] == "llm_query"]
     assert [c["outcome"] for c in calls] == ["ok"]
     assert "swordfish" in body(audit, calls[0], "completion")
@@ -101,7 +104,10 @@ def test_the_probe_reaches_the_host_from_dspys_local_interpreter(
 
 @pytest.mark.parametrize("code", [
     "x = 41\nprint(x + 1)", "1/0", "undefined_name", "print('a')\nprint('b')",
-    "y = 1", "SUBMIT(3)", "SUBMIT(1, 2)", "print(q)"])
+    "y = 1", "SUBMIT(3)", "SUBMIT(1, 2)", "print(q)",
+    # a final bare expression is the result (JSON, else its repr), as in DSPy's interpreters
+    "q * 2", "print('dropped')\n{'a': [1, 2.5], 'b': None}", "x = [\n 1,\n 2]\nlen(\n  x)  # n",
+    "{1, 2}", "float('nan')", "print('kept')", "None", "x = 1; x + 1", "'é' + q"])
 def test_results_and_errors_read_as_in_dspys_local_interpreter(
         interpreter: Callable[..., RlmboxInterpreter], code: str) -> None:
     native = LocalInterpreter()

@@ -54,13 +54,11 @@ def test_rlms_answer_dict_is_an_answer_only_when_ready(runtime: Runtime) -> None
 
 
 def test_show_vars_lists_user_variables_only(runtime: Runtime) -> None:
+    """SHOW_VARS returns rlms' string: the model's variables, not answer or injected names."""
     with runtime.session(context="abc") as s:
-        s.exec("alpha = 1\nbeta = 'b'")
-        r = s.exec("SHOW_VARS()")
-    assert "alpha: int" in r.stdout
-    assert "beta: str" in r.stdout
-    assert "llm_query" not in r.stdout
-    assert "context" not in r.stdout
+        s.exec("alpha = 1\nbeta = 'b'\nanswer = {'content': '', 'ready': False}")
+        r = s.exec("print(SHOW_VARS())")
+    assert r.stdout.strip() == "Available variables: {'alpha': 'int', 'beta': 'str'}"
 
 
 def test_unanswerable_value_comes_back_as_its_repr(runtime: Runtime) -> None:

@@ -125,11 +125,14 @@ class Agent:
             raise NameError(f"FINAL_VAR: no variable named {name!r}")
         self.final(self.namespace[name])
 
-    def show_vars(self) -> None:
-        for name, value in sorted(self.namespace.items()):
-            if name.startswith("_") or name in self.injected or name == "__builtins__":
-                continue
-            print(f"{name}: {type(value).__name__}")
+    def show_vars(self) -> str:
+        """rlms' ``SHOW_VARS() -> str``: the model's variables by type name; ``answer`` and
+        the names rlmbox injects are left out."""
+        available = {name: type(value).__name__ for name, value in sorted(self.namespace.items())
+                     if not (name.startswith("_") or name in self.injected or name == "answer")}
+        if not available:
+            return "No variables created yet. Use ```repl``` blocks to create variables."
+        return f"Available variables: {available}"
 
     # --- lifecycle ----------------------------------------------------------------
 
