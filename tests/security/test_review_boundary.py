@@ -39,9 +39,6 @@ def _runtime(tmp_path: Path, *, lm: ScriptedLM | None = None,
 
 # --- 1. a host call runs past the cell's wall time ---------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review: rlm_query ignores the calling cell's "
-                   "deadline; a child RLM runs 8 steps of full cells past the parent's "
-                   "cell_timeout_s")
 def test_rlm_query_cannot_keep_a_cell_past_its_wall_time(tmp_path: Path) -> None:
     """README: "A cell past its wall time is interrupted"; security.md 23/26. A cell that
     calls ``rlm_query`` blocks the host in the dispatcher, where the cell's deadline is not
