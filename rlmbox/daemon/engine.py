@@ -19,7 +19,7 @@ from typing import Any
 from rlmbox.daemon.admission import Admission, TenantGate
 from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.survivors import process_identity
-from rlmbox.daemon.wire import BACKEND_NOT_ALLOWED, NOT_FOUND, UNKNOWN_POLICY
+from rlmbox.daemon.wire import BACKEND_NOT_ALLOWED, INVALID_REQUEST, NOT_FOUND, UNKNOWN_POLICY
 from rlmbox.errors import DaemonError, RlmboxError, SessionClosed, SessionKilled
 from rlmbox.lm.base import LMProvider
 from rlmbox.policies.model import Policy
@@ -130,6 +130,10 @@ class Engine:
     def exec(self, tenant: str, session_id: str, code: str, timeout: float | None,
              on_output: OutputCallback | None = None) -> ExecResult:
         live = self.live(tenant, session_id)
+        try:
+            live.session.check_timeout(timeout)
+        except (TypeError, ValueError) as exc:   # over the policy's limit: the caller's fault
+            raise DaemonError(str(exc), status=400, type=INVALID_REQUEST) from exc
         try:
             with live.exec_lock:   # two execs on one session run one after the other
                 return live.session.exec(code, timeout=timeout, on_output=on_output)

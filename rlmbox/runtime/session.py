@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import secrets
 import threading
 import time
@@ -120,7 +121,8 @@ class Session:
 
         Args:
             code: the cell's source.
-            timeout: shortens the policy's cell wall time (never lengthens it).
+            timeout: shortens the policy's cell wall time; a value that is not a positive
+                number, or is over ``limits.cell_timeout_s``, raises ``ValueError``.
             on_output: called as ``on_output(stream, text)`` (``stream`` is ``"stdout"``
                 or ``"stderr"``) on this thread as the cell's output arrives, with exactly
                 the text the result will hold, in order, after the per-cell cap (the
@@ -136,6 +138,7 @@ class Session:
         """
         if not isinstance(code, str):
             raise TypeError("code must be a str")
+        self.check_timeout(timeout)
         with self._lock:
             self._check_usable()
             self._state = SessionState.RUNNING
@@ -194,6 +197,20 @@ class Session:
         if elapsed >= self.policy.limits.session_timeout_s:
             raise SessionError(f"session {self.id} used its wall time of "
                                f"{self.policy.limits.session_timeout_s:g} s")
+
+    def check_timeout(self, timeout: object) -> None:
+        """A caller's timeout shortens the cell's wall time; anything else is refused by
+        name (a silent cut would hide that the policy allows less than was asked)."""
+        if timeout is None:
+            return
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        limit = self.policy.limits.cell_timeout_s
+        if timeout > limit:
+            raise ValueError(f"timeout {timeout:g} s is over the policy's limits.cell_timeout_s "
+                             f"({limit:g} s); the policy's operator sets that limit")
 
     def _cell_deadline(self, timeout: float | None) -> Deadline:
         """The sooner of the cell's wall time and the session's, named for the reports."""
@@ -276,7 +293,7 @@ class Session:
             elif kind == "result" and frame["id"] == cell_id:
                 spent = self._session_spent(deadline)
                 result = self._finish(cell_id, started, frame, out, err, calls, interrupted,
-                                      spent)
+                                      spent, deadline)
                 if spent:   # the session's wall time ended the cell: it ends the session
                     self._kill(spent)
                     self._event("session.expired", cell=cell_id, reason=spent)
@@ -286,12 +303,17 @@ class Session:
 
     def _finish(self, cell_id: str, started: float, frame: Frame, out: CappedStream,
                 err: CappedStream, calls: int, interrupted: bool,
-                spent: str | None) -> ExecResult:
+                spent: str | None, deadline: Deadline) -> ExecResult:
         status: CellStatus = frame["status"]
         if interrupted and status == "ok":
             status = "interrupted"   # the host interrupted it; the agent's word is not needed
         cap = self.policy.limits.output_bytes
         error, error_dropped = capped_error(frame.get("error"), cap)
+        if interrupted and status == "interrupted":
+            error = self._interrupt_reason(deadline)
+        elif status == "error" and error is not None and "MemoryError" in error:
+            error += f"\n[rlmbox: the sandbox's memory is limits.memory_mb = " \
+                     f"{self.policy.limits.memory_mb}]"
         has_answer = frame.get("has_answer") is True
         answer, answer_dropped = capped_answer(frame.get("answer"), cap) if has_answer else (
             None, 0)
@@ -303,6 +325,25 @@ class Session:
             has_answer=has_answer, calls=calls,
             dropped={"stdout": out.dropped + out_dropped, "stderr": err.dropped + err_dropped,
                      "error": error_dropped, "answer": answer_dropped})
+
+    def _interrupt_reason(self, deadline: Deadline) -> str:
+        """Why the host interrupted the cell, naming the setting (measured on the host)."""
+        limits = self.policy.limits
+        if deadline.limit == "cell_timeout_s" and deadline.seconds < limits.cell_timeout_s:
+            return (f"KeyboardInterrupt: the cell ran past its exec timeout of "
+                    f"{deadline.seconds:g} s and was interrupted (the policy's "
+                    f"limits.cell_timeout_s is {limits.cell_timeout_s:g} s)")
+        return (f"KeyboardInterrupt: the cell ran past limits.{deadline.limit} "
+                f"({deadline.seconds:g} s) and was interrupted")
+
+    def _named_limit(self, reason: str) -> str:
+        """A death reason with the policy setting behind it (``limits.memory_mb = 512``)."""
+        limits = self.policy.limits
+        if "out of memory" in reason or "MemoryError" in reason:
+            return f"{reason} (limits.memory_mb = {limits.memory_mb})"
+        if "pids limit" in reason:
+            return f"{reason} (limits.pids = {limits.pids})"
+        return reason
 
     @staticmethod
     def _session_spent(deadline: Deadline) -> str | None:
@@ -324,6 +365,7 @@ class Session:
             else:
                 time.sleep(0.02)   # let the kernel finish reaping before we read why
                 reason = self.sandbox.death_reason() or str(exc)
+        reason = self._named_limit(reason)
         self._kill(reason)
         self._event("limit.exceeded" if "limit" in reason or "memory" in reason
                     else "sandbox.killed", cell=cell_id, reason=reason)
