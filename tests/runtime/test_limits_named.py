@@ -20,7 +20,7 @@ def test_a_timeout_that_is_not_a_positive_number_is_refused(
 
 def test_a_timeout_over_the_policys_limit_is_refused_by_name(runtime: Runtime) -> None:
     limit = runtime.policy.limits.cell_timeout_s
-    with runtime.session() as s, pytest.raises(ValueError) as refused:
+    with runtime.session() as s, pytest.raises(ValueError, match="cell_timeout_s") as refused:
         s.exec("x = 1", timeout=limit + 100)
     assert "limits.cell_timeout_s" in str(refused.value)
     assert f"{limit:g} s" in str(refused.value)
