@@ -133,7 +133,8 @@ class CallDispatcher:
 
     def handle(self, frame: Frame, cell_id: str, deadline: Deadline) -> Frame:
         """Returns the reply frame for one call frame, by ``deadline`` (a call still
-        running then is abandoned and answered with a ``TimeoutError``). Never raises for
+        running then is abandoned and answered with a ``TimeoutError``; handlers that can
+        end early get ``deadline.at`` in their :class:`CallContext`). Never raises for
         model input; raises ``AuditWriteError`` when the log fails (the session must stop)."""
         call_id = frame["call"]
         fn_name = frame["fn"]

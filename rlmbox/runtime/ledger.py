@@ -197,7 +197,7 @@ class Ledger:
                 cache_read_tokens: int = 0) -> None:
         """Settles the reservation of a call the host stopped waiting for: it counts as
         spent (a provider may bill it), with the usage measured so far, and stays in
-        flight until ``finish_abandoned``."""
+        flight (its counted input still held) until ``finish_abandoned``."""
         _check_usage(input_tokens, output_tokens, cost_usd, cache_write_tokens,
                      cache_read_tokens)
         with self._lock:
