@@ -148,6 +148,22 @@ class ContextPolicy(_Frozen):
     documents: DocumentAccess = DocumentAccess()
 
 
+# A requirement pip understands without fetching anything but an index's packages: a name,
+# optional extras and version clauses. No URLs, paths, options or environment markers, so a
+# policy cannot point the build at a host file or smuggle a pip flag.
+_CLAUSE = r"(==|!=|<=|>=|~=|<|>)[A-Za-z0-9.*+!-]{1,50}"
+Requirement = Annotated[str, Field(strict=True, pattern=(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[[A-Za-z0-9._,-]{1,100}\])?"
+    rf"( ?{_CLAUSE}(, ?{_CLAUSE}){{0,5}})?$"))]
+
+
+class EnvironmentPolicy(_Frozen):
+    """Python packages model code may import, installed once by ``rlmbox env build``
+    into a read-only directory keyed by the hash of this recipe; never at run time."""
+
+    packages: tuple[Requirement, ...] = ()
+
+
 class CodePolicy(_Frozen):
     """Plain Python, or cells checked and transformed by RestrictedPython on the host."""
 
@@ -265,6 +281,7 @@ class Policy(_Frozen):
     isolation: Isolation = Isolation()
     context: ContextPolicy = ContextPolicy()
     code: CodePolicy = CodePolicy()
+    environment: EnvironmentPolicy = EnvironmentPolicy()
     budgets: Budgets = Budgets()
     rules: tuple[Rule, ...] = ()
 
