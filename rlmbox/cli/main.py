@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rlmbox.cli.image",
     "rlmbox.cli.environment",
     "rlmbox.cli.serve",
+    "rlmbox.cli.client",
 )
 
 Handler = Callable[[argparse.Namespace], int]
