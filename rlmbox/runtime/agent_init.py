@@ -33,6 +33,8 @@ def agent_config(policy: Policy, sandbox: Sandbox, functions: Iterable[str],
         "seccomp": True, "landlock": True,
         "writable": sandbox.writable_paths(),
         **_environment(policy, sandbox),
+        "session_env": dict(policy.session.env),
+        "cwd": policy.session.cwd,
     }
 
 

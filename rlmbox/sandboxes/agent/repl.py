@@ -156,6 +156,7 @@ class Agent:
             self._builtins = self.namespace["__builtins__"]   # the restricted set, kept
         if self.pump is None:   # not confined at start-up: do it now, still single-threaded
             self.confine(config)
+        _set_up_session(config.get("session_env"), config.get("cwd"))   # under the walls
         self._restore_injected()
         return {"t": "result", "id": frame["id"], "status": "ok", "has_answer": True,
                 "answer": self.confinement}
@@ -269,6 +270,16 @@ def _use_environment(environment: Any) -> None:
     shipped = [i for i, entry in enumerate(sys.path)
                if entry.endswith(("site-packages", "dist-packages"))]
     sys.path.insert(shipped[0] if shipped else len(sys.path), site)
+
+
+def _set_up_session(env: Any, cwd: Any) -> None:
+    """The policy's variables and working directory, created if missing (a path outside
+    the writable area cannot be, and the session is refused with the reason)."""
+    if isinstance(env, dict):
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+    if isinstance(cwd, str):
+        os.makedirs(cwd, exist_ok=True)
+        os.chdir(cwd)
 
 
 def _exception_class(name: str) -> type[Exception]:
