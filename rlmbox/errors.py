@@ -11,7 +11,9 @@
     │   ├── SandboxUnavailable      a backend cannot run here (missing tool, engine down)
     │   ├── IsolationUnavailable    a backend cannot provide a property the policy requires
     │   ├── SandboxCrashed          the sandbox died outside of a deliberate kill
-    │   └── ImageBuildFailed        the sandbox image could not be built
+    │   ├── ImageBuildFailed        the sandbox image could not be built
+    │   ├── EnvironmentNotBuilt     the policy's packages are not built (rlmbox env build)
+    │   └── EnvironmentBuildFailed  building the policy's packages failed
     ├── SessionError
     │   ├── SessionClosed           the session was closed; it cannot be used again
     │   └── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
@@ -104,6 +106,15 @@ class SandboxCrashed(SandboxError):
 
 class ImageBuildFailed(SandboxError):
     """The sandbox image could not be built; the message says which step failed."""
+
+
+class EnvironmentNotBuilt(SandboxError):
+    """The policy names packages whose environment is not built; the message names the
+    command that builds it (``rlmbox env build POLICY``)."""
+
+
+class EnvironmentBuildFailed(SandboxError):
+    """Installing the policy's packages failed (pip's last lines are in the message)."""
 
 
 class SessionError(RlmboxError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
 
@@ -15,6 +16,14 @@ def print_header(rt: Runtime, session: Session) -> None:
     print(f"policy {rt.policy.name} (sha256 {rt.policy.sha256[:12]}), backend "
           f"{info.backend}{runtime}, session {session.id} in sandbox {info.sandbox_id}",
           flush=True)
+
+
+def result_json(label: str, result: ExecResult) -> dict[str, Any]:
+    """One cell's result as ``--json`` prints it (``exec`` and ``client exec`` alike)."""
+    return {"cell": label, "status": result.status, "stdout": result.stdout,
+            "stderr": result.stderr, "error": result.error, "answer": result.answer,
+            "has_answer": result.has_answer, "duration_s": result.duration_s,
+            "truncated": result.truncated}
 
 
 def print_answer(answer: Any) -> None:

@@ -13,11 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlmbox.cli.display import print_answer, print_header
-from rlmbox.cli.inputs import add_context_arguments, read_context
-from rlmbox.errors import UsageError
+from rlmbox.cli.display import print_answer, print_header, result_json
+from rlmbox.cli.inputs import add_context_arguments, read_cells, read_context
 from rlmbox.lm.spec import SPEC_HELP, provider_from_spec
-from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 
 
@@ -44,39 +42,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _cells(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """``(label, code)`` for every cell named on the command line."""
-    cells: list[tuple[str, str]] = []
-    for name in args.cells:
-        if name == "-":
-            cells.append(("<stdin>", sys.stdin.read()))
-            continue
-        try:
-            cells.append((name, Path(name).read_text(encoding="utf-8")))
-        except OSError as exc:
-            raise UsageError(f"cannot read {name}: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"{name} is not UTF-8 text") from exc
-    cells += [(f"-c #{n}", code) for n, code in enumerate(args.code, 1)]
-    if not cells:
-        raise UsageError("no cells: give CELL_FILE arguments, '-' for stdin, or -c CODE")
-    return cells
-
-
 def _stream(stream: str, text: str) -> None:
     (sys.stdout if stream == "stdout" else sys.stderr).write(text)
     (sys.stdout if stream == "stdout" else sys.stderr).flush()
 
 
-def _as_json(label: str, result: ExecResult) -> str:
-    return json.dumps({"cell": label, "status": result.status, "stdout": result.stdout,
-                       "stderr": result.stderr, "error": result.error,
-                       "answer": result.answer, "has_answer": result.has_answer,
-                       "duration_s": result.duration_s, "truncated": result.truncated})
-
-
 def run(args: argparse.Namespace) -> int:
-    cells = _cells(args)
+    cells = read_cells(args.cells, args.code)
     lm = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else None
     failed = False
     with Runtime(args.policy, lm=lm, audit_dir=args.audit_dir, pool_size=0) as rt, \
@@ -87,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         for label, code in cells:
             if args.json:
                 result = session.exec(code, timeout=args.timeout)
-                print(_as_json(label, result), flush=True)
+                print(json.dumps(result_json(label, result)), flush=True)
             else:
                 print(f"── {label}", flush=True)
                 result = session.exec(code, timeout=args.timeout, on_output=_stream)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,30 @@ def add_context_arguments(parser: Any, *, required: bool = False) -> None:
     parser.add_argument("--context-format", choices=CONTEXT_FORMATS, default="text",
                         help="text (default): `context` is the file's text; json: parsed, "
                              "so `context` is a dict or list")
+
+
+def read_cells(names: list[str], codes: list[str]) -> list[tuple[str, str]]:
+    """``(label, code)`` for every cell named on a command line: files and ``-`` (standard
+    input) in order, then each ``-c CODE``.
+
+    Raises:
+        UsageError: a file cannot be read or is not UTF-8, or there are no cells.
+    """
+    cells: list[tuple[str, str]] = []
+    for name in names:
+        if name == "-":
+            cells.append(("<stdin>", sys.stdin.read()))
+            continue
+        try:
+            cells.append((name, Path(name).read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{name} is not UTF-8 text") from exc
+    cells += [(f"-c #{n}", code) for n, code in enumerate(codes, 1)]
+    if not cells:
+        raise UsageError("no cells: give CELL_FILE arguments, '-' for stdin, or -c CODE")
+    return cells
 
 
 def read_context(path: Path | None, context_format: str = "text") -> Any:

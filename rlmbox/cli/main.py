@@ -23,7 +23,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rlmbox.cli.policy",
     "rlmbox.cli.audit",
     "rlmbox.cli.image",
+    "rlmbox.cli.environment",
     "rlmbox.cli.serve",
+    "rlmbox.cli.client",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -12,6 +12,7 @@ are audited at a bounded rate (``refusals.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import weakref
@@ -38,6 +39,7 @@ from rlmbox.daemon.stream import (
     read_request,
     result_message,
     send_json,
+    watch_interrupts,
 )
 from rlmbox.daemon.validation import parse_body, query_int
 from rlmbox.daemon.wire import (
@@ -266,12 +268,15 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
         await send_json(ws, {"type": "output", "stream": stream, "data": text})
 
     pump = asyncio.create_task(relay.pump(send))
+    watcher = asyncio.create_task(watch_interrupts(ws, functools.partial(
+        _blocking, request, engine.interrupt, request[TENANT], session_id)))
     try:
         async with _session_lock(request, session_id):
             slot = engine.admission.take_cell(request[TENANT])
             result = await _in_slot(request, slot, engine.exec, request[TENANT], session_id,
                                     body.code, body.timeout_s, relay.offer)
     except Exception as exc:   # after the upgrade, errors are messages, not responses
+        await _stop(watcher)
         relay.finish()
         await pump
         error = exc if isinstance(exc, RlmboxError) else DaemonError(
@@ -282,11 +287,25 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
         await ws.close(code=WSCloseCode.INTERNAL_ERROR if status_for(error)[0] >= 500
                        else WSCloseCode.POLICY_VIOLATION)
         return ws
+    await _stop(watcher)
     relay.finish()
     await pump
     await send_json(ws, result_message(result, relay.dropped))
     await ws.close()
     return ws
+
+
+async def interrupt_cell(request: web.Request) -> web.Response:
+    """Interrupts the running cell (not queued behind it: no session lock, no slot)."""
+    interrupted = await _blocking(request, request.app[ENGINE].interrupt, request[TENANT],
+                                  request.match_info["id"])
+    return web.json_response({"interrupted": interrupted})
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def audit_events(request: web.Request) -> web.Response:
@@ -315,6 +334,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/v1/sessions/{id}", delete_session),
     ("POST", "/v1/sessions/{id}/exec", exec_cell),
     ("GET", "/v1/sessions/{id}/exec/stream", exec_stream),
+    ("POST", "/v1/sessions/{id}/interrupt", interrupt_cell),
     ("GET", "/v1/audit", audit_events),
 )
 

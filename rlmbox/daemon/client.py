@@ -69,6 +69,11 @@ def _sessions() -> _Call[list[dict[str, Any]]]:
     return _Call("GET", "/v1/sessions", lambda body: list(body["sessions"]))
 
 
+def _interrupt(session_id: str) -> _Call[bool]:
+    return _Call("POST", f"/v1/sessions/{session_id}/interrupt",
+                 lambda body: bool(body["interrupted"]))
+
+
 def _close(session_id: str) -> _Call[None]:
     return _Call("DELETE", f"/v1/sessions/{session_id}", lambda _: None)
 
@@ -181,6 +186,11 @@ class Client:
     def close_session(self, session_id: str) -> None:
         self._run(_close(session_id))
 
+    def interrupt(self, session_id: str) -> bool:
+        """Interrupts the session's running cell (from another thread than the one
+        running it); False when no cell was running."""
+        return self._run(_interrupt(session_id))
+
     def audit(self, *, session: str | None = None, after_seq: int = 0,
               limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
         """One page of the caller's audit events and the ``after_seq`` of the next."""
@@ -228,9 +238,12 @@ class AsyncClient:
         return await self._run(_exec(session_id, code, timeout))
 
     async def exec_stream(self, session_id: str, code: str, *, on_output: OutputCallback,
-                          timeout: float | None = None) -> ExecResult:
-        """``Client.exec_stream``, awaited; ``on_output`` runs on the event loop."""
-        return await exec_stream(self._stream, session_id, code, timeout, on_output)
+                          timeout: float | None = None,
+                          interrupt: asyncio.Event | None = None) -> ExecResult:
+        """``Client.exec_stream``, awaited; ``on_output`` runs on the event loop. Setting
+        ``interrupt`` sends the stream's interrupt message: the cell ends ``interrupted``."""
+        return await exec_stream(self._stream, session_id, code, timeout, on_output,
+                                 interrupt)
 
     async def session(self, session_id: str) -> dict[str, Any]:
         return await self._run(_session(session_id))
@@ -240,6 +253,9 @@ class AsyncClient:
 
     async def close_session(self, session_id: str) -> None:
         await self._run(_close(session_id))
+
+    async def interrupt(self, session_id: str) -> bool:
+        return await self._run(_interrupt(session_id))
 
     async def audit(self, *, session: str | None = None, after_seq: int = 0,
                     limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:

@@ -8,6 +8,8 @@ module still loads with httpx alone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,9 +43,16 @@ def _refused(exc: Any) -> DaemonError | Exception:
                          f"the daemon refused the stream ({exc.status} {kind})".strip())
 
 
+async def _interrupt_when(event: asyncio.Event, ws: Any) -> None:
+    await event.wait()
+    await ws.send_str(json.dumps({"type": "interrupt"}))
+
+
 async def exec_stream(target: StreamTarget, session_id: str, code: str,
-                      timeout: float | None, on_output: OutputCallback) -> ExecResult:
-    """Runs one cell; ``on_output(stream, text)`` per output message; the result."""
+                      timeout: float | None, on_output: OutputCallback,
+                      interrupt: asyncio.Event | None = None) -> ExecResult:
+    """Runs one cell; ``on_output(stream, text)`` per output message; the result. When
+    ``interrupt`` is set while the cell runs, the daemon is asked to interrupt it."""
     try:
         import aiohttp  # noqa: PLC0415 - an extra: the client loads without it
     except ImportError as exc:
@@ -62,25 +71,38 @@ async def exec_stream(target: StreamTarget, session_id: str, code: str,
                                    timeout=ws_timeout, max_msg_size=_MAX_MESSAGE_BYTES,
                                    autoclose=True) as ws:
             await ws.send_str(json.dumps(body))
-            async for msg in ws:
-                if msg.type is not aiohttp.WSMsgType.TEXT:
-                    break
-                message = json.loads(msg.data)
-                kind = message.get("type")
-                if kind == "output":
-                    on_output(message["stream"], message["data"])
-                elif kind == "result":
-                    return result_from_json(message)
-                elif kind == "error":
-                    error = message.get("error") or {}
-                    status = message.get("status")
-                    raise exception_for(status if isinstance(status, int) else 400,
-                                        str(error.get("type", "")),
-                                        str(error.get("message", "")))
-            raise DaemonError(f"the stream closed before the result (close code "
-                              f"{ws.close_code})", type="BadResponse")
+            sender = asyncio.create_task(_interrupt_when(interrupt, ws)) if interrupt else None
+            try:
+                return await _receive(ws, on_output)
+            finally:
+                if sender is not None:
+                    sender.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                        await sender
     except aiohttp.WSServerHandshakeError as exc:
         raise _refused(exc) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DaemonError(f"cannot reach the rlmbox daemon: {exc}",
                           type="Unreachable") from exc
+
+
+async def _receive(ws: Any, on_output: OutputCallback) -> ExecResult:
+    """Output messages to ``on_output`` until the result (or an error message)."""
+    import aiohttp  # noqa: PLC0415 - an extra: the client loads without it
+
+    async for msg in ws:
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            break
+        message = json.loads(msg.data)
+        kind = message.get("type")
+        if kind == "output":
+            on_output(message["stream"], message["data"])
+        elif kind == "result":
+            return result_from_json(message)
+        elif kind == "error":
+            error = message.get("error") or {}
+            status = message.get("status")
+            raise exception_for(status if isinstance(status, int) else 400,
+                                str(error.get("type", "")), str(error.get("message", "")))
+    raise DaemonError(f"the stream closed before the result (close code {ws.close_code})",
+                      type="BadResponse")

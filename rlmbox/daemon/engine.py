@@ -142,6 +142,11 @@ class Engine:
                 self._store.end_session(session_id, "killed",
                                         live.session.death_reason or "")
 
+    def interrupt(self, tenant: str, session_id: str) -> bool:
+        """Interrupts the session's running cell; False when none runs. Never waits for
+        the exec lock: the cell holds it."""
+        return self.live(tenant, session_id).session.interrupt(by="daemon client")
+
     def close(self, tenant: str, session_id: str, reason: str = "closed") -> None:
         row = self._store.session(session_id, tenant)
         if row is None:

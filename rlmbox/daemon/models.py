@@ -77,6 +77,10 @@ class ExecResultBody(_Response):
     cell_id: str
 
 
+class InterruptResult(_Response):
+    interrupted: bool = Field(description="false when no cell was running")
+
+
 class AuditPage(_Response):
     events: list[dict[str, Any]]
     next_after_seq: int | None = Field(

@@ -59,7 +59,9 @@ ExecRequest (`{"code", "timeout_s"?}`, at most 64 MiB, else close 1009); the ser
 `{"type": "output", "stream": "stdout"|"stderr", "data": str}` text messages while the
 cell runs (the cell's output as the policy caps it; a slow reader may miss a tail of
 them, counted in `stream_dropped`), then ONE `{"type": "result", ...ExecResultBody,
-"stream_dropped": int}` and closes (1000). A bad request message gets `{"type": "error",
+"stream_dropped": int}` and closes (1000). While the cell runs the client may send
+`{"type": "interrupt"}` to interrupt it (as POST .../interrupt); other messages are
+ignored. A bad request message gets `{"type": "error",
 "error": ErrorDetail}` and close 1008; an error running the cell (session closed, audit
 failure) gets the same error message and close 1008 (4xx class) or 1011 (5xx class).
 The cell runs under the same per-session lock as POST .../exec."""
@@ -77,7 +79,7 @@ def build_spec(version: str) -> dict[str, Any]:
     """The whole document; ``paths`` keys are the routes the app serves (tested)."""
     models: list[type[BaseModel]] = [
         m.CreateSessionRequest, m.ExecRequest, m.Health, m.SessionInfo, m.SessionList,
-        m.ExecResultBody, m.AuditPage, m.ErrorBody, m.ErrorDetail]
+        m.ExecResultBody, m.InterruptResult, m.AuditPage, m.ErrorBody, m.ErrorDetail]
     _, top = models_json_schema(
         [(model, "validation") for model in models], ref_template=_REF)
     authed = _errors(401)
@@ -110,6 +112,11 @@ def build_spec(version: str) -> dict[str, Any]:
                         body=m.ExecRequest, params=[_SESSION_ID]),
         },
         "/v1/sessions/{id}/exec/stream": {"get": _stream_op(authed)},
+        "/v1/sessions/{id}/interrupt": {
+            "post": _op("interrupt the running cell (KeyboardInterrupt inside, state kept)",
+                        {"200": _json(m.InterruptResult, "whether a cell was running"),
+                         **authed, **_errors(404, 409)}, params=[_SESSION_ID]),
+        },
         "/v1/audit": {
             "get": _op("the caller's own audit events, by sequence number",
                        {"200": _json(m.AuditPage, "a page of events"), **authed,

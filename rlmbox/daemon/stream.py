@@ -4,7 +4,9 @@ Protocol: after the upgrade the client sends one text message, the same JSON obj
 the body of ``POST .../exec`` (``{"code", "timeout_s"?}``). The server answers with
 ``{"type": "output", "stream", "data"}`` messages while the cell runs, then one
 ``{"type": "result", ...}`` (the JSON of ``POST .../exec`` plus ``stream_dropped``) and
-closes normally. A bad request message gets ``{"type": "error", "error": {"type",
+closes normally. While the cell runs the client may send ``{"type": "interrupt"}``: the
+cell is interrupted as by ``POST .../interrupt`` (other messages are ignored). A bad
+request message gets ``{"type": "error", "error": {"type",
 "message"}}`` and a close with 1008 (policy violation); an oversized one a close with 1009.
 
 The output pieces are the session's own ``on_output`` pieces (already capped per cell by
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -109,6 +112,24 @@ async def read_request(ws: web.WebSocketResponse) -> m.ExecRequest | None:
     await send_json(ws, error_message(error))
     await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"invalid request")
     return None
+
+
+def _is_interrupt(text: str) -> bool:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "interrupt"
+
+
+async def watch_interrupts(ws: web.WebSocketResponse,
+                           interrupt: Callable[[], Awaitable[object]]) -> None:
+    """Reads the client's messages while its cell runs; each ``{"type": "interrupt"}``
+    interrupts the cell. Ends when the client closes (or is cancelled when the cell ends)."""
+    async for msg in ws:
+        if msg.type is WSMsgType.TEXT and _is_interrupt(msg.data):
+            with contextlib.suppress(RlmboxError):   # the session ended meanwhile
+                await interrupt()
 
 
 async def send_json(ws: web.WebSocketResponse, body: dict[str, Any]) -> None:

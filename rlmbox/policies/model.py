@@ -148,6 +148,56 @@ class ContextPolicy(_Frozen):
     documents: DocumentAccess = DocumentAccess()
 
 
+# A requirement pip understands without fetching anything but an index's packages: a name,
+# optional extras and version clauses. No URLs, paths, options or environment markers, so a
+# policy cannot point the build at a host file or smuggle a pip flag.
+_CLAUSE = r"(==|!=|<=|>=|~=|<|>)[A-Za-z0-9.*+!-]{1,50}"
+Requirement = Annotated[str, Field(strict=True, pattern=(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[[A-Za-z0-9._,-]{1,100}\])?"
+    rf"( ?{_CLAUSE}(, ?{_CLAUSE}){{0,5}})?$"))]
+
+
+class EnvironmentPolicy(_Frozen):
+    """Python packages model code may import, installed once by ``rlmbox env build``
+    into a read-only directory keyed by the hash of this recipe; never at run time."""
+
+    packages: tuple[Requirement, ...] = ()
+
+
+EnvName = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+# Prefixes a session's environment may not set: the interpreter runs isolated (-I) and the
+# loader's variables reach only processes model code starts, so such a key would do nothing
+# for the REPL itself, or something different per backend; refused rather than ignored.
+RESERVED_ENV_PREFIXES = ("LD_", "PYTHON", "RLMBOX_")
+
+
+class SessionSetup(_Frozen):
+    """Environment variables and working directory of model code in every session. The
+    host's own environment never enters a sandbox; these are the only additions."""
+
+    env: dict[EnvName, Annotated[str, Field(strict=True, max_length=4096)]] = Field(
+        default_factory=dict, max_length=64)
+    cwd: Annotated[str, Field(strict=True, pattern=r"^/[A-Za-z0-9_./-]{0,255}$")] | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.upper().startswith(RESERVED_ENV_PREFIXES):
+                raise PydanticCustomError(
+                    "reserved_env", "'{name}' is reserved: variables starting with {prefixes} "
+                    "would not apply to the REPL (it runs isolated) or would differ per backend",
+                    {"name": name, "prefixes": ", ".join(RESERVED_ENV_PREFIXES)})
+        return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _no_dot_segments(cls, value: str | None) -> str | None:
+        if value is not None and any(part in (".", "..") for part in value.split("/")):
+            raise PydanticCustomError("cwd", "cwd must be a normalised absolute path", {})
+        return value
+
+
 class CodePolicy(_Frozen):
     """Plain Python, or cells checked and transformed by RestrictedPython on the host."""
 
@@ -265,6 +315,8 @@ class Policy(_Frozen):
     isolation: Isolation = Isolation()
     context: ContextPolicy = ContextPolicy()
     code: CodePolicy = CodePolicy()
+    environment: EnvironmentPolicy = EnvironmentPolicy()
+    session: SessionSetup = SessionSetup()
     budgets: Budgets = Budgets()
     rules: tuple[Rule, ...] = ()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from rlmbox.errors import RlmboxError, SandboxCrashed
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.environment import SITE_PACKAGES, python_tag
 from rlmbox.runtime.events import EventScope
 from rlmbox.sandboxes.base import Sandbox
 
@@ -31,7 +32,18 @@ def agent_config(policy: Policy, sandbox: Sandbox, functions: Iterable[str],
         "allowed_imports": sorted(policy.code.allowed_imports),
         "seccomp": True, "landlock": True,
         "writable": sandbox.writable_paths(),
+        **_environment(policy, sandbox),
+        "session_env": dict(policy.session.env),
+        "cwd": policy.session.cwd,
     }
+
+
+def _environment(policy: Policy, sandbox: Sandbox) -> dict[str, Any]:
+    """Where the package environment is inside and the Python it was built for."""
+    inside = sandbox.environment_path()
+    if inside is None:
+        return {}
+    return {"environment": {"site": f"{inside}/{SITE_PACKAGES}", "python": python_tag()}}
 
 
 def init_agent(sandbox: Sandbox, config: dict[str, Any], scope: EventScope) -> None:

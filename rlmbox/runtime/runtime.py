@@ -154,6 +154,7 @@ class Runtime:
         if self._state is RuntimeState.CLOSED:
             raise SessionClosed("the runtime is closed")
         backend_name = backend or self.policy.isolation.backend
+        spec = spec_for(self.policy)   # an unbuilt package environment: refused first
         chosen = self.backend(backend_name)
         provided = chosen.properties()
         session_id = "s-" + secrets.token_hex(8)
@@ -179,7 +180,7 @@ class Runtime:
             if store is not None:
                 functions.update({f.name: f for f in context_functions(store)})
             transform = self._code_transform()
-            sandbox, warm = self._supply.acquire(backend_name, spec_for(self.policy))
+            sandbox, warm = self._supply.acquire(backend_name, spec)
         except BaseException:
             self._gate.leave(session_id)
             raise

@@ -115,6 +115,17 @@ class Session:
     def state(self) -> SessionState:
         return self._state
 
+    def interrupt(self, by: str = "caller") -> bool:
+        """Asks the running cell to stop, from any thread: SIGINT, so the cell ends with
+        ``KeyboardInterrupt`` (status ``interrupted``) and the namespace is kept; a cell
+        that catches it is still bounded by its wall time. Audited as ``cell.interrupt``
+        naming ``by``. Returns False, doing nothing, when no cell is running."""
+        if self._state is not SessionState.RUNNING:
+            return False
+        self._event("cell.interrupt", by=by)
+        self.sandbox.interrupt()
+        return True
+
     def exec(self, code: str, *, timeout: float | None = None,
              on_output: OutputCallback | None = None) -> ExecResult:
         """Runs one cell. Returns its result; raises only when the session cannot run it.

@@ -11,6 +11,7 @@ import threading
 
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.backends import backend_by_name
+from rlmbox.runtime.environment import built_environment
 from rlmbox.runtime.pool import WarmPool
 from rlmbox.sandboxes.base import Backend, ResourceLimits, Sandbox, SandboxSpec
 
@@ -18,7 +19,11 @@ MiB = 1024 * 1024
 
 
 def spec_for(policy: Policy) -> SandboxSpec:
-    """The sandbox spec a policy asks for."""
+    """The sandbox spec a policy asks for.
+
+    Raises:
+        EnvironmentNotBuilt: the policy names packages that are not built.
+    """
     lim = policy.limits
     return SandboxSpec(
         limits=ResourceLimits(
@@ -26,7 +31,8 @@ def spec_for(policy: Policy) -> SandboxSpec:
             cpu_cores=lim.cpu_cores, pids=lim.pids, open_files=lim.open_files,
             file_size_bytes=lim.file_size_mb * MiB, disk_bytes=lim.disk_mb * MiB,
             output_bytes=lim.output_bytes),
-        image=policy.isolation.image, runtime=policy.isolation.runtime)
+        image=policy.isolation.image, runtime=policy.isolation.runtime,
+        environment=built_environment(policy))
 
 
 class SandboxSupply:

@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 
 from rlmbox.sandboxes.protocol import Frame
 
+ENVIRONMENT_MOUNT = "/rlmbox/env"   # where a package environment appears inside
+
 
 class IsolationProperty(enum.StrEnum):
     """A guarantee a backend gives about the code it runs. Names are policy vocabulary."""
@@ -63,6 +65,7 @@ class SandboxSpec:
     runtime: str | None = None
     seccomp: bool = True
     landlock: bool = True
+    environment: Path | None = None   # a built package environment, bound read-only
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,10 @@ class Sandbox(Protocol):
 
     def writable_paths(self) -> list[str]:
         """Paths inside the sandbox that code may write (Landlock's writable set)."""
+        ...
+
+    def environment_path(self) -> str | None:
+        """Where the spec's package environment is inside (read-only), if it has one."""
         ...
 
     def send(self, frame: Frame, timeout: float | None = None) -> None:

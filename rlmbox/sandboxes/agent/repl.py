@@ -148,6 +148,7 @@ class Agent:
             **{name: _exception_class(name) for name in _INJECTED_ERRORS},
         })
         self.injected["context"] = self._load_context(config)
+        _use_environment(config.get("environment"))
         if config.get("code_mode") == "restricted":
             from rlmbox.sandboxes.agent import restricted_guards  # noqa: PLC0415
             allowed = frozenset(config.get("allowed_imports", []))
@@ -155,6 +156,7 @@ class Agent:
             self._builtins = self.namespace["__builtins__"]   # the restricted set, kept
         if self.pump is None:   # not confined at start-up: do it now, still single-threaded
             self.confine(config)
+        _set_up_session(config.get("session_env"), config.get("cwd"))   # under the walls
         self._restore_injected()
         return {"t": "result", "id": frame["id"], "status": "ok", "has_answer": True,
                 "answer": self.confinement}
@@ -240,10 +242,44 @@ class Agent:
                 self._flush_streams()
                 os._exit(0)
             elif kind == "init":
-                self.io.send(self.init(frame))
+                try:
+                    reply = self.init(frame)
+                except Exception as exc:   # the host refuses the session with this reason
+                    reply = {"t": "result", "id": frame["id"], "status": "error",
+                             "error": _format_error(exc)}
+                self.io.send(reply)
             elif kind == "exec":
                 self.io.send(self.run_cell(frame))
             # a stray reply (its call already gave up) is dropped
+
+
+def _use_environment(environment: Any) -> None:
+    """Puts the policy's read-only package directory on ``sys.path``, once it is known
+    to match this interpreter (its compiled parts would not load in another)."""
+    if not isinstance(environment, dict):
+        return
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if environment.get("python") != here:
+        raise RuntimeError(f"the package environment was built for Python "
+                           f"{environment.get('python')}; this sandbox runs {here}")
+    site = str(environment.get("site"))
+    if site in sys.path:
+        return
+    # after the standard library, before the interpreter's own site/dist-packages: the
+    # policy's pinned version wins over whatever the image or the host happens to ship
+    shipped = [i for i, entry in enumerate(sys.path)
+               if entry.endswith(("site-packages", "dist-packages"))]
+    sys.path.insert(shipped[0] if shipped else len(sys.path), site)
+
+
+def _set_up_session(env: Any, cwd: Any) -> None:
+    """The policy's variables and working directory, created if missing (a path outside
+    the writable area cannot be, and the session is refused with the reason)."""
+    if isinstance(env, dict):
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+    if isinstance(cwd, str):
+        os.makedirs(cwd, exist_ok=True)
+        os.chdir(cwd)
 
 
 def _exception_class(name: str) -> type[Exception]:

@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol
 
 from rlmbox.errors import SandboxCrashed, SandboxError, SandboxUnavailable
 from rlmbox.sandboxes.base import (
+    ENVIRONMENT_MOUNT,
     BackendReport,
     IsolationProperty,
     SandboxInfo,
@@ -225,6 +226,13 @@ class DockerBackend:
         else:
             stager = ArchiveStager.create(self.client, image, name, labels)
             mounts = cfg.Mounts(agent_dir=self.agent_dir(), context_volume=stager.volume)
+        if spec.environment is not None:
+            if not self._bind_staging():
+                stager.discard()
+                raise SandboxUnavailable(
+                    "a package environment is bound from this machine's disk, which a "
+                    "remote Docker engine cannot see; run the daemon beside the engine")
+            mounts = replace(mounts, environment_dir=spec.environment)
         transport = self.transport
         container_id: str | None = None
         listener: SocketListener | None = None
@@ -348,6 +356,9 @@ class DockerSandbox:
 
     def stage(self, source: Path, name: str) -> str:
         return self._prepared.stager.stage(source, name)
+
+    def environment_path(self) -> str | None:
+        return ENVIRONMENT_MOUNT if self._prepared.spec.environment is not None else None
 
     def send(self, frame: Frame, timeout: float | None = None) -> None:
         try:

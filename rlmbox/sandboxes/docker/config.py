@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from rlmbox.sandboxes.base import IsolationProperty, ResourceLimits
+from rlmbox.sandboxes.base import ENVIRONMENT_MOUNT, IsolationProperty, ResourceLimits
 
 SANDBOX_UID: Final = 10001
 WORKDIR: Final = "/work"
@@ -78,6 +78,7 @@ class Mounts:
     context_dir: Path | None = None      # local engine: a per-sandbox staging directory
     context_volume: str | None = None    # remote engine: a per-sandbox volume
     socket_dir: Path | None = None       # socket transport: the per-sandbox listener's dir
+    environment_dir: Path | None = None  # a built package environment (local engine only)
 
 
 def host_config(api: Any, limits: ResourceLimits, runtime: str, mounts: Mounts) -> Any:
@@ -93,6 +94,8 @@ def host_config(api: Any, limits: ResourceLimits, runtime: str, mounts: Mounts) 
         # Read-only: a socket on a read-only mount can still be connected to, and nothing
         # can be created, renamed or removed in the directory from inside.
         binds[str(mounts.socket_dir)] = {"bind": SOCKET_MOUNT, "mode": "ro"}
+    if mounts.environment_dir is not None:
+        binds[str(mounts.environment_dir)] = {"bind": ENVIRONMENT_MOUNT, "mode": "ro"}
     disk = max(limits.disk_bytes, 1024 * 1024)
     tmpfs_opts = "rw,nosuid,nodev,size={size},mode={mode}{owner}"
     owner = f",uid={SANDBOX_UID},gid={SANDBOX_UID}"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from rlmbox.errors import SandboxUnavailable
 from rlmbox.sandboxes.base import (
+    ENVIRONMENT_MOUNT,
     BackendReport,
     IsolationProperty,
     SandboxInfo,
@@ -237,8 +238,10 @@ class ProcessSandbox:
         agent = [str(python), "-I", "-B", _AGENT_INSIDE, confine]
         if not self._backend._bwrap:
             return [str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py"), confine]
-        return [*bwrap_argv(self._backend._bwrap, python,
-                            [(agent_bundle_dir(), "/rlmbox/agent"), (self._stage, _STAGE_INSIDE)],
+        binds = [(agent_bundle_dir(), "/rlmbox/agent"), (self._stage, _STAGE_INSIDE)]
+        if self._spec.environment is not None:
+            binds.append((self._spec.environment, ENVIRONMENT_MOUNT))
+        return [*bwrap_argv(self._backend._bwrap, python, binds,
                             tmpfs_bytes=self._spec.limits.disk_bytes,
                             shm_bytes=self._spec.limits.shm_bytes, info_fd=info_fd), *agent]
 
@@ -373,6 +376,11 @@ class ProcessSandbox:
         if self._backend._bwrap:
             return ["/tmp", "/dev/shm", *WRITABLE_DEVICES]
         return [str(self._work), *WRITABLE_DEVICES]
+
+    def environment_path(self) -> str | None:
+        if self._spec.environment is None:
+            return None
+        return ENVIRONMENT_MOUNT if self._backend._bwrap else str(self._spec.environment)
 
     def host_pids(self) -> list[int]:
         """Host pids of the sandbox's own processes (bwrap, then the namespace's init),
