@@ -28,11 +28,14 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "sandboxes": frozenset({"errors"}),
     "policies": frozenset({"errors", "sandboxes"}),
     "runtime": frozenset({"errors", "sandboxes", "policies", "audit", "lm", "observe"}),
-    "adapters": frozenset({"errors", "sandboxes", "policies", "audit", "lm", "runtime"}),
-    "daemon": frozenset({"errors", "sandboxes", "policies", "audit", "lm", "runtime"}),
-    "cluster": frozenset({"errors", "sandboxes", "policies", "audit", "lm", "runtime"}),
-    "cli": frozenset({"errors", "sandboxes", "policies", "audit", "lm", "runtime", "daemon",
-                      "cluster"}),
+    "adapters": frozenset({"errors", "sandboxes", "policies", "audit", "lm", "observe",
+                           "runtime"}),
+    "daemon": frozenset({"errors", "sandboxes", "policies", "audit", "lm", "observe",
+                         "runtime"}),
+    "cluster": frozenset({"errors", "sandboxes", "policies", "audit", "lm", "observe",
+                          "runtime"}),
+    "cli": frozenset({"errors", "sandboxes", "policies", "audit", "lm", "observe", "runtime",
+                      "daemon", "cluster"}),
 }
 
 
