@@ -158,3 +158,36 @@ def test_import_rlmbox_loads_no_metrics_or_tracing_package() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+class _Broken:
+    """An observer whose every method raises."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def record(self, record: Any) -> None:
+        self.calls += 1
+        raise RuntimeError("observer bug")
+
+    def audit_synced(self, seconds: float) -> None:
+        self.calls += 1
+        raise RuntimeError("observer bug")
+
+    def audit_failed(self) -> None:
+        self.calls += 1
+        raise RuntimeError("observer bug")
+
+
+def test_an_observer_that_raises_is_switched_off_and_the_log_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = _Broken()
+    log = AuditLog(tmp_path)
+    sink = ObservedAudit(log, [broken])
+    first = sink.append("probe")
+    second = sink.append("probe")
+    sink.sync()
+    log.close()
+    assert (first["seq"], second["seq"]) == (1, 2)
+    assert broken.calls == 1
+    assert "switched off" in caplog.text
