@@ -17,7 +17,7 @@ import os
 import secrets
 import threading
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -99,6 +99,8 @@ class Runtime:
             metrics on (docs/observability.md; extra ``metrics``); default: none.
         tracing: an OpenTelemetry ``TracerProvider``: a span per session, cell and host
             call, one trace per session tree (extra ``otel``); default: no spans.
+        observers: more observers of the audit stream (``runtime/observe.py``), such as
+            the CLI's live display.
     """
 
     def __init__(self, policy: str | Path | Policy = "default", *,
@@ -110,7 +112,8 @@ class Runtime:
                  session_gate: SessionGate | None = None,
                  subcall: Callable[[str, str | None], str] | None = None,
                  metrics: CollectorRegistry | None = None,
-                 tracing: TracerProvider | None = None) -> None:
+                 tracing: TracerProvider | None = None,
+                 observers: Sequence[Observer] = ()) -> None:
         if durability not in ("cell", "session"):
             raise ValueError("durability must be 'cell' or 'session'")
         self.durability = durability
@@ -126,7 +129,8 @@ class Runtime:
         self.tenant = tenant
         self._gate: SessionGate = session_gate if session_gate is not None else OpenGate()
         self._supply = SandboxSupply(self.policy.isolation.runtime, pool_size)
-        self._events = observed(self.audit, self._observers(metrics, tracing, pool_size))
+        self._events = observed(self.audit, [*self._observers(metrics, tracing, pool_size),
+                                             *observers])
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._state = RuntimeState.OPEN
