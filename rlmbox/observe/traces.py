@@ -1,8 +1,9 @@
 """OpenTelemetry spans of the engine, read off the audit stream (extra ``otel``).
 
-One span per session, cell and host call. A child session (``rlm_query``) starts on the
-thread that runs its parent's ``rlm_query`` call, so that call's span, open on the same
-thread, is the child session's parent: a whole RLM tree is one trace. A root session is
+One span per session, cell and host call. A child session (``rlm_query``) starts inside
+its parent's ``rlm_query`` call: the call's span is made the running call of the context
+the call runs in (a context variable, which the engine carries onto the call's own
+thread), so it is the child session's parent and a whole RLM tree is one trace. A root session is
 parented by whatever span the caller has current (an embedding program's own span).
 
 Attributes carry what the audit record holds about the action (backend, policy digest,
@@ -11,8 +12,10 @@ decision, rule ids, tokens, cost) and digests of bodies, never code, prompts or 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,12 +60,18 @@ def _facts(record: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Att
     return out
 
 
+# (session, span) of the host call the current context is running
+_RUNNING_CALL: ContextVar[tuple[str, Span] | None] = ContextVar("rlmbox_running_call",
+                                                               default=None)
+
+
 @dataclass
 class _OpenCall:
     session: str
     function: str
     call_id: Any
     span: Span
+    token: Token[tuple[str, Span] | None]
 
 
 class SpanTree:
@@ -122,13 +131,13 @@ class SpanTree:
             SESSION_SPAN, context=context, attributes=attributes)
 
     def _parent_of(self, parent: Any) -> Span | None:
-        """The parent's call running on this thread (its ``rlm_query``), else the parent
+        """The parent's call this context runs (its ``rlm_query``), else the parent
         session itself; ``None`` for a root session."""
         if not isinstance(parent, str):
             return None
-        for call in reversed(self._calls.get(threading.get_ident(), [])):
-            if call.session == parent:
-                return call.span
+        running = _RUNNING_CALL.get()
+        if running is not None and running[0] == parent:
+            return running[1]
         return self._sessions.get(parent)
 
     def _session_ended(self, session: str, record: Mapping[str, Any]) -> None:
@@ -175,8 +184,10 @@ class SpanTree:
             return
         span = self._tracer.start_span(HOST_CALL_SPAN, context=trace.set_span_in_context(
             parent), attributes=_facts(record, _CALL_FACTS))
+        token = _RUNNING_CALL.set((session, span))
         self._calls.setdefault(threading.get_ident(), []).append(
-            _OpenCall(session, str(record.get("function")), record.get("call_id"), span))
+            _OpenCall(session, str(record.get("function")), record.get("call_id"), span,
+                      token))
 
     def _call_ended(self, session: str, record: Mapping[str, Any]) -> None:
         span = self._take_call(session, record)
@@ -201,5 +212,7 @@ class SpanTree:
                 del stack[index]
                 if not stack:
                     self._calls.pop(threading.get_ident(), None)
+                with contextlib.suppress(ValueError, RuntimeError):   # another context's
+                    _RUNNING_CALL.reset(call.token)
                 return call.span
         return None

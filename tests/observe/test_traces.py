@@ -96,3 +96,26 @@ def _session_of(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> str | Non
     if current is None or current.attributes is None:
         return None
     return str(current.attributes["rlmbox.session.id"])
+
+
+def test_each_batched_child_hangs_under_its_own_call(
+        tmp_path: Path, exporter: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """rlm_query_batched with three prompts: three child sessions, each under a distinct
+    call span of the batch, all in the root's trace."""
+    provider, exported = exporter
+    with Runtime(write_policy(tmp_path, budgets={"tree": {"max_depth": 1}}),
+                 lm=PricedLM(), rlm_lm=ScriptedLM(default="```repl\nFINAL(context)\n```"),
+                 audit_dir=tmp_path / "audit", pool_size=0, tracing=provider) as rt, \
+            rt.session() as s:
+        result = s.exec("print(rlm_query_batched(['a', 'b', 'c']))")
+        assert result.stdout == "['a', 'b', 'c']\n", result.error
+    spans = list(exported.get_finished_spans())
+    by_id = {sp.context.span_id: sp for sp in spans}
+    children = [sp for sp in spans if sp.name == "rlmbox.session" and sp.parent is not None]
+    assert len(children) == 3
+    parents = [by_id[sp.parent.span_id] for sp in children if sp.parent]
+    assert [p.name for p in parents] == ["rlmbox.host_call"] * 3
+    assert all(p.attributes and p.attributes["rlmbox.call.function"] == "rlm_query_batched"
+               for p in parents)
+    assert len({p.context.span_id for p in parents}) == 3
+    assert len({sp.context.trace_id for sp in spans}) == 1
