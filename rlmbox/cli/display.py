@@ -9,13 +9,16 @@ from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
 
 
-def print_header(rt: Runtime, session: Session) -> None:
+def header_line(rt: Runtime, session: Session) -> str:
     """One line naming the policy (by digest) and the sandbox the session runs in."""
     info = session.sandbox.info
     runtime = f" ({info.runtime})" if info.runtime else ""
-    print(f"policy {rt.policy.name} (sha256 {rt.policy.sha256[:12]}), backend "
-          f"{info.backend}{runtime}, session {session.id} in sandbox {info.sandbox_id}",
-          flush=True)
+    return (f"policy {rt.policy.name} (sha256 {rt.policy.sha256[:12]}), backend "
+            f"{info.backend}{runtime}, session {session.id} in sandbox {info.sandbox_id}")
+
+
+def print_header(rt: Runtime, session: Session) -> None:
+    print(header_line(rt, session), flush=True)
 
 
 def result_json(label: str, result: ExecResult) -> dict[str, Any]:

@@ -7,10 +7,11 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rlmbox.cli.display import print_answer, print_header
+from rlmbox.cli.display import header_line, print_answer, print_header
 from rlmbox.cli.inputs import add_context_arguments, read_context
+from rlmbox.cli.terminal import terminal_safe
 from rlmbox.lm.base import LMProvider
 from rlmbox.lm.hosted import register_secrets
 from rlmbox.lm.scripted import ScriptedLM
@@ -18,6 +19,9 @@ from rlmbox.lm.spec import SPEC_HELP, provider_from_spec
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.rlm_loop import Trajectory, run_rlm
 from rlmbox.runtime.runtime import Runtime
+
+if TYPE_CHECKING:
+    from rlmbox.cli.live import LiveDisplay
 
 _DEMO_ROOT_REPLIES = [
     "Let me look at the context first.\n```repl\nlines = context.splitlines()\n"
@@ -93,11 +97,11 @@ def _print_cell(step: int, code: str, result: ExecResult) -> None:
     print(f"── step {step} · cell [{result.status}, {result.duration_s * 1000:.1f} ms, "
           f"{result.host_calls} host call(s)]")
     for line in code.splitlines():
-        print(f"  >>> {line}")
+        print(f"  >>> {terminal_safe(line)}")
     for line in result.stdout.splitlines():
-        print(f"  {line}")
+        print(f"  {terminal_safe(line)}")
     if result.error:
-        print(f"  {result.error}")
+        print(f"  {terminal_safe(result.error)}")
 
 
 def _trajectory_json(trajectory: Trajectory, rt: Runtime, session_id: str) -> str:
@@ -111,8 +115,34 @@ def _trajectory_json(trajectory: Trajectory, rt: Runtime, session_id: str) -> st
             for code, r in step.cells]} for step in trajectory.steps]}, default=repr)
 
 
+def _live_display(as_json: bool) -> LiveDisplay | None:
+    """The live display on a terminal; plain lines elsewhere or with --json (or without
+    rich installed)."""
+    if as_json or not sys.stdout.isatty():
+        return None
+    try:
+        from rlmbox.cli.live import LiveDisplay  # noqa: PLC0415 - only on a terminal
+    except ImportError:
+        return None
+    return LiveDisplay()
+
+
+def _drive_live(rt: Runtime, display: LiveDisplay, root: LMProvider, task: str,
+                context: Any, backend: str | None, max_steps: int) -> int:
+    with display, rt.session(context=context, backend=backend) as session:
+        display.begin(header_line(rt, session), rt.policy.budgets.tree)
+        trajectory = run_rlm(session, root, task, context=context, max_steps=max_steps,
+                             on_reply=display.reply, on_cell_start=display.cell_start,
+                             on_output=display.output, on_cell=display.cell_done)
+    display.summary(trajectory.answered, trajectory.answer, rt.audit_path)
+    return 0 if trajectory.answered else 1
+
+
 def _drive(rt: Runtime, root: LMProvider, task: str, context: Any, backend: str | None,
-           max_steps: int, *, as_json: bool = False) -> int:
+           max_steps: int, *, as_json: bool = False, display: LiveDisplay | None = None
+           ) -> int:
+    if display is not None:
+        return _drive_live(rt, display, root, task, context, backend, max_steps)
     with rt.session(context=context, backend=backend) as session:
         if not as_json:
             print_header(rt, session)
@@ -137,17 +167,20 @@ def run(args: argparse.Namespace) -> int:
     context = read_context(args.context, args.context_format)
     root = provider_from_spec(args.root_lm, allow_unpriced=args.allow_unpriced)
     sub = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else root
-    with Runtime(args.policy, lm=sub, audit_dir=args.audit_dir, pool_size=0) as rt:
+    display = _live_display(args.json)
+    with Runtime(args.policy, lm=sub, audit_dir=args.audit_dir, pool_size=0,
+                 observers=[display] if display else ()) as rt:
         register_secrets(rt.audit, root)   # the runtime registered the sub-model's key
         return _drive(rt, root, args.task, context, args.backend, args.max_steps,
-                      as_json=args.json)
+                      as_json=args.json, display=display)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     context = _demo_context()
+    display = _live_display(as_json=False)
     with Runtime(args.policy, lm=ScriptedLM(_demo_sub_lm), audit_dir=args.audit_dir,
-                 pool_size=0) as rt:
+                 pool_size=0, observers=[display] if display else ()) as rt:
         code = _drive(rt, ScriptedLM(_DEMO_ROOT_REPLIES), "What is the secret code?",
-                      context, None, 4)
+                      context, None, 4, display=display)
     sys.stdout.flush()
     return code

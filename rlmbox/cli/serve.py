@@ -50,6 +50,10 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--tcp-public", action="store_true",
                        help="allow a non-loopback --tcp address; put TLS in front of it "
                             "(a reverse proxy): the daemon speaks plain HTTP")
+    serve.add_argument("--metrics-tcp", action="store_true",
+                       help="serve GET /metrics on the TCP listener too, without a token "
+                            "(it names tenants): for a scraper on a private network; the "
+                            "Unix socket always serves it")
     serve.add_argument("--state", type=Path, default=None,
                        help=f"state directory (default {default_state_dir()})")
     serve.add_argument("--policy", action="append", default=[], metavar="[NAME=]POLICY",
@@ -151,7 +155,8 @@ def _serve(args: argparse.Namespace) -> int:
     config = DaemonConfig(
         state_dir=args.state or default_state_dir(),
         socket=None if args.no_socket else (args.socket or default_socket()),
-        tcp=args.tcp, tcp_public=args.tcp_public, policies=load_policies(args.policy),
+        tcp=args.tcp, tcp_public=args.tcp_public, metrics_tcp=args.metrics_tcp,
+        policies=load_policies(args.policy),
         lm=provider_from_spec(args.lm) if args.lm else None, audit_dir=args.audit_dir,
         pool_size=args.pool_size, threads=args.threads,
         limits=DaemonLimits(**{name: getattr(args, f"limit_{name}") for name in LIMIT_FLAGS}))

@@ -32,6 +32,8 @@ from rlmbox.daemon.engine import Engine
 from rlmbox.daemon.openapi import build_spec
 from rlmbox.daemon.rate_limit import RateLimiter, retry_after_header
 from rlmbox.daemon.refusals import RefusalRecorder
+from rlmbox.daemon.scrape import METRICS_PATH, Scrape, metrics_response, scrape_allowed
+from rlmbox.daemon.session_view import VIEW_HEADERS, session_report
 from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.stream import (
     OutputRelay,
@@ -79,6 +81,7 @@ PARSE_POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("parse_pool", ThreadPool
 RATE: web.AppKey[RateLimiter] = web.AppKey("rate", RateLimiter)
 REFUSALS: web.AppKey[RefusalRecorder] = web.AppKey("refusals", RefusalRecorder)
 SPEC: web.AppKey[dict[str, Any]] = web.AppKey("spec", dict)
+SCRAPE: web.AppKey[Scrape] = web.AppKey("scrape", Scrape)
 LOCKS: web.AppKey[weakref.WeakValueDictionary[str, asyncio.Lock]] = web.AppKey(
     "locks", weakref.WeakValueDictionary)
 TENANT: web.RequestKey[str] = web.RequestKey("tenant", str)
@@ -145,6 +148,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC_PATHS and request.method == "GET":
+        return await handler(request)
+    if request.path == METRICS_PATH:   # the operator's, never a tenant's (scrape.py)
+        if not scrape_allowed(request, request.app[SCRAPE]):
+            raise web.HTTPNotFound()
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -325,6 +332,20 @@ async def audit_events(request: web.Request) -> web.Response:
     return web.json_response({"events": events, "next_after_seq": next_after})
 
 
+async def session_view(request: web.Request) -> web.Response:
+    """The trajectory viewer's HTML report of one of the caller's sessions."""
+    session_id = request.match_info["id"]
+    if request.app[STORE].session(session_id, request[TENANT]) is None:
+        raise DaemonError(f"no session {session_id!r}", status=404, type=NOT_FOUND)
+    html = await _blocking(request, session_report, request.app[AUDIT_INDEX].directory,
+                           request[TENANT], session_id)
+    return web.Response(text=html, content_type="text/html", headers=VIEW_HEADERS)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return metrics_response(request.app[SCRAPE])
+
+
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/v1/health", health),
     ("GET", "/openapi.json", openapi),
@@ -336,11 +357,13 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/v1/sessions/{id}/exec/stream", exec_stream),
     ("POST", "/v1/sessions/{id}/interrupt", interrupt_cell),
     ("GET", "/v1/audit", audit_events),
+    ("GET", "/v1/sessions/{id}/view", session_view),
+    ("GET", METRICS_PATH, metrics),
 )
 
 
 def build_app(engine: Engine, store: Store, index: AuditIndex, pools: Pools,
-              refusals: RefusalRecorder, version: str) -> web.Application:
+              refusals: RefusalRecorder, version: str, scrape: Scrape) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware],
                           client_max_size=MAX_BODY_BYTES)
     limits = engine.admission.limits
@@ -352,6 +375,7 @@ def build_app(engine: Engine, store: Store, index: AuditIndex, pools: Pools,
     app[RATE] = RateLimiter(limits.requests_per_s_per_tenant, limits.request_burst_per_tenant)
     app[REFUSALS] = refusals
     app[SPEC] = build_spec(version)
+    app[SCRAPE] = scrape
     app[LOCKS] = weakref.WeakValueDictionary()
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlmbox.daemon.admission import Admission, TenantGate
 from rlmbox.daemon.store import SessionRow, Store
@@ -27,6 +27,9 @@ from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import OutputCallback, Session, SessionState
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("rlmbox.daemon")
 REAPED = "the session's wall time (session_timeout_s) is spent"
@@ -54,7 +57,8 @@ class Engine:
     """Runtimes and live sessions of every tenant; thread-safe."""
 
     def __init__(self, policies: dict[str, Policy], *, lm: LMProvider, audit: AuditSink,
-                 store: Store, admission: Admission, pool_size: int = 0) -> None:
+                 store: Store, admission: Admission, pool_size: int = 0,
+                 metrics: CollectorRegistry | None = None) -> None:
         if not policies:
             raise DaemonError("the daemon needs at least one policy", type="Config")
         self.policies = policies
@@ -63,6 +67,7 @@ class Engine:
         self._audit = audit
         self._store = store
         self._pool_size = pool_size
+        self._metrics = metrics
         self.admission = admission
         self._runtimes: dict[tuple[str, str], Runtime] = {}
         self._live: dict[str, LiveSession] = {}
@@ -86,6 +91,7 @@ class Engine:
                 self._runtimes[key] = Runtime(self.policies[policy_name], lm=self._lm,
                                               audit=self._audit, tenant=tenant,
                                               pool_size=self._pool_size,
+                                              metrics=self._metrics,
                                               session_gate=TenantGate(self.admission, tenant))
             return self._runtimes[key]
 

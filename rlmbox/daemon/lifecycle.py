@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from rlmbox.audit.log import AuditLog
 from rlmbox.daemon.admission import Admission
@@ -29,10 +30,12 @@ from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.daemon.paths import bind_tcp, bind_unix, parse_tcp, private_dir
 from rlmbox.daemon.reconcile import Reconciled, reconcile
 from rlmbox.daemon.refusals import RefusalRecorder
+from rlmbox.daemon.scrape import Scrape
 from rlmbox.daemon.store import DaemonLock, Store
 from rlmbox.errors import DaemonError, RlmboxError
 from rlmbox.lm.base import LMProvider
 from rlmbox.lm.unconfigured import UnconfiguredLM
+from rlmbox.observe.metrics import families_for
 from rlmbox.policies.model import Policy, load_policy
 
 log = logging.getLogger("rlmbox.daemon")
@@ -70,6 +73,7 @@ class DaemonConfig:
     socket: Path | None
     tcp: str | None = None
     tcp_public: bool = False
+    metrics_tcp: bool = False   # GET /metrics on the TCP listener too (scrape.py)
     policies: dict[str, Policy] = field(default_factory=dict)
     lm: LMProvider | None = None
     audit_dir: Path | None = None
@@ -120,9 +124,11 @@ class Daemon:
         self._parse_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlmbox-parse")
         self._index = AuditIndex(self.audit_dir)
         admission = Admission(cfg.limits, self._index.tenant_bytes)
+        scrape = Scrape(CollectorRegistry(), on_tcp=cfg.metrics_tcp)
+        families_for(scrape.registry)   # every family is scraped from the start, at zero
         self._engine = Engine(policies, lm=cfg.lm or UnconfiguredLM(OFFLINE_HINT),
                               audit=self._audit, store=self._store, admission=admission,
-                              pool_size=cfg.pool_size)
+                              pool_size=cfg.pool_size, metrics=scrape.registry)
         self._audit.append("daemon.start", policies={n: p.sha256 for n, p in policies.items()},
                            version=rlmbox_version(), lost=self.reconciled.lost,
                            limits=dataclasses.asdict(cfg.limits))
@@ -130,7 +136,7 @@ class Daemon:
         await self._extend_index()   # built once here, then extended every index_every_s
         app = build_app(self._engine, self._store, self._index,
                         Pools(work=self._pool, parse=self._parse_pool),
-                        RefusalRecorder(self._audit), rlmbox_version())
+                        RefusalRecorder(self._audit), rlmbox_version(), scrape)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=5.0)
         await self._runner.setup()

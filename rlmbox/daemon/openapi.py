@@ -128,6 +128,19 @@ def build_spec(version: str) -> dict[str, Any]:
                                       {"type": "integer", "minimum": 1, "maximum": 1000})]),
         },
     }
+    paths["/v1/sessions/{id}/view"] = {"get": _op(
+        "the trajectory viewer's report of one of the caller's sessions and its rlm_query "
+        "children (docs/viewer.md)",
+        {"200": {"description": "a self-contained HTML page (no script)",
+                 "content": {"text/html": {"schema": {"type": "string"}}}},
+         **authed, **_errors(404)}, params=[_SESSION_ID])}
+    paths["/metrics"] = {"get": _op(
+        "Prometheus metrics (docs/observability.md): on the Unix socket, and on TCP only "
+        "when the daemon runs with --metrics-tcp; no bearer token (the socket's mode, or "
+        "the operator's network, guards it); 404 elsewhere",
+        {"200": {"description": "the Prometheus text exposition format",
+                 "content": {"text/plain": {"schema": {"type": "string"}}}},
+         **_errors(404)}, public=True)}
     return {
         "openapi": "3.1.0",
         "info": {"title": "rlmbox daemon", "version": version,

@@ -11,6 +11,7 @@ cannot wait on a thread its own caller holds.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -84,7 +85,10 @@ def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
         if late:
             on_late(error)
 
-    threading.Thread(target=worker, name=f"rlmbox-call-{name}", daemon=True).start()
+    # the worker runs in the caller's context: context-local state (the trace's running
+    # call, observe/traces.py) follows the call onto its thread
+    threading.Thread(target=contextvars.copy_context().run, args=(worker,),
+                     name=f"rlmbox-call-{name}", daemon=True).start()
     outcome.done.wait(deadline.remaining())
     with outcome.lock:
         if not outcome.done.is_set():

@@ -22,7 +22,7 @@ from typing import Any
 
 from rlmbox.lm.base import CallOptions, LMProvider, LMRequest, TextSink, Turn
 from rlmbox.runtime.results import ExecResult
-from rlmbox.runtime.session import Session
+from rlmbox.runtime.session import OutputCallback, Session
 
 CODE_BLOCK = re.compile(r"```(?:repl|python)\s*\n(.*?)```", re.DOTALL)
 _FINAL_LINE = re.compile(r"^\s*FINAL\((.*)\)\s*$", re.MULTILINE)
@@ -61,8 +61,13 @@ def run_rlm(session: Session, root: LMProvider, task: str, *, context: Any, max_
             model: str | None = None,
             on_reply: Callable[[int, str], None] | None = None,
             on_text: TextSink | None = None,
-            options: CallOptions | None = None) -> Trajectory:
+            options: CallOptions | None = None,
+            on_cell_start: Callable[[int, str], None] | None = None,
+            on_output: OutputCallback | None = None) -> Trajectory:
     """Drives the root model against the session until an answer or ``max_steps``.
+
+    ``on_reply``, ``on_cell_start``, ``on_output`` (the cell's output as it streams,
+    see :meth:`Session.exec`) and ``on_cell`` let a caller show the run as it goes.
 
     Each root completion passes the session's dispatcher (budgeted as ``root_lm``, audited
     before and after), so it raises ``BudgetExceeded`` once the tree's budget is spent.
@@ -86,7 +91,9 @@ def run_rlm(session: Session, root: LMProvider, task: str, *, context: Any, max_
         if on_reply is not None:
             on_reply(number, reply)
         for code in extract_code(reply):
-            result = session.exec(code)
+            if on_cell_start is not None:
+                on_cell_start(number, code)
+            result = session.exec(code, on_output=on_output)
             step.cells.append((code, result))
             if on_cell is not None:
                 on_cell(number, code, result)

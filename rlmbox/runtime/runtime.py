@@ -17,10 +17,10 @@ import os
 import secrets
 import threading
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rlmbox.audit.log import AuditLog
 from rlmbox.errors import IsolationUnavailable, SessionClosed
@@ -42,12 +42,17 @@ from rlmbox.runtime.hostfns import (
     tool,
 )
 from rlmbox.runtime.ledger import Ledger
+from rlmbox.runtime.observe import Observer, observed
 from rlmbox.runtime.pool import WarmPool
 from rlmbox.runtime.recursion import frontend_rlm_functions, rlm_functions
 from rlmbox.runtime.session import Session
 from rlmbox.runtime.staging import private_contexts_dir, stage_context
 from rlmbox.runtime.supply import SandboxSupply, spec_for
 from rlmbox.sandboxes.base import Backend
+
+if TYPE_CHECKING:   # optional extras: imported only when a caller passes them
+    from opentelemetry.trace import TracerProvider
+    from prometheus_client import CollectorRegistry
 
 DEFAULT_POOL_SIZE = 2
 
@@ -90,6 +95,12 @@ class Runtime:
             ``exec`` returns; ``"session"`` syncs at session start and end and in the
             background every few milliseconds, trading a crash window of a few ms of
             events for speed. Either way a failed write stops host calls (fail closed).
+        metrics: a ``prometheus_client.CollectorRegistry`` to publish this runtime's
+            metrics on (docs/observability.md; extra ``metrics``); default: none.
+        tracing: an OpenTelemetry ``TracerProvider``: a span per session, cell and host
+            call, one trace per session tree (extra ``otel``); default: no spans.
+        observers: more observers of the audit stream (``runtime/observe.py``), such as
+            the CLI's live display.
     """
 
     def __init__(self, policy: str | Path | Policy = "default", *,
@@ -99,7 +110,10 @@ class Runtime:
                  durability: Literal["cell", "session"] = "cell",
                  rlm_lm: LMProvider | None = None,
                  session_gate: SessionGate | None = None,
-                 subcall: Callable[[str, str | None], str] | None = None) -> None:
+                 subcall: Callable[[str, str | None], str] | None = None,
+                 metrics: CollectorRegistry | None = None,
+                 tracing: TracerProvider | None = None,
+                 observers: Sequence[Observer] = ()) -> None:
         if durability not in ("cell", "session"):
             raise ValueError("durability must be 'cell' or 'session'")
         self.durability = durability
@@ -115,14 +129,29 @@ class Runtime:
         self.tenant = tenant
         self._gate: SessionGate = session_gate if session_gate is not None else OpenGate()
         self._supply = SandboxSupply(self.policy.isolation.runtime, pool_size)
+        self._events = observed(self.audit, [*self._observers(metrics, tracing, pool_size),
+                                             *observers])
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._state = RuntimeState.OPEN
         self._engine = PolicyEngine(self.policy)   # compiled once, shared (it is stateless)
         self._contexts = private_contexts_dir()   # made private once, not per session
-        self.audit.append("policy.load", tenant=tenant, policy=self.policy.name,
-                          policy_sha256=self.policy.sha256, mode=self.policy.mode)
-        self.audit.sync()
+        self._events.append("policy.load", tenant=tenant, policy=self.policy.name,
+                            policy_sha256=self.policy.sha256, mode=self.policy.mode)
+        self._events.sync()
+
+    def _observers(self, metrics: CollectorRegistry | None, tracing: TracerProvider | None,
+                   pool_size: int) -> list[Observer]:
+        """The observers asked for; their packages are imported only then."""
+        observers: list[Observer] = []
+        if metrics is not None:
+            from rlmbox.observe.metrics import RuntimeMetrics  # noqa: PLC0415 - extra
+            observers.append(RuntimeMetrics(metrics, pooled=pool_size > 0,
+                                            census=self._supply))
+        if tracing is not None:
+            from rlmbox.observe.traces import SpanTree  # noqa: PLC0415 - extra
+            observers.append(SpanTree(tracing))
+        return observers
 
     @property
     def audit_path(self) -> Path | None:
@@ -159,7 +188,7 @@ class Runtime:
         provided = chosen.properties()
         session_id = "s-" + secrets.token_hex(8)
         depth = parent.depth + 1 if parent else 0
-        scope = EventScope(self.audit, session_id, parent.id if parent else None, depth,
+        scope = EventScope(self._events, session_id, parent.id if parent else None, depth,
                            self.tenant)
         try:
             self._engine.check_isolation(
@@ -169,7 +198,7 @@ class Runtime:
             scope.event("session.refused", backend=backend_name,
                         missing=sorted(self._engine.missing_isolation(provided)),
                         policy_sha256=self.policy.sha256)
-            self.audit.sync()
+            self._events.sync()
             raise
         self._gate.enter(session_id, parent.id if parent is not None else None)
         try:
@@ -208,7 +237,7 @@ class Runtime:
                 code_mode=self.policy.code.mode, functions=sorted(functions))
             init_agent(sandbox, config, scope)
             if self.durability == "cell":
-                self.audit.sync()
+                self._events.sync()
         except BaseException:
             sandbox.kill()
             self._gate.leave(session_id)
@@ -257,7 +286,7 @@ class Runtime:
             return None
 
         def violation(quota: str, message: str) -> None:
-            self.audit.append("limit.exceeded", session=session_id, tenant=self.tenant,
+            self._events.append("limit.exceeded", session=session_id, tenant=self.tenant,
                               limit=quota, reason=message)
 
         return ContextStore(context, self._contexts / session_id,

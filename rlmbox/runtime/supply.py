@@ -80,6 +80,15 @@ class SandboxSupply:
         with self._lock:
             return self._pools.get((backend_name, spec))
 
+    def warm_by_backend(self) -> dict[str, int]:
+        """Warm sandboxes ready now, by backend (the warm-pool size metric)."""
+        with self._lock:
+            pools = list(self._pools.items())
+        totals: dict[str, int] = {}
+        for (backend_name, _), pool in pools:
+            totals[backend_name] = totals.get(backend_name, 0) + pool.available
+        return totals
+
     def close(self) -> None:
         with self._lock:
             pools = list(self._pools.values())

@@ -132,12 +132,12 @@ class Runtimes:
     made: list[Runtime] = field(default_factory=list)
     _count: itertools.count[int] = field(default_factory=itertools.count)
 
-    def __call__(self, *, lm: Any = None, **policy: Any) -> Runtime:
+    def __call__(self, *, lm: Any = None, metrics: Any = None, **policy: Any) -> Runtime:
         n = next(self._count)
         path = self.root / f"policy-{n}.yaml"
         path.write_text(policy_yaml(self.backend, **policy))
         rt = Runtime(policy=path, lm=lm if lm is not None else ScriptedLM(default="lm-answer"),
-                     audit_dir=self.root / f"audit-{n}", pool_size=0)
+                     audit_dir=self.root / f"audit-{n}", pool_size=0, metrics=metrics)
         self.made.append(rt)
         return rt
 
