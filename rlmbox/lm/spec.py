@@ -16,9 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rlmbox.errors import LMError
-from rlmbox.lm.anthropic import ANTHROPIC_URL, AnthropicLM
 from rlmbox.lm.base import LMProvider
-from rlmbox.lm.openai_compat import OpenAICompatibleLM
 from rlmbox.lm.scripted import ScriptedLM
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -48,12 +46,17 @@ def provider_from_spec(text: str, *, allow_unpriced: bool = False,
     if kind == "anthropic":
         if not env.get("ANTHROPIC_API_KEY", "").strip():
             raise LMError(f"{text} needs an API key: set ANTHROPIC_API_KEY")
+        # the SDKs load on first use: the CLI's parser and `import rlmbox` stay light
+        from rlmbox.lm.anthropic import ANTHROPIC_URL, AnthropicLM  # noqa: PLC0415
+
         return AnthropicLM(rest, api_key=env.get("ANTHROPIC_API_KEY", ""),
                            base_url=env.get("RLMBOX_ANTHROPIC_BASE_URL") or ANTHROPIC_URL,
                            allow_unpriced=allow_unpriced)
     model, at, base_url = rest.partition("@")
     if not model or (at and not base_url):
         raise LMError(f"LM spec {text!r}: expected openai:MODEL@BASE_URL")
+    from rlmbox.lm.openai_compat import OpenAICompatibleLM  # noqa: PLC0415
+
     return OpenAICompatibleLM(
         model, base_url or env.get("RLMBOX_OPENAI_BASE_URL") or OPENAI_URL,
         api_key=env.get("OPENAI_API_KEY", ""), allow_unpriced=allow_unpriced)
