@@ -15,7 +15,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ValidationInfo
 
@@ -88,11 +96,27 @@ class Limits(_Frozen):
     file_size_mb: Annotated[int, Field(strict=True, gt=0, le=1024 * 1024)] = 64
     disk_mb: Annotated[int, Field(strict=True, gt=0, le=1024 * 1024)] = 256
     output_bytes: Annotated[int, Field(strict=True, gt=0, le=1024 * MiB)] = MiB
+    # a cell whose output (kept and dropped, both streams) passes this is stopped: a print
+    # loop must not run for its whole wall time; None means 16 x output_bytes
+    output_stop_bytes: Annotated[int, Field(strict=True, gt=0)] | None = None
     cell_timeout_s: Annotated[float, Field(strict=True, gt=0, le=7 * 24 * 3600)] = 60.0
     session_timeout_s: Annotated[float, Field(strict=True, gt=0, le=30 * 24 * 3600)] = 3600.0
     interrupt_grace_s: Annotated[float, Field(strict=True, gt=0, le=600)] = 2.0
     # a tool call still running after this is abandoned and fails in the sandbox
     tool_timeout_s: Annotated[float, Field(strict=True, gt=0, le=7 * 24 * 3600)] = 30.0
+
+
+    @model_validator(mode="after")
+    def _stop_after_the_cap(self) -> Limits:
+        if self.output_stop_bytes is not None and self.output_stop_bytes < self.output_bytes:
+            raise ValueError(f"output_stop_bytes ({self.output_stop_bytes}) must be at least "
+                             f"output_bytes ({self.output_bytes})")
+        return self
+
+    @property
+    def effective_output_stop_bytes(self) -> int:
+        """The output after which a cell is stopped (the default: 16 x output_bytes)."""
+        return self.output_stop_bytes or 16 * self.output_bytes
 
 
 class Isolation(_Frozen):

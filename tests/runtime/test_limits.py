@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,10 @@ def test_sigint_ignoring_loop_is_killed_and_session_reports_it(runtime: Runtime)
             s.exec("1")
 
 
-def test_output_flood_is_capped_and_host_memory_stays_bounded(runtime: Runtime) -> None:
+def test_output_flood_is_capped_and_host_memory_stays_bounded(
+        make_runtime: Callable[..., Runtime]) -> None:
+    """200 MiB through the cap (the stop at output_stop_bytes raised out of the way)."""
+    runtime = make_runtime(limits={"output_stop_bytes": 512 << 20})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with runtime.session() as s:
         r = s.exec("import sys\nchunk = 'x' * (1 << 20)\n"

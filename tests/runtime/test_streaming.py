@@ -59,7 +59,7 @@ def test_streams_are_separated_and_in_order(runtime: Runtime) -> None:
 
 
 def test_the_cap_applies_to_the_callback_too(make_runtime: Callable[..., Runtime]) -> None:
-    rt = make_runtime(limits={"output_bytes": 4096})
+    rt = make_runtime(limits={"output_bytes": 4096, "output_stop_bytes": 1 << 20})
     pieces: list[str] = []
     with rt.session() as s:
         r = s.exec("print('y' * 200_000)", on_output=lambda _s, text: pieces.append(text))

@@ -9,6 +9,7 @@ import os
 import select
 import termios
 import threading
+from collections.abc import Callable
 
 from rlmbox.sandboxes.agent.frame_io import FrameIO
 
@@ -23,8 +24,12 @@ class OutputPump:
     before that cell's result frame.
     """
 
-    def __init__(self, io: FrameIO, stdout_fd: int, stderr_fd: int) -> None:
+    def __init__(self, io: FrameIO, stdout_fd: int, stderr_fd: int,
+                 on_flood: Callable[[], None] = lambda: None) -> None:
         self._io = io
+        self._on_flood = on_flood
+        self._stop_after = 0
+        self.flooded = False
         self._fds = {stdout_fd: "stdout", stderr_fd: "stderr"}
         for fd in self._fds:
             os.set_blocking(fd, False)
@@ -40,9 +45,13 @@ class OutputPump:
                           for name in self._fds.values()}
         threading.Thread(target=self._run, name="rlmbox-output", daemon=True).start()
 
-    def begin(self, cell_id: str, limit: int) -> None:
+    def begin(self, cell_id: str, limit: int, stop_after: int) -> None:
+        """A new cell: ``limit`` bytes kept per stream; past ``stop_after`` bytes written in
+        all, the cell is interrupted (``on_flood``) instead of writing on for its whole
+        wall time. Honest-path only: the host's wall time is the bound that holds."""
         with self._state:
-            self._cell, self._limit = cell_id, limit
+            self._cell, self._limit, self._stop_after = cell_id, limit, stop_after
+            self.flooded = False
             self._sent = {"stdout": 0, "stderr": 0}
             self._dropped = {"stdout": 0, "stderr": 0}
 
@@ -109,6 +118,11 @@ class OutputPump:
             self._sent[stream] += len(keep)
             self._dropped[stream] += lost
             cell = self._cell
+            written = sum(self._sent.values()) + sum(self._dropped.values())
+            flood = not self.flooded and written > self._stop_after
+            self.flooded = self.flooded or flood
+        if flood:
+            self._on_flood()
         text = self._decoders[stream].decode(keep) if keep else ""
         if text:
             self._io.send({"t": "output", "id": cell, "stream": stream, "data": text})

@@ -77,6 +77,7 @@ class Agent:
         self.pump: OutputPump | None = None
         self.confinement: dict[str, str] = {}
         self.output_limit = 1024 * 1024
+        self.output_stop = 16 * self.output_limit
         self.restricted: Callable[[dict[str, Any]], None] | None = None
         self._builtins: Any = __builtins__
         self._call_ids = itertools.count(1)
@@ -139,6 +140,7 @@ class Agent:
     def init(self, frame: dict[str, Any]) -> dict[str, Any]:
         config = frame["config"]
         self.output_limit = int(config.get("output_limit", self.output_limit))
+        self.output_stop = int(config.get("output_stop", 16 * self.output_limit))
         for name in config.get("functions", []):
             self.injected[name.rsplit(".", 1)[-1]] = self.host_function(name)
         for name in config.get("tools", []):
@@ -165,7 +167,8 @@ class Agent:
         """Applies Landlock and seccomp, then starts the output pump: Landlock binds only
         the calling thread, so it must come before any other thread exists."""
         self.confinement = _confine(config)
-        self.pump = OutputPump(self.io, self._stdout_r, self._stderr_r)
+        self.pump = OutputPump(self.io, self._stdout_r, self._stderr_r,
+                               on_flood=self._interrupt_main)
 
     def _load_context(self, config: dict[str, Any]) -> Any:
         spec = config.get("context")
@@ -189,7 +192,7 @@ class Agent:
         if self.pump is None:   # the host always sends init first; refuse rather than crash
             return {"t": "result", "id": cell_id, "status": "error",
                     "error": "RuntimeError: exec before init"}
-        self.pump.begin(cell_id, self.output_limit)
+        self.pump.begin(cell_id, self.output_limit, self.output_stop)
         self._answer, self._has_answer = None, False
         status, error = "ok", None
         signal.signal(signal.SIGINT, self._on_sigint)
@@ -202,6 +205,9 @@ class Agent:
                 self._in_cell = False
         except KeyboardInterrupt:
             status, error = "interrupted", "KeyboardInterrupt: the cell was interrupted"
+            if self.pump.flooded:
+                error = (f"KeyboardInterrupt: the cell's output passed limits.output_stop_bytes "
+                         f"({self.output_stop} bytes) and the cell was stopped")
         except BaseException as exc:
             status, error = "error", _format_error(exc)
         finally:
@@ -222,6 +228,11 @@ class Agent:
         answer = self.namespace.get("answer")
         if isinstance(answer, dict) and answer.get("ready") is True:
             self.final(answer.get("content"))
+
+    @staticmethod
+    def _interrupt_main() -> None:
+        """The pump thread stops a flooding cell as the host would: SIGINT to the cell."""
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
         if self._in_cell:
