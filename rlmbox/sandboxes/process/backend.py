@@ -426,12 +426,13 @@ class ProcessSandbox:
                     os.killpg(self._proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
+        if getattr(self, "_channel", None) is not None:
+            self._channel.close()   # before its fds: a recv on another thread wakes
+        if getattr(self, "_proc", None) is not None:
             for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
                 with contextlib.suppress(OSError):
                     if stream is not None:
                         stream.close()
-        if getattr(self, "_channel", None) is not None:
-            self._channel.close()
         for pinned in (self._init, self._agent):
             if pinned is not None:
                 pinned.release()
