@@ -222,9 +222,6 @@ def _my_searchers() -> list[int]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="review: Session.close kills the sandbox but not "
-                   "a context search in flight; the jailed regex runs on to its own "
-                   "deadline after the session ended")
 def test_no_searcher_outlives_a_session_closed_mid_search(tmp_path: Path) -> None:
     """security.md: "no process of the sandbox outlives its session"; the searcher runs
     the sandbox's regex and "ends with the cell" (promise 60). Closing the session (the
@@ -259,9 +256,6 @@ def _exec_quietly(session: Session, code: str) -> object:
 
 # --- 6. gated contexts stay on the host's disk after the session -------------------------
 
-@pytest.mark.xfail(strict=True, reason="review: ContextStore.close only unmaps; the gated "
-                   "context (denied documents included) and its view stay under "
-                   "contexts/<session> forever")
 def test_a_gated_context_is_removed_from_the_host_when_its_session_ends(
         tmp_path: Path) -> None:
     """staging.py: contexts live in the host-only contexts directory while a sandbox needs
@@ -287,9 +281,6 @@ def test_a_gated_context_is_removed_from_the_host_when_its_session_ends(
 
 # --- 7. closing a session while a cell runs ---------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review: close() from another thread races the "
-                   "running exec: it raises ValueError (closed epoll) or turns the closed "
-                   "session DEAD and audits the cell after session.end")
 def test_closing_a_session_mid_cell_ends_the_cell_cleanly(tmp_path: Path) -> None:
     """Session.exec documents its exceptions (SessionClosed, SessionKilled, SessionError,
     AuditWriteError); the daemon closes sessions from other threads (DELETE, the reaper,
