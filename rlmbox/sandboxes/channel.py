@@ -45,6 +45,7 @@ class FrameChannel:
         self._wake_r, self._wake_w = os.pipe()
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._select_lock = threading.Lock()
+        self._close_lock = threading.Lock()   # a kill may come from two threads at once
         self._eof = False
         self._broken = False
         self._closed = False
@@ -145,11 +146,12 @@ class FrameChannel:
     def close(self) -> None:
         """Ends the stream; a recv waiting on another thread raises ``SandboxCrashed``.
         Call it before closing the descriptors the channel reads."""
-        if self._closed:
-            return
-        self._closed = True
-        os.write(self._wake_w, b"x")
-        with self._select_lock:   # the waiter, woken, has left the selector
-            self._selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.write(self._wake_w, b"x")
+            with self._select_lock:   # the waiter, woken, has left the selector
+                self._selector.close()
+                os.close(self._wake_r)
+                os.close(self._wake_w)

@@ -169,34 +169,30 @@ print('done')
 """
 
 
-def _cpu_seconds_of(pid: int) -> float:
-    """utime + stime + cutime + cstime of ``pid`` (its waited-for children included),
-    measured on the host from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return ticks / os.sysconf("SC_CLK_TCK")
+def _no_cgroup() -> bool:
+    from rlmbox.sandboxes.process.cgroups import cgroup_version
+
+    return cgroup_version() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="review: limits.cpu_seconds is RLIMIT_CPU, per "
-                   "process; a cell that forks gets cpu_seconds per child, so the sandbox "
-                   "uses several times its CPU allowance")
+@pytest.mark.skipif(_no_cgroup(), reason="only a cgroup (root) sees a sandbox's whole "
+                    "process tree; without one cpu_seconds binds each process alone")
 def test_forked_children_cannot_use_more_than_the_sandboxs_cpu_seconds(
         tmp_path: Path) -> None:
-    """base.py: ``cpu_seconds`` is "CPU seconds for the whole sandbox"; security.md (Known
-    limits): "the sandbox and its searches together may use up to twice cpu_seconds". Three
-    forked children burn 0.7 s each under ``cpu_seconds: 1``: 2.1 s, measured on the host
-    from the agent's /proc entry (its own and its reaped children's CPU)."""
+    """base.py: ``cpu_seconds`` is "CPU seconds for the whole sandbox". Three forked
+    children burn 0.7 s each under ``cpu_seconds: 1`` (2.1 s in all, while RLIMIT_CPU
+    lets each process have 1 s): the host, reading the sandbox's cgroup, kills the
+    sandbox before they finish, and says why."""
     rt = _runtime(tmp_path, limits={"cpu_seconds": 1, "cpu_cores": 2.0,
                                     "cell_timeout_s": 60})
     try:
         with watched_session(rt) as (session, _):
-            agent = session.sandbox._agent_pid   # type: ignore[attr-defined]
             result = session.exec(FORK_BURN)
-            used = _cpu_seconds_of(agent)
-            assert used <= rt.policy.limits.cpu_seconds + 0.3, (
-                f"the sandbox used {used:.2f} CPU s under cpu_seconds "
-                f"{rt.policy.limits.cpu_seconds} (cell {result.status}: "
+            assert result.status == "killed", (
+                f"the forked children ran to the end (cell {result.status}: "
                 f"{json.dumps(result.stdout[-80:])})")
+            assert "cpu_seconds" in (result.error or ""), result.error
+            assert "done" not in result.stdout
     finally:
         rt.close()
 
