@@ -128,7 +128,8 @@ def _as_sandbox_uid() -> None:
                     reason="needs root (the uid drop), bubblewrap and /usr/bin/python3")
 @pytest.mark.xfail(strict=True, reason="review: the process stage directory is owned by "
                    "uid 65534, which every host process running as nobody shares; its path "
-                   "is in bwrap's world-readable command line")
+                   "is in bwrap's world-readable command line (docs/security.md, Known "
+                   "limits: needs a dedicated uid per sandbox)")
 def test_a_host_process_running_as_nobody_cannot_read_a_staged_context(
         tmp_path: Path) -> None:
     """threat-model.md, "another local user": "per-sandbox stage owned by uid 65534,
