@@ -22,6 +22,7 @@ import fnmatch
 import json
 import math
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -35,7 +36,7 @@ from rlmbox.errors import PolicyDenied
 from rlmbox.policies.model import ContextPolicy
 from rlmbox.runtime.context_text import TextFile
 from rlmbox.sandboxes.base import ResourceLimits
-from rlmbox.sandboxes.process.oneshot import JailedRun, run_jailed
+from rlmbox.sandboxes.process.oneshot import JailedRun, JailGroup, run_jailed
 
 MAX_PATTERN_CHARS = 1000
 MAX_LINES_PER_CALL = 100_000
@@ -83,6 +84,8 @@ class ContextStore:
         self._enforce = enforce
         self._on_violation = on_violation
         self._lock = threading.Lock()
+        self._searches = JailGroup()   # killed at close: no search outlives the session
+        self._directory = directory    # ours: removed at close, with what we wrote in it
         self.bytes_served = 0
         directory.mkdir(parents=True, exist_ok=True)
         self.documents_table: tuple[Document, ...] = ()
@@ -136,7 +139,13 @@ class ContextStore:
         return path
 
     def close(self) -> None:
+        """Kills any search still running and removes the files written for this
+        session: its directory, with the whole context (denied documents included) and
+        the view. A context given as a ``Path`` lives elsewhere; it is the caller's and
+        stays."""
+        self._searches.kill_all()
         self.text.close()
+        shutil.rmtree(self._directory, ignore_errors=True)
 
     # --- quotas -------------------------------------------------------------------
 
@@ -249,7 +258,8 @@ class ContextStore:
                        "max_match_chars": SEARCH_MATCH_CHARS}
             run = run_jailed(_SEARCHER, json.dumps(request).encode(), input_fd=fd,
                              limits=replace(self.limits, cpu_seconds=cpu),
-                             timeout=min(SEARCH_TIMEOUT_S + SEARCH_WALL_GRACE_S, left))
+                             timeout=min(SEARCH_TIMEOUT_S + SEARCH_WALL_GRACE_S, left),
+                             group=self._searches)
         finally:
             os.close(fd)
         with self._lock:

@@ -151,8 +151,9 @@ class Session:
             raise TypeError("code must be a str")
         self.check_timeout(timeout)
         with self._lock:
-            self._check_usable()
-            self._state = SessionState.RUNNING
+            with self._state_lock:   # a close() in between must win, not be overwritten
+                self._check_usable()
+                self._state = SessionState.RUNNING
             try:
                 result = self._run(code, timeout, on_output)
             finally:
@@ -163,15 +164,17 @@ class Session:
 
     def close(self, reason: str = "closed") -> None:
         """Kills the sandbox (every process, escapees included). Idempotent, and safe
-        from another thread while a cell runs (an abandoned ``rlm_query`` closes its child
-        this way): the running cell then ends as killed."""
+        from another thread while a cell runs (the daemon's DELETE and reaper, an abandoned
+        ``rlm_query`` closing its child): the state is CLOSED before the kill, so the
+        running cell raises :class:`SessionClosed` and records nothing after
+        ``session.end``."""
         with self._state_lock:
             if self._state is SessionState.CLOSED:
                 return
-            self.sandbox.kill()
             self._state = SessionState.CLOSED
+        self.sandbox.kill()
         try:
-            self._event("session.end", reason=reason, cells=self.cells_run,
+            self.scope.event("session.end", reason=reason, cells=self.cells_run,
                         duration_s=round(time.monotonic() - self._started, 6),
                         death_reason=self.death_reason)
             self._audit.sync()
@@ -189,7 +192,12 @@ class Session:
     # --- internals --------------------------------------------------------------------
 
     def _event(self, event: str, **attrs: Any) -> None:
-        self.scope.event(event, **attrs)
+        """Audits one event of a cell; once the session is closed a cell records nothing
+        more (``session.end`` stays the last record) and ends with :class:`SessionClosed`."""
+        with self._state_lock:
+            if self._state is SessionState.CLOSED:
+                raise SessionClosed(f"session {self.id} was closed during the cell")
+            self.scope.event(event, **attrs)
 
     def _transition(self, to: SessionState, only_from: SessionState | None = None) -> None:
         """Moves to ``to`` (if now in ``only_from``, when given); closed stays closed."""

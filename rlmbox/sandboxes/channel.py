@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import selectors
+import threading
 import time
 
 from rlmbox.errors import FrameTooLarge, ProtocolError, SandboxCrashed
@@ -29,6 +30,7 @@ class FrameChannel:
     ended = "the sandbox's stream ended"
     closed = "the sandbox closed its end of the stream"
     stalled = "the sandbox stopped reading its input"
+    shut = "the host closed the stream (the sandbox was killed)"
 
     def __init__(self, read_fd: int, write_fd: int,
                  max_frame: int = protocol.DEFAULT_MAX_FRAME) -> None:
@@ -38,8 +40,15 @@ class FrameChannel:
         self._decoder = protocol.FrameDecoder(protocol.AGENT_FRAMES, max_frame)
         self._selector = selectors.DefaultSelector()
         self._selector.register(read_fd, selectors.EVENT_READ)
+        # close() from another thread wakes a waiting recv through this pipe: closing the
+        # read fd alone drops it from the selector and the waiter would sleep on
+        self._wake_r, self._wake_w = os.pipe()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._select_lock = threading.Lock()
+        self._close_lock = threading.Lock()   # a kill may come from two threads at once
         self._eof = False
         self._broken = False
+        self._closed = False
         os.set_blocking(write_fd, False)   # writes are bounded by a deadline, never stuck
 
     def send(self, frame: Frame, timeout: float | None = None) -> None:
@@ -53,6 +62,8 @@ class FrameChannel:
             raise ProtocolError(str(exc)) from exc
         deadline = None if timeout is None else time.monotonic() + timeout
         view = memoryview(data)
+        if self._closed:
+            raise SandboxCrashed(self.shut)
         while view:
             try:
                 written = os.write(self._write_fd, view)
@@ -89,8 +100,19 @@ class FrameChannel:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
-            if self._selector.select(remaining):
+            if self._ready(remaining):
                 self._read_some()
+
+    def _ready(self, timeout: float | None) -> bool:
+        """Waits for input from the sandbox; a close from another thread (a kill) ends
+        the wait at once, as a crash."""
+        with self._select_lock:
+            if self._closed:
+                raise SandboxCrashed(self.shut)
+            events = self._selector.select(timeout)
+        if self._closed:
+            raise SandboxCrashed(self.shut)
+        return any(key.fd == self._read_fd for key, _ in events)
 
     def _take(self) -> Frame | None:
         try:
@@ -122,4 +144,14 @@ class FrameChannel:
         self._decoder.feed(data)
 
     def close(self) -> None:
-        self._selector.close()
+        """Ends the stream; a recv waiting on another thread raises ``SandboxCrashed``.
+        Call it before closing the descriptors the channel reads."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.write(self._wake_w, b"x")
+            with self._select_lock:   # the waiter, woken, has left the selector
+                self._selector.close()
+                os.close(self._wake_r)
+                os.close(self._wake_w)

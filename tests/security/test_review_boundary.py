@@ -128,7 +128,8 @@ def _as_sandbox_uid() -> None:
                     reason="needs root (the uid drop), bubblewrap and /usr/bin/python3")
 @pytest.mark.xfail(strict=True, reason="review: the process stage directory is owned by "
                    "uid 65534, which every host process running as nobody shares; its path "
-                   "is in bwrap's world-readable command line")
+                   "is in bwrap's world-readable command line (docs/security.md, Known "
+                   "limits: needs a dedicated uid per sandbox)")
 def test_a_host_process_running_as_nobody_cannot_read_a_staged_context(
         tmp_path: Path) -> None:
     """threat-model.md, "another local user": "per-sandbox stage owned by uid 65534,
@@ -169,34 +170,30 @@ print('done')
 """
 
 
-def _cpu_seconds_of(pid: int) -> float:
-    """utime + stime + cutime + cstime of ``pid`` (its waited-for children included),
-    measured on the host from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return ticks / os.sysconf("SC_CLK_TCK")
+def _no_cgroup() -> bool:
+    from rlmbox.sandboxes.process.cgroups import cgroup_version
+
+    return cgroup_version() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="review: limits.cpu_seconds is RLIMIT_CPU, per "
-                   "process; a cell that forks gets cpu_seconds per child, so the sandbox "
-                   "uses several times its CPU allowance")
+@pytest.mark.skipif(_no_cgroup(), reason="only a cgroup (root) sees a sandbox's whole "
+                    "process tree; without one cpu_seconds binds each process alone")
 def test_forked_children_cannot_use_more_than_the_sandboxs_cpu_seconds(
         tmp_path: Path) -> None:
-    """base.py: ``cpu_seconds`` is "CPU seconds for the whole sandbox"; security.md (Known
-    limits): "the sandbox and its searches together may use up to twice cpu_seconds". Three
-    forked children burn 0.7 s each under ``cpu_seconds: 1``: 2.1 s, measured on the host
-    from the agent's /proc entry (its own and its reaped children's CPU)."""
+    """base.py: ``cpu_seconds`` is "CPU seconds for the whole sandbox". Three forked
+    children burn 0.7 s each under ``cpu_seconds: 1`` (2.1 s in all, while RLIMIT_CPU
+    lets each process have 1 s): the host, reading the sandbox's cgroup, kills the
+    sandbox before they finish, and says why."""
     rt = _runtime(tmp_path, limits={"cpu_seconds": 1, "cpu_cores": 2.0,
                                     "cell_timeout_s": 60})
     try:
         with watched_session(rt) as (session, _):
-            agent = session.sandbox._agent_pid   # type: ignore[attr-defined]
             result = session.exec(FORK_BURN)
-            used = _cpu_seconds_of(agent)
-            assert used <= rt.policy.limits.cpu_seconds + 0.3, (
-                f"the sandbox used {used:.2f} CPU s under cpu_seconds "
-                f"{rt.policy.limits.cpu_seconds} (cell {result.status}: "
+            assert result.status == "killed", (
+                f"the forked children ran to the end (cell {result.status}: "
                 f"{json.dumps(result.stdout[-80:])})")
+            assert "cpu_seconds" in (result.error or ""), result.error
+            assert "done" not in result.stdout
     finally:
         rt.close()
 
@@ -222,9 +219,6 @@ def _my_searchers() -> list[int]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="review: Session.close kills the sandbox but not "
-                   "a context search in flight; the jailed regex runs on to its own "
-                   "deadline after the session ended")
 def test_no_searcher_outlives_a_session_closed_mid_search(tmp_path: Path) -> None:
     """security.md: "no process of the sandbox outlives its session"; the searcher runs
     the sandbox's regex and "ends with the cell" (promise 60). Closing the session (the
@@ -259,9 +253,6 @@ def _exec_quietly(session: Session, code: str) -> object:
 
 # --- 6. gated contexts stay on the host's disk after the session -------------------------
 
-@pytest.mark.xfail(strict=True, reason="review: ContextStore.close only unmaps; the gated "
-                   "context (denied documents included) and its view stay under "
-                   "contexts/<session> forever")
 def test_a_gated_context_is_removed_from_the_host_when_its_session_ends(
         tmp_path: Path) -> None:
     """staging.py: contexts live in the host-only contexts directory while a sandbox needs
@@ -287,9 +278,6 @@ def test_a_gated_context_is_removed_from_the_host_when_its_session_ends(
 
 # --- 7. closing a session while a cell runs ---------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review: close() from another thread races the "
-                   "running exec: it raises ValueError (closed epoll) or turns the closed "
-                   "session DEAD and audits the cell after session.end")
 def test_closing_a_session_mid_cell_ends_the_cell_cleanly(tmp_path: Path) -> None:
     """Session.exec documents its exceptions (SessionClosed, SessionKilled, SessionError,
     AuditWriteError); the daemon closes sessions from other threads (DELETE, the reaper,

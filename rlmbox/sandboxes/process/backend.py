@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from rlmbox.sandboxes.protocol import Frame
 
 P = IsolationProperty
 READY_TIMEOUT_S = 15.0
+CPU_WATCH_INTERVAL_S = 0.1   # how far past cpu_seconds a tree of busy processes may run
 _AGENT_INSIDE = "/rlmbox/agent/agent.py"
 _STAGE_INSIDE = "/rlmbox/stage"
 # device files code may open for writing (Landlock): a directory's rule would let code
@@ -199,6 +201,8 @@ class ProcessSandbox:
         self._cgroup_removed = False
         self._oom = False
         self._pids_hit = False
+        self._cpu_spent = False
+        self._stopped = threading.Event()
         self._init: PinnedProcess | None = None    # the pid namespace's init, by pidfd
         self._agent: PinnedProcess | None = None
         self._stage = cache_root() / "stage" / self._id
@@ -225,9 +229,22 @@ class ProcessSandbox:
                                          self._proc.stdin.fileno())  # type: ignore[union-attr]
             self._agent_pid = self._await_ready()
             self._agent = self._pin_agent()
+            if self._cgroup is not None:
+                threading.Thread(target=self._watch_cpu, args=(self._cgroup,),
+                                 name=f"cpu-{self._id}", daemon=True).start()
         except BaseException:
             self.kill()
             raise
+
+    def _watch_cpu(self, group: Cgroup) -> None:
+        """Kills the sandbox once its processes together used ``cpu_seconds``: RLIMIT_CPU
+        binds each process alone, so a cell that forks would get it once per child."""
+        limit = self._spec.limits.cpu_seconds
+        while not self._stopped.wait(CPU_WATCH_INTERVAL_S):
+            if group.cpu_seconds() >= limit:
+                self._cpu_spent = True
+                self.kill()
+                return
 
     # --- start ------------------------------------------------------------------------
 
@@ -405,6 +422,9 @@ class ProcessSandbox:
         if code is None and not self._dead:
             return None
         self._note_cgroup_events()
+        if self._cpu_spent:
+            return (f"the CPU time limit was reached (cpu_seconds, "
+                    f"{self._spec.limits.cpu_seconds} s for all the sandbox's processes)")
         if self._oom:
             return "out of memory (the memory limit was reached)"
         if self._pids_hit and code not in (None, 0):
@@ -417,6 +437,7 @@ class ProcessSandbox:
             self._pids_hit = self._pids_hit or self._cgroup.pids_exhausted()
 
     def kill(self) -> None:
+        self._stopped.set()
         if self._init is not None:
             self._init.signal(signal.SIGKILL)   # the pid-ns init: takes all with it
         if getattr(self, "_proc", None) is not None:
@@ -426,12 +447,13 @@ class ProcessSandbox:
                     os.killpg(self._proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
+        if getattr(self, "_channel", None) is not None:
+            self._channel.close()   # before its fds: a recv on another thread wakes
+        if getattr(self, "_proc", None) is not None:
             for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
                 with contextlib.suppress(OSError):
                     if stream is not None:
                         stream.close()
-        if getattr(self, "_channel", None) is not None:
-            self._channel.close()
         for pinned in (self._init, self._agent):
             if pinned is not None:
                 pinned.release()

@@ -1,4 +1,5 @@
-"""Per-sandbox control groups: memory, pids and CPU limits, OOM detection, tree kill.
+"""Per-sandbox control groups: memory, pids and CPU limits, OOM detection, tree kill, and
+the CPU time of the whole tree (RLIMIT_CPU counts one process; the group counts them all).
 
 Works on cgroup v2 (unified) and v1 (one hierarchy per controller; Debian 12 hosts and
 containers still use it). A process joins by writing its own pid before it execs the
@@ -17,7 +18,7 @@ from rlmbox.sandboxes.process.pidfd import kill_if_ours
 
 _ROOT = Path("/sys/fs/cgroup")
 _PARENT = "rlmbox"
-_V1_CONTROLLERS = ("memory", "pids", "cpu")
+_V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Cgroup:
             _enable_v2_controllers(parent)
             self._dirs["memory"].mkdir()
         else:
-            for path in self._dirs.values():
+            for path in set(self._dirs.values()):
                 path.mkdir(parents=True)
         self._apply(limits)
 
@@ -119,6 +120,15 @@ class Cgroup:
     def pids_exhausted(self) -> bool:
         return _event_count(self._dirs["pids"] / "pids.events", "max") > 0
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used by every process that was ever in the group."""
+        try:
+            if self.version == 2:
+                return _event_count(self._dirs["cpu"] / "cpu.stat", "usage_usec") / 1e6
+            return int(_read(self._dirs["cpuacct"] / "cpuacct.usage") or 0) / 1e9
+        except ValueError:
+            return 0.0
+
     def memory_peak(self) -> int:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
         try:
@@ -165,7 +175,8 @@ def _dirs_for(name: str, version: int) -> dict[str, Path]:
     """Where group ``name`` lives, by controller (v2: one directory for all)."""
     if version == 2:
         return dict.fromkeys(_V1_CONTROLLERS, _ROOT / _PARENT / name)
-    return {c: _ROOT / c / _PARENT / name for c in _V1_CONTROLLERS}
+    # resolved: hosts that mount "cpu,cpuacct" together link both names to one directory
+    return {c: (_ROOT / c).resolve() / _PARENT / name for c in _V1_CONTROLLERS}
 
 
 def _enable_v2_controllers(parent: Path) -> None:

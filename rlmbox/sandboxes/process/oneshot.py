@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rlmbox.errors import SandboxUnavailable
@@ -40,9 +41,38 @@ class JailedRun:
     timed_out: bool      # the host killed it at the deadline
 
 
+class JailGroup:
+    """The jails one owner runs. ``kill_all`` kills those running and every one started
+    after it, so nothing the owner started outlives its end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[Callable[[], None]] = set()
+        self._killed = False
+
+    def _join(self, kill: Callable[[], None]) -> bool:
+        """Adds a started jail; False (the caller kills it) once the group was killed."""
+        with self._lock:
+            if not self._killed:
+                self._running.add(kill)
+            return not self._killed
+
+    def _leave(self, kill: Callable[[], None]) -> None:
+        with self._lock:
+            self._running.discard(kill)
+
+    def kill_all(self) -> None:
+        with self._lock:
+            self._killed = True
+            running = list(self._running)
+        for kill in running:
+            kill()
+
+
 def run_jailed(program: str, request: bytes, *, input_fd: int, limits: ResourceLimits,
-               timeout: float) -> JailedRun:
-    """Runs bundle file ``program`` with ``request`` on stdin and ``input_fd`` inherited."""
+               timeout: float, group: JailGroup | None = None) -> JailedRun:
+    """Runs bundle file ``program`` with ``request`` on stdin and ``input_fd`` inherited;
+    killed at ``timeout`` or when ``group`` is killed, whichever comes first."""
     bwrap = shutil.which("bwrap")
     drop_uid = os.geteuid() == 0
     python = sandbox_python(drop_uid)
@@ -68,33 +98,42 @@ def run_jailed(program: str, request: bytes, *, input_fd: int, limits: ResourceL
         if cgroup is not None:
             cgroup.remove()
         raise SandboxUnavailable(f"cannot start {program} in a jail: {exc}") from exc
-    return _finish(proc, request, cgroup, timeout)
+    return _finish(proc, request, cgroup, timeout, group or JailGroup())
 
 
 def _finish(proc: subprocess.Popen[bytes], request: bytes, cgroup: Cgroup | None,
-            timeout: float) -> JailedRun:
-    """Feeds the request, reads the answer, kills at the deadline, reaps with rusage."""
+            timeout: float, group: JailGroup) -> JailedRun:
+    """Feeds the request, reads the answer, kills at the deadline (or with its group),
+    reaps with rusage."""
     expired = threading.Event()
+    reaping = threading.Lock()   # once reaped, bubblewrap's pid may name another process
 
     def kill() -> None:
         expired.set()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)   # bubblewrap and its pid namespace's init
+        with reaping:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)   # bubblewrap and its ns init
         if cgroup is not None:
             cgroup.kill_all()
 
     timer = threading.Timer(max(0.0, timeout), kill)
     timer.start()
+    if not group._join(kill):
+        kill()
     try:
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.write(request)  # type: ignore[union-attr]
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()  # type: ignore[union-attr]
         stdout = proc.stdout.read()  # type: ignore[union-attr]
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)   # exited, not reaped
+        with reaping:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
         timer.cancel()
+        group._leave(kill)
         if proc.returncode is None:
             kill()
             proc.wait()
