@@ -20,21 +20,29 @@ import contextvars
 import functools
 import inspect
 import json
-import keyword
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from dspy.primitives.code_interpreter import (
     CodeExecutionError,
     CodeInterpreterError,
     FinalOutput,
 )
+from dspy.utils.callback import BaseCallback
+from dspy.utils.callback import with_callbacks as dspy_with_callbacks
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from rlmbox.adapters._cells import error_line, is_compile_error
 from rlmbox.adapters._values import LOADER_SETUP, digest_of, value_source
+from rlmbox.adapters.dspy_names import (
+    check_tool_names,
+    invalid_variable_names,
+    output_field_names,
+)
+from rlmbox.adapters.dspy_tool_results import awaited, crossing_value
 from rlmbox.adapters.trailing_value import SETUP as TRAILING_VALUE_SETUP
 from rlmbox.adapters.trailing_value import trailing_value, with_trailing_value
 from rlmbox.audit.log import AuditLog
@@ -72,6 +80,18 @@ def SUBMIT(*args, **kwargs):
         FINAL(values)
     raise _RlmboxSubmit()
 '''
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def with_callbacks(method: _Method) -> _Method:
+    """DSPy's callback decorator (``on_interpreter_*`` hooks), typed: dspy ships no types."""
+    return cast(_Method, dspy_with_callbacks(method))
+
+
+class ActiveExecution(CodeInterpreterError, RlmboxError):  # type: ignore[misc]  # dspy: untyped
+    """``execute`` was called while the interpreter runs a cell: from one of its own tools
+    (which would wait for itself) or from another thread. An ``RlmboxError`` too, so a tool
+    that hits it shows the model this message rather than only the type's name."""
 
 
 class _ToolLM:
@@ -104,16 +124,26 @@ class RlmboxInterpreter:
     The session starts at the first ``execute`` (``start`` opens the runtime), because DSPy
     registers its tools after creating the interpreter and rlmbox fixes a session's tool
     names when it starts; a tool name added later is refused. Tools are looked up by name
-    at call time, so replacing a tool's function is fine.
+    at call time, so replacing a tool's function is fine. Tool and output-field names are
+    checked as DSPy's interpreters check them (``ValueError``), when built and at every
+    ``execute``; ``callbacks`` get DSPy's ``on_interpreter_*`` hooks.
     """
+
+    execution_instructions = EXECUTION_INSTRUCTIONS
 
     def __init__(self, tools: Mapping[str, Callable[..., Any]] | None = None,
                  output_fields: list[dict[str, Any]] | None = None, *,
                  policy: str | Path | Policy = "default", audit: AuditSink | None = None,
                  audit_dir: str | Path | None = None, backend: str | None = None,
-                 pool_size: int = 0, tenant: str | None = None) -> None:
+                 pool_size: int = 0, tenant: str | None = None,
+                 callbacks: list[BaseCallback] | None = None) -> None:
+        check_tool_names(tools or {})
+        fields = None if output_fields is None else [dict(field) for field in output_fields]
+        output_field_names(fields)
         self.tools: dict[str, Callable[..., Any]] = dict(tools or {})
-        self.output_fields = output_fields
+        self.output_fields = fields
+        self.callbacks = list(callbacks or [])
+        self._executing = threading.Lock()
         self.context = contextvars.copy_context()
         self._options: dict[str, Any] = {"audit": audit, "audit_dir": audit_dir,
                                          "pool_size": pool_size, "tenant": tenant}
@@ -127,6 +157,7 @@ class RlmboxInterpreter:
 
     # --- CodeInterpreter ------------------------------------------------------------------
 
+    @with_callbacks
     def start(self) -> None:
         """Opens the runtime (policy, backend, audit). Idempotent until ``shutdown``."""
         if self._shut:
@@ -138,12 +169,15 @@ class RlmboxInterpreter:
                 raise CodeInterpreterError(f"rlmbox could not start: {exc}") from exc
 
     def _started_runtime(self) -> Runtime:
-        """The runtime, opened now if need be (``start`` raises when it cannot)."""
-        self.start()
+        """The runtime, opened now if need be (``start`` raises when it cannot; its callbacks
+        run only when it does start it, as in DSPy's ``LocalInterpreter``)."""
+        if self._runtime is None:
+            self.start()
         if self._runtime is None:
             raise CodeInterpreterError("rlmbox could not start: no runtime")
         return self._runtime
 
+    @with_callbacks
     def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
         """Runs ``code`` after binding ``variables``; returns ``FinalOutput`` after
         ``SUBMIT``, else the value of a final bare expression (JSON, else its ``repr``),
@@ -153,8 +187,21 @@ class RlmboxInterpreter:
             SyntaxError: the code does not compile.
             CodeExecutionError: the code raised (the message is ``Type: message``), or ran
                 past its time limit and was interrupted (its variables are kept).
-            CodeInterpreterError: rlmbox could not start, or the sandbox died (terminal).
+            CodeInterpreterError: rlmbox could not start, the sandbox died (terminal), a
+                variable is refused, or a cell is already running (``ActiveExecution``).
+            ValueError: a tool or output-field name is refused (DSPy's check).
         """
+        if not self._executing.acquire(blocking=False):
+            raise ActiveExecution("RlmboxInterpreter already has an active execution; a tool "
+                                  "cannot call execute() on its own interpreter")
+        try:
+            return self._execute(code, variables)
+        finally:
+            self._executing.release()
+
+    def _execute(self, code: str, variables: dict[str, Any] | None) -> Any:
+        check_tool_names(self.tools)
+        output_field_names(self.output_fields)
         self.context = contextvars.copy_context()
         session = self._ensure_session()
         # bound in the same cell: rlmbox restores its own names (``context``) after a cell
@@ -178,6 +225,7 @@ class RlmboxInterpreter:
     def __call__(self, code: str, variables: dict[str, Any] | None = None) -> Any:
         return self.execute(code, variables)
 
+    @with_callbacks
     def shutdown(self) -> None:
         """Ends the session and the runtime. Idempotent; the interpreter cannot restart."""
         self._shut = True
@@ -216,13 +264,22 @@ class RlmboxInterpreter:
         self._check(self._run(session, _SETUP + self._submit_source()), "setting up")
         return session
 
+    @with_callbacks
+    def invoke_tool(self, tool_name: str, kwargs: dict[str, Any]) -> Any:
+        """Calls the tool registered as ``tool_name`` now, awaiting an ``async`` one."""
+        if tool_name not in self.tools:
+            raise CodeInterpreterError(f"Unknown tool: {tool_name}")
+        return awaited(self.tools[tool_name](**kwargs))
+
     def _late_bound(self, name: str) -> Callable[..., Any]:
         """A host function with the tool's parameters that calls whatever ``tools[name]``
-        is at call time."""
+        is at call time, in the caller's DSPy context, and hands back a value that can
+        cross into the sandbox."""
         target = self.tools[name]
 
         def call(**kwargs: Any) -> Any:
-            return self.tools[name](**kwargs)
+            result = self.context.copy().run(self.invoke_tool, name, kwargs)
+            return crossing_value(name, result)
 
         functools.update_wrapper(call, target)
         call.__signature__ = inspect.signature(target)  # type: ignore[attr-defined]
@@ -231,19 +288,17 @@ class RlmboxInterpreter:
     def _submit_source(self) -> str:
         """``SUBMIT`` as DSPy's ``LocalInterpreter`` defines it: one value without output
         fields, else the fields by position or by name, exactly; it ends the cell."""
-        names = None if self.output_fields is None else [
-            str(f.get("name")) for f in self.output_fields]
-        for name in names or []:
-            if not name.isidentifier() or keyword.iskeyword(name):
-                raise CodeInterpreterError(f"output field {name!r} is not a Python name")
-        return _SUBMIT.format(names=repr(names))
+        return _SUBMIT.format(names=repr(output_field_names(self.output_fields)))
 
     def _bind(self, session: Session, variables: Mapping[str, Any]) -> str:
         """Lines that bind each variable; a value is sent again only when it changed."""
+        invalid = invalid_variable_names(variables, self.tools)
+        if invalid:
+            raise CodeInterpreterError(
+                "invalid variable names (not identifiers, reserved, or a tool's name): "
+                f"{invalid!r}")
         lines = []
         for name, value in variables.items():
-            if not name.isidentifier() or keyword.iskeyword(name):
-                raise CodeInterpreterError(f"invalid variable name: {name!r}")
             try:
                 text = json.dumps(to_jsonable_python(value))
             except (PydanticSerializationError, TypeError, ValueError) as exc:
@@ -282,8 +337,10 @@ class RlmboxInterpreterFactory:
 
     def __init__(self, policy: str | Path | Policy = "default", *,
                  audit: AuditSink | None = None, audit_dir: str | Path | None = None,
-                 backend: str | None = None, tenant: str | None = None) -> None:
+                 backend: str | None = None, tenant: str | None = None,
+                 callbacks: list[BaseCallback] | None = None) -> None:
         self.policy = policy
+        self.callbacks = list(callbacks or [])
         self.backend = backend
         self.tenant = tenant
         self._audit = audit
@@ -292,7 +349,7 @@ class RlmboxInterpreterFactory:
 
     def __call__(self) -> RlmboxInterpreter:
         return RlmboxInterpreter(policy=self.policy, audit=self._sink(), backend=self.backend,
-                                 tenant=self.tenant)
+                                 tenant=self.tenant, callbacks=self.callbacks)
 
     def _sink(self) -> AuditSink:
         if self._audit is not None:
