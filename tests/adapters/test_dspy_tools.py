@@ -142,3 +142,21 @@ def _outcome(interp: RlmboxInterpreter, code: str) -> tuple[str, str]:
         return ("value", str(interp.execute(code)))
     except (CodeExecutionError, CodeInterpreterError) as exc:
         return (type(exc).__name__, str(exc))
+
+
+def test_a_tool_that_raises_shows_its_type_not_its_message(
+        interpreter: Callable[..., RlmboxInterpreter]) -> None:
+    def leaky() -> str:
+        raise RuntimeError("token=s3cr3t in /home/host/.netrc")
+
+    def picky(n: int) -> int:
+        raise ValueError(f"n must be even, got {n}")
+
+    interp = interpreter(tools={"leaky": leaky, "picky": picky})
+    with pytest.raises(CodeExecutionError) as raised:
+        interp.execute("leaky()")
+    assert str(raised.value) == "HostCallError: tool.leaky failed: RuntimeError"
+    # argument errors are the model's to read, message and all
+    with pytest.raises(CodeExecutionError) as raised:
+        interp.execute("picky(3)")
+    assert str(raised.value) == "ValueError: n must be even, got 3"
