@@ -110,8 +110,6 @@ def test_sandbox_text_in_error_attributes_is_bounded(runtimes: Runtimes) -> None
     assert all(size <= cap for size in sizes.values()), sizes
 
 
-@pytest.mark.xfail(strict=True, reason="review: `rlmbox audit stats` prints a "
-                   "sandbox-chosen function name with its control characters raw")
 def test_audit_stats_never_writes_control_characters(runtimes: Runtimes,
                                                       capsys: pytest.CaptureFixture[str]
                                                       ) -> None:
@@ -141,8 +139,6 @@ def _documented_example_engine(tmp_path: Path) -> PolicyEngine:
     return PolicyEngine(load_policy(path))
 
 
-@pytest.mark.xfail(strict=True, reason="review: policy regexes are compiled without DOTALL, "
-                   "so the documented no-secrets forbid misses a multi-line PEM key")
 def test_the_documented_no_secrets_forbid_stops_a_real_private_key(tmp_path: Path) -> None:
     """docs/policy-reference.md's example forbids ``.*BEGIN PRIVATE KEY.*`` on every
     function's ``prompt``. A PEM key always spans lines; ``.`` does not match a newline,
