@@ -63,7 +63,7 @@ class HostFunction:
     params: tuple[str, ...]
     handler: Handler
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    none_means_default: bool = False   # the frontends' ``model=None`` means "the default"
+    none_means_default: bool = False   # ``model=None`` (or "") means "the default"
     prompt_param: str | None = None
     batch_param: str | None = None   # per-item reservations, one decision on the list
 
@@ -81,7 +81,8 @@ class HostFunction:
                 raise TypeError(f"{self.name}() got {_shown(key)} twice")
             bound[key] = value
         for key, default in self.defaults.items():
-            if key not in bound or (self.none_means_default and bound[key] is None):
+            # "" too: providers run ``model or default``, so it must be decided as the default
+            if key not in bound or (self.none_means_default and bound[key] in (None, "")):
                 bound[key] = default
         missing = [p for p in self.params if p not in bound]
         if missing:

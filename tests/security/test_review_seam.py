@@ -160,8 +160,6 @@ FORBID_BIG_MODEL = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="review: model='' is decided as '' but providers and "
-                   "the RLM loop run `model or default`, dodging a forbid on the default")
 def test_an_empty_model_name_does_not_dodge_a_forbid_on_the_default(runtimes: Runtimes
                                                                     ) -> None:
     """Promises 49/50: a forbid on the default model is not dodged. ``None`` is bound to
