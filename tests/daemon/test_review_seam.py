@@ -30,8 +30,6 @@ def http(daemon: RunningDaemon) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.mark.xfail(strict=True, reason="review: a context string holding a lone surrogate "
-                   "(valid JSON) is a 500 InternalError, not a 4xx")
 def test_a_context_with_a_lone_surrogate_is_a_4xx(http: httpx.Client) -> None:
     """docs/daemon.md: bad input is a 4xx, never a 5xx. ``"\\ud800"`` is valid JSON and
     passes validation; staging it as the context fails to encode, and the daemon answers
