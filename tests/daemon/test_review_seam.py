@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from rlmbox.audit.reader import iter_records
+from rlmbox.daemon.app import TARPIT_S
 from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.errors import DaemonError
 from rlmbox.lm.scripted import ScriptedLM
@@ -47,13 +48,11 @@ def _refusals(running: RunningDaemon) -> list[dict[str, Any]]:
             if r.get("event") == "request.refused"]
 
 
-@pytest.mark.xfail(strict=True, reason="review: a stream refused for load after the upgrade "
-                   "(TooManyCells) is never audited as request.refused")
 def test_a_stream_refused_for_load_is_audited(
         start_daemon: Callable[..., RunningDaemon]) -> None:
-    """docs/daemon.md, Limits 5: refused requests are audited as ``request.refused``. A
-    ``POST .../exec`` over the tenant's cells is; the same refusal on
-    ``GET .../exec/stream`` (taken after the upgrade) becomes an error message only."""
+    """docs/daemon.md, Limits 4 and 5: refusals for load are paused and audited as
+    ``request.refused``. A ``POST .../exec`` over the tenant's cells is; the same refusal
+    on ``GET .../exec/stream`` (taken after the upgrade) was an error message only."""
     running = start_daemon(limits=DaemonLimits(cells_per_tenant=1))
     with running.client("alice") as alice:
         one, two = alice.create_session(), alice.create_session()
@@ -69,9 +68,11 @@ def test_a_stream_refused_for_load_is_audited(
         worker.start()
         started.wait(10)
         time.sleep(1.0)   # the slow cell holds alice's only slot by now
+        asked = time.monotonic()
         with pytest.raises(DaemonError) as refused:
             alice.exec_stream(two["id"], "print(2)", on_output=lambda s, t: None)
         assert refused.value.type == "TooManyCells"
+        assert time.monotonic() - asked >= TARPIT_S * 0.9   # the refusal took the pause
         worker.join(60)
         for sid in (one["id"], two["id"]):
             alice.close_session(sid)
