@@ -125,9 +125,6 @@ print('done')
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review: invalid (and denied) calls are not budgeted "
-                   "and record sandbox text whole, so one cell overshoots the audit quota "
-                   "by far more than the output cap and call budget")
 def test_one_cell_cannot_overshoot_the_audit_quota_by_megabytes(
         start_daemon: Callable[..., RunningDaemon]) -> None:
     """docs/daemon.md, Limits 6: a cell already running may overshoot the tenant's audit
