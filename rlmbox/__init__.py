@@ -27,6 +27,7 @@ from rlmbox.errors import (
     SessionClosed,
     SessionError,
     SessionKilled,
+    ToolError,
 )
 from rlmbox.lm.base import Completion, LMProvider
 from rlmbox.lm.scripted import ScriptedLM
@@ -78,5 +79,6 @@ __all__ = [
     "SessionClosed",
     "SessionError",
     "SessionKilled",
+    "ToolError",
     "load_policy",
 ]

@@ -20,6 +20,7 @@
     ├── AuditError                  the audit log cannot be written or read
     │   ├── AuditWriteError         ... writing failed: host calls stop (fail closed)
     │   └── AuditRecordInvalid      ... an event is not recordable (not JSON-able, reserved name)
+    ├── ToolError                   a tool failed, with a message meant for model code
     ├── LMError                     an LM provider failed
     │   └── LMRequestFailed         ... its HTTP API answered with an error, or not at all
     └── DaemonError                 the daemon refused a request (auth, validation, not
@@ -86,6 +87,15 @@ class ProtocolError(RlmboxError):
 
 class FrameTooLarge(ProtocolError):
     """A frame's declared length is over the cap."""
+
+
+class ToolError(RlmboxError):
+    """Raised by a caller's tool when its message is meant for model code.
+
+    Any other exception a tool raises reaches model code as ``HostCallError`` naming the
+    tool and the exception's type only: a tool's own messages may carry host paths or
+    internals, so only the ones the tool author chose to show cross into the sandbox.
+    """
 
 
 class SandboxError(RlmboxError):

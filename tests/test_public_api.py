@@ -21,7 +21,7 @@ def test_exported_members_are_pinned() -> None:
         "CodeRejected", "IsolationUnavailable", "LMError", "LMRequestFailed",
         "PolicyDenied", "PolicyError", "ProtocolError",
         "RlmboxError", "SandboxCrashed", "SandboxError", "SandboxUnavailable",
-        "SessionClosed", "SessionError", "SessionKilled"])
+        "SessionClosed", "SessionError", "SessionKilled", "ToolError"])
     for name in rlmbox.__all__:
         assert hasattr(rlmbox, name)
 

@@ -278,7 +278,10 @@ def _stats(args: argparse.Namespace) -> int:
     print("-" * len(header))
     totals = CallStats()
     for (session, function), row in sorted(table.items()):
-        print(f"{session[:24]:<24} {function[:22]:<22} {row.calls:>7} {row.denials:>7} "
+        # both come from the log, where the sandbox may have chosen them (a forged call)
+        shown_session, shown_function = terminal_safe(session), terminal_safe(function)
+        print(f"{shown_session[:24]:<24} {shown_function[:22]:<22} {row.calls:>7} "
+              f"{row.denials:>7} "
               f"{row.tokens_in:>10} {row.tokens_out:>10} {row.cost_usd:>10.4f}")
         totals.calls += row.calls
         totals.denials += row.denials

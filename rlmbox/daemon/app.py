@@ -105,6 +105,16 @@ def _refused(request: web.Request, status: int, kind: str) -> None:
     request.app[REFUSALS].record(request.get(TENANT), request.method, route, status, kind)
 
 
+async def _refusal_taken(request: web.Request, exc: DaemonError) -> None:
+    """What every refusal of the daemon's own gets, as a response or on a stream:
+    audited, and paused first when it is for load or a bad token."""
+    status, kind = status_for(exc)
+    if kind != BACKEND_NOT_ALLOWED:   # the engine audits that one itself
+        _refused(request, status, kind)
+    if status in TARPIT_STATUSES:
+        await asyncio.sleep(TARPIT_S)
+
+
 @dataclass(frozen=True)
 class Pools:
     """The server's threads: ``work`` for sessions, cells, closes and audit pages (more
@@ -135,10 +145,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         retry_after = None
         if isinstance(exc, DaemonError):
             retry_after = exc.retry_after_s
-            if kind != BACKEND_NOT_ALLOWED:
-                _refused(request, status, kind)
-            if status in TARPIT_STATUSES:
-                await asyncio.sleep(TARPIT_S)
+            await _refusal_taken(request, exc)
         return _error(status, kind, str(exc), retry_after)
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
@@ -290,6 +297,8 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
             "internal error; the daemon's log has the details", status=500, type=INTERNAL)
         if not isinstance(exc, RlmboxError) or status_for(exc)[0] >= 500:
             log.warning("exec stream on %s: %s: %s", session_id, type(exc).__name__, exc)
+        if isinstance(exc, DaemonError):   # refused for load after the upgrade
+            await _refusal_taken(request, exc)
         await send_json(ws, error_message(error))
         await ws.close(code=WSCloseCode.INTERNAL_ERROR if status_for(error)[0] >= 500
                        else WSCloseCode.POLICY_VIOLATION)

@@ -102,7 +102,11 @@ class Engine:
         name, chosen = self.policy(policy)
         self._check_backend(tenant, name, chosen, backend)
         runtime = self._runtime(tenant, name)
-        session = runtime.session(context=context, backend=backend)   # the gate admits it
+        try:
+            session = runtime.session(context=context, backend=backend)   # the gate admits it
+        except UnicodeEncodeError as exc:   # backstop: validation refuses these first
+            raise DaemonError("the context cannot be encoded as UTF-8", status=400,
+                              type=INVALID_REQUEST) from exc
         info = session.sandbox.info
         row = SessionRow(id=session.id, tenant=tenant, policy=name,
                          policy_sha256=chosen.sha256, backend=info.backend,

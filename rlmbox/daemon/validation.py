@@ -7,6 +7,7 @@ drives it. Whatever the bytes, it returns a model or raises DaemonError, nothing
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -15,6 +16,28 @@ from rlmbox.daemon.wire import INVALID_REQUEST
 from rlmbox.errors import DaemonError
 
 M = TypeVar("M", bound=BaseModel)
+
+# A JSON escape of a UTF-16 surrogate: the only way valid UTF-8 JSON holds one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    """Whether any string or key in ``data`` cannot be encoded as UTF-8 (a lone surrogate,
+    valid JSON that no file, frame or audit record can hold)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _describe(exc: ValidationError) -> str:
@@ -27,11 +50,15 @@ def _describe(exc: ValidationError) -> str:
 
 def parse_body(model: type[M], raw: bytes) -> M:
     """``raw`` as ``model``; DaemonError(400, InvalidRequest) saying what is wrong."""
-    try:
-        data: Any = json.loads(raw) if raw.strip() else {}
+    try:   # strict UTF-8 first: json.loads alone lets encoded surrogates through
+        data: Any = json.loads(raw.decode("utf-8")) if raw.strip() else {}
     except (ValueError, RecursionError) as exc:   # UnicodeDecodeError is a ValueError
         raise DaemonError(f"the body is not valid JSON: {exc}"[:500], status=400,
                           type=INVALID_REQUEST) from None
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(data):
+        raise DaemonError("the body holds a string that is not valid Unicode (a lone "
+                          "surrogate escape such as \\ud800)", status=400,
+                          type=INVALID_REQUEST)
     if not isinstance(data, dict):
         raise DaemonError("the body must be a JSON object", status=400, type=INVALID_REQUEST)
     try:

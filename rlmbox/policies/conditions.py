@@ -10,7 +10,8 @@ Regexes are compiled at load time and guarded against catastrophic backtracking 
 (documented in docs/policy-reference.md): the pattern is at most ``MAX_REGEX_CHARS`` long;
 nested quantifiers (``(a+)+``), alternations inside a quantifier (``(a|aa)*``) and more
 than two unbounded quantifiers are refused; and only values up to ``MAX_REGEX_SUBJECT``
-characters are matched (a longer value is incomparable, like another type).
+characters are matched (a longer value is incomparable, like another type). ``.`` matches
+a newline too (``re.DOTALL``), so a forbid on ``.*secret.*`` holds across lines.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def compile_guarded(pattern: str) -> re.Pattern[str]:
         raise ValueError(f"regex longer than {MAX_REGEX_CHARS} characters")
     try:
         tree = _sre.parse(pattern)
-        compiled = re.compile(pattern)
+        # DOTALL: a forbid must not be dodged by a newline (a PEM key spans lines)
+        compiled = re.compile(pattern, re.DOTALL)
     except re.error as exc:
         raise ValueError(f"invalid regex: {exc}") from exc
     problem, unbounded = _repeat_problem(tree)

@@ -23,9 +23,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
-from rlmbox.errors import AuditError, AuditWriteError, BudgetExceeded, PolicyDenied, RlmboxError
+from rlmbox.errors import (
+    AuditError,
+    AuditWriteError,
+    BudgetExceeded,
+    PolicyDenied,
+    RlmboxError,
+    ToolError,
+)
 from rlmbox.lm.base import (
     Completion,
     LMProvider,
@@ -42,8 +49,13 @@ from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
 from rlmbox.runtime.ledger import Ledger, Reservation
 from rlmbox.sandboxes.protocol import Frame
 
-# Errors a handler raises about its arguments: model code may read them in full.
+# Errors rlmbox's own handlers raise about their arguments: model code may read them in full.
 _ARGUMENT_ERRORS = (TypeError, ValueError, KeyError, IndexError)
+#: The most of a call's error text a ``host.call`` record holds as its ``error`` attribute;
+#: the whole text is the record's body ``error`` (digested; redaction keeps its evidence).
+ERROR_ATTRIBUTE_CHARS = 1024
+# Outcomes of calls refused before running: no budget counts them (see refused_audit_bytes).
+_REFUSED_OUTCOMES = frozenset({"invalid", "denied", "budget_exceeded"})
 
 
 class HostCallRefused(Exception):
@@ -74,11 +86,29 @@ def _summary(args: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _error_fields(error: str, bodies: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``error`` and ``bodies`` of a record: the attribute capped, the whole text a body,
+    so sandbox text in an error can neither bloat a record nor hide behind a redaction."""
+    shown = error if len(error) <= ERROR_ATTRIBUTE_CHARS else (
+        f"{error[:ERROR_ATTRIBUTE_CHARS]}... [{len(error) - ERROR_ATTRIBUTE_CHARS} more "
+        "characters in body error]")
+    return {"error": shown, "bodies": {**(bodies or {}), "error": error}}
+
+
 def _refusal(function: str, exc: Exception) -> HostCallRefused:
-    """What model code is told about a call that failed (host internals stay out)."""
+    """What model code is told about a call that failed (host internals stay out).
+
+    A tool's exception crosses as its type only, unless it is a ``ToolError`` (whose
+    message the tool's author meant for model code): a tool's own messages may carry host
+    paths. rlmbox's own handlers' argument errors cross in full."""
     if isinstance(exc, HostCallRefused):
         return exc
-    if isinstance(exc, (PolicyDenied, BudgetExceeded, *_ARGUMENT_ERRORS)):
+    if isinstance(exc, PolicyDenied | BudgetExceeded):
+        return HostCallRefused(type(exc).__name__, str(exc))
+    if function.startswith("tool."):
+        message = str(exc) if isinstance(exc, ToolError) else type(exc).__name__
+        return HostCallRefused("HostCallError", f"{function} failed: {message}")
+    if isinstance(exc, _ARGUMENT_ERRORS):
         return HostCallRefused(type(exc).__name__, str(exc))
     message = str(exc) if isinstance(exc, RlmboxError) else type(exc).__name__
     return HostCallRefused("HostCallError", f"{function} failed: {message}")
@@ -116,6 +146,8 @@ class CallDispatcher:
         self._session = scope.session
         self._depth = scope.depth
         self._tool_timeout_s = tool_timeout_s
+        self._refused_lock = threading.Lock()
+        self._refused_bytes = 0
 
     @property
     def ledger(self) -> Ledger:
@@ -128,7 +160,19 @@ class CallDispatcher:
         own = snapshot["functions"].get(function)
         return {"tree": snapshot["tree"], **({function: own} if own else {})}
 
+    @property
+    def refused_audit_bytes(self) -> int:
+        """Sandbox-chosen bytes (bodies, error text) written so far for calls refused before
+        they ran: no budget counts those, so the session caps them per cell."""
+        with self._refused_lock:
+            return self._refused_bytes
+
     def _event(self, event: str, **attrs: Any) -> None:
+        if event == "host.call" and attrs.get("outcome") in _REFUSED_OUTCOMES:
+            bodies = attrs.get("bodies") or {}
+            size = sum(len(body) for body in bodies.values()) + len(attrs.get("error") or "")
+            with self._refused_lock:
+                self._refused_bytes += size
         self._scope.event(event, **attrs)
 
     def handle(self, frame: Frame, cell_id: str, deadline: Deadline) -> Frame:
@@ -170,7 +214,7 @@ class CallDispatcher:
             return function.bind(frame["args"], frame["kwargs"])
         except TypeError as exc:
             self._event("host.call", function=function.name, call_id=call_id, cell=cell_id,
-                        outcome="invalid", error=str(exc))
+                        outcome="invalid", **_error_fields(str(exc)))
             raise HostCallRefused("TypeError", str(exc)) from exc
 
     def _decide(self, function: str, bound: dict[str, Any], call_id: int,
@@ -285,23 +329,16 @@ class CallDispatcher:
         except CallAbandoned as abandoned:
             ctx.cancel()
             raise HostCallRefused("TimeoutError", f"{name} abandoned: {abandoned}") from abandoned
-        except AuditWriteError:
-            self._settle(reservation, ctx, ok=False)
-            raise
         except Exception as exc:
-            self._settle(reservation, ctx, ok=False)
-            outcome = "denied" if isinstance(exc, PolicyDenied | BudgetExceeded) else "error"
-            self._finish(attrs, ctx, started, outcome, error=f"{type(exc).__name__}: {exc}")
+            # the handler ran: whatever it did before raising is done, so the call counts
+            self._ledger.commit(reservation, **_usage(ctx.usage))
+            if not isinstance(exc, AuditWriteError):
+                outcome = "denied" if isinstance(exc, PolicyDenied | BudgetExceeded) else "error"
+                self._finish(attrs, ctx, started, outcome, error=f"{type(exc).__name__}: {exc}")
             raise
-        self._settle(reservation, ctx, ok=True)
+        self._ledger.commit(reservation, **_usage(ctx.usage))
         self._finish(attrs, ctx, started, "ok")
         return value
-
-    def _settle(self, reservation: Reservation, ctx: CallContext, *, ok: bool) -> None:
-        if not ok and not ctx.usage:
-            self._ledger.refund(reservation)
-            return
-        self._ledger.commit(reservation, **_usage(ctx.usage))
 
     def _abandon(self, call: _AdmittedCall, abandoned: CallAbandoned) -> None:
         """The host stops waiting: the call counts as spent (usage so far charged) and
@@ -335,8 +372,10 @@ class CallDispatcher:
         if ctx.usage:   # LM bodies by digest, in the same event as the call
             bodies = {"completion": "\n".join(c.text for c in ctx.usage)}
             attrs = {**attrs, "model": ctx.usage[-1].model}
-        self._scope.event(
-            "host.call", bodies=bodies, **attrs, **extra, outcome=outcome, error=error,
+        fields = {"error": None, "bodies": bodies} if error is None else \
+            _error_fields(error, bodies)
+        self._event(
+            "host.call", **fields, **attrs, **extra, outcome=outcome,
             tokens_in=sum(c.input_tokens for c in ctx.usage),
             tokens_out=sum(c.output_tokens for c in ctx.usage),
             cache_write_tokens=sum(c.cache_write_tokens for c in ctx.usage),
@@ -351,11 +390,17 @@ class CallDispatcher:
         batch's child cannot wait on threads its parent holds), no more of them than the
         tree's free ``max_concurrent`` slots; an item past a limit fails alone."""
         items = bound.get(function.batch_param or "")
+        attrs = {"function": function.name, "call_id": call_id, "cell": cell_id,
+                 "decision": decision.effect, "rule_ids": list(decision.rule_ids),
+                 "args": _summary(bound)}
         if not isinstance(items, list):
-            raise HostCallRefused("TypeError", f"{function.name}: expects a list of prompts")
+            self._refuse_shape(attrs, "TypeError", f"{function.name}: expects a list of prompts")
         if len(items) > MAX_BATCH:
-            raise HostCallRefused("ValueError",
-                                  f"{function.name}: at most {MAX_BATCH} prompts a call")
+            self._refuse_shape(attrs, "ValueError",
+                               f"{function.name}: at most {MAX_BATCH} prompts a call")
+        if not items:   # answered without running anything, recorded all the same
+            self._event("host.call", **attrs, outcome="ok")
+            return []
         extra = {k: v for k, v in bound.items() if k != function.batch_param}
         results = [f"Error: TimeoutError: {function.name} item not run: {deadline.limit} "
                    f"({deadline.seconds:g} s) ran out"] * len(items)
@@ -389,3 +434,8 @@ class CallDispatcher:
         if failed:
             raise failed[0]
         return results
+
+    def _refuse_shape(self, attrs: dict[str, Any], kind: str, message: str) -> NoReturn:
+        """A permitted batch whose shape the host refuses: recorded, never run."""
+        self._event("host.call", **attrs, outcome="invalid", **_error_fields(message))
+        raise HostCallRefused(kind, message)

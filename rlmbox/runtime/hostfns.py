@@ -63,7 +63,7 @@ class HostFunction:
     params: tuple[str, ...]
     handler: Handler
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    none_means_default: bool = False   # the frontends' ``model=None`` means "the default"
+    none_means_default: bool = False   # ``model=None`` (or "") means "the default"
     prompt_param: str | None = None
     batch_param: str | None = None   # per-item reservations, one decision on the list
 
@@ -76,17 +76,24 @@ class HostFunction:
         bound = dict(zip(self.params, args, strict=False))
         for key, value in kwargs.items():
             if key not in self.params:
-                raise TypeError(f"{self.name}() got an unexpected argument {key!r}")
+                raise TypeError(f"{self.name}() got an unexpected argument {_shown(key)}")
             if key in bound:
-                raise TypeError(f"{self.name}() got {key!r} twice")
+                raise TypeError(f"{self.name}() got {_shown(key)} twice")
             bound[key] = value
         for key, default in self.defaults.items():
-            if key not in bound or (self.none_means_default and bound[key] is None):
+            # "" too: providers run ``model or default``, so it must be decided as the default
+            if key not in bound or (self.none_means_default and bound[key] in (None, "")):
                 bound[key] = default
         missing = [p for p in self.params if p not in bound]
         if missing:
             raise TypeError(f"{self.name}() is missing argument(s): {', '.join(missing)}")
         return bound
+
+
+def _shown(name: str) -> str:
+    """A sandbox-chosen argument name as an error may echo it: short (it is recorded)."""
+    text = repr(name)
+    return text if len(text) <= 64 else f"{text[:60]}...' ({len(name)} characters)"
 
 
 def signature_of(fn: Callable[..., Any], what: str) -> tuple[tuple[str, ...], dict[str, Any]]:

@@ -82,7 +82,8 @@ def run_rlm(session: Session, root: LMProvider, task: str, *, context: Any, max_
     for number in range(1, max_steps + 1):
         request = LMRequest(tuple(turns), system=system, options=options or CallOptions(),
                             cache_prefix=True)
-        reply = session.dispatcher.complete_root(root, request, model=model or root.model,
+        reply = session.dispatcher.complete_root(root, request,
+                                                 model=root.model if model is None else model,
                                                  on_text=on_text)
         turns.append(Turn("assistant", reply or "(empty reply)"))
         feedback: list[str] = []

@@ -44,6 +44,10 @@ from rlmbox.sandboxes.base import Sandbox
 from rlmbox.sandboxes.protocol import Frame
 
 MAX_CALLS_PER_CELL = 10_000
+#: Sandbox-chosen audit bytes (bodies, error text) of one cell's calls refused before they
+#: ran (invalid, denied, over budget): past it the sandbox is killed, so a cell cannot grow
+#: the log by megabytes through calls no budget counts.
+MAX_REFUSED_AUDIT_BYTES_PER_CELL = 1 << 20
 
 
 class SessionState(enum.Enum):
@@ -268,6 +272,7 @@ class Session:
         limit = self.policy.limits.output_bytes
         out, err = CappedStream(limit), CappedStream(limit)
         calls = 0
+        refused_before = self._dispatcher.refused_audit_bytes
         interrupted = False
         wait_until = deadline
         while True:
@@ -294,10 +299,9 @@ class Session:
                 listener(stream, (out if stream == "stdout" else err).add(frame["data"]))
             elif kind == "call":
                 calls += 1
-                if calls > MAX_CALLS_PER_CELL:
-                    return self._killed(cell_id, started, out, err, calls, None,
-                                        reason=f"more than {MAX_CALLS_PER_CELL} host calls "
-                                               "in one cell")
+                overrun = self._calls_overrun(calls, refused_before)
+                if overrun is not None:
+                    return self._killed(cell_id, started, out, err, calls, None, overrun)
                 try:
                     reply = self._dispatcher.handle(frame, cell_id, wait_until)
                 except AuditWriteError:
@@ -363,6 +367,17 @@ class Session:
         if "pids limit" in reason:
             return f"{reason} (limits.pids = {limits.pids})"
         return reason
+
+    def _calls_overrun(self, calls: int, refused_before: int) -> str | None:
+        """Why the cell must be killed before its next call is handled, if it must: too
+        many calls, or too many audit bytes written by its refused calls."""
+        if calls > MAX_CALLS_PER_CELL:
+            return f"more than {MAX_CALLS_PER_CELL} host calls in one cell"
+        refused = self._dispatcher.refused_audit_bytes - refused_before
+        if refused > MAX_REFUSED_AUDIT_BYTES_PER_CELL:
+            return (f"refused host calls wrote {refused} bytes to the audit log (more than "
+                    f"{MAX_REFUSED_AUDIT_BYTES_PER_CELL} in one cell)")
+        return None
 
     @staticmethod
     def _session_spent(deadline: Deadline) -> str | None:

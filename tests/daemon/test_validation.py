@@ -156,3 +156,14 @@ def test_deeply_nested_context_never_5xx(http: httpx.Client, depth: int) -> None
     assert response.status_code < 500, response.text
     if response.status_code == 201:
         http.delete(f"/v1/sessions/{response.json()['id']}")
+
+
+@pytest.mark.parametrize("body", [b'{"context": "\\ud800"}', b'{"context": ["x", "\\udfff"]}',
+                                  b'{"context": {"\\ud800": 1}}',
+                                  b'{"context": "\xed\xa0\x80"}'])
+def test_a_lone_surrogate_anywhere_in_the_context_is_a_400(http: httpx.Client,
+                                                            body: bytes) -> None:
+    """Valid JSON that cannot be encoded as UTF-8 (a surrogate escape, as a string, in a
+    list, as a key; or encoded raw) is refused before anything is staged."""
+    _assert_client_error(http.post("/v1/sessions", content=body))
+    assert http.get("/v1/health").status_code == 200
