@@ -46,7 +46,7 @@ from rlmbox.adapters.dspy_tool_results import awaited, crossing_value
 from rlmbox.adapters.trailing_value import SETUP as TRAILING_VALUE_SETUP
 from rlmbox.adapters.trailing_value import trailing_value, with_trailing_value
 from rlmbox.audit.log import AuditLog
-from rlmbox.errors import LMError, RlmboxError
+from rlmbox.errors import LMError, RlmboxError, ToolError
 from rlmbox.lm.base import Completion, estimate_tokens
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.events import AuditSink
@@ -88,9 +88,9 @@ def with_callbacks(method: _Method) -> _Method:
     return cast(_Method, dspy_with_callbacks(method))
 
 
-class ActiveExecution(CodeInterpreterError, RlmboxError):  # type: ignore[misc]  # dspy: untyped
+class ActiveExecution(CodeInterpreterError, ToolError):  # type: ignore[misc]  # dspy: untyped
     """``execute`` was called while the interpreter runs a cell: from one of its own tools
-    (which would wait for itself) or from another thread. An ``RlmboxError`` too, so a tool
+    (which would wait for itself) or from another thread. A ``ToolError`` too, so a tool
     that hits it shows the model this message rather than only the type's name."""
 
 

@@ -20,12 +20,12 @@ from typing import Any
 import pydantic
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from rlmbox.errors import RlmboxError
+from rlmbox.errors import ToolError
 
 
-class ToolResultError(RlmboxError):
-    """A tool's result has no JSON form and no text: it cannot cross into the sandbox. An
-    ``RlmboxError``, so the model reads this message (which names the tool), not only its
+class ToolResultError(ToolError):
+    """A tool's result has no JSON form and no text: it cannot cross into the sandbox. A
+    ``ToolError``, so the model reads this message (which names the tool), not only its
     type."""
 
 
