@@ -16,7 +16,8 @@
     │   └── EnvironmentBuildFailed  building the policy's packages failed
     ├── SessionError
     │   ├── SessionClosed           the session was closed; it cannot be used again
-    │   └── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
+    │   ├── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
+    │   └── FileTransferRefused     a file in or out was refused: path, symlink, size, sandbox
     ├── AuditError                  the audit log cannot be written or read
     │   ├── AuditWriteError         ... writing failed: host calls stop (fail closed)
     │   └── AuditRecordInvalid      ... an event is not recordable (not JSON-able, reserved name)
@@ -137,6 +138,11 @@ class SessionClosed(SessionError):
 
 class SessionKilled(SessionError):
     """The sandbox was killed (timeout, OOM, pids); the session is dead."""
+
+
+class FileTransferRefused(SessionError):
+    """A file transfer was refused: a path outside the writable area, a symlink out of it,
+    a size over ``limits.file_transfer_mb``, or the sandbox could not do it."""
 
 
 class AuditError(RlmboxError):

@@ -18,7 +18,7 @@ def test_exported_members_are_pinned() -> None:
         "Completion", "ExecResult", "IsolationProperty", "LMProvider", "Policy", "Runtime",
         "ScriptedLM", "AnthropicLM", "OpenAICompatibleLM", "Session", "load_policy",
         "AuditError", "AuditRecordInvalid", "AuditWriteError", "BudgetExceeded",
-        "CodeRejected", "IsolationUnavailable", "LMError", "LMRequestFailed",
+        "CodeRejected", "FileTransferRefused", "IsolationUnavailable", "LMError", "LMRequestFailed",
         "PolicyDenied", "PolicyError", "ProtocolError",
         "RlmboxError", "SandboxCrashed", "SandboxError", "SandboxUnavailable",
         "SessionClosed", "SessionError", "SessionKilled", "ToolError"])

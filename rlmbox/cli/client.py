@@ -5,6 +5,7 @@
     rlmbox client exec "$sid" -c 'x = len(context)'
     rlmbox client exec "$sid" -c 'print(x)'
     rlmbox client interrupt "$sid"     # from another shell, while a cell runs
+    rlmbox client files put "$sid" data.csv /tmp/data.csv   # and get, ls (client_files.py)
     rlmbox client session close "$sid"
 
 It talks to the daemon's Unix socket (``--socket``, default the daemon's) or TCP (``--url``)
@@ -73,6 +74,9 @@ def register(subparsers: Any) -> None:
                                    help="interrupt the session's running cell")
     interrupt.add_argument("session")
     interrupt.set_defaults(handler=run_interrupt)
+
+    from rlmbox.cli import client_files  # noqa: PLC0415 - it imports connect from here
+    client_files.register(actions, common)
 
 
 def connect(args: argparse.Namespace) -> Client:

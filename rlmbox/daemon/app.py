@@ -59,6 +59,7 @@ from rlmbox.daemon.wire import (
     status_for,
 )
 from rlmbox.errors import DaemonError, RlmboxError
+from rlmbox.runtime.session import Session
 
 log = logging.getLogger("rlmbox.daemon")
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -318,6 +319,45 @@ async def interrupt_cell(request: web.Request) -> web.Response:
     return web.json_response({"interrupted": interrupted})
 
 
+def _file_query(request: web.Request, *allowed: str) -> tuple[str, str]:
+    """Exactly one of ``allowed`` in the query: ``(name, value)``; else 400."""
+    given = [name for name in allowed if name in request.query]
+    unknown = set(request.query) - set(allowed)
+    if unknown or len(given) != 1:
+        raise DaemonError(f"give exactly one query parameter of: {', '.join(allowed)}",
+                          status=400, type=INVALID_REQUEST)
+    return given[0], request.query[given[0]]
+
+
+async def _transfer(request: web.Request, transfer: Callable[[Session], T]) -> T:
+    """A file transfer on the caller's session: after its running cell, in a cell slot."""
+    session_id = request.match_info["id"]
+    engine = request.app[ENGINE]
+    engine.live(request[TENANT], session_id)   # 404/409 before queueing
+    async with _session_lock(request, session_id):
+        slot = engine.admission.take_cell(request[TENANT])
+        return await _in_slot(request, slot, engine.files, request[TENANT], session_id,
+                              transfer)
+
+
+async def put_file(request: web.Request) -> web.Response:
+    """Writes the body's bytes to ``?path=`` in the sandbox's writable area."""
+    _, path = _file_query(request, "path")
+    data = await request.read()   # capped at MAX_BODY_BYTES by the app
+    await _transfer(request, lambda session: session.write_file(path, data))
+    return web.json_response({"path": path, "size": len(data)})
+
+
+async def get_files(request: web.Request) -> web.Response:
+    """``?path=``: the file's bytes; ``?dir=``: the directory's entries as JSON."""
+    name, path = _file_query(request, "path", "dir")
+    if name == "dir":
+        entries = await _transfer(request, lambda session: session.list_files(path))
+        return web.json_response({"entries": entries})
+    data = await _transfer(request, lambda session: session.read_file(path))
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
 async def _stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -365,6 +405,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/v1/sessions/{id}/exec", exec_cell),
     ("GET", "/v1/sessions/{id}/exec/stream", exec_stream),
     ("POST", "/v1/sessions/{id}/interrupt", interrupt_cell),
+    ("PUT", "/v1/sessions/{id}/files", put_file),
+    ("GET", "/v1/sessions/{id}/files", get_files),
     ("GET", "/v1/audit", audit_events),
     ("GET", "/v1/sessions/{id}/view", session_view),
     ("GET", METRICS_PATH, metrics),

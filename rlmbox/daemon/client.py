@@ -42,6 +42,8 @@ class _Call(Generic[T]):
     read: Callable[[Any], T]
     json: Any = None
     params: dict[str, Any] | None = None
+    content: bytes | None = None   # a raw body (a file), instead of json
+    raw: bool = False              # the answer is bytes (a file), not JSON
 
 
 def _health() -> _Call[dict[str, Any]]:
@@ -87,10 +89,28 @@ def _audit(session: str | None, after_seq: int,
                  params=params)
 
 
+def _write_file(session_id: str, path: str, data: bytes | str) -> _Call[None]:
+    content = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    return _Call("PUT", f"/v1/sessions/{session_id}/files", lambda _: None,
+                 params={"path": path}, content=content)
+
+
+def _read_file(session_id: str, path: str) -> _Call[bytes]:
+    return _Call("GET", f"/v1/sessions/{session_id}/files", bytes, params={"path": path},
+                 raw=True)
+
+
+def _list_files(session_id: str, path: str) -> _Call[list[dict[str, Any]]]:
+    return _Call("GET", f"/v1/sessions/{session_id}/files",
+                 lambda body: list(body["entries"]), params={"dir": path})
+
+
 def _answer(call: _Call[T], response: httpx.Response) -> T:
     """The call's result, or the exception the error answer names."""
     if response.status_code == 204:
         return call.read(None)
+    if call.raw and response.is_success:
+        return call.read(response.content)
     try:
         body = response.json()
     except ValueError as exc:
@@ -141,7 +161,7 @@ class Client:
     def _run(self, call: _Call[T]) -> T:
         try:
             response = self._http.request(call.method, call.path, json=call.json,
-                                          params=call.params)
+                                          params=call.params, content=call.content)
         except httpx.HTTPError as exc:
             raise _unreachable(exc) from exc
         return _answer(call, response)
@@ -191,6 +211,17 @@ class Client:
         running it); False when no cell was running."""
         return self._run(_interrupt(session_id))
 
+    def write_file(self, session_id: str, path: str, data: bytes | str) -> None:
+        """Writes ``data`` to ``path`` in the session's writable area (``files.write``)."""
+        self._run(_write_file(session_id, path, data))
+
+    def read_file(self, session_id: str, path: str) -> bytes:
+        return self._run(_read_file(session_id, path))
+
+    def list_files(self, session_id: str, path: str) -> list[dict[str, Any]]:
+        """The entries (``name``, ``size``, ``kind``) of a directory in the writable area."""
+        return self._run(_list_files(session_id, path))
+
     def audit(self, *, session: str | None = None, after_seq: int = 0,
               limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
         """One page of the caller's audit events and the ``after_seq`` of the next."""
@@ -221,7 +252,7 @@ class AsyncClient:
     async def _run(self, call: _Call[T]) -> T:
         try:
             response = await self._http.request(call.method, call.path, json=call.json,
-                                                params=call.params)
+                                                params=call.params, content=call.content)
         except httpx.HTTPError as exc:
             raise _unreachable(exc) from exc
         return _answer(call, response)
@@ -256,6 +287,15 @@ class AsyncClient:
 
     async def interrupt(self, session_id: str) -> bool:
         return await self._run(_interrupt(session_id))
+
+    async def write_file(self, session_id: str, path: str, data: bytes | str) -> None:
+        await self._run(_write_file(session_id, path, data))
+
+    async def read_file(self, session_id: str, path: str) -> bytes:
+        return await self._run(_read_file(session_id, path))
+
+    async def list_files(self, session_id: str, path: str) -> list[dict[str, Any]]:
+        return await self._run(_list_files(session_id, path))
 
     async def audit(self, *, session: str | None = None, after_seq: int = 0,
                     limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:

@@ -10,11 +10,13 @@ block (they start sandboxes and run cells) and are called from the server's thre
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlmbox.daemon.admission import Admission, TenantGate
 from rlmbox.daemon.store import SessionRow, Store
@@ -27,6 +29,8 @@ from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import OutputCallback, Session, SessionState
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -144,13 +148,27 @@ class Engine:
             live.session.check_timeout(timeout)
         except (TypeError, ValueError) as exc:   # over the policy's limit: the caller's fault
             raise DaemonError(str(exc), status=400, type=INVALID_REQUEST) from exc
+        with self._turn(live, session_id):
+            return live.session.exec(code, timeout=timeout, on_output=on_output)
+
+    @contextlib.contextmanager
+    def _turn(self, live: LiveSession, session_id: str) -> Iterator[None]:
+        """One use of a session at a time (two execs, or a transfer, run one after the
+        other); a use that killed the sandbox (a cell, a failed audit write, a broken
+        file transfer) is recorded in the store."""
         try:
-            with live.exec_lock:   # two execs on one session run one after the other
-                return live.session.exec(code, timeout=timeout, on_output=on_output)
-        finally:   # a cell, or a failed audit write, may have killed the sandbox
+            with live.exec_lock:
+                yield
+        finally:
             if live.session.state is SessionState.DEAD:
                 self._store.end_session(session_id, "killed",
                                         live.session.death_reason or "")
+
+    def files(self, tenant: str, session_id: str, transfer: Callable[[Session], T]) -> T:
+        """Runs one file transfer on the tenant's session, after its running cell."""
+        live = self.live(tenant, session_id)
+        with self._turn(live, session_id):
+            return transfer(live.session)
 
     def interrupt(self, tenant: str, session_id: str) -> bool:
         """Interrupts the session's running cell; False when none runs. Never waits for

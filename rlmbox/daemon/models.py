@@ -77,6 +77,21 @@ class ExecResultBody(_Response):
     cell_id: str
 
 
+class FileEntryBody(_Response):
+    name: str
+    size: int
+    kind: Literal["file", "dir", "symlink", "other"]
+
+
+class FileListing(_Response):
+    entries: list[FileEntryBody]
+
+
+class FileWritten(_Response):
+    path: str
+    size: int
+
+
 class InterruptResult(_Response):
     interrupted: bool = Field(description="false when no cell was running")
 

@@ -75,11 +75,34 @@ def _stream_op(authed: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
+def _files_ops(authed: dict[str, Any]) -> dict[str, Any]:
+    """Files in and out of the sandbox's writable area (docs/daemon.md "Files")."""
+    path = {"name": "path", "in": "query", "required": False, "schema": {"type": "string"},
+            "description": "an absolute path in the sandbox's writable area (e.g. /tmp/x)"}
+    refused = _errors(400, 403, 404, 409, 413, 502, 503)
+    put = _op("write the body's bytes to ?path= (decided as files.write, audited)",
+              {"200": _json(m.FileWritten, "written"), **authed, **refused},
+              params=[_SESSION_ID, {**path, "required": True}])
+    put["requestBody"] = {"required": True, "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+    get = _op("?path=: the file's bytes (files.read); ?dir=: the directory's entries "
+              "(files.list); exactly one of them",
+              {"200": {"description": "the bytes, or the listing", "content": {
+                  "application/octet-stream": {"schema": {"type": "string",
+                                                          "format": "binary"}},
+                  "application/json": {"schema": _ref(m.FileListing)}}},
+               **authed, **refused},
+              params=[_SESSION_ID, path,
+                      _query("dir", "a directory in the writable area", {"type": "string"})])
+    return {"put": put, "get": get}
+
+
 def build_spec(version: str) -> dict[str, Any]:
     """The whole document; ``paths`` keys are the routes the app serves (tested)."""
     models: list[type[BaseModel]] = [
         m.CreateSessionRequest, m.ExecRequest, m.Health, m.SessionInfo, m.SessionList,
-        m.ExecResultBody, m.InterruptResult, m.AuditPage, m.ErrorBody, m.ErrorDetail]
+        m.ExecResultBody, m.InterruptResult, m.AuditPage, m.ErrorBody, m.ErrorDetail,
+        m.FileListing, m.FileEntryBody, m.FileWritten]
     _, top = models_json_schema(
         [(model, "validation") for model in models], ref_template=_REF)
     authed = _errors(401)
@@ -128,6 +151,7 @@ def build_spec(version: str) -> dict[str, Any]:
                                       {"type": "integer", "minimum": 1, "maximum": 1000})]),
         },
     }
+    paths["/v1/sessions/{id}/files"] = _files_ops(authed)
     paths["/v1/sessions/{id}/view"] = {"get": _op(
         "the trajectory viewer's report of one of the caller's sessions and its rlm_query "
         "children (docs/viewer.md)",

@@ -17,6 +17,7 @@ ENGINE_STATUS: dict[str, int] = {
     "CodeRejected": 400,
     "PolicyDenied": 403,
     "BudgetExceeded": 429,
+    "FileTransferRefused": 400,
     "SessionClosed": 409,
     "SessionKilled": 409,
     "SessionError": 409,

@@ -61,6 +61,10 @@ KNOWN_ARGUMENTS: dict[str, frozenset[str]] = {
     "context.lines": frozenset({"start", "end"}),
     "context.documents": frozenset(),
     "context.document": frozenset({"doc_id"}),
+    # host-initiated, never callable by model code: the caller moving files (Session.*_file)
+    "files.write": frozenset({"path", "size"}),
+    "files.read": frozenset({"path"}),
+    "files.list": frozenset({"path"}),
 }
 
 # The budget name of a session's root-model completions (the RLM loop; not callable by code).
@@ -95,6 +99,8 @@ class Limits(_Frozen):
     open_files: Annotated[int, Field(strict=True, gt=0, le=1_000_000)] = 256
     file_size_mb: Annotated[int, Field(strict=True, gt=0, le=1024 * 1024)] = 64
     disk_mb: Annotated[int, Field(strict=True, gt=0, le=1024 * 1024)] = 256
+    # one file moved in or out by Session.write_file / read_file (and the daemon's routes)
+    file_transfer_mb: Annotated[int, Field(strict=True, gt=0, le=1024 * 1024)] = 64
     output_bytes: Annotated[int, Field(strict=True, gt=0, le=1024 * MiB)] = MiB
     # a cell whose output (kept and dropped, both streams) passes this is stopped: a print
     # loop must not run for its whole wall time; None means 16 x output_bytes

@@ -175,6 +175,12 @@ class CallDispatcher:
                 self._refused_bytes += size
         self._scope.event(event, **attrs)
 
+    def decide_action(self, function: str, args: dict[str, Any]) -> Decision:
+        """Decides an action the host's caller starts (a file transfer) with the same
+        engine as the sandbox's calls; the caller audits it."""
+        return self._engine.decide(CallRequest(function=function, args=args,
+                                               session_id=self._session, depth=self._depth))
+
     def handle(self, frame: Frame, cell_id: str, deadline: Deadline) -> Frame:
         """Returns the reply frame for one call frame, by ``deadline`` (a call still
         running then is abandoned and answered with a ``TimeoutError``; handlers that can

@@ -14,6 +14,7 @@ session is marked dead.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import math
@@ -21,7 +22,7 @@ import secrets
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +40,7 @@ from rlmbox.runtime.bounds import CappedStream, answer_json, capped_answer, capp
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.results import CellStatus, ExecResult
+from rlmbox.runtime.session_files import FileEntry, SessionFiles
 from rlmbox.sandboxes import cell_code
 from rlmbox.sandboxes.base import Sandbox
 from rlmbox.sandboxes.protocol import Frame
@@ -107,6 +109,8 @@ class Session:
         self._started = time.monotonic()
         self.death_reason: str | None = None
         self.cells_run = 0
+        self._files = SessionFiles(sandbox=sandbox, policy=policy, dispatcher=dispatcher,
+                                   event=self._event, kill=self._kill)
 
     # --- public API -------------------------------------------------------------------
 
@@ -165,6 +169,42 @@ class Session:
             if self._durable_cells:
                 self._audit.sync()   # acknowledged only once its events are durable
             return result
+
+    def write_file(self, path: str, data: bytes | str) -> None:
+        """Writes ``data`` (str as UTF-8) to ``path`` in the sandbox's writable area,
+        replacing a file there; decided as ``files.write`` and audited.
+
+        Raises:
+            FileTransferRefused: a path outside the area or through a symlink out of it,
+                over ``limits.file_transfer_mb``, or the sandbox could not write it
+                (``limits.file_size_mb``, ``disk_mb``).
+            PolicyDenied: the policy does not permit ``files.write``.
+        """
+        with self._files_turn():
+            self._files.write(path, data)
+
+    def read_file(self, path: str) -> bytes:
+        """The bytes of the file at ``path`` in the writable area (``files.read``); raises
+        as :meth:`write_file` does."""
+        with self._files_turn():
+            return self._files.read(path)
+
+    def list_files(self, path: str) -> list[FileEntry]:
+        """The entries of the directory ``path`` in the writable area (``files.list``):
+        ``{name, size, kind}``, symlinks not followed, at most 10,000."""
+        with self._files_turn():
+            return self._files.list_dir(path)
+
+    @contextlib.contextmanager
+    def _files_turn(self) -> Iterator[None]:
+        """A transfer waits for the running cell (they share the frame stream) and is
+        acknowledged only once its audit record is durable."""
+        with self._lock:
+            with self._state_lock:
+                self._check_usable()
+            yield
+            if self._durable_cells:
+                self._audit.sync()
 
     def close(self, reason: str = "closed") -> None:
         """Kills the sandbox (every process, escapees included). Idempotent, and safe

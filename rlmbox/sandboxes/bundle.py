@@ -26,8 +26,8 @@ BUNDLE_FILES: tuple[tuple[str, str], ...] = (
     ("rlmbox/sandboxes/cell_code.py", "sandboxes/cell_code.py"),
     ("rlmbox/sandboxes/process/confine.py", "sandboxes/process/confine.py"),
     *((f"rlmbox/{_AGENT}/{name}", f"{_AGENT}/{name}") for name in (
-        "__init__.py", "main.py", "frame_io.py", "fds.py", "pump.py", "reaper.py", "repl.py",
-        "gated_context.py", "restricted_guards.py")),
+        "__init__.py", "main.py", "frame_io.py", "fds.py", "files.py", "pump.py", "reaper.py",
+        "repl.py", "gated_context.py", "restricted_guards.py")),
 )
 # package markers with no code: the real ``rlmbox/__init__.py`` imports the host side
 EMPTY_PACKAGES: tuple[str, ...] = (

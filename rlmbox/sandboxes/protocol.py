@@ -52,11 +52,16 @@ _SPECS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
     "reply": {"call": ("int", True), "ok": ("bool", True), "value": (_ANY, False),
               "error": ("dict", False)},
     "shutdown": {},
+    # a file in or out of the sandbox's writable area, one chunk a frame (agent/files.py)
+    "file": {"id": ("id", True), "op": ("fileop", True), "path": ("str", True),
+             "roots": ("list", True), "data": ("str", False), "offset": ("int", False),
+             "limit": ("int", False)},
 }
 AGENT_FRAMES: Final = frozenset({"ready", "call", "output", "result"})
-HOST_FRAMES: Final = frozenset({"init", "exec", "reply", "shutdown"})
+HOST_FRAMES: Final = frozenset({"init", "exec", "reply", "shutdown", "file"})
 RESULT_STATUSES: Final = frozenset({"ok", "error", "interrupted"})
 STREAMS: Final = frozenset({"stdout", "stderr"})
+FILE_OPS: Final = frozenset({"write", "read", "list"})
 
 
 def encode(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
@@ -133,6 +138,8 @@ def _check_kind(where: str, value: object, kind: str) -> None:  # noqa: PLR0912 
         ok = value in STREAMS
     elif kind == "status":
         ok = value in RESULT_STATUSES
+    elif kind == "fileop":
+        ok = value in FILE_OPS
     else:  # pragma: no cover - a spec typo
         raise AssertionError(kind)
     if not ok:

@@ -115,3 +115,25 @@ def test_interrupt_stops_a_cell_another_shell_runs(daemon: RunningDaemon) -> Non
     assert time.monotonic() - began < 10
     assert running.returncode == 1
     assert "[interrupted" in rest
+
+
+def test_files_put_get_and_ls(daemon: RunningDaemon, tmp_path: Path) -> None:
+    """``rlmbox client files``: a local file goes in, model code changes it, it comes out."""
+    shell = Shell(daemon)
+    local = tmp_path / "in.txt"
+    local.write_text("abc")
+    sid = shell("session", "create", "--id-only").stdout.strip()
+    put = shell("files", "put", sid, str(local), "/tmp/in.txt")
+    assert put.returncode == 0, put.stderr
+    ran = shell("exec", sid, "-c", "open('/tmp/out.txt','w').write(open('/tmp/in.txt').read()*2)")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    got = shell("files", "get", sid, "/tmp/out.txt", str(tmp_path / "out.txt"))
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "out.txt").read_text() == "abcabc"
+    assert shell("files", "get", sid, "/tmp/in.txt").stdout == "abc"
+    listed = json.loads(shell("files", "ls", sid, "/tmp", "--json").stdout)
+    assert {e["name"] for e in listed} == {"in.txt", "out.txt"}
+    outside = shell("files", "get", sid, "/etc/passwd")
+    assert outside.returncode == 2
+    assert "writable area" in outside.stderr
+    assert "root:" not in outside.stdout

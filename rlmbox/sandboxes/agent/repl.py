@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlmbox.sandboxes import cell_code, protocol
+from rlmbox.sandboxes.agent import files
 from rlmbox.sandboxes.agent.frame_io import FrameIO
 from rlmbox.sandboxes.agent.pump import OutputPump
 
@@ -261,6 +262,8 @@ class Agent:
                 self.io.send(reply)
             elif kind == "exec":
                 self.io.send(self.run_cell(frame))
+            elif kind == "file":
+                self.io.send(files.handle(frame))
             # a stray reply (its call already gave up) is dropped
 
 

@@ -1,0 +1,230 @@
+"""Files in and out of a session's writable area, decided, capped, audited, chunked.
+
+The caller (not model code) moves files: ``files.write``, ``files.read`` and ``files.list``
+are decided by the session's policy like host calls, and each attempt is one
+``file.transfer`` audit record (path, size, decision, outcome, the content by digest).
+The path is checked here first (absolute, normalised, inside a writable directory of the
+sandbox) and resolved again by the agent inside the sandbox, which refuses symlinks that
+leave the area; the host never opens a path of its own. Data travels in chunks well under
+the frame cap, and every answer the sandbox gives (bytes, sizes, listings) is hostile
+input: bounded by ``limits.file_transfer_mb`` and checked field by field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import posixpath
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn, TypedDict
+
+from rlmbox.errors import FileTransferRefused, PolicyDenied, ProtocolError, SandboxCrashed
+from rlmbox.policies.engine import Decision
+from rlmbox.policies.model import Policy
+from rlmbox.runtime.dispatch import CallDispatcher
+from rlmbox.sandboxes.base import Sandbox
+from rlmbox.sandboxes.protocol import Frame
+
+CHUNK_BYTES = 4 * 1024 * 1024       # base64 makes it 5.6 MiB: under the 8 MiB frame cap
+CHUNK_TIMEOUT_S = 60.0              # an agent that cannot move 4 MiB in this is stuck
+MAX_PATH_CHARS = 4096
+MAX_NAME_CHARS = 255
+MAX_ENTRIES = 10_000                # the agent stops there too
+KINDS = frozenset({"file", "dir", "symlink", "other"})
+MiB = 1024 * 1024
+
+
+class FileEntry(TypedDict):
+    """One entry of a listing: ``kind`` is ``file``, ``dir``, ``symlink`` or ``other``."""
+
+    name: str
+    size: int
+    kind: str
+
+
+Event = Callable[..., None]
+
+
+class SessionFiles:
+    """The file operations of one session; the session serialises them with its cells."""
+
+    def __init__(self, *, sandbox: Sandbox, policy: Policy, dispatcher: CallDispatcher,
+                 event: Event, kill: Callable[[str], None]) -> None:
+        self._sandbox = sandbox
+        self._dispatcher = dispatcher
+        self._event = event
+        self._kill = kill
+        self._cap = policy.limits.file_transfer_mb * MiB
+        self._areas = [p.rstrip("/") for p in sandbox.writable_paths()
+                       if p != "/dev" and not p.startswith("/dev/")]
+
+    # --- operations -----------------------------------------------------------------
+
+    def write(self, path: str, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+        data = bytes(data)
+        record: dict[str, Any] = {"function": "files.write", "path": path[:MAX_PATH_CHARS],
+                                  "size": len(data)}
+        self._admit(record, path, directory=False, args={"path": path, "size": len(data)})
+        if len(data) > self._cap:
+            self._refuse(record, f"{len(data)} bytes is over limits.file_transfer_mb "
+                                 f"({self._cap // MiB} MiB)")
+        offset = 0
+        while True:
+            chunk = data[offset:offset + CHUNK_BYTES]
+            self._ask(record, {"op": "write", "path": path, "offset": offset,
+                               "data": base64.b64encode(chunk).decode("ascii")})
+            offset += len(chunk)
+            if offset >= len(data):
+                break
+        self._event("file.transfer", **record, outcome="ok", bodies={"content": data})
+
+    def read(self, path: str) -> bytes:
+        record: dict[str, Any] = {"function": "files.read", "path": path[:MAX_PATH_CHARS]}
+        self._admit(record, path, directory=False, args={"path": path})
+        got = bytearray()
+        while True:
+            answer = self._ask(record, {"op": "read", "path": path, "offset": len(got),
+                                        "limit": CHUNK_BYTES})
+            size, chunk = self._read_answer(record, answer)
+            if size > self._cap or len(got) + len(chunk) > self._cap:
+                self._refuse(record, f"the file ({size} bytes) is over "
+                                     f"limits.file_transfer_mb ({self._cap // MiB} MiB)")
+            got += chunk
+            if not chunk or len(got) >= size:
+                break
+        data = bytes(got)
+        self._event("file.transfer", **record, size=len(data), outcome="ok",
+                    bodies={"content": data})
+        return data
+
+    def list_dir(self, path: str) -> list[FileEntry]:
+        record: dict[str, Any] = {"function": "files.list", "path": path[:MAX_PATH_CHARS]}
+        self._admit(record, path, directory=True, args={"path": path})
+        answer = self._ask(record, {"op": "list", "path": path})
+        entries, truncated = self._list_answer(record, answer)
+        self._event("file.transfer", **record, size=len(entries), truncated=truncated,
+                    outcome="ok", bodies={"listing": json.dumps(entries, sort_keys=True)})
+        return entries
+
+    # --- checks ---------------------------------------------------------------------
+
+    def _admit(self, record: dict[str, Any], path: object, *, directory: bool,
+               args: dict[str, Any]) -> None:
+        """The path's shape, then the policy; each refusal audited and raised."""
+        problem = self._path_problem(path, directory=directory)
+        if problem is not None:
+            self._refuse(record, problem)
+        decision = self._dispatcher.decide_action(record["function"], args)
+        record.update(decision=decision.effect, rule_ids=list(decision.rule_ids))
+        if not decision.allowed:
+            self._deny(record, decision)
+
+    def _path_problem(self, path: object, *, directory: bool) -> str | None:
+        if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS or "\0" in path:
+            return "the path must be a non-empty string without NUL, at most 4096 characters"
+        if not path.startswith("/") or path.startswith("//") or posixpath.normpath(path) != path:
+            return f"the path must be absolute and normalised (no '..', '.', '//'): {path!r}"
+        for area in self._areas:
+            if path.startswith(area + "/") or (directory and path == area):
+                return None
+        return f"{path!r} is outside the sandbox's writable area ({', '.join(self._areas)})"
+
+    def _refuse(self, record: dict[str, Any], reason: str) -> NoReturn:
+        self._event("file.transfer", **record, outcome="refused", reason=reason)
+        raise FileTransferRefused(f"{record['function']} {record['path']!r}: {reason}")
+
+    def _deny(self, record: dict[str, Any], decision: Decision) -> NoReturn:
+        self._event("file.transfer", **record, outcome="denied", reason=decision.reason)
+        rules = ", ".join(decision.rule_ids) or "default deny"
+        raise PolicyDenied(f"policy denied {record['function']}: {decision.reason} ({rules})",
+                           decision.rule_ids)
+
+    # --- the agent's answers ----------------------------------------------------------
+
+    def _ask(self, record: dict[str, Any], request: dict[str, Any]) -> Any:
+        """Sends one ``file`` frame and returns the agent's answer; a refusal by the
+        sandbox is audited and raised, a sandbox that breaks the protocol or stalls is
+        killed (its frame stream can no longer be trusted)."""
+        frame_id = f"file-{secrets.token_hex(8)}"
+        frame: Frame = {"t": "file", "id": frame_id, "roots": self._areas, **request}
+        until = time.monotonic() + CHUNK_TIMEOUT_S
+        try:
+            self._sandbox.send(frame, CHUNK_TIMEOUT_S)
+            reply = self._await(frame_id, until)
+        except (SandboxCrashed, ProtocolError) as exc:
+            self._kill(f"during a file transfer: {exc}")
+            self._event("file.transfer", **record, outcome="error", reason=str(exc)[:500])
+            raise FileTransferRefused(f"{record['function']} {record['path']!r}: the "
+                                      f"sandbox failed ({exc}); the session is dead") from exc
+        if reply["status"] != "ok":
+            self._refuse(record, f"the sandbox refused: {str(reply.get('error'))[:500]}")
+        return reply.get("answer")
+
+    def _await(self, frame_id: str, until: float) -> Frame:
+        """The result for ``frame_id``; anything else the sandbox sends meanwhile (stray
+        output, a background thread's call) is dropped, as between cells."""
+        while True:
+            reply = self._sandbox.recv(max(0.0, until - time.monotonic()))
+            if reply is None:
+                raise SandboxCrashed(f"the sandbox did not answer a file transfer in "
+                                     f"{CHUNK_TIMEOUT_S:g} s")
+            if reply["t"] == "result" and reply["id"] == frame_id:
+                return reply
+
+    def _read_answer(self, record: dict[str, Any], answer: Any) -> tuple[int, bytes]:
+        chunk = _chunk(answer)
+        if chunk is None:
+            self._refuse(record, "the sandbox's answer is malformed")
+        return int(answer["size"]), chunk
+
+    def _list_answer(self, record: dict[str, Any],
+                     answer: Any) -> tuple[list[FileEntry], bool]:
+        raw = answer.get("entries") if isinstance(answer, dict) else None
+        if not isinstance(raw, list) or len(raw) > MAX_ENTRIES:
+            self._refuse(record, "the sandbox's listing is malformed")
+        entries: list[FileEntry] = []
+        for item in raw:
+            entry = _entry(item)
+            if entry is None:
+                self._refuse(record, "the sandbox's listing holds a malformed entry")
+            entries.append(entry)
+        return entries, answer.get("truncated") is True
+
+
+def _chunk(answer: Any) -> bytes | None:
+    """The bytes of one read answer, if it is a sane one (at most one chunk)."""
+    if not (isinstance(answer, dict) and _count(answer.get("size")) is not None
+            and isinstance(answer.get("data"), str)
+            and len(answer["data"]) <= 4 * (CHUNK_BYTES // 3 + 1)):
+        return None
+    try:
+        chunk = base64.b64decode(answer["data"], validate=True)
+    except binascii.Error:
+        return None
+    return chunk if len(chunk) <= CHUNK_BYTES else None
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    return None
+
+
+def _entry(item: object) -> FileEntry | None:
+    """One listing entry as the sandbox sent it, if it is a sane one."""
+    if not (isinstance(item, list) and len(item) == 3):
+        return None
+    name, size, kind = item
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS \
+            or "/" in name or "\0" in name or name in {".", ".."}:
+        return None
+    if _count(size) is None or kind not in KINDS:
+        return None
+    return FileEntry(name=name, size=size, kind=kind)
