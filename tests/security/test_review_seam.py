@@ -17,20 +17,10 @@ from rlmbox.policies.engine import CallRequest, PolicyEngine
 from rlmbox.policies.model import load_policy
 
 from .harness import Runtimes, audit_records, events, run_json
+from .test_call_budgets import TRY_CALLS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TRY_CALLS = """
-import json
-outcomes = []
-for i in range({n}):
-    try:
-        {call}
-        outcomes.append("ok")
-    except Exception as exc:
-        outcomes.append(type(exc).__name__)
-print(json.dumps(outcomes))
-"""
 
 # Gives model code ``forge_call(fn)``: a call frame naming any function (reply ignored).
 FORGE_CALL = """
