@@ -10,7 +10,7 @@ from typing import Any
 
 from rlmbox.errors import RlmboxError
 from rlmbox.runtime.backends import BACKEND_NAMES, backend_by_name
-from rlmbox.sandboxes.base import BackendReport, IsolationProperty
+from rlmbox.sandboxes.base import PROPERTY_MEANINGS, BackendReport, IsolationProperty
 
 
 def register(subparsers: Any) -> None:
@@ -20,21 +20,26 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _probe(name: str, runtime: str | None) -> BackendReport:
+def _probe(name: str, runtime: str | None) -> tuple[BackendReport, str]:
+    """The backend's report, and how to get what it could not show (its remedy)."""
     label = f"{name}/{runtime}" if runtime else name
     try:
-        return backend_by_name(name, runtime).probe()
+        backend = backend_by_name(name, runtime)
+        report = backend.probe()
     except RlmboxError as exc:
-        return BackendReport(label, False, str(exc))
+        return BackendReport(label, False, str(exc)), ""
+    missing = frozenset(IsolationProperty) - frozenset(report.properties)
+    return report, backend.remedy(missing) if report.available and missing else ""
 
 
 def run(args: argparse.Namespace) -> int:
-    reports = [_probe("process", None)]
+    probed = [_probe("process", None)]
     for runtime in ("runc", "runsc"):
-        report = _probe("docker", runtime)
-        reports.append(BackendReport(f"docker/{runtime}", report.available, report.detail,
-                                     report.properties, report.declared))
-    reports.append(_probe("e2b", None))
+        report, remedy = _probe("docker", runtime)
+        probed.append((BackendReport(f"docker/{runtime}", report.available, report.detail,
+                                     report.properties, report.declared), remedy))
+    probed.append(_probe("e2b", None))
+    reports = [report for report, _ in probed]
     unknown = {r.name.split("/")[0] for r in reports} - set(BACKEND_NAMES)
     if unknown:
         raise RlmboxError(f"doctor probed backends rlmbox does not know: {sorted(unknown)}")
@@ -45,17 +50,22 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"machine": machine, "backends": [
             {"name": r.name, "available": r.available, "detail": r.detail,
              "properties": sorted(str(p) for p in r.properties),
-             "declared": sorted(str(p) for p in r.declared)} for r in reports]}, indent=2))
+             "declared": sorted(str(p) for p in r.declared), "remedy": remedy}
+            for r, remedy in probed],
+            "meanings": {str(p): m for p, m in PROPERTY_MEANINGS.items()}}, indent=2))
         return 0
     print(f"machine: Linux {machine['kernel']} {machine['machine']}")
-    every = sorted(str(p) for p in IsolationProperty)
-    for report in reports:
+    every = sorted(IsolationProperty, key=str)
+    for report, remedy in probed:
         mark = "ok " if report.available else "-- "
         print(f"\n{mark}{report.name}: {report.detail}")
         if report.available:
-            print("     measured  declared  property   (only 'measured' counts for a policy)")
+            print("     measured  declared  property            (only 'measured' counts for "
+                  "a policy)")
             for prop in every:
                 measured = "yes" if prop in report.properties else " no"
                 declared = "yes" if prop in report.declared else " - "
-                print(f"     {measured:>8}  {declared:>8}  {prop}")
+                print(f"     {measured:>8}  {declared:>8}  {prop!s:<18}  {PROPERTY_MEANINGS[prop]}")
+            if remedy:
+                print(f"     to get the missing ones: {remedy}")
     return 0

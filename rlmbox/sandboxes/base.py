@@ -18,22 +18,41 @@ ENVIRONMENT_MOUNT = "/rlmbox/env"   # where a package environment appears inside
 
 
 class IsolationProperty(enum.StrEnum):
-    """A guarantee a backend gives about the code it runs. Names are policy vocabulary."""
+    """A guarantee a backend gives about the code it runs. Names are policy vocabulary;
+    what each means is :data:`PROPERTY_MEANINGS` (``rlmbox doctor`` prints it)."""
 
-    NETWORK_NONE = "network_none"              # no route to any host, loopback included
-    FILESYSTEM_PRIVATE = "filesystem_private"  # host files invisible except what is bound read-only
-    READ_ONLY_ROOT = "read_only_root"          # system paths cannot be written
-    NO_NEW_PRIVILEGES = "no_new_privileges"    # setuid binaries and file caps grant nothing
-    NON_ROOT = "non_root"                      # code runs as an unprivileged uid on the host
-    CAPS_DROPPED = "caps_dropped"              # effective capability set is empty
-    SECCOMP = "seccomp"                        # a syscall filter is installed
-    PID_NAMESPACE = "pid_namespace"            # host processes are invisible and unsignalable
-    MEMORY_LIMIT = "memory_limit"              # memory use is capped
-    PIDS_LIMIT = "pids_limit"                  # process/thread count is capped (fork bombs end)
-    CPU_LIMIT = "cpu_limit"                    # CPU time or share is capped
-    DISK_LIMIT = "disk_limit"                  # writable space is size-capped
-    TREE_KILL = "tree_kill"                    # session end kills every descendant, escapees too
-    USER_SPACE_KERNEL = "user_space_kernel"    # syscalls served by gVisor, not the host kernel
+    NETWORK_NONE = "network_none"
+    FILESYSTEM_PRIVATE = "filesystem_private"
+    READ_ONLY_ROOT = "read_only_root"
+    NO_NEW_PRIVILEGES = "no_new_privileges"
+    NON_ROOT = "non_root"
+    CAPS_DROPPED = "caps_dropped"
+    SECCOMP = "seccomp"
+    PID_NAMESPACE = "pid_namespace"
+    MEMORY_LIMIT = "memory_limit"
+    PIDS_LIMIT = "pids_limit"
+    CPU_LIMIT = "cpu_limit"
+    DISK_LIMIT = "disk_limit"
+    TREE_KILL = "tree_kill"
+    USER_SPACE_KERNEL = "user_space_kernel"
+
+
+PROPERTY_MEANINGS: dict[IsolationProperty, str] = {
+    IsolationProperty.NETWORK_NONE: "no route to any host, loopback included",
+    IsolationProperty.FILESYSTEM_PRIVATE: "host files invisible except what is bound read-only",
+    IsolationProperty.READ_ONLY_ROOT: "system paths cannot be written",
+    IsolationProperty.NO_NEW_PRIVILEGES: "setuid binaries and file caps grant nothing",
+    IsolationProperty.NON_ROOT: "code runs as an unprivileged uid on the host",
+    IsolationProperty.CAPS_DROPPED: "the effective capability set is empty",
+    IsolationProperty.SECCOMP: "a syscall filter is installed",
+    IsolationProperty.PID_NAMESPACE: "host processes are invisible and unsignalable",
+    IsolationProperty.MEMORY_LIMIT: "memory use is capped",
+    IsolationProperty.PIDS_LIMIT: "the process/thread count is capped (fork bombs end)",
+    IsolationProperty.CPU_LIMIT: "CPU time or share is capped",
+    IsolationProperty.DISK_LIMIT: "writable space is size-capped",
+    IsolationProperty.TREE_KILL: "session end kills every descendant, escapees too",
+    IsolationProperty.USER_SPACE_KERNEL: "syscalls served by gVisor, not the host kernel",
+}
 
 
 @dataclass(frozen=True)

@@ -128,3 +128,9 @@ def test_serve_socket_in_a_shared_directory_says_what_to_do(tmp_path: Path) -> N
                cwd=tmp_path)
     _clean_error(done, "the socket's directory", "only you can write")
     assert "chmod 700" not in done.stderr
+
+
+def test_audit_verify_names_the_missing_directory_given(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "log"
+    done = run("audit", "verify", str(missing), cwd=tmp_path)
+    _clean_error(done, f"no audit log at {missing}")

@@ -179,6 +179,10 @@ class ProcessBackend:
             advice.append("install bubblewrap (apt-get install bubblewrap)")
         if not self._cgroups and missing & {P.PIDS_LIMIT, P.TREE_KILL}:
             advice.append("run rlmbox as root, so each sandbox gets a cgroup")
+        if P.USER_SPACE_KERNEL in missing:   # no setting of this backend gives it
+            kernel = ("the process backend shares the host kernel: use isolation.backend: "
+                      "docker with isolation.runtime: runsc (gVisor) for user_space_kernel")
+            return "; ".join([*advice, kernel])
         if not advice:
             return ""
         return ("; ".join(advice) + "; or accept a weaker sandbox on purpose with a policy "
