@@ -147,6 +147,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if isinstance(exc, DaemonError):
             retry_after = exc.retry_after_s
             await _refusal_taken(request, exc)
+        elif 400 <= status < 500:   # the engine refused (a closed session, a bad file path)
+            _refused(request, status, kind)
         return _error(status, kind, str(exc), retry_after)
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)

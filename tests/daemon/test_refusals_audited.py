@@ -12,7 +12,7 @@ import pytest
 
 from rlmbox.audit.reader import iter_records
 from rlmbox.daemon.client import Client
-from rlmbox.errors import DaemonError
+from rlmbox.errors import DaemonError, SessionClosed
 
 from .conftest import RunningDaemon
 
@@ -45,3 +45,18 @@ def test_bad_tokens_and_other_tenants_sessions_are_audited(
     for record in refused:
         assert bad_token not in str(record)
         assert "route" in record
+
+
+def test_exec_on_a_closed_session_is_audited(
+        start_daemon: Callable[..., RunningDaemon]) -> None:
+    """A request the engine refuses (here 409, the session is closed) is a failed attempt
+    too: it leaves a request.refused record like the daemon's own refusals."""
+    running = start_daemon()
+    with running.client("carol") as carol:
+        session = carol.create_session()["id"]
+        carol.close_session(session)
+        time.sleep(1.1)   # one refusal record a second per tenant
+        with pytest.raises(SessionClosed):
+            carol.exec(session, "print(1)")
+    refused = [(r.get("tenant"), r.get("status"), r.get("error")) for r in _refused(running)]
+    assert ("carol", 409, "SessionClosed") in refused, refused
