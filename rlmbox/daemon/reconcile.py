@@ -33,12 +33,12 @@ def reconcile(store: Store, audit: AuditSink) -> Reconciled:
     rows = store.open_sessions()
     killed_total = 0
     for row in rows:
-        killed = _kill_process_sandbox(row) if row.backend == "process" else 0
+        killed, problems = _kill_process_sandbox(row) if row.backend == "process" else (0, [])
         killed_total += killed
         store.end_session(row.id, "lost", LOST_REASON)
         audit.append("session.lost", session=row.id, tenant=row.tenant, reason=LOST_REASON,
                      backend=row.backend, sandbox_id=row.sandbox_id,
-                     survivors_killed=killed, policy=row.policy,
+                     survivors_killed=killed, cleanup_problems=problems, policy=row.policy,
                      policy_sha256=row.policy_sha256)
     containers = _collect_docker() if any(r.backend == "docker" for r in rows) else []
     if rows or containers:
@@ -48,12 +48,14 @@ def reconcile(store: Store, audit: AuditSink) -> Reconciled:
     return Reconciled([r.id for r in rows], killed_total, containers)
 
 
-def _kill_process_sandbox(row: SessionRow) -> int:
+def _kill_process_sandbox(row: SessionRow) -> tuple[int, list[str]]:
     killed = kill_recorded(row.sandbox_pids)
+    problems: list[str] = []
     if row.sandbox_id:
-        killed += kill_cgroup(row.sandbox_id)
+        in_group, problems = kill_cgroup(row.sandbox_id)
+        killed += in_group
         remove_staging(row.sandbox_id)
-    return killed
+    return killed, problems
 
 
 def _collect_docker() -> list[str]:

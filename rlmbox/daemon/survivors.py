@@ -58,15 +58,14 @@ def kill_recorded(pids: list[tuple[int, str]]) -> int:
     return killed
 
 
-def kill_cgroup(sandbox_id: str, timeout: float = 10.0) -> int:
+def kill_cgroup(sandbox_id: str, timeout: float = 10.0) -> tuple[int, list[str]]:
     """Kills every process left in the sandbox's cgroup and removes it; returns how many
-    processes it found there."""
+    processes it found there and what it could not clean up."""
     group = Cgroup.existing(sandbox_id)
     if group is None:
-        return 0
+        return 0, []
     found = len(group.pids())
-    group.remove(timeout)
-    return found
+    return found, group.remove(timeout)
 
 
 def remove_staging(sandbox_id: str) -> None:

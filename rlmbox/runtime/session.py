@@ -218,6 +218,9 @@ class Session:
             self._state = SessionState.CLOSED
         self.sandbox.kill()
         try:
+            problems = self.sandbox.cleanup_problems()
+            if problems:
+                self.scope.event("sandbox.cleanup_failed", problems=problems)
             self.scope.event("session.end", reason=reason, cells=self.cells_run,
                         duration_s=round(time.monotonic() - self._started, 6),
                         death_reason=self.death_reason)

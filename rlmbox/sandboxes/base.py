@@ -155,6 +155,11 @@ class Sandbox(Protocol):
         """Kills every process of the sandbox, escaped descendants included. Idempotent."""
         ...
 
+    def cleanup_problems(self) -> list[str]:
+        """What ``kill`` could not clean up on the host (empty when clean); the session
+        audits it as ``sandbox.cleanup_failed``."""
+        ...
+
 
 class Backend(Protocol):
     """A kind of sandbox: probes the machine and creates sandboxes."""

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,50 @@ def test_cgroup_kill_spares_a_pid_that_left_the_group(victim: subprocess.Popen[b
         group.remove()
     assert victim.poll() is None
     assert os.path.exists(f"/proc/{victim.pid}")
+
+
+@pytest.mark.skipif(cgroup_version() == 0, reason="cgroups need root")
+def test_a_cgroup_that_will_not_go_is_reported_not_ignored() -> None:
+    """issue 11 #11: removal reports what it could not clean up (here a nested group keeps
+    the directory busy) instead of giving up silently."""
+    name = f"p-test-{secrets.token_hex(4)}"
+    group = Cgroup(name, CgroupLimits(64 << 20, 8, 0.5), cgroup_version())
+    nested = [os.path.join(os.path.dirname(f), "held") for f in group.procs_files()]
+    for path in nested:
+        os.mkdir(path)
+    try:
+        problems = group.remove(timeout=0.2)
+        assert problems, "a busy cgroup directory was not reported"
+        assert all("could not be removed" in p for p in problems)
+    finally:
+        for path in nested:
+            os.rmdir(path)
+        assert group.remove() == []
+
+
+@pytest.mark.skipif(cgroup_version() == 0, reason="cgroups need root")
+def test_a_session_audits_what_its_sandbox_left_behind(tmp_path: Path) -> None:
+    from rlmbox.audit.reader import iter_records
+    from rlmbox.lm.scripted import ScriptedLM
+    from rlmbox.runtime.runtime import Runtime
+
+    rt = Runtime("default", lm=ScriptedLM(default="x"), audit_dir=tmp_path / "a",
+                 pool_size=0)
+    try:
+        session = rt.session()
+        group = Cgroup.existing(session.sandbox.info.sandbox_id)
+        assert group is not None
+        nested = [os.path.join(os.path.dirname(f), "held") for f in group.procs_files()]
+        for path in nested:
+            os.mkdir(path)
+        try:
+            session.close()
+        finally:
+            for path in nested:
+                os.rmdir(path)
+            group.remove()
+    finally:
+        rt.close()
+    left = [r for r in iter_records(tmp_path / "a") if r["event"] == "sandbox.cleanup_failed"]
+    assert left
+    assert "could not be removed" in " ".join(left[0]["problems"])

@@ -351,6 +351,9 @@ class DockerSandbox:
                                  f"{timeout:.0f} s (it never connected to its socket)"
                                  f"{self._stderr_note()}")
 
+    def cleanup_problems(self) -> list[str]:
+        return []   # the engine removes the container with everything in it
+
     def writable_paths(self) -> list[str]:
         return ["/tmp", cfg.WORKDIR, "/dev"]
 

@@ -203,6 +203,7 @@ class ProcessSandbox:
         self._dead = False
         self._cgroup: Cgroup | None = None
         self._cgroup_removed = False
+        self._cleanup_problems: list[str] = []
         self._oom = False
         self._pids_hit = False
         self._cpu_spent = False
@@ -391,6 +392,9 @@ class ProcessSandbox:
             return str(target)
         return f"{_STAGE_INSIDE}/{name}"
 
+    def cleanup_problems(self) -> list[str]:
+        return list(self._cleanup_problems)
+
     def writable_paths(self) -> list[str]:
         """The size-capped tmpfs mounts and the device files code may write; without
         bwrap the host's /dev/shm is shared with the host, so it is not among them."""
@@ -463,7 +467,8 @@ class ProcessSandbox:
                 pinned.release()
         self._note_cgroup_events()
         if self._cgroup is not None and not self._cgroup_removed:
-            self._cgroup.remove()   # kills any process left first (setsid escapees included)
+            # kills any process left first (setsid escapees included)
+            self._cleanup_problems = self._cgroup.remove()
             self._cgroup_removed = True
         self._dead = True
         shutil.rmtree(self._stage, ignore_errors=True)

@@ -154,21 +154,28 @@ class Cgroup:
                 return False
             time.sleep(0.005)
 
-    def remove(self, timeout: float = 5.0) -> None:
-        """Kills what is left and removes the group's directories."""
-        self.kill_all(timeout)
-        for path in set(self._dirs.values()):
-            deadline = time.monotonic() + max(1.0, timeout)
+    def remove(self, timeout: float = 5.0) -> list[str]:
+        """Kills what is left and removes the group's directories; returns what it could
+        not clean up (empty when clean), for the caller to record: a process that would
+        not die or a directory that would not go is evidence, not something to drop."""
+        problems = []
+        if not self.kill_all(timeout):
+            problems.append(f"processes still in cgroup {self.name} after {timeout:g} s: "
+                            f"{sorted(self.pids())[:20]}")
+        for path in sorted(set(self._dirs.values())):
+            deadline = time.monotonic() + max(0.2, timeout)
             while True:
                 try:
                     path.rmdir()
                     break
                 except FileNotFoundError:
                     break
-                except OSError:
+                except OSError as exc:
                     if time.monotonic() > deadline:
+                        problems.append(f"{path} could not be removed: {exc.strerror}")
                         break
                     time.sleep(0.01)  # the kernel frees a dying group asynchronously
+        return problems
 
 
 def _dirs_for(name: str, version: int) -> dict[str, Path]:
