@@ -8,8 +8,10 @@ and the compiled cell never imports outside the allowlist.
 from __future__ import annotations
 
 import dis
+import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 
 import atheris
 
@@ -41,3 +43,25 @@ def _imported_modules(code: types.CodeType) -> Iterator[str]:
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             yield from _imported_modules(const)
+
+
+def make_corpus(target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    seeds = {
+        "ok.py": "import re\nx = [m.group() for m in re.finditer('a', 'banana')]\nprint(x)\n",
+        "socket.py": "import socket\n",
+        "dunder.py": "().__class__.__base__.__subclasses__()\n",
+        "format.py": "'{0.__class__}'.format(1)\n",
+        "class.py": "class A:\n    def __init__(self):\n        self.v = 1\nA().v\n",
+        "unpack.py": "for a, (b, *c) in [(1, (2, 3, 4))]:\n    print(a, b, c)\n",
+    }
+    for name, text in seeds.items():
+        (target / name).write_text(text)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--make-corpus"]:
+        make_corpus(Path(sys.argv[2]))
+    else:
+        atheris.Setup(sys.argv, TestOneInput)
+        atheris.Fuzz()

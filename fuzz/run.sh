@@ -35,6 +35,13 @@ for file in "${targets[@]}"; do
     if "$python" "$file" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
             -artifact_prefix="$crashes/" -print_final_stats=1 "$work" "$seeds" \
             > "$log" 2>&1; then
+        if ! grep -q "^stat::number_of_executed_units" "$log"; then
+            # exit 0 without libFuzzer's stats: the target never started fuzzing
+            tail -n 10 "$log" >&2
+            echo "!! $name: ran no fuzzing (no executed units reported; full log: $log)" >&2
+            status=1
+            continue
+        fi
         grep -E "^stat::number_of_executed_units|^stat::new_units_added" "$log" \
             | sed "s/^/   $name /"
     else
