@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from rlmbox.adapters.dspy import RlmboxInterpreter
+from rlmbox.audit.log import AuditLog
 from rlmbox.audit.reader import iter_records
 
 Messages = list[dict[str, Any]]
@@ -120,3 +122,21 @@ def policy_file(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def interpreter(policy_file: Callable[..., Path], tmp_path: Path
+                ) -> Iterator[Callable[..., RlmboxInterpreter]]:
+    """Makes DSPy interpreters under the test policy, one audit log; shut down after."""
+    made: list[RlmboxInterpreter] = []
+    log = AuditLog(tmp_path / "audit")
+
+    def make(**kwargs: Any) -> RlmboxInterpreter:
+        interp = RlmboxInterpreter(policy=policy_file(), audit=log, **kwargs)
+        made.append(interp)
+        return interp
+
+    yield make
+    for interp in made:
+        interp.shutdown()
+    log.close()

@@ -3,7 +3,7 @@ reserved names refused as variables, ``callbacks``, and ``execution_instructions
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,6 @@ from dspy.primitives.code_interpreter import CodeInterpreterError
 from dspy.utils.callback import BaseCallback
 
 from rlmbox.adapters.dspy import RlmboxInterpreter, RlmboxInterpreterFactory
-from rlmbox.audit.log import AuditLog
 
 
 class Recorder(BaseCallback):  # type: ignore[misc]  # dspy ships no types
@@ -45,23 +44,6 @@ class Recorder(BaseCallback):  # type: ignore[misc]  # dspy ships no types
     def on_interpreter_shutdown_start(self, call_id: str, instance: Any,
                                       inputs: dict[str, Any]) -> None:
         self.seen.append(("shutdown", None))
-
-
-@pytest.fixture
-def interpreter(policy_file: Callable[..., Path], tmp_path: Path
-                ) -> Iterator[Callable[..., RlmboxInterpreter]]:
-    made: list[RlmboxInterpreter] = []
-    log = AuditLog(tmp_path / "audit")
-
-    def make(**kwargs: Any) -> RlmboxInterpreter:
-        interp = RlmboxInterpreter(policy=policy_file(), audit=log, **kwargs)
-        made.append(interp)
-        return interp
-
-    yield make
-    for interp in made:
-        interp.shutdown()
-    log.close()
 
 
 @pytest.mark.parametrize("name", ["not a name", "class", "1st", "SUBMIT", "__builtins__",

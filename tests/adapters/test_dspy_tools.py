@@ -9,8 +9,7 @@ import dataclasses
 import datetime
 import json
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pydantic
@@ -18,7 +17,6 @@ import pytest
 from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreterError
 
 from rlmbox.adapters.dspy import RlmboxInterpreter
-from rlmbox.audit.log import AuditLog
 
 
 @dataclasses.dataclass
@@ -40,23 +38,6 @@ class Person(pydantic.BaseModel):
 class Unprintable:
     def __str__(self) -> str:
         raise RuntimeError("no text for this value")
-
-
-@pytest.fixture
-def interpreter(policy_file: Callable[..., Path], tmp_path: Path
-                ) -> Iterator[Callable[..., RlmboxInterpreter]]:
-    made: list[RlmboxInterpreter] = []
-    log = AuditLog(tmp_path / "audit")
-
-    def make(**kwargs: Any) -> RlmboxInterpreter:
-        interp = RlmboxInterpreter(policy=policy_file(), audit=log, **kwargs)
-        made.append(interp)
-        return interp
-
-    yield make
-    for interp in made:
-        interp.shutdown()
-    log.close()
 
 
 def _seen(interp: RlmboxInterpreter, call: str) -> Any:
