@@ -22,12 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlmbox.cli.display import print_answer, result_json
+from rlmbox.cli.display import print_outcome, result_json, stream_output
 from rlmbox.cli.inputs import add_context_arguments, read_cells, read_context
 from rlmbox.daemon.client import Client
 from rlmbox.daemon.paths import default_socket
 from rlmbox.errors import UsageError
-from rlmbox.runtime.results import ExecResult
 
 TOKEN_VARIABLE = "RLMBOX_TOKEN"  # noqa: S105 - the name of a variable, not a token
 
@@ -128,21 +127,6 @@ def run_interrupt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stream(stream: str, text: str) -> None:
-    target = sys.stdout if stream == "stdout" else sys.stderr
-    target.write(text)
-    target.flush()
-
-
-def _show(result: ExecResult) -> None:
-    print(f"   [{result.status}, {result.duration_s * 1000:.1f} ms, "
-          f"{result.host_calls} host call(s)]")
-    if result.error:
-        print(result.error)
-    if result.has_answer:
-        print_answer(result.answer)
-
-
 def run_exec(args: argparse.Namespace) -> int:
     """Each cell's output streams as it comes (``--json``: one object per cell at its
     end); Ctrl-C interrupts the running cell in the daemon, and exits 130."""
@@ -156,9 +140,9 @@ def run_exec(args: argparse.Namespace) -> int:
                     print(json.dumps(result_json(label, result)), flush=True)
                 else:
                     print(f"── {label}", flush=True)
-                    result = client.exec_stream(args.session, code, on_output=_stream,
+                    result = client.exec_stream(args.session, code, on_output=stream_output,
                                                 timeout=args.timeout)
-                    _show(result)
+                    print_outcome(result)
             except KeyboardInterrupt:
                 client.interrupt(args.session)
                 print("rlmbox: interrupted the running cell", file=sys.stderr)

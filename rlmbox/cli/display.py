@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rlmbox.runtime.results import ExecResult
@@ -32,3 +33,20 @@ def result_json(label: str, result: ExecResult) -> dict[str, Any]:
 def print_answer(answer: Any) -> None:
     """``answer: X``: a string as it is, anything else as its Python repr."""
     print(f"answer: {answer if isinstance(answer, str) else repr(answer)}", flush=True)
+
+
+def stream_output(stream: str, text: str) -> None:
+    """An ``on_output`` callback: a cell's output to our stdout or stderr as it arrives."""
+    target = sys.stdout if stream == "stdout" else sys.stderr
+    target.write(text)
+    target.flush()
+
+
+def print_outcome(result: ExecResult) -> None:
+    """After a streamed cell: its status, host-measured time and calls, error, answer."""
+    print(f"   [{result.status}, {result.duration_s * 1000:.1f} ms, "
+          f"{result.host_calls} host call(s)]")
+    if result.error:
+        print(result.error)
+    if result.has_answer:
+        print_answer(result.answer)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from rlmbox.cli.display import print_answer, print_header, result_json
+from rlmbox.cli.display import print_header, print_outcome, result_json, stream_output
 from rlmbox.cli.inputs import add_context_arguments, read_cells, read_context
 from rlmbox.lm.spec import SPEC_HELP, provider_from_spec
 from rlmbox.runtime.runtime import Runtime
@@ -42,11 +41,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _stream(stream: str, text: str) -> None:
-    (sys.stdout if stream == "stdout" else sys.stderr).write(text)
-    (sys.stdout if stream == "stdout" else sys.stderr).flush()
-
-
 def run(args: argparse.Namespace) -> int:
     cells = read_cells(args.cells, args.code)
     lm = provider_from_spec(args.lm, allow_unpriced=args.allow_unpriced) if args.lm else None
@@ -62,13 +56,8 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(result_json(label, result)), flush=True)
             else:
                 print(f"── {label}", flush=True)
-                result = session.exec(code, timeout=args.timeout, on_output=_stream)
-                print(f"   [{result.status}, {result.duration_s * 1000:.1f} ms, "
-                      f"{result.host_calls} host call(s)]")
-                if result.error:
-                    print(result.error)
-                if result.has_answer:
-                    print_answer(result.answer)
+                result = session.exec(code, timeout=args.timeout, on_output=stream_output)
+                print_outcome(result)
             failed = failed or result.status != "ok"
             if failed and args.stop_on_error:
                 break

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -125,3 +126,13 @@ def rules_for_tests() -> Callable[[str], str]:
 @pytest.fixture
 def daemon(start_daemon: Callable[..., RunningDaemon]) -> RunningDaemon:
     return start_daemon()
+
+
+@pytest.fixture
+def http(daemon: RunningDaemon) -> Iterator[httpx.Client]:
+    """Raw HTTP to the daemon as tenant alice, for requests the client would not send."""
+    transport = httpx.HTTPTransport(uds=str(daemon.socket))
+    headers = {"Authorization": f"Bearer {daemon.token('alice')}"}
+    with httpx.Client(transport=transport, base_url="http://rlmbox", headers=headers,
+                      timeout=120) as client:
+        yield client

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,15 +20,6 @@ from rlmbox.errors import DaemonError
 from rlmbox.lm.scripted import ScriptedLM
 
 from .conftest import RunningDaemon
-
-
-@pytest.fixture
-def http(daemon: RunningDaemon) -> Iterator[httpx.Client]:
-    transport = httpx.HTTPTransport(uds=str(daemon.socket))
-    headers = {"Authorization": f"Bearer {daemon.token('alice')}"}
-    with httpx.Client(transport=transport, base_url="http://rlmbox", headers=headers,
-                      timeout=120) as client:
-        yield client
 
 
 def test_a_context_with_a_lone_surrogate_is_a_4xx(http: httpx.Client) -> None:

@@ -13,17 +13,6 @@ from hypothesis import strategies as st
 
 from rlmbox.daemon.app import MAX_BODY_BYTES
 
-from .conftest import RunningDaemon
-
-
-@pytest.fixture
-def http(daemon: RunningDaemon) -> Iterator[httpx.Client]:
-    transport = httpx.HTTPTransport(uds=str(daemon.socket))
-    headers = {"Authorization": f"Bearer {daemon.token('alice')}"}
-    with httpx.Client(transport=transport, base_url="http://rlmbox", headers=headers,
-                      timeout=120) as client:
-        yield client
-
 
 @pytest.fixture
 def session_id(http: httpx.Client) -> Iterator[str]:
