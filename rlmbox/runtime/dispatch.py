@@ -44,6 +44,7 @@ from rlmbox.lm.base import (
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
 from rlmbox.policies.model import ROOT_LM
 from rlmbox.runtime.bounded_call import CallAbandoned, Deadline, run_bounded
+from rlmbox.runtime.crossing import UncrossableResult
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
 from rlmbox.runtime.ledger import Ledger, Reservation
@@ -105,6 +106,8 @@ def _refusal(function: str, exc: Exception) -> HostCallRefused:
         return exc
     if isinstance(exc, PolicyDenied | BudgetExceeded):
         return HostCallRefused(type(exc).__name__, str(exc))
+    if isinstance(exc, UncrossableResult):
+        return HostCallRefused("HostCallError", str(exc))
     if function.startswith("tool."):
         message = str(exc) if isinstance(exc, ToolError) else type(exc).__name__
         return HostCallRefused("HostCallError", f"{function} failed: {message}")

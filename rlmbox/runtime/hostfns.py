@@ -15,6 +15,7 @@ from typing import Any
 
 from rlmbox.errors import PolicyError
 from rlmbox.lm.base import Completion, LMProvider
+from rlmbox.runtime.crossing import crossable
 
 MAX_BATCH = 256
 
@@ -153,7 +154,7 @@ def tool(name: str, fn: Callable[..., Any]) -> HostFunction:
     params, defaults = signature_of(fn, f"tool {name!r}")
 
     def handle(ctx: CallContext, args: dict[str, Any]) -> Any:
-        return fn(**args)
+        return crossable(f"tool.{name}", fn(**args))
     return HostFunction(f"tool.{name}", params, handle, defaults=defaults)
 
 

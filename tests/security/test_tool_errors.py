@@ -61,3 +61,35 @@ def test_argument_binding_errors_still_cross(runtimes: Runtimes) -> None:
     (kind, message), _ = _report(runtimes, probe, "probe('a', nope=1)")
     assert kind == "TypeError"
     assert "unexpected argument 'nope'" in message
+
+
+def test_a_tool_result_that_cannot_cross_is_the_tools_error(runtimes: Runtimes) -> None:
+    """A tool returning NaN or an object is the host's fault, not the sandbox's: model code
+    gets ``HostCallError`` naming the tool, the session lives on, the record says why."""
+    results = iter([float("nan"), object()])
+
+    def probe() -> Any:
+        return next(results)
+
+    rt = runtimes(rules=PERMIT_TOOLS)
+    with rt.session(tools={"probe": probe}) as session:
+        for _ in range(2):
+            kind, message = run_json(session, CALL_AND_REPORT.format(call="probe()"))
+            assert kind == "HostCallError"
+            assert message.startswith("tool.probe returned a value that cannot cross")
+        assert session.exec("print('alive')").stdout == "alive\n"
+    recorded = events(rt, "host.call", function="tool.probe", outcome="error")
+    assert len(recorded) == 2
+    assert "JSON" in recorded[0]["error"]
+    assert not events(rt, "sandbox.killed")
+
+
+def test_a_tool_result_over_the_frame_cap_is_refused_not_fatal(runtimes: Runtimes) -> None:
+    """A result larger than one frame is refused by size on the host; the session lives."""
+    def probe() -> str:
+        return "x" * (9 * 1024 * 1024)
+
+    (kind, message), rt = _report(runtimes, probe, "probe()")
+    assert kind == "HostCallError"
+    assert "-byte cap of one reply" in message
+    assert events(rt, "host.call", function="tool.probe", outcome="error")
