@@ -126,16 +126,13 @@ def _as_sandbox_uid() -> None:
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("bwrap") is None
                     or not Path("/usr/bin/python3").exists(),
                     reason="needs root (the uid drop), bubblewrap and /usr/bin/python3")
-@pytest.mark.xfail(strict=True, reason="review: the process stage directory is owned by "
-                   "uid 65534, which every host process running as nobody shares; its path "
-                   "is in bwrap's world-readable command line (docs/security.md, Known "
-                   "limits: needs a dedicated uid per sandbox)")
 def test_a_host_process_running_as_nobody_cannot_read_a_staged_context(
         tmp_path: Path) -> None:
     """threat-model.md, "another local user": "per-sandbox stage owned by uid 65534,
     0700". uid 65534 is the system's ``nobody``, shared with every service that drops to
     it, and bwrap's command line (``/proc/PID/cmdline``, readable by every uid) names the
-    stage directory. Such a process reads the live session's confidential context."""
+    stage directory. Such a process read the live session's confidential context, until
+    each jail got a host uid of its own (``sandboxes/process/uids.py``)."""
     canary = "staged-context-canary-7d1c"
     rt = _runtime(tmp_path)
     try:

@@ -38,8 +38,9 @@ from rlmbox.sandboxes.channel import FrameChannel
 from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
-from rlmbox.sandboxes.process.jail import SANDBOX_UID, bwrap_argv, enter_jail
+from rlmbox.sandboxes.process.jail import bwrap_argv, enter_jail
 from rlmbox.sandboxes.process.pidfd import PinnedProcess, parent_of
+from rlmbox.sandboxes.process.uids import lease_uid
 from rlmbox.sandboxes.protocol import Frame
 
 P = IsolationProperty
@@ -77,7 +78,7 @@ def sandbox_python(drop_uid: bool) -> Path:
     if system.exists() and _readable_by_others(system):
         return system.resolve()
     raise SandboxUnavailable(
-        f"no Python interpreter readable by the sandbox uid {SANDBOX_UID}: {own} is private; "
+        f"no Python interpreter readable by the sandbox's own uid: {own} is private; "
         "install Debian's python3 or set RLMBOX_SANDBOX_PYTHON")
 
 
@@ -210,8 +211,14 @@ class ProcessSandbox:
         self._stopped = threading.Event()
         self._init: PinnedProcess | None = None    # the pid namespace's init, by pidfd
         self._agent: PinnedProcess | None = None
+        # a host uid no other process has (root only): see uids.py
+        self._uid = lease_uid() if backend._drop_uid else None
         self._stage = cache_root() / "stage" / self._id
-        self._stage.mkdir(parents=True, mode=0o700)
+        try:
+            self._stage.mkdir(parents=True, mode=0o700)
+        except BaseException:
+            self._release_uid()
+            raise
         os.chmod(self._stage.parent, 0o711)  # noqa: S103 - traversable, not listable
         # only the sandbox's uid (and root) may enter: staged contexts are confidential
         self._own(self._stage)
@@ -265,7 +272,8 @@ class ProcessSandbox:
             binds.append((self._spec.environment, ENVIRONMENT_MOUNT))
         return [*bwrap_argv(self._backend._bwrap, python, binds,
                             tmpfs_bytes=self._spec.limits.disk_bytes,
-                            shm_bytes=self._spec.limits.shm_bytes, info_fd=info_fd), *agent]
+                            shm_bytes=self._spec.limits.shm_bytes, info_fd=info_fd,
+                            as_nobody=self._uid is not None), *agent]
 
     def _start(self) -> tuple[subprocess.Popen[bytes], int | None]:
         python = sandbox_python(self._backend._drop_uid)
@@ -301,7 +309,7 @@ class ProcessSandbox:
     def _preexec(self) -> None:
         """Runs in the child between fork and exec: the jail's cgroup, rlimits and uid."""
         enter_jail(self._spec.limits, self._cgroup, bwrap=self._backend._bwrap is not None,
-                   drop_uid=self._backend._drop_uid)
+                   uid=None if self._uid is None else self._uid.uid)
 
     def _await_ready(self) -> int:
         frame = self._channel.recv(READY_TIMEOUT_S) if self._proc.poll() is None else None
@@ -374,8 +382,15 @@ class ProcessSandbox:
         return self._spec
 
     def _own(self, path: Path) -> None:
-        if self._backend._drop_uid:
-            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+        if self._uid is not None:
+            os.chown(path, self._uid.uid, self._uid.uid)
+
+    def _release_uid(self) -> None:
+        """Returns the uid once no process can still run as it: after the cgroup is
+        removed cleanly (or, without one, once the pid namespace's init is dead). A
+        sandbox whose cgroup would not empty keeps its uid leased: nothing reuses it."""
+        if self._uid is not None and not self._cleanup_problems:
+            self._uid.release()
 
     def stage(self, source: Path, name: str) -> str:
         """Hard-links ``source`` into the private stage directory when the sandbox uid may
@@ -473,3 +488,4 @@ class ProcessSandbox:
         self._dead = True
         shutil.rmtree(self._stage, ignore_errors=True)
         shutil.rmtree(self._work, ignore_errors=True)
+        self._release_uid()

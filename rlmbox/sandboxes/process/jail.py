@@ -18,21 +18,26 @@ from pathlib import Path
 from rlmbox.sandboxes.base import ResourceLimits
 from rlmbox.sandboxes.process.cgroups import Cgroup
 
-SANDBOX_UID = 65534          # "nobody": the host uid jails run as when rlmbox runs as root
+#: who jailed code is inside its own user namespace; on the host each jail has a uid of
+#: its own (``uids.py``) when rlmbox runs as root
+SANDBOX_UID = 65534
 _CLONE_NEWNET, _CLONE_NEWIPC, _CLONE_NEWUTS = 0x40000000, 0x08000000, 0x04000000
 
 
 def bwrap_argv(bwrap: str, python: Path, binds: Sequence[tuple[Path, str]], *,
                tmpfs_bytes: int, shm_bytes: int, info_fd: int | None,
-               as_pid_1: bool = False) -> list[str]:
+               as_pid_1: bool = False, as_nobody: bool = False) -> list[str]:
     """bubblewrap's command line up to ``--``: new user, pid, net, ipc, uts and cgroup
     namespaces; /usr, the interpreter's prefix and ``binds`` read-only; a size-capped
     private /tmp as the working directory and a size-capped /dev/shm, /dev itself read-only
     (``--dev``'s tmpfs has no size cap); an empty environment but PATH, HOME and LANG.
     ``as_pid_1`` makes the program the namespace's init, so bubblewrap itself reaps it and
-    the program's CPU time reaches the host in bubblewrap's rusage."""
+    the program's CPU time reaches the host in bubblewrap's rusage. ``as_nobody`` maps the
+    jail's host uid (leased, ``uids.py``) to ``nobody`` inside."""
     argv = [bwrap, *(["--as-pid-1"] if as_pid_1 else []),
-            "--unshare-user", "--unshare-pid", "--unshare-net",
+            "--unshare-user", *(["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+                                if as_nobody else []),
+            "--unshare-pid", "--unshare-net",
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
             "--die-with-parent", "--new-session", "--hostname", "rlmbox",
             "--ro-bind", "/usr", "/usr"]
@@ -61,10 +66,10 @@ def bwrap_argv(bwrap: str, python: Path, binds: Sequence[tuple[Path, str]], *,
 
 
 def enter_jail(limits: ResourceLimits, cgroup: Cgroup | None, *, bwrap: bool,
-               drop_uid: bool) -> None:
+               uid: int | None) -> None:
     """Runs in the child between fork and exec: cgroup, rlimits, the fallback's
-    namespaces (no bubblewrap, root), then the sandbox uid. Order matters: joining the
-    cgroup and unsharing need root, so the uid goes last."""
+    namespaces (no bubblewrap, root), then the jail's own host ``uid`` (None: stay).
+    Order matters: joining the cgroup and unsharing need root, so the uid goes last."""
     if cgroup is not None:
         for procs in cgroup.procs_files():
             with open(procs, "w") as handle:
@@ -82,7 +87,7 @@ def enter_jail(limits: ResourceLimits, cgroup: Cgroup | None, *, bwrap: bool,
         if libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"unshare of the net/ipc/uts namespaces: {os.strerror(err)}")
-    if drop_uid:
+    if uid is not None:
         os.setgroups([])
-        os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-        os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)

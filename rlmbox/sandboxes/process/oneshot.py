@@ -2,7 +2,7 @@
 
 The host runs a few programs on data a sandbox chose (the context search runs a
 model-written regex). Such a program gets a sandbox's walls (``jail.py``: namespaces, no
-network, the sandbox uid, a cgroup, rlimits; it installs seccomp and Landlock itself), an
+network, a host uid of its own, a cgroup, rlimits; it installs seccomp and Landlock itself), an
 empty environment, no host file but the bundle and interpreter (its one input file comes as
 an open descriptor), and a wall-clock deadline after which the whole jail is killed.
 """
@@ -26,6 +26,7 @@ from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.backend import sandbox_python
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
 from rlmbox.sandboxes.process.jail import bwrap_argv, enter_jail
+from rlmbox.sandboxes.process.uids import UidLease, lease_uid
 
 _BUNDLE_INSIDE = "/rlmbox/agent"
 _TMPFS_BYTES = 1024 * 1024   # the program writes nothing; bubblewrap wants a /tmp anyway
@@ -80,29 +81,38 @@ def run_jailed(program: str, request: bytes, *, input_fd: int, limits: ResourceL
     if bwrap:
         argv = [*bwrap_argv(bwrap, python, [(bundle, _BUNDLE_INSIDE)],
                             tmpfs_bytes=_TMPFS_BYTES, shm_bytes=_TMPFS_BYTES, info_fd=None,
-                            as_pid_1=True),
+                            as_pid_1=True, as_nobody=drop_uid),
                 str(python), "-I", "-S", "-B", f"{_BUNDLE_INSIDE}/{program}"]
     else:
         argv = [str(python), "-I", "-S", "-B", str(bundle / program)]
     version = cgroup_version()
     cgroup = Cgroup("q-" + secrets.token_hex(6), CgroupLimits(
         limits.memory_bytes, limits.pids, limits.cpu_cores), version) if version else None
+    lease = lease_uid() if drop_uid else None
+    uid = None if lease is None else lease.uid
     try:
         proc = spawner.spawn(lambda: subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env={}, close_fds=True, pass_fds=(input_fd,), cwd="/",
             preexec_fn=lambda: enter_jail(  # noqa: PLW1509 - forked on the spawner thread
-                limits, cgroup, bwrap=bwrap is not None, drop_uid=drop_uid),
+                limits, cgroup, bwrap=bwrap is not None, uid=uid),
             start_new_session=True))
     except OSError as exc:
-        if cgroup is not None:
-            cgroup.remove()
+        _clean_up(cgroup, lease)
         raise SandboxUnavailable(f"cannot start {program} in a jail: {exc}") from exc
-    return _finish(proc, request, cgroup, timeout, group or JailGroup())
+    return _finish(proc, request, cgroup, lease, timeout, group or JailGroup())
+
+
+def _clean_up(cgroup: Cgroup | None, lease: UidLease | None) -> None:
+    """Removes the cgroup (killing what is left) and returns the uid only once that
+    worked: a uid whose processes might live on stays leased."""
+    problems = cgroup.remove() if cgroup is not None else []
+    if lease is not None and not problems:
+        lease.release()
 
 
 def _finish(proc: subprocess.Popen[bytes], request: bytes, cgroup: Cgroup | None,
-            timeout: float, group: JailGroup) -> JailedRun:
+            lease: UidLease | None, timeout: float, group: JailGroup) -> JailedRun:
     """Feeds the request, reads the answer, kills at the deadline (or with its group),
     reaps with rusage."""
     expired = threading.Event()
@@ -139,7 +149,6 @@ def _finish(proc: subprocess.Popen[bytes], request: bytes, cgroup: Cgroup | None
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
-        if cgroup is not None:
-            cgroup.remove()
+        _clean_up(cgroup, lease)
     return JailedRun(proc.returncode, stdout, usage.ru_utime + usage.ru_stime,
                      expired.is_set())
