@@ -103,7 +103,9 @@ def test_a_denied_document_is_invisible_inside_a_real_sandbox(
         backend: str, runtimes: Runtimes) -> None:
     rt = runtimes(context={"mode": "gated",
                            "documents": {"allow": ["*"], "deny": ["secret*"]}},
-                  rules=[{"id": "ctx", "effect": "permit", "function": "context.*"}])
+                  rules=[{"id": "ctx", "effect": "permit", "function": "context.*"}],
+                  # four searches, each a jail start: a loaded 2-core host took over 3 s
+                  limits={"cell_timeout_s": 30})
     with rt.session(context=_docs(DENIED_TEXT)) as session:
         result = session.exec(
             "seen = [t for _, _, t in context.search(r'\\n[\\s\\S]{1,999}', 5)]\n"
