@@ -29,6 +29,7 @@ from rlmbox.sandboxes.base import (
     SandboxSpec,
 )
 from rlmbox.sandboxes.docker import config as cfg
+from rlmbox.sandboxes.docker.cpu_watch import CpuWatch, cpu_usage_file
 from rlmbox.sandboxes.docker.engine import connect, is_local, runtimes, translated
 from rlmbox.sandboxes.docker.owner import (
     LABEL_SOCKET_DIR,
@@ -269,6 +270,8 @@ class DockerBackend:
             with translated(f"starting container {prepared.name}"):
                 self.client.api.start(prepared.container_id)
             sandbox.wait_ready(self._ready_timeout)
+            if is_local(self.client):
+                sandbox.watch_cpu()
         except BaseException:
             sandbox.kill()
             raise
@@ -289,6 +292,7 @@ class DockerSandbox:
                                  transport=prepared.transport)
         self._death: str | None = None
         self._killed = False
+        self._cpu_watch: CpuWatch | None = None
         self.agent_pid: int | None = None
 
     @property
@@ -324,6 +328,27 @@ class DockerSandbox:
             # The agent speaks on its socket now and its stdio carries nothing: let the
             # engine stop copying to us (the stderr tail read so far stays available).
             self._stream.close()
+
+    def watch_cpu(self) -> None:
+        """Kills the container once its processes together used ``cpu_seconds`` (the
+        ulimit binds each process alone); needs the engine on this machine."""
+        state = self._state() or {}
+        pid = state.get("Pid")
+        usage = cpu_usage_file(pid) if isinstance(pid, int) and pid > 0 else None
+        if usage is None:
+            raise SandboxUnavailable(
+                f"cannot find the cgroup of {self._info.sandbox_id} (pid {pid}) to bound "
+                "its CPU time")
+        self._cpu_watch = CpuWatch(usage, self._prepared.spec.limits.cpu_seconds,
+                                   self._cpu_spent, self._info.sandbox_id)
+
+    def _cpu_spent(self) -> None:
+        if self._death is None:
+            self._death = (f"the CPU time limit was reached (cpu_seconds, "
+                           f"{self._prepared.spec.limits.cpu_seconds} s for all the "
+                           "sandbox's processes)")
+        with contextlib.suppress(SandboxError), translated("killing at cpu_seconds"):
+            self._client.api.kill(self.container_id, signal="SIGKILL")
 
     def _accept(self, listener: SocketListener, deadline: float, timeout: float) -> Frames:
         """Waits for the agent's connection; the attach stream's end means it died first."""
@@ -416,6 +441,8 @@ class DockerSandbox:
         """Removes the container (every process in it) and its staged context. Idempotent."""
         if self._killed:
             return
+        if self._cpu_watch is not None:
+            self._cpu_watch.stop()
         if self._death is None:
             state = self._state()
             self._death = _death_from_state(state, self._backend.runtime) or "killed by the host"

@@ -1,0 +1,84 @@
+"""The host's watch on a container's whole CPU time, so ``cpu_seconds`` binds the sandbox.
+
+Docker's ``cpu`` ulimit is RLIMIT_CPU: it binds each process alone, so a cell that forks
+gets the allowance once per child. The container's cgroup counts the CPU time of every
+process it ever held (gVisor's sentry included); the host polls it and kills the container
+once the sum reaches ``cpu_seconds``. The cgroup is read from this machine's
+``/sys/fs/cgroup``, so the watch needs a local engine; with a remote one the ulimit is all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+INTERVAL_S: Final = 0.1   # how far past cpu_seconds a busy container may run
+_V1_CPUACCT_MOUNTS: Final = ("cpuacct", "cpu,cpuacct", "cpuacct,cpu")
+
+
+def cpu_usage_file(pid: int, root: Path = Path("/sys/fs/cgroup")) -> Path | None:
+    """The file holding the CPU time of the cgroup process ``pid`` is in, or None."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    return usage_file_of(lines, root)
+
+
+def usage_file_of(lines: list[str], root: Path) -> Path | None:
+    """From a ``/proc/PID/cgroup`` listing: cgroup v1's ``cpuacct.usage`` when the cpuacct
+    controller is mounted, else cgroup v2's ``cpu.stat``."""
+    unified: Path | None = None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        if "cpuacct" in controllers.split(","):
+            for mount in _V1_CPUACCT_MOUNTS:
+                candidate = root / mount / relative / "cpuacct.usage"
+                if candidate.exists():
+                    return candidate
+        elif controllers == "":
+            candidate = root / relative / "cpu.stat"
+            unified = candidate if candidate.exists() else unified
+    return unified
+
+
+def cpu_seconds_used(usage: Path) -> float | None:
+    """The cgroup's CPU time in seconds; None once the cgroup is gone."""
+    try:
+        text = usage.read_text()
+    except OSError:
+        return None
+    if usage.name == "cpuacct.usage":
+        return int(text.strip() or 0) / 1e9
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) / 1e6
+    return None
+
+
+class CpuWatch:
+    """Polls ``usage`` on a thread and calls ``on_spent`` once, at ``limit`` seconds."""
+
+    def __init__(self, usage: Path, limit: float, on_spent: Callable[[], None],
+                 name: str) -> None:
+        self._usage = usage
+        self._limit = limit
+        self._on_spent = on_spent
+        self._stopped = threading.Event()
+        threading.Thread(target=self._run, name=f"cpu-{name}", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(INTERVAL_S):
+            used = cpu_seconds_used(self._usage)
+            if used is None:
+                return
+            if used >= self._limit:
+                self._on_spent()
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
