@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlmbox.errors import PolicyError
-from rlmbox.lm.base import Completion, LMProvider
+from rlmbox.lm.base import Completion, LMProvider, LMRequest, Turn, respond
 from rlmbox.runtime.crossing import crossable
+from rlmbox.runtime.lm_params import LM_PARAMETERS, call_options
 
 MAX_BATCH = 256
 
@@ -123,27 +124,34 @@ def model_arg(value: Any) -> str:
 
 
 def _completion_handler(lm: LMProvider, name: str) -> Handler:
-    """One prompt -> one completion, its usage noted for the ledger and the audit log."""
+    """One prompt -> one completion, its usage noted for the ledger and the audit log. The
+    LM parameters in ``args`` are the effective ones (see :mod:`lm_params`)."""
     def handle(ctx: CallContext, args: dict[str, Any]) -> str:
-        completion = lm.complete(_prompt_text(args.get("prompt"), name),
-                                 model=model_arg(args.get("model")))
+        request = LMRequest((Turn("user", _prompt_text(args.get("prompt"), name)),),
+                            system=args.get("system"), options=call_options(args))
+        completion = respond(lm, request, model=model_arg(args.get("model")))
         ctx.usage.append(completion)
         return completion.text
     return handle
 
 
+# Each None: the policy's default, else the provider's.
+_LM_DEFAULTS = dict.fromkeys(LM_PARAMETERS)
+
+
 def llm_query(lm: LMProvider) -> HostFunction:
-    return HostFunction("llm_query", ("prompt", "model"), _completion_handler(lm, "llm_query"),
-                        defaults={"model": lm.model}, none_means_default=True,
+    return HostFunction("llm_query", ("prompt", "model", *LM_PARAMETERS),
+                        _completion_handler(lm, "llm_query"),
+                        defaults={"model": lm.model, **_LM_DEFAULTS}, none_means_default=True,
                         prompt_param="prompt")
 
 
 def llm_query_batched(lm: LMProvider) -> HostFunction:
     """Runs the prompts concurrently on the host; the list is decided once, each item is
     budgeted alone by the dispatcher, which calls this handler once per admitted item."""
-    return HostFunction("llm_query_batched", ("prompts", "model"),
+    return HostFunction("llm_query_batched", ("prompts", "model", *LM_PARAMETERS),
                         _completion_handler(lm, "llm_query_batched"),
-                        defaults={"model": lm.model}, none_means_default=True,
+                        defaults={"model": lm.model, **_LM_DEFAULTS}, none_means_default=True,
                         prompt_param="prompt", batch_param="prompts")
 
 
