@@ -16,11 +16,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from rlmbox.errors import RlmboxError
-from rlmbox.lm.base import LMProvider
+from rlmbox.lm.base import LMProvider, TextSink
 from rlmbox.runtime.hostfns import CallContext, HostFunction, model_arg
 from rlmbox.runtime.lm_params import LM_PARAMETERS, call_options
 from rlmbox.runtime.rlm_loop import run_rlm
-from rlmbox.runtime.session import Session
+from rlmbox.runtime.session import RootTextCallback, Session
 
 CHILD_TASK = "Answer the request given in `context`."
 # The LM parameters rlm_query takes for its child's root loop (its system prompt is the
@@ -45,12 +45,15 @@ def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
         parent = find(ctx.session_id)
         if parent is None:
             raise RlmboxError("rlm_query: the calling session is gone")
+        relay = parent.root_text
         with spawn(prompt, parent=parent) as child:
             # abandoned by the caller's deadline: the child ends too, not just its waiter
             ctx.on_cancel(lambda: child.close("abandoned: the calling cell's wall time ran out"))
+            child.root_text = relay   # its own children's replies stream the same way
             trajectory = run_rlm(child, root, CHILD_TASK, context=prompt,
                                  max_steps=MAX_CHILD_STEPS, model=model,
-                                 options=call_options(args))
+                                 options=call_options(args),
+                                 on_text=None if relay is None else _relayed(relay, child))
         if not trajectory.answered:
             return f"[rlm_query: no answer after {len(trajectory.steps)} step(s)]"
         answer = trajectory.answer
@@ -60,6 +63,21 @@ def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
     return _rlm_query_pair(handle, CHILD_PARAMETERS,
                            defaults={"model": root.model, **dict.fromkeys(CHILD_PARAMETERS)},
                            none_means_default=True)
+
+
+def _relayed(relay: RootTextCallback, child: Session) -> TextSink:
+    """The child's streamed root text to ``relay``; a relay that raises is dropped, so a
+    caller's callback can never fail the child's LM call."""
+    live = [relay]
+
+    def send(text: str) -> None:
+        if not live:
+            return
+        try:
+            live[0](child.id, child.depth, text)
+        except Exception:
+            live.clear()
+    return send
 
 
 def frontend_rlm_functions(subcall: Callable[[str, str | None], str]) -> list[HostFunction]:
