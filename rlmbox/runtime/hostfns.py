@@ -68,12 +68,14 @@ class HostFunction:
     none_means_default: bool = False   # ``model=None`` (or "") means "the default"
     prompt_param: str | None = None
     batch_param: str | None = None   # per-item reservations, one decision on the list
+    keyword_only: int = 0   # the last this many params only by name (LM parameters)
 
     def bind(self, args: list[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Names positional arguments and fills defaults; refuses unknown, duplicate or
         missing ones (``TypeError``)."""
-        if len(args) > len(self.params):
-            raise TypeError(f"{self.name}() takes {len(self.params)} arguments, "
+        positional = len(self.params) - self.keyword_only
+        if len(args) > positional:
+            raise TypeError(f"{self.name}() takes {positional} positional arguments, "
                             f"{len(args)} given")
         bound = dict(zip(self.params, args, strict=False))
         for key, value in kwargs.items():
@@ -143,7 +145,7 @@ def llm_query(lm: LMProvider) -> HostFunction:
     return HostFunction("llm_query", ("prompt", "model", *LM_PARAMETERS),
                         _completion_handler(lm, "llm_query"),
                         defaults={"model": lm.model, **_LM_DEFAULTS}, none_means_default=True,
-                        prompt_param="prompt")
+                        prompt_param="prompt", keyword_only=len(LM_PARAMETERS))
 
 
 def llm_query_batched(lm: LMProvider) -> HostFunction:
@@ -152,7 +154,8 @@ def llm_query_batched(lm: LMProvider) -> HostFunction:
     return HostFunction("llm_query_batched", ("prompts", "model", *LM_PARAMETERS),
                         _completion_handler(lm, "llm_query_batched"),
                         defaults={"model": lm.model, **_LM_DEFAULTS}, none_means_default=True,
-                        prompt_param="prompt", batch_param="prompts")
+                        prompt_param="prompt", batch_param="prompts",
+                        keyword_only=len(LM_PARAMETERS))
 
 
 def tool(name: str, fn: Callable[..., Any]) -> HostFunction:

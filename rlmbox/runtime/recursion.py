@@ -103,8 +103,10 @@ def _rlm_query_pair(handle: Callable[[CallContext, dict[str, Any]], str],
                     none_means_default: bool) -> list[HostFunction]:
     return [
         HostFunction("rlm_query", ("prompt", "model", *parameters), handle, defaults=defaults,
-                     none_means_default=none_means_default, prompt_param="prompt"),
+                     none_means_default=none_means_default, prompt_param="prompt",
+                     keyword_only=len(parameters)),
         HostFunction("rlm_query_batched", ("prompts", "model", *parameters), handle,
                      defaults=defaults, none_means_default=none_means_default,
-                     prompt_param="prompt", batch_param="prompts"),
+                     prompt_param="prompt", batch_param="prompts",
+                     keyword_only=len(parameters)),
     ]

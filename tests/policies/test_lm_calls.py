@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rlmbox.cli.main import main as rlmbox_main
 from rlmbox.errors import PolicyError
 from rlmbox.policies.model import load_policy_text
 from rlmbox.runtime.runtime import Runtime
@@ -91,3 +92,15 @@ def test_a_frontend_subcall_cannot_take_rlm_query_settings(tmp_path: Path) -> No
         policy = load_policy_text(f"lm_calls: {{{name}: {{max_tokens: 5}}}}")
         with pytest.raises(PolicyError, match=f"lm_calls.{name}"):
             Runtime(policy, subcall=subcall, audit_dir=tmp_path / name, pool_size=0)
+
+
+def test_explain_says_what_lm_calls_sets(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("lm_calls: {llm_query: {max_tokens: 64, temperature: 0}, "
+                    "root_lm: {system: hello}}\n")
+    assert rlmbox_main(["policy", "explain", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ("LM calls of llm_query: at most 64 output tokens each (larger asks are cut); "
+            "temperature 0 unless the caller names one") in out
+    assert "LM calls of root_lm: a 5-character system prompt first" in out

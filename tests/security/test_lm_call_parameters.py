@@ -74,7 +74,8 @@ def test_a_sandbox_asking_for_more_than_the_cap_gets_the_cap(runtimes: Runtimes,
 
 def test_bad_parameters_are_refused_before_the_api_is_asked(runtimes: Runtimes,
                                                             api: FakeLMServer) -> None:
-    """Wrong types and ranges fail in the cell; a system prompt counts against the prompt
+    """Wrong types and ranges fail in the cell, and the parameters are keyword-only (a
+    third positional argument stays an error); a system prompt counts against the prompt
     budget (max_prompt_chars is 10000 here), so it cannot carry a prompt past it."""
     rt = runtimes(lm=_lm(api), rules=PERMIT_LM)
     with rt.session() as session:
@@ -85,10 +86,11 @@ def test_bad_parameters_are_refused_before_the_api_is_asked(runtimes: Runtimes,
                             ("llm_query('a', stop='END')", "TypeError"),
                             ("llm_query('a', stop=['x'] * 9)", "ValueError"),
                             ("llm_query('a', system=7)", "TypeError"),
+                            ("llm_query('a', None, 'by position')", "TypeError"),
                             ("llm_query('a', system='s' * 20000)", "BudgetExceeded")]:
             assert run_json(session, TRY.format(call=call))["error"] == error, call
     assert api.seen == []
-    assert len(events(rt, "host.call", function="llm_query", outcome="invalid")) == 7
+    assert len(events(rt, "host.call", function="llm_query", outcome="invalid")) == 8
 
 
 def test_policy_defaults_and_system_prompt_reach_the_api(runtimes: Runtimes,
