@@ -18,6 +18,7 @@ import pytest
 
 from rlmbox.lm.anthropic import AnthropicLM
 from rlmbox.lm.base import CallOptions
+from rlmbox.lm.openai_compat import OpenAICompatibleLM
 from rlmbox.runtime.recursion import CHILD_TASK
 from rlmbox.runtime.rlm_loop import run_rlm
 from tests.lm.fake_api import FakeLMServer, serve
@@ -70,6 +71,24 @@ def test_a_sandbox_asking_for_more_than_the_cap_gets_the_cap(runtimes: Runtimes,
     batched = events(rt, "host.call", function="llm_query_batched", outcome="ok")
     assert [c["args"]["max_tokens"] for c in batched] == [32, 32]
     assert events(rt, "policy.decision", decision="deny") == []
+
+
+def test_the_cap_binds_an_openai_compatible_server_too(runtimes: Runtimes,
+                                                      api: FakeLMServer) -> None:
+    """The same policy over the openai SDK: the chat completions request carries the cap,
+    the policy's stop and temperature, and its system prompt as the first message."""
+    lm = OpenAICompatibleLM("local-model", api.url + "/v1", api_key=api.key,
+                            allow_unpriced=True)
+    rt = runtimes(lm=lm, rules=PERMIT_LM, lm_calls={"llm_query": {
+        "max_tokens": 64, "temperature": 0.0, "stop": ["STOP"], "system": "POLICY"}})
+    with rt.session() as session:
+        assert "value" in run_json(session, TRY.format(
+            call="llm_query('a', max_tokens=100000)"))
+    [body] = [seen.body for seen in api.seen]
+    assert (body["max_tokens"], body["temperature"], body["stop"]) == (64, 0.0, ["STOP"])
+    assert body["messages"][0] == {"role": "system", "content": "POLICY"}
+    [call] = events(rt, "host.call", function="llm_query", outcome="ok")
+    assert (call["args"]["max_tokens"], call["capped"]) == (64, {"max_tokens": 100000})
 
 
 def test_bad_parameters_are_refused_before_the_api_is_asked(runtimes: Runtimes,
