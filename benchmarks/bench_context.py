@@ -98,7 +98,7 @@ def main() -> int:
                                   load_samples(rt, text, n), floor=(f"copy {size} MB",))
                         del text
                         gc.collect()
-            except Exception as exc:  # a backend failing is a result  # noqa: BLE001
+            except Exception as exc:  # a backend failing is a result
                 table.fail(system, "context load", f"{type(exc).__name__}: {exc}")
     if no_docker:
         table.fail("rlmbox docker", "(engine)", no_docker)

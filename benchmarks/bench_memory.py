@@ -140,7 +140,7 @@ def main() -> int:
         for backend, runtime in backends:
             try:
                 measure(table, backend, runtime, count, audit)
-            except Exception as exc:  # a backend failing is a result  # noqa: BLE001
+            except Exception as exc:  # a backend failing is a result
                 table.fail(system_name(backend, runtime), "idle sessions per GiB",
                            f"{type(exc).__name__}: {exc}")
     if no_docker:

@@ -94,20 +94,19 @@ def bench_cells(table: Table, backend: str, runtime: str | None, reps: Reps, aud
     label = f"{system_name(backend, runtime)} ({durability} durability)"
     durable = (fl.FSYNC,) if durability == "cell" else ()
     with Runtime(stack_policy(backend, runtime), lm=ScriptedLM(default="ok"), audit_dir=audit,
-                 pool_size=0, durability=durability) as rt:  # type: ignore[arg-type]
-        with rt.session() as session:
-            first = session.exec(TRIVIAL)
-            if first.status != "ok":
-                table.fail(label, "trivial cell", f"{first.status}: {first.error}")
-                return
-            timed(partial(session.exec, TRIVIAL), 20)   # warm the path
-            table.add(label, "trivial cell", timed(partial(session.exec, TRIVIAL), reps.cells),
-                      floor=(*durable, fl.PIPE, fl.EXEC))
-            codes = iter(range(reps.cells))
-            table.add(label, f"distinct cell ({reps.cells} different cells)",
-                      timed(lambda: session.exec(f"v{next(codes)} = 1"), reps.cells),
-                      floor=(*durable, fl.PIPE, fl.EXEC))
-            llm_query_row(table, label, session, reps.calls)
+                 pool_size=0, durability=durability) as rt, rt.session() as session:  # type: ignore[arg-type]
+        first = session.exec(TRIVIAL)
+        if first.status != "ok":
+            table.fail(label, "trivial cell", f"{first.status}: {first.error}")
+            return
+        timed(partial(session.exec, TRIVIAL), 20)   # warm the path
+        table.add(label, "trivial cell", timed(partial(session.exec, TRIVIAL), reps.cells),
+                  floor=(*durable, fl.PIPE, fl.EXEC))
+        codes = iter(range(reps.cells))
+        table.add(label, f"distinct cell ({reps.cells} different cells)",
+                  timed(lambda: session.exec(f"v{next(codes)} = 1"), reps.cells),
+                  floor=(*durable, fl.PIPE, fl.EXEC))
+        llm_query_row(table, label, session, reps.calls)
 
 
 def llm_query_row(table: Table, label: str, session: Any, calls: int) -> None:
@@ -148,7 +147,7 @@ def guarded(table: Table, system: str, measure: str, run: Any) -> None:
     """One section; a failure becomes a row saying how instead of ending the run."""
     try:
         run()
-    except Exception as exc:  # a backend failing is a result to report  # noqa: BLE001
+    except Exception as exc:  # a backend failing is a result to report
         table.fail(system, measure, f"{type(exc).__name__}: {exc}")
 
 

@@ -68,7 +68,7 @@ def fmt(value: float, unit: str = SECONDS) -> str:
 
 def timed(fn: Callable[[], object], n: int) -> list[float]:
     """Wall time of ``n`` calls of ``fn``, in seconds, one sample per call."""
-    import time  # noqa: PLC0415 - perf_counter only here
+    import time
 
     samples = []
     for _ in range(n):
@@ -107,7 +107,7 @@ class Table:
         print(f"[{self.title}] {system}: {measure}: {why}", file=sys.stderr)
 
     def render(self) -> str:
-        head = ("system", "measure", "median", "p99", "n", "floor", "× floor", "note")
+        head = ("system", "measure", "median", "p99", "n", "floor", "ratio to floor", "note")
         lines = [self._line(head), "|" + "|".join("---" for _ in head) + "|"]
         for row in self.rows:
             floor = floor_value(row.floor, self.floors)
@@ -115,7 +115,7 @@ class Table:
                      fmt(row.median, row.unit) if row.samples else "—",
                      fmt(row.p99, row.unit) if row.samples else "—", str(row.n),
                      f"{' + '.join(row.floor)} = {fmt(floor)}" if floor is not None else "",
-                     f"{row.median / floor:.1f}×" if floor and row.samples else "",
+                     f"{row.median / floor:.1f}x" if floor and row.samples else "",
                      row.note)
             lines.append(self._line(cells))
         return "\n".join(lines)

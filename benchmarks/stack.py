@@ -3,21 +3,23 @@
 The ``default`` preset with only the backend (and runtime) changed, and the call budget
 raised so a benchmark cannot exhaust it; on runsc ``seccomp`` is taken out of the required
 properties, because gVisor under this engine runs without a guest seccomp filter and claims
-none (docs/backends-docker.md; its own sentry filter stays). The audit log is a real ``AuditLog`` in a
-temporary directory; the LM is an instant scripted one, so a figure is the path and not a
-model. ``llm_query`` round trips are timed inside the sandbox around each call.
+none (docs/backends-docker.md; its own sentry filter stays). The audit log is a real
+``AuditLog`` in a temporary directory; the LM is an instant scripted one, so a figure is the
+path and not a model. ``llm_query`` round trips are timed inside the sandbox around each call.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 from typing import Any
 
 import yaml
 
 from rlmbox.policies.model import Policy, policy_from_data, preset_text
 
+BACKENDS_ENV = "RLMBOX_BENCH_BACKENDS"
 BACKENDS: tuple[tuple[str, str | None], ...] = (
     ("process", None), ("docker", "runc"), ("docker", "runsc"))
 
@@ -64,15 +66,18 @@ def loop_result(stdout: str) -> tuple[list[float], str]:
 
 def available_backends() -> tuple[list[tuple[str, str | None]], str | None, str]:
     """The backends this machine runs, the sandbox image (None without an engine) and,
-    when Docker is missing, why."""
+    when Docker is missing, why. ``RLMBOX_BENCH_BACKENDS=process`` keeps to the process
+    backend (the smoke test: seconds, not minutes)."""
+    if os.environ.get(BACKENDS_ENV, "") == "process":
+        return [("process", None)], None, ""
     try:
-        from rlmbox.sandboxes.docker.engine import connect, runtimes  # noqa: PLC0415
-        from rlmbox.sandboxes.images.build import ensure_image  # noqa: PLC0415
+        from rlmbox.sandboxes.docker.engine import connect, runtimes
+        from rlmbox.sandboxes.images.build import ensure_image
 
         client = connect()
         present = runtimes(client)
         image = ensure_image(client, log=lambda _msg: None)
-    except Exception as exc:  # no engine: the process rows still run  # noqa: BLE001
+    except Exception as exc:  # no engine: the process rows still run
         return [("process", None)], None, f"{type(exc).__name__}: {exc}"
     chosen = [(b, r) for b, r in BACKENDS if r is None or r in present]
     return chosen, image, ""
