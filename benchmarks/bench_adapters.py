@@ -17,6 +17,7 @@ Every rlmbox cell is audited and fsynced before it returns (durability "cell").
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import floors as fl
 from dspy.primitives.local_interpreter import LocalInterpreter
 from figures import Table, timed
 from rlm.clients.base_lm import BaseLM
@@ -34,6 +36,7 @@ from rlm.environments.local_repl import LocalREPL
 from rlmbox.adapters.dspy import RlmboxInterpreter
 from rlmbox.adapters.rlms import RlmboxREPL, stop_handler
 from rlmbox.audit.log import AuditLog
+from rlmbox.policies.model import load_policy
 
 
 class InstantLM(BaseLM):  # type: ignore[misc]
@@ -74,14 +77,19 @@ def main() -> None:
     args = parser.parse_args()
     n = args.cells
     table = Table("frontends: rlms and DSPy REPLs on rlmbox against their own")
+    audit_dir = Path(tempfile.mkdtemp(prefix="bench-adapters-"))
+    table.floors = fl.measure([fl.PIPE, fl.EXEC, fl.FSYNC, fl.BWRAP_PYTHON], table=table.title,
+                              reps=max(200, n), starts=3, audit_dir=audit_dir,
+                              policy=load_policy("default"))
+    cell = (fl.FSYNC, fl.PIPE, fl.EXEC)   # every rlmbox cell here is fsynced before it returns
     handler = LMHandler(InstantLM())
     handler.start()
-    log = AuditLog(Path(tempfile.mkdtemp(prefix="bench-adapters-")))
+    log = AuditLog(audit_dir)
     dspy_tools = {"llm_query": lambda prompt: "ok"}
     try:
         native = LocalREPL(lm_handler_address=handler.address)
         table.add("rlms LocalREPL (in-process)", "x = 1",
-                  timed(lambda: native.execute_code("x = 1"), n))
+                  timed(lambda: native.execute_code("x = 1"), n), floor=(fl.EXEC,))
         table.add("rlms LocalREPL (in-process)", "llm_query",
                   timed(lambda: native.execute_code("y = llm_query('hi')"), n))
         native.cleanup()
@@ -92,16 +100,18 @@ def main() -> None:
                                locals_summary=summary, pool_size=pool)
                 table.add(name, f"setup per completion (pool_size={pool})",
                           setups(make, lambda env: env.cleanup(), args.setups),
+                          floor=(fl.BWRAP_PYTHON,),
                           note="a new Runtime per environment: its pool starts empty"
                           if pool else "")
             env = RlmboxREPL(lm_handler_address=handler.address, audit=log,
                              locals_summary=summary)
-            table.add(name, "x = 1", timed(partial(env.execute_code, "x = 1"), n))
+            table.add(name, "x = 1", timed(partial(env.execute_code, "x = 1"), n), floor=cell)
             table.add(name, "llm_query",
-                      timed(partial(env.execute_code, "y = llm_query('hi')"), n))
+                      timed(partial(env.execute_code, "y = llm_query('hi')"), n), floor=cell)
             env.cleanup()
         local = LocalInterpreter(tools=dict(dspy_tools))
-        table.add("DSPy LocalInterpreter", "x = 1", timed(lambda: local.execute("x = 1"), n))
+        table.add("DSPy LocalInterpreter", "x = 1", timed(lambda: local.execute("x = 1"), n),
+                  floor=(fl.PIPE, fl.EXEC))
         table.add("DSPy LocalInterpreter", "llm_query",
                   timed(lambda: local.execute("y = llm_query('hi')"), n))
         local.shutdown()
@@ -112,15 +122,18 @@ def main() -> None:
             return interpreter
 
         table.add("RlmboxInterpreter process", "setup (first execute)",
-                  setups(boxed_setup, lambda env: env.shutdown(), args.setups))
+                  setups(boxed_setup, lambda env: env.shutdown(), args.setups),
+                  floor=(fl.BWRAP_PYTHON,))
         boxed = boxed_setup()
-        table.add("RlmboxInterpreter process", "x = 1", timed(lambda: boxed.execute("x = 1"), n))
+        table.add("RlmboxInterpreter process", "x = 1", timed(lambda: boxed.execute("x = 1"), n),
+                  floor=cell)
         table.add("RlmboxInterpreter process", "llm_query",
-                  timed(lambda: boxed.execute("y = llm_query('hi')"), n))
+                  timed(lambda: boxed.execute("y = llm_query('hi')"), n), floor=cell)
         boxed.shutdown()
     finally:
         stop_handler(handler)
         log.close()
+        shutil.rmtree(audit_dir, ignore_errors=True)
     table.print(f"{n} cells each, {args.setups} set-ups each; the default preset, cell "
                 "durability (every cell fsynced before it returns)")
 
