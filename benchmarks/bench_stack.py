@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import floors as fl
 from figures import Table, timed
@@ -35,6 +35,8 @@ from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
 TRIVIAL = "x = 1"
+Durability = Literal["cell", "session"]
+DURABILITIES: tuple[Durability, ...] = ("cell", "session")
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,11 @@ def bench_starts(table: Table, backend: str, runtime: str | None, reps: Reps,
 
 
 def bench_cells(table: Table, backend: str, runtime: str | None, reps: Reps, audit: str,
-                durability: str) -> None:
+                durability: Durability) -> None:
     label = f"{system_name(backend, runtime)} ({durability} durability)"
     durable = (fl.FSYNC,) if durability == "cell" else ()
     with Runtime(stack_policy(backend, runtime), lm=ScriptedLM(default="ok"), audit_dir=audit,
-                 pool_size=0, durability=durability) as rt, rt.session() as session:  # type: ignore[arg-type]
+                 pool_size=0, durability=durability) as rt, rt.session() as session:
         first = session.exec(TRIVIAL)
         if first.status != "ok":
             table.fail(label, "trivial cell", f"{first.status}: {first.error}")
@@ -171,7 +173,7 @@ def main() -> int:
             system = system_name(backend, runtime)
             guarded(table, system, "(starts)",
                     partial(bench_starts, table, backend, runtime, reps, audit))
-            for durability in ("cell", "session"):
+            for durability in DURABILITIES:
                 guarded(table, system, f"(cells, {durability} durability)",
                         partial(bench_cells, table, backend, runtime, reps, audit, durability))
         guarded(table, "rlmbox process", "(attribution)", partial(bench_attribution, table, reps))

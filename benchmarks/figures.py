@@ -14,6 +14,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,6 @@ def fmt(value: float, unit: str = SECONDS) -> str:
 
 def timed(fn: Callable[[], object], n: int) -> list[float]:
     """Wall time of ``n`` calls of ``fn``, in seconds, one sample per call."""
-    import time
-
     samples = []
     for _ in range(n):
         started = time.perf_counter()

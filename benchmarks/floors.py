@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from figures import Figure, timed
@@ -133,9 +134,9 @@ def measure(names: list[str], *, table: str, reps: int, starts: int, audit_dir: 
         how[docker_run(runtime)] = (
             f"docker run --rm --network=none --runtime={runtime} <sandbox image> "
             "python3 -c pass",
-            lambda runtime=runtime: run_command(  # type: ignore[misc]
-                ["docker", "run", "--rm", "--network=none", f"--runtime={runtime}",
-                 image or "<no image>", "python3", "-c", "pass"], starts))
+            partial(run_command, ["docker", "run", "--rm", "--network=none",
+                                  f"--runtime={runtime}", image or "<no image>", "python3",
+                                  "-c", "pass"], starts))
     floors = {}
     for name in names:
         what, run = how[name]
