@@ -120,7 +120,7 @@ def measure(table: Table, backend: str, runtime: str | None, count: int, audit: 
     per_session = (host_growth + pss) / count
     note = (f"{count} idle sessions, {len(pids)} sandbox processes; per session: "
             f"sandbox PSS {pss / count / 1024:.1f} MiB, host PSS growth "
-            f"{host_growth / count / 1024:.1f} MiB, sandbox RSS {rss / count / 1024:.1f} MiB, "
+            f"{host_growth / count:.0f} KiB, sandbox RSS {rss / count / 1024:.1f} MiB, "
             f"MemAvailable drop {available_drop / count / 1024:.1f} MiB")
     table.add(system, "idle sessions per GiB (PSS, host + sandbox)",
               [GIB_KIB / per_session], unit="sessions", note=note)
