@@ -20,14 +20,16 @@ from targets import render as render_targets
 
 Record = dict[str, object]
 START, END = "<!-- bench-tables:start -->", "<!-- bench-tables:end -->"
+# the beginnings of the table titles of bench_peers, bench_stack and bench_memory
+PEERS, STACK, MEMORY = "peers", "full stack", "idle sessions"
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
-def value(records: list[Record], system: str, measure: str) -> str:
-    """The median of the last row whose system matches and measure begins with
-    ``measure``; "—" when the run has none."""
-    found = [r for r in records if r["system"] == system
-             and str(r["measure"]).startswith(measure) and r["median"] is not None]
+def value(records: list[Record], system: str, *measures: str, table: str = "") -> str:
+    """The median of the last row of ``system`` whose measure begins with one of
+    ``measures`` (in a table whose title begins with ``table``); "—" when the run has none."""
+    found = [r for r in records if r["system"] == system and str(r["table"]).startswith(table)
+             and str(r["measure"]).startswith(measures) and r["median"] is not None]
     if not found:
         return "—"
     row = found[-1]
@@ -42,32 +44,35 @@ def rlmbox_table(records: list[Record]) -> list[str]:
     for backend, runtime in BACKENDS:
         system = system_name(backend, runtime)
         session, cell = f"{system} (session durability)", f"{system} (cell durability)"
+        def of(row_system: str, measure: str) -> str:
+            return value(records, row_system, measure, table=STACK)
+
         lines.append(
-            f"| {system} | {value(records, system, 'session start, cold')} / "
-            f"{value(records, system, 'session start, warm')} | "
-            f"{value(records, system, 'session close')} | "
-            f"{value(records, session, 'trivial cell')} / {value(records, cell, 'trivial cell')}"
-            f" | {value(records, cell, 'distinct cell')} | {value(records, cell, 'llm_query')} | "
-            f"{value(records, system, 'idle sessions per GiB')} |")
+            f"| {system} | {of(system, 'session start, cold')} / "
+            f"{of(system, 'session start, warm')} | {of(system, 'session close')} | "
+            f"{of(session, 'trivial cell')} / {of(cell, 'trivial cell')} | "
+            f"{of(cell, 'distinct cell')} | {of(cell, 'llm_query')} | "
+            f"{value(records, system, 'idle sessions per GiB', table=MEMORY)} |")
     return lines
 
 
 def peers_table(records: list[Record]) -> list[str]:
     peers = sorted({str(r["system"]) for r in records
-                    if str(r["table"]).startswith("peers") and r["system"] not in (
+                    if str(r["table"]).startswith(PEERS) and r["system"] not in (
                         "floor", "docker")})
     lines = ["| peer (same run, same engine) | session start | close | trivial cell | "
              "`llm_query` |", "|---|---|---|---|---|"]
     for peer in peers:
-        lines.append(f"| {peer} | {value(records, peer, 'session ')} | "
-                     f"{value(records, peer, 'session close')} | "
-                     f"{value(records, peer, 'trivial cell')} | "
-                     f"{value(records, peer, 'llm_query')} |")
+        lines.append(
+            f"| {peer} | {value(records, peer, 'session start', 'session open', table=PEERS)} | "
+            f"{value(records, peer, 'session close', table=PEERS)} | "
+            f"{value(records, peer, 'trivial cell', table=PEERS)} | "
+            f"{value(records, peer, 'llm_query', table=PEERS)} |")
     return lines
 
 
 def floors_line(records: list[Record]) -> str:
-    table = next((r["table"] for r in records if str(r["table"]).startswith("full stack")), None)
+    table = next((r["table"] for r in records if str(r["table"]).startswith(STACK)), None)
     parts = [f"{r['measure']} {fmt(float(str(r['median'])))}" for r in records
              if r["table"] == table and r["system"] == "floor" and r["median"] is not None]
     return "Floors measured in the same run: " + "; ".join(parts) + "." if parts else ""
