@@ -7,19 +7,23 @@ Prints the machine (CPU, kernel, filesystem of the log directory) and a table:
     sync() every 100 events, and the total counted only once the final sync() returned
     (so every counted event is written and fsynced);
   * per-call latency of append()+sync() (what a host call pays when the session waits for
-    durability before acknowledging), p50/p99 over 2,000 calls.
+    durability before acknowledging), median/p99 over 2,000 calls, beside the fsync floor
+    measured in the same directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from figures import Figure, Table
+from floors import FSYNC, fsync_line
 
 from rlmbox.audit.log import AuditLog
 
@@ -70,43 +74,46 @@ def throughput(base: Path, threads: int, events: int) -> float:
         return per_thread * threads / elapsed
 
 
-def latency(base: Path, calls: int = 2000) -> tuple[float, float, float]:
+def latency(base: Path, calls: int = 2000) -> tuple[list[float], list[float]]:
+    """Seconds per append()+sync() and per append() alone, one sample per event."""
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         log = AuditLog(Path(tmp) / "audit")
-        samples = []
-        for i in range(calls):
-            start = time.perf_counter()
+        def append_and_sync(i: int) -> None:
             _host_call(log, 0, i)
             log.sync()
-            samples.append((time.perf_counter() - start) * 1e6)
-        append_only = []
-        for i in range(calls):
-            start = time.perf_counter()
-            _host_call(log, 0, i)
-            append_only.append((time.perf_counter() - start) * 1e6)
+
+        synced = timed_calls(append_and_sync, calls)
+        append_only = timed_calls(lambda i: _host_call(log, 0, i), calls)
         log.close()
-    samples.sort()
-    return (statistics.median(samples), samples[int(len(samples) * 0.99)],
-            statistics.median(append_only))
+    return synced, append_only
+
+
+def timed_calls(fn: Callable[[int], object], calls: int) -> list[float]:
+    samples = []
+    for i in range(calls):
+        start = time.perf_counter()
+        fn(i)
+        samples.append(time.perf_counter() - start)
+    return samples
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--calls", type=int, default=2000, help="latency samples")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     args = parser.parse_args()
-    for line in _machine(args.dir):
-        print(line)
-    print()
-    print(f"{'measure':<44} {'value':>14}")
-    print("-" * 59)
+    table = Table("audit log, one AuditLog, host.call-sized events")
+    table.floors[FSYNC] = Figure(table.title, "floor", FSYNC,
+                                 tuple(fsync_line(max(20, args.calls // 10), args.dir)),
+                                 note=f"200-byte append + fsync in {args.dir}")
     for threads in (1, 4):
-        rate = throughput(args.dir, threads, args.events)
-        print(f"{f'durable events/s, {threads} thread(s)':<44} {rate:>14,.0f}")
-    p50, p99, append_p50 = latency(args.dir)
-    print(f"{'append() alone, p50 (us)':<44} {append_p50:>14,.1f}")
-    print(f"{'append()+sync() per host call, p50 (us)':<44} {p50:>14,.1f}")
-    print(f"{'append()+sync() per host call, p99 (us)':<44} {p99:>14,.1f}")
+        table.add("rlmbox AuditLog", f"durable events/s, {threads} thread(s)",
+                  [throughput(args.dir, threads, args.events)], unit="events/s")
+    synced, append_only = latency(args.dir, args.calls)
+    table.add("rlmbox AuditLog", "append() alone", append_only)
+    table.add("rlmbox AuditLog", "append()+sync() per host call", synced, floor=(FSYNC,))
+    table.print("\n".join(_machine(args.dir)))
 
 
 if __name__ == "__main__":

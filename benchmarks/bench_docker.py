@@ -1,5 +1,7 @@
-"""Docker backend timings: cold create, start of a pre-created container, frame round trip.
+"""Transport only: Docker backend timings without the Session, policy, ledger or audit.
 
+Cold create, start of a pre-created container, frame round trip, and a host call answered
+by this script (an echo, not the dispatcher).
 Runs the package's real agent on the real engine, for runc and runsc, and prints a table
 with the machine it ran on; runc is measured once per transport (attached stdio and the
 per-sandbox Unix socket) unless ``--transport`` names one. Usage:
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import time
+
+from figures import Figure, Table
+from floors import PIPE, pipe_round_trip
 
 from rlmbox.sandboxes.base import SandboxSpec
 from rlmbox.sandboxes.docker.backend import DockerBackend, DockerSandbox
@@ -28,7 +32,7 @@ def _exec(sandbox: DockerSandbox, cell: str, code: str) -> None:
             return
 
 
-def bench(runtime: str, rounds: int, trips: int, transport: str) -> dict[str, float]:
+def bench(runtime: str, rounds: int, trips: int, transport: str) -> dict[str, list[float]]:
     backend = DockerBackend(runtime, transport=transport)
     backend.collect_garbage()
     cold: list[float] = []
@@ -61,13 +65,9 @@ def bench(runtime: str, rounds: int, trips: int, transport: str) -> dict[str, fl
         call = _host_call_trips(sandbox_, trips)
     finally:
         sandbox_.kill()
-    return {"cold create": statistics.median(cold),
-            "prepare (create+attach)": statistics.median(prepare),
-            "start prepared + ready": statistics.median(warm),
-            "trivial cell round trip": statistics.median(trip),
-            "cell p99": _p99(trip),
-            "host call round trip": statistics.median(call),
-            "host call p99": _p99(call)}
+    return {"cold create": cold, "prepare (create+attach)": prepare,
+            "start prepared + ready": warm, "trivial cell round trip": trip,
+            "host call round trip (echo, timed inside)": call}
 
 
 def _host_call_trips(sandbox: DockerSandbox, trips: int) -> list[float]:
@@ -87,10 +87,6 @@ def _host_call_trips(sandbox: DockerSandbox, trips: int) -> list[float]:
             return times
 
 
-def _p99(values: list[float]) -> float:
-    return sorted(values)[min(len(values) - 1, int(len(values) * 0.99))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
@@ -100,24 +96,24 @@ def main() -> None:
     args = parser.parse_args()
     client = connect()
     info = client.info()
-    print(f"machine: {platform.node()} Linux {platform.release()}, {info['NCPU']} CPUs, "
-          f"{info['MemTotal'] / 2**30:.1f} GiB; engine {info['ServerVersion']}, "
-          f"cgroup v{info.get('CgroupVersion', '?')}, storage {info['Driver']}")
+    machine = (f"machine: {platform.node()} Linux {platform.release()}, {info['NCPU']} CPUs, "
+               f"{info['MemTotal'] / 2**30:.1f} GiB; engine {info['ServerVersion']}, "
+               f"cgroup v{info.get('CgroupVersion', '?')}, storage {info['Driver']}")
     available = runtimes(client)
     transports = ("stdio", "socket") if args.transport == "both" else (args.transport,)
     columns = [("runc", t) for t in transports] + [("runsc", "stdio")]
-    results = {f"{rt}/{tr}": bench(rt, args.rounds, args.trips, tr) for rt, tr in columns
-               if rt in available}
-    print(f"medians of {args.rounds} starts and {args.trips} round trips (real agent)\n")
-    rows = next(iter(results.values())).keys()
-    print(f"{'measure':<28}" + "".join(f"{rt:>14}" for rt in results))  # runtime/transport
-    for row in rows:
-        cells = "".join(f"{_fmt(results[rt][row]):>14}" for rt in results)
-        print(f"{row:<28}{cells}")
-
-
-def _fmt(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
+    table = Table("transport only: the Docker backend and its agent, no Session, policy, "
+                  "ledger or audit")
+    table.floors[PIPE] = Figure(table.title, "floor", PIPE, tuple(pipe_round_trip(args.trips)),
+                                note="1 byte to a child and back, os.write/os.read")
+    for runtime, transport in columns:
+        if runtime not in available:
+            continue
+        for measure, samples in bench(runtime, args.rounds, args.trips, transport).items():
+            table.add(f"docker/{runtime} over {transport} (transport only)", measure, samples,
+                      floor=(PIPE,) if "round trip" in measure else ())
+    table.print(f"{machine}\n{args.rounds} starts and {args.trips} round trips (real agent); "
+                "not comparable with the full-stack rows: nothing here is decided or audited")
 
 
 if __name__ == "__main__":

@@ -281,17 +281,15 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
         return ws
     relay = OutputRelay(asyncio.get_running_loop())
 
-    async def send(stream: str, text: str) -> None:
-        await send_json(ws, {"type": "output", "stream": stream, "data": text})
-
-    pump = asyncio.create_task(relay.pump(send))
+    pump = asyncio.create_task(relay.pump(functools.partial(send_json, ws)))
     watcher = asyncio.create_task(watch_interrupts(ws, functools.partial(
         _blocking, request, engine.interrupt, request[TENANT], session_id)))
     try:
         async with _session_lock(request, session_id):
             slot = engine.admission.take_cell(request[TENANT])
             result = await _in_slot(request, slot, engine.exec, request[TENANT], session_id,
-                                    body.code, body.timeout_s, relay.offer)
+                                    body.code, body.timeout_s, relay.offer,
+                                    relay.offer_root_text if body.root_text else None)
     except Exception as exc:   # after the upgrade, errors are messages, not responses
         await _stop(watcher)
         relay.finish()

@@ -26,7 +26,12 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from rlmbox.daemon.client_stream import OutputCallback, StreamTarget, exec_stream
+from rlmbox.daemon.client_stream import (
+    OutputCallback,
+    RootTextCallback,
+    StreamTarget,
+    exec_stream,
+)
 from rlmbox.daemon.wire import exception_for, result_from_json
 from rlmbox.errors import DaemonError
 from rlmbox.runtime.results import ExecResult
@@ -178,13 +183,16 @@ class Client:
         return self._run(_exec(session_id, code, timeout))
 
     def exec_stream(self, session_id: str, code: str, *, on_output: OutputCallback,
-                    timeout: float | None = None) -> ExecResult:
+                    timeout: float | None = None,
+                    on_root_text: RootTextCallback | None = None) -> ExecResult:
         """``exec``, calling ``on_output(stream, text)`` on this thread as the cell's
         output arrives (a WebSocket; needs the ``daemon`` extra, aiohttp). The pieces are
         a prefix of each stream of the result: a reader too slow for the daemon's bounded
         relay misses the rest (``stream_dropped`` in the daemon's message), which the
         result still holds. If ``on_output`` raises, the exception propagates and the
         stream closes; the cell still runs to its end in the daemon (and is audited).
+        ``on_root_text(child_id, depth, text)`` gets the replies of the root models of
+        the ``rlm_query`` children the cell starts, as they stream (same relay, same cap).
 
         Raises:
             RuntimeError: called from a running event loop (use ``AsyncClient``).
@@ -193,7 +201,7 @@ class Client:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(exec_stream(self._stream, session_id, code, timeout,
-                                           on_output))
+                                           on_output, on_root_text=on_root_text))
         raise RuntimeError("Client.exec_stream cannot run inside an event loop; "
                            "use AsyncClient.exec_stream")
 
@@ -270,11 +278,13 @@ class AsyncClient:
 
     async def exec_stream(self, session_id: str, code: str, *, on_output: OutputCallback,
                           timeout: float | None = None,
-                          interrupt: asyncio.Event | None = None) -> ExecResult:
-        """``Client.exec_stream``, awaited; ``on_output`` runs on the event loop. Setting
-        ``interrupt`` sends the stream's interrupt message: the cell ends ``interrupted``."""
+                          interrupt: asyncio.Event | None = None,
+                          on_root_text: RootTextCallback | None = None) -> ExecResult:
+        """``Client.exec_stream``, awaited; ``on_output`` and ``on_root_text`` run on the
+        event loop. Setting ``interrupt`` sends the stream's interrupt message: the cell
+        ends ``interrupted``."""
         return await exec_stream(self._stream, session_id, code, timeout, on_output,
-                                 interrupt)
+                                 interrupt, on_root_text)
 
     async def session(self, session_id: str) -> dict[str, Any]:
         return await self._run(_session(session_id))

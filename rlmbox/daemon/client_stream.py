@@ -21,6 +21,8 @@ from rlmbox.errors import DaemonError
 from rlmbox.runtime.results import ExecResult
 
 OutputCallback = Callable[[str, str], None]
+# (child session id, depth, a piece of its root model's reply)
+RootTextCallback = Callable[[str, int, str], None]
 _MAX_MESSAGE_BYTES = 256 * 1024 * 1024   # the daemon is trusted; results can be large
 _CLOSE_TIMEOUT_S = 10.0
 
@@ -50,8 +52,10 @@ async def _interrupt_when(event: asyncio.Event, ws: Any) -> None:
 
 async def exec_stream(target: StreamTarget, session_id: str, code: str,
                       timeout: float | None, on_output: OutputCallback,
-                      interrupt: asyncio.Event | None = None) -> ExecResult:
-    """Runs one cell; ``on_output(stream, text)`` per output message; the result. When
+                      interrupt: asyncio.Event | None = None,
+                      on_root_text: RootTextCallback | None = None) -> ExecResult:
+    """Runs one cell; ``on_output(stream, text)`` per output message and
+    ``on_root_text(child_id, depth, text)`` per root-text message; the result. When
     ``interrupt`` is set while the cell runs, the daemon is asked to interrupt it."""
     try:
         import aiohttp  # noqa: PLC0415 - an extra: the client loads without it
@@ -59,6 +63,8 @@ async def exec_stream(target: StreamTarget, session_id: str, code: str,
         raise DaemonError("exec_stream needs aiohttp: pip install 'rlmbox[daemon]'",
                           type="MissingDependency") from exc
     body: dict[str, Any] = {"code": code}
+    if on_root_text is not None:
+        body["root_text"] = True
     if timeout is not None:
         body["timeout_s"] = timeout
     connector = aiohttp.UnixConnector(path=str(target.socket)) if target.socket else None
@@ -73,7 +79,7 @@ async def exec_stream(target: StreamTarget, session_id: str, code: str,
             await ws.send_str(json.dumps(body))
             sender = asyncio.create_task(_interrupt_when(interrupt, ws)) if interrupt else None
             try:
-                return await _receive(ws, on_output)
+                return await _receive(ws, on_output, on_root_text)
             finally:
                 if sender is not None:
                     sender.cancel()
@@ -86,8 +92,10 @@ async def exec_stream(target: StreamTarget, session_id: str, code: str,
                           type="Unreachable") from exc
 
 
-async def _receive(ws: Any, on_output: OutputCallback) -> ExecResult:
-    """Output messages to ``on_output`` until the result (or an error message)."""
+async def _receive(ws: Any, on_output: OutputCallback,
+                   on_root_text: RootTextCallback | None) -> ExecResult:
+    """Output messages to ``on_output`` (root text to ``on_root_text``, or nowhere) until
+    the result (or an error message)."""
     import aiohttp  # noqa: PLC0415 - an extra: the client loads without it
 
     async for msg in ws:
@@ -97,6 +105,8 @@ async def _receive(ws: Any, on_output: OutputCallback) -> ExecResult:
         kind = message.get("type")
         if kind == "output":
             on_output(message["stream"], message["data"])
+        elif kind == "root_text" and on_root_text is not None:
+            on_root_text(message["session"], message["depth"], message["data"])
         elif kind == "result":
             return result_from_json(message)
         elif kind == "error":

@@ -28,7 +28,7 @@ from rlmbox.policies.model import Policy
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
-from rlmbox.runtime.session import OutputCallback, Session, SessionState
+from rlmbox.runtime.session import OutputCallback, RootTextCallback, Session, SessionState
 
 T = TypeVar("T")
 
@@ -142,14 +142,16 @@ class Engine:
                           type=BACKEND_NOT_ALLOWED)
 
     def exec(self, tenant: str, session_id: str, code: str, timeout: float | None,
-             on_output: OutputCallback | None = None) -> ExecResult:
+             on_output: OutputCallback | None = None,
+             on_root_text: RootTextCallback | None = None) -> ExecResult:
         live = self.live(tenant, session_id)
         try:
             live.session.check_timeout(timeout)
         except (TypeError, ValueError) as exc:   # over the policy's limit: the caller's fault
             raise DaemonError(str(exc), status=400, type=INVALID_REQUEST) from exc
         with self._turn(live, session_id):
-            return live.session.exec(code, timeout=timeout, on_output=on_output)
+            return live.session.exec(code, timeout=timeout, on_output=on_output,
+                                     on_root_text=on_root_text)
 
     @contextlib.contextmanager
     def _turn(self, live: LiveSession, session_id: str) -> Iterator[None]:

@@ -38,6 +38,13 @@ class ExecRequest(_Request):
     timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
 
 
+class StreamExecRequest(ExecRequest):
+    """The first message of ``GET .../exec/stream``: an ExecRequest; ``root_text`` asks
+    for the replies of the cell's ``rlm_query`` children's root models as they stream."""
+
+    root_text: bool = False
+
+
 class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -55,10 +55,13 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 _STREAM_PROTOCOL = """A WebSocket (RFC 6455) upgrade; the bearer token goes on the upgrade
 request. Errors found before the upgrade (token, session, not a WebSocket request) are the
 JSON error answers below. After the upgrade the client sends ONE text message, an
-ExecRequest (`{"code", "timeout_s"?}`, at most 64 MiB, else close 1009); the server sends
-`{"type": "output", "stream": "stdout"|"stderr", "data": str}` text messages while the
-cell runs (the cell's output as the policy caps it; a slow reader may miss a tail of
-them, counted in `stream_dropped`), then ONE `{"type": "result", ...ExecResultBody,
+StreamExecRequest (`{"code", "timeout_s"?, "root_text"?}`, at most 64 MiB, else close
+1009); the server sends `{"type": "output", "stream": "stdout"|"stderr", "data": str}` text
+messages while the cell runs (the cell's output as the policy caps it) and, with
+`"root_text": true`, `{"type": "root_text", "session": str, "depth": int, "data": str}`
+messages as the root model of an rlm_query child the cell starts streams its reply (metered
+and audited as without streaming); a slow reader may miss a tail of these messages,
+counted in `stream_dropped`; then ONE `{"type": "result", ...ExecResultBody,
 "stream_dropped": int}` and closes (1000). While the cell runs the client may send
 `{"type": "interrupt"}` to interrupt it (as POST .../interrupt); other messages are
 ignored. A bad request message gets `{"type": "error",
@@ -100,8 +103,8 @@ def _files_ops(authed: dict[str, Any]) -> dict[str, Any]:
 def build_spec(version: str) -> dict[str, Any]:
     """The whole document; ``paths`` keys are the routes the app serves (tested)."""
     models: list[type[BaseModel]] = [
-        m.CreateSessionRequest, m.ExecRequest, m.Health, m.SessionInfo, m.SessionList,
-        m.ExecResultBody, m.InterruptResult, m.AuditPage, m.ErrorBody, m.ErrorDetail,
+        m.CreateSessionRequest, m.ExecRequest, m.StreamExecRequest, m.Health, m.SessionInfo,
+        m.SessionList, m.ExecResultBody, m.InterruptResult, m.AuditPage, m.ErrorBody, m.ErrorDetail,
         m.FileListing, m.FileEntryBody, m.FileWritten]
     _, top = models_json_schema(
         [(model, "validation") for model in models], ref_template=_REF)

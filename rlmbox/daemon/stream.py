@@ -1,8 +1,11 @@
 """``GET /v1/sessions/{id}/exec/stream``: one cell over a WebSocket, output as it happens.
 
 Protocol: after the upgrade the client sends one text message, the same JSON object as
-the body of ``POST .../exec`` (``{"code", "timeout_s"?}``). The server answers with
-``{"type": "output", "stream", "data"}`` messages while the cell runs, then one
+the body of ``POST .../exec`` (``{"code", "timeout_s"?}``, and ``"root_text"?``). The
+server answers with ``{"type": "output", "stream", "data"}`` messages while the cell runs,
+and, when ``root_text`` is true, ``{"type": "root_text", "session", "depth", "data"}``
+messages as the root model of an ``rlm_query`` child the cell started streams its reply
+(opt-in: those pieces share the relay's bound with the output), then one
 ``{"type": "result", ...}`` (the JSON of ``POST .../exec`` plus ``stream_dropped``) and
 closes normally. While the cell runs the client may send ``{"type": "interrupt"}``: the
 cell is interrupted as by ``POST .../interrupt`` (other messages are ignored). A bad
@@ -10,7 +13,9 @@ request message gets ``{"type": "error", "error": {"type",
 "message"}}`` and a close with 1008 (policy violation); an oversized one a close with 1009.
 
 The output pieces are the session's own ``on_output`` pieces (already capped per cell by
-the policy); this module only carries them from the exec thread to the event loop.
+the policy) and the root text pieces its ``on_root_text`` ones (each child completion is
+bounded by its ``max_tokens``, and metered and audited as without streaming); this module
+only carries them from the exec thread to the event loop.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from rlmbox.runtime.results import ExecResult
 
 FIRST_MESSAGE_TIMEOUT_S = 60.0
 RELAY_LIMIT_CHARS = 1024 * 1024
-Send = Callable[[str, str], Awaitable[None]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class OutputRelay:
-    """Output pieces from the exec thread to the socket, at most ``limit`` chars queued.
+    """Output and root-text pieces from the exec thread to the socket, at most ``limit``
+    chars queued.
 
     When the client reads more slowly than the cell prints, pieces are dropped rather
     than blocking the exec thread: a blocked exec thread would stop reading the sandbox's
@@ -49,7 +55,7 @@ class OutputRelay:
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = RELAY_LIMIT_CHARS) -> None:
         self._loop = loop
         self._limit = limit
-        self._pieces: collections.deque[tuple[str, str]] = collections.deque()
+        self._pieces: collections.deque[tuple[dict[str, Any], int]] = collections.deque()
         self._size = 0
         self._wake = asyncio.Event()
         self._done = False
@@ -57,14 +63,20 @@ class OutputRelay:
 
     def offer(self, stream: str, text: str) -> None:
         """The session's ``on_output``; runs on the exec thread, never blocks."""
-        self._loop.call_soon_threadsafe(self._put, stream, text)
+        self._loop.call_soon_threadsafe(
+            self._put, {"type": "output", "stream": stream, "data": text}, len(text))
 
-    def _put(self, stream: str, text: str) -> None:
-        if self.dropped or self._size + len(text) > self._limit:
+    def offer_root_text(self, session: str, depth: int, text: str) -> None:
+        """The session's ``on_root_text``; runs on a call's thread, never blocks."""
+        self._loop.call_soon_threadsafe(self._put, {
+            "type": "root_text", "session": session, "depth": depth, "data": text}, len(text))
+
+    def _put(self, message: dict[str, Any], size: int) -> None:
+        if self.dropped or self._size + size > self._limit:
             self.dropped += 1
             return
-        self._pieces.append((stream, text))
-        self._size += len(text)
+        self._pieces.append((message, size))
+        self._size += size
         self._wake.set()
 
     def finish(self) -> None:
@@ -76,9 +88,9 @@ class OutputRelay:
         """Sends pieces until ``finish`` and the queue is empty."""
         while True:
             while self._pieces:
-                stream, text = self._pieces.popleft()
-                self._size -= len(text)
-                await send(stream, text)
+                message, size = self._pieces.popleft()
+                self._size -= size
+                await send(message)
             if self._done:
                 return
             self._wake.clear()
@@ -90,7 +102,7 @@ def error_message(exc: RlmboxError) -> dict[str, Any]:
     return {"type": "error", "status": status, **error_body(kind, str(exc))}
 
 
-async def read_request(ws: web.WebSocketResponse) -> m.ExecRequest | None:
+async def read_request(ws: web.WebSocketResponse) -> m.StreamExecRequest | None:
     """The client's one request message, or None after answering a bad one and closing."""
     try:
         msg = await ws.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
@@ -106,7 +118,8 @@ async def read_request(ws: web.WebSocketResponse) -> m.ExecRequest | None:
                                 type=INVALID_REQUEST)
         else:
             try:
-                return parse_body(m.ExecRequest, msg.data.encode("utf-8", "surrogatepass"))
+                return parse_body(m.StreamExecRequest,
+                                  msg.data.encode("utf-8", "surrogatepass"))
             except DaemonError as exc:
                 error = exc
     await send_json(ws, error_message(error))

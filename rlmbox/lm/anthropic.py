@@ -17,7 +17,7 @@ from typing import Any
 import anthropic
 
 from rlmbox.errors import LMError
-from rlmbox.lm.base import Completion, LMRequest, TextSink, Turn
+from rlmbox.lm.base import CallOptions, Completion, LMRequest, TextSink, Turn
 from rlmbox.lm.bounded_http import (
     DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
@@ -89,7 +89,7 @@ class AnthropicLM(HttpProvider):
                 on_text: TextSink | None = None) -> Completion:
         chosen = model or self.model
         self._pricer.check(chosen)   # before any money is spent
-        body = self._body(request, chosen)
+        body = {**self._body(request, chosen), **_sampling(request.options)}
         try:
             if on_text is None:
                 raw = self._client.messages.with_raw_response.create(**body)
@@ -115,9 +115,6 @@ class AnthropicLM(HttpProvider):
 
     def _body(self, request: LMRequest, chosen: str) -> dict[str, Any]:
         options = request.options
-        if options.temperature is not None:
-            raise LMError("the Anthropic Messages API in this SDK takes no temperature; "
-                          "leave it unset for Anthropic models")
         last = len(request.turns) - 1
         body: dict[str, Any] = {
             "model": chosen, "max_tokens": options.max_tokens or self.max_tokens,
@@ -187,6 +184,19 @@ class AnthropicLM(HttpProvider):
             text, served, chosen, input_tokens=token_count(usage, "input_tokens") + written + read,
             output_tokens=token_count(usage, "output_tokens"),
             cache_write_tokens=written, cache_read_tokens=read)
+
+
+def _sampling(options: CallOptions) -> dict[str, Any]:
+    """``temperature``, ``top_p`` and ``top_k`` as body fields (``extra_body``): top-level
+    fields of the Messages API that the SDK's typed arguments lack. Anthropic's temperature
+    runs 0 to 1; a model that takes none (or not two of them together) answers 400."""
+    if options.temperature is not None and options.temperature > 1.0:
+        raise LMError(f"temperature {options.temperature:g} is outside Anthropic's range "
+                      "(0 to 1)")
+    fields = {"temperature": options.temperature, "top_p": options.top_p,
+              "top_k": options.top_k}
+    chosen = {name: value for name, value in fields.items() if value is not None}
+    return {"extra_body": chosen} if chosen else {}
 
 
 def _message(turn: Turn, *, cache: bool) -> dict[str, Any]:

@@ -13,7 +13,7 @@ request to one prompt otherwise, so the RLM loop needs no branch per provider.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 from rlmbox.errors import LMError
@@ -41,23 +41,34 @@ class Completion:
 
 @dataclass(frozen=True)
 class CallOptions:
-    """Per-call parameters; None leaves the provider's (or the API's) default."""
+    """Per-call parameters; None leaves the provider's (or the API's) default.
+
+    ``top_k`` is not part of OpenAI's API: an OpenAI-compatible server that does not know
+    it (OpenAI itself) answers 400; vLLM, llama.cpp and Ollama take it.
+    """
 
     max_tokens: int | None = None
     temperature: float | None = None
     stop: tuple[str, ...] = ()
+    top_p: float | None = None
+    top_k: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 1:
             raise LMError("max_tokens must be at least 1")
         if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
             raise LMError("temperature must be between 0 and 2")
+        if self.top_p is not None and not 0.0 <= self.top_p <= 1.0:
+            raise LMError("top_p must be between 0 and 1")
+        if self.top_k is not None and self.top_k < 1:
+            raise LMError("top_k must be at least 1")
 
     def capped(self, max_tokens: int | None) -> CallOptions:
-        """These options with ``max_tokens`` at most ``max_tokens`` (a policy's cap)."""
+        """These options with ``max_tokens`` at most ``max_tokens`` (a policy's cap); an
+        unset ``max_tokens`` becomes the cap, since the provider's default may exceed it."""
         if max_tokens is None or (self.max_tokens is not None and self.max_tokens <= max_tokens):
             return self
-        return CallOptions(max_tokens, self.temperature, self.stop)
+        return replace(self, max_tokens=max_tokens)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,10 @@ class OpenAICompatibleLM(HttpProvider):
             body["temperature"] = options.temperature
         if options.stop:
             body["stop"] = list(options.stop)
+        if options.top_p is not None:
+            body["top_p"] = options.top_p
+        if options.top_k is not None:   # not OpenAI's: vLLM, llama.cpp and Ollama take it
+            body["extra_body"] = {"top_k": options.top_k}
         return body
 
     def _streamed(self, body: dict[str, Any], chosen: str, on_text: TextSink) -> Completion:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rlmbox.policies.conditions import Condition
 from rlmbox.policies.engine import function_pattern
-from rlmbox.policies.model import Policy, Rule
+from rlmbox.policies.model import LMCallSettings, Policy, Rule
 
 
 def _condition_words(arg: str, cond: Condition) -> str:
@@ -58,6 +58,8 @@ def explain(policy: Policy) -> list[str]:
     for name, budget in sorted(policy.budgets.functions.items()):
         caps = ", ".join(f"{k} {v}" for k, v in budget.model_dump().items() if v is not None)
         lines.append(f"  {name}: {caps}")
+    for name, settings in sorted(policy.lm_calls.items()):
+        lines.append(f"LM calls of {name}: {_lm_words(settings)}")
     if ctx.mode == "gated":
         lines.append(f"Context: gated; each read is decided: at most {ctx.max_bytes_per_call} "
                      f"bytes per call, {ctx.max_bytes_per_session} per session, "
@@ -71,6 +73,19 @@ def explain(policy: Policy) -> list[str]:
     else:
         lines.append("Code: plain Python; the sandbox is the boundary")
     return lines
+
+
+def _lm_words(settings: LMCallSettings) -> str:
+    words = []
+    if settings.max_tokens is not None:
+        words.append(f"at most {settings.max_tokens} output tokens each (larger asks are cut)")
+    if settings.temperature is not None:
+        words.append(f"temperature {settings.temperature:g} unless the caller names one")
+    if settings.stop is not None:
+        words.append(f"stop at {list(settings.stop)} unless the caller names others")
+    if settings.system is not None:
+        words.append(f"a {len(settings.system)}-character system prompt first")
+    return "; ".join(words) or "no settings"
 
 
 def warnings(policy: Policy) -> list[str]:

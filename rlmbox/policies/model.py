@@ -51,10 +51,11 @@ MiB = 1024 * 1024
 # of these functions may only constrain these arguments (a typo is an error, not a rule
 # that silently never matches). Tools registered by callers are not checked.
 KNOWN_ARGUMENTS: dict[str, frozenset[str]] = {
-    "llm_query": frozenset({"prompt", "model"}),
-    "llm_query_batched": frozenset({"prompts", "model"}),
-    "rlm_query": frozenset({"prompt", "model"}),
-    "rlm_query_batched": frozenset({"prompts", "model"}),
+    "llm_query": frozenset({"prompt", "model", "system", "max_tokens", "temperature", "stop"}),
+    "llm_query_batched": frozenset({"prompts", "model", "system", "max_tokens", "temperature",
+                                    "stop"}),
+    "rlm_query": frozenset({"prompt", "model", "max_tokens", "temperature", "stop"}),
+    "rlm_query_batched": frozenset({"prompts", "model", "max_tokens", "temperature", "stop"}),
     "context.len": frozenset(),
     "context.read": frozenset({"start", "end"}),
     "context.search": frozenset({"pattern", "max_hits"}),
@@ -73,6 +74,14 @@ ROOT_LM = "root_lm"
 LM_FUNCTIONS = frozenset({"llm_query", "llm_query_batched", ROOT_LM})
 PROMPTED_FUNCTIONS = LM_FUNCTIONS | {"rlm_query", "rlm_query_batched"}
 _USAGE_BUDGETS = ("input_tokens", "output_tokens", "cost_usd")
+# Functions whose calls run with LM parameters (``lm_calls``): rlm_query's go to its
+# children's root loop.
+PARAMETERISED_FUNCTIONS = PROMPTED_FUNCTIONS
+# A child RLM's system prompt is its instructions (with root_lm's ``system`` first).
+_NO_SYSTEM_PROMPT = frozenset({"rlm_query", "rlm_query_batched"})
+MAX_STOP_SEQUENCES = 8
+MAX_STOP_CHARS = 256
+MAX_SYSTEM_CHARS = 65536
 
 # Modules a restricted cell may import unless the policy says otherwise: pure computation.
 DEFAULT_IMPORTS: frozenset[str] = frozenset({
@@ -293,6 +302,28 @@ class Budgets(_Frozen):
         return value
 
 
+StopSequence = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_STOP_CHARS)]
+
+
+class LMCallSettings(_Frozen):
+    """The parameters of one function's LM calls: ``max_tokens`` is a cap (a call asking
+    for more, or for none, runs with the cap); ``temperature`` and ``stop`` are defaults
+    the caller may replace; ``system`` comes first in every call's system prompt."""
+
+    system: Annotated[str, Field(strict=True, min_length=1,
+                                 max_length=MAX_SYSTEM_CHARS)] | None = None
+    max_tokens: Annotated[int, Field(strict=True, gt=0, le=10_000_000)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    stop: tuple[StopSequence, ...] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
+
+    @field_validator("temperature", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | None):
+            raise PydanticCustomError("float_type", "Input should be a valid number", {})
+        return value
+
+
 class Rule(_Frozen):
     """``permit`` or ``forbid`` calls to ``function`` whose arguments satisfy ``when``."""
 
@@ -348,9 +379,28 @@ class Policy(_Frozen):
     environment: EnvironmentPolicy = EnvironmentPolicy()
     session: SessionSetup = SessionSetup()
     budgets: Budgets = Budgets()
+    lm_calls: dict[FunctionName, LMCallSettings] = Field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
 
     _sha256: str = PrivateAttr(default="")
+
+    @field_validator("lm_calls")
+    @classmethod
+    def _lm_functions(cls, value: dict[str, LMCallSettings]) -> dict[str, LMCallSettings]:
+        """Only functions that run an LM take settings, so every accepted key binds."""
+        known = sorted(PARAMETERISED_FUNCTIONS)
+        for name, settings in value.items():
+            if name not in PARAMETERISED_FUNCTIONS:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise PydanticCustomError(
+                    "unenforceable", "'{name}' runs no LM call{hint}; lm_calls takes "
+                    "{known}", {"name": name, "hint": hint, "known": ", ".join(known)})
+            if name in _NO_SYSTEM_PROMPT and settings.system is not None:
+                raise PydanticCustomError(
+                    "unenforceable", "'{name}' takes no system prompt: a child RLM's is "
+                    "its instructions, after root_lm's 'system'", {"name": name})
+        return value
 
     @field_validator("rules")
     @classmethod
@@ -395,13 +445,16 @@ def _clip(value: Any) -> str:
 def _model_at(loc: list[str | int]) -> type[BaseModel] | None:
     """The model class whose fields sit at ``loc`` inside a policy (for suggestions)."""
     current: type[BaseModel] | None = Policy
+    keyed = False   # the last field was a mapping: this part is one of its keys
     for part in loc:
         if current is None:
             return None
-        if isinstance(part, int):
-            continue   # a list index: the item model was already unwrapped
+        if isinstance(part, int) or keyed:
+            keyed = False
+            continue   # a list index or a mapping's key: the item model was unwrapped
         field = current.model_fields.get(part)
         current = _first_model(field.annotation) if field is not None else None
+        keyed = field is not None and typing.get_origin(field.annotation) is dict
     return current
 
 

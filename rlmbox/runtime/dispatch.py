@@ -48,6 +48,7 @@ from rlmbox.runtime.crossing import UncrossableResult
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
 from rlmbox.runtime.ledger import Ledger, Reservation
+from rlmbox.runtime.lm_params import effective_args, options_summary, root_request
 from rlmbox.sandboxes.protocol import Frame
 
 # Errors rlmbox's own handlers raise about their arguments: model code may read them in full.
@@ -193,13 +194,14 @@ class CallDispatcher:
         fn_name = frame["fn"]
         try:
             function = self._lookup(fn_name, call_id, cell_id)
-            bound = self._bind(function, frame, call_id, cell_id)
+            bound, cut = self._bind(function, frame, call_id, cell_id)
             decision = self._decide(function.name, bound, call_id, cell_id)
             if function.batch_param is not None:
                 value: Any = self._run_batch(function, bound, decision, call_id, cell_id,
-                                             deadline)
+                                             deadline, cut)
             else:
-                value = self._run_one(function, bound, decision, call_id, cell_id, deadline)
+                value = self._run_one(function, bound, decision, call_id, cell_id, deadline,
+                                      cut)
         except AuditWriteError:
             raise
         except Exception as exc:
@@ -218,13 +220,18 @@ class CallDispatcher:
         raise HostCallRefused("PolicyDenied", f"no host function named {fn_name!r}")
 
     def _bind(self, function: HostFunction, frame: Frame, call_id: int,
-              cell_id: str) -> dict[str, Any]:
+              cell_id: str) -> tuple[dict[str, Any], dict[str, int]]:
+        """The arguments the host will act on, and what the policy's cap cut from them:
+        LM parameters are made effective here, before the decision (see lm_params)."""
         try:
-            return function.bind(frame["args"], frame["kwargs"])
-        except TypeError as exc:
+            bound = function.bind(frame["args"], frame["kwargs"])
+            if "max_tokens" not in function.params:
+                return bound, {}
+            return effective_args(self._engine.policy.lm_calls.get(function.name), bound)
+        except (TypeError, ValueError) as exc:
             self._event("host.call", function=function.name, call_id=call_id, cell=cell_id,
                         outcome="invalid", **_error_fields(str(exc)))
-            raise HostCallRefused("TypeError", str(exc)) from exc
+            raise HostCallRefused(type(exc).__name__, str(exc)) from exc
 
     def _decide(self, function: str, bound: dict[str, Any], call_id: int,
                 cell_id: str) -> Decision:
@@ -253,11 +260,16 @@ class CallDispatcher:
                                     "tool_timeout_s", self._tool_timeout_s))
 
     def _run_one(self, function: HostFunction, bound: dict[str, Any], decision: Decision,
-                 call_id: int, cell_id: str, deadline: Deadline) -> Any:
+                 call_id: int, cell_id: str, deadline: Deadline,
+                 cut: Mapping[str, int]) -> Any:
         prompt = bound.get(function.prompt_param) if function.prompt_param else None
+        system = bound.get("system")
+        if isinstance(prompt, str) and isinstance(system, str):
+            prompt = f"{system}\n\n{prompt}"   # the system prompt counts as prompt too
         attrs: dict[str, Any] = {"function": function.name, "call_id": call_id,
                                  "cell": cell_id, "decision": decision.effect,
-                                 "rule_ids": list(decision.rule_ids), "args": _summary(bound)}
+                                 "rule_ids": list(decision.rule_ids), "args": _summary(bound),
+                                 **({"capped": dict(cut)} if cut else {})}
         return self._metered(function.name, prompt, attrs, _canonical_args(bound),
                              lambda ctx: function.handler(ctx, bound),
                              self._call_deadline(function, deadline))
@@ -269,21 +281,26 @@ class CallDispatcher:
         It is budgeted as ``root_lm`` (and the tree), recorded before it runs and with its
         usage after. When an input-token budget applies and the provider can count, the
         request's input is counted first and reserved (refused if it would not fit); the
-        actual usage is committed. ``on_text`` gets the reply as it streams; what is
-        metered and audited is the same. Raises ``BudgetExceeded`` when the tree cannot
-        afford it, the provider's error when it fails, ``AuditWriteError`` when the log
-        cannot take it.
+        actual usage is committed. The policy's ``lm_calls.root_lm`` applies first (its
+        cap, defaults and system prompt); the records show the effective parameters.
+        ``on_text`` gets the reply as it streams; what is metered and audited is the same.
+        Raises ``BudgetExceeded`` when the tree cannot afford it, the provider's error when
+        it fails, ``AuditWriteError`` when the log cannot take it.
         """
+        effective, cut = root_request(self._engine.policy.lm_calls.get(ROOT_LM), request)
+
         def run(ctx: CallContext) -> str:
-            completion = respond(lm, request, model=model, on_text=on_text)
+            completion = respond(lm, effective, model=model, on_text=on_text)
             ctx.usage.append(completion)
             return completion.text
 
-        prompt = request.flattened()
-        counted = count_input_tokens(lm, request, model=model) \
+        prompt = effective.flattened()
+        counted = count_input_tokens(lm, effective, model=model) \
             if self._counts_input(ROOT_LM) else None
         attrs: dict[str, Any] = {"function": ROOT_LM, "caller": "rlm_loop",
-                                 "args": _summary({"prompt": prompt, "model": model})}
+                                 "args": {**_summary({"prompt": prompt, "model": model}),
+                                          **options_summary(effective)},
+                                 **({"capped": cut} if cut else {})}
         if counted is not None:
             attrs["counted_input_tokens"] = counted
         text: str = self._metered(ROOT_LM, prompt, attrs,
@@ -394,7 +411,8 @@ class CallDispatcher:
             budget_after=self._budget(str(attrs["function"])))
 
     def _run_batch(self, function: HostFunction, bound: dict[str, Any], decision: Decision,
-                   call_id: int, cell_id: str, deadline: Deadline) -> list[str]:
+                   call_id: int, cell_id: str, deadline: Deadline,
+                   cut: Mapping[str, int]) -> list[str]:
         """Runs the items on threads of this batch (never a shared pool: a batch inside a
         batch's child cannot wait on threads its parent holds), no more of them than the
         tree's free ``max_concurrent`` slots; an item past a limit fails alone."""
@@ -426,7 +444,7 @@ class CallDispatcher:
                 single = {**extra, function.prompt_param or "prompt": items[index]}
                 try:
                     results[index] = str(self._run_one(function, single, decision, call_id,
-                                                       cell_id, deadline))
+                                                       cell_id, deadline, cut))
                 except AuditWriteError as exc:
                     failed.append(exc)
                 except Exception as exc:

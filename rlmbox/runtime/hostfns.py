@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlmbox.errors import PolicyError
-from rlmbox.lm.base import Completion, LMProvider
+from rlmbox.lm.base import Completion, LMProvider, LMRequest, Turn, respond
 from rlmbox.runtime.crossing import crossable
+from rlmbox.runtime.lm_params import LM_PARAMETERS, call_options
 
 MAX_BATCH = 256
 
@@ -67,12 +68,14 @@ class HostFunction:
     none_means_default: bool = False   # ``model=None`` (or "") means "the default"
     prompt_param: str | None = None
     batch_param: str | None = None   # per-item reservations, one decision on the list
+    keyword_only: int = 0   # the last this many params only by name (LM parameters)
 
     def bind(self, args: list[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Names positional arguments and fills defaults; refuses unknown, duplicate or
         missing ones (``TypeError``)."""
-        if len(args) > len(self.params):
-            raise TypeError(f"{self.name}() takes {len(self.params)} arguments, "
+        positional = len(self.params) - self.keyword_only
+        if len(args) > positional:
+            raise TypeError(f"{self.name}() takes {positional} positional arguments, "
                             f"{len(args)} given")
         bound = dict(zip(self.params, args, strict=False))
         for key, value in kwargs.items():
@@ -123,28 +126,36 @@ def model_arg(value: Any) -> str:
 
 
 def _completion_handler(lm: LMProvider, name: str) -> Handler:
-    """One prompt -> one completion, its usage noted for the ledger and the audit log."""
+    """One prompt -> one completion, its usage noted for the ledger and the audit log. The
+    LM parameters in ``args`` are the effective ones (see :mod:`lm_params`)."""
     def handle(ctx: CallContext, args: dict[str, Any]) -> str:
-        completion = lm.complete(_prompt_text(args.get("prompt"), name),
-                                 model=model_arg(args.get("model")))
+        request = LMRequest((Turn("user", _prompt_text(args.get("prompt"), name)),),
+                            system=args.get("system"), options=call_options(args))
+        completion = respond(lm, request, model=model_arg(args.get("model")))
         ctx.usage.append(completion)
         return completion.text
     return handle
 
 
+# Each None: the policy's default, else the provider's.
+_LM_DEFAULTS = dict.fromkeys(LM_PARAMETERS)
+
+
 def llm_query(lm: LMProvider) -> HostFunction:
-    return HostFunction("llm_query", ("prompt", "model"), _completion_handler(lm, "llm_query"),
-                        defaults={"model": lm.model}, none_means_default=True,
-                        prompt_param="prompt")
+    return HostFunction("llm_query", ("prompt", "model", *LM_PARAMETERS),
+                        _completion_handler(lm, "llm_query"),
+                        defaults={"model": lm.model, **_LM_DEFAULTS}, none_means_default=True,
+                        prompt_param="prompt", keyword_only=len(LM_PARAMETERS))
 
 
 def llm_query_batched(lm: LMProvider) -> HostFunction:
     """Runs the prompts concurrently on the host; the list is decided once, each item is
     budgeted alone by the dispatcher, which calls this handler once per admitted item."""
-    return HostFunction("llm_query_batched", ("prompts", "model"),
+    return HostFunction("llm_query_batched", ("prompts", "model", *LM_PARAMETERS),
                         _completion_handler(lm, "llm_query_batched"),
-                        defaults={"model": lm.model}, none_means_default=True,
-                        prompt_param="prompt", batch_param="prompts")
+                        defaults={"model": lm.model, **_LM_DEFAULTS}, none_means_default=True,
+                        prompt_param="prompt", batch_param="prompts",
+                        keyword_only=len(LM_PARAMETERS))
 
 
 def tool(name: str, fn: Callable[..., Any]) -> HostFunction:

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from rlmbox.audit.log import AuditLog
-from rlmbox.errors import IsolationUnavailable, SessionClosed
+from rlmbox.errors import IsolationUnavailable, PolicyError, SessionClosed
 from rlmbox.lm.base import LMProvider
 from rlmbox.lm.hosted import register_secrets
 from rlmbox.lm.unconfigured import UnconfiguredLM
@@ -122,6 +122,13 @@ class Runtime:
             "pass lm= to Runtime(lm=...), or --lm SPEC on the command line")
         self.rlm_lm: LMProvider = rlm_lm if rlm_lm is not None else self.lm
         self._subcall = subcall
+        bypassed = sorted({"rlm_query", "rlm_query_batched"} & set(self.policy.lm_calls))
+        if subcall is not None and bypassed:
+            raise PolicyError(
+                f"the frontend's own sub-call runs rlm_query, so lm_calls.{bypassed[0]} "
+                "could not bind; remove it from the policy",
+                [f"lm_calls.{name}: not enforceable with a frontend sub-call"
+                 for name in bypassed])
         self._owns_audit = audit is None
         self.audit: AuditSink = audit if audit is not None else AuditLog(
             Path(audit_dir) if audit_dir is not None else default_audit_dir())

@@ -60,6 +60,8 @@ class SessionState(enum.Enum):
 
 
 OutputCallback = Callable[[str, str], None]
+# (child session id, its depth, a piece of its root model's reply as it streams)
+RootTextCallback = Callable[[str, int, str], None]
 
 
 class _Listener:
@@ -109,6 +111,8 @@ class Session:
         self._started = time.monotonic()
         self.death_reason: str | None = None
         self.cells_run = 0
+        # where the root-model replies of this session's rlm_query children stream to
+        self.root_text: RootTextCallback | None = None
         self._files = SessionFiles(sandbox=sandbox, policy=policy, dispatcher=dispatcher,
                                    event=self._event, kill=self._kill)
 
@@ -135,7 +139,8 @@ class Session:
         return True
 
     def exec(self, code: str, *, timeout: float | None = None,
-             on_output: OutputCallback | None = None) -> ExecResult:
+             on_output: OutputCallback | None = None,
+             on_root_text: RootTextCallback | None = None) -> ExecResult:
         """Runs one cell. Returns its result; raises only when the session cannot run it.
 
         Args:
@@ -148,6 +153,10 @@ class Session:
                 truncation marker is only in the result). If it raises, it is not called
                 again for this cell, an ``output.callback_failed`` event is audited, and
                 the cell and its result are unaffected.
+            on_root_text: called as ``on_root_text(child_id, depth, text)`` from the
+                call's thread as the root model of an ``rlm_query`` child (or grandchild)
+                this cell starts streams its replies; metering and audit are the same as
+                without it. If it raises, it is not called again for that child.
 
         Raises:
             SessionClosed: the session was closed.
@@ -162,9 +171,11 @@ class Session:
             with self._state_lock:   # a close() in between must win, not be overwritten
                 self._check_usable()
                 self._state = SessionState.RUNNING
+            previous, self.root_text = self.root_text, on_root_text or self.root_text
             try:
                 result = self._run(code, timeout, on_output)
             finally:
+                self.root_text = previous
                 self._transition(SessionState.READY, only_from=SessionState.RUNNING)
             if self._durable_cells:
                 self._audit.sync()   # acknowledged only once its events are durable

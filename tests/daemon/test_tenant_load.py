@@ -33,7 +33,8 @@ def test_tenant_b_cells_stay_fast_while_a_attacks() -> None:
     assert attack.get("request refused RateLimited", 0) >= 1
     per_round = [(round(r.alone.p50, 1), round(r.attacked.p50, 1), round(r.alone.p99, 1),
                   round(r.attacked.p99, 1)) for r in rounds]
-    # p50 within 2x holds; p99 is NOT bounded on two cores (docs/daemon.md, Limits 8: the
-    # attacker's sandbox starts compete for the host CPU), so it is shown, not asserted
+    # p50 within 2x holds; p99 is NOT bounded on two cores (docs/daemon.md, Limits 8: B's
+    # slow cells wait in the kernel's run queue, the daemon's loop and B's sandbox alike,
+    # even with A's busy sandbox at the least CPU weight), so it is shown, not asserted
     print(f"B p99 ratio, median of rounds: {median_ratio(rounds, 0.99):.1f}x; {per_round}")
     assert median_ratio(rounds, 0.5) <= 2, per_round

@@ -68,11 +68,27 @@ def test_per_call_options_reach_the_api(api: FakeLMServer, key: str) -> None:
     assert api.seen[0].body["stop_sequences"] == ["END"]
 
 
-def test_anthropic_refuses_a_temperature_its_sdk_cannot_send(api: FakeLMServer,
-                                                              key: str) -> None:
+def test_anthropic_sampling_parameters_reach_the_api(api: FakeLMServer, key: str) -> None:
+    """temperature, top_p and top_k are top-level fields of the Messages API that the SDK's
+    typed arguments lack: they go as body fields, streamed or not, never to count_tokens."""
+    lm = _anthropic(api, key)
+    options = CallOptions(temperature=0.2, top_p=0.9, top_k=40)
+    lm.respond(LMRequest(_history(1), options=options))
+    lm.respond(LMRequest(_history(1), options=options), on_text=lambda text: None)
+    lm.count_input_tokens(LMRequest(_history(1), options=options))
+    for seen in api.seen[:2]:
+        assert (seen.body["temperature"], seen.body["top_p"], seen.body["top_k"]) == \
+            (0.2, 0.9, 40)
+    assert {"temperature", "top_p", "top_k"}.isdisjoint(api.seen[2].body)
+    assert api.problems == []
+
+
+def test_anthropic_refuses_a_temperature_above_its_range(api: FakeLMServer,
+                                                         key: str) -> None:
+    """Anthropic's temperature runs 0 to 1 (OpenAI's to 2): refused before any request."""
     with pytest.raises(LMError, match="temperature"):
         _anthropic(api, key).respond(LMRequest(_history(1),
-                                               options=CallOptions(temperature=0.2)))
+                                               options=CallOptions(temperature=1.5)))
     assert api.seen == []
 
 
@@ -114,14 +130,15 @@ def test_openai_compatible_cached_tokens_are_cache_reads(api: FakeLMServer,
                             prices={"gpt-test": Price(2.0, 4.0, cache_read_per_mtok=0.5)})
     lm.respond(LMRequest(_history(1), system=SYSTEM))
     second = lm.respond(LMRequest(_history(2), system=SYSTEM, options=CallOptions(
-        temperature=0.0, stop=("END",))))
+        temperature=0.0, stop=("END",), top_p=0.5, top_k=7)))
     assert second.cache_read_tokens == len(SYSTEM) + len("question 0")
     assert second.cost_usd == pytest.approx(
         ((second.input_tokens - second.cache_read_tokens) * 2.0
          + second.cache_read_tokens * 0.5 + second.output_tokens * 4.0) / 1e6)
     body = api.seen[1].body
     assert body["messages"][0] == {"role": "system", "content": SYSTEM}
-    assert (body["temperature"], body["stop"]) == (0.0, ["END"])
+    assert (body["temperature"], body["stop"], body["top_p"], body["top_k"]) == \
+        (0.0, ["END"], 0.5, 7)
 
 
 def test_openai_compatible_streaming(api: FakeLMServer, key: str) -> None:

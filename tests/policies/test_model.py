@@ -166,7 +166,7 @@ def test_yaml_syntax_error_has_line() -> None:
     ("budgets: {tree: {calls: -1}}\n",
      "budgets.tree.calls: Input should be greater than or equal to 0 (line 1)"),
     ("budgets: {functions: {llm_query: {callz: 1}}}\n",
-     "budgets.functions.llm_query: unknown field 'callz' (line 1)"),
+     "budgets.functions.llm_query: unknown field 'callz' (did you mean 'calls'?) (line 1)"),
     ("a: &x [1]\n<<: *x\n", "(top level): merge keys ('<<') are not supported (line 2)"),
 ])
 def test_malformed_policy_classes(text: str, expected: str | None) -> None:

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,9 @@ from rlmbox.sandboxes.protocol import Frame
 P = IsolationProperty
 READY_TIMEOUT_S = 15.0
 CPU_WATCH_INTERVAL_S = 0.1   # how far past cpu_seconds a tree of busy processes may run
+# a sandbox that used more than this share of a core over the last watch interval yields
+# the CPU to others (cgroups.py yield_cpu): a trivial cell uses about 1 %
+BUSY_CORE_SHARE = 0.1
 _AGENT_INSIDE = "/rlmbox/agent/agent.py"
 _STAGE_INSIDE = "/rlmbox/stage"
 # device files code may open for writing (Landlock): a directory's rule would let code
@@ -250,13 +254,26 @@ class ProcessSandbox:
 
     def _watch_cpu(self, group: Cgroup) -> None:
         """Kills the sandbox once its processes together used ``cpu_seconds``: RLIMIT_CPU
-        binds each process alone, so a cell that forks would get it once per child."""
+        binds each process alone, so a cell that forks would get it once per child. While
+        the sandbox is busy it runs at the least CPU weight, so another sandbox's short
+        cell (another tenant's, in the daemon) is not queued behind it on a busy host."""
         limit = self._spec.limits.cpu_seconds
+        used, seen = group.cpu_seconds(), time.monotonic()
+        yielding = False
         while not self._stopped.wait(CPU_WATCH_INTERVAL_S):
-            if group.cpu_seconds() >= limit:
+            now_used, now = group.cpu_seconds(), time.monotonic()
+            if now_used >= limit:
                 self._cpu_spent = True
                 self.kill()
                 return
+            busy = now_used - used > BUSY_CORE_SHARE * (now - seen)
+            used, seen = now_used, now
+            if busy != yielding:
+                try:
+                    group.yield_cpu(busy)
+                except OSError:   # the group went with a dying sandbox; cpu_seconds holds
+                    continue
+                yielding = busy
 
     # --- start ------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from rlmbox.sandboxes.process.pidfd import kill_if_ours
 _ROOT = Path("/sys/fs/cgroup")
 _PARENT = "rlmbox"
 _V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
+# (file, the kernel's default weight, the least it allows) per cgroup version
+_CPU_WEIGHT = {1: ("cpu.shares", 1024, 2), 2: ("cpu.weight", 100, 1)}
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,17 @@ class Cgroup:
             _write(self._dirs["pids"] / "pids.max", str(limits.pids))
             _write(self._dirs["cpu"] / "cpu.cfs_period_us", "100000")
             _write(self._dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+
+    def yield_cpu(self, background: bool) -> None:
+        """The least CPU weight the kernel allows (``background``), or its default: under
+        contention a waking short cell elsewhere runs before this group's busy processes;
+        with the CPU idle, weights change nothing. The ``cpu_cores`` quota holds either way.
+
+        Raises:
+            OSError: the kernel refused the write (the group is gone with its sandbox).
+        """
+        name, default, least = _CPU_WEIGHT[self.version]
+        _write(self._dirs["cpu"] / name, str(least if background else default))
 
     def procs_files(self) -> list[str]:
         """The files a child writes its pid into to join (one per v1 controller)."""

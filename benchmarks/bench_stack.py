@@ -1,0 +1,189 @@
+"""rlmbox's full stack on every backend, each figure beside its floor, in one run.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_stack.py [--quick | --smoke]
+
+For process, docker/runc and docker/runsc (those this machine has), under the default
+preset with only the backend changed (``stack.py``):
+  * session start cold (``pool_size=0``: no pool at all, every session starts a sandbox)
+    and session close, in the same loop;
+  * session start warm: a pool of one that was full before each measurement;
+  * per durability ("cell": the cell's events fsynced before ``exec`` returns; "session":
+    fsynced in the background): a trivial cell (``x = 1``), distinct cells (``v<i> = <i>``,
+    each new code, so each has a new body in the audit store) and ``llm_query`` with an
+    instant LM, timed inside the sandbox around each call.
+Floors (``floors.py``) are measured in the same run and each row prints its ratio to them.
+One attribution row (process, audit discarded) shows what the audit record costs; it is
+not a product mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import floors as fl
+from figures import Table, timed
+from stack import LLM_LOOP, available_backends, loop_result, stack_policy, system_name
+
+from rlmbox.lm.scripted import ScriptedLM
+from rlmbox.runtime.runtime import Runtime
+
+TRIVIAL = "x = 1"
+Durability = Literal["cell", "session"]
+DURABILITIES: tuple[Durability, ...] = ("cell", "session")
+
+
+@dataclass(frozen=True)
+class Reps:
+    starts: int
+    cells: int
+    calls: int
+    floor_reps: int
+
+
+SMOKE = Reps(starts=1, cells=5, calls=5, floor_reps=20)
+QUICK = Reps(starts=3, cells=100, calls=100, floor_reps=1000)
+FULL = Reps(starts=20, cells=1000, calls=400, floor_reps=5000)
+
+
+def start_floor(backend: str, runtime: str | None) -> tuple[str, ...]:
+    return (fl.BWRAP_PYTHON,) if runtime is None else (fl.docker_run(runtime),)
+
+
+def bench_starts(table: Table, backend: str, runtime: str | None, reps: Reps,
+                 audit: str) -> None:
+    system = system_name(backend, runtime)
+    policy = stack_policy(backend, runtime)
+    lm = ScriptedLM(default="ok")
+    with Runtime(policy, lm=lm, audit_dir=audit, pool_size=0) as rt:
+        rt.session().close()   # the isolation probe and page cache, outside the timing
+        opens, closes = [], []
+        for _ in range(reps.starts):
+            started = time.perf_counter()
+            session = rt.session()
+            opened = time.perf_counter()
+            session.close()
+            opens.append(opened - started)
+            closes.append(time.perf_counter() - opened)
+        table.add(system, "session start, cold (no pool)", opens,
+                  floor=start_floor(backend, runtime))
+        table.add(system, "session close", closes)
+    with Runtime(policy, lm=lm, audit_dir=audit, pool_size=1) as rt:
+        rt.warm_up()
+        pool = rt.pool()
+        if pool is None:
+            table.fail(system, "session start, warm pool", "the runtime made no pool")
+            return
+        warm = []
+        for _ in range(reps.starts):
+            pool.wait_full(120)   # full before the measurement; refilled outside it
+            started = time.perf_counter()
+            session = rt.session()
+            warm.append(time.perf_counter() - started)
+            session.close()
+        table.add(system, "session start, warm pool (full before)", warm,
+                  floor=(fl.FSYNC, fl.PIPE))
+
+
+def bench_cells(table: Table, backend: str, runtime: str | None, reps: Reps, audit: str,
+                durability: Durability) -> None:
+    label = f"{system_name(backend, runtime)} ({durability} durability)"
+    durable = (fl.FSYNC,) if durability == "cell" else ()
+    with Runtime(stack_policy(backend, runtime), lm=ScriptedLM(default="ok"), audit_dir=audit,
+                 pool_size=0, durability=durability) as rt, rt.session() as session:
+        first = session.exec(TRIVIAL)
+        if first.status != "ok":
+            table.fail(label, "trivial cell", f"{first.status}: {first.error}")
+            return
+        timed(partial(session.exec, TRIVIAL), 20)   # warm the path
+        table.add(label, "trivial cell", timed(partial(session.exec, TRIVIAL), reps.cells),
+                  floor=(*durable, fl.PIPE, fl.EXEC))
+        codes = iter(range(reps.cells))
+        table.add(label, f"distinct cell ({reps.cells} different cells)",
+                  timed(lambda: session.exec(f"v{next(codes)} = 1"), reps.cells),
+                  floor=(*durable, fl.PIPE, fl.EXEC))
+        llm_query_row(table, label, session, reps.calls)
+
+
+def llm_query_row(table: Table, label: str, session: Any, calls: int) -> None:
+    result = session.exec(LLM_LOOP.format(n=calls))
+    samples, reply = loop_result(result.stdout)
+    if result.status != "ok" or reply != "ok":
+        table.fail(label, "llm_query, instant LM", f"{result.error or reply}")
+    else:
+        table.add(label, "llm_query, instant LM (timed inside)", samples,
+                  floor=(fl.PIPE, fl.DECISION))
+
+
+class DiscardingAudit:
+    """Attribution only, not a product mode: an audit sink that records nothing, to show
+    what the per-call audit record (redaction, canonical JSON, hash chain, fsync) costs."""
+
+    def append(self, event: str, **attributes: Any) -> dict[str, Any]:
+        return {}
+
+    def sync(self) -> None:
+        pass
+
+    def add_secret(self, value: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def bench_attribution(table: Table, reps: Reps) -> None:
+    with Runtime(stack_policy("process", None), lm=ScriptedLM(default="ok"),
+                 audit=DiscardingAudit(), pool_size=0) as rt, rt.session() as session:
+        llm_query_row(table, "rlmbox process, audit discarded (attribution only)", session,
+                      reps.calls)
+
+
+def guarded(table: Table, system: str, measure: str, run: Any) -> None:
+    """One section; a failure becomes a row saying how instead of ending the run."""
+    try:
+        run()
+    except Exception as exc:  # a backend failing is a result to report
+        table.fail(system, measure, f"{type(exc).__name__}: {exc}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer repetitions")
+    mode.add_argument("--smoke", action="store_true", help="a handful, to prove it runs")
+    args = parser.parse_args()
+    reps = SMOKE if args.smoke else QUICK if args.quick else FULL
+    backends, image, no_docker = available_backends()
+    table = Table("full stack: Session + policy + ledger + audit")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-stack-audit-") as audit:
+        names = [fl.PIPE, fl.EXEC, fl.FSYNC, fl.DECISION, fl.BWRAP_TRUE, fl.BWRAP_PYTHON]
+        names += [fl.docker_run(r) for _, r in backends if r is not None]
+        table.floors = fl.measure(names, table=table.title, reps=reps.floor_reps,
+                                  starts=max(3, reps.starts), audit_dir=Path(audit),
+                                  policy=stack_policy("process", None), image=image)
+        for backend, runtime in backends:
+            system = system_name(backend, runtime)
+            guarded(table, system, "(starts)",
+                    partial(bench_starts, table, backend, runtime, reps, audit))
+            for durability in DURABILITIES:
+                guarded(table, system, f"(cells, {durability} durability)",
+                        partial(bench_cells, table, backend, runtime, reps, audit, durability))
+        guarded(table, "rlmbox process", "(attribution)", partial(bench_attribution, table, reps))
+    if no_docker:
+        table.fail("rlmbox docker", "(engine)", no_docker)
+    table.print(f"{'smoke' if args.smoke else 'quick' if args.quick else 'full'} run, "
+                f"{time.monotonic() - started:.0f} s; audit log and fsync floor in "
+                f"{tempfile.gettempdir()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
