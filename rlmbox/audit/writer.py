@@ -107,6 +107,7 @@ class GroupCommitWriter:
             for fd in (self._fd, self._cp_fd):
                 if fd >= 0:
                     os.close(fd)
+            self._bodies.close()
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:

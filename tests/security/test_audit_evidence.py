@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
+from rlmbox.audit.bodies import BodyStore
 from rlmbox.audit.redact import REDACTED
 
 from .harness import Runtimes, events, watched_session
@@ -29,8 +30,7 @@ def test_credential_shaped_output_keeps_its_digest_and_spans(runtimes: Runtimes)
     assert record["stdout_redactions"] == [
         {"start": 7, "end": len(original) - 1, "reason": "credential pattern"}]
     assert rt.audit_path is not None
-    stored = (rt.audit_path.parent / "bodies" / record["stdout_sha256"][:2]
-              / record["stdout_sha256"]).read_bytes()
+    stored = BodyStore(rt.audit_path.parent / "bodies").read(record["stdout_sha256"])
     assert stored == b"before " + REDACTED.encode() + b"\n"
 
 

@@ -1,0 +1,134 @@
+"""Bodies are appended to segment files: one fsync makes any number of them durable, and
+verify still proves each body or names it missing or altered."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import rlmbox.audit.bodies
+import rlmbox.audit.writer
+from rlmbox.audit.bodies import BodyStore
+from rlmbox.audit.log import AuditLog
+from rlmbox.audit.verify import verify_log
+
+
+def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    for module in (rlmbox.audit.bodies, rlmbox.audit.writer):
+        monkeypatch.setattr(module.os, "fsync", counting)
+    return calls
+
+
+def test_a_batch_of_new_bodies_costs_one_fsync_besides_the_log(
+        logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A distinct cell (code, stdout, stderr, answer, all new) pays for its bodies once."""
+    with AuditLog(logdir, checkpoint_every=10_000) as log:
+        log.append("warm", bodies={"first": "creates the segment file"})
+        log.sync()
+        calls = _count_fsyncs(monkeypatch)
+        for cell in range(3):
+            calls.clear()
+            log.append("code.exec", cell=cell, bodies={"code": f"v{cell} = {cell}"})
+            log.append("cell.result", cell=cell, bodies={
+                "stdout": f"out {cell}", "stderr": f"err {cell}", "answer": f"{cell}"})
+            log.sync()
+            assert len(calls) <= 2, f"cell {cell}: {len(calls)} fsyncs"
+    assert verify_log(logdir).ok
+
+
+def test_segment_bodies_read_back_by_digest(logdir: Path) -> None:
+    with AuditLog(logdir) as log:
+        record = log.append("code.exec", bodies={"code": "print(1)", "blob": b"\x00\xff\n"})
+    store = BodyStore(logdir / "bodies")
+    assert store.read(record["code_sha256"]) == b"print(1)"
+    assert store.read(record["blob_sha256"]) == b"\x00\xff\n"
+    assert store.check(record["code_sha256"]) == "ok"
+    assert store.read("0" * 64) is None
+    assert "print(1)" not in (logdir / "audit.jsonl").read_text()
+
+
+def test_a_body_altered_inside_its_segment_fails_verify(logdir: Path) -> None:
+    with AuditLog(logdir) as log:
+        log.append("a", bodies={"code": "print('before')"})
+        record = log.append("b", bodies={"code": "print('honest')"})
+    segment = _only_segment(logdir)
+    data = segment.read_bytes()
+    segment.write_bytes(data.replace(b"print('honest')", b"print('forged')"))
+    report = verify_log(logdir)
+    assert (report.kind, report.first_bad_seq) == ("bad_body", record["seq"])
+
+
+def test_an_erased_segment_body_is_missing_and_the_chain_verifies(logdir: Path) -> None:
+    with AuditLog(logdir) as log:
+        kept = log.append("a", bodies={"code": "print('kept')"})
+        erased = log.append("b", bodies={"code": "print('personal data')"})
+    BodyStore(logdir / "bodies").erase(erased["code_sha256"])
+    assert b"personal data" not in _only_segment(logdir).read_bytes()
+    report = verify_log(logdir)
+    assert report.ok, report.reason
+    assert [(m.seq, m.sha256) for m in report.missing_bodies] == [
+        (erased["seq"], erased["code_sha256"])]
+    assert BodyStore(logdir / "bodies").read(kept["code_sha256"]) == b"print('kept')"
+
+
+def test_a_segment_cut_short_reports_the_lost_bodies_missing(logdir: Path) -> None:
+    with AuditLog(logdir) as log:
+        first = log.append("a", bodies={"code": "print('first')"})
+        last = log.append("b", bodies={"code": "print('last')"})
+    segment = _only_segment(logdir)
+    segment.write_bytes(segment.read_bytes()[:-5])
+    report = verify_log(logdir)
+    assert report.ok, report.reason
+    assert [m.seq for m in report.missing_bodies] == [last["seq"]]
+    assert BodyStore(logdir / "bodies").read(first["code_sha256"]) == b"print('first')"
+
+
+def test_a_torn_segment_tail_is_repaired_and_audited_on_reopen(logdir: Path) -> None:
+    """A crash in the middle of a body write leaves a partial entry; nothing names it yet."""
+    with AuditLog(logdir) as log:
+        log.append("a", bodies={"code": "print('a')"})
+    segment = _only_segment(logdir)
+    with segment.open("ab") as handle:
+        handle.write(b"RLMBODY1 partial entry cut by a crash")
+    with AuditLog(logdir) as log:
+        later = log.append("b", bodies={"code": "print('after the crash')"})
+    assert BodyStore(logdir / "bodies").read(later["code_sha256"]) == b"print('after the crash')"
+    report = verify_log(logdir)
+    assert report.ok, report.reason
+    assert report.missing_bodies == []
+    repairs = [line for line in (logdir / "audit.jsonl").read_text().splitlines()
+               if '"event":"audit.repair"' in line]
+    assert len(repairs) == 1
+    assert segment.name in repairs[0]
+
+
+def test_bodies_in_the_older_one_file_per_body_layout_still_verify(logdir: Path) -> None:
+    """Logs written before segments keep their ``bodies/<aa>/<sha256>`` files."""
+    with AuditLog(logdir) as log:
+        record = log.append("a", bodies={"code": "print('old layout')"})
+    digest = record["code_sha256"]
+    store = BodyStore(logdir / "bodies")
+    data = store.read(digest)
+    assert data is not None
+    store.erase(digest)
+    legacy = logdir / "bodies" / digest[:2] / digest
+    legacy.parent.mkdir()
+    legacy.write_bytes(data)
+    assert BodyStore(logdir / "bodies").read(digest) == b"print('old layout')"
+    assert verify_log(logdir).missing_bodies == []
+    legacy.write_bytes(b"print('forged')")
+    assert verify_log(logdir).kind == "bad_body"
+
+
+def _only_segment(logdir: Path) -> Path:
+    [segment] = sorted((logdir / "bodies").glob("segment-*"))
+    return segment
