@@ -20,6 +20,7 @@ from rlmbox.audit.body_segments import (
     Entry,
     encode_entry,
     erase_entry,
+    is_live,
     read_entry,
     scan,
     segment_files,
@@ -173,8 +174,11 @@ class BodyStore:
             self._scanned[segment] = self._size
 
     def _stored(self, digest: str) -> bool:
+        """Stored and not erased since (``rlmbox audit erase`` may run beside the writer)."""
         entry = self._index.get(digest)
-        return (entry is not None and not entry.erased) or self._legacy_path(digest).exists()
+        if entry is not None and is_live(entry):
+            return True
+        return self._legacy_path(digest).exists()
 
     def _start_segment(self) -> None:
         if self._fd >= 0:

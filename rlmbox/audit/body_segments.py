@@ -113,6 +113,19 @@ def read_entry(entry: Entry) -> bytes | None:
     return data if len(data) == entry.size else None
 
 
+def is_live(entry: Entry) -> bool:
+    """True while the entry's header still says live (it may have been erased since)."""
+    try:
+        fd = os.open(entry.segment, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        header = _HEADER.match(os.pread(fd, HEADER_BYTES, entry.offset))
+    finally:
+        os.close(fd)
+    return header is not None and header.group(3) == LIVE
+
+
 def erase_entry(entry: Entry) -> None:
     """Zero an entry's bytes and mark it erased, in place, durably."""
     fd = os.open(entry.segment, os.O_WRONLY | os.O_CLOEXEC)
