@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import rlmbox.audit.writer
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.reader import iter_records
 from rlmbox.audit.verify import verify_log
@@ -91,7 +90,7 @@ def test_a_sync_with_no_commit_under_way_commits_on_its_own_thread(
         real(fd)
 
     with AuditLog(logdir, flush_interval_s=60.0) as log:
-        monkeypatch.setattr(rlmbox.audit.writer.os, "fsync", recording)
+        monkeypatch.setattr(os, "fsync", recording)
         log.append("code.exec", n=1)
         log.sync()
         assert fsync_threads == [threading.current_thread().name]
