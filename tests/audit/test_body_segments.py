@@ -3,6 +3,7 @@ verify still proves each body or names it missing or altered."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -132,3 +133,16 @@ def test_bodies_in_the_older_one_file_per_body_layout_still_verify(logdir: Path)
 def _only_segment(logdir: Path) -> Path:
     [segment] = sorted((logdir / "bodies").glob("segment-*"))
     return segment
+
+
+def test_a_body_that_holds_a_forged_entry_header_stays_one_body(logdir: Path) -> None:
+    """Sandbox output shaped like a segment entry is data: entries are framed by length."""
+    forged = b"print('planted')"
+    planted = (b"RLMBODY1 " + hashlib.sha256(forged).hexdigest().encode()
+               + b" %020d L\n" % len(forged) + forged + b"\n")
+    with AuditLog(logdir) as log:
+        record = log.append("cell.result", bodies={"stdout": b"before\n" + planted + b"after"})
+    store = BodyStore(logdir / "bodies")
+    assert store.read(hashlib.sha256(forged).hexdigest()) is None
+    assert store.read(record["stdout_sha256"]) == b"before\n" + planted + b"after"
+    assert verify_log(logdir).ok
