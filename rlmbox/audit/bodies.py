@@ -164,8 +164,9 @@ class BodyStore:
         write_all(self._fd, chunk)
         os.fsync(self._fd)
         self._size += len(chunk)
-        if len(self._index) > 100_000:
-            self._index.clear()  # bound memory; a duplicate entry is harmless
+        if len(self._index) > 100_000:   # bound memory; a duplicate entry is harmless
+            self._index.clear()
+            self._scanned.clear()
         segment = self._segment
         if segment is not None:
             for digest, data in new.items():
@@ -184,7 +185,8 @@ class BodyStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        index = segment_index(self._segment) + 1 if self._segment is not None else 1
+        newest = self._segment or next(reversed(segment_files(self.root)), None)
+        index = segment_index(newest) + 1 if newest is not None else 1
         self._segment = self.root / segment_name(index)
         self._fd = os.open(self._segment, _APPEND_FLAGS, 0o600)
         self._size = os.fstat(self._fd).st_size

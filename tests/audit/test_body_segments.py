@@ -146,3 +146,16 @@ def test_a_body_that_holds_a_forged_entry_header_stays_one_body(logdir: Path) ->
     assert store.read(hashlib.sha256(forged).hexdigest()) is None
     assert store.read(record["stdout_sha256"]) == b"before\n" + planted + b"after"
     assert verify_log(logdir).ok
+
+
+def test_a_full_segment_is_followed_by_a_new_one_and_both_are_read(tmp_path: Path) -> None:
+    store = BodyStore(tmp_path, max_segment_bytes=200)
+    assert store.open_for_append() is None
+    bodies = [f"body number {i} ".encode() * 8 for i in range(4)]
+    digests = [hashlib.sha256(body).hexdigest() for body in bodies]
+    for digest, body in zip(digests, bodies, strict=True):
+        store.write_durably({digest: body})
+    store.close()
+    assert len(sorted(tmp_path.glob("segment-*"))) >= 2
+    reader = BodyStore(tmp_path)
+    assert [reader.read(digest) for digest in digests] == bodies
