@@ -21,6 +21,7 @@ from rlmbox.audit.body_segments import (
     encode_entry,
     erase_entry,
     is_live,
+    is_torn_tail,
     read_entry,
     scan,
     segment_files,
@@ -126,7 +127,8 @@ class BodyStore:
     def open_for_append(self) -> TornTail | None:
         """Open the newest segment for appending, first cutting an entry a crash left
         partial (no record names it: records are written only after their bodies' fsync).
-        Returns what was cut, for the log to audit."""
+        Returns what was cut, for the log to audit. A segment damaged otherwise is left as
+        it is, for ``verify`` to report, and a new segment is started after it."""
         segments = segment_files(self.root)
         if not segments:
             return None
@@ -136,17 +138,21 @@ class BodyStore:
             size = os.fstat(fd).st_size
             keep = whole_length(fd, segment)
             torn = None
-            if keep < size:
+            if keep < size and is_torn_tail(fd, keep):
                 dropped = os.pread(fd, size - keep, keep)
                 os.ftruncate(fd, keep)
                 os.fsync(fd)
                 torn = TornTail(f"{self.root.name}/{segment.name}", size - keep,
                                 hashlib.sha256(dropped).hexdigest())
+                size = keep
         finally:
             os.close(fd)
         self._segment = segment
-        self._fd = os.open(segment, _APPEND_FLAGS, 0o600)
-        self._size = keep
+        if keep < size:
+            self._start_segment()   # damaged: appending after it would be lost to a scan
+        else:
+            self._fd = os.open(segment, _APPEND_FLAGS, 0o600)
+            self._size = keep
         return torn
 
     def write_durably(self, bodies: Mapping[str, bytes]) -> None:

@@ -95,6 +95,18 @@ def whole_length(fd: int, segment: Path) -> int:
     return end
 
 
+def is_torn_tail(fd: int, start: int) -> bool:
+    """True if the bytes from ``start`` (just past the whole entries) to the end are one
+    entry a crash cut short: a beginning of a header, or a header whose bytes run past the
+    end. Anything else is damage, which a writer must leave for ``verify`` to report."""
+    size = os.fstat(fd).st_size
+    head = os.pread(fd, HEADER_BYTES, start)
+    if len(head) < HEADER_BYTES:
+        return MAGIC.startswith(head[: len(MAGIC)])
+    match = _HEADER.match(head)
+    return match is not None and start + HEADER_BYTES + int(match.group(2)) + 1 > size
+
+
 def read_entry(entry: Entry) -> bytes | None:
     """The bytes of a live entry, ``None`` if erased or no longer there."""
     if entry.erased:
