@@ -1,7 +1,10 @@
-"""The content-addressed body store beside the log: ``bodies/<aa>/<sha256>``.
+"""The content-addressed body store beside the log: bodies by digest, in segment files.
 
 Bodies live outside the chain (the event holds only the digest and size), so erasing one,
 e.g. for personal data, leaves the chain verifiable; the verifier reports it as missing.
+New bodies are appended to segments (``body_segments.py``), one write and one fsync per
+batch however many bodies it holds; logs written before segments keep one file per body,
+``bodies/<aa>/<sha256>``, and both are read.
 """
 
 from __future__ import annotations
@@ -12,7 +15,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeGuard
 
+from rlmbox.audit.body_segments import (
+    HEADER_BYTES,
+    Entry,
+    encode_entry,
+    erase_entry,
+    is_live,
+    is_torn_tail,
+    read_entry,
+    scan,
+    segment_files,
+    segment_index,
+    segment_name,
+    whole_length,
+)
+from rlmbox.audit.files import TornTail
+
 _HEX = frozenset("0123456789abcdef")
+_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
 def is_digest(value: object) -> TypeGuard[str]:
@@ -21,24 +41,29 @@ def is_digest(value: object) -> TypeGuard[str]:
 
 
 class BodyStore:
-    """Reads and durably writes bodies by digest."""
+    """Reads, erases and (for the one open log) durably appends bodies by digest."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_segment_bytes: int = 64 * 1024 * 1024) -> None:
         self.root = root
-        self._known: set[str] = set()  # digests already durable, to skip re-writes
+        self._max_segment_bytes = max_segment_bytes
+        self._index: dict[str, Entry] = {}
+        self._scanned: dict[Path, int] = {}   # how far each segment has been indexed
+        self._fd = -1
+        self._segment: Path | None = None
+        self._size = 0
 
-    def path_for(self, digest: str) -> Path:
-        """Where the body with ``digest`` is (or would be) stored."""
-        if not is_digest(digest):
-            raise ValueError(f"not a SHA-256 digest: {digest!r}")
-        return self.root / digest[:2] / digest
+    # -- reading -------------------------------------------------------------------------
 
     def read(self, digest: str) -> bytes | None:
         """The body, or ``None`` if it was never stored or has been erased."""
-        try:
-            return self.path_for(digest).read_bytes()
-        except (FileNotFoundError, ValueError):
+        if not is_digest(digest):
             return None
+        try:
+            return self._legacy_path(digest).read_bytes()
+        except FileNotFoundError:
+            pass
+        entry = self._find(digest)
+        return None if entry is None else read_entry(entry)
 
     def check(self, digest: str) -> str:
         """``"ok"``, ``"missing"`` or ``"corrupt"`` (present but not matching its digest)."""
@@ -47,34 +72,137 @@ class BodyStore:
             return "missing"
         return "ok" if hashlib.sha256(data).hexdigest() == digest else "corrupt"
 
+    def erase(self, digest: str) -> bool:
+        """Erase every stored copy of a body (zeroed in its segment, or its file removed),
+        durably; True if there was one. The records naming it still verify."""
+        if not is_digest(digest):
+            raise ValueError(f"not a SHA-256 digest: {digest!r}")
+        found = False
+        legacy = self._legacy_path(digest)
+        if legacy.exists():
+            legacy.unlink()
+            fsync_dir(legacy.parent)
+            found = True
+        for segment in segment_files(self.root):
+            fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                entries = [entry for name, entry in scan(fd, segment)
+                           if name == digest and not entry.erased]
+            finally:
+                os.close(fd)
+            for entry in entries:
+                erase_entry(entry)
+                found = True
+        self._index.pop(digest, None)
+        return found
+
+    def _legacy_path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest
+
+    def _find(self, digest: str) -> Entry | None:
+        entry = self._index.get(digest)
+        if entry is None or entry.erased:
+            self._index_new_entries()
+            entry = self._index.get(digest)
+        return entry
+
+    def _index_new_entries(self) -> None:
+        """Index the entries written since the last look (by this or another process)."""
+        for segment in segment_files(self.root):
+            try:
+                fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                for name, entry in scan(fd, segment, self._scanned.get(segment, 0)):
+                    known = self._index.get(name)
+                    if known is None or known.erased:
+                        self._index[name] = entry
+                    self._scanned[segment] = entry.data_offset + entry.size + 1
+            finally:
+                os.close(fd)
+
+    # -- appending (the log's writer thread only) ----------------------------------------
+
+    def open_for_append(self) -> TornTail | None:
+        """Open the newest segment for appending, first cutting an entry a crash left
+        partial (no record names it: records are written only after their bodies' fsync).
+        Returns what was cut, for the log to audit. A segment damaged otherwise is left as
+        it is, for ``verify`` to report, and a new segment is started after it."""
+        segments = segment_files(self.root)
+        if not segments:
+            return None
+        segment = segments[-1]
+        fd = os.open(segment, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            keep = whole_length(fd, segment)
+            torn = None
+            if keep < size and is_torn_tail(fd, keep):
+                dropped = os.pread(fd, size - keep, keep)
+                os.ftruncate(fd, keep)
+                os.fsync(fd)
+                torn = TornTail(f"{self.root.name}/{segment.name}", size - keep,
+                                hashlib.sha256(dropped).hexdigest())
+                size = keep
+        finally:
+            os.close(fd)
+        self._segment = segment
+        if keep < size:
+            self._start_segment()   # damaged: appending after it would be lost to a scan
+        else:
+            self._fd = os.open(segment, _APPEND_FLAGS, 0o600)
+            self._size = keep
+        return torn
+
     def write_durably(self, bodies: Mapping[str, bytes]) -> None:
-        """Write each body (temp file, fsync, rename) and fsync the directories touched.
+        """Append the bodies not stored yet to the current segment and fsync it once.
 
         Raises ``OSError``; the caller turns that into a fail-closed log.
         """
-        dirs: set[Path] = set()
-        for digest, data in bodies.items():
-            if digest in self._known:
-                continue
-            final = self.path_for(digest)
-            if not final.parent.is_dir():
-                final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                dirs.add(self.root)
-            if not final.exists():
-                tmp = final.with_name(f".{digest}.{os.getpid()}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    write_all(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, final)
-                dirs.add(final.parent)
-            self._known.add(digest)
-        if len(self._known) > 100_000:
-            self._known.clear()  # bound memory; a re-write of an existing body is skipped anyway
-        for directory in dirs:
-            fsync_dir(directory)
+        new = {digest: data for digest, data in bodies.items() if not self._stored(digest)}
+        if not new:
+            return
+        if self._fd < 0 or self._size >= self._max_segment_bytes:
+            self._start_segment()
+        chunk = b"".join(encode_entry(digest, data) for digest, data in new.items())
+        offset = self._size
+        write_all(self._fd, chunk)
+        os.fsync(self._fd)
+        self._size += len(chunk)
+        if len(self._index) > 100_000:   # bound memory; a duplicate entry is harmless
+            self._index.clear()
+            self._scanned.clear()
+        segment = self._segment
+        if segment is not None:
+            for digest, data in new.items():
+                self._index[digest] = Entry(segment, offset, len(data), erased=False)
+                offset += HEADER_BYTES + len(data) + 1
+            self._scanned[segment] = self._size
+
+    def _stored(self, digest: str) -> bool:
+        """Stored and not erased since (``rlmbox audit erase`` may run beside the writer)."""
+        entry = self._index.get(digest)
+        if entry is not None and is_live(entry):
+            return True
+        return self._legacy_path(digest).exists()
+
+    def _start_segment(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        newest = self._segment or next(reversed(segment_files(self.root)), None)
+        index = segment_index(newest) + 1 if newest is not None else 1
+        self._segment = self.root / segment_name(index)
+        self._fd = os.open(self._segment, _APPEND_FLAGS, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        fsync_dir(self.root)
+
+    def close(self) -> None:
+        """Close the segment being appended to."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -7,10 +7,11 @@ compares bytes, so any non-canonical edit (whitespace, key order, duplicate keys
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from rlmbox.errors import AuditRecordInvalid
@@ -46,20 +47,40 @@ def normalize(value: Any, *, _depth: int = 0) -> Any:
         return value
     if _depth > 64:
         raise AuditRecordInvalid("event nests deeper than 64 levels")
+    if kind is dict:
+        return _normalize_dict(value, _depth)
     if isinstance(value, _JSON_SCALARS):
         if isinstance(value, float) and not math.isfinite(value):
             raise AuditRecordInvalid(f"non-finite number {value!r} cannot be recorded")
         return value
     if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise AuditRecordInvalid(f"attribute key {key!r} is not a string")
-        return {key: normalize(item, _depth=_depth + 1) for key, item in value.items()}
+        return _normalize_dict(value, _depth)
     if isinstance(value, list | tuple):
         return [normalize(item, _depth=_depth + 1) for item in value]
     raise AuditRecordInvalid(f"value of type {type(value).__name__} is not JSON-able")
 
 
+def _normalize_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
+    """``normalize`` for a dict, with the common scalar values copied inline (the hot path)."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise AuditRecordInvalid(f"attribute key {key!r} is not a string")
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            out[key] = item
+        else:
+            out[key] = normalize(item, _depth=depth + 1)
+    return out
+
+
 def rfc3339_now() -> str:
     """Current UTC time as RFC 3339 with microseconds, e.g. ``2025-01-02T03:04:05.000006Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    return f"{_utc_second(seconds)}.{nanoseconds // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a Unix second; cached, as many records share one second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))

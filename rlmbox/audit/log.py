@@ -99,11 +99,19 @@ class AuditLog:
         head_seq, head_digest = _find_head(self._directory)
         cp_seq, cp_digest = _last_checkpoint(self._directory, head_seq, head_digest)
         (self._directory / BODIES).mkdir(mode=0o700, exist_ok=True)
-        self._writer = GroupCommitWriter(
-            self._directory, bodies=BodyStore(self._directory / BODIES), signer=signer,
-            head_seq=head_seq, head_digest=head_digest, checkpoint_seq=cp_seq,
-            checkpoint_digest=cp_digest, checkpoint_every=checkpoint_every,
-            max_file_bytes=max_file_bytes, flush_interval_s=flush_interval_s)
+        bodies = BodyStore(self._directory / BODIES)
+        torn_segment = bodies.open_for_append()
+        if torn_segment is not None:
+            repairs.append(torn_segment)
+        try:
+            self._writer = GroupCommitWriter(
+                self._directory, bodies=bodies, signer=signer,
+                head_seq=head_seq, head_digest=head_digest, checkpoint_seq=cp_seq,
+                checkpoint_digest=cp_digest, checkpoint_every=checkpoint_every,
+                max_file_bytes=max_file_bytes, flush_interval_s=flush_interval_s)
+        except BaseException:
+            bodies.close()
+            raise
         self._redactor = Redactor(secrets, patterns)
         self._processors: list[Processor] = [
             RedactSecrets(self._redactor), DigestBodies(self._writer.stage_body), Canonicalize()]

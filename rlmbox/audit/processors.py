@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rlmbox.audit.canonical import canonical_bytes, normalize, record_digest, rfc3339_now
+from rlmbox.audit.canonical import normalize, record_digest, rfc3339_now
+from rlmbox.audit.fast_canonical import fast_canonical_bytes
 from rlmbox.audit.redact import Redactor
 from rlmbox.errors import AuditRecordInvalid
 
@@ -119,6 +120,9 @@ class Canonicalize:
 class Chain:
     """Stamps ``seq``, ``ts`` and ``prev``, serialises canonically and hashes.
 
+    Takes ``Canonicalize``'s output: the fast serialiser relies on values being normalized
+    (finite floats only).
+
     Not thread-safe by design: the log calls it under its own lock, so that ``seq`` order,
     ``prev`` links and queue order are one and the same.
     """
@@ -132,8 +136,8 @@ class Chain:
         event_dict["seq"] = seq
         event_dict["ts"] = rfc3339_now()
         event_dict["prev"] = self.head
-        line = canonical_bytes(event_dict)
-        if b"\n" in line:  # impossible for json.dumps output; guards the line framing
+        line = fast_canonical_bytes(event_dict)
+        if b"\n" in line:  # impossible for canonical JSON; guards the line framing
             raise AuditRecordInvalid("canonical record contains a newline")
         digest = record_digest(line)
         self.seq, self.head = seq, digest  # only advanced once the record is complete

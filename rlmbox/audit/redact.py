@@ -13,12 +13,13 @@ body before the patterns ran and the byte spans they cut, each with its reason.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 REDACTED = "[REDACTED]"
 
@@ -30,6 +31,20 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     r"AKIA[0-9A-Z]{16}",                             # AWS access key ids
     r"gh[pousr]_[A-Za-z0-9]{36,}",                   # GitHub tokens
 )
+
+
+#: For each default pattern, a text every match contains, compared after ASCII lower-casing
+#: (``(?i:bearer)`` matches no letter outside ASCII). A text holding none of the anchors cannot
+#: match, so the regular-expression scan, the costly part of redacting, is skipped
+#: (``tests/audit/test_redact.py`` checks the anchors against matches). Each anchor costs a
+#: pass over the text, so they are few and short rather than exact (``gh``, not ``ghp_``).
+PATTERN_ANCHORS: dict[str, bytes] = {
+    DEFAULT_PATTERNS[0]: b"sk-",
+    DEFAULT_PATTERNS[1]: b"sk-",
+    DEFAULT_PATTERNS[2]: b"bearer",
+    DEFAULT_PATTERNS[3]: b"akia",
+    DEFAULT_PATTERNS[4]: b"gh",
+}
 
 
 #: Why a pattern-only span was cut, as the record states it.
@@ -60,7 +75,12 @@ class Redactor:
         self._secret_bytes: tuple[bytes, ...] = ()
         for secret in secrets:
             self.add(secret)
+        patterns = tuple(patterns)
         joined = "|".join(f"(?:{p})" for p in patterns)
+        # Anchors only when every pattern has them; otherwise every text is scanned.
+        self._anchors: tuple[bytes, ...] | None = (
+            tuple(dict.fromkeys(PATTERN_ANCHORS[p] for p in patterns))
+            if all(p in PATTERN_ANCHORS for p in patterns) else None)
         self._pattern = re.compile(joined) if joined else None
         self._pattern_bytes = re.compile(joined.encode()) if joined else None
 
@@ -90,7 +110,7 @@ class Redactor:
         for secret in self._secret_bytes:
             if secret in data:
                 data = data.replace(secret, marker)
-        if self._pattern_bytes is None:
+        if self._pattern_bytes is None or not self._may_match(data):
             return RedactedBody(data)
         spans = tuple({"start": m.start(), "end": m.end(), "reason": PATTERN_REASON}
                       for m in self._pattern_bytes.finditer(data))
@@ -102,20 +122,32 @@ class Redactor:
     def needs(self, event: dict[str, Any]) -> bool:
         """Cheap pre-check: False only if no string in ``event`` can contain a secret.
 
-        Serialises once (C speed) and searches the text. JSON escapes only quotes,
+        Serialises once (C speed) and searches the bytes. JSON escapes only quotes,
         backslashes and control characters, so a text without any backslash holds every
         string verbatim and a miss there is a miss in every string; otherwise, or if the
         event does not serialise, we say True and let the full walk decide.
         """
         try:
-            text = json.dumps(event, ensure_ascii=False, check_circular=False)
-        except (TypeError, ValueError, RecursionError):
+            data = orjson.dumps(event)
+        except TypeError:  # orjson.JSONEncodeError: not JSON-able, > 64-bit integers
             return True
-        if "\\" in text:
+        if b"\\" in data:
             return True
-        if any(secret in text for secret in self._secrets):
+        if any(secret in data for secret in self._secret_bytes):
             return True
-        return self._pattern is not None and self._pattern.search(text) is not None
+        # The text pattern, as ``text`` uses it: its ``\\s`` takes Unicode spaces too.
+        return (self._pattern is not None and self._may_match(data)
+                and self._pattern.search(data.decode("utf-8")) is not None)
+
+    def _may_match(self, data: bytes) -> bool:
+        """False only if no pattern can match ``data`` (none of their anchors is in it)."""
+        if self._anchors is None:
+            return True
+        lowered = data.lower()
+        for anchor in self._anchors:  # noqa: SIM110  (any() with a generator costs more)
+            if anchor in lowered:
+                return True
+        return False
 
     def value(self, value: Any) -> Any:
         """Redact recursively through dicts (keys and values), lists and tuples."""

@@ -1,7 +1,11 @@
-"""Group commit: a background thread writes queued records, fsyncs, and signs checkpoints.
+"""Group commit: queued records are written and fsynced in batches, checkpoints signed.
 
-Appenders only queue; the thread takes everything queued, makes the bodies durable, writes the
-lines (rotating by size), fsyncs once, and then advances ``durable_seq``. A failed write or
+Appenders only queue; a background thread takes everything queued every few milliseconds,
+makes the bodies durable, writes the lines (rotating by size), fsyncs once, and then advances
+``durable_seq``. A ``sync()`` that finds no batch being committed commits the queue itself,
+on its own thread, rather than waking the background thread and waiting to be woken in turn
+(two thread hand-offs per durable cell); one batch is committed at a time either way, in
+queue order. A failed write or
 fsync is final: the writer records the error and stops, and everybody waiting or arriving
 later gets ``AuditWriteError``. An fsync is never retried, because after a failed fsync the
 kernel may have dropped the dirty pages and a second fsync can succeed without them.
@@ -48,6 +52,7 @@ class GroupCommitWriter:
         self._checkpoint_digest = checkpoint_digest
         self._kicked = False
         self._closing = False
+        self._committing = False   # a batch is being written (by either thread)
         self.failure: BaseException | None = None
         self._fd = os.open(directory / CURRENT, _OPEN_FLAGS, 0o600)
         self._size = os.fstat(self._fd).st_size
@@ -86,6 +91,9 @@ class GroupCommitWriter:
         with self._cond:
             target = self._queued_seq
             while self.durable_seq < target and self.failure is None:
+                if not self._committing and not self._closing:
+                    self._commit_queue_locked()
+                    continue
                 self._kicked = True
                 self._cond.notify_all()
                 self._cond.wait()
@@ -97,6 +105,9 @@ class GroupCommitWriter:
             self._closing = True
             self._cond.notify_all()
         self._thread.join()
+        with self._cond:
+            while self._committing:   # a sync() committing on its own thread
+                self._cond.wait()
         try:
             if self.failure is None and self._checkpoint_seq < self.durable_seq:
                 try:
@@ -107,6 +118,7 @@ class GroupCommitWriter:
             for fd in (self._fd, self._cp_fd):
                 if fd >= 0:
                     os.close(fd)
+            self._bodies.close()
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
@@ -118,31 +130,50 @@ class GroupCommitWriter:
     # -- the writer thread ---------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not (self._lines or self._pending_bodies or self._closing):
+        with self._cond:
+            while True:
+                while self._committing or not (
+                        self._lines or self._pending_bodies or self._closing):
                     self._cond.wait()
                 if not self._kicked and not self._closing:
-                    # Let a batch gather; a sync() cuts the wait short.
+                    # Let a batch gather; a sync() cuts the wait short or commits itself.
                     self._cond.wait(self._flush_interval)
+                    if self._committing:
+                        continue
                 self._kicked = False
-                lines, bodies = self._lines, self._pending_bodies
-                last_seq, last_digest = self._queued_seq, self._queued_digest
-                self._lines, self._pending_bodies = [], {}
-                if not lines and not bodies and self._closing:
+                if not (self._lines or self._pending_bodies) and self._closing:
                     return
-            try:
-                self._commit(lines, bodies, last_seq, last_digest)
-            except OSError as exc:
-                with self._cond:
-                    self.failure = exc
-                    self._cond.notify_all()
-                return
-            with self._cond:
-                self._pending_bytes = max(0, self._pending_bytes - sum(map(len, lines))
-                                          - sum(map(len, bodies.values())))
-                self.durable_seq, self._durable_digest = last_seq, last_digest
-                self._cond.notify_all()
+                if self._commit_queue_locked() is not None:
+                    return
+
+    def _commit_queue_locked(self) -> BaseException | None:
+        """Commit everything queued; called with ``_cond`` held, released during the I/O.
+
+        Returns the failure that ended the log (also kept in ``failure``), or ``None``.
+        """
+        self._kicked = False
+        lines, bodies = self._lines, self._pending_bodies
+        last_seq, last_digest = self._queued_seq, self._queued_digest
+        self._lines, self._pending_bodies = [], {}
+        self._committing = True
+        self._cond.release()
+        try:
+            self._commit(lines, bodies, last_seq, last_digest)
+        except OSError as exc:
+            failure: OSError | None = exc
+        else:
+            failure = None
+        finally:
+            self._cond.acquire()
+            self._committing = False
+        if failure is not None:
+            self.failure = failure
+        else:
+            self._pending_bytes = max(0, self._pending_bytes - sum(map(len, lines))
+                                      - sum(map(len, bodies.values())))
+            self.durable_seq, self._durable_digest = last_seq, last_digest
+        self._cond.notify_all()
+        return failure
 
     def _commit(self, lines: list[bytes], bodies: dict[str, bytes], last_seq: int,
                 last_digest: str) -> None:

@@ -34,8 +34,8 @@ _HEADER_FIELDS = ("seq", "ts", "event", "session", "parent", "depth", "tenant", 
 
 
 def register(subparsers: Any) -> None:
-    """Add ``audit`` with its ``verify``, ``anchor``, ``show``, ``view`` and ``stats``
-    subcommands."""
+    """Add ``audit`` with its ``verify``, ``anchor``, ``show``, ``view``, ``stats`` and
+    ``erase`` subcommands."""
     audit = subparsers.add_parser("audit", help="verify, show and summarise an audit log")
     sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
@@ -96,6 +96,12 @@ def register(subparsers: Any) -> None:
     stats.add_argument("path", type=Path)
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(handler=_stats)
+
+    erase = sub.add_parser(
+        "erase", help="erase bodies by digest (personal data, say); the chain still verifies")
+    erase.add_argument("path", type=Path, help="log directory (or a file in it)")
+    erase.add_argument("sha256", nargs="+", help="digest of a body, as records name it")
+    erase.set_defaults(handler=_erase)
 
 
 def _pinned_key(args: argparse.Namespace) -> Path | None:
@@ -292,3 +298,17 @@ def _stats(args: argparse.Namespace) -> int:
     print(f"{'total':<24} {'':<22} {totals.calls:>7} {totals.denials:>7} "
           f"{totals.tokens_in:>10} {totals.tokens_out:>10} {totals.cost_usd:>10.4f}")
     return 0
+
+
+def _erase(args: argparse.Namespace) -> int:
+    store = BodyStore(log_directory(args.path) / BODIES)
+    bad = [digest for digest in args.sha256 if not is_digest(digest)]
+    if bad:
+        print(f"error: not a SHA-256 digest: {', '.join(bad)}", file=sys.stderr)
+        return 2
+    missing = [digest for digest in args.sha256 if not store.erase(digest)]
+    for digest in missing:
+        print(f"warning: no body {digest} is stored", file=sys.stderr)
+    print(f"erased {len(args.sha256) - len(missing)} body(ies); records naming them still "
+          "verify and list them as missing")
+    return 1 if missing else 0

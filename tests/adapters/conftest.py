@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from rlmbox.adapters.dspy import RlmboxInterpreter
+from rlmbox.audit.bodies import BodyStore
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.reader import iter_records
 
@@ -98,7 +99,9 @@ def records(audit_dir: Path) -> list[dict[str, Any]]:
 def body(audit_dir: Path, record: dict[str, Any], name: str) -> str:
     """A body kept beside the log by digest (code, prompts, completions)."""
     digest = str(record[f"{name}_sha256"])
-    return (audit_dir / "bodies" / digest[:2] / digest).read_text(encoding="utf-8")
+    data = BodyStore(audit_dir / "bodies").read(digest)
+    assert data is not None, f"body {name} missing"
+    return data.decode("utf-8")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlmbox.audit.log import AuditLog
+from rlmbox.audit.verify import verify_log
 from rlmbox.cli.main import main
 from tests.audit.tamper_helpers import encode, read, record, write
 
@@ -134,3 +135,28 @@ def test_verify_takes_the_pinned_key_from_the_environment(
         log.append("session.create", session="x")
     monkeypatch.setenv("RLMBOX_AUDIT_PUBLIC_KEY", str(pinned))
     assert main(["audit", "verify", str(other_dir)]) == 1
+
+
+def test_erase_removes_a_body_and_the_log_still_verifies(
+        session_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    digest = record(read(session_log)[1])["code_sha256"]
+    assert main(["audit", "erase", str(session_log), digest]) == 0
+    assert b"llm_query('hi')" not in b"".join(
+        p.read_bytes() for p in (session_log / "bodies").rglob("*") if p.is_file())
+    assert main(["audit", "verify", str(session_log)]) == 0
+    assert "is missing (erased?)" in capsys.readouterr().err
+    assert main(["audit", "erase", str(session_log), digest]) == 1   # nothing left to erase
+    assert main(["audit", "erase", str(session_log), "not-a-digest"]) == 2
+
+
+def test_a_body_erased_while_the_log_is_open_is_stored_again_when_it_recurs(
+        logdir: Path) -> None:
+    """The writer does not take an erased body for stored (the new record would name a
+    missing body); stored again, it serves every record naming its digest."""
+    with AuditLog(logdir) as log:
+        first = log.append("a", bodies={"code": "print('again')"})
+        log.sync()
+        assert main(["audit", "erase", str(logdir), first["code_sha256"]]) == 0
+        assert verify_log(logdir, check_bodies=True).missing_bodies != []
+        log.append("b", bodies={"code": "print('again')"})
+    assert verify_log(logdir).missing_bodies == []

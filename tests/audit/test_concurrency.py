@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
+
+import pytest
 
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.reader import iter_records
@@ -49,3 +52,46 @@ def test_rotated_files_are_linked(logdir: Path) -> None:
     assert report.files[-1] == "audit.jsonl"
     assert report.files[0] == "audit.000001.jsonl"
     assert all(p.stat().st_size <= 1000 for p in logdir.glob("audit*.jsonl"))
+
+
+def test_every_sync_returns_with_its_record_on_disk_while_others_commit(logdir: Path) -> None:
+    """Syncs race each other and the background thread for the commit; none returns
+    before its own record is written (fsync ordering itself: test_crash)."""
+    log = AuditLog(logdir, checkpoint_every=50, flush_interval_s=0.0005)
+    late: list[int] = []
+
+    def work(worker: int) -> None:
+        for i in range(150):
+            seq = int(log.append("host.call", session=f"s{worker}", n=i)["seq"])
+            log.sync()
+            if log.durable_seq < seq or f'"seq":{seq},'.encode() not in log.path.read_bytes():
+                late.append(seq)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    assert late == []
+    report = verify_log(logdir)
+    assert report.ok, report.reason
+    assert report.events == 600
+
+
+def test_a_sync_with_no_commit_under_way_commits_on_its_own_thread(
+        logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hand-off to the background thread and back: the caller fsyncs the log itself."""
+    fsync_threads: list[str] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        fsync_threads.append(threading.current_thread().name)
+        real(fd)
+
+    with AuditLog(logdir, flush_interval_s=60.0) as log:
+        monkeypatch.setattr(os, "fsync", recording)
+        log.append("code.exec", n=1)
+        log.sync()
+        assert fsync_threads == [threading.current_thread().name]
+        monkeypatch.undo()

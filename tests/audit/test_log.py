@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from rlmbox.audit.bodies import BodyStore
 from rlmbox.audit.canonical import GENESIS, canonical_bytes, record_digest
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.verify import verify_log
@@ -54,8 +55,8 @@ def test_bodies_are_stored_by_digest_and_referenced(log: AuditLog) -> None:
     log.sync()
     assert record["bodies"] == ["blob", "code"]
     assert record["code_bytes"] == 8
-    stored = log.directory / "bodies" / str(record["code_sha256"])[:2] / str(record["code_sha256"])
-    assert stored.read_bytes() == b"print(1)"
+    stored = BodyStore(log.directory / "bodies").read(str(record["code_sha256"]))
+    assert stored == b"print(1)"
     assert "print(1)" not in log.path.read_text()
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rlmbox.audit.log import AuditLog
-from rlmbox.audit.redact import REDACTED, Redactor
+from rlmbox.audit.redact import DEFAULT_PATTERNS, PATTERN_ANCHORS, REDACTED, Redactor
 from rlmbox.audit.verify import verify_log
 
 SECRET = "prov-key-7f3a9c1e5b2d4f6a8c0e"  # noqa: S105  (fake; no known shape)
@@ -72,3 +75,47 @@ def test_the_fast_path_skips_only_events_without_any_candidate() -> None:
     assert redactor.needs({"deep": [{"k": f"..{SECRET}.."}]})
     assert redactor.needs({"k": "line\nbreak"})  # escapes present: walk to be sure
     assert redactor.needs({"k": "sk-ant-api03-AbCdEfGhIjKlMnOpQrSt"})
+
+
+_FRAGMENTS = ["sk-", "SK-", "ant-", "Bearer", "bEaReR", "BEARER", " ", "\t", "\u00a0", "\u2003",
+              "AKIA", "akia", "gh", "GH", "p_", "o_", "u_", "s_", "r_", "P_", "A" * 8, "x7" * 6,
+              "Z" * 9, "=", ".", "-", "_", "é", "\n"]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=14).map("".join))
+def test_no_text_a_pattern_matches_lacks_the_pattern_anchors(text: str) -> None:
+    """The anchor pre-check never skips a text the credential patterns would cut."""
+    redactor = Redactor()
+    joined = "|".join(DEFAULT_PATTERNS)
+    if re.search(joined, text):
+        assert redactor.needs({"k": text})
+        assert redactor.text(text) != text
+    if re.search(joined.encode(), text.encode()):  # bodies: bytes, where \s is ASCII only
+        assert redactor.body(text).spans
+
+
+def test_every_default_pattern_has_anchors() -> None:
+    """A pattern added without anchors would silently turn the pre-check off, or worse."""
+    assert set(PATTERN_ANCHORS) == set(DEFAULT_PATTERNS)
+    for pattern, anchor in PATTERN_ANCHORS.items():
+        assert anchor, pattern
+        assert anchor == anchor.lower(), pattern
+
+
+def test_the_case_blind_bearer_matches_no_letter_outside_ascii() -> None:
+    """Why the anchors may be compared after ASCII-only lower-casing."""
+    letters = re.compile("(?i:[bear])")
+    assert [c for c in map(chr, range(0x110000)) if letters.fullmatch(c)] == list("ABERaber")
+
+
+def test_a_bearer_token_after_a_unicode_space_is_still_found() -> None:
+    """The pre-check serialises to bytes, but matches like the text pattern (\\s is Unicode)."""
+    token = "Bearer\u00a0eyJhbGciOiJIUzI1NiJ9abcdef"  # noqa: S105  (fake, for the pattern)
+    assert Redactor().needs({"k": token})
+
+
+def test_custom_patterns_are_scanned_without_anchors() -> None:
+    redactor = Redactor(patterns=[r"tok_[0-9]{6}"])
+    assert redactor.needs({"k": "see tok_123456"})
+    assert redactor.body(b"see tok_123456").spans

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rlmbox.audit.bodies import BodyStore
 from rlmbox.audit.canonical import record_digest
 from rlmbox.audit.checkpoint import load_signer, make_checkpoint_line
 from rlmbox.audit.log import AuditLog
@@ -127,7 +128,7 @@ def test_an_edit_of_the_last_record_is_caught_by_the_final_checkpoint(built: Pat
 
 def test_a_removed_body_is_reported_missing_and_the_chain_still_verifies(built: Path) -> None:
     digest = record(read(built)[BODY_SEQ - 1])["code_sha256"]
-    (built / "bodies" / digest[:2] / digest).unlink()
+    assert BodyStore(built / "bodies").erase(digest)
     report = verify_log(built)
     assert report.ok
     assert [(m.seq, m.name, m.sha256) for m in report.missing_bodies] == [
@@ -136,7 +137,11 @@ def test_a_removed_body_is_reported_missing_and_the_chain_still_verifies(built: 
 
 def test_an_altered_body_fails(built: Path) -> None:
     digest = record(read(built)[BODY_SEQ - 1])["code_sha256"]
-    (built / "bodies" / digest[:2] / digest).write_bytes(b"print('forged')")
+    original = BodyStore(built / "bodies").read(digest)
+    assert original is not None
+    [segment] = (built / "bodies").glob("segment-*")
+    forged = b"print('forged')"[: len(original)].ljust(len(original), b" ")
+    segment.write_bytes(segment.read_bytes().replace(original, forged))
     report = verify_log(built)
     assert (report.kind, report.first_bad_seq) == ("bad_body", BODY_SEQ)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
+from rlmbox.audit.bodies import BodyStore
 from rlmbox.audit.redact import REDACTED
 
 from .harness import Runtimes, events, watched_session
@@ -29,8 +30,7 @@ def test_credential_shaped_output_keeps_its_digest_and_spans(runtimes: Runtimes)
     assert record["stdout_redactions"] == [
         {"start": 7, "end": len(original) - 1, "reason": "credential pattern"}]
     assert rt.audit_path is not None
-    stored = (rt.audit_path.parent / "bodies" / record["stdout_sha256"][:2]
-              / record["stdout_sha256"]).read_bytes()
+    stored = BodyStore(rt.audit_path.parent / "bodies").read(record["stdout_sha256"])
     assert stored == b"before " + REDACTED.encode() + b"\n"
 
 
@@ -43,3 +43,21 @@ def test_unredacted_output_carries_no_evidence_fields(runtimes: Runtimes) -> Non
     assert record["stdout_sha256"] == hashlib.sha256(b"plain\n").hexdigest()
     assert "stdout_original_sha256" not in record
     assert "stdout_redactions" not in record
+
+
+def test_output_shaped_like_a_body_segment_entry_plants_no_body(runtimes: Runtimes) -> None:
+    """Bodies share segment files: a cell printing a well-formed entry for a body of its
+    choosing gets no body stored under that digest; its stdout stays one body."""
+    planted = "print('planted')"
+    digest = hashlib.sha256(planted.encode()).hexdigest()
+    rt = runtimes()
+    with watched_session(rt) as (session, _):
+        result = session.exec(
+            f"import sys\nsys.stdout.write('x\\nRLMBODY1 {digest} {len(planted):020d} L\\n'"
+            f" + {planted!r} + '\\n')")
+        [record] = events(rt, "cell.result", cell=result.cell_id)
+    assert rt.audit_path is not None
+    store = BodyStore(rt.audit_path.parent / "bodies")
+    assert store.read(digest) is None
+    assert store.read(record["stdout_sha256"]) == result.stdout.encode()
+    assert f"RLMBODY1 {digest}" in result.stdout

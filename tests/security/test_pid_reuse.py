@@ -7,6 +7,7 @@ reused pid would, and then runs the code that ends sandboxes: the victim must li
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import signal
@@ -21,7 +22,7 @@ import pytest
 from rlmbox.daemon.survivors import kill_recorded, start_time
 from rlmbox.sandboxes.base import SandboxSpec
 from rlmbox.sandboxes.process.backend import ProcessBackend
-from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
+from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version, poll_delays
 from rlmbox.sandboxes.process.pidfd import PinnedProcess
 
 
@@ -149,3 +150,13 @@ def test_a_session_audits_what_its_sandbox_left_behind(tmp_path: Path) -> None:
     left = [r for r in iter_records(tmp_path / "a") if r["event"] == "sandbox.cleanup_failed"]
     assert left
     assert "could not be removed" in " ".join(left[0]["problems"])
+
+
+def test_tree_kill_polls_soon_then_no_faster_than_before() -> None:
+    """Closing a session waits for the killed tree to leave its cgroup: the first looks come
+    within a millisecond (not after a fixed 5 ms), later ones settle at the old 5 ms."""
+    delays = list(itertools.islice(poll_delays(cap_s=0.005), 12))
+    assert delays[0] <= 0.0005
+    assert sum(delays[:3]) < 0.002
+    assert delays[-1] == 0.005
+    assert delays == sorted(delays)

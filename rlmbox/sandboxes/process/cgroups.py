@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +157,7 @@ class Cgroup:
             with contextlib.suppress(OSError):
                 _write(kill_file, "1")
         deadline = time.monotonic() + timeout
+        delays = poll_delays(cap_s=0.005)
         while True:
             pids = self.pids()
             if not pids:
@@ -165,7 +167,7 @@ class Cgroup:
                     kill_if_ours(pid, self.holds)
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.005)
+            time.sleep(next(delays))
 
     def remove(self, timeout: float = 5.0) -> list[str]:
         """Kills what is left and removes the group's directories; returns what it could
@@ -177,6 +179,7 @@ class Cgroup:
                             f"{sorted(self.pids())[:20]}")
         for path in sorted(set(self._dirs.values())):
             deadline = time.monotonic() + max(0.2, timeout)
+            delays = poll_delays(cap_s=0.01)
             while True:
                 try:
                     path.rmdir()
@@ -187,8 +190,18 @@ class Cgroup:
                     if time.monotonic() > deadline:
                         problems.append(f"{path} could not be removed: {exc.strerror}")
                         break
-                    time.sleep(0.01)  # the kernel frees a dying group asynchronously
+                    time.sleep(next(delays))  # the kernel frees a dying group asynchronously
         return problems
+
+
+def poll_delays(cap_s: float, first_s: float = 0.00025) -> Iterator[float]:
+    """Sleeps between looks at the kernel while a killed tree dies: short at first (a tree
+    is usually gone within a millisecond or two, and closing a session waits for it), then
+    doubling up to ``cap_s``, so a slow death is polled no more often than before."""
+    delay = first_s
+    while True:
+        yield delay
+        delay = min(cap_s, delay * 2)
 
 
 def _dirs_for(name: str, version: int) -> dict[str, Path]:
