@@ -136,13 +136,17 @@ class RlmboxInterpreter:
                  policy: str | Path | Policy = "default", audit: AuditSink | None = None,
                  audit_dir: str | Path | None = None, backend: str | None = None,
                  pool_size: int = 0, tenant: str | None = None,
-                 callbacks: list[BaseCallback] | None = None) -> None:
+                 callbacks: list[BaseCallback] | None = None,
+                 execution_timeout: float | None = None) -> None:
+        if execution_timeout is not None and execution_timeout <= 0:
+            raise ValueError("execution_timeout must be positive or None")
         check_tool_names(tools or {})
         fields = None if output_fields is None else [dict(field) for field in output_fields]
         output_field_names(fields)
         self.tools: dict[str, Callable[..., Any]] = dict(tools or {})
         self.output_fields = fields
         self.callbacks = list(callbacks or [])
+        self.execution_timeout = execution_timeout
         self._executing = threading.Lock()
         self.context = contextvars.copy_context()
         self._options: dict[str, Any] = {"audit": audit, "audit_dir": audit_dir,
@@ -153,6 +157,7 @@ class RlmboxInterpreter:
         self._session: Session | None = None
         self._tool_names: frozenset[str] = frozenset()
         self._injected: dict[str, str] = {}
+        self._submit_defined = ""
         self._shut = False
 
     # --- CodeInterpreter ------------------------------------------------------------------
@@ -186,7 +191,8 @@ class RlmboxInterpreter:
         Raises:
             SyntaxError: the code does not compile.
             CodeExecutionError: the code raised (the message is ``Type: message``), or ran
-                past its time limit and was interrupted (its variables are kept).
+                past its time limit (``execution_timeout``, or the policy's) and was
+                interrupted (its variables are kept).
             CodeInterpreterError: rlmbox could not start, the sandbox died (terminal), a
                 variable is refused, or a cell is already running (``ActiveExecution``).
             ValueError: a tool or output-field name is refused (DSPy's check).
@@ -205,20 +211,22 @@ class RlmboxInterpreter:
         self.context = contextvars.copy_context()
         session = self._ensure_session()
         # bound in the same cell: rlmbox restores its own names (``context``) after a cell
-        prefix = self._bind(session, variables) if variables else ""
-        result = self._run(session, prefix + with_trailing_value(code))
+        prefix = self._submit_if_changed() + (self._bind(session, variables) if variables else "")
+        result = self._run(session, prefix + with_trailing_value(code), self._cell_timeout())
         if result.status == "killed":
             raise CodeInterpreterError(f"the sandbox was killed: {result.error}")
         if result.has_answer:
             is_value, value = trailing_value(result.answer)
             return value if is_value else FinalOutput(result.answer)
         if result.status == "error" and is_compile_error(result):
+            self._submit_defined = ""   # nothing of the cell ran, SUBMIT's update neither
             raise SyntaxError(error_line(result.error or "").split(": ", 1)[-1])
         if result.status == "error":
             raise CodeExecutionError(error_line(result.error or ""))
         if result.status == "interrupted":
-            raise CodeExecutionError("KeyboardInterrupt: the cell ran past its time limit and "
-                                     "was interrupted; its variables are kept")
+            raise CodeExecutionError("KeyboardInterrupt: the cell exceeded execution timeout "
+                                     "(its time limit) and was interrupted; its variables "
+                                     "are kept")
         output = (result.stdout + result.stderr).rstrip("\n")
         return output or None
 
@@ -261,7 +269,7 @@ class RlmboxInterpreter:
         except RlmboxError as exc:
             raise CodeInterpreterError(f"rlmbox could not start a session: {exc}") from exc
         self._session, self._tool_names = session, names
-        self._check(self._run(session, _SETUP + self._submit_source()), "setting up")
+        self._check(self._run(session, _SETUP), "setting up")
         return session
 
     @with_callbacks
@@ -285,18 +293,24 @@ class RlmboxInterpreter:
         call.__signature__ = inspect.signature(target)  # type: ignore[attr-defined]
         return call
 
-    def _submit_source(self) -> str:
-        """``SUBMIT`` as DSPy's ``LocalInterpreter`` defines it: one value without output
-        fields, else the fields by position or by name, exactly; it ends the cell."""
-        return _SUBMIT.format(names=repr(output_field_names(self.output_fields)))
+    def _submit_if_changed(self) -> str:
+        """``SUBMIT`` as DSPy's ``LocalInterpreter`` defines it (one value without output
+        fields, else the fields by position or by name, exactly; it ends the cell), for the
+        output fields of this ``execute``: DSPy may change them on a running interpreter.
+        Empty when the sandbox's ``SUBMIT`` already has these fields."""
+        source = _SUBMIT.format(names=repr(output_field_names(self.output_fields)))
+        if source == self._submit_defined:
+            return ""
+        self._submit_defined = source
+        return source
 
     def _bind(self, session: Session, variables: Mapping[str, Any]) -> str:
         """Lines that bind each variable; a value is sent again only when it changed."""
         invalid = invalid_variable_names(variables, self.tools)
         if invalid:
             raise CodeInterpreterError(
-                "invalid variable names (not identifiers, reserved, or a tool's name): "
-                f"{invalid!r}")
+                "variables must be non-reserved Python identifiers that name no tool; "
+                f"invalid names: {invalid!r}")
         lines = []
         for name, value in variables.items():
             try:
@@ -313,9 +327,17 @@ class RlmboxInterpreter:
             lines.append(f"{name} = _rlmbox_vars[{name!r}]")
         return "".join(line + "\n" for line in lines)
 
-    def _run(self, session: Session, code: str) -> ExecResult:
+    def _cell_timeout(self) -> float | None:
+        """``execution_timeout``, within the policy's cell time limit (which it can only
+        shorten)."""
+        if self.execution_timeout is None:
+            return None
+        return min(self.execution_timeout,
+                   self._started_runtime().policy.limits.cell_timeout_s)
+
+    def _run(self, session: Session, code: str, timeout: float | None = None) -> ExecResult:
         try:
-            return session.exec(code)
+            return session.exec(code, timeout=timeout)
         except RlmboxError as exc:
             raise CodeInterpreterError(f"the rlmbox session cannot run code: {exc}") from exc
 

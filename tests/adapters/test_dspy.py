@@ -159,7 +159,7 @@ def test_variables_that_cannot_cross_are_refused(
     interp = interpreter()
     with pytest.raises(CodeInterpreterError, match="unsupported value type"):
         interp.execute("pass", variables={"handle": object()})
-    with pytest.raises(CodeInterpreterError, match="invalid variable name"):
+    with pytest.raises(CodeInterpreterError, match="invalid names"):
         interp.execute("pass", variables={"not a name": 1})
 
 

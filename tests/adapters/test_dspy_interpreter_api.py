@@ -3,13 +3,14 @@ reserved names refused as variables, ``callbacks``, and ``execution_instructions
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dspy
 import pytest
-from dspy.primitives.code_interpreter import CodeInterpreterError
+from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreterError
 from dspy.utils.callback import BaseCallback
 
 from rlmbox.adapters.dspy import RlmboxInterpreter, RlmboxInterpreterFactory
@@ -74,7 +75,7 @@ def test_output_fields_are_checked_when_built(fields: list[dict[str, Any]], why:
 def test_reserved_names_and_tool_names_are_refused_as_variables(
         interpreter: Callable[..., RlmboxInterpreter], name: str) -> None:
     interp = interpreter(tools={"lookup": lambda: 1})
-    with pytest.raises(CodeInterpreterError, match="invalid variable names"):
+    with pytest.raises(CodeInterpreterError, match="invalid names"):
         interp.execute("pass", variables={name: 1})
     assert interp.execute("print(lookup())") == "1"   # nothing was bound, nothing broken
 
@@ -114,3 +115,58 @@ def test_execution_instructions_are_on_the_interpreter_class_too() -> None:
     # dspy.RLM reads them from whatever factory it is given, here the class itself
     rlm = dspy.RLM("question -> answer", interpreter_factory=RlmboxInterpreter)
     assert instructions in rlm.generate_action.signature.instructions
+
+
+def test_submit_follows_output_fields_changed_after_start(
+        interpreter: Callable[..., RlmboxInterpreter]) -> None:
+    """DSPy sets ``output_fields`` on a running interpreter (a caller-owned one that RLM
+    reuses): ``SUBMIT`` takes the fields current at that ``execute``, as DSPy's do."""
+    interp = interpreter()
+    assert interp.execute("kept = 41") is None
+    interp.output_fields = [{"name": "answer"}]
+    assert interp.execute("SUBMIT(answer=kept + 1)").output == {"answer": 42}
+    interp.output_fields = [{"name": "left"}, {"name": "right"}]
+    assert interp.execute("SUBMIT(1, 2)").output == {"left": 1, "right": 2}
+    interp.output_fields = None
+    assert interp.execute("SUBMIT(kept)").output == {"output": 41}
+
+
+def test_a_refused_variable_name_reads_as_dspys_invalid_names(
+        interpreter: Callable[..., RlmboxInterpreter]) -> None:
+    """DSPy's interpreters say "invalid names"; callers match on it."""
+    with pytest.raises(CodeInterpreterError, match="invalid names"):
+        interpreter().execute("1", variables={"class": 1})
+
+
+def test_submit_changed_in_a_cell_that_does_not_compile_is_sent_again(
+        interpreter: Callable[..., RlmboxInterpreter]) -> None:
+    interp = interpreter()
+    interp.execute("pass")
+    interp.output_fields = [{"name": "answer"}]
+    with pytest.raises(SyntaxError):
+        interp.execute("if")
+    assert interp.execute("SUBMIT(answer=1)").output == {"answer": 1}
+
+
+def test_execution_timeout_shortens_the_cells_time_limit(
+        interpreter: Callable[..., RlmboxInterpreter]) -> None:
+    """DSPy's ``LocalInterpreter(execution_timeout=...)``: a cell past it is stopped (rlmbox
+    interrupts it and keeps the namespace, under a test policy allowing 10 s a cell); a
+    host tool that answers in time is waited for."""
+    def slow() -> int:
+        time.sleep(0.05)
+        return 42
+
+    interp = interpreter(tools={"slow": slow}, execution_timeout=0.5)
+    interp.execute("kept = 7")
+    started = time.monotonic()
+    with pytest.raises(CodeExecutionError, match="exceeded execution timeout"):
+        interp.execute("import time\ntime.sleep(5)")
+    assert time.monotonic() - started < 3
+    assert interp.execute("kept") == 7
+    assert interp.execute("slow()") == 42
+
+
+def test_execution_timeout_is_checked_as_dspy_checks_it() -> None:
+    with pytest.raises(ValueError, match="execution_timeout"):
+        RlmboxInterpreter(execution_timeout=0)
