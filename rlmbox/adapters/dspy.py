@@ -122,8 +122,8 @@ class RlmboxInterpreter:
     """A DSPy ``CodeInterpreter`` whose state lives in one rlmbox session.
 
     The session starts at the first ``execute`` (``start`` opens the runtime), because DSPy
-    registers its tools after creating the interpreter and rlmbox fixes a session's tool
-    names when it starts; a tool name added later is refused. Tools are looked up by name
+    registers its tools after creating the interpreter; a tool added to ``tools`` later is
+    registered on the running session before the next cell. Tools are looked up by name
     at call time, so replacing a tool's function is fine. Tool and output-field names are
     checked as DSPy's interpreters check them (``ValueError``), when built and at every
     ``execute``; ``callbacks`` get DSPy's ``on_interpreter_*`` hooks.
@@ -257,8 +257,7 @@ class RlmboxInterpreter:
         if self._session is not None:
             added = sorted(set(self.tools) - LM_TOOLS - self._tool_names)
             if added:
-                raise CodeInterpreterError(f"tools {added} were added after the sandbox "
-                                           "started; rlmbox fixes tool names at session start")
+                self._add_tools(self._session, added)
             return self._session
         runtime = self._started_runtime()
         names = frozenset(self.tools) - LM_TOOLS
@@ -271,6 +270,15 @@ class RlmboxInterpreter:
         self._session, self._tool_names = session, names
         self._check(self._run(session, _SETUP), "setting up")
         return session
+
+    def _add_tools(self, session: Session, names: list[str]) -> None:
+        """Tools DSPy put in ``tools`` after the session started (it fills the dict of a
+        running interpreter): registered on the session, decided by the policy as the rest."""
+        try:
+            session.add_tools({name: self._late_bound(name) for name in names})
+        except RlmboxError as exc:
+            raise CodeInterpreterError(f"rlmbox could not add tools {names}: {exc}") from exc
+        self._tool_names |= frozenset(names)
 
     @with_callbacks
     def invoke_tool(self, tool_name: str, kwargs: dict[str, Any]) -> Any:

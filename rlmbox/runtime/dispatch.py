@@ -21,7 +21,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -30,6 +30,7 @@ from rlmbox.errors import (
     AuditWriteError,
     BudgetExceeded,
     PolicyDenied,
+    PolicyError,
     RlmboxError,
     ToolError,
 )
@@ -152,6 +153,15 @@ class CallDispatcher:
         self._tool_timeout_s = tool_timeout_s
         self._refused_lock = threading.Lock()
         self._refused_bytes = 0
+
+    def add_functions(self, functions: Iterable[HostFunction]) -> None:
+        """Makes more host functions callable; a name already present is refused (a
+        running session never swaps what an earlier decision was about)."""
+        added = {function.name: function for function in functions}
+        taken = sorted(set(added) & set(self._functions))
+        if taken:
+            raise PolicyError(f"host functions {taken} are already registered")
+        self._functions = {**self._functions, **added}   # one swap: calls read it unlocked
 
     @property
     def ledger(self) -> Ledger:

@@ -22,7 +22,7 @@ import secrets
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +39,7 @@ from rlmbox.runtime.bounded_call import Deadline
 from rlmbox.runtime.bounds import CappedStream, answer_json, capped_answer, capped_error
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import EventScope
+from rlmbox.runtime.hostfns import tool
 from rlmbox.runtime.results import CellStatus, ExecResult
 from rlmbox.runtime.session_files import FileEntry, SessionFiles
 from rlmbox.sandboxes import cell_code
@@ -110,6 +111,7 @@ class Session:
         self._cells = itertools.count(1)
         self._started = time.monotonic()
         self.death_reason: str | None = None
+        self._tools_to_bind: list[str] = []   # added since the last cell: bound by the next
         self.cells_run = 0
         # where the root-model replies of this session's rlm_query children stream to
         self.root_text: RootTextCallback | None = None
@@ -122,6 +124,25 @@ class Session:
     def dispatcher(self) -> CallDispatcher:
         """The seam every host call and root-model completion of this session passes."""
         return self._dispatcher
+
+    def add_tools(self, tools: Mapping[str, Callable[..., Any]]) -> None:
+        """Registers more tools on the running session (a frontend may hand a running
+        interpreter new ones, as DSPy does): host functions ``tool.<name>`` that the policy
+        decides like those the session started with, bound in the sandbox from the next
+        cell on. Audited as ``session.functions_added``.
+
+        Raises:
+            PolicyError: a name is not an identifier or is already registered.
+            SessionClosed: the session was closed.
+            SessionKilled: an earlier cell killed the sandbox.
+        """
+        functions = [tool(name, fn) for name, fn in tools.items()]
+        with self._state_lock:
+            self._check_usable()
+            self._dispatcher.add_functions(functions)
+            self.scope.event("session.functions_added",
+                             functions=sorted(function.name for function in functions))
+            self._tools_to_bind.extend(tools)
 
     @property
     def state(self) -> SessionState:
@@ -304,6 +325,9 @@ class Session:
         started = time.monotonic()
         self._event("code.exec", cell=cell_id, bodies={"code": code})
         frame: dict[str, Any] = {"t": "exec", "id": cell_id, "code": code}
+        with self._state_lock:
+            if self._tools_to_bind:
+                frame["tools"], self._tools_to_bind = sorted(self._tools_to_bind), []
         if self._transform is not None:
             try:
                 frame.update(cell_code.pack(self._transform(code)))

@@ -48,7 +48,8 @@ _SPECS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
                "dropped": ("dict", False)},
     # host -> agent
     "init": {"id": ("id", True), "config": ("dict", True)},
-    "exec": {"id": ("id", True), "code": ("str", True), "compiled": ("str", False)},
+    "exec": {"id": ("id", True), "code": ("str", True), "compiled": ("str", False),
+             "tools": ("list", False)},   # tools added since the last cell, bound before it
     "reply": {"call": ("int", True), "ok": ("bool", True), "value": (_ANY, False),
               "error": ("dict", False)},
     "shutdown": {},

@@ -221,10 +221,9 @@ def _limits(policy_file: Callable[..., Path]) -> dict[str, Any]:
 def test_lifecycle_is_enforced(interpreter: Callable[..., RlmboxInterpreter]) -> None:
     interp = interpreter(tools={"a": lambda: 1})
     assert isinstance(interp, CodeInterpreter)
-    interp.execute("pass")
-    interp.tools["late"] = lambda: 2
-    with pytest.raises(CodeInterpreterError, match="added after the sandbox started"):
-        interp.execute("pass")
+    interp.execute("kept = a()")
+    interp.tools["late"] = lambda: 2   # DSPy fills tools on a running interpreter too
+    assert interp.execute("kept + late()") == 3
     interp.shutdown()
     interp.shutdown()
     with pytest.raises(CodeInterpreterError, match="shut down"):

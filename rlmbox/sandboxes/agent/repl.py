@@ -188,6 +188,14 @@ class Agent:
         self.namespace.update(self.injected)
         self.namespace["__builtins__"] = self._builtins
 
+    def _bind_added_tools(self, names: list[Any]) -> None:
+        """Tools the host registered since the last cell: restored before every cell from
+        now on, like those of ``init`` (the host decides each call, whatever the name)."""
+        for name in names:
+            self.injected[str(name)] = self.host_function(f"tool.{name}")
+        if names:
+            self._restore_injected()
+
     def run_cell(self, frame: dict[str, Any]) -> dict[str, Any]:
         cell_id = frame["id"]
         if self.pump is None:   # the host always sends init first; refuse rather than crash
@@ -196,6 +204,7 @@ class Agent:
         self.pump.begin(cell_id, self.output_limit, self.output_stop)
         self._answer, self._has_answer = None, False
         status, error = "ok", None
+        self._bind_added_tools(frame.get("tools") or [])
         signal.signal(signal.SIGINT, self._on_sigint)
         try:
             code = cell_code.load(frame)
