@@ -65,7 +65,7 @@ class _RlmboxSubmit(BaseException):
 _rlmbox_vars = {}
 ''' + LOADER_SETUP + TRAILING_VALUE_SETUP
 _SUBMIT = '''
-def SUBMIT(*args, **kwargs):
+def _rlmbox_submit(*args, **kwargs):
     names = {names}
     if names is None:
         if len(args) != 1 or kwargs:
@@ -80,6 +80,8 @@ def SUBMIT(*args, **kwargs):
         FINAL(values)
     raise _RlmboxSubmit()
 '''
+# before every cell, as DSPy restores the names it owns: a cell may have replaced SUBMIT
+_BIND_SUBMIT = "SUBMIT = _rlmbox_submit\n"
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
@@ -208,10 +210,11 @@ class RlmboxInterpreter:
     def _execute(self, code: str, variables: dict[str, Any] | None) -> Any:
         check_tool_names(self.tools)
         output_field_names(self.output_fields)
+        self._check_variable_names(variables or {})
         self.context = contextvars.copy_context()
         session = self._ensure_session()
         # bound in the same cell: rlmbox restores its own names (``context``) after a cell
-        prefix = self._submit_if_changed() + (self._bind(session, variables) if variables else "")
+        prefix = self._submit_source() + (self._bind(session, variables) if variables else "")
         result = self._run(session, prefix + with_trailing_value(code), self._cell_timeout())
         if result.status == "killed":
             raise CodeInterpreterError(f"the sandbox was killed: {result.error}")
@@ -301,24 +304,27 @@ class RlmboxInterpreter:
         call.__signature__ = inspect.signature(target)  # type: ignore[attr-defined]
         return call
 
-    def _submit_if_changed(self) -> str:
+    def _submit_source(self) -> str:
         """``SUBMIT`` as DSPy's ``LocalInterpreter`` defines it (one value without output
         fields, else the fields by position or by name, exactly; it ends the cell), for the
         output fields of this ``execute``: DSPy may change them on a running interpreter.
-        Empty when the sandbox's ``SUBMIT`` already has these fields."""
+        Defined again only when they changed; bound to the name ``SUBMIT`` every cell."""
         source = _SUBMIT.format(names=repr(output_field_names(self.output_fields)))
         if source == self._submit_defined:
-            return ""
+            return _BIND_SUBMIT
         self._submit_defined = source
-        return source
+        return source + _BIND_SUBMIT
 
-    def _bind(self, session: Session, variables: Mapping[str, Any]) -> str:
-        """Lines that bind each variable; a value is sent again only when it changed."""
+    def _check_variable_names(self, variables: Mapping[str, Any]) -> None:
+        """Before anything starts, as DSPy's interpreters check them."""
         invalid = invalid_variable_names(variables, self.tools)
         if invalid:
             raise CodeInterpreterError(
                 "variables must be non-reserved Python identifiers that name no tool; "
                 f"invalid names: {invalid!r}")
+
+    def _bind(self, session: Session, variables: Mapping[str, Any]) -> str:
+        """Lines that bind each variable; a value is sent again only when it changed."""
         lines = []
         for name, value in variables.items():
             try:

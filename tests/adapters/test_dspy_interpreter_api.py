@@ -14,6 +14,7 @@ from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreter
 from dspy.utils.callback import BaseCallback
 
 from rlmbox.adapters.dspy import RlmboxInterpreter, RlmboxInterpreterFactory
+from tests.adapters.conftest import records
 
 
 class Recorder(BaseCallback):  # type: ignore[misc]  # dspy ships no types
@@ -170,3 +171,22 @@ def test_execution_timeout_shortens_the_cells_time_limit(
 def test_execution_timeout_is_checked_as_dspy_checks_it() -> None:
     with pytest.raises(ValueError, match="execution_timeout"):
         RlmboxInterpreter(execution_timeout=0)
+
+
+def test_a_refused_variable_starts_no_session(
+        interpreter: Callable[..., RlmboxInterpreter], tmp_path: Path) -> None:
+    """As DSPy's interpreters: names are checked before anything starts."""
+    interp = interpreter()
+    with pytest.raises(CodeInterpreterError, match="invalid names"):
+        interp.execute("1", variables={"class": 1})
+    interp.shutdown()
+    assert not any(record["event"] == "session.create" for record in records(tmp_path / "audit"))
+
+
+def test_submit_and_tools_are_restored_after_a_cell_replaces_them(
+        interpreter: Callable[..., RlmboxInterpreter]) -> None:
+    """DSPy restores the names it owns before every ``execute``."""
+    interp = interpreter(tools={"add": lambda left, right: left + right})
+    interp.execute("SUBMIT = None\nadd = None")
+    assert interp.execute("add(19, 23)") == 42
+    assert interp.execute("SUBMIT(42)").output == {"output": 42}

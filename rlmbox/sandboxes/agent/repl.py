@@ -14,6 +14,7 @@ plain Python functions.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import itertools
 import os
@@ -73,14 +74,16 @@ class Agent:
     def __init__(self, io: FrameIO, stdout_r: int, stderr_r: int) -> None:
         self.io = io
         self._stdout_r, self._stderr_r = stdout_r, stderr_r
-        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+        # the builtins each cell starts from; a cell gets a copy (see _restore_injected)
+        self._builtins: dict[str, Any] = dict(vars(builtins))
+        self.namespace: dict[str, Any] = {"__name__": "__main__",
+                                          "__builtins__": dict(self._builtins)}
         self.injected: dict[str, Any] = {}
         self.pump: OutputPump | None = None
         self.confinement: dict[str, str] = {}
         self.output_limit = 1024 * 1024
         self.output_stop = 16 * self.output_limit
         self.restricted: Callable[[dict[str, Any]], None] | None = None
-        self._builtins: Any = __builtins__
         self._call_ids = itertools.count(1)
         self._call_lock = threading.Lock()
         self._in_cell = False
@@ -156,7 +159,7 @@ class Agent:
             from rlmbox.sandboxes.agent import restricted_guards  # noqa: PLC0415
             allowed = frozenset(config.get("allowed_imports", []))
             restricted_guards.install(self.namespace, allowed)
-            self._builtins = self.namespace["__builtins__"]   # the restricted set, kept
+            self._builtins = dict(self.namespace["__builtins__"])   # the restricted set, kept
         if self.pump is None:   # not confined at start-up: do it now, still single-threaded
             self.confine(config)
         _set_up_session(config.get("session_env"), config.get("cwd"))   # under the walls
@@ -185,8 +188,10 @@ class Agent:
             return handle.read()
 
     def _restore_injected(self) -> None:
+        """The names rlmbox defines, and a fresh copy of the builtins: a cell that edits
+        ``__builtins__`` changes its own copy, not the next cell's nor the agent's."""
         self.namespace.update(self.injected)
-        self.namespace["__builtins__"] = self._builtins
+        self.namespace["__builtins__"] = dict(self._builtins)
 
     def _bind_added_tools(self, names: list[Any]) -> None:
         """Tools the host registered since the last cell: restored before every cell from
