@@ -210,11 +210,11 @@ class RlmboxInterpreter:
     def _execute(self, code: str, variables: dict[str, Any] | None) -> Any:
         check_tool_names(self.tools)
         output_field_names(self.output_fields)
-        self._check_variable_names(variables or {})
+        values = self._variables_as_json(variables or {})
         self.context = contextvars.copy_context()
         session = self._ensure_session()
         # bound in the same cell: rlmbox restores its own names (``context``) after a cell
-        prefix = self._submit_source() + (self._bind(session, variables) if variables else "")
+        prefix = self._submit_source() + self._bind(session, values)
         result = self._run(session, prefix + with_trailing_value(code), self._cell_timeout())
         if result.status == "killed":
             raise CodeInterpreterError(f"the sandbox was killed: {result.error}")
@@ -315,23 +315,29 @@ class RlmboxInterpreter:
         self._submit_defined = source
         return source + _BIND_SUBMIT
 
-    def _check_variable_names(self, variables: Mapping[str, Any]) -> None:
-        """Before anything starts, as DSPy's interpreters check them."""
+    def _variables_as_json(self, variables: Mapping[str, Any]) -> dict[str, str]:
+        """Each variable's JSON text, checked (names, then values) before anything starts,
+        as DSPy's interpreters check them."""
         invalid = invalid_variable_names(variables, self.tools)
         if invalid:
             raise CodeInterpreterError(
                 "variables must be non-reserved Python identifiers that name no tool; "
                 f"invalid names: {invalid!r}")
-
-    def _bind(self, session: Session, variables: Mapping[str, Any]) -> str:
-        """Lines that bind each variable; a value is sent again only when it changed."""
-        lines = []
+        texts = {}
         for name, value in variables.items():
             try:
-                text = json.dumps(to_jsonable_python(value))
+                texts[name] = json.dumps(to_jsonable_python(value))
             except (PydanticSerializationError, TypeError, ValueError) as exc:
-                raise CodeInterpreterError(
-                    f"variable {name!r}: unsupported value type {type(value).__name__}") from exc
+                kind = type(value).__name__
+                raise CodeInterpreterError(f"variable {name!r}: unsupported value type {kind}: "
+                                           f"Unable to serialize {kind} as JSON") from exc
+        return texts
+
+    def _bind(self, session: Session, texts: Mapping[str, str]) -> str:
+        """Lines that bind each variable (its JSON text); a value is sent again only when
+        it changed."""
+        lines = []
+        for name, text in texts.items():
             digest = digest_of(text)
             if self._injected.get(name) != digest:
                 source = value_source(session, self._started_runtime().audit, name,

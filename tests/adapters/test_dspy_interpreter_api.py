@@ -190,3 +190,13 @@ def test_submit_and_tools_are_restored_after_a_cell_replaces_them(
     interp.execute("SUBMIT = None\nadd = None")
     assert interp.execute("add(19, 23)") == 42
     assert interp.execute("SUBMIT(42)").output == {"output": 42}
+
+
+def test_a_value_that_cannot_cross_starts_no_session(
+        interpreter: Callable[..., RlmboxInterpreter], tmp_path: Path) -> None:
+    """DSPy: "Invalid host variables should fail before the interpreter process starts"."""
+    interp = interpreter()
+    with pytest.raises(CodeInterpreterError, match="Unable to serialize object as JSON"):
+        interp.execute("1", variables={"handle": object()})
+    interp.shutdown()
+    assert not any(record["event"] == "session.create" for record in records(tmp_path / "audit"))
