@@ -14,3 +14,12 @@ def test_a_cell_that_breaks_its_builtins_breaks_only_itself(runtime: Runtime) ->
     assert edited.status == "ok", edited.error
     assert after.status == "ok", after.error
     assert after.stdout == "2\n"
+
+
+def test_a_function_defined_where_builtins_broke_works_in_the_next_cell(
+        runtime: Runtime) -> None:
+    """A function keeps the builtins of the cell that defined it: they are repaired too."""
+    with runtime.session() as s:
+        s.exec("def count(xs):\n    return len(xs)\n__builtins__['len'] = None")
+        after = s.exec("print(count([1, 2]), len([1]))")
+    assert after.stdout == "2 1\n", after.error

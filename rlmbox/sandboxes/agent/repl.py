@@ -74,10 +74,11 @@ class Agent:
     def __init__(self, io: FrameIO, stdout_r: int, stderr_r: int) -> None:
         self.io = io
         self._stdout_r, self._stderr_r = stdout_r, stderr_r
-        # the builtins each cell starts from; a cell gets a copy (see _restore_injected)
+        # the builtins each cell starts from, and the one copy cells see (_restore_injected)
         self._builtins: dict[str, Any] = dict(vars(builtins))
+        self._cell_builtins: dict[str, Any] = dict(self._builtins)
         self.namespace: dict[str, Any] = {"__name__": "__main__",
-                                          "__builtins__": dict(self._builtins)}
+                                          "__builtins__": self._cell_builtins}
         self.injected: dict[str, Any] = {}
         self.pump: OutputPump | None = None
         self.confinement: dict[str, str] = {}
@@ -188,10 +189,13 @@ class Agent:
             return handle.read()
 
     def _restore_injected(self) -> None:
-        """The names rlmbox defines, and a fresh copy of the builtins: a cell that edits
-        ``__builtins__`` changes its own copy, not the next cell's nor the agent's."""
+        """The names rlmbox defines, and the builtins: cells see a copy, refilled here, so
+        a cell that edits ``__builtins__`` breaks neither the agent nor the next cell (nor
+        the functions it defined, which keep that same copy)."""
         self.namespace.update(self.injected)
-        self.namespace["__builtins__"] = dict(self._builtins)
+        self._cell_builtins.clear()
+        self._cell_builtins.update(self._builtins)
+        self.namespace["__builtins__"] = self._cell_builtins
 
     def _bind_added_tools(self, names: list[Any]) -> None:
         """Tools the host registered since the last cell: restored before every cell from
