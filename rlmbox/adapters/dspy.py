@@ -42,6 +42,7 @@ from rlmbox.adapters.dspy_names import (
     invalid_variable_names,
     output_field_names,
 )
+from rlmbox.adapters.dspy_sets import with_sets_sorted
 from rlmbox.adapters.dspy_tool_results import awaited, crossing_value
 from rlmbox.adapters.trailing_value import SETUP as TRAILING_VALUE_SETUP
 from rlmbox.adapters.trailing_value import trailing_value, with_trailing_value
@@ -326,7 +327,7 @@ class RlmboxInterpreter:
         texts = {}
         for name, value in variables.items():
             try:
-                texts[name] = json.dumps(to_jsonable_python(value))
+                texts[name] = json.dumps(to_jsonable_python(with_sets_sorted(value)))
             except (PydanticSerializationError, TypeError, ValueError) as exc:
                 kind = type(value).__name__
                 raise CodeInterpreterError(f"variable {name!r}: unsupported value type {kind}: "

@@ -200,3 +200,12 @@ def test_a_value_that_cannot_cross_starts_no_session(
         interp.execute("1", variables={"handle": object()})
     interp.shutdown()
     assert not any(record["event"] == "session.create" for record in records(tmp_path / "audit"))
+
+
+def test_set_variables_arrive_as_sorted_lists(
+        interpreter: Callable[..., RlmboxInterpreter]) -> None:
+    """As DSPy's ``PythonInterpreter``: a set is a sorted list when its items sort."""
+    value = {"ints": {8, 1}, "nested": [{"mixed": {1, "a"}}]}
+    result = interpreter().execute("data", variables={"data": value})
+    assert result["ints"] == [1, 8]
+    assert sorted(result["nested"][0]["mixed"], key=str) == [1, "a"]
