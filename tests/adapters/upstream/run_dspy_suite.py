@@ -72,7 +72,8 @@ def outcomes(suite: Suite, root: Path, side: str) -> dict[str, str]:
     here = Path(__file__).resolve().parent
     repository = here.parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repository), str(root), str(here)]),
-           "RLMBOX_DSPY_STANDIN": side}
+           "RLMBOX_DSPY_STANDIN": side,
+           "RLMBOX_AUDIT_DIR": str(root / f"audit-{side}")}   # removed with the directory
     subprocess.run(command, cwd=root, env=env, capture_output=True, check=False,
                    timeout=RUN_TIMEOUT_S)
     if not report.exists():

@@ -31,6 +31,7 @@ from rlmbox.audit.log import AuditLog
 from rlmbox.policies.model import load_policy
 
 _HERE = Path(os.environ.get("RLMBOX_AUDIT_DIR") or tempfile.mkdtemp(prefix="rlmbox-dspy-"))
+_HERE.mkdir(parents=True, exist_ok=True)
 # one writer for every interpreter the authors' tests make (many never shut down)
 _AUDIT = AuditLog(_HERE / "audit")
 
