@@ -67,8 +67,9 @@ class GroupCommitWriter:
         """Queue a body; it is durable before any record queued after it."""
         with self._cond:
             self._raise_if_failed()
-            self._pending_bodies.setdefault(digest, data)
-            self._pending_bytes += len(data)
+            if digest not in self._pending_bodies:   # counted once, as it is written once
+                self._pending_bodies[digest] = data
+                self._pending_bytes += len(data)
 
     def submit(self, line: bytes, seq: int, digest: str) -> None:
         """Queue one record line; blocks while too much is queued (backpressure)."""
@@ -157,10 +158,16 @@ class GroupCommitWriter:
         self._lines, self._pending_bodies = [], {}
         self._committing = True
         self._cond.release()
+        interrupted: BaseException | None = None
         try:
             self._commit(lines, bodies, last_seq, last_digest)
         except OSError as exc:
-            failure: OSError | None = exc
+            failure: BaseException | None = exc
+        except BaseException as exc:
+            # a KeyboardInterrupt in a caller's sync() mid-write: the batch is neither
+            # durable nor queued any more, so the log fails closed rather than go on
+            # past a gap in the chain
+            failure = interrupted = exc
         else:
             failure = None
         finally:
@@ -173,6 +180,8 @@ class GroupCommitWriter:
                                       - sum(map(len, bodies.values())))
             self.durable_seq, self._durable_digest = last_seq, last_digest
         self._cond.notify_all()
+        if interrupted is not None:
+            raise interrupted
         return failure
 
     def _commit(self, lines: list[bytes], bodies: dict[str, bytes], last_seq: int,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from rlmbox.sandboxes.protocol import DEFAULT_MAX_FRAME
+from rlmbox.sandboxes.protocol import DEFAULT_MAX_FRAME, FrameError, check_values
 
 #: room in the frame for the reply's own fields (``{"t":"reply","call":N,"ok":true,...}``)
 _REPLY_OVERHEAD: Final = 1024
@@ -23,7 +23,14 @@ class UncrossableResult(Exception):
 
 
 def crossable(function: str, value: Any) -> Any:
-    """``value`` unchanged when it can cross as one reply frame; else ``UncrossableResult``."""
+    """``value`` unchanged when it can cross as one reply frame; else ``UncrossableResult``.
+    The agent checks what it receives as the host checks what it sends (depth, real
+    UTF-8), so the value is checked here inside a reply of its own."""
+    try:
+        check_values({"t": "reply", "value": value})
+    except FrameError as exc:
+        raise UncrossableResult(
+            f"{function} returned a value that cannot cross to the sandbox: {exc}") from exc
     try:
         size = len(json.dumps(value, ensure_ascii=False, allow_nan=False,
                               separators=(",", ":")).encode("utf-8"))

@@ -43,7 +43,7 @@ from rlmbox.lm.base import (
     respond,
 )
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
-from rlmbox.policies.model import ROOT_LM
+from rlmbox.policies.model import PARAMETERISED_FUNCTIONS, ROOT_LM
 from rlmbox.runtime.bounded_call import CallAbandoned, Deadline, run_bounded
 from rlmbox.runtime.crossing import UncrossableResult
 from rlmbox.runtime.events import EventScope
@@ -235,7 +235,8 @@ class CallDispatcher:
         LM parameters are made effective here, before the decision (see lm_params)."""
         try:
             bound = function.bind(frame["args"], frame["kwargs"])
-            if "max_tokens" not in function.params:
+            if function.name not in PARAMETERISED_FUNCTIONS \
+                    or "max_tokens" not in function.params:   # a tool's max_tokens is its own
                 return bound, {}
             return effective_args(self._engine.policy.lm_calls.get(function.name), bound)
         except (TypeError, ValueError) as exc:

@@ -112,7 +112,7 @@ def validate(frame: object, allowed: frozenset[str]) -> None:
                 raise FrameError(f"{kind}.{name}: missing")
             continue
         _check_kind(f"{kind}.{name}", frame[name], field_kind)
-    _check_values(frame)
+    check_values(frame)
 
 
 def _check_kind(where: str, value: object, kind: str) -> None:  # noqa: PLR0912 - one branch a kind
@@ -147,7 +147,7 @@ def _check_kind(where: str, value: object, kind: str) -> None:  # noqa: PLR0912 
         raise FrameError(f"{where}: expected {kind}, got {type(value).__name__} {_clip(value)}")
 
 
-def _check_values(value: object) -> None:
+def check_values(value: object) -> None:
     """Depth cap, and every string and key must be real UTF-8 (no lone surrogates):
     what the host accepts it must be able to record."""
     stack: list[tuple[object, int]] = [(value, 1)]

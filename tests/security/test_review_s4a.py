@@ -1,7 +1,7 @@
 """Review s4a: attacks on what changed at the host-call seam and in the audit log this round
 (the caller-thread sync, body staging, policy ``lm_calls``, tool results that cannot cross).
 
-Each test here performs an attack that succeeds today; it is a strict xfail until fixed.
+Each test here performed an attack that succeeded; each was a strict xfail until its fix.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ def _unwedge(log: AuditLog) -> None:
 
 # --- the audit log --------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review: a KeyboardInterrupt in a caller-thread sync "
-                   "drops the batch, later syncs call it durable and the chain breaks")
 def test_an_interrupted_sync_loses_no_record(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """``sync()`` commits on the caller's thread now; Ctrl-C (KeyboardInterrupt) arriving
@@ -82,8 +80,6 @@ def _append_twin_bodies(log: AuditLog, body: bytes, records: int) -> None:
         pass   # unwedged by the test
 
 
-@pytest.mark.xfail(strict=True, reason="review: a body staged twice in one batch is counted "
-                   "twice and subtracted once; at 64 MiB of drift the writer wedges for good")
 def test_a_record_with_two_identical_bodies_does_not_wedge_the_log(tmp_path: Path) -> None:
     """Twenty records each holding one 4 MiB text twice (stdout == stderr): every append and
     sync must return. Today the backpressure counter drifts by 4 MiB a record and the
@@ -132,8 +128,6 @@ sys.stderr.write(text)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review: model code printing the same text to stdout "
-                   "and stderr drifts the writer's pending bytes; 9 cells wedge the shared log")
 def test_sandbox_output_cannot_wedge_the_shared_audit_log(process_runtime: Any) -> None:
     """Model code writes one 8 MiB text to both streams, cell after cell. Each cell.result
     names the same body twice; the log (one per daemon, shared by every tenant) must keep
@@ -181,8 +175,6 @@ def _report(rt: Runtime, tools: dict[str, Any], call: str) -> Any:
         return json.loads(result.stdout.splitlines()[-1])
 
 
-@pytest.mark.xfail(strict=True, reason="review: a tool with a max_tokens parameter is bound "
-                   "as an LM call and handed temperature= and stop= it never declared")
 def test_a_tool_with_a_max_tokens_parameter_gets_its_own_arguments(process_runtime: Any) -> None:
     """``lm_calls`` binds LM functions only (the loader refuses tool names), yet the
     dispatcher treats any function with a ``max_tokens`` parameter as an LM call: the tool
@@ -197,13 +189,11 @@ def test_a_tool_with_a_max_tokens_parameter_gets_its_own_arguments(process_runti
     assert [r["outcome"] for r in recorded] == ["ok"]
 
 
-@pytest.mark.xfail(strict=True, reason="review: crossable() passes a result nested deeper than "
-                   "the agent's 64-level frame cap; model code gets FrameError, record says ok")
 def test_a_tool_result_nested_too_deep_is_the_tools_error(process_runtime: Any) -> None:
     """A result the sandbox's decoder refuses (70 nested lists; the frame depth cap is 64)
     cannot cross: promise 42b says it is that call's ``HostCallError`` naming the tool,
-    recorded as an error. Today it is encoded and sent, the agent raises ``FrameError``
-    inside model code, and the host records the call as ok."""
+    recorded as an error. It was encoded and sent, the agent raised ``FrameError``
+    inside model code, and the host recorded the call as ok."""
     def deep() -> Any:
         value: Any = []
         for _ in range(70):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rlmbox.runtime.runtime import Runtime
-from rlmbox.sandboxes.process.uids import UID_BASE, UID_SPAN, lease_uid
+from rlmbox.sandboxes.process.uids import LEASE_DIR, UID_BASE, UID_SPAN, lease_uid
 
 from .harness import SANDBOX_UID, policy_yaml, watched_session
 
@@ -89,3 +89,18 @@ def test_a_closed_sandboxs_uid_lease_is_returned(rt: Runtime) -> None:
             again.release()
     finally:
         held.release()
+
+
+def test_a_uid_some_process_runs_as_is_not_leased_even_without_its_lease_file(
+        rt: Runtime) -> None:
+    """An rlmbox in another mount namespace (its own /run), or lease files removed under a
+    live jail, must not hand out a uid a live process still runs as."""
+    with watched_session(rt) as (session, _):
+        uid = _host_uid(session.sandbox.host_pids()[-1])   # type: ignore[attr-defined]
+        lock_file = LEASE_DIR / str(uid)
+        lock_file.unlink()   # as if another namespace's /run/rlmbox: no lock to see
+        lease = lease_uid(prefer=uid)
+        try:
+            assert lease.uid != uid
+        finally:
+            lease.release()
