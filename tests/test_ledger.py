@@ -240,3 +240,21 @@ def test_an_abandoned_call_is_settled_yet_holds_its_slot_until_it_ends() -> None
             tree["cost_usd"]) == (1, 0, 7, 1, 0.0)
     with pytest.raises(ValueError, match="already settled"):
         book.finish_abandoned(r)
+
+
+def test_hold_input_refuses_past_the_budget_and_is_released_at_settle() -> None:
+    """A sub-call's count, held after admission: refused past the budget (nothing held),
+    held while in flight, released at commit (the actual usage counts instead)."""
+    ledger = Ledger(Budgets(tree=TreeBudget(input_tokens=100)))
+    first = ledger.reserve("llm_query", depth=0)
+    assert ledger.input_headroom(first) == 100
+    ledger.hold_input(first, 60)
+    assert ledger.input_headroom(first) == 40
+    second = ledger.reserve("llm_query", depth=0)
+    with pytest.raises(BudgetExceeded, match="input_tokens"):
+        ledger.hold_input(second, 41)
+    assert ledger.input_headroom(second) == 40
+    ledger.commit(first, input_tokens=50)
+    assert ledger.input_headroom(second) == 50
+    ledger.refund(second)
+    assert ledger.open_reservations() == 0

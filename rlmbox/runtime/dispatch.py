@@ -48,7 +48,7 @@ from rlmbox.runtime.bounded_call import CallAbandoned, Deadline, run_bounded
 from rlmbox.runtime.crossing import UncrossableResult
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
-from rlmbox.runtime.ledger import Ledger, Reservation
+from rlmbox.runtime.ledger import BATCHED_FORMS, Ledger, Reservation
 from rlmbox.runtime.lm_params import effective_args, options_summary, root_request
 from rlmbox.sandboxes.protocol import Frame
 
@@ -320,11 +320,14 @@ class CallDispatcher:
         return text
 
     def _counts_input(self, function: str) -> bool:
-        """Whether an input-token budget binds ``function`` (counting costs a request)."""
+        """Whether an input-token budget binds ``function`` or its single form (counting
+        costs a request)."""
         budgets = self._ledger.budgets
-        own = budgets.functions.get(function)
-        return budgets.tree.input_tokens is not None or \
-            (own is not None and own.input_tokens is not None)
+        if budgets.tree.input_tokens is not None:
+            return True
+        names = (function, BATCHED_FORMS.get(function))
+        return any((own := budgets.functions.get(name)) is not None
+                   and own.input_tokens is not None for name in names if name)
 
     def _metered(self, name: str, prompt: Any, attrs: dict[str, Any], args_body: str,
                  run: Callable[[CallContext], Any], deadline: Deadline | None, *,
@@ -358,6 +361,9 @@ class CallDispatcher:
             self._ledger.refund(reservation)
             raise
         call = _AdmittedCall(attrs, reservation, ctx, started)
+        if self._counts_input(name):
+            ctx.hold_input = lambda tokens: self._hold_input(call, tokens)
+            ctx.input_headroom = lambda: self._ledger.input_headroom(call.reservation)
         try:
             value = run(ctx) if deadline is None else run_bounded(
                 lambda: run(ctx), deadline, name=name,
@@ -376,6 +382,17 @@ class CallDispatcher:
         self._ledger.commit(reservation, **_usage(ctx.usage))
         self._finish(attrs, ctx, started, "ok")
         return value
+
+    def _hold_input(self, call: _AdmittedCall, tokens: int) -> None:
+        """A sub-call's input, counted on its own thread before it is sent: held, or the
+        refusal recorded with the budget it would cross (the handler then sends nothing)."""
+        try:
+            self._ledger.hold_input(call.reservation, tokens)
+        except BudgetExceeded as exc:
+            self._event("limit.exceeded", function=call.attrs["function"],
+                        call_id=call.attrs.get("call_id"), cell=call.attrs.get("cell"),
+                        budget=exc.budget, used=exc.used, limit=exc.limit)
+            raise
 
     def _abandon(self, call: _AdmittedCall, abandoned: CallAbandoned) -> None:
         """The host stops waiting: the call counts as spent (usage so far charged) and

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlmbox.errors import PolicyError
-from rlmbox.lm.base import Completion, LMProvider, LMRequest, Turn, respond
+from rlmbox.lm.base import (
+    Completion,
+    LMProvider,
+    LMRequest,
+    Turn,
+    count_input_tokens,
+    respond,
+)
 from rlmbox.runtime.crossing import crossable
 from rlmbox.runtime.lm_params import LM_PARAMETERS, call_options
 
@@ -29,6 +36,11 @@ class CallContext:
     depth: int
     usage: list[Completion] = field(default_factory=list)
     deadline: float | None = None   # time.monotonic() when the calling cell's time runs out
+    #: set when an input-token budget binds the call: holds a count made before sending,
+    #: raising BudgetExceeded when it would not fit (the request must then not be sent)
+    hold_input: Callable[[int], None] | None = None
+    #: how many input tokens the call's budgets still allow (None: unbounded)
+    input_headroom: Callable[[], int | None] | None = None
     _cancels: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _cancelled: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -125,13 +137,35 @@ def model_arg(value: Any) -> str:
     return value
 
 
+#: tokens a request's framing may add to its text (roles, message boundaries)
+_REQUEST_OVERHEAD_TOKENS = 64
+
+
+def _may_cross_budget(ctx: CallContext, request: LMRequest) -> bool:
+    """Whether the request could cross the input-token budget, so it is worth a counting
+    request first: a token is at least one byte of text, so a request whose bytes (plus
+    framing) fit in the headroom cannot cross it and is sent without counting."""
+    if ctx.hold_input is None or ctx.input_headroom is None:
+        return False
+    headroom = ctx.input_headroom()
+    if headroom is None:
+        return False
+    text = (request.system or "") + "".join(turn.text for turn in request.turns)
+    return len(text.encode("utf-8", "surrogatepass")) + _REQUEST_OVERHEAD_TOKENS > headroom
+
+
 def _completion_handler(lm: LMProvider, name: str) -> Handler:
     """One prompt -> one completion, its usage noted for the ledger and the audit log. The
     LM parameters in ``args`` are the effective ones (see :mod:`lm_params`)."""
     def handle(ctx: CallContext, args: dict[str, Any]) -> str:
         request = LMRequest((Turn("user", _prompt_text(args.get("prompt"), name)),),
                             system=args.get("system"), options=call_options(args))
-        completion = respond(lm, request, model=model_arg(args.get("model")))
+        model = model_arg(args.get("model"))
+        if _may_cross_budget(ctx, request):   # count first: refused before money is spent
+            counted = count_input_tokens(lm, request, model=model)
+            if counted and ctx.hold_input is not None:
+                ctx.hold_input(counted)
+        completion = respond(lm, request, model=model)
         ctx.usage.append(completion)
         return completion.text
     return handle

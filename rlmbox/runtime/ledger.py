@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rlmbox.errors import BudgetExceeded
@@ -78,6 +78,17 @@ def _check(scope: str, limits: TreeBudget | FunctionBudget, usage: _Usage,
             f"> {limits.max_prompt_chars}",
             budget=f"{scope}.max_prompt_chars", used=prompt_chars,
             limit=limits.max_prompt_chars)
+    _check_input(scope, limits, usage, input_tokens)
+    spent("calls", usage.calls, limits.calls, "calls used")
+    spent("max_concurrent", usage.in_flight, limits.max_concurrent, "calls in flight")
+    spent("input_tokens", usage.input_tokens, limits.input_tokens, "input tokens used")
+    spent("output_tokens", usage.output_tokens, limits.output_tokens, "output tokens used")
+    spent("cost_usd", usage.cost_usd, limits.cost_usd, "USD spent")
+
+
+def _check_input(scope: str, limits: TreeBudget | FunctionBudget, usage: _Usage,
+                 input_tokens: int) -> None:
+    """Refuses ``input_tokens`` more (counted before sending) past the input budget."""
     held = usage.input_tokens + usage.held_input_tokens
     if input_tokens and limits.input_tokens is not None and \
             held + input_tokens > limits.input_tokens:
@@ -86,11 +97,6 @@ def _check(scope: str, limits: TreeBudget | FunctionBudget, usage: _Usage,
             f"{input_tokens} counted for this call > {limits.input_tokens}",
             budget=f"{scope}.input_tokens", used=held + input_tokens,
             limit=limits.input_tokens)
-    spent("calls", usage.calls, limits.calls, "calls used")
-    spent("max_concurrent", usage.in_flight, limits.max_concurrent, "calls in flight")
-    spent("input_tokens", usage.input_tokens, limits.input_tokens, "input tokens used")
-    spent("output_tokens", usage.output_tokens, limits.output_tokens, "output tokens used")
-    spent("cost_usd", usage.cost_usd, limits.cost_usd, "USD spent")
 
 
 def _budget_names(function: str) -> tuple[str, ...]:
@@ -153,6 +159,42 @@ class Ledger:
             self._open[reservation.id] = reservation
             return reservation
 
+    def hold_input(self, reservation: Reservation, input_tokens: int) -> None:
+        """Holds ``input_tokens`` more for an admitted call, counted after it was admitted
+        (a sub-call counts on its own deadline-bounded thread), or raises
+        ``BudgetExceeded`` when they would cross an input-token budget: the call must
+        then not be sent. Held until the call settles, as ``reserve``'s count is."""
+        if input_tokens < 0:
+            raise ValueError("input_tokens must not be negative")
+        with self._lock:
+            held = self._open.get(reservation.id)
+            if held is None:
+                raise ValueError(f"reservation {reservation.id} is unknown or settled")
+            usages = self._usages(held)
+            _check_input("tree", self.budgets.tree, usages[0], input_tokens)
+            for name, usage in zip(_budget_names(held.function), usages[1:], strict=True):
+                per_function = self.budgets.functions.get(name)
+                if per_function is not None:
+                    _check_input(name, per_function, usage, input_tokens)
+            for usage in usages:
+                usage.held_input_tokens += input_tokens
+            self._open[held.id] = replace(held, input_tokens=held.input_tokens + input_tokens)
+
+    def input_headroom(self, reservation: Reservation) -> int | None:
+        """How many more input tokens the call's budgets allow (None: no bound)."""
+        with self._lock:
+            held = self._open.get(reservation.id)
+            if held is None:
+                return 0
+            usages = self._usages(held)
+            limits: list[TreeBudget | FunctionBudget | None] = [
+                self.budgets.tree,
+                *(self.budgets.functions.get(n) for n in _budget_names(held.function))]
+            room = [limit.input_tokens - usage.input_tokens - usage.held_input_tokens
+                    for limit, usage in zip(limits, usages, strict=True)
+                    if limit is not None and limit.input_tokens is not None]
+            return max(0, min(room)) if room else None
+
     def _usages(self, reservation: Reservation) -> list[_Usage]:
         """The usages a reservation counts against, tree first."""
         return [self._tree,
@@ -162,12 +204,13 @@ class Ledger:
                 pending: dict[int, Reservation] | None = None) -> list[_Usage]:
         """The usages a reservation counts against (tree first), its in-flight call ended."""
         pending = self._open if pending is None else pending
-        if pending.pop(reservation.id, None) is None:
+        held = pending.pop(reservation.id, None)   # with what hold_input added
+        if held is None:
             raise ValueError(f"reservation {reservation.id} is unknown or already settled")
-        usages = self._usages(reservation)
+        usages = self._usages(held)
         for usage in usages:
             usage.in_flight -= 1
-            usage.held_input_tokens -= reservation.input_tokens
+            usage.held_input_tokens -= held.input_tokens
         return usages
 
     @staticmethod
@@ -201,10 +244,11 @@ class Ledger:
         _check_usage(input_tokens, output_tokens, cost_usd, cache_write_tokens,
                      cache_read_tokens)
         with self._lock:
-            if self._open.pop(reservation.id, None) is None:
+            held = self._open.pop(reservation.id, None)
+            if held is None:
                 raise ValueError(f"reservation {reservation.id} is unknown or already settled")
-            self._abandoned[reservation.id] = reservation
-            self._charge(self._usages(reservation), input_tokens, output_tokens, cost_usd,
+            self._abandoned[held.id] = held
+            self._charge(self._usages(held), input_tokens, output_tokens, cost_usd,
                          cache_write_tokens, cache_read_tokens)
 
     def finish_abandoned(self, reservation: Reservation, *, input_tokens: int = 0,

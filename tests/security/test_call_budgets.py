@@ -77,6 +77,34 @@ def test_a_root_turn_counted_over_the_token_budget_is_never_sent(runtimes: Runti
     assert events(rt, "host.call", function="root_lm", outcome="ok") == []
 
 
+def test_an_llm_query_counted_over_the_token_budget_is_never_sent(runtimes: Runtimes) -> None:
+    """The same for sub-calls: ``llm_query`` and each ``llm_query_batched`` item are counted
+    (inside the call's own deadline) and refused before any completion is requested when
+    the count would cross the tree's input-token budget."""
+    api = FakeLMServer("sk-test-budget")
+    long_prompt = "word " * 400
+    try:
+        lm = AnthropicLM("claude-haiku-4-5", api_key="sk-test-budget", base_url=api.url)
+        rt = runtimes(lm=lm, rules=permit("llm_query", "llm_query_batched"),
+                      limits={"cell_timeout_s": 30},
+                      budgets={"tree": {"calls": 50, "input_tokens": 300}})
+        with rt.session() as session:
+            single = run_json(session, TRY_CALLS.format(
+                n=1, call=f"llm_query({long_prompt!r})"))
+            batched = run_json(session, TRY_CALLS.format(
+                n=1, call=f"llm_query_batched([{long_prompt!r}, {long_prompt!r}])"))
+        paths = [seen.path for seen in api.seen]
+    finally:
+        api.stop()
+    assert single == ["BudgetExceeded"]
+    assert batched == ["ok"]   # a batch returns each item's error in its place
+    assert "/v1/messages" not in paths
+    assert paths.count("/v1/messages/count_tokens") == 3
+    refused = events(rt, "host.call", function="llm_query", outcome="denied")
+    assert len(refused) == 1
+    assert "input_tokens" in refused[0]["error"]
+
+
 def test_a_tool_call_cap_refuses_the_third_call(runtimes: Runtimes) -> None:
     """budgets.functions {tool.x: {calls: 2}}: the tool runs twice, the third call is
     refused with BudgetExceeded and the refusal is audited."""
