@@ -118,4 +118,5 @@ def test_importing_rlmbox_never_imports_ray() -> None:
 def test_only_the_cluster_package_imports_ray() -> None:
     importers = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                        if any(m == "ray" or m.startswith("ray.") for m in _imports(path)))
-    assert importers and all(p.startswith("cluster/") for p in importers), importers
+    assert importers
+    assert all(p.startswith("cluster/") for p in importers), importers

@@ -30,11 +30,13 @@ NODES = "nodes"
 
 @dataclass
 class CollectedReport:
-    """The index's report and each node log's, by the log's path relative to the set."""
+    """The index's report and each node log's, by the log's path relative to the set, and
+    the highest ``seq`` the index anchored in each."""
 
     index: VerifyReport
     nodes: dict[str, VerifyReport] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    last_anchored: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +61,7 @@ def verify_collected(root: Path, *, hmac_key: bytes | None = None,
         return report
     for name, anchors in sorted(_anchors_by_log(index_dir).items()):
         directory = root / name
+        report.last_anchored[name] = max(anchors, default=0)
         if not directory.is_dir():
             report.missing.append(name)
             continue

@@ -75,7 +75,7 @@ def ray_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         ray.shutdown()
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]  # Ray leaves it unannotated
         deadline = time.monotonic() + 20
         while ray_processes(temp_dir) and time.monotonic() < deadline:
             time.sleep(0.2)
