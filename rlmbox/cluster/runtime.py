@@ -164,7 +164,16 @@ class RayRuntime:
                      rlm_lm, pool_size, tenant, durability)
             self._nodes[node_id] = node
             self._index.node_started(node_id)
-        self._get(node_id, node.ready.remote(), timeout=NODE_START_TIMEOUT_S)
+        try:
+            ray.get(node.ready.remote(), timeout=NODE_START_TIMEOUT_S)
+        except (RayActorError, ray.exceptions.GetTimeoutError) as exc:
+            # the actor could not start (a bad policy or LM source, an import error):
+            # the node is fine, the request is not
+            with self._node_lock:
+                self._nodes.pop(node_id, None)
+            ray.kill(node, no_restart=True)
+            raise RlmboxError(f"the rlmbox node actor on node {node_id[:12]} could not "
+                              f"start: {exc}") from exc
         return node
 
     def _get(self, node_id: str, ref: Any, timeout: float | None = None) -> Any:
