@@ -4,6 +4,8 @@ process survives, and the runtime goes on placing sessions on the nodes left."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from rlmbox.errors import SessionLost
 from tests.cluster.conftest import node_args
 
 DOOMED = "rlmbox_slot_doomed"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def sandbox_pids(sandbox_id: str) -> set[int]:
@@ -96,3 +99,40 @@ def sandbox_pids_alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+DRIVER = """
+import sys, time
+from rlmbox.cluster import RayRuntime
+rt = RayRuntime(sys.argv[1], address=sys.argv[2], audit_dir=sys.argv[3], pool_size=0)
+session = rt.session()
+session.exec("x = 1")
+print(session.placement.sandbox_id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_dead_driver_takes_its_sessions_sandboxes_with_it(
+        ray_cluster: Any, cluster_policy: Path, tmp_path: Path) -> None:
+    """Ray's ownership: the node actors die with the driver that created them, and the
+    sandboxes with their node actor."""
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(cluster_policy), ray_cluster.address,
+         str(tmp_path / "audit")], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert driver.stdout is not None
+        sandbox_id = driver.stdout.readline().strip()
+        assert sandbox_id
+        pids = sandbox_pids(sandbox_id)
+        assert pids, "the driver's sandbox was not found"
+    finally:
+        driver.kill()
+        driver.wait()
+        if driver.stdout is not None:
+            driver.stdout.close()
+    deadline = time.monotonic() + 30
+    while (left := {p for p in pids if sandbox_pids_alive(p)}) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"sandbox processes outlived their driver: {left}"
