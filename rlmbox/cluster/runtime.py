@@ -176,14 +176,14 @@ class RayRuntime:
                               f"start: {exc}") from exc
         return node
 
-    def _get(self, node_id: str, ref: Any, timeout: float | None = None) -> Any:
+    def _get(self, node_id: str, ref: Any) -> Any:
         """``ray.get`` with Ray's errors translated: the node's own error is re-raised, a
         dead node actor makes every session on it lost."""
         try:
-            return ray.get(ref, timeout=timeout)
+            return ray.get(ref)
         except RayTaskError as exc:
             raise _cause(exc) from exc
-        except (RayActorError, ray.exceptions.GetTimeoutError) as exc:
+        except RayActorError as exc:   # died, or unreachable (then killed below)
             reason = f"node {node_id[:12]} died: {_first_line(exc)}"
             self._node_lost(node_id, reason)
             raise SessionLost(reason) from exc
