@@ -4,6 +4,7 @@ timeouts, closing)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,17 @@ def test_a_closed_session_refuses_exec(make_any: Make) -> None:
     session.close()
     with pytest.raises(SessionClosed):
         session.exec("1")
+
+
+def test_interrupt_from_another_thread_stops_the_running_cell(make_any: Make) -> None:
+    with make_any().session() as s:
+        s.exec("kept = 7")
+        timer = threading.Timer(1.0, s.interrupt)
+        timer.start()
+        try:
+            result = s.exec("import time\ntime.sleep(4)")
+        finally:
+            timer.join()
+        assert result.status == "interrupted"
+        assert result.duration_s < 3.5
+        assert s.exec("print(kept)").stdout == "7\n"
