@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")   # keep the driver on loopback
 
 import ray
+from figures import Figure, Table, timed
 from ray.cluster_utils import Cluster
 
 from rlmbox.cluster import RayRuntime
@@ -41,25 +41,15 @@ from rlmbox.runtime.ledger import Ledger
 from rlmbox.runtime.runtime import Runtime
 
 TOOL_CELL = "for i in range(10):\n    shout('x')"
+SYSTEM = "rlmbox process"
+EMBEDDED_CELL = "embedded trivial cell"
+EMBEDDED_CALL = "embedded host call"
+EMBEDDED_START = "embedded warm start"
+FLOORS = {"cell": EMBEDDED_CELL, "call": EMBEDDED_CALL, "start": EMBEDDED_START}
 
 
 def shout(text: str) -> str:
     return text.upper()
-
-
-def timed(fn: Callable[[], Any], n: int) -> list[float]:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
-def row(name: str, samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p90 = ordered[int(len(ordered) * 0.9) - 1] if len(ordered) >= 10 else ordered[-1]
-    return f"| {name:<58} | {statistics.median(ordered):9.2f} | {p90:9.2f} | {len(ordered):4} |"
 
 
 @contextmanager
@@ -81,28 +71,37 @@ def cluster(nodes: int, slots: int) -> Iterator[None]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def cells(rt: Any, label: str, n: int) -> list[str]:
+def add(table: Table, label: str, measure: str, samples: list[float], kind: str) -> None:
+    """A row; the embedded runtime's rows are the floors the cluster's are compared with."""
+    if label == "embedded":
+        table.floors[FLOORS[kind]] = Figure(table.title, "floor", FLOORS[kind],
+                                            tuple(samples), note="embedded Runtime, same run")
+    table.add(f"{SYSTEM}, {label}", measure, samples,
+              floor=() if label == "embedded" else (FLOORS[kind],))
+
+
+def cells(table: Table, rt: Any, label: str, n: int) -> None:
     with rt.session(tools={"shout": shout}) as s:
         s.exec("1")
-        trivial = timed(lambda: s.exec("x = 1"), n)
+        add(table, label, "trivial cell round trip", timed(lambda: s.exec("x = 1"), n), "cell")
         calls = timed(lambda: s.exec(TOOL_CELL), n)
-    return [row(f"{label}: trivial cell round trip", trivial),
-            row(f"{label}: cell of 10 tool calls, per call", [c / 10 for c in calls])]
+        add(table, label, "host call (a cell of 10 tool calls / 10)",
+            [c / 10 for c in calls], "call")
 
 
-def warm_starts(rt: Any, label: str, n: int) -> list[str]:
+def warm_starts(table: Table, rt: Any, label: str, n: int) -> None:
     rt.session().close()   # the node actor (or runtime) and its pool exist now
     samples = []
     for _ in range(n):
         time.sleep(0.5)   # the pool refills
-        start = time.perf_counter()
+        started = time.perf_counter()
         session = rt.session()
-        samples.append((time.perf_counter() - start) * 1000)
+        samples.append(time.perf_counter() - started)
         session.close()
-    return [row(f"{label}: session start, warm pool of 2", samples)]
+    add(table, label, "session start, warm pool of 2", samples, "start")
 
 
-def placement_designs(root: Path, n: int) -> list[str]:
+def placement_designs(table: Table, root: Path, n: int) -> None:
     node_id = ray.get_runtime_context().get_node_id()
     existing: Any = ray.remote(NodeHost).options(num_cpus=0, max_concurrency=8).remote(
         node_id, load_policy("default"), str(root / "designs-node"), None, None, 0, None,
@@ -121,11 +120,11 @@ def placement_designs(root: Path, n: int) -> list[str]:
         ray.get(actor.ready.remote())
         ray.kill(actor)
 
-    rows = [row("placement group + call to the node's actor (chosen)", timed(slot_and_call, n)),
-            row("a new actor per session (started, ready, killed)",
-                timed(actor_per_session, max(3, n // 5)))]
+    table.add("ray, 1 node", "placement group + call to the node's actor (chosen)",
+              timed(slot_and_call, n))
+    table.add("ray, 1 node", "a new actor per session (started, ready, killed)",
+              timed(actor_per_session, max(3, n // 5)))
     ray.kill(existing)
-    return rows
 
 
 @ray.remote(num_cpus=0)
@@ -137,36 +136,35 @@ class LedgerActor:
         self.ledger.commit(self.ledger.reserve("llm_query", depth=0), input_tokens=10)
 
 
-def ledger_cost(n: int) -> list[str]:
+def ledger_cost(table: Table, n: int) -> None:
     local = Ledger(load_policy("default").budgets)
     remote = LedgerActor.remote()   # type: ignore[attr-defined]
     ray.get(remote.reserve_commit.remote())
-    return [row("tree ledger in-process: reserve + commit", timed(
-                lambda: local.commit(local.reserve("llm_query", depth=0), input_tokens=10), n)),
-            row("tree ledger in a Ray actor: reserve + commit", timed(
-                lambda: ray.get(remote.reserve_commit.remote()), n))]
+    table.add("tree ledger", "in-process: reserve + commit (chosen)", timed(
+        lambda: local.commit(local.reserve("llm_query", depth=0), input_tokens=10), n))
+    table.add("tree ledger", "in a Ray actor: reserve + commit",
+              timed(lambda: ray.get(remote.reserve_commit.remote()), n))
 
 
-def concurrent(rt: RayRuntime, label: str, sessions: int, n: int) -> list[str]:
+def concurrent(table: Table, rt: RayRuntime, label: str, sessions: int, n: int) -> None:
     opened = [rt.session() for _ in range(sessions)]
-    done: list[float] = []
 
     def run(s: Any) -> None:
         for _ in range(n):
             s.exec("x = sum(range(1000))")
 
-    start = time.perf_counter()
+    started = time.perf_counter()
     threads = [threading.Thread(target=run, args=(s,)) for s in opened]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    done.append(time.perf_counter() - start)
+    wall = time.perf_counter() - started
     for s in opened:
         s.close()
-    rate = sessions * n / done[0]
-    return [f"| {label}: {sessions} sessions x {n} cells | {rate:9.1f} cells/s | "
-            f"{done[0]:6.2f} s wall |"]
+    table.add(f"{SYSTEM}, {label}", f"{sessions} sessions x {n} cells at once, throughput",
+              [sessions * n / wall], unit="cells/s",
+              note="nodes share this machine's cores: overhead, not speed-up")
 
 
 PAPER = """
@@ -197,31 +195,29 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     policy = load_policy("default")
-    print(f"# bench_ray: {os.cpu_count()} cores; simulated nodes share them\n")
-    print(f"| {'measure (ms unless stated)':<58} | {'p50':>9} | {'p90':>9} | {'n':>4} |")
-    print(f"|{'-' * 60}|{'-' * 11}|{'-' * 11}|{'-' * 6}|")
+    table = Table("sessions on a Ray cluster against embedded")
     try:
         with Runtime(policy, audit_dir=root / "embedded", pool_size=0) as rt:
-            print("\n".join(cells(rt, "embedded", args.cells)))
+            cells(table, rt, "embedded", args.cells)
         with Runtime(policy, audit_dir=root / "embedded-warm", pool_size=2) as rt:
-            print("\n".join(warm_starts(rt, "embedded", 5)))
+            warm_starts(table, rt, "embedded", 5)
         with cluster(nodes=1, slots=args.sessions):
             with RayRuntime(policy, audit_dir=root / "ray1", pool_size=0) as rt:
-                print("\n".join(cells(rt, "ray, 1 node", args.cells)))
+                cells(table, rt, "ray, 1 node", args.cells)
             with RayRuntime(policy, audit_dir=root / "ray1-warm", pool_size=2) as rt:
-                print("\n".join(warm_starts(rt, "ray, 1 node", 5)))
-            print("\n".join(placement_designs(root, 20)))
-            print("\n".join(ledger_cost(200)))
+                warm_starts(table, rt, "ray, 1 node", 5)
+            placement_designs(table, root, 20)
+            ledger_cost(table, 200)
             with RayRuntime(policy, audit_dir=root / "ray1-conc", pool_size=0) as rt:
-                one = concurrent(rt, "ray, 1 node", args.sessions, args.cells)
+                concurrent(table, rt, "ray, 1 node", args.sessions, args.cells)
         with cluster(nodes=3, slots=max(1, args.sessions // 3)), \
                 RayRuntime(policy, audit_dir=root / "ray3-conc", pool_size=0) as rt:
-            three = concurrent(rt, "ray, 3 nodes", args.sessions, args.cells)
-        print("\nThroughput (the 3 nodes share this machine's cores: overhead, not speed-up)\n")
-        print("\n".join(one + three))
-        print(PAPER)
+            concurrent(table, rt, "ray, 3 nodes", args.sessions, args.cells)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    table.print(f"the default preset (process backend, cell durability); a simulated "
+                f"cluster: every node a raylet on 127.0.0.1 sharing {os.cpu_count()} cores")
+    print(PAPER)
 
 
 if __name__ == "__main__":
