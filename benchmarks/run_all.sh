@@ -40,7 +40,7 @@ else
     benches=("bench_stack.py" "bench_memory.py --sessions 20"
              "bench_context.py --sizes-mb 100,1000 --reps 3" "bench_docker.py" "bench_policy.py"
              "bench_audit.py" "bench_adapters.py" "bench_daemon.py" "bench_daemon_tenants.py"
-             "bench_peers.py" "bench_lm_caching.py")
+             "bench_peers.py" "bench_lm_caching.py" "bench_ray.py")
 fi
 # these print markdown tables (figures.Table); the others print aligned text
 markdown=" bench_stack.py bench_memory.py bench_context.py bench_docker.py bench_audit.py bench_adapters.py bench_daemon.py bench_peers.py "

@@ -9,6 +9,7 @@
     │   └── FrameTooLarge
     ├── SandboxError
     │   ├── SandboxUnavailable      a backend cannot run here (missing tool, engine down)
+    │   │   └── ClusterFull         no cluster node had a free slot within the admission wait
     │   ├── IsolationUnavailable    a backend cannot provide a property the policy requires
     │   ├── SandboxCrashed          the sandbox died outside of a deliberate kill
     │   ├── ImageBuildFailed        the sandbox image could not be built
@@ -17,6 +18,7 @@
     ├── SessionError
     │   ├── SessionClosed           the session was closed; it cannot be used again
     │   ├── SessionKilled           the sandbox was killed (timeout, OOM, ...); the session is dead
+    │   ├── SessionLost             the cluster node running the session died; the session is gone
     │   └── FileTransferRefused     a file in or out was refused: path, symlink, size, sandbox
     ├── AuditError                  the audit log cannot be written or read
     │   ├── AuditWriteError         ... writing failed: host calls stop (fail closed)
@@ -107,6 +109,10 @@ class SandboxUnavailable(SandboxError):
     """A backend cannot run on this machine; the message says what is missing."""
 
 
+class ClusterFull(SandboxUnavailable):
+    """Every cluster node's session slots stayed taken for the whole admission wait."""
+
+
 class IsolationUnavailable(SandboxError):
     """A backend cannot provide an isolation property that the policy requires."""
 
@@ -138,6 +144,11 @@ class SessionClosed(SessionError):
 
 class SessionKilled(SessionError):
     """The sandbox was killed (timeout, OOM, pids); the session is dead."""
+
+
+class SessionLost(SessionError):
+    """The cluster node (or its node actor) running the session died; the message names
+    the reason. The session's sandbox died with its node actor."""
 
 
 class FileTransferRefused(SessionError):

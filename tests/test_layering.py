@@ -103,3 +103,20 @@ def test_the_shipped_bundle_loads_nothing_outside_the_stdlib(tmp_path: Path) -> 
                and name not in ("__main__", "_frozen_importlib", "_frozen_importlib_external")}
     assert not outside, outside
     assert all((loaded[m] or "").startswith(str(tmp_path)) for m in modules)
+
+
+def test_importing_rlmbox_never_imports_ray() -> None:
+    """Ray is the ``ray`` extra: only ``rlmbox.cluster`` imports it (and the audit side of
+    the cluster, ``rlmbox.audit.collected``, verifies logs without it)."""
+    probe = ("import sys, rlmbox, rlmbox.cli.main, rlmbox.audit.collected\n"
+             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_only_the_cluster_package_imports_ray() -> None:
+    importers = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                       if any(m == "ray" or m.startswith("ray.") for m in _imports(path)))
+    assert importers
+    assert all(p.startswith("cluster/") for p in importers), importers

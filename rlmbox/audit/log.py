@@ -139,6 +139,14 @@ class AuditLog:
         """The highest ``seq`` known to be written and fsynced."""
         return self._writer.durable_seq
 
+    def synced_head(self) -> tuple[int, str]:
+        """Syncs, then returns the last record's ``seq`` and digest: an anchor of the log as
+        it is now, without reading it back (the cluster anchors node logs this way)."""
+        with self._lock:
+            seq, head = self._chain.seq, self._chain.head
+        self.sync()
+        return seq, head
+
     def append(self, event: str, *, session: str | None = None, parent: str | None = None,
                depth: int = 0, tenant: str | None = None,
                bodies: Mapping[str, str | bytes] | None = None,

@@ -20,6 +20,7 @@ from rlmbox.audit.verify import verify_log
 from rlmbox.audit.view.page import PageRequest
 from rlmbox.audit.view.report import ViewOptions, write_report
 from rlmbox.audit.view.verdict import verdict_of
+from rlmbox.cli.audit_collected import verify_cluster
 from rlmbox.cli.terminal import terminal_safe
 from rlmbox.errors import AuditError
 
@@ -52,6 +53,9 @@ def register(subparsers: Any) -> None:
                         help="accept records no signed checkpoint covers yet (a log still "
                              "being written); their truncation cannot be detected")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument("--cluster", action="store_true",
+                        help="PATH is a cluster's collected audit set (index/ and nodes/): "
+                             "verify the index and every node log against its anchors")
     verify.set_defaults(handler=_verify)
 
     anchor = sub.add_parser(
@@ -113,6 +117,8 @@ def _pinned_key(args: argparse.Namespace) -> Path | None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.cluster:
+        return verify_cluster(args)
     hmac_key = args.hmac_key_file.read_bytes() if args.hmac_key_file else None
     anchors = load_anchors(args.anchors) if args.anchors else None
     report = verify_log(args.path, public_key=_pinned_key(args), hmac_key=hmac_key,

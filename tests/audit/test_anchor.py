@@ -128,3 +128,15 @@ def test_cli_anchor_then_verify(logdir: Path, tmp_path: Path,
     assert "(rewritten)" in capsys.readouterr().out
     anchors.write_text("garbage\n")
     assert main(["audit", "verify", str(logdir), "--anchors", str(anchors)]) == 2
+
+
+def test_synced_head_is_the_head_verify_reports(tmp_path: Path) -> None:
+    """What the cluster anchors without reading a node log back (``synced_head``) is the
+    head that verifying the log finds."""
+    with AuditLog(tmp_path / "log") as log:
+        for i in range(5):
+            log.append("host.call", session="s", n=i)
+        seq, head = log.synced_head()
+        report = verify_log(tmp_path / "log", check_bodies=False)
+    assert (seq, head) == (report.last_seq, report.head)
+    assert seq == 5

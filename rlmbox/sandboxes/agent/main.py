@@ -42,6 +42,9 @@ def _startup_confinement(argv: list[str]) -> dict[str, Any] | None:
 def main() -> None:
     if os.getpid() == 1:
         reap_as_init()
+    # a child inherits its spawner's signal mask: a host thread that blocked SIGINT (Ray's
+    # workers do) would make every cell uninterruptible, so start from an empty mask
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # until a cell runs: nothing to interrupt
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     io, stdout_r, stderr_r = take_private_fds(connect_path(sys.argv[1:]))
