@@ -11,9 +11,9 @@ Usage: python benchmarks/bench_e2b.py [--cells N] [--sessions N]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -23,13 +23,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 from e2b_double.env import LIVE_E2B_ENV, shared_double, use_live_e2b
+from figures import Figure, Table, timed
 
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
-
-def _ms(values: list[float]) -> str:
-    return f"{statistics.median(values) * 1000:8.2f} ms"
+START, CELL, CALL = "session start (cold)", "empty cell", "cell with one host call"
+RPC, ECHO = "double: envd unary RPC", "double: stdin->stdout echo"
 
 
 def _policy(directory: Path, backend: str, template: str) -> Path:
@@ -45,8 +45,8 @@ def _policy(directory: Path, backend: str, template: str) -> Path:
 
 
 def measure(backend: str, sessions: int, cells: int, template: str) -> dict[str, list[float]]:
-    """Session start, an empty cell, and a cell making one host call (median each)."""
-    found: dict[str, list[float]] = {"start": [], "cell": [], "call": []}
+    """Session start, an empty cell, and a cell making one host call."""
+    found: dict[str, list[float]] = {START: [], CELL: [], CALL: []}
     with tempfile.TemporaryDirectory() as tmp:
         rt = Runtime(_policy(Path(tmp), backend, template), lm=ScriptedLM(default="x"),
                      audit_dir=Path(tmp) / "audit", pool_size=0, durability="session")
@@ -55,14 +55,10 @@ def measure(backend: str, sessions: int, cells: int, template: str) -> dict[str,
             for _ in range(sessions):
                 started = time.perf_counter()
                 with rt.session() as session:
-                    found["start"].append(time.perf_counter() - started)
-                    for _ in range(cells):
-                        started = time.perf_counter()
-                        session.exec("pass")
-                        found["cell"].append(time.perf_counter() - started)
-                        started = time.perf_counter()
-                        session.exec("llm_query('p')")
-                        found["call"].append(time.perf_counter() - started)
+                    found[START].append(time.perf_counter() - started)
+                    found[CELL] += timed(functools.partial(session.exec, "pass"), cells)
+                    found[CALL] += timed(functools.partial(session.exec, "llm_query('p')"),
+                                         cells)
         finally:
             rt.close()
     return found
@@ -75,19 +71,16 @@ def double_latency(rounds: int) -> dict[str, list[float]]:
     double = shared_double()
     sandbox = Sandbox.create(template="rlmbox", api_key=double.api_key, api_url=double.url,
                              sandbox_url=double.url, timeout=120)
-    found: dict[str, list[float]] = {"rpc": [], "echo": []}
+    found: dict[str, list[float]] = {RPC: timed(sandbox.commands.list, rounds), ECHO: []}
     try:
-        for _ in range(rounds):
-            started = time.perf_counter()
-            sandbox.commands.list()
-            found["rpc"].append(time.perf_counter() - started)
         handle = sandbox.commands.run("cat", background=True, stdin=True, timeout=0)
         events = iter(handle)
-        for _ in range(rounds):
-            started = time.perf_counter()
+
+        def echo() -> None:
             handle.send_stdin("x\n")
             next(events)
-            found["echo"].append(time.perf_counter() - started)
+
+        found[ECHO] = timed(echo, rounds)
         handle.kill()
     finally:
         sandbox.kill()
@@ -95,35 +88,31 @@ def double_latency(rounds: int) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--cells", type=int, default=50)
     parser.add_argument("--sessions", type=int, default=3)
     args = parser.parse_args()
-    live_key = "E2B_API_KEY" in LIVE_E2B_ENV
-    shared_double()
-    local = measure("process", args.sessions, args.cells, "rlmbox")
-    e2b = measure("e2b", args.sessions, args.cells, "rlmbox")
-    own = double_latency(args.cells)
-    print("## e2b backend against the local test double (VMs are local jails)\n")
-    print("| figure | process | e2b (double) | e2b overhead |")
-    print("|---|---|---|---|")
-    for key, label in (("start", "session start (cold)"), ("cell", "empty cell"),
-                       ("call", "cell with one host call")):
-        overhead = statistics.median(e2b[key]) - statistics.median(local[key])
-        print(f"| {label} | {_ms(local[key])} | {_ms(e2b[key])} | {overhead * 1000:8.2f} ms |")
-    per_call = (statistics.median(e2b["call"]) - statistics.median(e2b["cell"])) * 1000
-    print(f"\nhost call alone on e2b (call cell - empty cell): {per_call:.2f} ms")
-    print(f"the double's own latency: envd unary RPC {_ms(own['rpc'])}, "
-          f"stdin->stdout echo through envd {_ms(own['echo'])}")
-    if live_key and os.environ.get("RLMBOX_BENCH_E2B_LIVE", "1") == "1":
+    table = Table("transport only: the e2b backend against the local E2B test double "
+                  "(its VMs are local jails), beside the process backend")
+    for name, samples in double_latency(args.cells).items():
+        table.floors[name] = Figure(table.title, "floor", name, tuple(samples),
+                                    note="the double itself, through the SDK")
+    for measure_name, samples in measure("process", args.sessions, args.cells,
+                                         "rlmbox").items():
+        table.add("process", measure_name, samples)
+    for measure_name, samples in measure("e2b", args.sessions, args.cells, "rlmbox").items():
+        table.add("e2b (test double)", measure_name, samples,
+                  floor=(ECHO,) if measure_name != START else ())
+    if "E2B_API_KEY" in LIVE_E2B_ENV:
         use_live_e2b()
         template = os.environ.get("RLMBOX_E2B_TEMPLATE", "code-interpreter-v1")
-        live = measure("e2b", args.sessions, args.cells, template)
-        print(f"\n## live E2B (template {template})\n")
-        for key in ("start", "cell", "call"):
-            print(f"- {key}: {_ms(live[key])}")
+        for measure_name, samples in measure("e2b", args.sessions, args.cells,
+                                             template).items():
+            table.add(f"e2b (live, template {template})", measure_name, samples)
     else:
-        print("\n(no E2B_API_KEY: no live figures)")
+        table.fail("e2b (live)", "all", "no E2B_API_KEY in the environment: not measured")
+    table.print(f"{args.sessions} sessions, {args.cells} cells each; the floor of a cell is "
+                "one stdin->stdout echo through the double's envd")
 
 
 if __name__ == "__main__":

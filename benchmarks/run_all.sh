@@ -45,7 +45,7 @@ else
              "bench_peers.py" "bench_lm_caching.py")
 fi
 # these print markdown tables (figures.Table); the others print aligned text
-markdown=" bench_stack.py bench_memory.py bench_context.py bench_docker.py bench_audit.py bench_adapters.py bench_daemon.py bench_peers.py "
+markdown=" bench_stack.py bench_memory.py bench_context.py bench_docker.py bench_e2b.py bench_audit.py bench_adapters.py bench_daemon.py bench_peers.py "
 
 out=benchmarks/results/latest.md
 results=benchmarks/results/latest.json

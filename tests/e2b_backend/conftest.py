@@ -42,6 +42,7 @@ def double() -> Iterator[E2BDouble]:
     """The shared double, its fault knobs reset; no sandbox may outlive the test."""
     found = shared_double()
     found.faults.statuses.clear()
+    found.faults.lost_creates = 0
     yield found
     leftover = sorted(found.sandboxes)
     for sandbox_id in leftover:

@@ -53,6 +53,17 @@ def test_a_failed_create_names_its_cause(e2b_runtime: Callable[..., Runtime],
     assert _creates(double) - before == tries
 
 
+def test_vms_made_by_creates_whose_answer_was_lost_are_killed(
+        e2b_runtime: Callable[..., Runtime], double: E2BDouble) -> None:
+    """Every create makes a VM and answers 500: after the last attempt rlmbox finds them
+    by their session tag and kills them all."""
+    rt = _ready(e2b_runtime)
+    double.faults.lost_creates = 4
+    with pytest.raises(SandboxUnavailable, match="service"):
+        rt.session()
+    assert not double.sandboxes
+
+
 def test_backoff_waits_are_bounded_and_jittered() -> None:
     backoff = Backoff(attempts=6, base_s=0.2, cap_s=1.0)
     waits = [backoff.wait(n) for n in range(6) for _ in range(50)]

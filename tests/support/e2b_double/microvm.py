@@ -27,7 +27,8 @@ from rlmbox.sandboxes.base import ResourceLimits
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.backend import sandbox_python
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
-from rlmbox.sandboxes.process.jail import SANDBOX_UID, bwrap_argv, enter_jail
+from rlmbox.sandboxes.process.jail import bwrap_argv, enter_jail
+from rlmbox.sandboxes.process.uids import lease_uid
 
 HOME = "/home/user"
 _GUEST_DIR_INSIDE = "/opt/e2b-double"
@@ -53,9 +54,11 @@ class MicroVM:
 
     def __init__(self, sandbox_id: str, root: Path, limits: ResourceLimits) -> None:
         self.sandbox_id = sandbox_id
+        # a host uid of the VM's own when root (rlmbox's lease), "nobody" inside
+        self._uid = lease_uid() if os.geteuid() == 0 else None
         self.home = root / "home"
         self.home.mkdir(parents=True)
-        os.chown(self.home, SANDBOX_UID, SANDBOX_UID)
+        self.own(self.home)
         self._root = root
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -78,13 +81,14 @@ class MicroVM:
         os.chmod(guest_dir / "guest.py", 0o644)
         argv = bwrap_argv(bwrap, python, [(guest_dir, _GUEST_DIR_INSIDE)],
                           tmpfs_bytes=limits.disk_bytes, shm_bytes=limits.shm_bytes,
-                          info_fd=None)
+                          info_fd=None, as_nobody=self._uid is not None)
         argv = [*argv[:-1], "--bind", str(self.home), HOME, "--chdir", HOME,
                 "--setenv", "HOME", HOME, "--"]
         argv += [str(python), "-I", "-B", f"{_GUEST_DIR_INSIDE}/guest.py"]
 
         def preexec() -> None:
-            enter_jail(limits, self._cgroup, bwrap=True, drop_uid=os.geteuid() == 0)
+            enter_jail(limits, self._cgroup, bwrap=True,
+                       uid=None if self._uid is None else self._uid.uid)
 
         # forked from rlmbox's spawner thread: bubblewrap's --die-with-parent fires when the
         # forking *thread* ends, and the HTTP handler thread that asked ends soon
@@ -190,6 +194,11 @@ class MicroVM:
     def signal(self, process: GuestProcess, signum: int) -> None:
         self._send({"op": "signal", "id": process.number, "sig": signum})
 
+    def own(self, path: Path) -> None:
+        """Files of the VM's disk belong to the VM's user (its leased uid on this host)."""
+        if self._uid is not None:
+            os.chown(path, self._uid.uid, self._uid.uid)
+
     def host_path(self, inside: str) -> Path | None:
         """The host file behind a path inside the VM (only ``/home/user`` is reachable)."""
         if inside != HOME and not inside.startswith(HOME + "/"):
@@ -206,11 +215,12 @@ class MicroVM:
             os.killpg(self._proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout=10)
-        if self._cgroup is not None:
-            self._cgroup.remove()
+        problems = self._cgroup.remove() if self._cgroup is not None else []
         for stream in (self._proc.stdin, self._proc.stdout):
             with contextlib.suppress(OSError):
                 if stream is not None:
                     stream.close()
         self._reader.join(timeout=5)
         shutil.rmtree(self._root, ignore_errors=True)
+        if self._uid is not None and not problems:   # a process may still run as it
+            self._uid.release()

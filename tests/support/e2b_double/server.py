@@ -11,8 +11,8 @@ envd: process.Process/{Start, Connect, SendInput, SendSignal, CloseStdin, List} 
 Connect+JSON, POST/GET /files, GET /health.
 
 Each sandbox is a :class:`microvm.MicroVM`: a real local jail in which the real agent runs.
-Fault knobs (:class:`Faults`) make it answer 429/5xx, drop process streams mid-cell, or
-let a sandbox expire.
+Fault knobs (:class:`Faults`) make it answer 429/5xx, lose a create's answer after making
+the VM, drop process streams mid-cell, or let a sandbox expire.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from rlmbox.sandboxes.base import ResourceLimits
-from rlmbox.sandboxes.process.jail import SANDBOX_UID
 
 from . import connect_wire as wire
 from .microvm import GuestProcess, MicroVM
@@ -57,6 +56,7 @@ class Faults:
     # (method, path prefix) -> statuses still to answer with, one per request
     statuses: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     stream_generation: int = 0      # bumped by drop_streams(): open streams end abruptly
+    lost_creates: int = 0           # creates that make a VM, then answer 500 anyway
 
     def fail_next(self, method: str, prefix: str, *statuses: int) -> None:
         self.statuses.setdefault((method, prefix), []).extend(statuses)
@@ -146,6 +146,9 @@ class E2BDouble:
             MicroVM(sandbox_id, vm_root, limits))
         with self._lock:
             self.sandboxes[sandbox_id] = record
+        if self.faults.lost_creates > 0:
+            self.faults.lost_creates -= 1
+            return 500, {"code": 500, "message": "injected: the VM exists, the answer is lost"}
         return 201, self._sandbox_json(record)
 
     def _sandbox_json(self, record: SandboxRecord) -> dict[str, Any]:
@@ -341,7 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
         for path in (target, *[p for p in target.parents if vm.home in p.parents]):
-            _own(path)
+            vm.own(path)
         self._json(200, [{"name": target.name, "type": "file", "path": inside}])
 
     def _process_unary(self, vm: MicroVM, name: str, request: dict[str, Any]) -> None:
@@ -437,10 +440,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
-
-def _own(path: Path) -> None:
-    """Uploaded files belong to the VM's user (the sandbox uid on this host)."""
-    import os
-
-    if os.geteuid() == 0:
-        os.chown(path, SANDBOX_UID, SANDBOX_UID)
