@@ -21,6 +21,7 @@ import base64
 import datetime as dt
 import json
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -123,6 +124,7 @@ class E2BDouble:
             self.sandboxes.clear()
         for record in records:
             record.vm.kill()
+        shutil.rmtree(self._root, ignore_errors=True)
 
     # --- control plane ------------------------------------------------------------------
 
