@@ -31,6 +31,7 @@ if $quick; then
     mode=quick
     benches=("bench_stack.py --quick" "bench_memory.py --sessions 5"
              "bench_context.py --sizes-mb 100 --reps 2" "bench_docker.py --rounds 3 --trips 200"
+             "bench_e2b.py --sessions 2 --cells 20"
              "bench_policy.py --n 5000" "bench_audit.py --events 10000 --calls 500"
              "bench_adapters.py --cells 50 --setups 2" "bench_daemon.py --sessions 3 --cells 20"
              "bench_daemon_tenants.py --cells 50 --rounds 3" "bench_peers.py --quick"
@@ -38,12 +39,13 @@ if $quick; then
 else
     mode=full
     benches=("bench_stack.py" "bench_memory.py --sessions 20"
-             "bench_context.py --sizes-mb 100,1000 --reps 3" "bench_docker.py" "bench_policy.py"
+             "bench_context.py --sizes-mb 100,1000 --reps 3" "bench_docker.py" "bench_e2b.py"
+             "bench_policy.py"
              "bench_audit.py" "bench_adapters.py" "bench_daemon.py" "bench_daemon_tenants.py"
              "bench_peers.py" "bench_lm_caching.py" "bench_ray.py")
 fi
 # these print markdown tables (figures.Table); the others print aligned text
-markdown=" bench_stack.py bench_memory.py bench_context.py bench_docker.py bench_audit.py bench_adapters.py bench_daemon.py bench_peers.py "
+markdown=" bench_stack.py bench_memory.py bench_context.py bench_docker.py bench_e2b.py bench_audit.py bench_adapters.py bench_daemon.py bench_peers.py "
 
 out=benchmarks/results/latest.md
 results=benchmarks/results/latest.json

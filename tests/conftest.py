@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import e2b_double.env  # noqa: F401 - first: takes any real E2B account out of the environment
 import pytest
 import yaml
 

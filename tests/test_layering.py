@@ -120,3 +120,30 @@ def test_only_the_cluster_package_imports_ray() -> None:
                        if any(m == "ray" or m.startswith("ray.") for m in _imports(path)))
     assert importers
     assert all(p.startswith("cluster/") for p in importers), importers
+
+
+E2B_SDK = ("e2b", "e2b_code_interpreter", "protobuf", "connectrpc")
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (not inside a function: those load lazily)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_the_e2b_sdk_is_imported_only_by_the_e2b_backend_and_only_lazily() -> None:
+    """``import rlmbox`` works without the optional SDK: only sandboxes/e2b/ touches it,
+    inside the functions that need it."""
+    violations = []
+    for path in PACKAGE.rglob("*.py"):
+        inside_e2b = path.parent == PACKAGE / "sandboxes" / "e2b"
+        found = _top_level_imports(path) if inside_e2b else _imports(path)
+        for module in found:
+            if module.split(".")[0] in E2B_SDK:
+                violations.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert not violations, "\n".join(violations)

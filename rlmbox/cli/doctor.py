@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"machine": machine, "backends": [
             {"name": r.name, "available": r.available, "detail": r.detail,
              "properties": sorted(str(p) for p in r.properties),
-             "declared": sorted(str(p) for p in r.declared), "remedy": remedy}
+             "declared": sorted(str(p) for p in r.declared),
+             "provider_attested": sorted(str(p) for p in r.attested), "remedy": remedy}
             for r, remedy in probed],
             "meanings": {str(p): m for p, m in PROPERTY_MEANINGS.items()}}, indent=2))
         return 0
@@ -61,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{mark}{report.name}: {report.detail}")
         if report.available:
             print("     measured  declared  property            (only 'measured' counts for "
-                  "a policy)")
+                  "a policy; 'attested': the provider's word, counted, not observable)")
             for prop in every:
-                measured = "yes" if prop in report.properties else " no"
+                measured = ("attested" if prop in report.attested
+                            else "yes" if prop in report.properties else " no")
                 declared = "yes" if prop in report.declared else " - "
                 print(f"     {measured:>8}  {declared:>8}  {prop!s:<18}  {PROPERTY_MEANINGS[prop]}")
             if remedy:

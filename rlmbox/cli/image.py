@@ -1,13 +1,11 @@
-"""``rlmbox image build`` and ``rlmbox gc``: the sandbox image and orphaned containers."""
+"""``rlmbox image build`` and ``image show``: the docker backend's sandbox image."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from rlmbox.sandboxes.docker.backend import default_stage_root
 from rlmbox.sandboxes.docker.engine import connect
-from rlmbox.sandboxes.docker.owner import collect_garbage
 from rlmbox.sandboxes.images.build import ensure_image, find_image, image_tag
 
 
@@ -26,10 +24,6 @@ def register(subparsers: Any) -> None:
     show = actions.add_parser("show", help="print the expected tags and which one is built")
     show.set_defaults(handler=run_show)
 
-    gc = subparsers.add_parser(
-        "gc", help="remove containers and volumes whose rlmbox owner process is gone")
-    gc.set_defaults(handler=run_gc)
-
 
 def run_build(args: argparse.Namespace) -> int:
     print(ensure_image(connect(), args.kind or "auto", force=args.force))
@@ -40,12 +34,4 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"offline: {image_tag('offline')}")
     print(f"online:  {image_tag('online')}")
     print(f"built:   {find_image(connect()) or '(none: run rlmbox image build)'}")
-    return 0
-
-
-def run_gc(args: argparse.Namespace) -> int:
-    removed = collect_garbage(connect(), default_stage_root())
-    for name in removed:
-        print(f"removed {name}")
-    print(f"{len(removed)} orphaned container(s)/volume(s) removed")
     return 0

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rlmbox.cli.policy",
     "rlmbox.cli.audit",
     "rlmbox.cli.image",
+    "rlmbox.cli.gc",
     "rlmbox.cli.environment",
     "rlmbox.cli.serve",
     "rlmbox.cli.client",

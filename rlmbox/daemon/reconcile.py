@@ -4,7 +4,8 @@ Every session the database still calls ``open`` belonged to a daemon that stoppe
 closing it. Each is marked ``lost`` and audited (``session.lost``, with what was found and
 killed). Process sandboxes normally die with their daemon (``--die-with-parent``); any
 survivor recorded by (pid, start time), and anything left in its cgroup, is killed. Docker
-containers carry owner labels, and ``collect_garbage`` removes those whose owner is gone.
+containers and E2B sandboxes carry owner tags, and each backend's ``collect_garbage``
+removes those whose owner is gone.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Reconciled:
     lost: list[str]
     killed_processes: int
     removed_containers: list[str]
+    killed_e2b: list[str]
 
 
 def reconcile(store: Store, audit: AuditSink) -> Reconciled:
@@ -41,11 +43,13 @@ def reconcile(store: Store, audit: AuditSink) -> Reconciled:
                      survivors_killed=killed, cleanup_problems=problems, policy=row.policy,
                      policy_sha256=row.policy_sha256)
     containers = _collect_docker() if any(r.backend == "docker" for r in rows) else []
-    if rows or containers:
+    e2b = _collect_e2b() if any(r.backend == "e2b" for r in rows) else []
+    if rows or containers or e2b:
         audit.append("daemon.reconciled", lost=[r.id for r in rows],
-                     survivors_killed=killed_total, containers_removed=containers)
+                     survivors_killed=killed_total, containers_removed=containers,
+                     e2b_sandboxes_killed=e2b)
     audit.sync()
-    return Reconciled([r.id for r in rows], killed_total, containers)
+    return Reconciled([r.id for r in rows], killed_total, containers, e2b)
 
 
 def _kill_process_sandbox(row: SessionRow) -> tuple[int, list[str]]:
@@ -73,4 +77,17 @@ def _collect_docker() -> list[str]:
             client.close()
     except (ImportError, RlmboxError) as exc:
         log.warning("cannot collect orphaned containers: %s", exc)
+        return []
+
+
+def _collect_e2b() -> list[str]:
+    """What ``rlmbox gc --backend e2b`` does: kills E2B sandboxes whose owning process is
+    gone. E2B unreachable (or no key) is logged, not fatal; each sandbox's own timeout_s
+    ends it anyway."""
+    try:
+        from rlmbox.sandboxes.e2b.backend import E2BBackend  # noqa: PLC0415 - e2b only
+
+        return E2BBackend().collect_garbage()
+    except (ImportError, RlmboxError) as exc:
+        log.warning("cannot collect orphaned E2B sandboxes: %s", exc)
         return []

@@ -134,6 +134,36 @@ class Limits(_Frozen):
         return self.output_stop_bytes or 16 * self.output_bytes
 
 
+# E2B names: a template (name or id), metadata keys and values the API accepts
+TemplateName = Annotated[str, Field(strict=True, pattern=r"^[a-z0-9][a-z0-9._:-]{0,127}$")]
+MetadataKey = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+MetadataValue = Annotated[str, Field(strict=True, max_length=256)]
+RESERVED_METADATA_PREFIX = "org.rlmbox."   # rlmbox's own tags: owner, session, tenant
+E2B_MAX_TIMEOUT_S = 24 * 3600              # E2B's longest sandbox lifetime (Pro)
+
+
+class E2BIsolation(_Frozen):
+    """The ``e2b`` backend's settings. No credentials here: the API key and domain come
+    from the host's environment (docs/backends-e2b.md), never from a policy file."""
+
+    template: TemplateName = "rlmbox"
+    timeout_s: Annotated[int, Field(strict=True, gt=0, le=E2B_MAX_TIMEOUT_S)] = 3600
+    cpu: PosInt = 2             # what the template must give: less is refused at create
+    memory_mb: PosInt = 512
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+    internet: Annotated[bool, Field(strict=True)] = False   # 'yes' is an error, not True
+
+    @field_validator("metadata")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in value if k.startswith(RESERVED_METADATA_PREFIX))
+        if reserved:
+            raise PydanticCustomError(
+                "metadata", "metadata keys starting with '{prefix}' are rlmbox's own tags: "
+                "{keys}", {"prefix": RESERVED_METADATA_PREFIX, "keys": ", ".join(reserved)})
+        return value
+
+
 class Isolation(_Frozen):
     """Which backend runs the sandbox and which properties it must prove (fail closed)."""
 
@@ -144,6 +174,12 @@ class Isolation(_Frozen):
     # The backends a daemon client may ask for instead of ``backend`` (the operator's
     # choice, never the client's); empty means exactly ``backend``.
     allowed_backends: frozenset[BackendName] = frozenset()
+    e2b: E2BIsolation | None = None   # the e2b backend's settings (defaults when absent)
+
+    @property
+    def e2b_settings(self) -> E2BIsolation:
+        """The ``e2b`` section, or its defaults."""
+        return self.e2b if self.e2b is not None else E2BIsolation()
 
     @property
     def permitted_backends(self) -> frozenset[str]:
@@ -156,6 +192,17 @@ class Isolation(_Frozen):
         if value is not None and info.data.get("backend") != "docker":
             raise PydanticCustomError(
                 "runtime", "runtime '{runtime}' needs backend 'docker'", {"runtime": value})
+        return value
+
+    @field_validator("e2b")
+    @classmethod
+    def _e2b_needs_e2b(cls, value: E2BIsolation | None,
+                       info: ValidationInfo) -> E2BIsolation | None:
+        backend = info.data.get("backend")
+        allowed = info.data.get("allowed_backends") or frozenset()
+        if value is not None and backend != "e2b" and "e2b" not in allowed:
+            raise PydanticCustomError(
+                "e2b", "an e2b section needs backend 'e2b' (or 'e2b' in allowed_backends)", {})
         return value
 
     @field_validator("allowed_backends")

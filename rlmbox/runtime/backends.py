@@ -27,6 +27,7 @@ def backend_by_name(name: str, runtime: str | None = None) -> Backend:
         backend: Backend = module.DockerBackend(runtime=runtime or "runc")
         return backend
     if name == "e2b":
-        raise SandboxUnavailable(
-            "the e2b backend is not built yet (README, 'Backends')")
+        from rlmbox.sandboxes.e2b.backend import E2BBackend  # noqa: PLC0415 - its SDK is optional
+
+        return E2BBackend()
     raise SandboxUnavailable(f"unknown backend {name!r}; known: {', '.join(BACKEND_NAMES)}")

@@ -173,13 +173,13 @@ class Runtime:
     def warm_up(self, backend: str | None = None, timeout: float = 60.0) -> bool:
         """Fills the warm pool for the policy's spec; True when full."""
         return self._supply.warm_up(backend or self.policy.isolation.backend,
-                                    spec_for(self.policy), timeout)
+                                    spec_for(self.policy, self.tenant), timeout)
 
     def pool(self, backend: str | None = None) -> WarmPool | None:
         """The warm pool for the policy's spec on ``backend``, once ``warm_up`` or a
         session started it (benchmarks and tests wait on it to refill)."""
         return self._supply.pool(backend or self.policy.isolation.backend,
-                                 spec_for(self.policy))
+                                 spec_for(self.policy, self.tenant))
 
     # --- sessions ------------------------------------------------------------------------
 
@@ -190,7 +190,7 @@ class Runtime:
         if self._state is RuntimeState.CLOSED:
             raise SessionClosed("the runtime is closed")
         backend_name = backend or self.policy.isolation.backend
-        spec = spec_for(self.policy)   # an unbuilt package environment: refused first
+        spec = spec_for(self.policy, self.tenant)   # an unbuilt package environment: refused first
         chosen = self.backend(backend_name)
         provided = chosen.properties()
         session_id = "s-" + secrets.token_hex(8)
@@ -298,7 +298,8 @@ class Runtime:
 
         return ContextStore(context, self._contexts / session_id,
                             self.policy.context, enforce=self.policy.mode == "enforce",
-                            on_violation=violation, limits=spec_for(self.policy).limits)
+                            on_violation=violation,
+                            limits=spec_for(self.policy, self.tenant).limits)
 
     # --- lifecycle -----------------------------------------------------------------------
 

@@ -14,12 +14,14 @@ from rlmbox.runtime.backends import backend_by_name
 from rlmbox.runtime.environment import built_environment
 from rlmbox.runtime.pool import WarmPool
 from rlmbox.sandboxes.base import Backend, ResourceLimits, Sandbox, SandboxSpec
+from rlmbox.sandboxes.e2b.options import E2BOptions
 
 MiB = 1024 * 1024
 
 
-def spec_for(policy: Policy) -> SandboxSpec:
-    """The sandbox spec a policy asks for.
+def spec_for(policy: Policy, tenant: str | None = None) -> SandboxSpec:
+    """The sandbox spec a policy asks for (``tenant``: the daemon's, tagged on remote
+    sandboxes).
 
     Raises:
         EnvironmentNotBuilt: the policy names packages that are not built.
@@ -32,7 +34,14 @@ def spec_for(policy: Policy) -> SandboxSpec:
             file_size_bytes=lim.file_size_mb * MiB, disk_bytes=lim.disk_mb * MiB,
             output_bytes=lim.output_bytes),
         image=policy.isolation.image, runtime=policy.isolation.runtime,
-        environment=built_environment(policy))
+        environment=built_environment(policy), e2b=_e2b_options(policy, tenant))
+
+
+def _e2b_options(policy: Policy, tenant: str | None) -> E2BOptions:
+    e2b = policy.isolation.e2b_settings
+    return E2BOptions(template=e2b.template, timeout_s=e2b.timeout_s, cpu=e2b.cpu,
+                      memory_mb=e2b.memory_mb, metadata=tuple(sorted(e2b.metadata.items())),
+                      internet=e2b.internet, tenant=tenant)
 
 
 class SandboxSupply:

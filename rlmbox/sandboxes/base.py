@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from rlmbox.sandboxes.e2b.options import E2BOptions
 from rlmbox.sandboxes.protocol import Frame
 
 ENVIRONMENT_MOUNT = "/rlmbox/env"   # where a package environment appears inside
@@ -35,6 +36,7 @@ class IsolationProperty(enum.StrEnum):
     DISK_LIMIT = "disk_limit"
     TREE_KILL = "tree_kill"
     USER_SPACE_KERNEL = "user_space_kernel"
+    HARDWARE_VIRTUALIZATION = "hardware_virtualization"
 
 
 PROPERTY_MEANINGS: dict[IsolationProperty, str] = {
@@ -52,6 +54,8 @@ PROPERTY_MEANINGS: dict[IsolationProperty, str] = {
     IsolationProperty.DISK_LIMIT: "writable space is size-capped",
     IsolationProperty.TREE_KILL: "session end kills every descendant, escapees too",
     IsolationProperty.USER_SPACE_KERNEL: "syscalls served by gVisor, not the host kernel",
+    IsolationProperty.HARDWARE_VIRTUALIZATION: "code runs in a VM of its own (a guest "
+                                               "kernel behind a hypervisor)",
 }
 
 
@@ -85,6 +89,7 @@ class SandboxSpec:
     seccomp: bool = True
     landlock: bool = True
     environment: Path | None = None   # a built package environment, bound read-only
+    e2b: E2BOptions = field(default_factory=E2BOptions)   # read by the e2b backend only
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,8 @@ class BackendReport:
     detail: str
     properties: frozenset[IsolationProperty] = frozenset()   # demonstrated by this probe
     declared: frozenset[IsolationProperty] = frozenset()     # set up, not observed inside
+    # vouched for by the provider, not observable inside (E2B): counted, shown apart
+    attested: frozenset[IsolationProperty] = frozenset()
 
 
 @runtime_checkable

@@ -46,11 +46,15 @@ def bundle_digest() -> str:
     return digest.hexdigest()
 
 
+def bundle_contents() -> list[tuple[str, bytes]]:
+    """(path in the bundle, bytes) of every file of the bundle."""
+    contents = [(inside, (_PACKAGE_ROOT / source).read_bytes()) for inside, source in BUNDLE_FILES]
+    return contents + [(inside, b"") for inside in EMPTY_PACKAGES]
+
+
 def write_bundle(target: Path) -> None:
     """Writes the bundle's files under ``target`` (world-readable: another uid runs them)."""
-    contents = [(inside, (_PACKAGE_ROOT / source).read_bytes()) for inside, source in BUNDLE_FILES]
-    contents += [(inside, b"") for inside in EMPTY_PACKAGES]
-    for inside, data in contents:
+    for inside, data in bundle_contents():
         path = target / inside
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o755)  # noqa: S103 - read by the sandbox's uid

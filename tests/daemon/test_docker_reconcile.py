@@ -19,8 +19,8 @@ from rlmbox.daemon.store import Store
 from rlmbox.errors import SandboxUnavailable
 from rlmbox.policies.model import load_policy
 from rlmbox.sandboxes.docker.engine import connect
-from rlmbox.sandboxes.docker.owner import LABEL_SESSION
 from rlmbox.sandboxes.images.build import find_image
+from rlmbox.sandboxes.owner import LABEL_SESSION
 
 from .conftest import policy_file, short_dir
 from .daemon_process import DEADLINE_S, DaemonProcess, rlmbox_cli

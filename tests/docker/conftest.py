@@ -18,8 +18,8 @@ from rlmbox.errors import SandboxUnavailable
 from rlmbox.sandboxes.base import ResourceLimits, SandboxSpec
 from rlmbox.sandboxes.docker.backend import DockerBackend, DockerSandbox
 from rlmbox.sandboxes.docker.engine import connect, runtimes
-from rlmbox.sandboxes.docker.owner import LABEL_OWNER, Owner
 from rlmbox.sandboxes.images.build import find_image
+from rlmbox.sandboxes.owner import LABEL_OWNER, Owner
 
 HELPER = Path(__file__).parent / "helper_agent" / "agent.py"
 

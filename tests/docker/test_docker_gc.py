@@ -14,7 +14,7 @@ import pytest
 
 from rlmbox.sandboxes.base import SandboxSpec
 from rlmbox.sandboxes.docker.backend import DockerBackend
-from rlmbox.sandboxes.docker.owner import (
+from rlmbox.sandboxes.owner import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     LABEL_OWNER_START,

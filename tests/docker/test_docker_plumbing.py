@@ -14,7 +14,7 @@ from docker_helpers import answer, run
 from rlmbox.errors import SandboxCrashed, SandboxUnavailable
 from rlmbox.sandboxes.base import Backend, Sandbox, SandboxSpec
 from rlmbox.sandboxes.docker.backend import DockerBackend, DockerSandbox
-from rlmbox.sandboxes.docker.owner import LABEL_OWNER, LABEL_SESSION, Owner
+from rlmbox.sandboxes.owner import LABEL_OWNER, LABEL_SESSION, Owner
 
 pytestmark = pytest.mark.docker
 

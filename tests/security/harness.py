@@ -43,9 +43,11 @@ from rlmbox.runtime.session import Session
 
 # Docker cases join once the docker backend module exists (issue 5); from then on a
 # missing engine or runtime fails them under CI instead of skipping.
+# The e2b backend runs against the local test double (tests/e2b_double), never E2B.
 BACKENDS = ("process",) + (
     ("docker-runc", "docker-runsc")
-    if importlib.util.find_spec("rlmbox.sandboxes.docker.backend") is not None else ())
+    if importlib.util.find_spec("rlmbox.sandboxes.docker.backend") is not None else ()) + (
+    ("e2b",) if importlib.util.find_spec("rlmbox.sandboxes.e2b.backend") is not None else ())
 SANDBOX_UID = 65534
 
 # Small limits so exhaustion cases end in seconds. runsc's own threads count against the
@@ -60,6 +62,8 @@ ISOLATION: dict[str, dict[str, Any]] = {
     "process": {"backend": "process"},
     "docker-runc": {"backend": "docker", "runtime": "runc"},
     "docker-runsc": {"backend": "docker", "runtime": "runsc"},
+    "e2b": {"backend": "e2b", "e2b": {"template": "rlmbox", "timeout_s": 600, "cpu": 1,
+                                      "memory_mb": 256}},
 }
 
 
@@ -85,6 +89,9 @@ def require_backend(name: str) -> None:
     """Skips (or, under CI, fails) a case whose backend cannot run here."""
     if name == "process":
         return
+    if name == "e2b":
+        require_e2b_double()
+        return
     if importlib.util.find_spec("rlmbox.sandboxes.docker.backend") is None:
         # the backend itself is not built on this branch: nothing to require, even in CI
         pytest.skip(f"backend {name}: rlmbox.sandboxes.docker.backend is not on this branch yet")
@@ -94,6 +101,28 @@ def require_backend(name: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"backend {name} is required in CI: {problem}")
     pytest.skip(f"backend {name} unavailable: {problem}")
+
+
+def require_e2b_double() -> None:
+    """Starts the E2B test double and points the backend at it; without the SDK the e2b
+    cases skip (fail under CI, whose dev extra installs it)."""
+    if importlib.util.find_spec("e2b_code_interpreter") is None:
+        if os.environ.get("CI"):
+            pytest.fail("the e2b backend is required in CI: e2b-code-interpreter is missing")
+        pytest.skip("e2b-code-interpreter is not installed (pip install 'rlmbox[e2b]')")
+    from e2b_double.env import live_requested, shared_double, use_live_e2b
+
+    if live_requested():   # RLMBOX_E2B_LIVE=1 with E2B_API_KEY: the corpus on real E2B
+        use_live_e2b()
+    else:
+        shared_double()
+
+
+def skip_on_e2b(backend: str, reason: str) -> None:
+    """A case whose subject the e2b backend does not have (it says why; the e2b tests
+    in tests/e2b_backend cover what holds there instead)."""
+    if backend == "e2b":
+        pytest.skip(f"not applicable to e2b: {reason}")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -236,7 +265,8 @@ class Witness:
     def __init__(self, session: Session) -> None:
         info = session.sandbox.info
         self.backend = info.backend
-        self.marker = info.sandbox_id if info.backend == "process" else _container_id(
+        # the double's VMs run in a cgroup named after the E2B sandbox id
+        self.marker = info.sandbox_id if info.backend in ("process", "e2b") else _container_id(
             info.sandbox_id)
         self.seen: dict[int, str] = {}
         self.pid_namespaces: set[str] = set()

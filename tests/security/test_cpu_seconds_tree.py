@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 
-from .harness import Runtimes, watched_session
+from .harness import Runtimes, skip_on_e2b, watched_session
 from .test_review_boundary import FORK_BURN
 
 
 def test_forked_children_share_one_cpu_seconds_allowance(backend: str,
                                                          runtimes: Runtimes) -> None:
+    skip_on_e2b(backend, "the host cannot read an E2B VM's CPU time: cpu_seconds is "
+                         "RLIMIT_CPU there, per process (docs/security.md, Known limits)")
     rt = runtimes(limits={"cpu_seconds": 1, "cpu_cores": 2.0, "cell_timeout_s": 60})
     with watched_session(rt) as (session, _):
         result = session.exec(FORK_BURN)

@@ -16,7 +16,15 @@ import pytest
 
 from rlmbox.errors import SessionError, SessionKilled
 
-from .harness import BASE_LIMITS, HostTargets, Runtimes, events, run_json, watched_session
+from .harness import (
+    BASE_LIMITS,
+    HostTargets,
+    Runtimes,
+    events,
+    run_json,
+    skip_on_e2b,
+    watched_session,
+)
 
 MiB = 1024 * 1024
 ENDED = ("ok", "error", "interrupted", "killed")
@@ -102,8 +110,13 @@ def test_slow_memory_bomb_stops_at_the_limit(runtimes: Runtimes) -> None:
     _host_still_works()
 
 
+E2B_DISK = ("an E2B VM's disk is its template's (provider-attested), not limits.disk_mb; "
+            "RLIMIT_FSIZE still caps each file (docs/backends-e2b.md)")
+
+
 def test_disk_fill_stops_at_the_tmpfs_cap(runtimes: Runtimes, host: HostTargets) -> None:
     """Writing until the disk is full stops at the policy's disk size."""
+    skip_on_e2b(runtimes.backend, E2B_DISK)
     rt = runtimes()
     with watched_session(rt) as (session, _):
         outcome = run_json(session, """
@@ -150,6 +163,7 @@ def test_every_writable_place_is_capped_by_the_disk_limit(runtimes: Runtimes,
                                                          host: HostTargets) -> None:
     """No writable directory (/tmp, /dev/shm, /dev, the working directory, ...) takes
     more than the policy's disk size: shared memory is no way around the disk limit."""
+    skip_on_e2b(runtimes.backend, E2B_DISK)
     rt = runtimes(limits={"disk_mb": 4})
     with watched_session(rt) as (session, _):
         written = run_json(session, WRITABLE_FILL)

@@ -10,7 +10,7 @@ import pytest
 from rlmbox.errors import EnvironmentNotBuilt
 from rlmbox.runtime import environment
 
-from .harness import Runtimes, audit_records
+from .harness import Runtimes, audit_records, skip_on_e2b
 from .package_env import SIX, built_six
 
 ENVIRONMENT = {"environment": {"packages": [SIX]}}
@@ -18,6 +18,8 @@ ENVIRONMENT = {"environment": {"packages": [SIX]}}
 
 def test_a_built_package_imports_in_the_sandbox(runtimes: Runtimes) -> None:
     """The policy's package is on the sandbox's sys.path, from the read-only directory."""
+    skip_on_e2b(runtimes.backend, "package environments are bound from the host's disk; "
+                "E2B refuses them (test_e2b_refuses_a_package_environment)")
     built_six()
     rt = runtimes(**ENVIRONMENT)
     with rt.session() as s:
@@ -31,6 +33,8 @@ def test_a_built_package_imports_in_the_sandbox(runtimes: Runtimes) -> None:
 def test_the_environment_cannot_be_written(runtimes: Runtimes) -> None:
     """Model code cannot modify or add a module in the environment (it is bound read-only):
     a poisoned module would otherwise persist into every later session of the recipe."""
+    skip_on_e2b(runtimes.backend, "package environments are bound from the host's disk; "
+                "E2B refuses them (test_e2b_refuses_a_package_environment)")
     built_six()
     rt = runtimes(**ENVIRONMENT)
     with rt.session() as s:

@@ -31,12 +31,7 @@ from rlmbox.sandboxes.base import (
 from rlmbox.sandboxes.docker import config as cfg
 from rlmbox.sandboxes.docker.cpu_watch import CpuWatch, cpu_usage_file
 from rlmbox.sandboxes.docker.engine import connect, is_local, runtimes, translated
-from rlmbox.sandboxes.docker.owner import (
-    LABEL_SOCKET_DIR,
-    LABEL_STAGE_DIR,
-    Owner,
-    collect_garbage,
-)
+from rlmbox.sandboxes.docker.owner import LABEL_SOCKET_DIR, LABEL_STAGE_DIR, collect_garbage
 from rlmbox.sandboxes.docker.socket_transport import (
     SocketListener,
     choose_transport,
@@ -44,6 +39,7 @@ from rlmbox.sandboxes.docker.socket_transport import (
 )
 from rlmbox.sandboxes.docker.stage import ArchiveStager, BindStager, Stager
 from rlmbox.sandboxes.docker.stdio_transport import AttachedStream
+from rlmbox.sandboxes.owner import Owner
 from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.protocol import PROTOCOL_VERSION, Frame
 
