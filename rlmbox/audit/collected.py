@@ -49,13 +49,19 @@ def node_log_name(node_id: str) -> str:
 
 
 def verify_collected(root: Path, *, hmac_key: bytes | None = None,
-                     check_bodies: bool = True) -> CollectedReport:
-    """Verifies ``root/index`` and every node log it names against the anchors it holds."""
+                     check_bodies: bool = True, public_key: Path | None = None,
+                     index_anchors: Mapping[int, str] | None = None) -> CollectedReport:
+    """Verifies ``root/index`` and every node log it names against the anchors it holds.
+
+    The node logs' integrity rests on the index (it anchors their heads), so the index is
+    what ``public_key`` (its pinned key) and ``index_anchors`` (kept off the host) check:
+    without them, whoever can write the whole directory can rewrite the index too."""
     root = Path(root)
     index_dir = root / INDEX
     if not index_dir.is_dir():
         raise AuditError(f"{root} holds no cluster index ({INDEX}/)")
-    index = verify_log(index_dir, hmac_key=hmac_key, check_bodies=False)
+    index = verify_log(index_dir, hmac_key=hmac_key, check_bodies=False,
+                       public_key=public_key, anchors=index_anchors)
     report = CollectedReport(index=index)
     if not index.ok:
         return report

@@ -118,7 +118,7 @@ def _pinned_key(args: argparse.Namespace) -> Path | None:
 
 def _verify(args: argparse.Namespace) -> int:
     if args.cluster:
-        return verify_cluster(args)
+        return verify_cluster(args, _pinned_key(args))
     hmac_key = args.hmac_key_file.read_bytes() if args.hmac_key_file else None
     anchors = load_anchors(args.anchors) if args.anchors else None
     report = verify_log(args.path, public_key=_pinned_key(args), hmac_key=hmac_key,

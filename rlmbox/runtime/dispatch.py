@@ -363,7 +363,7 @@ class CallDispatcher:
         call = _AdmittedCall(attrs, reservation, ctx, started)
         if self._counts_input(name):
             ctx.hold_input = lambda tokens: self._hold_input(call, tokens)
-            ctx.input_headroom = lambda: self._ledger.input_headroom(call.reservation)
+            ctx.try_hold_input = lambda tokens: self._try_hold_input(call, tokens)
         try:
             value = run(ctx) if deadline is None else run_bounded(
                 lambda: run(ctx), deadline, name=name,
@@ -393,6 +393,14 @@ class CallDispatcher:
                         call_id=call.attrs.get("call_id"), cell=call.attrs.get("cell"),
                         budget=exc.budget, used=exc.used, limit=exc.limit)
             raise
+
+    def _try_hold_input(self, call: _AdmittedCall, tokens: int) -> bool:
+        """Holds ``tokens`` if they fit the input budgets; nothing recorded either way."""
+        try:
+            self._ledger.hold_input(call.reservation, tokens)
+        except BudgetExceeded:
+            return False
+        return True
 
     def _abandon(self, call: _AdmittedCall, abandoned: CallAbandoned) -> None:
         """The host stops waiting: the call counts as spent (usage so far charged) and

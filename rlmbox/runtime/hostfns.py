@@ -39,8 +39,8 @@ class CallContext:
     #: set when an input-token budget binds the call: holds a count made before sending,
     #: raising BudgetExceeded when it would not fit (the request must then not be sent)
     hold_input: Callable[[int], None] | None = None
-    #: how many input tokens the call's budgets still allow (None: unbounded)
-    input_headroom: Callable[[], int | None] | None = None
+    #: holds tokens if they fit, else holds nothing and records nothing: False
+    try_hold_input: Callable[[int], bool] | None = None
     _cancels: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _cancelled: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -141,17 +141,29 @@ def model_arg(value: Any) -> str:
 _REQUEST_OVERHEAD_TOKENS = 64
 
 
-def _may_cross_budget(ctx: CallContext, request: LMRequest) -> bool:
-    """Whether the request could cross the input-token budget, so it is worth a counting
-    request first: a token is at least one byte of text, so a request whose bytes (plus
-    framing) fit in the headroom cannot cross it and is sent without counting."""
-    if ctx.hold_input is None or ctx.input_headroom is None:
-        return False
-    headroom = ctx.input_headroom()
-    if headroom is None:
-        return False
+def _token_bound(request: LMRequest) -> int:
+    """At least as many tokens as the request can be: a token is at least one byte of
+    text, plus the framing."""
     text = (request.system or "") + "".join(turn.text for turn in request.turns)
-    return len(text.encode("utf-8", "surrogatepass")) + _REQUEST_OVERHEAD_TOKENS > headroom
+    return len(text.encode("utf-8", "surrogatepass")) + _REQUEST_OVERHEAD_TOKENS
+
+
+def _hold_input_before_sending(ctx: CallContext, lm: LMProvider, request: LMRequest,
+                               model: str) -> None:
+    """Holds the request's input in the ledger before it is sent, when a budget binds it.
+
+    The byte bound is held when it fits: it is an upper bound, so the call cannot cross
+    the budget, and concurrent calls see it held. When it does not fit the provider is
+    asked to count (a request of its own) and the count is held, or the call refused
+    before any completion is requested. A provider that cannot count sends it uncounted
+    (its usage is known after the call)."""
+    if ctx.hold_input is None or ctx.try_hold_input is None:
+        return
+    if ctx.try_hold_input(_token_bound(request)):
+        return
+    counted = count_input_tokens(lm, request, model=model)
+    if counted:
+        ctx.hold_input(counted)
 
 
 def _completion_handler(lm: LMProvider, name: str) -> Handler:
@@ -161,10 +173,7 @@ def _completion_handler(lm: LMProvider, name: str) -> Handler:
         request = LMRequest((Turn("user", _prompt_text(args.get("prompt"), name)),),
                             system=args.get("system"), options=call_options(args))
         model = model_arg(args.get("model"))
-        if _may_cross_budget(ctx, request):   # count first: refused before money is spent
-            counted = count_input_tokens(lm, request, model=model)
-            if counted and ctx.hold_input is not None:
-                ctx.hold_input(counted)
+        _hold_input_before_sending(ctx, lm, request, model)
         completion = respond(lm, request, model=model)
         ctx.usage.append(completion)
         return completion.text
@@ -192,10 +201,21 @@ def llm_query_batched(lm: LMProvider) -> HostFunction:
                         keyword_only=len(LM_PARAMETERS))
 
 
+#: what model code finds in its namespace from rlmbox itself: a tool by one of these names
+#: would replace the metered, policy-decided built-in (or FINAL, or the context) with itself
+RESERVED_NAMES = frozenset({
+    "llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched", "context",
+    "FINAL", "FINAL_VAR", "SHOW_VARS", "answer", "HostCallError", "PolicyDenied",
+    "BudgetExceeded", "__builtins__"})
+
+
 def tool(name: str, fn: Callable[..., Any]) -> HostFunction:
     """Wraps a caller-registered Python function as the host function ``tool.<name>``."""
     if not name.isidentifier():
         raise PolicyError(f"tool name {name!r} is not a Python identifier")
+    if name in RESERVED_NAMES:
+        raise PolicyError(f"tool name {name!r} is one of rlmbox's own names in the sandbox "
+                          f"({', '.join(sorted(RESERVED_NAMES))}); a tool cannot replace it")
     params, defaults = signature_of(fn, f"tool {name!r}")
 
     def handle(ctx: CallContext, args: dict[str, Any]) -> Any:

@@ -180,21 +180,6 @@ class Ledger:
                 usage.held_input_tokens += input_tokens
             self._open[held.id] = replace(held, input_tokens=held.input_tokens + input_tokens)
 
-    def input_headroom(self, reservation: Reservation) -> int | None:
-        """How many more input tokens the call's budgets allow (None: no bound)."""
-        with self._lock:
-            held = self._open.get(reservation.id)
-            if held is None:
-                return 0
-            usages = self._usages(held)
-            limits: list[TreeBudget | FunctionBudget | None] = [
-                self.budgets.tree,
-                *(self.budgets.functions.get(n) for n in _budget_names(held.function))]
-            room = [limit.input_tokens - usage.input_tokens - usage.held_input_tokens
-                    for limit, usage in zip(limits, usages, strict=True)
-                    if limit is not None and limit.input_tokens is not None]
-            return max(0, min(room)) if room else None
-
     def _usages(self, reservation: Reservation) -> list[_Usage]:
         """The usages a reservation counts against, tree first."""
         return [self._tree,

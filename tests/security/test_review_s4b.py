@@ -1,8 +1,8 @@
 """Review s4b: attacks on what changed this round (the cluster's audit set, tools added to
 a running session, counting before ``llm_query`` sub-calls).
 
-Each test performs the attack and asserts the promise the docs make; those that fail today
-are strict xfails, so the fix turns them into failures until the mark is removed.
+Each test performs the attack and asserts the promise the docs make; those that failed were
+strict xfails until their fixes.
 """
 
 from __future__ import annotations
@@ -81,8 +81,6 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-@pytest.mark.xfail(strict=True, reason="review: verify --cluster ignores --anchors, so an "
-                   "index rewritten before its off-host anchor verifies OK")
 def test_verify_cluster_checks_the_index_against_its_off_host_anchors(tmp_path: Path) -> None:
     """scale-out.md: the index is 'only as safe as an `rlmbox audit anchor` of it kept off
     the driver's host'. The anchor is taken; the forger then erases a whole node (its log
@@ -100,8 +98,6 @@ def test_verify_cluster_checks_the_index_against_its_off_host_anchors(tmp_path: 
     assert done.returncode != 0, done.stdout + done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="review: verify --cluster ignores --public-key, so a "
-                   "re-signed index (and node logs) verify OK against a pinned key")
 def test_verify_cluster_checks_the_pinned_public_key(tmp_path: Path) -> None:
     """audit-format.md promise 12: pinning the key (``--public-key``) is what stands
     against a forger who re-signs a rewritten log. ``verify --cluster`` takes the flag but
@@ -157,8 +153,6 @@ def process_runtime(tmp_path: Path) -> Any:
         rt.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review: a tool named llm_query/context/FINAL replaces "
-                   "the built-in in the sandbox (at start and via add_tools)")
 def test_a_tool_never_shadows_a_built_in_name(process_runtime: Any) -> None:
     """policy-reference.md: a tool is decided as ``tool.<name>``, 'so ... a tool can never
     shadow a built-in name'. A tool registered as ``llm_query`` (at start or added later)
@@ -223,8 +217,6 @@ class OneTokenPerByteLM:
         return self._bytes(request)
 
 
-@pytest.mark.xfail(strict=True, reason="review: concurrent uncounted sub-calls each fit the "
-                   "headroom alone and together cross the input_tokens budget")
 def test_concurrent_sub_calls_sent_uncounted_cannot_cross_the_input_budget(
         process_runtime: Any) -> None:
     """lm-providers.md: 'a request whose UTF-8 bytes plus 64 tokens of framing fit in what
