@@ -203,6 +203,13 @@ class Isolation(_Frozen):
         if value is not None and backend != "e2b" and "e2b" not in allowed:
             raise PydanticCustomError(
                 "e2b", "an e2b section needs backend 'e2b' (or 'e2b' in allowed_backends)", {})
+        # the probe VM has internet off: checked against it, this pair would pass and then
+        # run VMs with internet on, so it is refused here, where both are known
+        if value is not None and value.internet and "network_none" in (
+                info.data.get("require") or frozenset()):
+            raise PydanticCustomError(
+                "e2b", "e2b.internet: true turns the VM's internet on, which "
+                "require: [network_none] forbids; drop one of the two", {})
         return value
 
     @field_validator("allowed_backends")

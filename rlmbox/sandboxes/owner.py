@@ -53,12 +53,20 @@ class Owner:
 
 
 def host_id() -> str:
-    """This host in this boot: a reboot ends every owner that ran before it."""
+    """This machine in this boot (hostname, machine id, boot id): a reboot ends every owner
+    that ran before it. Hostnames repeat across machines; the machine id tells them apart."""
+    return f"{socket.gethostname()}/{_machine_id()}/{_read_id('/proc/sys/kernel/random/boot_id')}"
+
+
+def _read_id(path: str) -> str:
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return Path(path).read_text().strip() or "unknown"
     except OSError:
-        boot = "unknown-boot"
-    return f"{socket.gethostname()}/{boot}"
+        return "unknown"
+
+
+def _machine_id() -> str:
+    return _read_id("/etc/machine-id")
 
 
 def _start_time(pid: int) -> str | None:
@@ -77,6 +85,9 @@ def owner_gone(labels: dict[str, str]) -> bool:
     if not host or not pid or not pid.isdigit():
         return False
     if host != host_id():
-        # Another boot of this machine is gone for sure; another machine is not ours to judge.
-        return host.split("/", 1)[0] == socket.gethostname()
+        # Another boot of this machine is gone for sure; another machine (a hostname can
+        # repeat: the machine id must match too, and be known) is not ours to judge.
+        name, _, rest = host.partition("/")
+        machine = rest.partition("/")[0]
+        return name == socket.gethostname() and machine == _machine_id() != "unknown"
     return _start_time(int(pid)) != start

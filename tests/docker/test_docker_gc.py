@@ -93,7 +93,10 @@ def test_owner_judgement() -> None:
     assert owner_gone(dead)  # same pid, other start time: the pid was reused
     elsewhere = dict(dead, **{LABEL_OWNER_HOST: "other-machine/boot"})
     assert not owner_gone(elsewhere)
-    rebooted = dict(dead, **{LABEL_OWNER_HOST: host_id().split("/")[0] + "/old-boot"})
+    name, machine, _ = host_id().split("/")
+    rebooted = dict(dead, **{LABEL_OWNER_HOST: f"{name}/{machine}/old-boot"})
     assert owner_gone(rebooted)
+    namesake = dict(dead, **{LABEL_OWNER_HOST: f"{name}/another-machine-id/old-boot"})
+    assert not owner_gone(namesake)   # a hostname repeats across machines
     assert not owner_gone({})
     assert not owner_gone({LABEL_OWNER_HOST: host_id(), LABEL_OWNER_PID: "x"})

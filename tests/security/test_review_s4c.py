@@ -1,7 +1,7 @@
 """Review s4c: attacks on the e2b backend, through the local E2B test double (never E2B).
 
-Each xfail(strict) test performs an attack that succeeds today and asserts the promise it
-breaks; whoever fixes it removes the mark.
+Each test performs an attack that succeeded and asserts the promise it broke; each was a
+strict xfail until its fix.
 """
 
 from __future__ import annotations
@@ -66,8 +66,6 @@ def _vm(double: E2BDouble, owner: Owner, name: str) -> str:
     return str(sandbox.sandbox_id)
 
 
-@pytest.mark.xfail(strict=True, reason="review: require network_none is checked against "
-                   "the probe VM's properties (internet off), not the policy's internet: true")
 def test_require_network_none_refuses_an_e2b_policy_with_internet_on(
         double: E2BDouble, tmp_path: Path) -> None:
     """Fail closed: a policy that requires network_none but turns E2B's internet on must
@@ -91,8 +89,6 @@ def test_require_network_none_refuses_an_e2b_policy_with_internet_on(
     assert not any(record.internet for record in double.sandboxes.values())
 
 
-@pytest.mark.xfail(strict=True, reason="review: owner_gone judges a VM of another machine "
-                   "with the same hostname (another boot id) an orphan, and gc kills it")
 def test_gc_spares_a_live_vm_of_another_host_that_shares_the_hostname(
         double: E2BDouble) -> None:
     """Two machines on one E2B team may share a hostname (cloud images, containers);
@@ -106,8 +102,6 @@ def test_gc_spares_a_live_vm_of_another_host_that_shares_the_hostname(
     assert foreign in double.sandboxes
 
 
-@pytest.mark.xfail(strict=True, reason="review: kill_by_tag kills whatever the listing "
-                   "returns without checking the session tag on each sandbox")
 def test_a_lost_create_cleanup_kills_only_its_own_tag(
         double: E2BDouble, monkeypatch: pytest.MonkeyPatch) -> None:
     """An E2B that answers a list without applying the metadata filter (an older
@@ -121,8 +115,6 @@ def test_a_lost_create_cleanup_kills_only_its_own_tag(
     assert bystander in double.sandboxes
 
 
-@pytest.mark.xfail(strict=True, reason="review: envd's Start stream is read with no "
-                   "deadline: an envd that never sends the start event hangs create forever")
 def test_an_envd_start_that_never_answers_does_not_hang_create(
         double: E2BDouble, monkeypatch: pytest.MonkeyPatch) -> None:
     """'never a hang': the ready timeout must bound the whole start of the agent."""

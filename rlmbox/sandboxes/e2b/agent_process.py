@@ -22,7 +22,7 @@ import threading
 from collections import deque
 from typing import Any, Final
 
-from rlmbox.errors import SandboxCrashed
+from rlmbox.errors import SandboxCrashed, SandboxUnavailable
 from rlmbox.sandboxes.channel import FrameChannel
 from rlmbox.sandboxes.e2b.calls import Cause, classify, describe
 
@@ -50,7 +50,8 @@ def _ended(status: str, error: str | None) -> str:
 class AgentProcess:
     """The agent's process in one VM; :attr:`channel` carries its frames."""
 
-    def __init__(self, sdk_sandbox: Any, argv: list[str], cwd: str) -> None:
+    def __init__(self, sdk_sandbox: Any, argv: list[str], cwd: str, *,
+                 start_timeout: float) -> None:
         from e2b.envd.client_sync import create_rpc_client  # noqa: PLC0415 - optional SDK
         from e2b.envd.process import process_connect, process_pb  # noqa: PLC0415
         from protobuf import Oneof  # noqa: PLC0415 - the SDK's protobuf runtime
@@ -69,7 +70,7 @@ class AgentProcess:
                                                  cwd=cwd),
                 stdin=True),
             headers={"Keepalive-Ping-Interval": "50"}, timeout_ms=0)
-        self.pid = self._first_pid()
+        self.pid = self._first_pid(start_timeout)
         out_r, self._out_w = _pipe()
         self._in_r, in_w = _pipe()
         self.channel = FrameChannel(out_r, in_w)
@@ -82,8 +83,29 @@ class AgentProcess:
         for thread in self._threads:
             thread.start()
 
-    def _first_pid(self) -> int:
-        """The start event's pid: envd's, not the agent's word."""
+    def _first_pid(self, timeout: float) -> int:
+        """The start event's pid (envd's, not the agent's word), within ``timeout``: the
+        stream has no deadline of its own, so it is read on a thread that is left behind
+        (until the VM is killed) when envd never answers."""
+        answer: list[int | BaseException] = []
+
+        def read() -> None:
+            try:
+                answer.append(self._read_start())
+            except BaseException as exc:   # handed to the creating thread
+                answer.append(exc)
+
+        reader = threading.Thread(target=read, daemon=True, name="e2b-start")
+        reader.start()
+        reader.join(timeout)
+        if not answer:
+            raise SandboxUnavailable(
+                f"envd did not report the agent's start within {timeout:g} s")
+        if isinstance(answer[0], BaseException):
+            raise answer[0]
+        return answer[0]
+
+    def _read_start(self) -> int:
         for response in self._events:
             event = response.event.event if response.event is not None else None
             if event is not None and event.field == "start":

@@ -200,7 +200,7 @@ class E2BSandbox:
         argv = agent_argv(path, self._limits, {
             "seccomp": True, "landlock": True, "writable": self.writable_paths()})
         self._agent = call("starting the agent in the E2B sandbox",
-                           lambda: AgentProcess(self._vm, argv, HOME),
+                           lambda: AgentProcess(self._vm, argv, HOME, start_timeout=timeout),
                            backoff=self._backend.backoff)
         try:
             frame = self._agent.channel.recv(timeout)

@@ -49,6 +49,8 @@ def kill_by_tag(sdk: Any, params: dict[str, Any], key: str, value: str) -> list[
     killed = []
     try:
         for info in _listed(sdk, params, {key: value}):
+            if dict(info.metadata or {}).get(key) != value:
+                continue   # an API that ignored the filter: never kill what is not ours
             _kill(sdk, params, info.sandbox_id)
             killed.append(str(info.sandbox_id))
     except SandboxUnavailable:
