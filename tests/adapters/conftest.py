@@ -134,8 +134,8 @@ def interpreter(policy_file: Callable[..., Path], tmp_path: Path
     made: list[RlmboxInterpreter] = []
     log = AuditLog(tmp_path / "audit")
 
-    def make(**kwargs: Any) -> RlmboxInterpreter:
-        interp = RlmboxInterpreter(policy=policy_file(), audit=log, **kwargs)
+    def make(policy: Path | None = None, **kwargs: Any) -> RlmboxInterpreter:
+        interp = RlmboxInterpreter(policy=policy or policy_file(), audit=log, **kwargs)
         made.append(interp)
         return interp
 

@@ -21,7 +21,6 @@ from dspy.utils import DummyLM
 from rlmbox.adapters._values import INLINE_LIMIT
 from rlmbox.adapters.dspy import RlmboxInterpreter, RlmboxInterpreterFactory
 from rlmbox.adapters.trailing_value import with_trailing_value
-from rlmbox.audit.log import AuditLog
 from rlmbox.audit.verify import verify_log
 from tests.adapters.conftest import body, records
 
@@ -43,23 +42,6 @@ def probe(port: int) -> str:
     return ("import socket\ntry:\n"
             f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n"
             "    print('connected')\nexcept OSError:\n    print('refused')\n")
-
-
-@pytest.fixture
-def interpreter(policy_file: Callable[..., Path], tmp_path: Path
-                ) -> Iterator[Callable[..., RlmboxInterpreter]]:
-    made: list[RlmboxInterpreter] = []
-    log = AuditLog(tmp_path / "audit")
-
-    def make(policy: Path | None = None, **kwargs: Any) -> RlmboxInterpreter:
-        interp = RlmboxInterpreter(policy=policy or policy_file(), audit=log, **kwargs)
-        made.append(interp)
-        return interp
-
-    yield make
-    for interp in made:
-        interp.shutdown()
-    log.close()
 
 
 def test_a_dspy_rlm_run_executes_in_the_sandbox(
