@@ -25,4 +25,5 @@ if [ -f fuzz/run.sh ]; then
     FUZZ_SECONDS="$FUZZ_SECONDS" bash fuzz/run.sh
 fi
 log "pytest"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# the slowest tests are listed, to keep the run short
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
