@@ -12,12 +12,19 @@ No sandbox outlives this process: the process backend's jails die with it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextvars
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from rlmbox.audit.log import AuditLog
+from rlmbox.cluster.cell_channel import CURRENT_CELL, CellChannel
+from rlmbox.cluster.cell_wire import CallEvent, DriverAnswer, OutputEvent
+from rlmbox.cluster.driver_functions import DriverLM, DriverLMSpec, driver_subcall, driver_tool
 from rlmbox.errors import SessionClosed
 from rlmbox.lm.base import LMProvider
 from rlmbox.lm.spec import provider_from_spec
@@ -25,17 +32,25 @@ from rlmbox.policies.model import Policy
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
+from rlmbox.runtime.session_files import FileEntry
 
 #: How a node gets its LM provider: a spec (``anthropic:MODEL``; the key is read from the
-#: node's own environment, so it never travels through Ray) or a picklable factory run on
-#: the node. A provider object itself does not travel (it holds locks and HTTP clients).
+#: node's own environment, so it never travels through Ray), a picklable factory run on
+#: the node, or a :class:`DriverLMSpec` (the provider stays on the driver, which makes
+#: each completion). A provider object itself does not travel (it holds locks and HTTP
+#: clients).
 LMSource = str | Callable[[], LMProvider]
 
+#: Driver tools by name, as the node binds them: their portable signatures.
+ToolSignatures = Mapping[str, inspect.Signature]
 
-def build_provider(source: LMSource | None) -> LMProvider | None:
+
+def build_provider(source: LMSource | DriverLMSpec | None) -> LMProvider | None:
     """The provider ``source`` names, built here on the node."""
     if source is None:
         return None
+    if isinstance(source, DriverLMSpec):
+        return DriverLM(source)
     return provider_from_spec(source) if isinstance(source, str) else source()
 
 
@@ -63,29 +78,80 @@ class NodeHost:
     """The node's ``Runtime`` and its open sessions, addressed by session id."""
 
     def __init__(self, node_id: str, policy: str | Path | Policy, audit_dir: str,
-                 lm: LMSource | None, rlm_lm: LMSource | None, pool_size: int,
-                 tenant: str | None,
-                 durability: Literal["cell", "session"]) -> None:
+                 lm: LMSource | DriverLMSpec | None, rlm_lm: LMSource | None, pool_size: int,
+                 tenant: str | None, durability: Literal["cell", "session"],
+                 driver_subcall_on: bool) -> None:
         self.node_id = node_id
         self._log = AuditLog(Path(audit_dir))
         self._runtime = Runtime(policy, lm=build_provider(lm), rlm_lm=build_provider(rlm_lm),
-                                audit=self._log,
-                                pool_size=pool_size, tenant=tenant, durability=durability)
+                                audit=self._log, pool_size=pool_size, tenant=tenant,
+                                durability=durability,
+                                subcall=driver_subcall if driver_subcall_on else None)
+        self._tool_wait_s = self._runtime.policy.limits.tool_timeout_s
         self._sessions: dict[str, Session] = {}
+        self._cells: dict[str, CellChannel] = {}   # the driver's cell token -> its channel
+        self._cells_lock = threading.Lock()
 
     def ready(self) -> str:
         """The node id, once the runtime is up (the driver waits on it)."""
         return self.node_id
 
-    def open(self, context: Any, tools: Mapping[str, Callable[..., Any]] | None,
-             backend: str | None) -> Placement:
-        session = self._runtime.session(context=context, tools=tools, backend=backend)
+    def open(self, context: Any, tools: ToolSignatures, backend: str | None) -> Placement:
+        """Starts a session whose tools run on the driver (``tools``: their signatures)."""
+        session = self._runtime.session(context=context, tools=self._driver_tools(tools),
+                                        backend=backend)
         self._sessions[session.id] = session
         info = session.sandbox.info
         return Placement(session.id, self.node_id, info.backend, info.sandbox_id)
 
-    def exec(self, session_id: str, code: str, timeout: float | None) -> ExecResult:
-        return self._session(session_id).exec(code, timeout=timeout)
+    def add_tools(self, session_id: str, tools: ToolSignatures) -> None:
+        self._session(session_id).add_tools(self._driver_tools(tools))
+
+    def exec(self, session_id: str, cell: str, code: str,
+             timeout: float | None) -> Iterator[OutputEvent | CallEvent | ExecResult]:
+        """Runs one cell, streaming its output and its calls to the driver as they come,
+        then its result (a Ray streaming generator: ``num_returns="streaming"``). ``cell``
+        is the driver's name for it, which its answers carry."""
+        session = self._session(session_id)
+        session.check_timeout(timeout)
+        limits = self._runtime.policy.limits
+        wall = limits.cell_timeout_s if timeout is None else timeout
+        channel = CellChannel(until=time.monotonic() + wall + limits.interrupt_grace_s)
+
+        def run() -> None:
+            CURRENT_CELL.set(channel)
+            try:
+                result = session.exec(code, timeout=timeout, on_output=channel.output)
+            except BaseException as exc:   # handed to the driver by the stream
+                channel.end(None, exc)
+            else:
+                channel.end(result, None)
+
+        with self._cells_lock:
+            self._cells[cell] = channel
+        try:
+            threading.Thread(target=contextvars.copy_context().run, args=(run,),
+                             name=f"rlmbox-cell-{session_id}", daemon=True).start()
+            yield from channel.events()
+        finally:
+            with self._cells_lock:
+                self._cells.pop(cell, None)
+
+    def answer(self, cell: str, call_id: int, answer: DriverAnswer) -> bool:
+        """The driver's answer to a call of a running cell; False when the call no longer
+        waits (it timed out, or the cell ended)."""
+        with self._cells_lock:
+            channel = self._cells.get(cell)
+        return channel is not None and channel.answer(call_id, answer)
+
+    def write_file(self, session_id: str, path: str, data: bytes | str) -> None:
+        self._session(session_id).write_file(path, data)
+
+    def read_file(self, session_id: str, path: str) -> bytes:
+        return self._session(session_id).read_file(path)
+
+    def list_files(self, session_id: str, path: str) -> list[FileEntry]:
+        return self._session(session_id).list_files(path)
 
     def interrupt(self, session_id: str) -> bool:
         return self._session(session_id).interrupt(by="cluster driver")
@@ -106,6 +172,10 @@ class NodeHost:
         final = self.head()
         self._log.close()
         return final
+
+    def _driver_tools(self, tools: ToolSignatures) -> dict[str, Callable[..., Any]]:
+        return {name: driver_tool(name, signature, self._tool_wait_s)
+                for name, signature in tools.items()}
 
     def _session(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -28,9 +28,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rlmbox.audit.collected import node_log_name
 from rlmbox.cluster.admission import SLOT, Slot, reserve_slot
 from rlmbox.cluster.audit_index import ClusterIndex
+from rlmbox.cluster.driver_calls import DriverCalls, Subcall
+from rlmbox.cluster.driver_functions import DriverLMSpec, portable_signature
 from rlmbox.cluster.node import LMSource, NodeHead, NodeHost, Placement
 from rlmbox.cluster.remote_session import RemoteSession
 from rlmbox.errors import RlmboxError, SessionClosed, SessionLost
+from rlmbox.lm.base import LMProvider
 from rlmbox.policies.model import Policy, load_policy
 from rlmbox.runtime.runtime import DEFAULT_POOL_SIZE, default_audit_dir
 
@@ -66,7 +69,11 @@ class RayRuntime:
             ignored when this process already called ``ray.init``.
         lm, rlm_lm: where each node gets its LM provider (``cluster/node.py``
             ``LMSource``): a spec such as ``"anthropic:MODEL"``, built on the node with the
-            key from the node's environment, or a picklable factory run on the node.
+            key from the node's environment, or a picklable factory run on the node. ``lm``
+            may also be a provider object: it stays in this process and makes every
+            ``llm_query`` completion here, after the node decided and reserved it.
+        subcall: a frontend's own recursive call (as ``Runtime(subcall=...)``), run in
+            this process for each ``rlm_query`` the node admitted.
         audit_dir: the driver's index goes to ``audit_dir/index``; each node writes its own
             log to ``audit_dir/nodes/<node-id>`` on its own disk.
         pool_size: warm sandboxes per node.
@@ -77,7 +84,8 @@ class RayRuntime:
     """
 
     def __init__(self, policy: str | Path | Policy = "default", *, address: str | None = None,
-                 lm: LMSource | None = None, rlm_lm: LMSource | None = None,
+                 lm: LMSource | LMProvider | None = None, rlm_lm: LMSource | None = None,
+                 subcall: Subcall | None = None,
                  audit_dir: str | Path | None = None, pool_size: int = DEFAULT_POOL_SIZE,
                  tenant: str | None = None, durability: Literal["cell", "session"] = "cell",
                  admission_timeout_s: float = 60.0, slot_resource: str = SLOT) -> None:
@@ -86,7 +94,12 @@ class RayRuntime:
         if self._owns_ray:
             ray.init(address=address or "auto", log_to_driver=False)
         self.audit_dir = Path(audit_dir) if audit_dir is not None else default_audit_dir()
-        self._node_args = (self.policy, lm, rlm_lm, pool_size, tenant, durability)
+        self._driver_lm = None if lm is None or isinstance(lm, str) or callable(lm) else lm
+        node_lm = lm if self._driver_lm is None else DriverLMSpec(
+            self._driver_lm.name, self._driver_lm.model)
+        self._subcall = subcall
+        self._node_args = (self.policy, node_lm, rlm_lm, pool_size, tenant, durability,
+                           subcall is not None)
         self.tenant = tenant
         self.admission_timeout_s = admission_timeout_s
         self.slot_resource = slot_resource
@@ -103,7 +116,8 @@ class RayRuntime:
                 tools: Mapping[str, Callable[..., Any]] | None = None,
                 backend: str | None = None) -> RemoteSession:
         """Reserves a slot (waiting up to ``admission_timeout_s``), then starts the session
-        on that slot's node, as ``Runtime.session`` does there.
+        on that slot's node, as ``Runtime.session`` does there. ``tools`` run in this
+        process; the node decides, meters and records each call.
 
         Raises:
             ClusterFull: no slot came free in time.
@@ -115,12 +129,14 @@ class RayRuntime:
         slot = reserve_slot(self.slot_resource, self.admission_timeout_s)
         try:
             node = self._node(slot.node_id)
+            signatures = {name: portable_signature(fn) for name, fn in (tools or {}).items()}
             placement: Placement = self._get(slot.node_id, node.open.remote(
-                context, dict(tools) if tools else None, backend))
+                context, signatures, backend))
         except BaseException:
             slot.release()
             raise
-        session = RemoteSession(self, placement)
+        session = RemoteSession(self, placement,
+                                DriverCalls(tools or {}, self._driver_lm, self._subcall))
         with self._lock:
             self._sessions[session.id] = (session, slot)
         self._index.placed(placement)
@@ -132,6 +148,22 @@ class RayRuntime:
         if node is None:
             raise SessionLost(f"session {session.id} was lost: its node is gone")
         return self._get(session.node_id, getattr(node, method).remote(*args))
+
+    def node_stream(self, session: RemoteSession, method: str, *args: Any) -> Iterator[Any]:
+        """The items a streaming method of the session's node actor yields, each as it
+        comes, with Ray's errors translated as ``node_call`` does."""
+        node = self._nodes.get(session.node_id)
+        if node is None:
+            raise SessionLost(f"session {session.id} was lost: its node is gone")
+        stream = getattr(node, method).options(num_returns="streaming").remote(*args)
+        while True:
+            try:
+                ref = next(stream)
+            except StopIteration:
+                return
+            except (RayTaskError, RayActorError) as exc:
+                raise self._translated(session.node_id, exc) from exc
+            yield self._get(session.node_id, ref)
 
     def end_session(self, session: RemoteSession, reason: str) -> None:
         """Closes the session on its node, anchors the node's log, frees the slot."""
@@ -156,12 +188,12 @@ class RayRuntime:
             node: Any = self._nodes.get(node_id)
             if node is not None:
                 return node
-            policy, lm, rlm_lm, pool_size, tenant, durability = self._node_args
+            policy, lm, rlm_lm, pool_size, tenant, durability, subcall = self._node_args
             node = ray.remote(NodeHost).options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
                 num_cpus=0, max_concurrency=NODE_CONCURRENCY, max_restarts=0,
             ).remote(node_id, policy, str(self.audit_dir / node_log_name(node_id)), lm,
-                     rlm_lm, pool_size, tenant, durability)
+                     rlm_lm, pool_size, tenant, durability, subcall)
             self._nodes[node_id] = node
             self._index.node_started(node_id)
         try:
@@ -181,12 +213,17 @@ class RayRuntime:
         dead node actor makes every session on it lost."""
         try:
             return ray.get(ref)
-        except RayTaskError as exc:
-            raise _cause(exc) from exc
-        except RayActorError as exc:   # died, or unreachable (then killed below)
-            reason = f"node {node_id[:12]} died: {_first_line(exc)}"
-            self._node_lost(node_id, reason)
-            raise SessionLost(reason) from exc
+        except (RayTaskError, RayActorError) as exc:
+            raise self._translated(node_id, exc) from exc
+
+    def _translated(self, node_id: str, exc: RayTaskError | RayActorError) -> Exception:
+        """What the caller sees for a failed actor call: the node's own error, or, when
+        the node actor died (or is unreachable, then killed), ``SessionLost``."""
+        if isinstance(exc, RayTaskError):
+            return _cause(exc)
+        reason = f"node {node_id[:12]} died: {_first_line(exc)}"
+        self._node_lost(node_id, reason)
+        return SessionLost(reason)
 
     def _node_lost(self, node_id: str, reason: str) -> None:
         """Every session on the node ends lost, audited, its slot freed; the actor is

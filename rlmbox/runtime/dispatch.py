@@ -18,6 +18,7 @@ wall time.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import threading
 import time
@@ -488,8 +489,12 @@ class CallDispatcher:
                     results[index] = f"Error: {refused.kind}: {refused}"
 
         width = max(1, min(len(items), self._ledger.free_slots(function.name)))
-        workers = [threading.Thread(target=work, name=f"rlmbox-batch-{function.name}",
-                                    daemon=True) for _ in range(width)]
+        # each worker in the caller's context, as every host call is (bounded_call.py):
+        # context-local state (a trace's running call, a cluster cell's driver channel)
+        # follows the items onto their threads
+        workers = [threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                                    name=f"rlmbox-batch-{function.name}", daemon=True)
+                   for _ in range(width)]
         for worker in workers:
             worker.start()
         for worker in workers:   # each item is bounded by the deadline, so is the batch
