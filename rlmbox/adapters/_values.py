@@ -15,6 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from rlmbox.runtime.contract import SessionLike
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.session import Session
 from rlmbox.sandboxes.bundle import cache_root
@@ -31,15 +32,18 @@ def digest_of(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def value_source(session: Session, audit: AuditSink, name: str, text: str, *,
+def value_source(session: SessionLike, audit: AuditSink | None, name: str, text: str, *,
                  kind: str = "json", event: str = "adapter.value") -> str:
     """A Python expression that rebuilds ``text`` (JSON, or plain text when ``kind`` is
     ``"text"``) inside the sandbox; needs :data:`LOADER_SETUP` to have run there.
 
+    A session on another machine (a cluster node's) cannot be handed a staged file from
+    here, so its values always go inline, in the cell's code (bounded by the frame cap).
+
     ``repr`` of a str is a valid Python literal whatever the text holds, so no value can
     break out of the expression it is placed in.
     """
-    if len(text) <= INLINE_LIMIT:
+    if len(text) <= INLINE_LIMIT or audit is None or not isinstance(session, Session):
         return repr(text) if kind == "text" else f"__import__('json').loads({text!r})"
     digest = digest_of(text)
     inside = _stage(session, f"{name}-{digest[:16]}.{'txt' if kind == 'text' else 'json'}",

@@ -50,10 +50,10 @@ from rlmbox.audit.log import AuditLog
 from rlmbox.errors import LMError, RlmboxError, ToolError
 from rlmbox.lm.base import Completion, estimate_tokens
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.contract import RuntimeFactory, RuntimeLike, SessionLike
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime, default_audit_dir
-from rlmbox.runtime.session import Session
 
 LM_TOOLS = frozenset({"llm_query", "llm_query_batched"})
 EXECUTION_INSTRUCTIONS = (
@@ -130,6 +130,11 @@ class RlmboxInterpreter:
     at call time, so replacing a tool's function is fine. Tool and output-field names are
     checked as DSPy's interpreters check them (``ValueError``), when built and at every
     ``execute``; ``callbacks`` get DSPy's ``on_interpreter_*`` hooks.
+
+    ``runtime_factory`` makes the runtime in place of ``Runtime(policy, ...)`` (then
+    ``policy``, ``audit``, ``audit_dir``, ``pool_size`` and ``tenant`` are unused): with
+    ``functools.partial(RayRuntime, policy, address=...)`` the session runs on a Ray
+    cluster node while the tools and DSPy's LM run here.
     """
 
     execution_instructions = EXECUTION_INSTRUCTIONS
@@ -140,7 +145,8 @@ class RlmboxInterpreter:
                  audit_dir: str | Path | None = None, backend: str | None = None,
                  pool_size: int = 0, tenant: str | None = None,
                  callbacks: list[BaseCallback] | None = None,
-                 execution_timeout: float | None = None) -> None:
+                 execution_timeout: float | None = None,
+                 runtime_factory: RuntimeFactory | None = None) -> None:
         if execution_timeout is not None and execution_timeout <= 0:
             raise ValueError("execution_timeout must be positive or None")
         check_tool_names(tools or {})
@@ -156,8 +162,9 @@ class RlmboxInterpreter:
                                          "pool_size": pool_size, "tenant": tenant}
         self._policy = policy
         self._backend = backend
-        self._runtime: Runtime | None = None
-        self._session: Session | None = None
+        self._runtime_factory = runtime_factory
+        self._runtime: RuntimeLike | None = None
+        self._session: SessionLike | None = None
         self._tool_names: frozenset[str] = frozenset()
         self._injected: dict[str, str] = {}
         self._submit_defined = ""
@@ -172,11 +179,13 @@ class RlmboxInterpreter:
             raise CodeInterpreterError("this interpreter was shut down; create a new one")
         if self._runtime is None:
             try:
-                self._runtime = Runtime(self._policy, lm=_ToolLM(self), **self._options)
+                self._runtime = self._runtime_factory(lm=_ToolLM(self)) \
+                    if self._runtime_factory is not None else \
+                    Runtime(self._policy, lm=_ToolLM(self), **self._options)
             except RlmboxError as exc:
                 raise CodeInterpreterError(f"rlmbox could not start: {exc}") from exc
 
-    def _started_runtime(self) -> Runtime:
+    def _started_runtime(self) -> RuntimeLike:
         """The runtime, opened now if need be (``start`` raises when it cannot; its callbacks
         run only when it does start it, as in DSPy's ``LocalInterpreter``)."""
         if self._runtime is None:
@@ -257,7 +266,7 @@ class RlmboxInterpreter:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _ensure_session(self) -> Session:
+    def _ensure_session(self) -> SessionLike:
         if self._session is not None:
             added = sorted(set(self.tools) - LM_TOOLS - self._tool_names)
             if added:
@@ -275,7 +284,7 @@ class RlmboxInterpreter:
         self._check(self._run(session, _SETUP), "setting up")
         return session
 
-    def _add_tools(self, session: Session, names: list[str]) -> None:
+    def _add_tools(self, session: SessionLike, names: list[str]) -> None:
         """Tools DSPy put in ``tools`` after the session started (it fills the dict of a
         running interpreter): registered on the session, decided by the policy as the rest."""
         try:
@@ -334,15 +343,16 @@ class RlmboxInterpreter:
                                            f"Unable to serialize {kind} as JSON") from exc
         return texts
 
-    def _bind(self, session: Session, texts: Mapping[str, str]) -> str:
+    def _bind(self, session: SessionLike, texts: Mapping[str, str]) -> str:
         """Lines that bind each variable (its JSON text); a value is sent again only when
         it changed."""
         lines = []
         for name, text in texts.items():
             digest = digest_of(text)
             if self._injected.get(name) != digest:
-                source = value_source(session, self._started_runtime().audit, name,
-                                      text, event="dspy.variable")
+                runtime = self._started_runtime()
+                audit = runtime.audit if isinstance(runtime, Runtime) else None
+                source = value_source(session, audit, name, text, event="dspy.variable")
                 lines.append(f"_rlmbox_vars[{name!r}] = {source}")
                 self._injected[name] = digest
             lines.append(f"{name} = _rlmbox_vars[{name!r}]")
@@ -356,7 +366,8 @@ class RlmboxInterpreter:
         return min(self.execution_timeout,
                    self._started_runtime().policy.limits.cell_timeout_s)
 
-    def _run(self, session: Session, code: str, timeout: float | None = None) -> ExecResult:
+    def _run(self, session: SessionLike, code: str,
+             timeout: float | None = None) -> ExecResult:
         try:
             return session.exec(code, timeout=timeout)
         except RlmboxError as exc:
@@ -372,8 +383,9 @@ class RlmboxInterpreterFactory:
     """The zero-argument factory ``dspy.RLM(interpreter_factory=...)`` takes.
 
     Every interpreter it makes shares one audit log (``audit``, or one it opens in
-    ``audit_dir`` and closes on ``close``). ``execution_instructions`` tells the model
-    where its code runs.
+    ``audit_dir`` and closes on ``close``), or, given ``runtime_factory``, runs on the
+    runtime that makes (see :class:`RlmboxInterpreter`). ``execution_instructions`` tells
+    the model where its code runs.
     """
 
     execution_instructions = EXECUTION_INSTRUCTIONS
@@ -381,8 +393,10 @@ class RlmboxInterpreterFactory:
     def __init__(self, policy: str | Path | Policy = "default", *,
                  audit: AuditSink | None = None, audit_dir: str | Path | None = None,
                  backend: str | None = None, tenant: str | None = None,
-                 callbacks: list[BaseCallback] | None = None) -> None:
+                 callbacks: list[BaseCallback] | None = None,
+                 runtime_factory: RuntimeFactory | None = None) -> None:
         self.policy = policy
+        self.runtime_factory = runtime_factory
         self.callbacks = list(callbacks or [])
         self.backend = backend
         self.tenant = tenant
@@ -391,6 +405,9 @@ class RlmboxInterpreterFactory:
         self._owned: AuditLog | None = None
 
     def __call__(self) -> RlmboxInterpreter:
+        if self.runtime_factory is not None:
+            return RlmboxInterpreter(backend=self.backend, callbacks=self.callbacks,
+                                     runtime_factory=self.runtime_factory)
         return RlmboxInterpreter(policy=self.policy, audit=self._sink(), backend=self.backend,
                                  tenant=self.tenant, callbacks=self.callbacks)
 

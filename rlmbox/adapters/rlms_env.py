@@ -35,9 +35,9 @@ from rlmbox.adapters.rlms_locals import (
 )
 from rlmbox.errors import SessionClosed, SessionError
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.contract import RuntimeFactory, SessionLike, is_ready
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.runtime import Runtime
-from rlmbox.runtime.session import Session, SessionState
 
 SubcallFn = Callable[[str, "str | None"], RLMChatCompletion]
 
@@ -59,6 +59,11 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
             fills ``REPLResult.locals`` and tells a newly set ``answer`` from a stale one;
             ``False`` saves that round trip (``locals`` stays empty and a ready ``answer``
             is reported by every cell).
+        runtime_factory: makes the runtime the REPL runs on from its LM provider and its
+            sub-call, in place of ``Runtime(policy, ...)``: say
+            ``functools.partial(RayRuntime, policy, address=...)`` to run the REPL on a
+            Ray cluster (``policy``, ``audit``, ``audit_dir``, ``pool_size`` and ``tenant``
+            are then the factory's business and unused here).
     """
 
     def __init__(self, lm_handler_address: tuple[str, int] | None = None,
@@ -70,7 +75,7 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
                  policy: str | Path | Policy = "default", audit: AuditSink | None = None,
                  audit_dir: str | Path | None = None, backend: str | None = None,
                  pool_size: int = 0, tenant: str | None = None, locals_summary: bool = True,
-                 **kwargs: Any) -> None:
+                 runtime_factory: RuntimeFactory | None = None, **kwargs: Any) -> None:
         kwargs.pop("custom_sub_tools", None)   # rlms hands these to the child RLMs it makes
         kwargs.pop("compaction", None)
         super().__init__(persistent=persistent, depth=depth,
@@ -89,9 +94,11 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         self._locals: dict[str, Any] = {}
         self._context_count = 0
         self._history_count = 0
-        self.runtime = Runtime(policy, lm=self.lm, audit=audit, audit_dir=audit_dir,
-                               pool_size=pool_size, tenant=tenant, subcall=self._subcall)
-        self.session: Session | None = None
+        self.runtime = runtime_factory(lm=self.lm, subcall=self._subcall) \
+            if runtime_factory is not None else \
+            Runtime(policy, lm=self.lm, audit=audit, audit_dir=audit_dir,
+                    pool_size=pool_size, tenant=tenant, subcall=self._subcall)
+        self.session: SessionLike | None = None
         self._context: Any = context_payload
         try:
             self.setup()
@@ -168,6 +175,12 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         self.cleanup()
 
     @property
+    def audit(self) -> AuditSink | None:
+        """The embedded runtime's audit log (a child RLM shares it); None on a cluster,
+        whose logs are the nodes' own."""
+        return self.runtime.audit if isinstance(self.runtime, Runtime) else None
+
+    @property
     def locals(self) -> Mapping[str, Any]:
         """A read-only copy of the sandbox's variables as of the last cell (JSON values;
         a ``SandboxValue`` for what stayed inside)."""
@@ -232,13 +245,13 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         self.lm.record(completion)
         return str(completion.response)
 
-    def _live_session(self) -> Session:
+    def _live_session(self) -> SessionLike:
         if self.session is None:
             raise SessionClosed("the rlms environment was cleaned up")
         return self.session
 
     def _source(self, name: str, text: str, *, kind: str = "json") -> str:
-        return value_source(self._live_session(), self.runtime.audit, name, text, kind=kind,
+        return value_source(self._live_session(), self.audit, name, text, kind=kind,
                             event="rlms.value")
 
     def _run_setup(self, code: str) -> None:
@@ -248,7 +261,7 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
 
     def _refresh_locals(self) -> CellReport | None:
         session = self.session
-        if not self._locals_summary or session is None or session.state is not SessionState.READY:
+        if not self._locals_summary or session is None or not is_ready(session):
             return None
         report = decode_report(session.exec(SNAPSHOT_CELL).answer)
         self._locals = report.variables

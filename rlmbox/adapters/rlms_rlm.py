@@ -94,5 +94,5 @@ class RlmboxRLM(RLM):  # type: ignore[misc]  # rlm ships no type information
         if self.max_depth > 1:
             kwargs.setdefault("subcall_fn", self._subcall)
         environment = RlmboxREPL(**kwargs)
-        self._audit = environment.runtime.audit
+        self._audit = environment.audit
         return environment

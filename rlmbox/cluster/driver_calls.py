@@ -16,9 +16,8 @@ from typing import Any
 from rlmbox.cluster.cell_wire import CallEvent, DriverAnswer
 from rlmbox.errors import RlmboxError, ToolError
 from rlmbox.lm.base import LMProvider
+from rlmbox.runtime.contract import Subcall
 from rlmbox.runtime.crossing import UncrossableResult, crossable
-
-Subcall = Callable[[str, str | None], str]
 
 
 class DriverCalls:

@@ -41,6 +41,9 @@ from rlmbox.runtime.session_files import FileEntry
 #: clients).
 LMSource = str | Callable[[], LMProvider]
 
+#: How much longer than the dispatcher's own bound a call waits for the driver's answer.
+WAIT_MARGIN_S = 5.0
+
 #: Driver tools by name, as the node binds them: their portable signatures.
 ToolSignatures = Mapping[str, inspect.Signature]
 
@@ -87,7 +90,10 @@ class NodeHost:
                                 audit=self._log, pool_size=pool_size, tenant=tenant,
                                 durability=durability,
                                 subcall=driver_subcall if driver_subcall_on else None)
-        self._tool_wait_s = self._runtime.policy.limits.tool_timeout_s
+        # the dispatcher abandons a tool call at tool_timeout_s (recorded, the cell goes
+        # on); the thread waiting for the driver gives up a margin later, so that it never
+        # decides the outcome, only frees itself
+        self._tool_wait_s = self._runtime.policy.limits.tool_timeout_s + WAIT_MARGIN_S
         self._sessions: dict[str, Session] = {}
         self._cells: dict[str, CellChannel] = {}   # the driver's cell token -> its channel
         self._cells_lock = threading.Lock()
@@ -116,7 +122,8 @@ class NodeHost:
         session.check_timeout(timeout)
         limits = self._runtime.policy.limits
         wall = limits.cell_timeout_s if timeout is None else timeout
-        channel = CellChannel(until=time.monotonic() + wall + limits.interrupt_grace_s)
+        channel = CellChannel(until=time.monotonic() + wall + limits.interrupt_grace_s
+                              + WAIT_MARGIN_S)
 
         def run() -> None:
             CURRENT_CELL.set(channel)

@@ -28,13 +28,14 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rlmbox.audit.collected import node_log_name
 from rlmbox.cluster.admission import SLOT, Slot, reserve_slot
 from rlmbox.cluster.audit_index import ClusterIndex
-from rlmbox.cluster.driver_calls import DriverCalls, Subcall
+from rlmbox.cluster.driver_calls import DriverCalls
 from rlmbox.cluster.driver_functions import DriverLMSpec, portable_signature
 from rlmbox.cluster.node import LMSource, NodeHead, NodeHost, Placement
 from rlmbox.cluster.remote_session import RemoteSession
 from rlmbox.errors import RlmboxError, SessionClosed, SessionLost
 from rlmbox.lm.base import LMProvider
 from rlmbox.policies.model import Policy, load_policy
+from rlmbox.runtime.contract import Subcall
 from rlmbox.runtime.runtime import DEFAULT_POOL_SIZE, default_audit_dir
 
 #: Concurrent calls a node actor serves (cells of different sessions run side by side).

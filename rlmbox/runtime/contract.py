@@ -11,11 +11,14 @@ import enum
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from rlmbox.lm.base import LMProvider
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.session_files import FileEntry
 
 OutputCallback = Callable[[str, str], None]
+#: a frontend's own recursive call, ``subcall(prompt, model) -> text`` (``Runtime(subcall=)``)
+Subcall = Callable[[str, str | None], str]
 
 
 class SessionLike(Protocol):
@@ -52,6 +55,14 @@ class RuntimeLike(Protocol):
                 backend: str | None = None) -> SessionLike: ...
 
     def close(self) -> None: ...
+
+
+class RuntimeFactory(Protocol):
+    """Makes the runtime an adapter runs on, given the adapter's own LM provider and
+    sub-call (each frontend brings its own): ``functools.partial(Runtime, policy, ...)``
+    or ``functools.partial(RayRuntime, policy, address=..., ...)``."""
+
+    def __call__(self, *, lm: LMProvider, subcall: Subcall | None = None) -> RuntimeLike: ...
 
 
 def is_ready(session: SessionLike) -> bool:

@@ -72,24 +72,35 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def serve_fake_openai(reply: Callable[[Messages], str]
+                      ) -> tuple[FakeOpenAI, ThreadingHTTPServer]:
+    """A fake server on 127.0.0.1 with a reply script; the caller shuts it down."""
+    fake = FakeOpenAI(reply=reply)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    return fake, server
+
+
+def stop_fake_openai(server: ThreadingHTTPServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
 def fake_openai() -> Iterator[Callable[[Callable[[Messages], str]], FakeOpenAI]]:
     """Starts fake servers on 127.0.0.1 with a reply script; stops them at teardown."""
     servers: list[ThreadingHTTPServer] = []
 
     def start(reply: Callable[[Messages], str]) -> FakeOpenAI:
-        fake = FakeOpenAI(reply=reply)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        fake, server = serve_fake_openai(reply)
         servers.append(server)
-        fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         return fake
 
     yield start
     for server in servers:
-        server.shutdown()
-        server.server_close()
+        stop_fake_openai(server)
 
 
 def records(audit_dir: Path) -> list[dict[str, Any]]:

@@ -129,7 +129,7 @@ def test_a_cell_waiting_on_a_driver_tool_ends_at_its_wall_time(
     release = threading.Event()
     policy = write_policy(tmp_path, isolation={"backend": "process"},
                           limits={"tool_timeout_s": 60.0, "cell_timeout_s": 2.0,
-                                  "interrupt_grace_s": 1.0})
+                                  "interrupt_grace_s": 5.0})
     rt = make_ray_runtime(policy)
     try:
         with rt.session(tools={"hang": lambda: release.wait(60)}) as s:
@@ -140,7 +140,7 @@ def test_a_cell_waiting_on_a_driver_tool_ends_at_its_wall_time(
     finally:
         release.set()
     assert result.status == "interrupted", result
-    assert took < 10
+    assert took < 12
     records = node_records(rt, s)
     assert [c["outcome"] for c in tool_calls(records, "tool.hang")] == ["abandoned"]
     assert any(r["event"] == "limit.exceeded" and r.get("limit") == "cell_timeout_s"
@@ -152,14 +152,16 @@ def test_output_streams_to_the_driver_as_the_cell_runs(make_ray_runtime: Make) -
     pieces: list[tuple[str, str, float]] = []
     with rt.session() as s:
         started = time.monotonic()
-        result = s.exec("import sys, time\nprint('first', flush=True)\ntime.sleep(1.5)\n"
+        result = s.exec("import sys, time\nprint('first', flush=True)\ntime.sleep(3)\n"
                         "print('oops', file=sys.stderr)",
                         on_output=lambda stream, text: pieces.append(
                             (stream, text, time.monotonic() - started)))
+        ended = time.monotonic() - started
     assert "".join(t for stream, t, _ in pieces if stream == "stdout") == result.stdout \
         == "first\n"
     assert "".join(t for stream, t, _ in pieces if stream == "stderr") == result.stderr
-    assert pieces[0][2] < 1.4, "the first line came only with the result"
+    # the first line came while the cell slept, not with its result
+    assert ended - pieces[0][2] > 1.5, (pieces, ended)
 
 
 def test_an_output_callback_that_raises_does_not_end_the_cell(make_ray_runtime: Make) -> None:
@@ -175,7 +177,8 @@ def test_an_output_callback_that_raises_does_not_end_the_cell(make_ray_runtime: 
                         on_output=broken)
     assert result.status == "ok"
     assert result.stdout == "a\nb\n"
-    assert calls == ["a\n"]
+    assert len(calls) == 1   # never called again once it raised
+    assert calls[0].startswith("a\n")
 
 
 def test_tools_added_to_a_running_session_run_on_the_driver(make_ray_runtime: Make) -> None:
@@ -223,3 +226,27 @@ def test_a_killed_sandbox_makes_the_remote_session_dead(make_ray_runtime: Make,
         assert s.state is RemoteSessionState.DEAD
         with pytest.raises(SessionKilled):
             s.exec("1")
+
+
+def test_a_frontends_subcall_runs_on_the_driver_after_the_node_admits_it(
+        make_ray_runtime: Make, tmp_path: Path) -> None:
+    """``RayRuntime(subcall=...)`` as ``Runtime(subcall=...)``: ``rlm_query`` is decided
+    and budgeted on the node, then the frontend's own recursive call runs here."""
+    prompts: list[str] = []
+
+    def subcall(prompt: str, model: str | None) -> str:
+        prompts.append(prompt)
+        return f"child says {prompt}"
+
+    policy = write_policy(tmp_path, isolation={"backend": "process"},
+                          budgets={"tree": {"calls": 1}})
+    rt = make_ray_runtime(policy, subcall=subcall)
+    with rt.session() as s:
+        first = s.exec("print(rlm_query('hi'))")
+        second = s.exec("print(rlm_query('again'))")
+    assert first.stdout == "child says hi\n"
+    assert "BudgetExceeded" in second.stdout + (second.error or "")
+    assert prompts == ["hi"]
+    outcomes = [r["outcome"] for r in node_records(rt, s)
+                if r["event"] == "host.call" and r.get("function") == "rlm_query"]
+    assert outcomes == ["ok", "budget_exceeded"]
