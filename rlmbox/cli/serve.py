@@ -81,6 +81,9 @@ def register(subparsers: Any) -> None:
                             "(501) there")
     serve.add_argument("--ray-namespace", default="rlmbox", metavar="NAME",
                        help="the Ray namespace of the daemon's node actors (default rlmbox)")
+    serve.add_argument("--ray-slot-resource", default="rlmbox_slot", metavar="NAME",
+                       help="the custom resource one session holds on a node (default "
+                            "rlmbox_slot); another name keeps a pool of nodes apart")
     serve.add_argument("--threads", type=int, default=32, metavar="N",
                        help="server threads (default 32); must be above --max-cells")
     for name, (flag, kind, text) in LIMIT_FLAGS.items():
@@ -195,7 +198,7 @@ def _cluster_hosts(args: argparse.Namespace, state_dir: Path) -> Callable[[], Ho
     lm = args.lm or functools.partial(UnconfiguredLM, OFFLINE_HINT)
     hosts: Callable[[], Hosts] = functools.partial(
         ClusterHosts, args.ray, namespace=args.ray_namespace, lm=lm, pool_size=args.pool_size,
-        audit_root=state_dir / CLUSTER_AUDIT)
+        slot_resource=args.ray_slot_resource, audit_root=state_dir / CLUSTER_AUDIT)
     return hosts
 
 

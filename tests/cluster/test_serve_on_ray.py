@@ -5,10 +5,12 @@ verify; a killed daemon leaves no sandbox, and its successor marks the sessions 
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +19,14 @@ import pytest
 from rlmbox.audit.reader import iter_records
 from rlmbox.daemon.client import Client
 from rlmbox.daemon.store import SessionRow, Store
-from rlmbox.errors import DaemonError, NotOnCluster
-from tests.cluster.conftest import NODES, SLOTS_PER_NODE
+from rlmbox.errors import DaemonError, NotOnCluster, SessionLost
+from tests.cluster.conftest import NODES, SLOTS_PER_NODE, node_args
 from tests.cluster.test_node_loss import sandbox_pids
 from tests.conftest import write_policy
 from tests.daemon.daemon_process import DaemonProcess, rlmbox_cli
 
 SESSIONS_PER_TENANT = 3
+DOOMED = "rlmbox_slot_serve_doomed"
 GONE_WITHIN_S = 30.0
 
 
@@ -67,7 +70,7 @@ def serve(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory
     short = Path(tempfile.mkdtemp(prefix="rbx-ray-", dir="/tmp"))   # socket paths are short
     policy = write_policy(root, isolation={"backend": "process"})
     daemon = ServeOnRay(short, ray_cluster.address, policy, "--max-sessions-per-tenant",
-                        str(SESSIONS_PER_TENANT))
+                        str(SESSIONS_PER_TENANT), "--max-cells-per-tenant", "1")
     try:
         yield daemon
     finally:
@@ -140,6 +143,27 @@ def test_the_tenants_session_cap_holds_and_the_refusal_is_audited(serve: ServeOn
         alice.close_session(late)
 
 
+def test_the_tenants_cell_cap_holds_while_another_tenant_runs(serve: ServeOnRay) -> None:
+    with serve.client("alice") as alice, serve.client("bob") as bob:
+        first, second = alice.create_session()["id"], alice.create_session()["id"]
+        theirs = bob.create_session()["id"]
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                slow = pool.submit(alice.exec, first, "import time\ntime.sleep(4)\nprint('done')")
+                time.sleep(1.5)   # the slow cell holds alice's one cell slot on its node
+                with pytest.raises(DaemonError) as capped:
+                    alice.exec(second, "print('second')")
+                assert capped.value.status == 429
+                assert capped.value.type == "TooManyCells"
+                assert bob.exec(theirs, "print('bob runs')").stdout == "bob runs\n"
+                assert slow.result(timeout=60).stdout == "done\n"
+            assert alice.exec(second, "print('second')").stdout == "second\n"
+        finally:
+            for client, sid in ((alice, first), (alice, second), (bob, theirs)):
+                client.close_session(sid)
+        assert _refusals(alice, "TooManyCells")
+
+
 def test_streaming_and_files_are_refused_by_name_not_run_elsewhere(serve: ServeOnRay) -> None:
     with serve.client("alice") as alice:
         sid = alice.create_session()["id"]
@@ -182,6 +206,39 @@ def test_after_a_clean_stop_the_daemon_log_and_every_node_log_verify(
         assert starts
         assert {r["tenant"] for r in starts} == {tenant}
     assert node_logs >= NODES
+
+
+def test_a_node_that_dies_under_a_daemon_session_ends_it_lost(
+        ray_cluster: Any, tmp_path: Path) -> None:
+    doomed = ray_cluster.add_node(**node_args(os.environ["RLMBOX_TEST_RAY_DIR"], {DOOMED: 1}))
+    short = Path(tempfile.mkdtemp(prefix="rbx-ray-", dir="/tmp"))
+    try:
+        daemon = ServeOnRay(short, ray_cluster.address,
+                            write_policy(tmp_path, isolation={"backend": "process"}),
+                            "--ray-slot-resource", DOOMED)
+        try:
+            with daemon.client("alice") as alice:
+                sid = alice.create_session()["id"]
+                assert alice.exec(sid, "x = 1").ok
+                assert daemon.row("alice", sid).node == doomed.node_id
+                with ThreadPoolExecutor(1) as pool:
+                    cell = pool.submit(alice.exec, sid, "import time\ntime.sleep(30)")
+                    time.sleep(1.5)   # the cell runs on the node
+                    killed_at = time.monotonic()
+                    doomed.kill_raylet()
+                    with pytest.raises(SessionLost):
+                        cell.result(timeout=60)
+                assert time.monotonic() - killed_at < GONE_WITHIN_S
+                record = alice.session(sid)
+                assert record["state"] == "lost"
+                assert doomed.node_id[:12] in record["reason"]
+                with pytest.raises(SessionLost):   # and stays so
+                    alice.exec(sid, "print(x)")
+        finally:
+            daemon.process.cleanup()
+    finally:
+        ray_cluster.remove_node(doomed, allow_graceful=False)
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def test_a_killed_daemon_leaves_no_sandbox_and_its_successor_marks_the_sessions_lost(
