@@ -187,8 +187,16 @@ def test_streaming_and_files_are_refused_by_name_not_run_elsewhere(serve: ServeO
 
 def test_after_a_clean_stop_the_daemon_log_and_every_node_log_verify(
         serve: ServeOnRay) -> None:
-    """Runs last in this module: it stops the module's daemon."""
+    """Runs last in this module: it stops the module's daemon, with a session open."""
+    with serve.client("bob") as bob:
+        left_open = bob.create_session()["id"]
+        assert bob.exec(left_open, "x = 1").ok
+    sandbox_id = serve.row("bob", left_open).sandbox_id
+    assert sandbox_id
+    assert sandbox_pids(sandbox_id)
     assert serve.process.terminate() == 0
+    assert serve.row("bob", left_open).state == "closed"
+    assert not sandbox_pids(sandbox_id)
     daemon_log = serve.state / "audit"
     done = rlmbox_cli("audit", "verify", str(daemon_log))
     assert done.returncode == 0, done.stdout + done.stderr
