@@ -151,6 +151,11 @@ class SessionLost(SessionError):
     the reason. The session's sandbox died with its node actor."""
 
 
+class NotOnCluster(SessionError):
+    """What a session on a cluster node cannot do yet (the message names it: streamed
+    output, file transfer); refused, never done on this machine instead."""
+
+
 class FileTransferRefused(SessionError):
     """A file transfer was refused: a path outside the writable area, a symlink out of it,
     a size over ``limits.file_transfer_mb``, or the sandbox could not do it."""

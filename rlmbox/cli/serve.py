@@ -9,16 +9,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.daemon.paths import default_socket, default_state_dir, private_dir
 from rlmbox.daemon.store import Store
 from rlmbox.errors import UsageError
+
+if TYPE_CHECKING:
+    from rlmbox.daemon.hosts import Hosts
+
+#: under the state directory: one audit set (index and node logs) per tenant and policy
+#: of a daemon on a Ray cluster
+CLUSTER_AUDIT = "cluster-audit"
 
 # DaemonLimits field -> (flag, type, help)
 LIMIT_FLAGS: dict[str, tuple[str, type, str]] = {
@@ -65,6 +74,16 @@ def register(subparsers: Any) -> None:
                        help="audit log directory (default STATE/audit)")
     serve.add_argument("--pool-size", type=int, default=0,
                        help="warm sandboxes per tenant and policy (default 0)")
+    serve.add_argument("--ray", metavar="ADDRESS",
+                       help="place every session on this Ray cluster (host:port of its GCS, "
+                            "or 'auto'; the ray extra): tenants, tokens, policies and "
+                            "limits as without it; streamed output and files are refused "
+                            "(501) there")
+    serve.add_argument("--ray-namespace", default="rlmbox", metavar="NAME",
+                       help="the Ray namespace of the daemon's node actors (default rlmbox)")
+    serve.add_argument("--ray-slot-resource", default="rlmbox_slot", metavar="NAME",
+                       help="the custom resource one session holds on a node (default "
+                            "rlmbox_slot); another name keeps a pool of nodes apart")
     serve.add_argument("--threads", type=int, default=32, metavar="N",
                        help="server threads (default 32); must be above --max-cells")
     for name, (flag, kind, text) in LIMIT_FLAGS.items():
@@ -152,15 +171,35 @@ def _serve(args: argparse.Namespace) -> int:
     if args.no_socket and not args.tcp:
         print("rlmbox: error: --no-socket needs --tcp", file=sys.stderr)
         return 2
+    state_dir = args.state or default_state_dir()
     config = DaemonConfig(
-        state_dir=args.state or default_state_dir(),
+        state_dir=state_dir,
         socket=None if args.no_socket else (args.socket or default_socket()),
         tcp=args.tcp, tcp_public=args.tcp_public, metrics_tcp=args.metrics_tcp,
         policies=load_policies(args.policy),
         lm=provider_from_spec(args.lm) if args.lm else None, audit_dir=args.audit_dir,
         pool_size=args.pool_size, threads=args.threads,
-        limits=DaemonLimits(**{name: getattr(args, f"limit_{name}") for name in LIMIT_FLAGS}))
+        limits=DaemonLimits(**{name: getattr(args, f"limit_{name}") for name in LIMIT_FLAGS}),
+        hosts=_cluster_hosts(args, state_dir) if args.ray else None)
     return asyncio.run(_run(Daemon(config)))
+
+
+def _cluster_hosts(args: argparse.Namespace, state_dir: Path) -> Callable[[], Hosts]:
+    """``--ray``: the daemon's sessions on the cluster. Each node builds the LM provider
+    from the same spec, with the key from its own environment."""
+    try:
+        from rlmbox.cluster.daemon_host import ClusterHosts  # noqa: PLC0415 - the ray extra
+    except ImportError as exc:
+        raise UsageError(f"--ray needs the ray extra (pip install 'rlmbox[ray]'): {exc}") \
+            from exc
+    from rlmbox.daemon.lifecycle import OFFLINE_HINT  # noqa: PLC0415 - aiohttp: the daemon extra
+    from rlmbox.lm.unconfigured import UnconfiguredLM  # noqa: PLC0415 - serve only
+
+    lm = args.lm or functools.partial(UnconfiguredLM, OFFLINE_HINT)
+    hosts: Callable[[], Hosts] = functools.partial(
+        ClusterHosts, args.ray, namespace=args.ray_namespace, lm=lm, pool_size=args.pool_size,
+        slot_resource=args.ray_slot_resource, audit_root=state_dir / CLUSTER_AUDIT)
+    return hosts
 
 
 async def _run(daemon: Any) -> int:
@@ -169,6 +208,9 @@ async def _run(daemon: Any) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await daemon.start()
+    # again: joining a Ray cluster (--ray) installs Ray's own SIGTERM handler, which
+    # exits at once, leaving sessions open and the cluster's audit index unsealed
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
         if daemon.reconciled and daemon.reconciled.lost:
             print(f"rlmbox: marked {len(daemon.reconciled.lost)} session(s) of a previous "

@@ -58,7 +58,7 @@ from rlmbox.daemon.wire import (
     result_json,
     status_for,
 )
-from rlmbox.errors import DaemonError, RlmboxError
+from rlmbox.errors import DaemonError, NotOnCluster, RlmboxError
 from rlmbox.runtime.session import Session
 
 log = logging.getLogger("rlmbox.daemon")
@@ -147,7 +147,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if isinstance(exc, DaemonError):
             retry_after = exc.retry_after_s
             await _refusal_taken(request, exc)
-        elif 400 <= status < 500:   # the engine refused (a closed session, a bad file path)
+        elif 400 <= status < 500 or isinstance(exc, NotOnCluster):
+            # the engine refused (a closed session, a bad file path, what a cluster
+            # session cannot do: 501)
             _refused(request, status, kind)
         return _error(status, kind, str(exc), retry_after)
     except Exception:
@@ -270,7 +272,7 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
     """``exec`` over a WebSocket with output messages as the cell runs (stream.py)."""
     session_id = request.match_info["id"]
     engine = request.app[ENGINE]
-    engine.live(request[TENANT], session_id)   # 401/404/409 as JSON, before upgrading
+    engine.check_streaming(request[TENANT], session_id)   # 4xx/501 as JSON, before upgrading
     ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, compress=False)
     if not ws.can_prepare(request).ok:
         raise DaemonError("this route needs a WebSocket upgrade", status=400,

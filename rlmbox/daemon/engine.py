@@ -1,7 +1,8 @@
-"""The daemon's engine room: a Runtime per tenant and policy, and the live sessions.
+"""The daemon's engine room: a session host per tenant and policy, and the live sessions.
 
-Each tenant gets its own Runtime per operator-loaded policy (``tenant=`` set, so every
-audit event names it); all of them write to the daemon's one audit log. Session lookups
+Each tenant gets its own host per operator-loaded policy (``hosts.py``: a local Runtime
+with ``tenant=`` set, so every audit event names it, writing to the daemon's one audit
+log; or a Ray cluster, whose nodes keep their own logs). Session lookups
 always go through the tenant: another tenant's session id finds nothing. Every session,
 ``rlm_query`` children included, is admitted through the Runtime's session gate by the
 daemon's ``Admission`` (its session caps). Methods here
@@ -16,24 +17,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from rlmbox.daemon.admission import Admission, TenantGate
+from rlmbox.daemon.hosts import HostedSession, Hosts, SessionHost
 from rlmbox.daemon.store import SessionRow, Store
-from rlmbox.daemon.survivors import process_identity
 from rlmbox.daemon.wire import BACKEND_NOT_ALLOWED, INVALID_REQUEST, NOT_FOUND, UNKNOWN_POLICY
 from rlmbox.errors import DaemonError, RlmboxError, SessionClosed, SessionKilled
-from rlmbox.lm.base import LMProvider
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.results import ExecResult
-from rlmbox.runtime.runtime import Runtime
-from rlmbox.runtime.session import OutputCallback, RootTextCallback, Session, SessionState
+from rlmbox.runtime.session import (
+    OutputCallback,
+    RootTextCallback,
+    Session,
+    check_cell_timeout,
+)
 
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("rlmbox.daemon")
 REAPED = "the session's wall time (session_timeout_s) is spent"
@@ -41,7 +42,7 @@ REAPED = "the session's wall time (session_timeout_s) is spent"
 
 @dataclass
 class LiveSession:
-    session: Session
+    session: HostedSession
     tenant: str
     exec_lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.monotonic)
@@ -60,20 +61,17 @@ def not_found(session_id: str) -> DaemonError:
 class Engine:
     """Runtimes and live sessions of every tenant; thread-safe."""
 
-    def __init__(self, policies: dict[str, Policy], *, lm: LMProvider, audit: AuditSink,
-                 store: Store, admission: Admission, pool_size: int = 0,
-                 metrics: CollectorRegistry | None = None) -> None:
+    def __init__(self, policies: dict[str, Policy], *, hosts: Hosts, audit: AuditSink,
+                 store: Store, admission: Admission) -> None:
         if not policies:
             raise DaemonError("the daemon needs at least one policy", type="Config")
         self.policies = policies
         self.default_policy = next(iter(policies))
-        self._lm = lm
+        self._hosts = hosts
         self._audit = audit
         self._store = store
-        self._pool_size = pool_size
-        self._metrics = metrics
         self.admission = admission
-        self._runtimes: dict[tuple[str, str], Runtime] = {}
+        self._runtimes: dict[tuple[str, str], SessionHost] = {}
         self._live: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -86,18 +84,21 @@ class Engine:
                               type=UNKNOWN_POLICY)
         return name, self.policies[name]
 
-    def _runtime(self, tenant: str, policy_name: str) -> Runtime:
+    def _runtime(self, tenant: str, policy_name: str) -> SessionHost:
         with self._lock:
             if self._closed:
                 raise SessionClosed("the daemon is shutting down")
             key = (tenant, policy_name)
-            if key not in self._runtimes:
-                self._runtimes[key] = Runtime(self.policies[policy_name], lm=self._lm,
-                                              audit=self._audit, tenant=tenant,
-                                              pool_size=self._pool_size,
-                                              metrics=self._metrics,
-                                              session_gate=TenantGate(self.admission, tenant))
-            return self._runtimes[key]
+            if key in self._runtimes:
+                return self._runtimes[key]
+            host = self._hosts.host(tenant, policy_name, self.policies[policy_name],
+                                    TenantGate(self.admission, tenant))
+            self._runtimes[key] = host
+        if host.audit_set is not None:   # where its node logs are indexed, in our log
+            self._audit.append("daemon.cluster_audit", tenant=tenant, policy=policy_name,
+                               audit_set=str(host.audit_set))
+            self._audit.sync()
+        return host
 
     # --- blocking operations (thread pool) ------------------------------------------
 
@@ -107,16 +108,16 @@ class Engine:
         self._check_backend(tenant, name, chosen, backend)
         runtime = self._runtime(tenant, name)
         try:
-            session = runtime.session(context=context, backend=backend)   # the gate admits it
+            session = runtime.open(context, backend)   # the gate admits it
         except UnicodeEncodeError as exc:   # backstop: validation refuses these first
             raise DaemonError("the context cannot be encoded as UTF-8", status=400,
                               type=INVALID_REQUEST) from exc
-        info = session.sandbox.info
+        identity = session.identity()
         row = SessionRow(id=session.id, tenant=tenant, policy=name,
-                         policy_sha256=chosen.sha256, backend=info.backend,
-                         sandbox_id=info.sandbox_id,
-                         sandbox_pids=process_identity(session.sandbox), state="open",
-                         created=time.time(), closed=None, reason=None)
+                         policy_sha256=chosen.sha256, backend=identity.backend,
+                         sandbox_id=identity.sandbox_id, sandbox_pids=identity.pids,
+                         state="open", created=time.time(), closed=None, reason=None,
+                         node=identity.node)
         try:
             self._store.add_session(row)   # durable before the caller hears of it
         except BaseException:
@@ -146,36 +147,42 @@ class Engine:
              on_root_text: RootTextCallback | None = None) -> ExecResult:
         live = self.live(tenant, session_id)
         try:
-            live.session.check_timeout(timeout)
+            check_cell_timeout(live.session.policy, timeout)
         except (TypeError, ValueError) as exc:   # over the policy's limit: the caller's fault
             raise DaemonError(str(exc), status=400, type=INVALID_REQUEST) from exc
+        if on_output is not None or on_root_text is not None:
+            live.session.check_streaming()
         with self._turn(live, session_id):
-            return live.session.exec(code, timeout=timeout, on_output=on_output,
-                                     on_root_text=on_root_text)
+            return live.session.exec(code, timeout, on_output, on_root_text)
+
+    def check_streaming(self, tenant: str, session_id: str) -> None:
+        """Refuses (before a WebSocket upgrade) a stream the session's host cannot give."""
+        self.live(tenant, session_id).session.check_streaming()
 
     @contextlib.contextmanager
     def _turn(self, live: LiveSession, session_id: str) -> Iterator[None]:
         """One use of a session at a time (two execs, or a transfer, run one after the
         other); a use that killed the sandbox (a cell, a failed audit write, a broken
-        file transfer) is recorded in the store."""
+        file transfer, a lost cluster node) is recorded in the store."""
         try:
             with live.exec_lock:
                 yield
         finally:
-            if live.session.state is SessionState.DEAD:
-                self._store.end_session(session_id, "killed",
-                                        live.session.death_reason or "")
+            ended = live.session.ended()
+            if ended is not None:
+                self._store.end_session(session_id, *ended)
 
     def files(self, tenant: str, session_id: str, transfer: Callable[[Session], T]) -> T:
         """Runs one file transfer on the tenant's session, after its running cell."""
         live = self.live(tenant, session_id)
+        session = live.session.files()   # refused before the turn when files cannot go
         with self._turn(live, session_id):
-            return transfer(live.session)
+            return transfer(session)
 
     def interrupt(self, tenant: str, session_id: str) -> bool:
         """Interrupts the session's running cell; False when none runs. Never waits for
         the exec lock: the cell holds it."""
-        return self.live(tenant, session_id).session.interrupt(by="daemon client")
+        return self.live(tenant, session_id).session.interrupt()
 
     def close(self, tenant: str, session_id: str, reason: str = "closed") -> None:
         row = self._store.session(session_id, tenant)
@@ -226,7 +233,7 @@ class Engine:
             self._store.end_session(session_id, "closed", reason)
 
     def shutdown(self, reason: str = "daemon shutdown") -> None:
-        """Closes every live session (killing its sandbox) and every runtime."""
+        """Closes every live session (killing its sandbox), every host, then the hosts."""
         with self._lock:
             self._closed = True
             live = list(self._live.items())
@@ -239,3 +246,7 @@ class Engine:
                 runtime.close()
             except RlmboxError as exc:
                 log.warning("closing a runtime: %s", exc)
+        try:
+            self._hosts.close()
+        except RlmboxError as exc:
+            log.warning("closing the session hosts: %s", exc)

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -26,7 +27,9 @@ from rlmbox.daemon.admission import Admission
 from rlmbox.daemon.app import Pools, build_app
 from rlmbox.daemon.audit_index import AuditIndex
 from rlmbox.daemon.engine import Engine
+from rlmbox.daemon.hosts import Hosts
 from rlmbox.daemon.limits import DaemonLimits
+from rlmbox.daemon.local_host import LocalHosts
 from rlmbox.daemon.paths import bind_tcp, bind_unix, parse_tcp, private_dir
 from rlmbox.daemon.reconcile import Reconciled, reconcile
 from rlmbox.daemon.refusals import RefusalRecorder
@@ -82,6 +85,9 @@ class DaemonConfig:
     reap_every_s: float = 30.0
     index_every_s: float = 1.0
     limits: DaemonLimits = field(default_factory=DaemonLimits)
+    #: where sessions run when not on this machine (``rlmbox serve --ray``): called once
+    #: the books are straight; ``lm`` and ``pool_size`` are then the factory's business
+    hosts: Callable[[], Hosts] | None = None
 
 
 class Daemon:
@@ -126,9 +132,11 @@ class Daemon:
         admission = Admission(cfg.limits, self._index.tenant_bytes)
         scrape = Scrape(CollectorRegistry(), on_tcp=cfg.metrics_tcp)
         families_for(scrape.registry)   # every family is scraped from the start, at zero
-        self._engine = Engine(policies, lm=cfg.lm or UnconfiguredLM(OFFLINE_HINT),
-                              audit=self._audit, store=self._store, admission=admission,
-                              pool_size=cfg.pool_size, metrics=scrape.registry)
+        hosts = cfg.hosts() if cfg.hosts is not None else LocalHosts(
+            cfg.lm or UnconfiguredLM(OFFLINE_HINT), self._audit, cfg.pool_size,
+            scrape.registry)
+        self._engine = Engine(policies, hosts=hosts, audit=self._audit, store=self._store,
+                              admission=admission)
         self._audit.append("daemon.start", policies={n: p.sha256 for n, p in policies.items()},
                            version=rlmbox_version(), lost=self.reconciled.lost,
                            limits=dataclasses.asdict(cfg.limits))

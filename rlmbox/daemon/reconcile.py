@@ -5,7 +5,9 @@ closing it. Each is marked ``lost`` and audited (``session.lost``, with what was
 killed). Process sandboxes normally die with their daemon (``--die-with-parent``); any
 survivor recorded by (pid, start time), and anything left in its cgroup, is killed. Docker
 containers and E2B sandboxes carry owner tags, and each backend's ``collect_garbage``
-removes those whose owner is gone.
+removes those whose owner is gone. A session on a Ray cluster node (``rlmbox serve
+--ray``) is killed, never adopted: its node actor belonged to the dead daemon (the
+driver), so Ray killed it and its sandboxes with it; nothing of it runs here to kill.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from rlmbox.runtime.events import AuditSink
 
 log = logging.getLogger("rlmbox.daemon")
 LOST_REASON = "the daemon that ran it stopped without closing it (crash or kill)"
+LOST_ON_NODE = ("the daemon that ran it stopped without closing it (crash or kill); its "
+                "node actor, owned by that daemon, died with it and took the sandbox along")
 
 
 @dataclass(frozen=True)
@@ -35,15 +39,19 @@ def reconcile(store: Store, audit: AuditSink) -> Reconciled:
     rows = store.open_sessions()
     killed_total = 0
     for row in rows:
-        killed, problems = _kill_process_sandbox(row) if row.backend == "process" else (0, [])
+        here = row.node is None
+        killed, problems = _kill_process_sandbox(row) if here and row.backend == "process" \
+            else (0, [])
         killed_total += killed
-        store.end_session(row.id, "lost", LOST_REASON)
-        audit.append("session.lost", session=row.id, tenant=row.tenant, reason=LOST_REASON,
-                     backend=row.backend, sandbox_id=row.sandbox_id,
+        reason = LOST_REASON if here else LOST_ON_NODE
+        store.end_session(row.id, "lost", reason)
+        audit.append("session.lost", session=row.id, tenant=row.tenant, reason=reason,
+                     backend=row.backend, sandbox_id=row.sandbox_id, node=row.node,
                      survivors_killed=killed, cleanup_problems=problems, policy=row.policy,
                      policy_sha256=row.policy_sha256)
-    containers = _collect_docker() if any(r.backend == "docker" for r in rows) else []
-    e2b = _collect_e2b() if any(r.backend == "e2b" for r in rows) else []
+    local = [r for r in rows if r.node is None]
+    containers = _collect_docker() if any(r.backend == "docker" for r in local) else []
+    e2b = _collect_e2b() if any(r.backend == "e2b" for r in local) else []
     if rows or containers or e2b:
         audit.append("daemon.reconciled", lost=[r.id for r in rows],
                      survivors_killed=killed_total, containers_removed=containers,

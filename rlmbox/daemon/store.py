@@ -29,7 +29,7 @@ TOKEN_PREFIX = "rbx"  # noqa: S105 - a marker that makes leaked tokens greppable
 SESSION_STATES = ("open", "closed", "lost", "killed")
 
 _SELECT_SESSIONS = ("SELECT id, tenant, policy, policy_sha256, backend, sandbox_id, "
-                    "sandbox_pids, state, created, closed, reason FROM sessions ")
+                    "sandbox_pids, state, created, closed, reason, node FROM sessions ")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -46,6 +46,10 @@ MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL, closed REAL, reason TEXT);
     CREATE INDEX sessions_by_tenant ON sessions(tenant, created);
     CREATE INDEX sessions_by_state ON sessions(state);
+    """,
+    # the cluster node a session runs on (rlmbox serve --ray); NULL: on this machine
+    """
+    ALTER TABLE sessions ADD COLUMN node TEXT;
     """,
 )
 
@@ -71,6 +75,7 @@ class SessionRow:
     created: float
     closed: float | None
     reason: str | None
+    node: str | None = None   # the cluster node it ran on; None: this machine
 
 
 def _digest(token: str) -> str:
@@ -179,9 +184,9 @@ class Store:
     def add_session(self, row: SessionRow) -> None:
         self._write(
             "INSERT INTO sessions(id, tenant, policy, policy_sha256, backend, sandbox_id, "
-            "sandbox_pids, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "sandbox_pids, state, created, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (row.id, row.tenant, row.policy, row.policy_sha256, row.backend, row.sandbox_id,
-             json.dumps(row.sandbox_pids), row.state, row.created))
+             json.dumps(row.sandbox_pids), row.state, row.created, row.node))
 
     def end_session(self, session_id: str, state: str, reason: str) -> None:
         """Moves an open session to ``state``; a session already ended keeps its state."""

@@ -21,6 +21,8 @@ ENGINE_STATUS: dict[str, int] = {
     "SessionClosed": 409,
     "SessionKilled": 409,
     "SessionError": 409,
+    "SessionLost": 409,
+    "NotOnCluster": 501,
     "IsolationUnavailable": 503,
     "SandboxUnavailable": 503,
     "SandboxCrashed": 502,

@@ -297,18 +297,8 @@ class Session:
                                f"{self.policy.limits.session_timeout_s:g} s")
 
     def check_timeout(self, timeout: object) -> None:
-        """A caller's timeout shortens the cell's wall time; anything else is refused by
-        name (a silent cut would hide that the policy allows less than was asked)."""
-        if timeout is None:
-            return
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        limit = self.policy.limits.cell_timeout_s
-        if timeout > limit:
-            raise ValueError(f"timeout {timeout:g} s is over the policy's limits.cell_timeout_s "
-                             f"({limit:g} s); the policy's operator sets that limit")
+        """See ``check_cell_timeout``."""
+        check_cell_timeout(self.policy, timeout)
 
     def _cell_deadline(self, timeout: float | None) -> Deadline:
         """The sooner of the cell's wall time and the session's, named for the reports."""
@@ -509,3 +499,19 @@ class Session:
 def _count(dropped: Any, stream: str) -> int:
     value = dropped.get(stream, 0) if isinstance(dropped, dict) else 0
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def check_cell_timeout(policy: Policy, timeout: object) -> None:
+    """A caller's timeout shortens the cell's wall time; anything else is refused by
+    name (a silent cut would hide that the policy allows less than was asked). A module
+    function so a session held elsewhere (on a cluster node) is checked the same way."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    limit = policy.limits.cell_timeout_s
+    if timeout > limit:
+        raise ValueError(f"timeout {timeout:g} s is over the policy's limits.cell_timeout_s "
+                         f"({limit:g} s); the policy's operator sets that limit")

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from rlmbox.daemon.client import Client
@@ -26,14 +27,15 @@ def rlmbox_cli(*args: str, timeout: float = DEADLINE_S) -> subprocess.CompletedP
 class DaemonProcess:
     """Starts ``rlmbox serve`` and waits until it answers on its socket."""
 
-    def __init__(self, state: Path, socket: Path, policy: Path, log: Path) -> None:
+    def __init__(self, state: Path, socket: Path, policy: Path, log: Path,
+                 extra_args: Sequence[str] = ()) -> None:
         self.socket = socket
         self.log = log
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rlmbox.cli.main", "serve", "--socket", str(socket),
-                 "--state", str(state), "--policy", f"test={policy}"],
+                 "--state", str(state), "--policy", f"test={policy}", *extra_args],
                 env=env, stdout=out, stderr=subprocess.STDOUT)
         self._wait_ready()
 

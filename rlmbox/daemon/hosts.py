@@ -1,0 +1,85 @@
+"""The engine's seam: where the daemon's sessions run.
+
+The engine drives a ``SessionHost`` per tenant and policy: today either a local
+``Runtime`` (``local_host.py``) or a Ray cluster (``rlmbox.cluster.daemon_host``, wired by
+``rlmbox serve --ray``). Both admit every session through the tenant's gate (the daemon's
+session caps) and give back ``HostedSession`` objects: what the engine needs of a live
+session, including what a host cannot do, refused by name (``NotOnCluster``, answered
+501) rather than done some other way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from rlmbox.policies.model import Policy
+from rlmbox.runtime.gate import SessionGate
+from rlmbox.runtime.results import ExecResult
+from rlmbox.runtime.session import OutputCallback, RootTextCallback, Session
+
+
+class SandboxIdentity(Protocol):
+    """What reconciliation needs to find a session's sandbox after a crash: its backend
+    and id, ``(pid, start time)`` of its host processes when they run on this machine,
+    and the cluster node it runs on (then nothing of it runs here)."""
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def sandbox_id(self) -> str | None: ...
+
+    @property
+    def pids(self) -> list[tuple[int, str]]: ...
+
+    @property
+    def node(self) -> str | None: ...
+
+
+class HostedSession(Protocol):
+    """A live session as the engine uses it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    def identity(self) -> SandboxIdentity: ...
+
+    def exec(self, code: str, timeout: float | None, on_output: OutputCallback | None,
+             on_root_text: RootTextCallback | None) -> ExecResult: ...
+
+    def check_streaming(self) -> None:
+        """Raises the refusal when this session cannot stream its output."""
+
+    def interrupt(self) -> bool: ...
+
+    def close(self, reason: str) -> None: ...
+
+    def ended(self) -> tuple[str, str] | None:
+        """``(state, reason)`` once the session died on its own (``killed``, ``lost``)."""
+
+    def files(self) -> Session:
+        """The session for a file transfer, or the refusal when files cannot reach it."""
+
+
+class SessionHost(Protocol):
+    """Where one tenant's sessions under one policy run."""
+
+    #: a cluster host's audit set (index and node logs) for ``audit verify --cluster``
+    audit_set: Path | None
+
+    def open(self, context: Any, backend: str | None) -> HostedSession: ...
+
+    def close(self) -> None: ...
+
+
+class Hosts(Protocol):
+    """Makes the engine's hosts; ``close`` after every host is closed."""
+
+    def host(self, tenant: str, policy_name: str, policy: Policy,
+             gate: SessionGate) -> SessionHost: ...
+
+    def close(self) -> None: ...
