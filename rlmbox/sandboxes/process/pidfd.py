@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +66,14 @@ class PinnedProcess:
         except ProcessLookupError:
             return False
         return True
+
+    def exited(self) -> bool:
+        """Whether the process has ended (its pidfd reads ready); True once released."""
+        if self._fd is None:
+            return True
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        return bool(poller.poll(0))
 
     def release(self) -> None:
         if self._fd is not None:
