@@ -94,6 +94,9 @@ class ContainerProcesses:
         holds none; True when it is empty within ``timeout``."""
         self._first.signal(signal.SIGKILL)
         deadline = time.monotonic() + timeout
+        # woken at its exit (on runc the pid namespace's last process goes before it)
+        # rather than polling the cgroup from the start
+        self._first.exited(timeout)
         delays = poll_delays(cap_s=0.005)
         try:
             while True:

@@ -68,13 +68,14 @@ class PinnedProcess:
             return False
         return True
 
-    def exited(self) -> bool:
-        """Whether the process has ended (its pidfd reads ready); True once released."""
+    def exited(self, timeout: float = 0.0) -> bool:
+        """Whether the process has ended (its pidfd reads ready), waiting up to ``timeout``
+        seconds for it; True once released."""
         if self._fd is None:
             return True
         poller = select.poll()
         poller.register(self._fd, select.POLLIN)
-        return bool(poller.poll(0))
+        return bool(poller.poll(max(0, int(timeout * 1000))))
 
     def release(self) -> None:
         if self._fd is not None:
