@@ -1,6 +1,9 @@
 """rlmbox's full stack on every backend, each figure beside its floor, in one run.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_stack.py [--quick | --smoke]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_stack.py [--quick | --smoke] [--only M]
+
+``--only starts|cells|llm_query`` runs one method alone (with its floors), to bisect or to
+compare a change; a full run takes every method.
 
 For process, docker/runc and docker/runsc (those this machine has), under the default
 preset with only the backend changed (``stack.py``):
@@ -37,6 +40,7 @@ from rlmbox.runtime.runtime import Runtime
 TRIVIAL = "x = 1"
 Durability = Literal["cell", "session"]
 DURABILITIES: tuple[Durability, ...] = ("cell", "session")
+METHODS = ("starts", "cells", "llm_query")
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def bench_starts(table: Table, backend: str, runtime: str | None, reps: Reps,
 
 
 def bench_cells(table: Table, backend: str, runtime: str | None, reps: Reps, audit: str,
-                durability: Durability) -> None:
+                durability: Durability, methods: frozenset[str]) -> None:
     label = f"{system_name(backend, runtime)} ({durability} durability)"
     durable = (fl.FSYNC,) if durability == "cell" else ()
     with Runtime(stack_policy(backend, runtime), lm=ScriptedLM(default="ok"), audit_dir=audit,
@@ -102,13 +106,15 @@ def bench_cells(table: Table, backend: str, runtime: str | None, reps: Reps, aud
             table.fail(label, "trivial cell", f"{first.status}: {first.error}")
             return
         timed(partial(session.exec, TRIVIAL), 20)   # warm the path
-        table.add(label, "trivial cell", timed(partial(session.exec, TRIVIAL), reps.cells),
-                  floor=(*durable, fl.PIPE, fl.EXEC))
-        codes = iter(range(reps.cells))
-        table.add(label, f"distinct cell ({reps.cells} different cells)",
-                  timed(lambda: session.exec(f"v{next(codes)} = 1"), reps.cells),
-                  floor=(*durable, fl.PIPE, fl.EXEC))
-        llm_query_row(table, label, session, reps.calls)
+        if "cells" in methods:
+            table.add(label, "trivial cell", timed(partial(session.exec, TRIVIAL), reps.cells),
+                      floor=(*durable, fl.PIPE, fl.EXEC))
+            codes = iter(range(reps.cells))
+            table.add(label, f"distinct cell ({reps.cells} different cells)",
+                      timed(lambda: session.exec(f"v{next(codes)} = 1"), reps.cells),
+                      floor=(*durable, fl.PIPE, fl.EXEC))
+        if "llm_query" in methods:
+            llm_query_row(table, label, session, reps.calls)
 
 
 def llm_query_row(table: Table, label: str, session: Any, calls: int) -> None:
@@ -158,7 +164,9 @@ def main() -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer repetitions")
     mode.add_argument("--smoke", action="store_true", help="a handful, to prove it runs")
+    parser.add_argument("--only", choices=METHODS, help="run this method alone")
     args = parser.parse_args()
+    methods = frozenset((args.only,) if args.only else METHODS)
     reps = SMOKE if args.smoke else QUICK if args.quick else FULL
     backends, image, no_docker = available_backends()
     table = Table("full stack: Session + policy + ledger + audit")
@@ -171,12 +179,17 @@ def main() -> int:
                                   policy=stack_policy("process", None), image=image)
         for backend, runtime in backends:
             system = system_name(backend, runtime)
-            guarded(table, system, "(starts)",
-                    partial(bench_starts, table, backend, runtime, reps, audit))
+            if "starts" in methods:
+                guarded(table, system, "(starts)",
+                        partial(bench_starts, table, backend, runtime, reps, audit))
             for durability in DURABILITIES:
-                guarded(table, system, f"(cells, {durability} durability)",
-                        partial(bench_cells, table, backend, runtime, reps, audit, durability))
-        guarded(table, "rlmbox process", "(attribution)", partial(bench_attribution, table, reps))
+                if methods & {"cells", "llm_query"}:
+                    guarded(table, system, f"(cells, {durability} durability)",
+                            partial(bench_cells, table, backend, runtime, reps, audit,
+                                    durability, methods))
+        if "llm_query" in methods:
+            guarded(table, "rlmbox process", "(attribution)",
+                    partial(bench_attribution, table, reps))
     if no_docker:
         table.fail("rlmbox docker", "(engine)", no_docker)
     table.print(f"{'smoke' if args.smoke else 'quick' if args.quick else 'full'} run, "

@@ -1,20 +1,24 @@
 """Group commit: queued records are written and fsynced in batches, checkpoints signed.
 
-Appenders only queue; a background thread takes everything queued every few milliseconds,
-makes the bodies durable, writes the lines (rotating by size), fsyncs once, and then advances
-``durable_seq``. A ``sync()`` that finds no batch being committed commits the queue itself,
-on its own thread, rather than waking the background thread and waiting to be woken in turn
-(two thread hand-offs per durable cell); one batch is committed at a time either way, in
-queue order. A failed write or
-fsync is final: the writer records the error and stops, and everybody waiting or arriving
-later gets ``AuditWriteError``. An fsync is never retried, because after a failed fsync the
-kernel may have dropped the dirty pages and a second fsync can succeed without them.
+Appenders only queue; a background thread commits what is queued once the oldest of it has
+waited ``flush_interval_s``: it makes the bodies durable, writes the lines (rotating by size),
+fsyncs once, and then advances ``durable_seq``. The wait runs from when the queue last went
+from empty to non-empty, so a caller's ``sync`` that committed the queue first leaves the
+thread nothing due (no second fsync for a caller to queue behind), and no record waits
+longer than the interval either way. A ``sync()`` that finds no batch being committed
+commits the queue itself, on its own thread, rather than waking the background thread and
+waiting to be woken in turn (two thread hand-offs per durable cell); one batch is committed
+at a time either way, in queue order. A failed write or fsync is final: the writer records
+the error and stops, and everybody waiting or arriving later gets ``AuditWriteError``. An
+fsync is never retried, because after a failed fsync the kernel may have dropped the dirty
+pages and a second fsync can succeed without them.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 from rlmbox.audit.bodies import BodyStore, fsync_dir, write_all
@@ -51,6 +55,7 @@ class GroupCommitWriter:
         self._checkpoint_seq = checkpoint_seq
         self._checkpoint_digest = checkpoint_digest
         self._kicked = False
+        self._pending_since = 0.0   # time.monotonic() when the queue went non-empty
         self._closing = False
         self._committing = False   # a batch is being written (by either thread)
         self.failure: BaseException | None = None
@@ -68,6 +73,7 @@ class GroupCommitWriter:
         with self._cond:
             self._raise_if_failed()
             if digest not in self._pending_bodies:   # counted once, as it is written once
+                self._mark_pending()
                 self._pending_bodies[digest] = data
                 self._pending_bytes += len(data)
 
@@ -81,11 +87,17 @@ class GroupCommitWriter:
                 self._cond.wait()
             self._raise_if_failed()
             was_idle = not self._lines
+            self._mark_pending()
             self._lines.append(line + b"\n")
             self._pending_bytes += len(line) + 1
             self._queued_seq, self._queued_digest = seq, digest
             if was_idle:
                 self._cond.notify_all()
+
+    def _mark_pending(self) -> None:
+        """Called under the lock before queueing: an empty queue starts its interval."""
+        if not self._lines and not self._pending_bodies:
+            self._pending_since = time.monotonic()
 
     def sync(self) -> None:
         """Block until everything queued so far is durable."""
@@ -137,9 +149,12 @@ class GroupCommitWriter:
                         self._lines or self._pending_bodies or self._closing):
                     self._cond.wait()
                 if not self._kicked and not self._closing:
-                    # Let a batch gather; a sync() cuts the wait short or commits itself.
-                    self._cond.wait(self._flush_interval)
-                    if self._committing:
+                    # Let a batch gather until its oldest record is due; a sync() cuts the
+                    # wait short or commits the batch itself (then what is queued later
+                    # has a due time of its own).
+                    due = self._pending_since + self._flush_interval - time.monotonic()
+                    if due > 0:
+                        self._cond.wait(due)
                         continue
                 self._kicked = False
                 if not (self._lines or self._pending_bodies) and self._closing:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -94,4 +95,33 @@ def test_a_sync_with_no_commit_under_way_commits_on_its_own_thread(
         log.append("code.exec", n=1)
         log.sync()
         assert fsync_threads == [threading.current_thread().name]
+        monkeypatch.undo()
+
+
+def test_syncs_sooner_than_the_flush_interval_leave_the_background_writer_idle(
+        logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record's background deadline runs from when it was queued: a caller's sync that
+    committed it first leaves the writer nothing due, so it adds no fsync of its own
+    (before, it fsynced every interval and a caller's sync could queue behind it)."""
+    fsync_threads: list[str] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        fsync_threads.append(threading.current_thread().name)
+        real(fd)
+
+    with AuditLog(logdir, flush_interval_s=0.05, checkpoint_every=10**6) as log:
+        monkeypatch.setattr(os, "fsync", recording)
+        for i in range(20):   # an outcome record, then the next call's synced start record
+            log.append("host.call", n=i)
+            time.sleep(0.01)
+            log.append("host.call.start", n=i)
+            log.sync()
+        assert "rlmbox-audit-writer" not in fsync_threads
+        log.append("host.call", n=20)   # nobody syncs it: the writer does, within the interval
+        deadline = time.monotonic() + 5
+        while log.durable_seq < 41 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert log.durable_seq == 41
+        assert fsync_threads[-1] == "rlmbox-audit-writer"
         monkeypatch.undo()

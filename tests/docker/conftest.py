@@ -18,6 +18,7 @@ from rlmbox.errors import SandboxUnavailable
 from rlmbox.sandboxes.base import ResourceLimits, SandboxSpec
 from rlmbox.sandboxes.docker.backend import DockerBackend, DockerSandbox
 from rlmbox.sandboxes.docker.engine import connect, runtimes
+from rlmbox.sandboxes.docker.host_kill import REMOVALS
 from rlmbox.sandboxes.images.build import find_image
 from rlmbox.sandboxes.owner import LABEL_OWNER, Owner
 
@@ -38,6 +39,7 @@ def engine() -> Iterator[Any]:
     except SandboxUnavailable as exc:
         need(str(exc))
     yield client
+    REMOVALS.wait(60)   # containers closed by the tests, removed in the background
     try:
         leftovers = client.api.containers(
             all=True, filters={"label": f"{LABEL_OWNER}={Owner.current().id}"})

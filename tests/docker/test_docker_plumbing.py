@@ -14,6 +14,7 @@ from docker_helpers import answer, run
 from rlmbox.errors import SandboxCrashed, SandboxUnavailable
 from rlmbox.sandboxes.base import Backend, Sandbox, SandboxSpec
 from rlmbox.sandboxes.docker.backend import DockerBackend, DockerSandbox
+from rlmbox.sandboxes.docker.host_kill import REMOVALS
 from rlmbox.sandboxes.owner import LABEL_OWNER, LABEL_SESSION, Owner
 
 pytestmark = pytest.mark.docker
@@ -67,6 +68,7 @@ def test_kill_removes_the_container_and_is_idempotent(sandbox: DockerSandbox,
                                                       engine: Any) -> None:
     sandbox.kill()
     sandbox.kill()
+    assert REMOVALS.wait(60)   # the engine's removal runs off the caller's path
     assert engine.api.containers(all=True, filters={"id": sandbox.container_id}) == []
     assert sandbox.death_reason() == "killed by the host"
 

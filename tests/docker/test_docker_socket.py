@@ -27,6 +27,7 @@ from rlmbox.sandboxes.base import ResourceLimits, SandboxSpec
 from rlmbox.sandboxes.docker.backend import DockerBackend, DockerSandbox
 from rlmbox.sandboxes.docker.config import SANDBOX_UID, SOCKET_MOUNT, SOCKET_NAME
 from rlmbox.sandboxes.docker.engine import runtimes
+from rlmbox.sandboxes.docker.host_kill import REMOVALS
 from rlmbox.sandboxes.docker.socket_transport import SocketListener
 
 pytestmark = pytest.mark.docker
@@ -206,6 +207,7 @@ def test_kill_ends_the_socket_and_removes_its_directory(
     sandbox.kill()
     assert not host_dir.exists()
     assert list((tmp_path / "sock").iterdir()) == []
+    assert REMOVALS.wait(60)   # the engine's removal runs off the caller's path
     assert engine.api.containers(all=True, filters={"id": sandbox.container_id}) == []
     with pytest.raises(SandboxCrashed):
         sandbox.send({"t": "exec", "id": "late", "code": "pass"}, timeout=5)

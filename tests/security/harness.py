@@ -40,6 +40,7 @@ from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
+from rlmbox.sandboxes.docker.host_kill import REMOVALS
 
 # Docker cases join once the docker backend module exists (issue 5); from then on a
 # missing engine or runtime fails them under CI instead of skipping.
@@ -315,6 +316,8 @@ class Witness:
         survivors = self.survivors()
         assert not survivors, f"processes of sandbox {self.marker} outlived it: {survivors}"
         if self.backend == "docker":
+            # no process is left (above); the engine's removal follows off the closing path
+            assert REMOVALS.wait(60), "the engine's removals did not finish in 60 s"
             with contextlib.suppress(ImportError):
                 import docker
 

@@ -31,6 +31,7 @@ from rlmbox.sandboxes.base import (
 from rlmbox.sandboxes.docker import config as cfg
 from rlmbox.sandboxes.docker.cpu_watch import CpuWatch, cpu_usage_file
 from rlmbox.sandboxes.docker.engine import connect, is_local, runtimes, translated
+from rlmbox.sandboxes.docker.host_kill import REMOVALS, ContainerProcesses
 from rlmbox.sandboxes.docker.owner import LABEL_SOCKET_DIR, LABEL_STAGE_DIR, collect_garbage
 from rlmbox.sandboxes.docker.socket_transport import (
     SocketListener,
@@ -267,7 +268,7 @@ class DockerBackend:
                 self.client.api.start(prepared.container_id)
             sandbox.wait_ready(self._ready_timeout)
             if is_local(self.client):
-                sandbox.watch_cpu()
+                sandbox.watch_from_host()
         except BaseException:
             sandbox.kill()
             raise
@@ -289,6 +290,7 @@ class DockerSandbox:
         self._death: str | None = None
         self._killed = False
         self._cpu_watch: CpuWatch | None = None
+        self._processes: ContainerProcesses | None = None
         self.agent_pid: int | None = None
 
     @property
@@ -325,11 +327,14 @@ class DockerSandbox:
             # engine stop copying to us (the stderr tail read so far stays available).
             self._stream.close()
 
-    def watch_cpu(self) -> None:
-        """Kills the container once its processes together used ``cpu_seconds`` (the
-        ulimit binds each process alone); needs the engine on this machine."""
+    def watch_from_host(self) -> None:
+        """With the engine on this machine: pins the container's processes (so ``kill``
+        can end them without the engine, see host_kill) and kills the container once they
+        together used ``cpu_seconds`` (the ulimit binds each process alone)."""
         state = self._state() or {}
         pid = state.get("Pid")
+        if isinstance(pid, int) and pid > 0:
+            self._processes = ContainerProcesses.pin(pid, self.container_id)
         usage = cpu_usage_file(pid) if isinstance(pid, int) and pid > 0 else None
         if usage is None:
             raise SandboxUnavailable(
@@ -434,24 +439,44 @@ class DockerSandbox:
         return state
 
     def kill(self) -> None:
-        """Removes the container (every process in it) and its staged context. Idempotent."""
+        """Ends every process of the container, then removes it and its staged context.
+        Idempotent. With the engine on this machine the host kills the processes itself
+        and returns once the container's cgroup is empty, the engine's removal following
+        on a background thread (host_kill); otherwise the engine removes it here."""
         if self._killed:
             return
         if self._cpu_watch is not None:
             self._cpu_watch.stop()
-        if self._death is None:
+        processes, self._processes = self._processes, None
+        if self._death is None and (processes is None or processes.exited()):
             state = self._state()
-            self._death = _death_from_state(state, self._backend.runtime) or "killed by the host"
+            self._death = _death_from_state(state, self._backend.runtime)
+        self._death = self._death or "killed by the host"
         self._killed = True
+        ended = processes is not None and processes.kill_all()
         try:
-            _remove(self._client, self.container_id)
+            if not ended:
+                _remove(self._client, self.container_id)
         finally:
             if self._frames is not self._stream:
                 self._frames.close()
             self._stream.close()
-            self._prepared.stager.discard()
             if self._prepared.listener is not None:
                 self._prepared.listener.discard()
+            stager = self._prepared.stager
+            if not (ended and stager.discard_after_removal):
+                stager.discard()
+            if ended:
+                REMOVALS.add(self._remove_after_kill)
+
+    def _remove_after_kill(self) -> None:
+        """The engine's part of ``kill`` once no process is left (on REMOVALS' thread); a
+        context volume goes after its container."""
+        try:
+            _remove(self._client, self.container_id)
+        finally:
+            if self._prepared.stager.discard_after_removal:
+                self._prepared.stager.discard()
 
 
 def _death_from_state(state: dict[str, Any] | None, runtime: str) -> str | None:

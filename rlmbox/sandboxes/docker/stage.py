@@ -27,6 +27,9 @@ _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class Stager(Protocol):
+    #: True when ``discard`` can only succeed once the container is removed (a volume)
+    discard_after_removal: bool
+
     def stage(self, source: Path, name: str) -> str: ...
     def discard(self) -> None: ...
 
@@ -81,6 +84,8 @@ class BindStager:
     container. Only we can pass the root (0700); the container reads the directory
     through its bind mount, which does not traverse the root."""
 
+    discard_after_removal = False
+
     def __init__(self, host_dir: Path) -> None:
         self.host_dir = host_dir
 
@@ -114,6 +119,8 @@ class BindStager:
 
 class ArchiveStager:
     """A per-sandbox volume, filled through a helper container's archive API."""
+
+    discard_after_removal = True
 
     def __init__(self, client: Any, image: str, volume: str, labels: dict[str, str]) -> None:
         self._client = client

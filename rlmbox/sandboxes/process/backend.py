@@ -40,7 +40,7 @@ from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
 from rlmbox.sandboxes.process.jail import bwrap_argv, enter_jail
-from rlmbox.sandboxes.process.pidfd import PinnedProcess, parent_of
+from rlmbox.sandboxes.process.pidfd import PinnedProcess, parent_of, wait_child
 from rlmbox.sandboxes.process.uids import lease_uid
 from rlmbox.sandboxes.protocol import Frame
 
@@ -485,8 +485,7 @@ class ProcessSandbox:
             if self._proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=5)
+            wait_child(self._proc, timeout=5)
         if getattr(self, "_channel", None) is not None:
             self._channel.close()   # before its fds: a recv on another thread wakes
         if getattr(self, "_proc", None) is not None:

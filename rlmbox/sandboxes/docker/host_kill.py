@@ -1,0 +1,160 @@
+"""Closing a container on a local engine without waiting for the engine: the host kills its
+processes itself, and the engine removes what is left on a thread of its own.
+
+``docker rm -f`` answers only once the engine has handled the container's exit (unmounted
+its root, released its network): 80 ms on runc and 170 ms on runsc on a 2-core host, all of
+it on the closing caller's path. With the engine on this machine the host can do the part
+that matters for safety at once: SIGKILL the container's first process through a pidfd
+pinned while the container was known to be running (a recycled pid is never hit), then
+SIGKILL every process still in the container's cgroup until it holds none (runsc's gofer
+and the ptrace stubs; an escapee that left the pid namespace's tree). Only when the cgroup
+is empty does ``kill`` return; the engine's removal (record, writable layer, volumes) then
+runs on :data:`REMOVALS`' thread. A removal lost to the host process dying is found by
+``rlmbox gc`` by the container's owner labels, like any orphan.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rlmbox.sandboxes.process.cgroups import poll_delays
+from rlmbox.sandboxes.process.pidfd import PinnedProcess, kill_if_ours
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: how long ``kill`` waits for a container's cgroup to empty before falling back to the engine
+KILL_TIMEOUT_S = 5.0
+
+
+def procs_file_of(lines: list[str], root: Path = _CGROUP_ROOT) -> Path | None:
+    """From a ``/proc/PID/cgroup`` listing: the ``cgroup.procs`` of the process's pids
+    cgroup (v1) or of its unified cgroup (v2), or None."""
+    unified: Path | None = None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        if "pids" in controllers.split(","):
+            candidate = root / "pids" / relative / "cgroup.procs"
+            if candidate.exists():
+                return candidate
+        elif controllers == "":
+            candidate = root / relative / "cgroup.procs"
+            unified = candidate if candidate.exists() else unified
+    return unified
+
+
+def _membership(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+
+
+class ContainerProcesses:
+    """A running container's processes as this host sees them: its first process pinned,
+    and the cgroup that holds them all."""
+
+    def __init__(self, first: PinnedProcess, procs: Path, container_id: str) -> None:
+        self._first = first
+        self._procs = procs
+        self._container_id = container_id
+
+    @classmethod
+    def pin(cls, pid: int, container_id: str) -> ContainerProcesses | None:
+        """Pins ``pid`` if it is, once pinned, in ``container_id``'s cgroup; None when it
+        is gone, someone else's, or its cgroup cannot be found."""
+        first = PinnedProcess.pin(pid, lambda p: _in_container(p, container_id))
+        if first is None:
+            return None
+        procs = procs_file_of(_membership(pid))
+        if procs is None:
+            first.release()
+            return None
+        return cls(first, procs, container_id)
+
+    def exited(self) -> bool:
+        """Whether the first process has ended (the container died or was killed)."""
+        return self._first.exited()
+
+    def pids(self) -> list[int]:
+        """The processes in the container's cgroup now (none once it is gone)."""
+        try:
+            return [int(p) for p in self._procs.read_text().split()]
+        except OSError:
+            return []
+
+    def kill_all(self, timeout: float = KILL_TIMEOUT_S) -> bool:
+        """SIGKILLs the first process, then every process left in the cgroup, until it
+        holds none; True when it is empty within ``timeout``."""
+        self._first.signal(signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        # woken at its exit (on runc the pid namespace's last process goes before it)
+        # rather than polling the cgroup from the start
+        self._first.exited(timeout)
+        delays = poll_delays(cap_s=0.005)
+        try:
+            while True:
+                pids = self.pids()
+                if not pids:
+                    return True
+                for pid in pids:   # a pid read above may be someone else's by now
+                    with contextlib.suppress(PermissionError):
+                        kill_if_ours(pid, lambda p: _in_container(p, self._container_id))
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(next(delays))
+        finally:
+            self._first.release()
+
+
+def _in_container(pid: int, container_id: str) -> bool:
+    return any(container_id in line for line in _membership(pid))
+
+
+class Removals:
+    """Engine removals run one after another on a background thread, off the closing
+    caller's path; :meth:`wait` (and the interpreter's exit) waits for those queued."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+
+    def add(self, removal: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rlmbox-docker-removals",
+                                                daemon=True)
+                self._thread.start()
+                atexit.register(self.wait)
+        self._queue.put(removal)
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Blocks until every removal queued so far has run; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def _run(self) -> None:
+        while True:
+            removal = self._queue.get()
+            try:
+                removal()
+            except Exception:   # noqa: S110  a failed removal leaves an orphan for gc
+                pass
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+
+#: the process's one queue of engine removals (a thread started on first use)
+REMOVALS = Removals()
