@@ -4,8 +4,6 @@ the user's tools stay in the driver. Every call is decided and recorded in the n
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +15,25 @@ from rlmbox.adapters.rlms import RlmboxRLM
 from rlmbox.audit.collected import verify_collected
 from rlmbox.audit.reader import iter_records
 from rlmbox.cluster import RayRuntime
+from rlmbox.lm.base import LMProvider
+from rlmbox.runtime.contract import RuntimeFactory, RuntimeLike, Subcall
 from tests.adapters.conftest import serve_fake_openai, stop_fake_openai
 from tests.adapters.test_dspy import action
 from tests.adapters.test_rlms import CONTEXT, scripted
 from tests.conftest import write_policy
 
 
-def on_cluster(directory: Path) -> Callable[..., Any]:
+def on_cluster(directory: Path) -> RuntimeFactory:
     """A runtime factory for the adapters: a RayRuntime on the shared test cluster (the
-    ``ray_cluster`` fixture), its audit in ``directory/cluster-audit``."""
-    return functools.partial(RayRuntime, write_policy(directory,
-                                                      isolation={"backend": "process"}),
-                             audit_dir=directory / "cluster-audit", pool_size=0,
-                             admission_timeout_s=30.0)
+    ``ray_cluster`` fixture), its audit in ``directory/cluster-audit``. Typed, so mypy
+    checks that a RayRuntime is what the adapters take."""
+    policy = write_policy(directory, isolation={"backend": "process"})
+
+    def make(*, lm: LMProvider, subcall: Subcall | None = None) -> RuntimeLike:
+        return RayRuntime(policy, lm=lm, subcall=subcall, audit_dir=directory / "cluster-audit",
+                          pool_size=0, admission_timeout_s=30.0)
+
+    return make
 
 
 def node_records(audit_dir: Path) -> list[dict[str, Any]]:
