@@ -72,8 +72,14 @@ class Round:
 
 # --- the daemon --------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Served:
+    socket: Path
+    pid: int
+
+
 @contextlib.contextmanager
-def serve(root: Path) -> Iterator[Path]:
+def serve(root: Path) -> Iterator[Served]:
     """``rlmbox serve`` with its defaults on a socket under ``root``."""
     sock = root / "d.sock"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -84,7 +90,7 @@ def serve(root: Path) -> Iterator[Path]:
             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_listening(proc, sock, root / "daemon.log")
-        yield sock
+        yield Served(sock, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -228,7 +234,8 @@ def measure(cells: int, rounds: int, ramp_s: float = 3.0) -> list[Round]:
     root = Path(tempfile.mkdtemp(prefix="rbx-tenants-", dir="/tmp"))
     results = []
     try:
-        with serve(root) as sock:
+        with serve(root) as served:
+            sock = served.socket
             a_token, b_token = token(root, "tenant-a"), token(root, "tenant-b")
             for _ in range(rounds):
                 alone = tenant_b(sock, b_token, cells)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlmbox.daemon.limits import DaemonLimits
+from rlmbox.daemon.limits import DaemonLimits, run_daemon_before_sandboxes
 from rlmbox.daemon.paths import default_socket, default_state_dir, private_dir
 from rlmbox.daemon.store import Store
 from rlmbox.errors import UsageError
@@ -181,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
         pool_size=args.pool_size, threads=args.threads,
         limits=DaemonLimits(**{name: getattr(args, f"limit_{name}") for name in LIMIT_FLAGS}),
         hosts=_cluster_hosts(args, state_dir) if args.ray else None)
+    run_daemon_before_sandboxes()
     return asyncio.run(_run(Daemon(config)))
 
 

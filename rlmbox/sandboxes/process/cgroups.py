@@ -19,9 +19,12 @@ from rlmbox.sandboxes.process.pidfd import kill_if_ours
 
 _ROOT = Path("/sys/fs/cgroup")
 _PARENT = "rlmbox"
+_HOST = "rlmbox-host"   # the daemon's own group, a sibling of every sandbox's parent
 _V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 # (file, the kernel's default weight, the least it allows) per cgroup version
 _CPU_WEIGHT = {1: ("cpu.shares", 1024, 2), 2: ("cpu.weight", 100, 1)}
+# the daemon's weight over the kernel's default (which every sandbox's parent keeps)
+HOST_WEIGHT_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,32 @@ class Cgroup:
                         break
                     time.sleep(next(delays))  # the kernel frees a dying group asynchronously
         return problems
+
+
+def run_before_sandboxes() -> str | None:
+    """Moves this process (every thread) into its own CPU group at ``HOST_WEIGHT_FACTOR``
+    times the default weight, and returns that group's directory; None without usable
+    cgroups. Why: the daemon serves every tenant, so its event loop, and its thread
+    forking a sandbox while holding the GIL, must not wait in the run queue behind
+    sandboxes (one tenant's starting or busy sandboxes delayed another's cells). The
+    sandboxes it starts leave this group for their own before they exec.
+
+    Raises:
+        OSError: the kernel refused to create the group, set its weight or move us.
+    """
+    version = cgroup_version()
+    if version == 0:
+        return None
+    if version == 2:
+        _enable_v2_controllers(_ROOT / _PARENT)
+        group = _ROOT / _HOST
+    else:
+        group = (_ROOT / "cpu").resolve() / _HOST
+    group.mkdir(exist_ok=True)
+    name, default, _ = _CPU_WEIGHT[version]
+    _write(group / name, str(default * HOST_WEIGHT_FACTOR))
+    _write(group / "cgroup.procs", str(os.getpid()))
+    return str(group)
 
 
 def poll_delays(cap_s: float, first_s: float = 0.00025) -> Iterator[float]:
