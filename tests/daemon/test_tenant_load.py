@@ -6,6 +6,7 @@ requests from several threads, retrying every refusal at once. B runs trivial ce
 25 a second. Five rounds alternate B alone and B under attack, so the machine's own load
 (two cores shared with other work) hits both phases alike; each claim is checked on the
 median of the rounds' ratios, so one round spoilt by outside load does not decide it.
+200 cells a phase, so that a p99 is not simply the slowest cell.
 The same measurement is ``benchmarks/bench_daemon_tenants.py``.
 """
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_tenant_b_cells_stay_fast_while_a_attacks() -> None:
-    rounds = measure(cells=50, rounds=5, ramp_s=2.0)
+    rounds = measure(cells=200, rounds=5, ramp_s=2.0)
     attack = rounds[-1].attack
     # A really attacked: it opened sessions (each a sandbox start, the CPU-heavy part; its
     # one cell slot is mostly taken by those starts) and hit its cell and rate limits
@@ -33,8 +34,9 @@ def test_tenant_b_cells_stay_fast_while_a_attacks() -> None:
     assert attack.get("request refused RateLimited", 0) >= 1
     per_round = [(round(r.alone.p50, 1), round(r.attacked.p50, 1), round(r.alone.p99, 1),
                   round(r.attacked.p99, 1)) for r in rounds]
-    # p50 within 2x holds; p99 is NOT bounded on two cores (docs/daemon.md, Limits 8: B's
-    # slow cells wait in the kernel's run queue, the daemon's loop and B's sandbox alike,
-    # even with A's busy sandbox at the least CPU weight), so it is shown, not asserted
     print(f"B p99 ratio, median of rounds: {median_ratio(rounds, 0.99):.1f}x; {per_round}")
     assert median_ratio(rounds, 0.5) <= 2, per_round
+    # p99 within 2x is the goal and NOT kept reliably on two shared cores (docs/daemon.md,
+    # Limits 8: measured 1.0x-2.6x with the daemon in its own CPU group); 4x held in every
+    # run with it and failed without it (4.7x, 4.9x)
+    assert median_ratio(rounds, 0.99) <= 4, per_round
