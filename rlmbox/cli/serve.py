@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlmbox.daemon.limits import DaemonLimits, run_daemon_before_sandboxes
+from rlmbox.daemon.cpu_priority import run_daemon_before_sandboxes
+from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.daemon.paths import default_socket, default_state_dir, private_dir
 from rlmbox.daemon.store import Store
 from rlmbox.errors import UsageError
