@@ -25,14 +25,10 @@ from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.wire import BACKEND_NOT_ALLOWED, INVALID_REQUEST, NOT_FOUND, UNKNOWN_POLICY
 from rlmbox.errors import DaemonError, RlmboxError, SessionClosed, SessionKilled
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.contract import SessionLike
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.results import ExecResult
-from rlmbox.runtime.session import (
-    OutputCallback,
-    RootTextCallback,
-    Session,
-    check_cell_timeout,
-)
+from rlmbox.runtime.session import OutputCallback, RootTextCallback, check_cell_timeout
 
 T = TypeVar("T")
 
@@ -150,14 +146,8 @@ class Engine:
             check_cell_timeout(live.session.policy, timeout)
         except (TypeError, ValueError) as exc:   # over the policy's limit: the caller's fault
             raise DaemonError(str(exc), status=400, type=INVALID_REQUEST) from exc
-        if on_output is not None or on_root_text is not None:
-            live.session.check_streaming()
         with self._turn(live, session_id):
             return live.session.exec(code, timeout, on_output, on_root_text)
-
-    def check_streaming(self, tenant: str, session_id: str) -> None:
-        """Refuses (before a WebSocket upgrade) a stream the session's host cannot give."""
-        self.live(tenant, session_id).session.check_streaming()
 
     @contextlib.contextmanager
     def _turn(self, live: LiveSession, session_id: str) -> Iterator[None]:
@@ -172,12 +162,11 @@ class Engine:
             if ended is not None:
                 self._store.end_session(session_id, *ended)
 
-    def files(self, tenant: str, session_id: str, transfer: Callable[[Session], T]) -> T:
+    def files(self, tenant: str, session_id: str, transfer: Callable[[SessionLike], T]) -> T:
         """Runs one file transfer on the tenant's session, after its running cell."""
         live = self.live(tenant, session_id)
-        session = live.session.files()   # refused before the turn when files cannot go
         with self._turn(live, session_id):
-            return transfer(session)
+            return transfer(live.session.files())
 
     def interrupt(self, tenant: str, session_id: str) -> bool:
         """Interrupts the session's running cell; False when none runs. Never waits for

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.contract import SessionLike
 from rlmbox.runtime.gate import SessionGate
 from rlmbox.runtime.results import ExecResult
-from rlmbox.runtime.session import OutputCallback, RootTextCallback, Session
+from rlmbox.runtime.session import OutputCallback, RootTextCallback
 
 
 class SandboxIdentity(Protocol):
@@ -49,10 +50,8 @@ class HostedSession(Protocol):
     def identity(self) -> SandboxIdentity: ...
 
     def exec(self, code: str, timeout: float | None, on_output: OutputCallback | None,
-             on_root_text: RootTextCallback | None) -> ExecResult: ...
-
-    def check_streaming(self) -> None:
-        """Raises the refusal when this session cannot stream its output."""
+             on_root_text: RootTextCallback | None) -> ExecResult:
+        """Raises ``NotOnCluster`` for a callback the host cannot serve."""
 
     def interrupt(self) -> bool: ...
 
@@ -61,8 +60,8 @@ class HostedSession(Protocol):
     def ended(self) -> tuple[str, str] | None:
         """``(state, reason)`` once the session died on its own (``killed``, ``lost``)."""
 
-    def files(self) -> Session:
-        """The session for a file transfer, or the refusal when files cannot reach it."""
+    def files(self) -> SessionLike:
+        """The session for a file transfer."""
 
 
 class SessionHost(Protocol):

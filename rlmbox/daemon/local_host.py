@@ -53,9 +53,6 @@ class LocalSession:
         return self._session.exec(code, timeout=timeout, on_output=on_output,
                                   on_root_text=on_root_text)
 
-    def check_streaming(self) -> None:
-        return None
-
     def interrupt(self) -> bool:
         return self._session.interrupt(by="daemon client")
 
