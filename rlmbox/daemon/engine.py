@@ -3,9 +3,10 @@
 Each tenant gets its own host per operator-loaded policy (``hosts.py``: a local Runtime
 with ``tenant=`` set, so every audit event names it, writing to the daemon's one audit
 log; or a Ray cluster, whose nodes keep their own logs). Session lookups
-always go through the tenant: another tenant's session id finds nothing. Every session,
-``rlm_query`` children included, is admitted through the Runtime's session gate by the
-daemon's ``Admission`` (its session caps). Methods here
+always go through the tenant: another tenant's session id finds nothing. Every session
+is admitted through the host's session gate by the daemon's ``Admission`` (its session
+caps): on this machine ``rlm_query`` children too, on a cluster the root sessions (their
+children run on the root's node). Methods here
 block (they start sandboxes and run cells) and are called from the server's thread pool.
 """
 

@@ -2,10 +2,10 @@
 
 The engine drives a ``SessionHost`` per tenant and policy: today either a local
 ``Runtime`` (``local_host.py``) or a Ray cluster (``rlmbox.cluster.daemon_host``, wired by
-``rlmbox serve --ray``). Both admit every session through the tenant's gate (the daemon's
-session caps) and give back ``HostedSession`` objects: what the engine needs of a live
-session, including what a host cannot do, refused by name (``NotOnCluster``, answered
-501) rather than done some other way.
+``rlmbox serve --ray``). Both admit sessions through the tenant's gate (the daemon's
+session caps; on a cluster the root sessions) and give back ``HostedSession`` objects:
+what the engine needs of a live session, including what a host cannot do, refused by name
+(``NotOnCluster``, answered 501) rather than done some other way.
 """
 
 from __future__ import annotations
