@@ -135,6 +135,10 @@ class ClusterHost:
             raise
         return ClusterSession(remote, self._runtime.policy, admitted)
 
+    def audit_bytes(self) -> int:
+        """The node logs' bytes: every event in them is this tenant's."""
+        return self._runtime.audit_bytes()
+
     def close(self) -> None:
         self._runtime.close()
 

@@ -69,6 +69,7 @@ class Engine:
         self._store = store
         self.admission = admission
         self._runtimes: dict[tuple[str, str], SessionHost] = {}
+        self._hosted_bytes: dict[str, int] = {}   # tenant -> audit bytes outside our log
         self._live: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -97,7 +98,25 @@ class Engine:
             self._audit.sync()
         return host
 
+    def hosted_audit_bytes(self, tenant: str) -> int:
+        """What the tenant's sessions wrote to logs other than the daemon's (a cluster's
+        node logs), as last measured; never blocks."""
+        return self._hosted_bytes.get(tenant, 0)
+
     # --- blocking operations (thread pool) ------------------------------------------
+
+    def measure_audit_bytes(self) -> None:
+        """Measures ``hosted_audit_bytes`` of every tenant (asks each cluster node)."""
+        with self._lock:
+            hosts = list(self._runtimes.items())
+        totals: dict[str, int] = {}
+        for (tenant, _), host in hosts:
+            try:
+                totals[tenant] = totals.get(tenant, 0) + host.audit_bytes()
+            except RlmboxError as exc:   # the last measure stands
+                log.warning("measuring tenant %r's audit bytes: %s", tenant, exc)
+                totals[tenant] = max(totals.get(tenant, 0), self._hosted_bytes.get(tenant, 0))
+        self._hosted_bytes = totals
 
     def create(self, tenant: str, policy: str | None, backend: str | None,
                context: Any) -> SessionRow:

@@ -72,6 +72,10 @@ class SessionHost(Protocol):
 
     def open(self, context: Any, backend: str | None) -> HostedSession: ...
 
+    def audit_bytes(self) -> int:
+        """Bytes of audit records its sessions wrote outside the daemon's log (0 when they
+        go to it); may block, so it is measured off the event loop."""
+
     def close(self) -> None: ...
 
 

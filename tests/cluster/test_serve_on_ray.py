@@ -27,6 +27,7 @@ from tests.daemon.daemon_process import DaemonProcess, rlmbox_cli
 
 SESSIONS_PER_TENANT = 3
 DOOMED = "rlmbox_slot_serve_doomed"
+AUDIT_QUOTA = 30_000
 GONE_WITHIN_S = 30.0
 
 
@@ -233,6 +234,42 @@ def test_after_a_clean_stop_the_daemon_log_and_every_node_log_verify(
         assert starts
         assert {r["tenant"] for r in starts} == {tenant}
     assert node_logs >= NODES
+
+
+def _run_until_refused(client: Client, sid: str) -> tuple[int, DaemonError] | None:
+    """Runs cells of ~4 KB of output until one is refused: how many ran, and why."""
+    for cells in range(60):
+        try:
+            client.exec(sid, "print('x' * 4000)")
+        except DaemonError as exc:
+            return cells, exc
+        time.sleep(0.4)   # the node logs are measured every second
+    return None
+
+
+def test_the_audit_quota_counts_what_a_tenant_wrote_to_the_node_logs(
+        ray_cluster: Any, tmp_path: Path) -> None:
+    short = Path(tempfile.mkdtemp(prefix="rbx-ray-", dir="/tmp"))
+    try:
+        daemon = ServeOnRay(short, ray_cluster.address,
+                            write_policy(tmp_path, isolation={"backend": "process"}),
+                            "--audit-bytes-per-tenant", str(AUDIT_QUOTA))
+        try:
+            with daemon.client("alice") as alice, daemon.client("bob") as bob:
+                sid = alice.create_session()["id"]
+                refusal = _run_until_refused(alice, sid)
+                assert refusal is not None, "the quota never refused a cell"
+                cells, over = refusal
+                assert over.status == 403
+                assert over.type == "AuditQuotaExceeded"
+                assert cells * 4000 < 4 * AUDIT_QUOTA   # refused soon after the quota
+                theirs = bob.create_session()["id"]   # bob's quota is his own
+                assert bob.exec(theirs, "print('bob runs')").stdout == "bob runs\n"
+                assert _refusals(alice, "AuditQuotaExceeded")
+        finally:
+            daemon.process.cleanup()
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def test_a_node_that_dies_under_a_daemon_session_ends_it_lost(
