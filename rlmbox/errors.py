@@ -152,8 +152,9 @@ class SessionLost(SessionError):
 
 
 class NotOnCluster(SessionError):
-    """What a session on a cluster node cannot do yet (the message names it: streamed
-    output, file transfer); refused, never done on this machine instead."""
+    """What a session on a cluster node cannot do yet (the message names it: streaming
+    the root-model text of ``rlm_query`` children); refused, never done on this machine
+    instead."""
 
 
 class FileTransferRefused(SessionError):

@@ -78,8 +78,8 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--ray", metavar="ADDRESS",
                        help="place every session on this Ray cluster (host:port of its GCS, "
                             "or 'auto'; the ray extra): tenants, tokens, policies and "
-                            "limits as without it; streamed output and files are refused "
-                            "(501) there")
+                            "limits as without it; a stream's root_text is refused (501) "
+                            "there")
     serve.add_argument("--ray-namespace", default="rlmbox", metavar="NAME",
                        help="the Ray namespace of the daemon's node actors (default rlmbox)")
     serve.add_argument("--ray-slot-resource", default="rlmbox_slot", metavar="NAME",

@@ -9,8 +9,9 @@ matched structurally, since the cluster layer does not import the daemon's).
 What the daemon's gates need happens here, on the driver: a root session is admitted
 through the tenant's gate before its slot is reserved, and left when it ends. Its
 ``rlm_query`` children run on their root's node and are bounded there by the policy's
-recursion limits, not by the daemon's session caps. What a cluster session cannot do yet
-(streamed output, file transfer) raises ``NotOnCluster``: refused, never run locally.
+recursion limits, not by the daemon's session caps. Output streams and files move through
+the node (``RemoteSession``); what a cluster session cannot do yet (stream its children's
+root-model text) raises ``NotOnCluster``: refused, never run locally.
 
 The node actors belong to this driver: when the daemon dies, Ray kills them, and their
 sandboxes die with them.
@@ -33,14 +34,13 @@ from rlmbox.cluster.remote_session import RemoteSession, RemoteSessionState
 from rlmbox.cluster.runtime import RayRuntime
 from rlmbox.errors import NotOnCluster
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.contract import SessionLike
 from rlmbox.runtime.gate import SessionGate
 from rlmbox.runtime.results import ExecResult
-from rlmbox.runtime.session import OutputCallback, RootTextCallback, Session
+from rlmbox.runtime.session import OutputCallback, RootTextCallback
 
-STREAMING = "streamed output (/v1/sessions/{id}/exec/stream) is not available for " \
-            "sessions on a Ray cluster yet; use POST /v1/sessions/{id}/exec"
-FILES = "file transfer (/v1/sessions/{id}/files) is not available for sessions on a Ray " \
-        "cluster yet"
+ROOT_TEXT = "streaming the root-model text of rlm_query children (root_text: true) is " \
+            "not available for sessions on a Ray cluster yet; ask without root_text"
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,9 @@ class ClusterSession:
 
     def exec(self, code: str, timeout: float | None, on_output: OutputCallback | None,
              on_root_text: RootTextCallback | None) -> ExecResult:
-        if on_output is not None or on_root_text is not None:
-            self.check_streaming()
-        return self._remote.exec(code, timeout=timeout)
-
-    def check_streaming(self) -> None:
-        raise NotOnCluster(STREAMING)
+        if on_root_text is not None:
+            raise NotOnCluster(ROOT_TEXT)
+        return self._remote.exec(code, timeout=timeout, on_output=on_output)
 
     def interrupt(self) -> bool:
         return self._remote.interrupt()
@@ -94,13 +91,16 @@ class ClusterSession:
             self._leave()
 
     def ended(self) -> tuple[str, str] | None:
-        if self._remote.state is not RemoteSessionState.LOST:
-            return None
-        self._leave()   # its sandbox died with its node: it holds no slot of ours
-        return "lost", self._remote.death_reason or ""
+        state = self._remote.state
+        if state is RemoteSessionState.DEAD:
+            return "killed", self._remote.death_reason or ""
+        if state is RemoteSessionState.LOST:
+            self._leave()   # its sandbox died with its node: it holds no slot of ours
+            return "lost", self._remote.death_reason or ""
+        return None
 
-    def files(self) -> Session:
-        raise NotOnCluster(FILES)
+    def files(self) -> SessionLike:
+        return self._remote
 
 
 class _Admitted:
@@ -134,6 +134,10 @@ class ClusterHost:
             admitted()
             raise
         return ClusterSession(remote, self._runtime.policy, admitted)
+
+    def audit_bytes(self) -> int:
+        """The node logs' bytes: every event in them is this tenant's."""
+        return self._runtime.audit_bytes()
 
     def close(self) -> None:
         self._runtime.close()

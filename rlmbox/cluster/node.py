@@ -12,6 +12,7 @@ No sandbox outlives this process: the process backend's jails die with it
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 import threading
@@ -172,6 +173,15 @@ class NodeHost:
         """The head of this node's audit log, once durable (what the cluster anchors)."""
         seq, head = self._log.synced_head()
         return NodeHead(self.node_id, seq, head)
+
+    def log_bytes(self) -> int:
+        """Bytes of this node's audit log on disk, bodies included (what the daemon's
+        per-tenant audit quota counts of a cluster session)."""
+        total = 0
+        for path in self._log.directory.rglob("*"):
+            with contextlib.suppress(OSError):   # a segment rotated away meanwhile
+                total += path.stat().st_size if path.is_file() else 0
+        return total
 
     def shutdown(self) -> NodeHead:
         """Closes every session and the runtime, then the log; returns its final head."""

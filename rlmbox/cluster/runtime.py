@@ -14,6 +14,7 @@ log's anchored head (at every session end and at close), and every loss.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -110,6 +111,7 @@ class RayRuntime:
         self._lock = threading.Lock()
         self._node_lock = threading.Lock()
         self._state = RayRuntimeState.OPEN
+        self._log_bytes: dict[str, int] = {}   # node id -> its log's bytes, last heard
 
     # --- sessions ------------------------------------------------------------------------
 
@@ -241,6 +243,16 @@ class RayRuntime:
             if session.mark_lost(reason):
                 self._index.lost(session.id, node_id, reason)
             slot.release()
+
+    def audit_bytes(self) -> int:
+        """Bytes of every node log this runtime wrote (a node that died counts with the
+        last size it reported)."""
+        with self._node_lock:
+            nodes = list(self._nodes.items())
+        for node_id, node in nodes:
+            with contextlib.suppress(SessionLost):
+                self._log_bytes[node_id] = self._get(node_id, node.log_bytes.remote())
+        return sum(self._log_bytes.values())
 
     def _anchor(self, node_id: str) -> None:
         node = self._nodes.get(node_id)

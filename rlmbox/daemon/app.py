@@ -59,7 +59,7 @@ from rlmbox.daemon.wire import (
     status_for,
 )
 from rlmbox.errors import DaemonError, NotOnCluster, RlmboxError
-from rlmbox.runtime.session import Session
+from rlmbox.runtime.contract import SessionLike
 
 log = logging.getLogger("rlmbox.daemon")
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -272,7 +272,7 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
     """``exec`` over a WebSocket with output messages as the cell runs (stream.py)."""
     session_id = request.match_info["id"]
     engine = request.app[ENGINE]
-    engine.check_streaming(request[TENANT], session_id)   # 4xx/501 as JSON, before upgrading
+    engine.live(request[TENANT], session_id)   # 401/404/409 as JSON, before upgrading
     ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, compress=False)
     if not ws.can_prepare(request).ok:
         raise DaemonError("this route needs a WebSocket upgrade", status=400,
@@ -302,6 +302,8 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
             log.warning("exec stream on %s: %s: %s", session_id, type(exc).__name__, exc)
         if isinstance(exc, DaemonError):   # refused for load after the upgrade
             await _refusal_taken(request, exc)
+        elif isinstance(exc, NotOnCluster):   # refused by what the session's host can do
+            _refused(request, *status_for(exc))
         await send_json(ws, error_message(error))
         await ws.close(code=WSCloseCode.INTERNAL_ERROR if status_for(error)[0] >= 500
                        else WSCloseCode.POLICY_VIOLATION)
@@ -331,7 +333,7 @@ def _file_query(request: web.Request, *allowed: str) -> tuple[str, str]:
     return given[0], request.query[given[0]]
 
 
-async def _transfer(request: web.Request, transfer: Callable[[Session], T]) -> T:
+async def _transfer(request: web.Request, transfer: Callable[[SessionLike], T]) -> T:
     """A file transfer on the caller's session: after its running cell, in a cell slot."""
     session_id = request.match_info["id"]
     engine = request.app[ENGINE]

@@ -3,9 +3,10 @@
 Each tenant gets its own host per operator-loaded policy (``hosts.py``: a local Runtime
 with ``tenant=`` set, so every audit event names it, writing to the daemon's one audit
 log; or a Ray cluster, whose nodes keep their own logs). Session lookups
-always go through the tenant: another tenant's session id finds nothing. Every session,
-``rlm_query`` children included, is admitted through the Runtime's session gate by the
-daemon's ``Admission`` (its session caps). Methods here
+always go through the tenant: another tenant's session id finds nothing. Every session
+is admitted through the host's session gate by the daemon's ``Admission`` (its session
+caps): on this machine ``rlm_query`` children too, on a cluster the root sessions (their
+children run on the root's node). Methods here
 block (they start sandboxes and run cells) and are called from the server's thread pool.
 """
 
@@ -25,14 +26,10 @@ from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.wire import BACKEND_NOT_ALLOWED, INVALID_REQUEST, NOT_FOUND, UNKNOWN_POLICY
 from rlmbox.errors import DaemonError, RlmboxError, SessionClosed, SessionKilled
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.contract import SessionLike
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.results import ExecResult
-from rlmbox.runtime.session import (
-    OutputCallback,
-    RootTextCallback,
-    Session,
-    check_cell_timeout,
-)
+from rlmbox.runtime.session import OutputCallback, RootTextCallback, check_cell_timeout
 
 T = TypeVar("T")
 
@@ -72,6 +69,7 @@ class Engine:
         self._store = store
         self.admission = admission
         self._runtimes: dict[tuple[str, str], SessionHost] = {}
+        self._hosted_bytes: dict[str, int] = {}   # tenant -> audit bytes outside our log
         self._live: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -100,7 +98,25 @@ class Engine:
             self._audit.sync()
         return host
 
+    def hosted_audit_bytes(self, tenant: str) -> int:
+        """What the tenant's sessions wrote to logs other than the daemon's (a cluster's
+        node logs), as last measured; never blocks."""
+        return self._hosted_bytes.get(tenant, 0)
+
     # --- blocking operations (thread pool) ------------------------------------------
+
+    def measure_audit_bytes(self) -> None:
+        """Measures ``hosted_audit_bytes`` of every tenant (asks each cluster node)."""
+        with self._lock:
+            hosts = list(self._runtimes.items())
+        totals: dict[str, int] = {}
+        for (tenant, _), host in hosts:
+            try:
+                totals[tenant] = totals.get(tenant, 0) + host.audit_bytes()
+            except RlmboxError as exc:   # the last measure stands
+                log.warning("measuring tenant %r's audit bytes: %s", tenant, exc)
+                totals[tenant] = max(totals.get(tenant, 0), self._hosted_bytes.get(tenant, 0))
+        self._hosted_bytes = totals
 
     def create(self, tenant: str, policy: str | None, backend: str | None,
                context: Any) -> SessionRow:
@@ -150,14 +166,8 @@ class Engine:
             check_cell_timeout(live.session.policy, timeout)
         except (TypeError, ValueError) as exc:   # over the policy's limit: the caller's fault
             raise DaemonError(str(exc), status=400, type=INVALID_REQUEST) from exc
-        if on_output is not None or on_root_text is not None:
-            live.session.check_streaming()
         with self._turn(live, session_id):
             return live.session.exec(code, timeout, on_output, on_root_text)
-
-    def check_streaming(self, tenant: str, session_id: str) -> None:
-        """Refuses (before a WebSocket upgrade) a stream the session's host cannot give."""
-        self.live(tenant, session_id).session.check_streaming()
 
     @contextlib.contextmanager
     def _turn(self, live: LiveSession, session_id: str) -> Iterator[None]:
@@ -172,12 +182,11 @@ class Engine:
             if ended is not None:
                 self._store.end_session(session_id, *ended)
 
-    def files(self, tenant: str, session_id: str, transfer: Callable[[Session], T]) -> T:
+    def files(self, tenant: str, session_id: str, transfer: Callable[[SessionLike], T]) -> T:
         """Runs one file transfer on the tenant's session, after its running cell."""
         live = self.live(tenant, session_id)
-        session = live.session.files()   # refused before the turn when files cannot go
         with self._turn(live, session_id):
-            return transfer(session)
+            return transfer(live.session.files())
 
     def interrupt(self, tenant: str, session_id: str) -> bool:
         """Interrupts the session's running cell; False when none runs. Never waits for

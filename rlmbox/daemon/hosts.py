@@ -2,10 +2,10 @@
 
 The engine drives a ``SessionHost`` per tenant and policy: today either a local
 ``Runtime`` (``local_host.py``) or a Ray cluster (``rlmbox.cluster.daemon_host``, wired by
-``rlmbox serve --ray``). Both admit every session through the tenant's gate (the daemon's
-session caps) and give back ``HostedSession`` objects: what the engine needs of a live
-session, including what a host cannot do, refused by name (``NotOnCluster``, answered
-501) rather than done some other way.
+``rlmbox serve --ray``). Both admit sessions through the tenant's gate (the daemon's
+session caps; on a cluster the root sessions) and give back ``HostedSession`` objects:
+what the engine needs of a live session, including what a host cannot do, refused by name
+(``NotOnCluster``, answered 501) rather than done some other way.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rlmbox.policies.model import Policy
+from rlmbox.runtime.contract import SessionLike
 from rlmbox.runtime.gate import SessionGate
 from rlmbox.runtime.results import ExecResult
-from rlmbox.runtime.session import OutputCallback, RootTextCallback, Session
+from rlmbox.runtime.session import OutputCallback, RootTextCallback
 
 
 class SandboxIdentity(Protocol):
@@ -49,10 +50,8 @@ class HostedSession(Protocol):
     def identity(self) -> SandboxIdentity: ...
 
     def exec(self, code: str, timeout: float | None, on_output: OutputCallback | None,
-             on_root_text: RootTextCallback | None) -> ExecResult: ...
-
-    def check_streaming(self) -> None:
-        """Raises the refusal when this session cannot stream its output."""
+             on_root_text: RootTextCallback | None) -> ExecResult:
+        """Raises ``NotOnCluster`` for a callback the host cannot serve."""
 
     def interrupt(self) -> bool: ...
 
@@ -61,8 +60,8 @@ class HostedSession(Protocol):
     def ended(self) -> tuple[str, str] | None:
         """``(state, reason)`` once the session died on its own (``killed``, ``lost``)."""
 
-    def files(self) -> Session:
-        """The session for a file transfer, or the refusal when files cannot reach it."""
+    def files(self) -> SessionLike:
+        """The session for a file transfer."""
 
 
 class SessionHost(Protocol):
@@ -72,6 +71,10 @@ class SessionHost(Protocol):
     audit_set: Path | None
 
     def open(self, context: Any, backend: str | None) -> HostedSession: ...
+
+    def audit_bytes(self) -> int:
+        """Bytes of audit records its sessions wrote outside the daemon's log (0 when they
+        go to it); may block, so it is measured off the event loop."""
 
     def close(self) -> None: ...
 

@@ -129,7 +129,7 @@ class Daemon:
                                         thread_name_prefix="rlmbox-daemon")
         self._parse_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlmbox-parse")
         self._index = AuditIndex(self.audit_dir)
-        admission = Admission(cfg.limits, self._index.tenant_bytes)
+        admission = Admission(cfg.limits, self._tenant_audit_bytes)
         scrape = Scrape(CollectorRegistry(), on_tcp=cfg.metrics_tcp)
         families_for(scrape.registry)   # every family is scraped from the start, at zero
         hosts = cfg.hosts() if cfg.hosts is not None else LocalHosts(
@@ -160,6 +160,19 @@ class Daemon:
         self._reaper = asyncio.create_task(self._reap_forever(), name="rlmbox-reaper")
         self._indexer = asyncio.create_task(self._index_forever(), name="rlmbox-indexer")
 
+    def _tenant_audit_bytes(self, tenant: str) -> int:
+        """The tenant's records and bodies in the daemon's log and, on a cluster, in
+        its node logs (as last measured)."""
+        engine = self._engine
+        hosted = engine.hosted_audit_bytes(tenant) if engine is not None else 0
+        return self._index.tenant_bytes(tenant) + hosted
+
+    def _refresh_books(self) -> None:
+        """The audit index, then what the tenants wrote outside the daemon's log."""
+        self._index.refresh()
+        if self._engine is not None:
+            self._engine.measure_audit_bytes()
+
     async def _index_forever(self) -> None:
         """Keeps the audit index (and so each tenant's audit bytes) current."""
         while await self._extend_index():
@@ -169,7 +182,7 @@ class Daemon:
         """False once the log is found corrupt: cells still run (their events are
         written and ``rlmbox audit verify`` names the bad record), audit pages are 500."""
         try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._index.refresh)
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._refresh_books)
         except RlmboxError as exc:
             log.error("the audit index stopped; GET /v1/audit answers 500: %s", exc)  # noqa: TRY400 - the message is the whole story
             return False

@@ -27,6 +27,7 @@ from tests.daemon.daemon_process import DaemonProcess, rlmbox_cli
 
 SESSIONS_PER_TENANT = 3
 DOOMED = "rlmbox_slot_serve_doomed"
+AUDIT_QUOTA = 30_000
 GONE_WITHIN_S = 30.0
 
 
@@ -164,20 +165,39 @@ def test_the_tenants_cell_cap_holds_while_another_tenant_runs(serve: ServeOnRay)
         assert _refusals(alice, "TooManyCells")
 
 
-def test_streaming_and_files_are_refused_by_name_not_run_elsewhere(serve: ServeOnRay) -> None:
+def test_output_streams_and_files_move_through_the_node(serve: ServeOnRay) -> None:
     with serve.client("alice") as alice:
         sid = alice.create_session()["id"]
         try:
-            with pytest.raises(NotOnCluster, match="501 NotOnCluster"):
-                alice.exec_stream(sid, "print('never')", on_output=lambda *_: None)
+            pieces: list[tuple[str, str]] = []
+            result = alice.exec_stream(
+                sid, "import sys, time\nprint('one', flush=True)\ntime.sleep(0.5)\n"
+                     "print('two')\nprint('err', file=sys.stderr)",
+                on_output=lambda stream, text: pieces.append((stream, text)))
+            assert result.stdout == "one\ntwo\n"
+            assert "".join(t for s, t in pieces if s == "stdout") == result.stdout
+            assert "".join(t for s, t in pieces if s == "stderr") == "err\n"
+            alice.write_file(sid, "/tmp/data.txt", b"from the client")
+            assert alice.exec(sid, "print(open('/tmp/data.txt').read())").stdout == \
+                "from the client\n"
+            alice.exec(sid, "open('/tmp/out.txt', 'w').write('from the cell')")
+            assert alice.read_file(sid, "/tmp/out.txt") == b"from the cell"
+            assert {e["name"] for e in alice.list_files(sid, "/tmp")} >= {"data.txt", "out.txt"}
+        finally:
+            alice.close_session(sid)
+
+
+def test_what_the_cluster_cannot_stream_is_refused_by_name_not_run_elsewhere(
+        serve: ServeOnRay) -> None:
+    with serve.client("alice") as alice:
+        sid = alice.create_session()["id"]
+        try:
             time.sleep(1.1)   # refusals are recorded at most once a second per tenant
-            with pytest.raises(NotOnCluster, match="file transfer"):
-                alice.write_file(sid, "data.txt", b"never")
-            with pytest.raises(NotOnCluster, match="file transfer"):
-                alice.read_file(sid, "data.txt")
-            # nothing ran: the session is as it was, still on its node
-            assert alice.exec(sid, "import os\nprint(os.path.exists('data.txt'))"
-                              ).stdout == "False\n"
+            with pytest.raises(NotOnCluster, match="root-model text"):
+                alice.exec_stream(sid, "ran = True", on_output=lambda *_: None,
+                                  on_root_text=lambda *_: None)
+            # nothing ran, here or on the node: the session is as it was
+            assert alice.exec(sid, "print('ran' in globals())").stdout == "False\n"
         finally:
             alice.close_session(sid)
         refused = _refusals(alice, "NotOnCluster")
@@ -214,6 +234,42 @@ def test_after_a_clean_stop_the_daemon_log_and_every_node_log_verify(
         assert starts
         assert {r["tenant"] for r in starts} == {tenant}
     assert node_logs >= NODES
+
+
+def _run_until_refused(client: Client, sid: str) -> tuple[int, DaemonError] | None:
+    """Runs cells of ~4 KB of output until one is refused: how many ran, and why."""
+    for cells in range(60):
+        try:
+            client.exec(sid, "print('x' * 4000)")
+        except DaemonError as exc:
+            return cells, exc
+        time.sleep(0.4)   # the node logs are measured every second
+    return None
+
+
+def test_the_audit_quota_counts_what_a_tenant_wrote_to_the_node_logs(
+        ray_cluster: Any, tmp_path: Path) -> None:
+    short = Path(tempfile.mkdtemp(prefix="rbx-ray-", dir="/tmp"))
+    try:
+        daemon = ServeOnRay(short, ray_cluster.address,
+                            write_policy(tmp_path, isolation={"backend": "process"}),
+                            "--audit-bytes-per-tenant", str(AUDIT_QUOTA))
+        try:
+            with daemon.client("alice") as alice, daemon.client("bob") as bob:
+                sid = alice.create_session()["id"]
+                refusal = _run_until_refused(alice, sid)
+                assert refusal is not None, "the quota never refused a cell"
+                cells, over = refusal
+                assert over.status == 403
+                assert over.type == "AuditQuotaExceeded"
+                assert cells * 4000 < 4 * AUDIT_QUOTA   # refused soon after the quota
+                theirs = bob.create_session()["id"]   # bob's quota is his own
+                assert bob.exec(theirs, "print('bob runs')").stdout == "bob runs\n"
+                assert _refusals(alice, "AuditQuotaExceeded")
+        finally:
+            daemon.process.cleanup()
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def test_a_node_that_dies_under_a_daemon_session_ends_it_lost(
