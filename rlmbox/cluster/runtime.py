@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlmbox.audit.collected import node_log_name
@@ -42,6 +42,7 @@ from rlmbox.runtime.runtime import DEFAULT_POOL_SIZE, default_audit_dir
 #: Concurrent calls a node actor serves (cells of different sessions run side by side).
 NODE_CONCURRENCY = 256
 NODE_START_TIMEOUT_S = 120.0
+AUDIT_BYTES_TIMEOUT_S = 5.0
 
 
 class RayRuntimeState(enum.Enum):
@@ -211,11 +212,11 @@ class RayRuntime:
                               f"start: {exc}") from exc
         return node
 
-    def _get(self, node_id: str, ref: Any) -> Any:
+    def _get(self, node_id: str, ref: Any, *, timeout: float | None = None) -> Any:
         """``ray.get`` with Ray's errors translated: the node's own error is re-raised, a
         dead node actor makes every session on it lost."""
         try:
-            return ray.get(ref)
+            return ray.get(ref, timeout=timeout)
         except (RayTaskError, RayActorError) as exc:
             raise self._translated(node_id, exc) from exc
 
@@ -245,13 +246,15 @@ class RayRuntime:
             slot.release()
 
     def audit_bytes(self) -> int:
-        """Bytes of every node log this runtime wrote (a node that died counts with the
-        last size it reported)."""
+        """Bytes of every node log this runtime wrote (a node that died, or that does not
+        answer within ``AUDIT_BYTES_TIMEOUT_S``, counts with the last size it reported, so
+        a hung node cannot stall the daemon's audit indexer)."""
         with self._node_lock:
             nodes = list(self._nodes.items())
         for node_id, node in nodes:
-            with contextlib.suppress(SessionLost):
-                self._log_bytes[node_id] = self._get(node_id, node.log_bytes.remote())
+            with contextlib.suppress(SessionLost, GetTimeoutError):
+                self._log_bytes[node_id] = self._get(node_id, node.log_bytes.remote(),
+                                                     timeout=AUDIT_BYTES_TIMEOUT_S)
         return sum(self._log_bytes.values())
 
     def _anchor(self, node_id: str) -> None:
