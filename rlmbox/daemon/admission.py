@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
+from rlmbox.daemon.child_cells import ChildCells
 from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.errors import DaemonError
 
@@ -102,6 +104,17 @@ class Admission:
             self._cell_count += 1
         return Slot(lambda: self._end_cell(tenant))
 
+    def try_take_cell(self, tenant: str) -> Slot | None:
+        """A cell slot if one is free under both caps, else None (never a refusal: a
+        child waits for its parent's lane instead, ``daemon/child_cells.py``)."""
+        with self._lock:
+            running = self._cells.get(tenant, 0)
+            if running >= self.limits.cells_per_tenant or self._cell_count >= self.limits.cells:
+                return None
+            self._cells[tenant] = running + 1
+            self._cell_count += 1
+        return Slot(lambda: self._end_cell(tenant))
+
     def _end_cell(self, tenant: str) -> None:
         with self._lock:
             self._cells[tenant] -= 1
@@ -124,9 +137,14 @@ class TenantGate:
     def __init__(self, admission: Admission, tenant: str) -> None:
         self._admission = admission
         self._tenant = tenant
+        self._children = ChildCells(lambda: admission.try_take_cell(tenant))
 
     def enter(self, session_id: str, parent: str | None) -> None:
         self._admission.enter_session(self._tenant, session_id, parent)
 
     def leave(self, session_id: str) -> None:
+        self._children.forget(session_id)
         self._admission.leave_session(self._tenant, session_id)
+
+    def child_work(self, parent: str) -> AbstractContextManager[None]:
+        return self._children.slot(parent)

@@ -7,6 +7,8 @@ them, so the Runtime asks the gate before any sandbox starts, children included.
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 
@@ -18,6 +20,11 @@ class SessionGate(Protocol):
 
     def leave(self, session_id: str) -> None: ...
 
+    def child_work(self, parent: str) -> AbstractContextManager[None]:
+        """Held while a child of ``parent`` starts its sandbox or runs a cell: where a
+        daemon counts children against a tenant's cell cap."""
+        ...
+
 
 class OpenGate:
     """Admits everything: embedded use, where the caller is the operator."""
@@ -27,3 +34,6 @@ class OpenGate:
 
     def leave(self, session_id: str) -> None:
         return None
+
+    def child_work(self, parent: str) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()

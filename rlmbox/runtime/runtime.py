@@ -12,7 +12,9 @@ before any code runs.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
 import os
 import secrets
 import threading
@@ -216,7 +218,10 @@ class Runtime:
             if store is not None:
                 functions.update({f.name: f for f in context_functions(store)})
             transform = self._code_transform()
-            sandbox, warm = self._supply.acquire(backend_name, spec)
+            # a child's sandbox start counts against its tenant's cells, as a root's does
+            with (self._gate.child_work(parent.id) if parent is not None
+                  else contextlib.nullcontext()):
+                sandbox, warm = self._supply.acquire(backend_name, spec)
         except BaseException:
             self._gate.leave(session_id)
             raise
@@ -232,7 +237,9 @@ class Runtime:
                     functions=functions, engine=self._engine, ledger=ledger, scope=scope,
                     tool_timeout_s=self.policy.limits.tool_timeout_s),
                 transform=transform, durable_cells=self.durability == "cell",
-                on_close=lambda closed: self._forget(closed, store))
+                on_close=lambda closed: self._forget(closed, store),
+                cell_slot=(None if parent is None
+                           else functools.partial(self._gate.child_work, parent.id)))
             info = sandbox.info
             scope.event(
                 "session.create", policy=self.policy.name, policy_sha256=self.policy.sha256,

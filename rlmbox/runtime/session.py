@@ -23,6 +23,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
@@ -91,7 +92,8 @@ class Session:
                  dispatcher: CallDispatcher,
                  transform: Callable[[str], types.CodeType] | None = None,
                  durable_cells: bool = True,
-                 on_close: Callable[[Session], None] | None = None) -> None:
+                 on_close: Callable[[Session], None] | None = None,
+                 cell_slot: Callable[[], AbstractContextManager[None]] | None = None) -> None:
         self.scope = scope
         self.id = scope.session
         self.parent = scope.parent
@@ -105,6 +107,8 @@ class Session:
         self._transform = transform
         self._durable_cells = durable_cells
         self._on_close = on_close
+        # held around each cell: an rlm_query child's cell takes its tenant's cell slot
+        self._cell_slot = cell_slot or contextlib.nullcontext
         self._state = SessionState.READY
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()   # close() may come from another thread
@@ -188,7 +192,7 @@ class Session:
         if not isinstance(code, str):
             raise TypeError("code must be a str")
         self.check_timeout(timeout)
-        with self._lock:
+        with self._cell_slot(), self._lock:
             with self._state_lock:   # a close() in between must win, not be overwritten
                 self._check_usable()
                 self._state = SessionState.RUNNING

@@ -5,6 +5,7 @@ today. Each test performs the attack and asserts the documented promise; it is m
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -71,27 +72,30 @@ def test_a_stream_refused_for_load_is_audited(
     assert ("/v1/sessions/{id}/exec/stream", "TooManyCells") in routes, routes
 
 
-CHILD_CELL = "```repl\nimport time\ntime.sleep(1.5)\nprint('child done')\n```"
+# the child's cell reports when it ran (wall clock: the host and the sandbox share it)
+CHILD_CELL = ("```repl\nimport time\nt0 = time.time()\ntime.sleep(1.5)\n"
+              "print('span', t0, time.time())\n```")
+SPAN = re.compile(r"span ([0-9.]+) ([0-9.]+)")
 
 
-@pytest.mark.xfail(strict=True, reason="review: rlm_query_batched children run their cells "
-                   "(and start sandboxes) outside the tenant's cell slots")
 def test_rlm_query_children_count_against_the_tenants_cells(
         start_daemon: Callable[..., RunningDaemon]) -> None:
     """docs/daemon.md: a tenant runs at most ``--max-cells-per-tenant`` cells (and
     sandbox starts) at once. With a cap of one, one cell calling ``rlm_query_batched``
     with four prompts runs four child sandboxes' cells at the same time."""
     lock = threading.Lock()
-    spans: dict[str, list[float]] = {}
+    spans: list[tuple[float, float]] = []
 
     def script(prompt: str) -> str:
         marker = prompt.split("Task: Answer the request given in `context`.", 1)
         if len(marker) == 1:
             return "FINAL(parent)"
-        key = "[cell]" in prompt
-        with lock:   # first step: a cell starts; second step: it has ended
-            spans.setdefault(str(key), []).append(time.monotonic())
-        return "FINAL(done)" if key else CHILD_CELL
+        ran = SPAN.search(prompt)
+        if ran is None:   # first step: run the cell; second: it reported when it ran
+            return CHILD_CELL
+        with lock:
+            spans.append((float(ran.group(1)), float(ran.group(2))))
+        return "FINAL(done)"
 
     running = start_daemon(lm=ScriptedLM(script), limits=DaemonLimits(cells_per_tenant=1))
     with running.client("alice") as alice:
@@ -99,11 +103,10 @@ def test_rlm_query_children_count_against_the_tenants_cells(
         result = alice.exec(info["id"], "print(rlm_query_batched(['a', 'b', 'c', 'd']))")
         assert result.status == "ok", result.error
         alice.close_session(info["id"])
-    starts, ends = sorted(spans["False"]), sorted(spans["True"])
-    assert len(starts) == 4
-    # cells at once = children whose cell began before the first one ended
-    at_once = sum(1 for s in starts if s < ends[0])
-    assert at_once <= 1, f"{at_once} child cells ran at once under a cap of one cell"
+    assert len(spans) == 4
+    # the most cells that ran at one moment: some cell's start inside others' spans
+    at_once = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    assert at_once <= 1, f"{at_once} child cells ran at once under a cap of one cell: {spans}"
 
 
 FLOOD_INVALID_CALLS = """
