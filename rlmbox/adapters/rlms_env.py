@@ -134,7 +134,6 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         for name, value in self._data.items():
             lines.append(f"{name} = {self._source(name, json_text(value))}")
         self._run_setup("\n".join(lines))
-        self._refresh_locals()
 
     def load_context(self, context_payload: dict[str, Any] | list[Any] | str) -> None:
         """Replaces the context. The first context is staged when a session starts, so this
@@ -218,7 +217,6 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
                       else (json_text(context_payload), "json"))
         self._run_setup(f"{name} = {self._source(name, text, kind=kind)}")
         self._context_count = max(self._context_count, index + 1)
-        self._refresh_locals()
         return index
 
     def get_context_count(self) -> int:
@@ -234,7 +232,6 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
             lines.append(f"history = {name}")
         self._run_setup("\n".join(lines))
         self._history_count = max(self._history_count, index + 1)
-        self._refresh_locals()
         return index
 
     def get_history_count(self) -> int:
@@ -276,9 +273,14 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
                             event="rlms.value")
 
     def _run_setup(self, code: str) -> None:
-        result = self._live_session().exec(code)
+        """Runs a setup cell that ends with the locals report, when there is one: one
+        round trip and one durable cell, not two."""
+        report = self._locals_summary
+        result = self._live_session().exec(f"{code}\n{SNAPSHOT_CELL}" if report else code)
         if not result.ok:
             raise SessionError(f"the rlms environment's setup cell failed: {result.error}")
+        if report:
+            self._locals = decode_report(result.answer).variables
 
     def _refresh_locals(self) -> CellReport | None:
         session = self.session
