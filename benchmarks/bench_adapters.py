@@ -9,8 +9,9 @@ with one ``llm_query``) for:
     whose client answers at once, so the figure is the brokering, not an LM;
   * DSPy: ``LocalInterpreter`` (a local CPython worker, no isolation) vs ``RlmboxInterpreter``.
 Also the time to set an environment up as a frontend does at each completion (a new
-``RlmboxREPL``: a Runtime, a session, the setup cell), with no pool and with
-``pool_size=1`` (a pool per environment, so it starts empty).
+``RlmboxREPL``: a session and the setup cell), with no pool (a Runtime per environment,
+a cold sandbox) and with ``pool_size=1`` (the process's shared runtime, whose pool is
+full before each set-up).
 Every rlmbox cell is audited and fsynced before it returns (durability "cell").
 """
 
@@ -37,6 +38,8 @@ from rlmbox.adapters.dspy import RlmboxInterpreter
 from rlmbox.adapters.rlms import RlmboxREPL, stop_handler
 from rlmbox.audit.log import AuditLog
 from rlmbox.policies.model import load_policy
+from rlmbox.runtime.runtime import Runtime
+from rlmbox.runtime.shared import close_shared_runtimes
 
 
 class InstantLM(BaseLM):  # type: ignore[misc]
@@ -60,13 +63,16 @@ class InstantLM(BaseLM):  # type: ignore[misc]
 
 def setups(make: Callable[[], Any], close: Callable[[Any], None], n: int) -> list[float]:
     """Seconds to make an environment, as a frontend does at each completion; each one is
-    closed outside the timing."""
+    closed outside the timing, and a pool it drew from is full again before the next."""
     samples = []
     for _ in range(n):
         started = time.perf_counter()
         env = make()
         samples.append(time.perf_counter() - started)
         close(env)
+        pool = env.runtime.pool() if isinstance(getattr(env, "runtime", None), Runtime) else None
+        if pool is not None and not pool.wait_full(60):
+            raise RuntimeError(f"the warm pool did not refill: {pool.last_error}")
     return samples
 
 
@@ -98,11 +104,13 @@ def main() -> None:
             for pool in (0, 1):
                 make = partial(RlmboxREPL, lm_handler_address=handler.address, audit=log,
                                locals_summary=summary, pool_size=pool)
+                if pool:   # warm: the shared runtime's pool is full before the first set-up
+                    setups(make, lambda env: env.cleanup(), 1)
                 table.add(name, f"setup per completion (pool_size={pool})",
                           setups(make, lambda env: env.cleanup(), args.setups),
                           floor=(fl.BWRAP_PYTHON,),
-                          note="a new Runtime per environment: its pool starts empty"
-                          if pool else "")
+                          note="the process's shared runtime: its pool full before each"
+                          if pool else "a new Runtime per environment, cold")
             env = RlmboxREPL(lm_handler_address=handler.address, audit=log,
                              locals_summary=summary)
             table.add(name, "x = 1", timed(partial(env.execute_code, "x = 1"), n), floor=cell)
@@ -132,6 +140,7 @@ def main() -> None:
         boxed.shutdown()
     finally:
         stop_handler(handler)
+        close_shared_runtimes()
         log.close()
         shutil.rmtree(audit_dir, ignore_errors=True)
     table.print(f"{n} cells each, {args.setups} set-ups each; the default preset, cell "

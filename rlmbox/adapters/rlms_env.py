@@ -35,9 +35,10 @@ from rlmbox.adapters.rlms_locals import (
 )
 from rlmbox.errors import SessionClosed, SessionError
 from rlmbox.policies.model import Policy
-from rlmbox.runtime.contract import RuntimeFactory, SessionLike, is_ready
+from rlmbox.runtime.contract import RuntimeFactory, RuntimeLike, SessionLike, is_ready
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.runtime import Runtime
+from rlmbox.runtime.shared import shared_runtime
 
 SubcallFn = Callable[[str, "str | None"], RLMChatCompletion]
 
@@ -54,7 +55,13 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         audit: an open audit sink to share (e.g. one ``AuditLog`` for many environments),
             else ``audit_dir`` (default: rlmbox's default audit directory).
         backend: sandbox backend (default: the policy's).
-        pool_size: warm sandboxes to keep.
+        pool_size: warm sandboxes to keep. With a pool the environment borrows the
+            process's shared runtime for its policy, audit sink, tenant and pool size
+            (``rlmbox.runtime.shared``), so the next completion's environment starts warm;
+            each still gets a fresh sandbox, its own ledger and its own audit records, and
+            an audit log opened from ``audit_dir`` stays open until
+            ``close_shared_runtimes()`` or exit. Without one (the default) it makes a
+            runtime of its own, closed by ``cleanup``.
         locals_summary: after each cell, run the report cell (audited like any other) that
             fills ``REPLResult.locals`` and tells a newly set ``answer`` from a stale one;
             ``False`` saves that round trip (``locals`` stays empty and a ready ``answer``
@@ -94,10 +101,14 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         self._locals: dict[str, Any] = {}
         self._context_count = 0
         self._history_count = 0
-        self.runtime = runtime_factory(lm=self.lm, subcall=self._subcall) \
-            if runtime_factory is not None else \
-            Runtime(policy, lm=self.lm, audit=audit, audit_dir=audit_dir,
-                    pool_size=pool_size, tenant=tenant, subcall=self._subcall)
+        self._shared = shared_runtime(policy, audit=audit, audit_dir=audit_dir, tenant=tenant,
+                                      pool_size=pool_size) \
+            if runtime_factory is None and pool_size > 0 else None
+        self.runtime: RuntimeLike = (
+            runtime_factory(lm=self.lm, subcall=self._subcall) if runtime_factory is not None
+            else self._shared if self._shared is not None
+            else Runtime(policy, lm=self.lm, audit=audit, audit_dir=audit_dir, pool_size=0,
+                         tenant=tenant, subcall=self._subcall))
         self.session: SessionLike | None = None
         self._context: Any = context_payload
         try:
@@ -114,8 +125,7 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         """Starts the session: stages the context, defines ``answer`` and data tools."""
         if self.session is not None:
             self.session.close("replaced")
-        self.session = self.runtime.session(context=self._context, tools=self._tools,
-                                            backend=self._backend)
+        self.session = self._start_session()
         self._context_count = 0 if self._context is None else 1
         self._history_count = 0
         lines = [SNAPSHOT_SETUP, LOADER_SETUP]
@@ -124,7 +134,6 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         for name, value in self._data.items():
             lines.append(f"{name} = {self._source(name, json_text(value))}")
         self._run_setup("\n".join(lines))
-        self._refresh_locals()
 
     def load_context(self, context_payload: dict[str, Any] | list[Any] | str) -> None:
         """Replaces the context. The first context is staged when a session starts, so this
@@ -166,7 +175,8 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         if self.session is not None:
             self.session.close()
             self.session = None
-        self.runtime.close()
+        if self._shared is None:
+            self.runtime.close()
 
     def __enter__(self) -> RlmboxREPL:
         return self
@@ -207,7 +217,6 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
                       else (json_text(context_payload), "json"))
         self._run_setup(f"{name} = {self._source(name, text, kind=kind)}")
         self._context_count = max(self._context_count, index + 1)
-        self._refresh_locals()
         return index
 
     def get_context_count(self) -> int:
@@ -223,7 +232,6 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
             lines.append(f"history = {name}")
         self._run_setup("\n".join(lines))
         self._history_count = max(self._history_count, index + 1)
-        self._refresh_locals()
         return index
 
     def get_history_count(self) -> int:
@@ -245,6 +253,16 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         self.lm.record(completion)
         return str(completion.response)
 
+    def _start_session(self) -> SessionLike:
+        """A shared runtime serves many REPLs, so this one's LM and sub-call go with the
+        session; a runtime of its own was made with them."""
+        if self._shared is not None:
+            return self._shared.session(context=self._context, tools=self._tools,
+                                        backend=self._backend, lm=self.lm,
+                                        subcall=self._subcall)
+        return self.runtime.session(context=self._context, tools=self._tools,
+                                    backend=self._backend)
+
     def _live_session(self) -> SessionLike:
         if self.session is None:
             raise SessionClosed("the rlms environment was cleaned up")
@@ -255,9 +273,14 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
                             event="rlms.value")
 
     def _run_setup(self, code: str) -> None:
-        result = self._live_session().exec(code)
+        """Runs a setup cell that ends with the locals report, when there is one: one
+        round trip and one durable cell, not two."""
+        report = self._locals_summary
+        result = self._live_session().exec(f"{code}\n{SNAPSHOT_CELL}" if report else code)
         if not result.ok:
             raise SessionError(f"the rlms environment's setup cell failed: {result.error}")
+        if report:
+            self._locals = decode_report(result.answer).variables
 
     def _refresh_locals(self) -> CellReport | None:
         session = self.session

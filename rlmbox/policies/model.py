@@ -603,8 +603,19 @@ def load_policy(spec: Policy | str | Path) -> Policy:
     """
     if isinstance(spec, Policy):
         return spec
+    raw, origin = policy_source(spec)
+    return load_policy_text(raw, origin=origin)
+
+
+def policy_source(spec: str | Path) -> tuple[bytes, str]:
+    """The YAML bytes a preset name or a policy file path names, and where they came from
+    (read without validating: a cache keyed by their digest skips the parse).
+
+    Raises:
+        PolicyError: the file cannot be read.
+    """
     if isinstance(spec, str) and spec in PRESETS:
-        return load_policy_text(preset_text(spec), origin=f"preset '{spec}'")
+        return preset_text(spec), f"preset '{spec}'"
     if not isinstance(spec, str | Path):
         raise PolicyError(f"cannot load a policy from {type(spec).__name__}",
                           ["(top level): expected a preset name, a path or a Policy"])
@@ -615,4 +626,4 @@ def load_policy(spec: Policy | str | Path) -> Policy:
     except OSError as exc:
         hint = f"; presets are {', '.join(PRESETS)}" if isinstance(spec, str) else ""
         raise PolicyError(f"cannot read policy {str(path)!r}: {exc.strerror}{hint}") from exc
-    return load_policy_text(raw, origin=str(path))
+    return raw, str(path)

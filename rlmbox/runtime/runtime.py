@@ -59,6 +59,9 @@ if TYPE_CHECKING:   # optional extras: imported only when a caller passes them
 DEFAULT_POOL_SIZE = 2
 
 
+Subcall = Callable[[str, str | None], str]
+
+
 class RuntimeState(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
@@ -71,6 +74,18 @@ def default_audit_dir() -> Path:
         return Path(explicit)
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "rlmbox" / "audit"
+
+
+def _refuse_unbindable_lm_calls(policy: Policy) -> None:
+    """A frontend's own sub-call runs ``rlm_query``, so its ``lm_calls`` limits could not
+    bind: such a policy is refused rather than silently unenforced."""
+    bypassed = sorted({"rlm_query", "rlm_query_batched"} & set(policy.lm_calls))
+    if bypassed:
+        raise PolicyError(
+            f"the frontend's own sub-call runs rlm_query, so lm_calls.{bypassed[0]} "
+            "could not bind; remove it from the policy",
+            [f"lm_calls.{name}: not enforceable with a frontend sub-call"
+             for name in bypassed])
 
 
 class Runtime:
@@ -112,7 +127,7 @@ class Runtime:
                  durability: Literal["cell", "session"] = "cell",
                  rlm_lm: LMProvider | None = None,
                  session_gate: SessionGate | None = None,
-                 subcall: Callable[[str, str | None], str] | None = None,
+                 subcall: Subcall | None = None,
                  metrics: CollectorRegistry | None = None,
                  tracing: TracerProvider | None = None,
                  observers: Sequence[Observer] = ()) -> None:
@@ -124,13 +139,8 @@ class Runtime:
             "pass lm= to Runtime(lm=...), or --lm SPEC on the command line")
         self.rlm_lm: LMProvider = rlm_lm if rlm_lm is not None else self.lm
         self._subcall = subcall
-        bypassed = sorted({"rlm_query", "rlm_query_batched"} & set(self.policy.lm_calls))
-        if subcall is not None and bypassed:
-            raise PolicyError(
-                f"the frontend's own sub-call runs rlm_query, so lm_calls.{bypassed[0]} "
-                "could not bind; remove it from the policy",
-                [f"lm_calls.{name}: not enforceable with a frontend sub-call"
-                 for name in bypassed])
+        if subcall is not None:
+            _refuse_unbindable_lm_calls(self.policy)
         self._owns_audit = audit is None
         self.audit: AuditSink = audit if audit is not None else AuditLog(
             Path(audit_dir) if audit_dir is not None else default_audit_dir())
@@ -185,12 +195,24 @@ class Runtime:
 
     # --- sessions ------------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        return self._state is RuntimeState.CLOSED
+
     def session(self, context: Any = None, *, tools: Mapping[str, Callable[..., Any]] | None
-                = None, backend: str | None = None, parent: Session | None = None) -> Session:
+                = None, backend: str | None = None, parent: Session | None = None,
+                lm: LMProvider | None = None, subcall: Subcall | None = None) -> Session:
         """Starts a session: checks isolation (fail closed), stages the context, inits
-        the agent. The caller must ``close`` it (or use ``with``)."""
+        the agent. The caller must ``close`` it (or use ``with``).
+
+        ``lm`` and ``subcall`` stand in for the runtime's own for this session's
+        ``llm_query`` and ``rlm_query`` (a runtime shared by many frontend environments,
+        each with its own LM handler); ``rlm_query`` children without a ``subcall`` use
+        the runtime's.
+        """
         if self._state is RuntimeState.CLOSED:
             raise SessionClosed("the runtime is closed")
+        self._admit_providers(lm, subcall)
         backend_name = backend or self.policy.isolation.backend
         spec = spec_for(self.policy, self.tenant)   # an unbuilt package environment: refused first
         chosen = self.backend(backend_name)
@@ -213,7 +235,7 @@ class Runtime:
         try:
             # one ledger per session tree: a root session opens one, descendants share it
             ledger = parent.ledger if parent is not None else Ledger(self.policy.budgets)
-            functions = self._functions(tools or {})
+            functions = self._functions(tools or {}, lm or self.lm, subcall or self._subcall)
             store = self._gated_store(context, session_id)
             if store is not None:
                 functions.update({f.name: f for f in context_functions(store)})
@@ -262,11 +284,18 @@ class Runtime:
             self._sessions[session_id] = session
         return session
 
-    def _functions(self, tools: Mapping[str, Callable[..., Any]]) -> dict[str, HostFunction]:
-        recursive = (frontend_rlm_functions(self._subcall) if self._subcall is not None
+    def _admit_providers(self, lm: LMProvider | None, subcall: Subcall | None) -> None:
+        """A session's own LM and sub-call meet the checks the runtime's met."""
+        if subcall is not None:
+            _refuse_unbindable_lm_calls(self.policy)
+        if lm is not None:
+            register_secrets(self.audit, lm)   # its keys: never audited
+
+    def _functions(self, tools: Mapping[str, Callable[..., Any]], lm: LMProvider,
+                   subcall: Subcall | None) -> dict[str, HostFunction]:
+        recursive = (frontend_rlm_functions(subcall) if subcall is not None
                      else rlm_functions(self._child_session, self._find_session, self.rlm_lm))
-        functions = {f.name: f for f in (
-            llm_query(self.lm), llm_query_batched(self.lm), *recursive)}
+        functions = {f.name: f for f in (llm_query(lm), llm_query_batched(lm), *recursive)}
         for name, fn in tools.items():
             host_fn = tool(name, fn)
             functions[host_fn.name] = host_fn
