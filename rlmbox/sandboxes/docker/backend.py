@@ -473,7 +473,8 @@ class DockerSandbox:
         """The engine's part of ``kill`` once no process is left (on REMOVALS' thread); a
         context volume goes after its container."""
         try:
-            _remove(self._client, self.container_id)
+            # an engine error is raised to REMOVALS, which logs it (a container gone is fine)
+            _remove(self._client, self.container_id, engine_errors_too=False)
         finally:
             if self._prepared.stager.discard_after_removal:
                 self._prepared.stager.discard()
@@ -508,10 +509,14 @@ def _wrappers(sock: Any) -> tuple[Any, ...]:
     return (sock,) if response is None else (response, sock)
 
 
-def _remove(client: Any, container: str) -> None:
+def _remove(client: Any, container: str, *, engine_errors_too: bool = True) -> None:
+    """Removes a container; one already gone is not an error, nor (by default) an
+    engine's refusal, which leaves the container for ``rlmbox gc``."""
     import docker.errors  # noqa: PLC0415
 
-    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+    quiet = ((docker.errors.NotFound, docker.errors.APIError) if engine_errors_too
+             else (docker.errors.NotFound,))
+    with contextlib.suppress(*quiet):
         client.api.remove_container(container, force=True, v=True)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import queue
 import signal
 import threading
@@ -27,10 +28,11 @@ from pathlib import Path
 from rlmbox.sandboxes.process.cgroups import poll_delays
 from rlmbox.sandboxes.process.pidfd import PinnedProcess, kill_if_ours
 
+log = logging.getLogger("rlmbox.docker")
+
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: how long ``kill`` waits for a container's cgroup to empty before falling back to the engine
 KILL_TIMEOUT_S = 5.0
-
 
 def procs_file_of(lines: list[str], root: Path = _CGROUP_ROOT) -> Path | None:
     """From a ``/proc/PID/cgroup`` listing: the ``cgroup.procs`` of the process's pids
@@ -48,13 +50,11 @@ def procs_file_of(lines: list[str], root: Path = _CGROUP_ROOT) -> Path | None:
             unified = candidate if candidate.exists() else unified
     return unified
 
-
 def _membership(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return []
-
 
 class ContainerProcesses:
     """A running container's processes as this host sees them: its first process pinned,
@@ -112,10 +112,8 @@ class ContainerProcesses:
         finally:
             self._first.release()
 
-
 def _in_container(pid: int, container_id: str) -> bool:
     return any(container_id in line for line in _membership(pid))
-
 
 class Removals:
     """Engine removals run one after another on a background thread, off the closing
@@ -148,13 +146,14 @@ class Removals:
             removal = self._queue.get()
             try:
                 removal()
-            except Exception:   # noqa: S110  a failed removal leaves an orphan for gc
-                pass
+            except BaseException as exc:   # the queue must outlive any failure
+                # the stopped container stays, owner-labelled, for `rlmbox gc`
+                log.warning("rlmbox: a container's removal failed: %s: %s",
+                            type(exc).__name__, exc)
             finally:
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
-
 
 #: the process's one queue of engine removals (a thread started on first use)
 REMOVALS = Removals()
