@@ -15,7 +15,6 @@ else is wall time on the host. A peer that fails is a row saying how, not a miss
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shlex
@@ -33,6 +32,7 @@ from typing import Any
 import floors
 from figures import Table, fmt, timed
 from floors import EXEC, PIPE, docker_run
+from modes import chosen, mode_parser
 from stack import BACKENDS_ENV, LLM_LOOP, loop_result, stack_policy
 
 PEER_LABEL = "org.rlmbox.bench-peer"
@@ -256,12 +256,9 @@ def engine_and_peer_image(table: Table) -> tuple[Any, list[str], str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="fewer repetitions")
-    mode.add_argument("--smoke", action="store_true", help="a handful, to prove it runs")
+    parser = mode_parser(__doc__)
     args = parser.parse_args()
-    reps = SMOKE if args.smoke else QUICK if args.quick else FULL
+    reps = chosen(args, smoke=SMOKE, quick=QUICK, full=FULL)
     table = Table("peers: other REPLs and sandboxes, same machine, same engine")
     started = time.monotonic()
     token = f"{os.getpid()}-{int(time.time())}"

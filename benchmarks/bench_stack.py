@@ -21,7 +21,6 @@ not a product mode.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from typing import Any, Literal
 
 import floors as fl
 from figures import Table, timed
+from modes import chosen, mode_parser
 from stack import LLM_LOOP, available_backends, loop_result, stack_policy, system_name
 
 from rlmbox.lm.scripted import ScriptedLM
@@ -160,14 +160,11 @@ def guarded(table: Table, system: str, measure: str, run: Any) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="fewer repetitions")
-    mode.add_argument("--smoke", action="store_true", help="a handful, to prove it runs")
+    parser = mode_parser(__doc__)
     parser.add_argument("--only", choices=METHODS, help="run this method alone")
     args = parser.parse_args()
     methods = frozenset((args.only,) if args.only else METHODS)
-    reps = SMOKE if args.smoke else QUICK if args.quick else FULL
+    reps = chosen(args, smoke=SMOKE, quick=QUICK, full=FULL)
     backends, image, no_docker = available_backends()
     table = Table("full stack: Session + policy + ledger + audit")
     started = time.monotonic()
