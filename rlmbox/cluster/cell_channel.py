@@ -2,9 +2,13 @@
 
 The cell's output and its calls to driver-side functions go into one queue that the node
 actor's streaming ``exec`` drains to the driver; the driver's answers come back through
-``NodeHost.answer``. A call waits for its answer at most its own bound (the policy's tool
-timeout, and never past the cell's end): a driver that never answers cannot hold the cell,
-which the dispatcher ends at its wall time as for any host call.
+``NodeHost.answer``. A call waits for its answer as long as its body runs on the driver,
+past the tool timeout and past the cell's end, as a local call's thread runs to its end:
+the dispatcher alone decides when the cell stops waiting (it abandons the call at the tool
+timeout or the cell's wall time), and the late answer then charges the call's real usage
+and frees its ``max_concurrent`` slot. A driver that never answers cannot hold a node
+thread past its session: closing the channel (the session closes, the node shuts down)
+releases every wait; a dead driver takes the node actor with it (Ray's ownership).
 
 Which cell a call belongs to travels in a context variable set on the cell's thread:
 every host call runs in a copy of its caller's context (``runtime/bounded_call.py``), so
@@ -18,7 +22,6 @@ import itertools
 import json
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +35,8 @@ CURRENT_CELL: contextvars.ContextVar[CellChannel] = contextvars.ContextVar("rlmb
 
 
 class DriverUnreachable(RlmboxError):
-    """A driver-side function was called outside a cell streamed to a driver, or the
-    cell ended before the driver answered."""
+    """A driver-side function was called outside a cell streamed to a driver, after its
+    cell ended, or its session closed before the driver answered."""
 
 
 @dataclass
@@ -49,28 +52,26 @@ class _End:
 
 
 class CellChannel:
-    """Events of one cell for the driver, and the driver's answers to its calls; no call
-    waits past ``until`` (``time.monotonic()``: the cell's wall time and its grace)."""
+    """Events of one cell for the driver, and the driver's answers to its calls (also
+    after the cell ended, until :meth:`close`)."""
 
-    def __init__(self, until: float) -> None:
-        self._until = until
+    def __init__(self) -> None:
         self._events: queue.SimpleQueue[OutputEvent | CallEvent | _End] = queue.SimpleQueue()
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._ended = False
+        self._closed = False
 
     def output(self, stream: str, text: str) -> None:
         self._events.put(OutputEvent(stream, text))
 
-    def call(self, kind: CallKind, name: str, args: dict[str, Any],
-             wait_s: float | None = None) -> Any:
-        """Asks the driver to run ``name`` and waits for its answer up to ``wait_s`` and
-        never past the cell's end.
+    def call(self, kind: CallKind, name: str, args: dict[str, Any]) -> Any:
+        """Asks the driver to run ``name`` and waits for its answer, or until the channel
+        closes.
 
         Raises:
-            TimeoutError: no answer in time (the dispatcher records the call abandoned).
-            DriverUnreachable: the cell ended first.
+            DriverUnreachable: the cell had ended, or the channel closed first.
             Exception: the driver's error, rebuilt (see :func:`answered`).
         """
         pending = _Pending()
@@ -79,17 +80,15 @@ class CellChannel:
                 raise DriverUnreachable(f"{name}: the cell ended before the call")
             call_id = next(self._ids)
             self._pending[call_id] = pending
-        limit = max(0.0, self._until - time.monotonic())
-        wait = limit if wait_s is None else min(wait_s, limit)
-        try:
+            # queued under the lock: never after the cell's last event, which no one reads
             self._events.put(CallEvent(call_id, kind, name, args))
-            if not pending.done.wait(wait):
-                raise TimeoutError(f"the driver did not answer {name} within {wait:g} s")
+        try:
+            pending.done.wait()
         finally:
             with self._lock:
                 self._pending.pop(call_id, None)
         if pending.answer is None:
-            raise DriverUnreachable(f"{name}: the cell ended before the driver answered")
+            raise DriverUnreachable(f"{name}: the session closed before the driver answered")
         return answered(pending.answer)
 
     def answer(self, call_id: int, answer: DriverAnswer) -> bool:
@@ -103,13 +102,26 @@ class CellChannel:
         return True
 
     def end(self, result: ExecResult | None, error: BaseException | None) -> None:
-        """The cell is over: its last event is queued; calls still waiting are released."""
+        """The cell is over: its last event is queued. Calls still waiting go on waiting
+        for their answers (the dispatcher has abandoned them)."""
         with self._lock:
             self._ended = True
+            self._events.put(_End(result, error))
+
+    @property
+    def finished(self) -> bool:
+        """Whether nothing more can come through: the cell ended and no call waits."""
+        with self._lock:
+            return self._closed or (self._ended and not self._pending)
+
+    def close(self) -> None:
+        """Releases every call still waiting (``DriverUnreachable``): the session is
+        closing, so no answer is awaited any more."""
+        with self._lock:
+            self._ended = self._closed = True
             waiting, self._pending = list(self._pending.values()), {}
         for pending in waiting:
             pending.done.set()
-        self._events.put(_End(result, error))
 
     def events(self) -> Iterator[OutputEvent | CallEvent | ExecResult]:
         """The cell's events in order, its result last; its error is raised at the end."""

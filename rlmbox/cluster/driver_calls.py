@@ -8,14 +8,14 @@ so a value the sandbox could not take is that call's error, never a broken reply
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from rlmbox.cluster.cell_wire import CallEvent, DriverAnswer
+from rlmbox.cluster.lm_wire import completion_data, request_from_data
 from rlmbox.errors import RlmboxError, ToolError
-from rlmbox.lm.base import LMProvider
+from rlmbox.lm.base import LMProvider, count_input_tokens, respond
 from rlmbox.runtime.contract import Subcall
 from rlmbox.runtime.crossing import UncrossableResult, crossable
 
@@ -55,8 +55,11 @@ class DriverCalls:
                 raise LookupError(f"no tool {event.name!r} on the driver")
             return crossable(f"tool.{event.name}", tool(**event.args))
         if event.kind == "lm" and self._lm is not None:
-            completion = self._lm.complete(event.args["prompt"], model=event.args["model"])
-            return dataclasses.asdict(completion)
+            request = request_from_data(event.args["request"])
+            if event.name == "count_input_tokens":
+                return count_input_tokens(self._lm, request, model=event.args["model"])
+            if event.name == "respond":
+                return completion_data(respond(self._lm, request, model=event.args["model"]))
         if event.kind == "subcall" and self._subcall is not None:
             return str(self._subcall(event.args["prompt"], event.args["model"]))
         raise LookupError(f"the driver has no {event.kind} to run")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlmbox.cluster.cell_channel import current_cell
-from rlmbox.lm.base import Completion
+from rlmbox.cluster.lm_wire import completion_from_data, request_data
+from rlmbox.lm.base import Completion, LMRequest, TextSink, Turn
 
 
 def portable_signature(fn: Callable[..., Any]) -> inspect.Signature:
@@ -27,11 +28,13 @@ def portable_signature(fn: Callable[..., Any]) -> inspect.Signature:
         return_annotation=signature.empty)
 
 
-def driver_tool(name: str, signature: inspect.Signature, wait_s: float) -> Callable[..., Any]:
-    """A function with the driver tool's parameters whose body runs on the driver; its
-    answer waits at most ``wait_s`` (the policy's ``tool_timeout_s``)."""
+def driver_tool(name: str, signature: inspect.Signature) -> Callable[..., Any]:
+    """A function with the driver tool's parameters whose body runs on the driver. It
+    waits for the driver's answer as long as the tool runs there: the dispatcher stops
+    waiting at ``tool_timeout_s``, and the call keeps its ``max_concurrent`` slot until
+    the answer comes (as a local tool's thread does)."""
     def call(**kwargs: Any) -> Any:
-        return current_cell(f"tool.{name}").call("tool", name, kwargs, wait_s)
+        return current_cell(f"tool.{name}").call("tool", name, kwargs)
 
     call.__name__ = name
     call.__signature__ = signature  # type: ignore[attr-defined]  # read by inspect
@@ -47,16 +50,36 @@ class DriverLMSpec:
 
 
 class DriverLM:
-    """An LM provider whose completions are made by the driver's provider."""
+    """An LM provider whose completions are made by the driver's provider.
+
+    It takes whole requests (``lm.base.ConversationLM``), so what the node decided (the
+    capped ``max_tokens``, the other parameters, the system prompt as a system prompt)
+    reaches the driver's provider as it was recorded; a text-only provider there gets the
+    request flattened, as it would on the node."""
 
     def __init__(self, spec: DriverLMSpec) -> None:
         self.name = spec.name
         self.model = spec.model
 
     def complete(self, prompt: str, *, model: str | None = None) -> Completion:
-        fields = current_cell("llm_query").call("lm", "complete",
-                                                {"prompt": prompt, "model": model})
-        return Completion(**fields)
+        return self.respond(LMRequest((Turn("user", prompt),)), model=model)
+
+    def respond(self, request: LMRequest, *, model: str | None = None,
+                on_text: TextSink | None = None) -> Completion:
+        """The driver's completion; ``on_text`` gets the reply whole (nothing streams
+        from the driver)."""
+        fields = current_cell("llm_query").call(
+            "lm", "respond", {"request": request_data(request), "model": model})
+        completion = completion_from_data(fields)
+        if on_text is not None:
+            on_text(completion.text)
+        return completion
+
+    def count_input_tokens(self, request: LMRequest, *, model: str | None = None) -> int | None:
+        """The driver's provider's count of the request's input tokens, or None."""
+        counted = current_cell("llm_query").call(
+            "lm", "count_input_tokens", {"request": request_data(request), "model": model})
+        return counted if isinstance(counted, int) else None
 
 
 def driver_subcall(prompt: str, model: str | None) -> str:

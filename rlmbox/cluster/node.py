@@ -16,7 +16,6 @@ import contextlib
 import contextvars
 import inspect
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +40,6 @@ from rlmbox.runtime.session_files import FileEntry
 #: each completion). A provider object itself does not travel (it holds locks and HTTP
 #: clients).
 LMSource = str | Callable[[], LMProvider]
-
-#: How much longer than the dispatcher's own bound a call waits for the driver's answer.
-WAIT_MARGIN_S = 5.0
 
 #: Driver tools by name, as the node binds them: their portable signatures.
 ToolSignatures = Mapping[str, inspect.Signature]
@@ -91,12 +87,10 @@ class NodeHost:
                                 audit=self._log, pool_size=pool_size, tenant=tenant,
                                 durability=durability,
                                 subcall=driver_subcall if driver_subcall_on else None)
-        # the dispatcher abandons a tool call at tool_timeout_s (recorded, the cell goes
-        # on); the thread waiting for the driver gives up a margin later, so that it never
-        # decides the outcome, only frees itself
-        self._tool_wait_s = self._runtime.policy.limits.tool_timeout_s + WAIT_MARGIN_S
         self._sessions: dict[str, Session] = {}
-        self._cells: dict[str, CellChannel] = {}   # the driver's cell token -> its channel
+        # the driver's cell token -> its session and channel, kept past the cell's end
+        # while a call of it still waits for the driver (its late answer is its outcome)
+        self._cells: dict[str, tuple[str, CellChannel]] = {}
         self._cells_lock = threading.Lock()
 
     def ready(self) -> str:
@@ -121,10 +115,7 @@ class NodeHost:
         is the driver's name for it, which its answers carry."""
         session = self._session(session_id)
         session.check_timeout(timeout)
-        limits = self._runtime.policy.limits
-        wall = limits.cell_timeout_s if timeout is None else timeout
-        channel = CellChannel(until=time.monotonic() + wall + limits.interrupt_grace_s
-                              + WAIT_MARGIN_S)
+        channel = CellChannel()
 
         def run() -> None:
             CURRENT_CELL.set(channel)
@@ -136,21 +127,23 @@ class NodeHost:
                 channel.end(result, None)
 
         with self._cells_lock:
-            self._cells[cell] = channel
+            self._cells[cell] = (session_id, channel)
         try:
             threading.Thread(target=contextvars.copy_context().run, args=(run,),
                              name=f"rlmbox-cell-{session_id}", daemon=True).start()
             yield from channel.events()
         finally:
-            with self._cells_lock:
-                self._cells.pop(cell, None)
+            self._forget_finished_cells()
 
     def answer(self, cell: str, call_id: int, answer: DriverAnswer) -> bool:
-        """The driver's answer to a call of a running cell; False when the call no longer
-        waits (it timed out, or the cell ended)."""
+        """The driver's answer to a call of a cell, while it runs or after it ended (an
+        abandoned call's late outcome); False when the call no longer waits (its session
+        closed)."""
         with self._cells_lock:
-            channel = self._cells.get(cell)
-        return channel is not None and channel.answer(call_id, answer)
+            entry = self._cells.get(cell)
+        delivered = entry is not None and entry[1].answer(call_id, answer)
+        self._forget_finished_cells()
+        return delivered
 
     def write_file(self, session_id: str, path: str, data: bytes | str) -> None:
         self._session(session_id).write_file(path, data)
@@ -165,6 +158,8 @@ class NodeHost:
         return self._session(session_id).interrupt(by="cluster driver")
 
     def close_session(self, session_id: str, reason: str) -> None:
+        """Closes the session; its calls still waiting for the driver are released."""
+        self._close_cells(lambda owner: owner == session_id)
         session = self._sessions.pop(session_id, None)
         if session is not None:
             session.close(reason)
@@ -185,14 +180,31 @@ class NodeHost:
 
     def shutdown(self) -> NodeHead:
         """Closes every session and the runtime, then the log; returns its final head."""
+        self._close_cells(lambda owner: True)
         self._runtime.close()
         final = self.head()
         self._log.close()
         return final
 
     def _driver_tools(self, tools: ToolSignatures) -> dict[str, Callable[..., Any]]:
-        return {name: driver_tool(name, signature, self._tool_wait_s)
-                for name, signature in tools.items()}
+        return {name: driver_tool(name, signature) for name, signature in tools.items()}
+
+    def _forget_finished_cells(self) -> None:
+        """Drops the channels of cells that ended and wait for no answer."""
+        with self._cells_lock:
+            for cell in [cell for cell, (_, channel) in self._cells.items()
+                         if channel.finished]:
+                del self._cells[cell]
+
+    def _close_cells(self, of_session: Callable[[str], bool]) -> None:
+        """Closes (and drops) the channels of the sessions ``of_session`` picks."""
+        with self._cells_lock:
+            closing = [(cell, channel) for cell, (owner, channel) in self._cells.items()
+                       if of_session(owner)]
+            for cell, _ in closing:
+                del self._cells[cell]
+        for _, channel in closing:
+            channel.close()
 
     def _session(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)

@@ -1,7 +1,7 @@
 """Review s5a: attacks on host calls whose body runs on the driver (RayRuntime).
 
-Each test performs one attack and asserts the promise the docs make; a test marked
-``xfail(strict=True)`` is an attack that succeeds today (remove the mark once it is fixed).
+Each test performs one attack and asserts the promise the docs make (each was a strict
+xfail until its fix landed).
 """
 
 from __future__ import annotations
@@ -53,8 +53,6 @@ class RecordingConversationLM:
         return None
 
 
-@pytest.mark.xfail(strict=True, reason="review: DriverLM is text-only, so the policy's "
-                   "max_tokens cap decided on the node never reaches the driver's provider")
 def test_a_driver_lm_provider_gets_the_max_tokens_the_node_decided(
         make_ray_runtime: Make, tmp_path: Path) -> None:
     """docs/policy-reference.md: the decision, the audit record and the request the API
@@ -91,9 +89,6 @@ class SlowLM:
                           output_tokens=500, cost_usd=0.25)
 
 
-@pytest.mark.xfail(strict=True, reason="review: an llm_query abandoned at the cell's wall "
-                   "time while the driver's provider runs ends 'late' with no usage: its "
-                   "spending is never charged to the tree")
 def test_a_driver_lm_completion_abandoned_at_the_wall_time_is_charged_when_it_ends(
         make_ray_runtime: Make, tmp_path: Path) -> None:
     """docs/threat-model.md (host calls and time, 5.): an abandoned call's usage is
@@ -112,9 +107,6 @@ def test_a_driver_lm_completion_abandoned_at_the_wall_time_is_charged_when_it_en
     assert (late["tokens_in"], late["tokens_out"]) == (1000, 500), late
 
 
-@pytest.mark.xfail(strict=True, reason="review: the node frees an abandoned driver tool's "
-                   "max_concurrent slot 5 s after its timeout while the tool still runs on "
-                   "the driver, so hung driver tools pile up without bound")
 def test_hung_driver_tools_cannot_pile_up_past_max_concurrent(
         make_ray_runtime: Make, tmp_path: Path) -> None:
     """docs/threat-model.md (host calls and time, 5.) and security.md: an abandoned call
