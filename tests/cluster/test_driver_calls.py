@@ -16,6 +16,7 @@ from rlmbox.audit.collected import node_log_name
 from rlmbox.audit.reader import iter_records
 from rlmbox.cluster import RemoteSessionState
 from rlmbox.errors import SessionKilled
+from rlmbox.lm.base import Completion, LMRequest, TextSink
 from rlmbox.lm.scripted import ScriptedLM
 from tests.conftest import write_policy
 
@@ -121,6 +122,83 @@ def test_a_driver_tool_that_never_answers_is_abandoned_at_the_tool_timeout(
     call, = tool_calls(node_records(rt, s), "tool.hang")
     assert call["outcome"] == "abandoned"
     assert call["limit"] == "tool_timeout_s"
+
+
+def test_a_hung_driver_tool_frees_its_node_thread_when_its_session_closes(
+        make_ray_runtime: Make, tmp_path: Path) -> None:
+    """An abandoned call waits for the driver past the cell's end, but never past its
+    session: closing it releases the wait, and the node records the call's late end as
+    an error (the driver never answered), not as a success."""
+    release = threading.Event()
+    policy = write_policy(tmp_path, isolation={"backend": "process"},
+                          limits={"tool_timeout_s": 1.0, "cell_timeout_s": 20.0})
+    rt = make_ray_runtime(policy)
+    try:
+        with rt.session(tools={"hang": lambda: release.wait(60)}) as s:
+            result = s.exec("try:\n    hang()\nexcept Exception as e:\n"
+                            "    print(type(e).__name__)")
+            assert result.stdout == "TimeoutError\n", result
+            assert not [r for r in node_records(rt, s) if r["event"] == "host.call.late"]
+        deadline = time.monotonic() + 10
+        while not (late := [r for r in node_records(rt, s) if r["event"] == "host.call.late"]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        release.set()
+    assert len(late) == 1, "the closed session's waiting call was never released"
+    assert (late[0]["function"], late[0]["outcome"], late[0]["error"]) == (
+        "tool.hang", "error", "DriverUnreachable"), late[0]
+
+
+class CountingConversationLM:
+    """A driver-side provider taking whole requests, counting input before a call."""
+
+    name = "counting"
+    model = "counting-model"
+
+    def __init__(self) -> None:
+        self.requests: list[LMRequest] = []
+        self.counted: list[LMRequest] = []
+
+    def complete(self, prompt: str, *, model: str | None = None) -> Completion:
+        raise AssertionError("a whole-request provider must get the whole request")
+
+    def respond(self, request: LMRequest, *, model: str | None = None,
+                on_text: TextSink | None = None) -> Completion:
+        self.requests.append(request)
+        return Completion(text="ok", model=model or self.model, input_tokens=7,
+                          output_tokens=3)
+
+    def count_input_tokens(self, request: LMRequest, *,
+                           model: str | None = None) -> int | None:
+        self.counted.append(request)
+        return 7
+
+
+def test_a_driver_lm_provider_gets_the_whole_request_and_counts_it(
+        make_ray_runtime: Make, tmp_path: Path) -> None:
+    """The system prompt and the parameters the node decided reach the driver's provider
+    as a request (not flattened into the text); when the byte bound of the input does not
+    fit the tree's input budget, the driver's provider counts it before the call, and the
+    usage it reports is what the node's ledger charges."""
+    lm = CountingConversationLM()
+    policy = write_policy(tmp_path, isolation={"backend": "process"},
+                          budgets={"tree": {"calls": 50, "input_tokens": 200,
+                                            "output_tokens": 1000, "cost_usd": 1.0,
+                                            "max_depth": 1, "max_concurrent": 4,
+                                            "max_prompt_chars": 10_000}})
+    rt = make_ray_runtime(policy, lm=lm)
+    with rt.session() as s:
+        result = s.exec("print(llm_query('q' * 300, system='be brief', temperature=0.5, "
+                        "stop=['END']))")
+    assert result.stdout == "ok\n", result
+    request, = lm.requests
+    assert (request.system, request.turns[-1].text) == ("be brief", "q" * 300)
+    assert (request.options.temperature, request.options.stop) == (0.5, ("END",))
+    assert [r.turns for r in lm.counted] == [request.turns]   # 300+ bytes > 200: counted
+    call, = tool_calls(node_records(rt, s), "llm_query")
+    assert (call["tokens_in"], call["tokens_out"]) == (7, 3)
+    assert call["budget_after"]["tree"]["input_tokens"] == 7
 
 
 def test_a_cell_waiting_on_a_driver_tool_ends_at_its_wall_time(
