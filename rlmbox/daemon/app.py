@@ -33,7 +33,7 @@ from rlmbox.daemon.openapi import build_spec
 from rlmbox.daemon.rate_limit import RateLimiter, retry_after_header
 from rlmbox.daemon.refusals import RefusalRecorder
 from rlmbox.daemon.scrape import METRICS_PATH, Scrape, metrics_response, scrape_allowed
-from rlmbox.daemon.session_view import VIEW_HEADERS, session_report
+from rlmbox.daemon.session_view import CLUSTER_VIEW, VIEW_HEADERS, session_report
 from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.stream import (
     OutputRelay,
@@ -388,8 +388,11 @@ async def audit_events(request: web.Request) -> web.Response:
 async def session_view(request: web.Request) -> web.Response:
     """The trajectory viewer's HTML report of one of the caller's sessions."""
     session_id = request.match_info["id"]
-    if request.app[STORE].session(session_id, request[TENANT]) is None:
+    row = request.app[STORE].session(session_id, request[TENANT])
+    if row is None:
         raise DaemonError(f"no session {session_id!r}", status=404, type=NOT_FOUND)
+    if row.node is not None:
+        raise NotOnCluster(CLUSTER_VIEW)
     html = await _blocking(request, session_report, request.app[AUDIT_INDEX].directory,
                            request[TENANT], session_id)
     return web.Response(text=html, content_type="text/html", headers=VIEW_HEADERS)

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from rlmbox.audit.collected import node_log_name
 from rlmbox.audit.reader import iter_records
 from rlmbox.lm.base import Completion, LMRequest, TextSink

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from rlmbox.audit.reader import iter_records
@@ -203,6 +204,26 @@ def test_what_the_cluster_cannot_stream_is_refused_by_name_not_run_elsewhere(
         refused = _refusals(alice, "NotOnCluster")
         assert refused
         assert all(e["status"] == 501 for e in refused)
+
+
+def test_the_viewer_report_of_a_cluster_session_is_refused_by_name_not_rendered_empty(
+        serve: ServeOnRay) -> None:
+    """GET /v1/sessions/{id}/view renders from the daemon's own log, which holds none of a
+    cluster session's events (they are in its node's log): it answers 501 NotOnCluster,
+    never a report that shows an empty session."""
+    with serve.client("alice") as alice:
+        sid = alice.create_session()["id"]
+        try:
+            alice.exec(sid, "print('ran')")
+            transport = httpx.HTTPTransport(uds=str(serve.socket))
+            with httpx.Client(transport=transport, base_url="http://rlmbox") as http:
+                answer = http.get(f"/v1/sessions/{sid}/view",
+                                  headers={"Authorization": f"Bearer {serve.tokens['alice']}"})
+        finally:
+            alice.close_session(sid)
+    assert answer.status_code == 501, answer.text[:300]
+    assert answer.json()["error"]["type"] == "NotOnCluster"
+    assert "rlmbox audit view" in answer.json()["error"]["message"]
 
 
 def test_after_a_clean_stop_the_daemon_log_and_every_node_log_verify(
