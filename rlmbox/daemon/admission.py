@@ -143,7 +143,6 @@ class TenantGate:
         self._admission.enter_session(self._tenant, session_id, parent)
 
     def leave(self, session_id: str) -> None:
-        self._children.forget(session_id)
         self._admission.leave_session(self._tenant, session_id)
 
     def child_work(self, parent: str) -> AbstractContextManager[None]:

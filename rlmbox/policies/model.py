@@ -11,9 +11,10 @@ import difflib
 import hashlib
 import json
 import typing
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -466,6 +467,15 @@ class Policy(_Frozen):
                     "duplicate_id", "duplicate rule id '{id}'", {"id": rule.id, "index": index})
             seen.add(rule.id)
         return value
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> Self:
+        """A copy; one that changes anything no longer carries its source's digest (it
+        would name, in the audit log and in shared runtimes' keys, a policy not in force)."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._sha256 = ""
+        return copy
 
     @property
     def sha256(self) -> str:

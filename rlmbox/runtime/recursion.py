@@ -12,11 +12,13 @@ the call's value.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from rlmbox.errors import RlmboxError
 from rlmbox.lm.base import LMProvider, TextSink
+from rlmbox.runtime.bounded_call import Deadline
 from rlmbox.runtime.hostfns import CallContext, HostFunction, model_arg
 from rlmbox.runtime.lm_params import LM_PARAMETERS, call_options
 from rlmbox.runtime.rlm_loop import run_rlm
@@ -50,6 +52,10 @@ def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
             # abandoned by the caller's deadline: the child ends too, not just its waiter
             ctx.on_cancel(lambda: child.close("abandoned: the calling cell's wall time ran out"))
             child.root_text = relay   # its own children's replies stream the same way
+            if ctx.deadline is not None:
+                child.caller_deadline = Deadline(
+                    ctx.deadline, "the calling cell's wall time",
+                    round(max(0.0, ctx.deadline - time.monotonic()), 3))
             trajectory = run_rlm(child, root, CHILD_TASK, context=prompt,
                                  max_steps=MAX_CHILD_STEPS, model=model,
                                  options=call_options(args),

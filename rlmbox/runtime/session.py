@@ -119,6 +119,9 @@ class Session:
         self.cells_run = 0
         # where the root-model replies of this session's rlm_query children stream to
         self.root_text: RootTextCallback | None = None
+        # an rlm_query child's cells end by its caller's deadline too, so an abandoned call
+        # stops its whole subtree, not just the child it started
+        self.caller_deadline: Deadline | None = None
         self._files = SessionFiles(sandbox=sandbox, policy=policy, dispatcher=dispatcher,
                                    event=self._event, kill=self._kill)
 
@@ -310,7 +313,8 @@ class Session:
         budget = limits.cell_timeout_s if timeout is None else min(timeout, limits.cell_timeout_s)
         cell = Deadline(time.monotonic() + budget, "cell_timeout_s", budget)
         return cell.sooner(Deadline(self._started + limits.session_timeout_s,
-                                    "session_timeout_s", limits.session_timeout_s))
+                                    "session_timeout_s", limits.session_timeout_s)
+                           ).sooner(self.caller_deadline)
 
     def _run(self, code: str, timeout: float | None,
              on_output: OutputCallback | None) -> ExecResult:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,11 @@ def close_shared_runtimes() -> None:
         _runtimes.clear()
     for runtime in runtimes:
         runtime.close()
+    # at exit this runs after the Docker removals' own wait (atexit is last-in, first-out):
+    # the containers these closes killed are removed before the interpreter goes
+    removals = sys.modules.get("rlmbox.sandboxes.docker.host_kill")
+    if removals is not None:
+        removals.REMOVALS.wait()
 
 
 def _policy_digest(policy: str | Path | Policy) -> tuple[str, PolicyLoader]:

@@ -63,10 +63,10 @@ def test_a_grandchild_runs_in_its_parents_lane_while_the_parent_holds_the_root_l
     root.release()
 
 
-def test_a_lane_is_forgotten_with_its_session() -> None:
-    _admission, children = cells(1)
+def test_a_lane_lives_only_while_a_child_holds_or_awaits_it() -> None:
+    admission, children = cells(1)
+    root = admission.take_cell("alice")   # the cap is full: children use the lane
     with children.slot("root"):
-        pass
-    children.forget("root")
-    children.forget("root")   # twice is harmless
-    assert children._lanes == {}
+        assert children.lanes_in_use() == 1
+    assert children.lanes_in_use() == 0
+    root.release()

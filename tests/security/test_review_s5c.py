@@ -14,8 +14,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from rlmbox.audit.log import AuditLog
 from rlmbox.policies.model import load_policy
 from rlmbox.runtime.shared import close_shared_runtimes, shared_runtime
@@ -26,8 +24,6 @@ from .harness import require_backend
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.xfail(strict=True, reason="review: a Policy derived with model_copy keeps its "
-                   "source's sha256, so shared_runtime hands it the other policy's runtime")
 def test_two_policies_with_one_digest_never_share_a_runtime(tmp_path: Path) -> None:
     """runtime/shared.py: a shared runtime is keyed by "what a session's guarantees depend
     on: the policy's digest". A policy derived in code the pydantic way
@@ -72,8 +68,6 @@ def test_a_forked_process_never_borrows_its_parents_shared_runtime(tmp_path: Pat
         close_shared_runtimes()
 
 
-@pytest.mark.xfail(strict=True, reason="review: after a fork the Removals queue's thread is "
-                   "gone: removals queued in the child never run and its exit waits 60 s")
 def test_a_forked_process_runs_the_removals_it_queues(tmp_path: Path) -> None:
     """host_kill.py ``Removals``: removals run on a background thread and ``wait`` (and the
     interpreter's exit) waits for those queued. The thread is started once per process
@@ -122,8 +116,6 @@ print("ready", os.getpid(), flush=True)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review: close_shared_runtimes runs at exit after "
-                   "Removals.wait (atexit is LIFO), so the pool's containers are never removed")
 def test_a_normal_exit_removes_the_shared_runtimes_containers(tmp_path: Path) -> None:
     """W2 (``close_shared_runtimes()``, run at interpreter exit, kills every warm sandbox)
     and host_kill.py (the interpreter's exit waits for the removals queued). The queue

@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import queue
 import signal
 import threading
@@ -120,6 +121,13 @@ class Removals:
     caller's path; :meth:`wait` (and the interpreter's exit) waits for those queued."""
 
     def __init__(self) -> None:
+        self._fresh()
+        self._exit_wait = False
+        # a forked child has no thread, and may have forked while another held the lock:
+        # it starts empty (the parent's queued removals stay the parent's)
+        os.register_at_fork(after_in_child=self._fresh)
+
+    def _fresh(self) -> None:
         self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending = 0
@@ -133,7 +141,9 @@ class Removals:
                 self._thread = threading.Thread(target=self._run, name="rlmbox-docker-removals",
                                                 daemon=True)
                 self._thread.start()
-                atexit.register(self.wait)
+                if not self._exit_wait:
+                    self._exit_wait = True
+                    atexit.register(self.wait)
         self._queue.put(removal)
 
     def wait(self, timeout: float = 60.0) -> bool:
