@@ -12,7 +12,8 @@ import hashlib
 import json
 import math
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from rlmbox.errors import AuditRecordInvalid
 
@@ -58,6 +59,41 @@ def normalize(value: Any, *, _depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
         return [normalize(item, _depth=_depth + 1) for item in value]
     raise AuditRecordInvalid(f"value of type {type(value).__name__} is not JSON-able")
+
+
+def is_plain(value: Any, _depth: int = 0) -> bool:
+    """True if ``normalize(value)`` would equal ``value`` in type as well as value: built-in
+    dicts (string keys), lists, strings, integers, booleans, ``None`` and finite floats,
+    nested at most 64 levels. Such a value is recorded as it is, without the copy
+    ``normalize`` makes (the costly part of appending); anything else goes to ``normalize``.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return bool(value - value == 0.0)   # False for NaN and the infinities
+    items = _plain_container_items(value, kind) if _depth <= 64 else None
+    if items is None:
+        return False
+    for item in items:   # the scalar test inlined: the hot path
+        item_kind = type(item)
+        if item_kind is str or item_kind is int or item_kind is bool or item is None:
+            continue
+        if not is_plain(item, _depth + 1):
+            return False
+    return True
+
+
+def _plain_container_items(value: Any, kind: type) -> Iterable[Any] | None:
+    """The items of a built-in list, or the values of a dict whose keys are all strings."""
+    if kind is list:
+        return cast("list[Any]", value)
+    if kind is not dict:
+        return None
+    for key in value:
+        if type(key) is not str:
+            return None
+    return cast("dict[str, Any]", value).values()
 
 
 def _normalize_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:

@@ -163,8 +163,8 @@ class AuditLog:
             raise AuditRecordInvalid("event must be a non-empty string")
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
             raise AuditRecordInvalid("depth must be a non-negative integer")
-        clash = RESERVED.intersection(attributes)
-        if clash:
+        if not RESERVED.isdisjoint(attributes):
+            clash = RESERVED.intersection(attributes)
             raise AuditRecordInvalid(f"attributes {sorted(clash)} are reserved for the chain")
         severity = attributes.pop("severity", None) or default_severity(event, attributes)
         if severity not in SEVERITIES:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rlmbox.audit.canonical import normalize, record_digest, rfc3339_now
+from rlmbox.audit.canonical import is_plain, normalize, record_digest, rfc3339_now
 from rlmbox.audit.fast_canonical import fast_canonical_bytes
 from rlmbox.audit.redact import Redactor
 from rlmbox.errors import AuditRecordInvalid
@@ -110,9 +110,13 @@ class Canonicalize:
     """Brings every value into the JSON data model, refusing what cannot be recorded.
 
     Runs before the chain so that a bad attribute is refused before a ``seq`` is taken.
+    An event already in the data model (most are) passes as it is, uncopied: the log
+    built its top level for this record, and the chain serialises it under the log's lock.
     """
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        if is_plain(event_dict):
+            return event_dict
         normalized: EventDict = normalize(event_dict)
         return normalized
 

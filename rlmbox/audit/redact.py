@@ -133,8 +133,9 @@ class Redactor:
             return True
         if b"\\" in data:
             return True
-        if any(secret in data for secret in self._secret_bytes):
-            return True
+        for secret in self._secret_bytes:   # a loop: any() with a generator costs more
+            if secret in data:
+                return True
         # The text pattern, as ``text`` uses it: its ``\\s`` takes Unicode spaces too.
         return (self._pattern is not None and self._may_match(data)
                 and self._pattern.search(data.decode("utf-8")) is not None)
