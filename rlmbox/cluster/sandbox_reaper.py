@@ -1,5 +1,5 @@
 """A node actor's sandbox reaper: a small process of its own that kills the actor's Docker
-containers once the actor is dead, however it died.
+containers (and E2B sandboxes) once the actor is dead, however it died.
 
 A container is not a child of the process that made it: when a node actor dies (its
 raylet killed, ``ray.kill``, SIGKILL) nothing in the kernel ends its containers, and
@@ -9,8 +9,9 @@ actor holds it). The reaper is nobody's child and in a session of its own: a Ray
 kills its child processes as it exits, and Ray may kill a worker's process group. The
 kernel closes the write end when the actor ends; the reaper reads EOF and has the engine
 kill and remove every container labelled with the actor's owner identity
-(``sandboxes/owner.py``), then exits. A clean shutdown writes a byte first: the runtime
-closed its sandboxes already, so the reaper exits without asking the engine.
+(``sandboxes/owner.py``), kills the E2B sandboxes tagged with it (with the key the actor's
+environment holds), then exits. A clean shutdown writes a byte first: the runtime closed
+its sandboxes already, so the reaper exits without asking anyone.
 
 It runs as a script, by path, so that it starts in a bare interpreter (importing rlmbox
 costs half a second of CPU); it imports rlmbox only once it has work.
@@ -61,10 +62,21 @@ class SandboxReaper:
 
 
 def reap(owner_id: str) -> None:
-    """Kills and removes every container and context volume of ``owner_id``; an engine
-    that cannot be reached (or no docker SDK) leaves nothing to do here."""
+    """Kills every sandbox of ``owner_id``: its Docker containers (and context volumes),
+    and, when this host holds an E2B key, its E2B sandboxes (by their owner tag); looks
+    again a moment later for one whose create was in flight. A backend that cannot be
+    reached (or whose SDK is missing) has nothing to reap from here."""
     import time  # noqa: PLC0415 - imported once there is work (see the module docstring)
 
+    for look in range(2):
+        if look:
+            time.sleep(SECOND_LOOK_S)
+        _reap_containers(owner_id)
+        if os.environ.get("E2B_API_KEY"):
+            _reap_e2b_sandboxes(owner_id)
+
+
+def _reap_containers(owner_id: str) -> None:
     from rlmbox.errors import SandboxError  # noqa: PLC0415
     from rlmbox.sandboxes.docker.backend import default_stage_root  # noqa: PLC0415
     from rlmbox.sandboxes.docker.engine import connect  # noqa: PLC0415
@@ -76,10 +88,21 @@ def reap(owner_id: str) -> None:
         return
     try:
         remove_owned(client, owner_id, default_stage_root())
-        time.sleep(SECOND_LOOK_S)
-        remove_owned(client, owner_id, default_stage_root())
     finally:
         client.close()
+
+
+def _reap_e2b_sandboxes(owner_id: str) -> None:
+    from rlmbox.errors import SandboxError  # noqa: PLC0415
+    from rlmbox.sandboxes.e2b.backend import load_sdk  # noqa: PLC0415
+    from rlmbox.sandboxes.e2b.config import E2BConnection  # noqa: PLC0415
+    from rlmbox.sandboxes.e2b.orphans import kill_owned  # noqa: PLC0415
+
+    try:
+        sdk = load_sdk()
+    except SandboxError:
+        return
+    kill_owned(sdk, E2BConnection.from_env().sdk_params(), owner_id)
 
 
 def main() -> int:

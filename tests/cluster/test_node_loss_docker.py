@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_reapers import reaper_pids
 
 from rlmbox.errors import SessionLost
 from rlmbox.sandboxes.owner import LABEL_OWNER
@@ -75,23 +76,6 @@ def container_running(engine: Any, container_id: str) -> bool:
         return bool(engine.api.inspect_container(container_id)["State"]["Running"])
     except docker.errors.NotFound:
         return False
-
-
-def reaper_pids(owner: str) -> set[int]:
-    """Live reaper processes started for ``owner`` (their command line names it)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if b"sandbox_reaper" in cmdline and owner.encode() in cmdline and \
-                state not in ("Z", "X"):
-            found.add(int(entry))
-    return found
 
 
 @pytest.mark.parametrize("backend", ["docker-runc", "docker-runsc"])
