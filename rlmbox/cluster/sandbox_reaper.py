@@ -46,12 +46,15 @@ class SandboxReaper:
                 [sys.executable, "-P", __file__, owner_id], stdin=read_end,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True, env={**os.environ, "PYTHONPATH": path})
-            first.wait(START_WAIT_S)
-        except BaseException:
+            status = first.wait(START_WAIT_S)
+        except (OSError, subprocess.TimeoutExpired) as exc:
             os.close(self._write_end)
-            raise
+            raise _not_started(str(exc)) from exc
         finally:
             os.close(read_end)
+        if status != 0:   # no reaper: no sandbox may be made (fail closed)
+            os.close(self._write_end)
+            raise _not_started(f"its first process exited with status {status}")
 
     def release(self) -> None:
         """A clean shutdown: tells the reaper its sandboxes are closed (it exits at once)."""
@@ -59,6 +62,12 @@ class SandboxReaper:
             os.write(self._write_end, CLOSED)
         finally:
             os.close(self._write_end)
+
+
+def _not_started(why: str) -> Exception:
+    from rlmbox.errors import RlmboxError  # noqa: PLC0415 - the script side imports no rlmbox
+
+    return RlmboxError(f"the node actor's sandbox reaper did not start: {why}")
 
 
 def reap(owner_id: str) -> None:
