@@ -7,7 +7,8 @@ embedded ``Runtime``: the jail, the warm pool, the policy, the ledger of each se
 ``Ledger``) and the node's own hash-chained audit log. The driver only forwards calls.
 
 No sandbox outlives this process: the process backend's jails die with it
-(``--die-with-parent``), and the actor dies with its driver (Ray's ownership).
+(``--die-with-parent``), its Docker containers are killed by its sandbox reaper once it is
+dead (``cluster/sandbox_reaper.py``), and the actor dies with its driver (Ray's ownership).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rlmbox.audit.log import AuditLog
 from rlmbox.cluster.cell_channel import CURRENT_CELL, CellChannel
 from rlmbox.cluster.cell_wire import CallEvent, DriverAnswer, OutputEvent
 from rlmbox.cluster.driver_functions import DriverLM, DriverLMSpec, driver_subcall, driver_tool
+from rlmbox.cluster.sandbox_reaper import SandboxReaper
 from rlmbox.errors import SessionClosed
 from rlmbox.lm.base import LMProvider
 from rlmbox.lm.spec import provider_from_spec
@@ -33,6 +35,7 @@ from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
 from rlmbox.runtime.session_files import FileEntry
+from rlmbox.sandboxes.owner import Owner
 
 #: How a node gets its LM provider: a spec (``anthropic:MODEL``; the key is read from the
 #: node's own environment, so it never travels through Ray), a picklable factory run on
@@ -82,6 +85,9 @@ class NodeHost:
                  tenant: str | None, durability: Literal["cell", "session"],
                  driver_subcall_on: bool) -> None:
         self.node_id = node_id
+        # first, before any sandbox (a warm pool's) exists: it is keyed by this process,
+        # the owner every sandbox of this runtime is labelled with
+        self._reaper = SandboxReaper(Owner.current().id)
         self._log = AuditLog(Path(audit_dir))
         self._runtime = Runtime(policy, lm=build_provider(lm), rlm_lm=build_provider(rlm_lm),
                                 audit=self._log, pool_size=pool_size, tenant=tenant,
@@ -182,6 +188,7 @@ class NodeHost:
         """Closes every session and the runtime, then the log; returns its final head."""
         self._close_cells(lambda owner: True)
         self._runtime.close()
+        self._reaper.release()
         final = self.head()
         self._log.close()
         return final

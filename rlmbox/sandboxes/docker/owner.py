@@ -1,4 +1,5 @@
-"""Removing the containers and volumes whose owner is gone (``rlmbox gc``).
+"""Removing the containers and volumes whose owner is gone (``rlmbox gc``), or of one
+owner (a node actor's sandbox reaper, once that actor is dead).
 
 Every container (and context volume) carries the owner labels of ``sandboxes/owner.py``;
 these name its staging and socket directories too, removed with it.
@@ -7,6 +8,7 @@ these name its staging and socket directories too, removed with it.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,14 +24,31 @@ def collect_garbage(client: Any, stage_root: Path | None = None,
                     socket_root: Path | None = None) -> list[str]:
     """Removes containers and context volumes whose owner is gone, with their staging and
     socket directories; returns their names."""
+    return _remove_where(client, owner_gone, {"label": LABEL_OWNER}, stage_root, socket_root)
+
+
+def remove_owned(client: Any, owner_id: str, stage_root: Path | None = None,
+                 socket_root: Path | None = None) -> list[str]:
+    """Kills and removes every container and context volume of the owner ``owner_id`` (one
+    ``Owner.id``), alive or not, with their directories; returns their names. Nothing of
+    another owner is touched."""
+    return _remove_where(client, lambda labels: labels.get(LABEL_OWNER) == owner_id,
+                         {"label": f"{LABEL_OWNER}={owner_id}"}, stage_root, socket_root)
+
+
+def _remove_where(client: Any, chosen: Callable[[dict[str, str]], bool],
+                  filters: dict[str, str], stage_root: Path | None,
+                  socket_root: Path | None) -> list[str]:
+    # ``filters`` narrows the engine's listing; ``chosen`` decides (an engine that ignored
+    # the filter never gets a container removed that is not chosen)
     removed: list[str] = []
     with translated("listing rlmbox containers"):
-        containers = client.api.containers(all=True, filters={"label": LABEL_OWNER})
+        containers = client.api.containers(all=True, filters=filters)
     for item in containers:
         labels = item.get("Labels") or {}
-        if not owner_gone(labels):
+        if not chosen(labels):
             continue
-        with translated(f"removing orphaned container {item['Id'][:12]}"):
+        with translated(f"removing container {item['Id'][:12]}"):
             try:
                 client.api.remove_container(item["Id"], force=True, v=True)
             except Exception as exc:  # gone already, or being removed: not an error here
@@ -39,10 +58,10 @@ def collect_garbage(client: Any, stage_root: Path | None = None,
         _remove_stage_dir(labels.get(LABEL_STAGE_DIR), stage_root)
         _remove_stage_dir(labels.get(LABEL_SOCKET_DIR), socket_root or default_socket_root())
     with translated("listing rlmbox volumes"):
-        volumes = client.api.volumes(filters={"label": LABEL_OWNER}).get("Volumes") or []
+        volumes = client.api.volumes(filters=filters).get("Volumes") or []
     for volume in volumes:
-        if owner_gone(volume.get("Labels") or {}):
-            with translated(f"removing orphaned volume {volume['Name']}"):
+        if chosen(volume.get("Labels") or {}):
+            with translated(f"removing volume {volume['Name']}"):
                 try:
                     client.api.remove_volume(volume["Name"], force=True)
                 except Exception as exc:
