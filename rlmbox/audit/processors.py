@@ -110,12 +110,15 @@ class Canonicalize:
     """Brings every value into the JSON data model, refusing what cannot be recorded.
 
     Runs before the chain so that a bad attribute is refused before a ``seq`` is taken.
-    An event already in the data model (most are) passes as it is, uncopied: the log
-    built its top level for this record, and the chain serialises it under the log's lock.
+    A flat event already in the data model passes as it is, uncopied: the log built its
+    top level for this record. One holding lists or dicts is copied, because those belong
+    to the caller, whose thread could change them before the chain serialises the record
+    (a NaN written as ``null``: tests/security/test_review_s5d.py).
     """
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
-        if is_plain(event_dict):
+        if not any(isinstance(value, dict | list) for value in event_dict.values()) \
+                and is_plain(event_dict):
             return event_dict
         normalized: EventDict = normalize(event_dict)
         return normalized

@@ -36,17 +36,16 @@ class DriverCalls:
     def run(self, event: CallEvent) -> DriverAnswer:
         """The outcome of one call; never raises for the function's own failure."""
         try:
-            value = self._value(event)
+            value_json = json.dumps(self._value(event), ensure_ascii=False, allow_nan=False)
         except UncrossableResult as exc:
             return DriverAnswer(ok=False, message=str(exc), uncrossable=True)
         except ToolError as exc:
             return DriverAnswer(ok=False, error_type=type(exc).__name__, message=str(exc),
                                 tool_error=True)
-        except Exception as exc:   # the function's failure is the call's outcome
+        except Exception as exc:   # the function's failure (or a value JSON cannot hold)
             return DriverAnswer(ok=False, error_type=type(exc).__name__, message=str(exc),
                                 rlmbox_error=isinstance(exc, RlmboxError))
-        return DriverAnswer(ok=True, value_json=json.dumps(value, ensure_ascii=False,
-                                                           allow_nan=False))
+        return DriverAnswer(ok=True, value_json=value_json)
 
     def _value(self, event: CallEvent) -> Any:
         if event.kind == "tool":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -188,6 +189,11 @@ class NodeHost:
         """Closes every session and the runtime, then the log; returns its final head."""
         self._close_cells(lambda owner: True)
         self._runtime.close()
+        # the engine removals those closes queued run on a background thread: the reaper
+        # is told "closed" only once they are done (a kill after this return loses them)
+        removals = sys.modules.get("rlmbox.sandboxes.docker.host_kill")
+        if removals is not None:
+            removals.REMOVALS.wait()
         self._reaper.release()
         final = self.head()
         self._log.close()

@@ -80,9 +80,13 @@ def reap(owner_id: str) -> None:
     for look in range(2):
         if look:
             time.sleep(SECOND_LOOK_S)
-        _reap_containers(owner_id)
-        if os.environ.get("E2B_API_KEY"):
-            _reap_e2b_sandboxes(owner_id)
+        steps = [_reap_containers] + ([_reap_e2b_sandboxes] if os.environ.get("E2B_API_KEY")
+                                      else [])
+        for step in steps:
+            try:
+                step(owner_id)
+            except Exception as exc:   # one backend's failure never spares the other's
+                print(f"rlmbox reaper: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _reap_containers(owner_id: str) -> None:

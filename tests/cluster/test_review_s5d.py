@@ -63,8 +63,6 @@ os._exit(0)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review: NodeHost.shutdown tells its reaper CLOSED while "
-                   "its Docker removals are still queued; the actor's kill then loses them")
 def test_a_node_actors_clean_shutdown_then_kill_leaves_no_container(
         engine: Any, tmp_path: Path) -> None:
     """``NodeHost.shutdown`` closes its sessions (host-side kill, the engine's removal
@@ -97,8 +95,6 @@ def test_a_node_actors_clean_shutdown_then_kill_leaves_no_container(
                 engine.api.remove_volume(volume["Name"], force=True)
 
 
-@pytest.mark.xfail(strict=True, reason="review: DriverCalls.run raises (no answer) when a "
-                   "driver LM completion is not JSON (NaN cost): the node's call hangs")
 def test_a_driver_lm_completion_that_is_not_json_still_answers_the_node() -> None:
     """``DriverCalls.run`` "never raises for the function's own failure": a completion
     with a NaN cost is the provider's failure, and the node must get an answer (else
@@ -109,8 +105,6 @@ def test_a_driver_lm_completion_that_is_not_json_still_answers_the_node() -> Non
     assert not answer.ok
 
 
-@pytest.mark.xfail(strict=True, reason="review: a driver LM completion with a NaN cost hangs "
-                   "llm_query on the cluster where the embedded runtime fails the call at once")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_driver_lm_completion_with_a_nan_cost_fails_the_call_at_once(
         make_ray_runtime: Make, tmp_path: Path) -> None:
@@ -160,8 +154,6 @@ class FlakyEngine:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="review: one container's failed removal ends the "
-                   "reaper: the owner's other containers, E2B sandboxes and second look skipped")
 def test_one_failed_removal_does_not_stop_the_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
     """``sandbox_reaper.reap`` goes through the owner's containers one by one; an engine
     error on one (anything but 404/409) is raised out of ``remove_owned`` and out of the

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from rlmbox.errors import SandboxError
 from rlmbox.sandboxes.docker.engine import translated
 from rlmbox.sandboxes.docker.socket_transport import default_socket_root
 from rlmbox.sandboxes.owner import LABEL_OWNER, owner_gone
@@ -42,18 +43,24 @@ def _remove_where(client: Any, chosen: Callable[[dict[str, str]], bool],
     # ``filters`` narrows the engine's listing; ``chosen`` decides (an engine that ignored
     # the filter never gets a container removed that is not chosen)
     removed: list[str] = []
+    failures: list[str] = []
     with translated("listing rlmbox containers"):
         containers = client.api.containers(all=True, filters=filters)
     for item in containers:
         labels = item.get("Labels") or {}
         if not chosen(labels):
             continue
-        with translated(f"removing container {item['Id'][:12]}"):
-            try:
-                client.api.remove_container(item["Id"], force=True, v=True)
-            except Exception as exc:  # gone already, or being removed: not an error here
-                if getattr(getattr(exc, "response", None), "status_code", None) not in (404, 409):
-                    raise
+        try:
+            with translated(f"removing container {item['Id'][:12]}"):
+                try:
+                    client.api.remove_container(item["Id"], force=True, v=True)
+                except Exception as exc:  # gone already, or being removed: not an error here
+                    status = getattr(getattr(exc, "response", None), "status_code", None)
+                    if status not in (404, 409):
+                        raise
+        except Exception as exc:   # one that fails (however) does not spare the others
+            failures.append(str(exc))
+            continue
         removed.append((item.get("Names") or [item["Id"][:12]])[0].lstrip("/"))
         _remove_stage_dir(labels.get(LABEL_STAGE_DIR), stage_root)
         _remove_stage_dir(labels.get(LABEL_SOCKET_DIR), socket_root or default_socket_root())
@@ -61,13 +68,20 @@ def _remove_where(client: Any, chosen: Callable[[dict[str, str]], bool],
         volumes = client.api.volumes(filters=filters).get("Volumes") or []
     for volume in volumes:
         if chosen(volume.get("Labels") or {}):
-            with translated(f"removing volume {volume['Name']}"):
-                try:
-                    client.api.remove_volume(volume["Name"], force=True)
-                except Exception as exc:
-                    if getattr(getattr(exc, "response", None), "status_code", None) != 404:
-                        raise
+            try:
+                with translated(f"removing volume {volume['Name']}"):
+                    try:
+                        client.api.remove_volume(volume["Name"], force=True)
+                    except Exception as exc:
+                        if getattr(getattr(exc, "response", None), "status_code", None) != 404:
+                            raise
+            except Exception as exc:
+                failures.append(str(exc))
+                continue
             removed.append(volume["Name"])
+    if failures:
+        raise SandboxError(f"removed {len(removed)}, but {len(failures)} failed: "
+                           + "; ".join(failures))
     return removed
 
 
