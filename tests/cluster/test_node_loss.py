@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live_processes import in_cgroup_named
 
 from rlmbox.audit.reader import iter_records
 from rlmbox.cluster import RemoteSessionState
@@ -25,19 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def sandbox_pids(sandbox_id: str) -> set[int]:
     """Live processes whose cgroup names the sandbox (the process backend's jail)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if sandbox_id not in Path(f"/proc/{entry}/cgroup").read_text():
-                continue
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            found.add(int(entry))
-    return found
+    return in_cgroup_named(sandbox_id)
 
 
 def test_killing_a_nodes_raylet_mid_cell_loses_its_sessions_audited_and_leaves_no_sandbox(

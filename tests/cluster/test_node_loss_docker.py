@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live_processes import in_cgroup_named
 from sandbox_reapers import reaper_pids
 
 from rlmbox.errors import SessionLost
@@ -54,19 +55,7 @@ def docker_policy(directory: Path, runtime: str) -> Path:
 def container_pids(container_id: str) -> set[int]:
     """Live processes in the container's cgroup (runc: its processes; runsc: the sandbox,
     its gofer and stubs)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if container_id not in Path(f"/proc/{entry}/cgroup").read_text():
-                continue
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            found.add(int(entry))
-    return found
+    return in_cgroup_named(container_id)
 
 
 def container_running(engine: Any, container_id: str) -> bool:

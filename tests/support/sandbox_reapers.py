@@ -3,22 +3,16 @@ machine's processes, by the owner its command line names."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from live_processes import live_pids
 
 
 def reaper_pids(owner: str) -> set[int]:
     """Live reaper processes started for ``owner`` (an ``Owner.id``)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if b"sandbox_reaper" in cmdline and owner.encode() in cmdline.split(b"\0") and \
-                state not in ("Z", "X"):
-            found.add(int(entry))
-    return found
+
+    def started_for_owner(pid: int) -> bool:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"sandbox_reaper" in cmdline and owner.encode() in cmdline.split(b"\0")
+
+    return live_pids(started_for_owner)

@@ -1,0 +1,31 @@
+"""This machine's live processes (zombies excluded) picked by what /proc says of them:
+how the tests find a sandbox's, a container's or a reaper's processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def live_pids(picked: Callable[[int], bool]) -> set[int]:
+    """Pids of live, non-zombie processes for which ``picked(pid)`` holds (a process gone
+    while it is read is left out)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if not picked(int(entry)):
+                continue
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            found.add(int(entry))
+    return found
+
+
+def in_cgroup_named(name: str) -> set[int]:
+    """Live processes whose cgroup path names ``name`` (a sandbox or container id)."""
+    return live_pids(lambda pid: name in Path(f"/proc/{pid}/cgroup").read_text())
