@@ -34,15 +34,18 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rlmbox.daemon.client import Client
 from rlmbox.daemon.store import Store
+from rlmbox.daemon.wire import RATE_LIMITED
 from rlmbox.errors import DaemonError, RlmboxError
 
 START_TIMEOUT_S = 60.0
 BURN_CELL = "while True:\n    pass"
 BURN_TIMEOUT_S = 1.0
 FLOOD_THREADS = 4
+CLOSE_ATTEMPTS = 5
 B_INTERVAL_S = 0.04   # 25 cells/s: half the default per-tenant request rate
 
 
@@ -261,10 +264,23 @@ def pooled(rounds: list[Round]) -> tuple[Phase, Phase]:
             Phase([x for r in rounds for x in r.attacked.samples_ms]))
 
 
+def _sessions_once_rate_allows(client: Client) -> list[dict[str, Any]]:
+    """A's sessions; A's flood may have spent its request rate just before the attack
+    ended, so a rate refusal is waited out (a few times) instead of failing the round."""
+    for _ in range(CLOSE_ATTEMPTS - 1):
+        try:
+            return client.sessions()
+        except DaemonError as exc:
+            if exc.type != RATE_LIMITED:
+                raise
+            time.sleep(exc.retry_after_s or 1.0)
+    return client.sessions()
+
+
 def _close_all(sock: Path, secret: str) -> None:
     """Ends A's sessions between rounds, so each round starts from the same state."""
     with Client(socket=sock, token=secret, timeout=120) as client:
-        for info in client.sessions():
+        for info in _sessions_once_rate_allows(client):
             if info["state"] == "open":
                 with contextlib.suppress(RlmboxError):
                     client.close_session(info["id"])
