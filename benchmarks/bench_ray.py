@@ -105,7 +105,7 @@ def placement_designs(table: Table, root: Path, n: int) -> None:
     node_id = ray.get_runtime_context().get_node_id()
     existing: Any = ray.remote(NodeHost).options(num_cpus=0, max_concurrency=8).remote(
         node_id, load_policy("default"), str(root / "designs-node"), None, None, 0, None,
-        "cell")
+        "cell", False)
     ray.get(existing.ready.remote())
 
     def slot_and_call() -> None:
@@ -116,7 +116,7 @@ def placement_designs(table: Table, root: Path, n: int) -> None:
     def actor_per_session() -> None:
         actor: Any = ray.remote(NodeHost).options(num_cpus=0).remote(
             node_id, load_policy("default"), str(root / f"designs-{time.monotonic_ns()}"),
-            None, None, 0, None, "cell")
+            None, None, 0, None, "cell", False)
         ray.get(actor.ready.remote())
         ray.kill(actor)
 
