@@ -11,6 +11,7 @@ from docker_helpers import answer, run
 from rlmbox.errors import SandboxError
 from rlmbox.sandboxes.base import SandboxSpec
 from rlmbox.sandboxes.docker.backend import DockerBackend
+from rlmbox.sandboxes.docker.host_kill import REMOVALS
 
 pytestmark = pytest.mark.docker
 GIB = 1 << 30
@@ -60,6 +61,7 @@ def test_one_gib_through_the_archive_api(backend: DockerBackend, engine: Any,
         assert frame["status"] == "error"
     finally:
         sandbox.kill()
+    assert REMOVALS.wait(60)   # a local engine's removals (the volume after its container)
     volumes = engine.api.volumes(filters={"name": sandbox.info.sandbox_id}).get("Volumes")
     assert not volumes, "context volume left behind"
 
