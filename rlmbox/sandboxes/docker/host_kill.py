@@ -16,7 +16,6 @@ runs on :data:`REMOVALS`' thread. A removal lost to the host process dying is fo
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import queue
@@ -26,14 +25,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rlmbox.sandboxes.process.cgroups import poll_delays
-from rlmbox.sandboxes.process.pidfd import PinnedProcess, kill_if_ours
+from rlmbox.sandboxes.process.cgroups import kill_until_empty
+from rlmbox.sandboxes.process.pidfd import PinnedProcess
 
 log = logging.getLogger("rlmbox.docker")
+
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: how long ``kill`` waits for a container's cgroup to empty before falling back to the engine
 KILL_TIMEOUT_S = 5.0
+
 
 def procs_file_of(lines: list[str], root: Path = _CGROUP_ROOT) -> Path | None:
     """From a ``/proc/PID/cgroup`` listing: the ``cgroup.procs`` of the process's pids
@@ -51,11 +52,13 @@ def procs_file_of(lines: list[str], root: Path = _CGROUP_ROOT) -> Path | None:
             unified = candidate if candidate.exists() else unified
     return unified
 
+
 def _membership(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return []
+
 
 class ContainerProcesses:
     """A running container's processes as this host sees them: its first process pinned,
@@ -98,23 +101,16 @@ class ContainerProcesses:
         # woken at its exit (on runc the pid namespace's last process goes before it)
         # rather than polling the cgroup from the start
         self._first.exited(timeout)
-        delays = poll_delays(cap_s=0.005)
         try:
-            while True:
-                pids = self.pids()
-                if not pids:
-                    return True
-                for pid in pids:   # a pid read above may be someone else's by now
-                    with contextlib.suppress(PermissionError):
-                        kill_if_ours(pid, lambda p: _in_container(p, self._container_id))
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(next(delays))
+            return kill_until_empty(self.pids,
+                                    lambda p: _in_container(p, self._container_id), deadline)
         finally:
             self._first.release()
 
+
 def _in_container(pid: int, container_id: str) -> bool:
     return any(container_id in line for line in _membership(pid))
+
 
 class Removals:
     """Engine removals run one after another on a background thread, off the closing
@@ -164,6 +160,7 @@ class Removals:
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
+
 
 #: the process's one queue of engine removals (a thread started on first use)
 REMOVALS = Removals()

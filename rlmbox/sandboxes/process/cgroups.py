@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,18 +159,7 @@ class Cgroup:
         if self.version == 2 and kill_file.exists():
             with contextlib.suppress(OSError):
                 _write(kill_file, "1")
-        deadline = time.monotonic() + timeout
-        delays = poll_delays(cap_s=0.005)
-        while True:
-            pids = self.pids()
-            if not pids:
-                return True
-            for pid in pids:   # a pid read above may be someone else's by now
-                with contextlib.suppress(PermissionError):
-                    kill_if_ours(pid, self.holds)
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(next(delays))
+        return kill_until_empty(self.pids, self.holds, time.monotonic() + timeout)
 
     def remove(self, timeout: float = 5.0) -> list[str]:
         """Kills what is left and removes the group's directories; returns what it could
@@ -221,6 +210,23 @@ def run_before_sandboxes() -> str | None:
     _write(group / name, str(default * HOST_WEIGHT_FACTOR))
     _write(group / "cgroup.procs", str(os.getpid()))
     return str(group)
+
+
+def kill_until_empty(pids: Callable[[], list[int]], holds: Callable[[int], bool],
+                     deadline: float) -> bool:
+    """SIGKILLs every process ``pids()`` lists (each only if ``holds`` it once pinned)
+    until it lists none; True when empty by ``deadline`` (``time.monotonic()``)."""
+    delays = poll_delays(cap_s=0.005)
+    while True:
+        listed = pids()
+        if not listed:
+            return True
+        for pid in listed:   # a pid read above may be someone else's by now
+            with contextlib.suppress(PermissionError):
+                kill_if_ours(pid, holds)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(next(delays))
 
 
 def poll_delays(cap_s: float, first_s: float = 0.00025) -> Iterator[float]:
