@@ -19,11 +19,12 @@ import pytest
 
 from rlmbox.audit.reader import iter_records
 from rlmbox.daemon.client import Client
-from rlmbox.daemon.store import SessionRow, Store
+from rlmbox.daemon.store import SessionRow
 from rlmbox.errors import DaemonError, NotOnCluster, SessionLost
 from tests.cluster.conftest import NODES, SLOTS_PER_NODE, node_args
 from tests.cluster.test_node_loss import sandbox_pids
 from tests.conftest import write_policy
+from tests.daemon.conftest import stored_session
 from tests.daemon.daemon_process import DaemonProcess, rlmbox_cli
 
 SESSIONS_PER_TENANT = 3
@@ -56,13 +57,7 @@ class ServeOnRay:
         return Client(socket=self.socket, token=self.tokens[tenant])
 
     def row(self, tenant: str, session_id: str) -> SessionRow:
-        store = Store(self.state)
-        try:
-            row = store.session(session_id, tenant)
-        finally:
-            store.close()
-        assert row is not None
-        return row
+        return stored_session(self.state, tenant, session_id)
 
 
 @pytest.fixture(scope="module")

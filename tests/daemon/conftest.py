@@ -17,7 +17,7 @@ import yaml
 
 from rlmbox.daemon.client import Client
 from rlmbox.daemon.lifecycle import Daemon, DaemonConfig
-from rlmbox.daemon.store import Store
+from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.policies.model import Policy, load_policy
 
@@ -136,3 +136,14 @@ def http(daemon: RunningDaemon) -> Iterator[httpx.Client]:
     with httpx.Client(transport=transport, base_url="http://rlmbox", headers=headers,
                       timeout=120) as client:
         yield client
+
+
+def stored_session(state_dir: Path, tenant: str, session_id: str) -> SessionRow:
+    """The daemon's database row of a session, read from its state directory."""
+    store = Store(state_dir)
+    try:
+        row = store.session(session_id, tenant)
+    finally:
+        store.close()
+    assert row is not None
+    return row

@@ -17,7 +17,7 @@ from rlmbox.daemon.survivors import is_running
 from rlmbox.errors import AuditWriteError, DaemonError, SessionClosed, SessionKilled
 from rlmbox.policies.model import load_policy
 
-from .conftest import RunningDaemon, policy_file
+from .conftest import RunningDaemon, policy_file, stored_session
 
 
 def test_health_needs_no_token(daemon: RunningDaemon) -> None:
@@ -227,10 +227,4 @@ def test_a_failed_audit_log_fails_closed_and_the_daemon_still_stops_cleanly(
 
 
 def _row(daemon: RunningDaemon, session_id: str) -> SessionRow:
-    store = Store(daemon.config.state_dir)
-    try:
-        row = store.session(session_id, "alice")
-    finally:
-        store.close()
-    assert row is not None
-    return row
+    return stored_session(daemon.config.state_dir, "alice", session_id)

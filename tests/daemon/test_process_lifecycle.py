@@ -17,7 +17,7 @@ from rlmbox.daemon.survivors import is_running
 from rlmbox.errors import SessionClosed
 from rlmbox.sandboxes.process.cgroups import cgroup_version
 
-from .conftest import policy_file, short_dir
+from .conftest import policy_file, short_dir, stored_session
 from .daemon_process import DEADLINE_S, DaemonProcess, rlmbox_cli
 
 pytestmark = pytest.mark.slow
@@ -48,13 +48,7 @@ def _alive(pids: list[tuple[int, str]]) -> list[int]:
 
 
 def _recorded(state: Path, tenant: str, session_id: str) -> SessionRow:
-    store = Store(state)
-    try:
-        row = store.session(session_id, tenant)
-    finally:
-        store.close()
-    assert row is not None
-    return row
+    return stored_session(state, tenant, session_id)
 
 
 def _recorded_pids(state: Path, tenant: str, session_id: str) -> list[tuple[int, str]]:
