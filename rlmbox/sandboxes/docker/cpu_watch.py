@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from rlmbox.sandboxes.docker.cgroup_files import cgroup_file_of
+
 INTERVAL_S: Final = 0.1   # how far past cpu_seconds a busy container may run
 _V1_CPUACCT_MOUNTS: Final = ("cpuacct", "cpu,cpuacct", "cpuacct,cpu")
 
@@ -30,19 +32,8 @@ def cpu_usage_file(pid: int, root: Path = Path("/sys/fs/cgroup")) -> Path | None
 def usage_file_of(lines: list[str], root: Path) -> Path | None:
     """From a ``/proc/PID/cgroup`` listing: cgroup v1's ``cpuacct.usage`` when the cpuacct
     controller is mounted, else cgroup v2's ``cpu.stat``."""
-    unified: Path | None = None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        relative = path.lstrip("/")
-        if "cpuacct" in controllers.split(","):
-            for mount in _V1_CPUACCT_MOUNTS:
-                candidate = root / mount / relative / "cpuacct.usage"
-                if candidate.exists():
-                    return candidate
-        elif controllers == "":
-            candidate = root / relative / "cpu.stat"
-            unified = candidate if candidate.exists() else unified
-    return unified
+    return cgroup_file_of(lines, root, controller="cpuacct", v1_mounts=_V1_CPUACCT_MOUNTS,
+                          v1_name="cpuacct.usage", v2_name="cpu.stat")
 
 
 def cpu_seconds_used(usage: Path) -> float | None:

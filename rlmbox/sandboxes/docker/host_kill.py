@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rlmbox.sandboxes.docker.cgroup_files import cgroup_file_of
 from rlmbox.sandboxes.process.cgroups import kill_until_empty
 from rlmbox.sandboxes.process.pidfd import PinnedProcess
 
@@ -39,18 +40,8 @@ KILL_TIMEOUT_S = 5.0
 def procs_file_of(lines: list[str], root: Path = _CGROUP_ROOT) -> Path | None:
     """From a ``/proc/PID/cgroup`` listing: the ``cgroup.procs`` of the process's pids
     cgroup (v1) or of its unified cgroup (v2), or None."""
-    unified: Path | None = None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        relative = path.lstrip("/")
-        if "pids" in controllers.split(","):
-            candidate = root / "pids" / relative / "cgroup.procs"
-            if candidate.exists():
-                return candidate
-        elif controllers == "":
-            candidate = root / relative / "cgroup.procs"
-            unified = candidate if candidate.exists() else unified
-    return unified
+    return cgroup_file_of(lines, root, controller="pids", v1_mounts=("pids",),
+                          v1_name="cgroup.procs", v2_name="cgroup.procs")
 
 
 def _membership(pid: int) -> list[str]:
