@@ -136,11 +136,11 @@ def _check_kind(where: str, value: object, kind: str) -> None:  # noqa: PLR0912 
     elif kind == "name":
         ok = isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS
     elif kind == "stream":
-        ok = value in STREAMS
+        ok = isinstance(value, str) and value in STREAMS
     elif kind == "status":
-        ok = value in RESULT_STATUSES
+        ok = isinstance(value, str) and value in RESULT_STATUSES
     elif kind == "fileop":
-        ok = value in FILE_OPS
+        ok = isinstance(value, str) and value in FILE_OPS
     else:  # pragma: no cover - a spec typo
         raise AssertionError(kind)
     if not ok:
