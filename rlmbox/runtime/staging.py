@@ -23,16 +23,23 @@ def private_contexts_dir() -> Path:
     return path
 
 
+#: Characters encoded per write: the text goes to the file a slice at a time, never as one
+#: encoded copy of the whole (at 1 GB that copy alone cost more than the rest of the load).
+#: Small enough that each slice and its bytes reuse the same heap memory (below malloc's
+#: mmap threshold, so no fresh pages to fault in per chunk).
+CHUNK_CHARS = 1 << 15
+
+
 def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, str]:
     """Writes ``context`` to a file under ``staging`` and has the sandbox stage it.
 
     Returns the agent's view: the path inside the sandbox and the kind (``str``/``json``).
     """
     if isinstance(context, str):
-        kind, suffix, data = "str", ".txt", context.encode("utf-8")
+        kind, suffix, text = "str", ".txt", context
     elif isinstance(context, dict | list):
         try:
-            kind, suffix, data = "json", ".json", json.dumps(context).encode("utf-8")
+            kind, suffix, text = "json", ".json", json.dumps(context)
         except (TypeError, ValueError) as exc:
             raise PolicyError(f"the context must be JSON-serializable: {exc}") from exc
     else:
@@ -40,7 +47,8 @@ def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, st
     fd, name = tempfile.mkstemp(suffix=suffix, dir=staging)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for start in range(0, len(text), CHUNK_CHARS):
+                handle.write(text[start:start + CHUNK_CHARS].encode("utf-8"))
         os.chmod(name, 0o644)
         inside = sandbox.stage(Path(name), "context" + suffix)
     finally:

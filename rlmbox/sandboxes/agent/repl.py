@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlmbox.sandboxes import cell_code, protocol
-from rlmbox.sandboxes.agent import files
+from rlmbox.sandboxes.agent import context_file, files
 from rlmbox.sandboxes.agent.frame_io import FrameIO
 from rlmbox.sandboxes.agent.pump import OutputPump
 
@@ -182,11 +182,7 @@ class Agent:
         if config.get("context_mode") == "gated":
             from rlmbox.sandboxes.agent import gated_context  # noqa: PLC0415
             return gated_context.GatedContext(self.call_host)
-        with open(spec["path"], encoding="utf-8") as handle:
-            if spec.get("kind") == "json":
-                import json  # noqa: PLC0415
-                return json.load(handle)
-            return handle.read()
+        return context_file.load(spec["path"], spec.get("kind", "str"))
 
     def _restore_injected(self) -> None:
         """The names rlmbox defines, and the builtins: cells see a copy, refilled here, so

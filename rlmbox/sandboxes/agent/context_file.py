@@ -1,0 +1,29 @@
+"""The staged context file, decoded once into the ``context`` value.
+
+The file is mapped read-only and decoded straight from the mapping: one copy, from the
+host's pages into the string (a text-mode read made two, bytes then str, and translated
+``\\r\\n`` to ``\\n``, so the model saw a different text from the one it was given). The
+file is UTF-8, as the host wrote it; ASCII takes CPython's fast path in the decoder.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from typing import Any
+
+
+def load(path: str, kind: str) -> Any:
+    """The context at ``path``: a ``str``, or for ``kind == "json"`` the decoded value."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:   # mmap refuses an empty file
+            text = ""
+        else:
+            with mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) as view:
+                text = str(view, "utf-8")
+    finally:
+        os.close(fd)
+    return json.loads(text) if kind == "json" else text

@@ -1,0 +1,85 @@
+"""Loading a ``variable`` context: what model code gets, and what it cannot do to it.
+
+The context is staged as a file the sandbox maps read-only and decodes once into the
+``context`` string (runtime/staging.py, agent/context_file.py). Each case runs on every
+backend (on e2b only the arrival cases): the text arrives byte for byte (no newline
+translation, any Unicode), and code that tries to write the staged file, through ``open``
+or a shared writable mapping, fails and leaves it as the host wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlmbox.runtime.runtime import Runtime
+
+from .harness import skip_on_e2b
+
+# \r\n and a lone \r are where a text-mode read used to translate; the rest is every
+# UTF-8 length (1 to 4 bytes) and a NUL.
+EXACT = "line one\r\nline two\rthree\n\x00 caf\u00e9 \u20ac \U0001f600 end"
+
+# Where each backend mounts the stage, read-only (process: bwrap; docker: CONTEXT_MOUNT).
+STAGES = ("/rlmbox/stage", "/rlmbox/context")
+
+ATTEMPT_WRITES = """
+import json, mmap, os
+found, refused = [], []
+STAGES = json.loads(__STAGES__)
+for stage in STAGES:
+    if not os.path.isdir(stage):
+        continue
+    for name in os.listdir(stage):
+        path = os.path.join(stage, name)
+        found.append(path)
+        for attempt in ("open", "mmap"):
+            try:
+                if attempt == "open":
+                    with open(path, "r+b") as handle:
+                        handle.write(b"OWNED")
+                else:
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        with mmap.mmap(fd, 0, flags=mmap.MAP_SHARED,
+                                       prot=mmap.PROT_READ | mmap.PROT_WRITE) as view:
+                            view[:5] = b"OWNED"
+                    finally:
+                        os.close(fd)
+            except (OSError, ValueError) as exc:
+                refused.append(attempt + ": " + type(exc).__name__)
+with open(found[0], "rb") as handle:
+    head = handle.read(5)
+print(json.dumps({"found": found, "refused": refused, "head": head.decode("latin-1")}))
+""".replace("__STAGES__", repr(json.dumps(STAGES)))
+
+
+@pytest.mark.parametrize("value", [EXACT, ""], ids=["mixed-newlines-unicode", "empty"])
+def test_a_str_context_arrives_byte_for_byte(runtime: Runtime, value: str) -> None:
+    with runtime.session(context=value) as session:
+        result = session.exec("print(ascii(context)); print(type(context).__name__)")
+    assert result.status == "ok", result.error
+    assert result.stdout == f"{value!a}\nstr\n"
+
+
+def test_a_json_context_arrives_whole(runtime: Runtime) -> None:
+    value = {"doc": [EXACT, 1, None], "\u00e9": {"nested": True}}
+    with runtime.session(context=value) as session:
+        result = session.exec("import json; print(json.dumps(context, sort_keys=True))")
+    assert result.status == "ok", result.error
+    assert json.loads(result.stdout) == value
+
+
+def test_model_code_cannot_write_the_staged_context(runtime: Runtime, backend: str) -> None:
+    skip_on_e2b(backend, "the staged file is the VM's own upload, not the host's copy")
+    original = "the host's copy " * 64
+    with runtime.session(context=original) as session:
+        attempt = session.exec(ATTEMPT_WRITES)
+        after = session.exec(f"print(context == {original!r})")
+    assert attempt.status == "ok", attempt.error
+    report = json.loads(attempt.stdout)
+    assert report["found"], "the staged context was not where the backend mounts it"
+    assert len(report["refused"]) == 2 * len(report["found"]), report
+    assert report["head"] == original[:5]
+    assert after.stdout == "True\n"
