@@ -70,3 +70,12 @@ def test_target_and_readme_tables_come_from_the_recorded_rows(tmp_path: Path) ->
     assert "STALE-TABLE" not in text
     assert text.endswith("<!-- bench-tables:end -->\nafter\n")
     assert "| rlmbox process | " in text
+
+
+def test_the_audit_stage_breakdown_names_each_step_and_the_whole(tmp_path: Path) -> None:
+    done = run("bench_audit.py", ["--stages", "--calls", "20"], tmp_path / "results.json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = [line.rsplit(None, 2) for line in done.stdout.splitlines()]
+    assert [name for name, _, _ in steps][-1] == "whole append()"
+    assert len(steps) == 7
+    assert all(unit == "us" and float(value) > 0 for _, value, unit in steps), steps

@@ -12,8 +12,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 from rlmbox.errors import AuditRecordInvalid
 
@@ -57,43 +56,26 @@ def normalize(value: Any, *, _depth: int = 0) -> Any:
     if isinstance(value, dict):
         return _normalize_dict(value, _depth)
     if isinstance(value, list | tuple):
-        return [normalize(item, _depth=_depth + 1) for item in value]
+        return [item if type(item) is str else normalize(item, _depth=_depth + 1)
+                for item in value]
     raise AuditRecordInvalid(f"value of type {type(value).__name__} is not JSON-able")
 
 
-def is_plain(value: Any, _depth: int = 0) -> bool:
-    """True if ``normalize(value)`` would equal ``value`` in type as well as value: built-in
-    dicts (string keys), lists, strings, integers, booleans, ``None`` and finite floats,
-    nested at most 64 levels. Such a value is recorded as it is, without the copy
-    ``normalize`` makes (the costly part of appending); anything else goes to ``normalize``.
+def normalize_fresh(record: dict[str, Any]) -> dict[str, Any]:
+    """``normalize(record)`` for a dict built for this record alone: its top level is
+    checked in place rather than copied, scalars kept as they are (the costly part of
+    appending was copying them). Lists and dicts in it go through ``normalize``, which
+    copies them: they are the caller's, and its thread could change them later.
     """
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if kind is float:
-        return bool(value - value == 0.0)   # False for NaN and the infinities
-    items = _plain_container_items(value, kind) if _depth <= 64 else None
-    if items is None:
-        return False
-    for item in items:   # the scalar test inlined: the hot path
-        item_kind = type(item)
-        if item_kind is str or item_kind is int or item_kind is bool or item is None:
+    for key, value in record.items():
+        if type(key) is not str and not isinstance(key, str):
+            raise AuditRecordInvalid(f"attribute key {key!r} is not a string")
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None or (
+                kind is float and value - value == 0.0):   # False for NaN and infinities
             continue
-        if not is_plain(item, _depth + 1):
-            return False
-    return True
-
-
-def _plain_container_items(value: Any, kind: type) -> Iterable[Any] | None:
-    """The items of a built-in list, or the values of a dict whose keys are all strings."""
-    if kind is list:
-        return cast("list[Any]", value)
-    if kind is not dict:
-        return None
-    for key in value:
-        if type(key) is not str:
-            return None
-    return cast("dict[str, Any]", value).values()
+        record[key] = normalize(value, _depth=1)   # a key's value replaced: no resize
+    return record
 
 
 def _normalize_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:

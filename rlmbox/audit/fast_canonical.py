@@ -28,6 +28,6 @@ def fast_canonical_bytes(normalized: Any) -> bytes:
         line = orjson.dumps(normalized, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # orjson.JSONEncodeError: > 64-bit integers, surrogates, odd keys
         return canonical_bytes(normalized)
-    if b"e-" in line or b"0.0000" in line:
+    if line.find(b"e-") != -1 or line.find(b"0.0000") != -1:   # find: see redact.py
         return canonical_bytes(normalized)
     return line

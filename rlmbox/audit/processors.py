@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from rlmbox.audit.canonical import is_plain, normalize, record_digest, rfc3339_now
+from rlmbox.audit.canonical import normalize, normalize_fresh, record_digest, rfc3339_now
 from rlmbox.audit.fast_canonical import fast_canonical_bytes
 from rlmbox.audit.redact import Redactor
 from rlmbox.errors import AuditRecordInvalid
@@ -28,9 +27,11 @@ BODIES_KEY = "_bodies"
 RESERVED = frozenset({"seq", "ts", "prev", "bodies", BODIES_KEY})
 
 
-@dataclass(frozen=True, slots=True)
-class Sealed:
-    """A chained record: the dict, its canonical line (no newline) and that line's SHA-256."""
+class Sealed(NamedTuple):
+    """A chained record: the dict, its canonical line (no newline) and that line's SHA-256.
+
+    A named tuple: immutable like a frozen dataclass, at a third of its cost to build.
+    """
 
     record: EventDict
     line: bytes
@@ -110,16 +111,16 @@ class Canonicalize:
     """Brings every value into the JSON data model, refusing what cannot be recorded.
 
     Runs before the chain so that a bad attribute is refused before a ``seq`` is taken.
-    A flat event already in the data model passes as it is, uncopied: the log built its
-    top level for this record. One holding lists or dicts is copied, because those belong
-    to the caller, whose thread could change them before the chain serialises the record
-    (a NaN written as ``null``: tests/security/test_review_s5d.py).
+    The top level is checked in place: the log built that dict for this record, so a
+    scalar in it (a string, integer, boolean, ``None`` or finite float) stays as it is.
+    Every other value goes through ``normalize``, which copies lists and dicts because
+    they belong to the caller, whose thread could change them before the chain serialises
+    the record (a NaN written as ``null``: tests/security/test_review_s5d.py).
     """
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
-        if not any(isinstance(value, dict | list) for value in event_dict.values()) \
-                and is_plain(event_dict):
-            return event_dict
+        if type(event_dict) is dict:
+            return normalize_fresh(event_dict)
         normalized: EventDict = normalize(event_dict)
         return normalized
 
@@ -144,7 +145,7 @@ class Chain:
         event_dict["ts"] = rfc3339_now()
         event_dict["prev"] = self.head
         line = fast_canonical_bytes(event_dict)
-        if b"\n" in line:  # impossible for canonical JSON; guards the line framing
+        if line.find(b"\n") != -1:  # impossible for canonical JSON; guards the framing
             raise AuditRecordInvalid("canonical record contains a newline")
         digest = record_digest(line)
         self.seq, self.head = seq, digest  # only advanced once the record is complete

@@ -44,8 +44,10 @@ class GroupCommitWriter:
         self._max_file_bytes = max_file_bytes
         self._flush_interval = flush_interval_s
         self._max_pending = max_pending_bytes
-        self._cond = threading.Condition()
-        self._lines: list[bytes] = []
+        # Appenders take the bare lock (a C context manager; the Condition's is Python).
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        self._lines: list[bytes] = []   # record lines without their newline
         self._pending_bytes = 0
         self._pending_bodies: dict[str, bytes] = {}
         self._queued_seq = head_seq
@@ -79,20 +81,18 @@ class GroupCommitWriter:
 
     def submit(self, line: bytes, seq: int, digest: str) -> None:
         """Queue one record line; blocks while too much is queued (backpressure)."""
-        with self._cond:
-            self._raise_if_failed()
+        with self._mutex:
             while self._pending_bytes > self._max_pending and self.failure is None:
                 self._kicked = True
                 self._cond.notify_all()
                 self._cond.wait()
             self._raise_if_failed()
-            was_idle = not self._lines
-            self._mark_pending()
-            self._lines.append(line + b"\n")
+            if not self._lines:
+                self._mark_pending()
+                self._cond.notify_all()
+            self._lines.append(line)
             self._pending_bytes += len(line) + 1
             self._queued_seq, self._queued_digest = seq, digest
-            if was_idle:
-                self._cond.notify_all()
 
     def _mark_pending(self) -> None:
         """Called under the lock before queueing: an empty queue starts its interval."""
@@ -191,7 +191,7 @@ class GroupCommitWriter:
         if failure is not None:
             self.failure = failure
         else:
-            self._pending_bytes = max(0, self._pending_bytes - sum(map(len, lines))
+            self._pending_bytes = max(0, self._pending_bytes - sum(map(len, lines)) - len(lines)
                                       - sum(map(len, bodies.values())))
             self.durable_seq, self._durable_digest = last_seq, last_digest
         self._cond.notify_all()
@@ -208,13 +208,13 @@ class GroupCommitWriter:
         chunk: list[bytes] = []
         chunk_bytes = 0
         for line in lines:
-            if self._size + chunk_bytes + len(line) > self._max_file_bytes and (
+            if self._size + chunk_bytes + len(line) + 1 > self._max_file_bytes and (
                     self._size + chunk_bytes) > 0:
                 self._write(chunk)
                 chunk, chunk_bytes = [], 0
                 self._rotate()
             chunk.append(line)
-            chunk_bytes += len(line)
+            chunk_bytes += len(line) + 1
         self._write(chunk)
         os.fsync(self._fd)
         if last_seq - self._checkpoint_seq >= self._checkpoint_every:
@@ -222,7 +222,8 @@ class GroupCommitWriter:
 
     def _write(self, chunk: list[bytes]) -> None:
         if chunk:
-            data = b"".join(chunk)
+            chunk.append(b"")   # each line ends with a newline, the last one too
+            data = b"\n".join(chunk)
             write_all(self._fd, data)
             self._size += len(data)
 
