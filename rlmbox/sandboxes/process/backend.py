@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlmbox.errors import SandboxUnavailable
+from rlmbox.errors import SandboxCrashed, SandboxUnavailable
 from rlmbox.sandboxes.base import (
     ENVIRONMENT_MOUNT,
     BackendReport,
@@ -39,7 +39,7 @@ from rlmbox.sandboxes.channel import FrameChannel
 from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
-from rlmbox.sandboxes.process.jail import bwrap_argv, enter_jail
+from rlmbox.sandboxes.process.jail import bwrap_argv, jail_entry_argv
 from rlmbox.sandboxes.process.pidfd import PinnedProcess, parent_of, wait_child
 from rlmbox.sandboxes.process.uids import lease_uid
 from rlmbox.sandboxes.protocol import Frame
@@ -282,15 +282,19 @@ class ProcessSandbox:
             "seccomp": self._spec.seccomp, "landlock": self._spec.landlock,
             "writable": self.writable_paths()}, separators=(",", ":"))
         agent = [str(python), "-I", "-B", _AGENT_INSIDE, confine]
+        entry = jail_entry_argv(self._spec.limits, self._cgroup,
+                                bwrap=self._backend._bwrap is not None,
+                                uid=None if self._uid is None else self._uid.uid)
         if not self._backend._bwrap:
-            return [str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py"), confine]
+            return [*entry, str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py"),
+                    confine]
         binds = [(agent_bundle_dir(), "/rlmbox/agent"), (self._stage, _STAGE_INSIDE)]
         if self._spec.environment is not None:
             binds.append((self._spec.environment, ENVIRONMENT_MOUNT))
-        return [*bwrap_argv(self._backend._bwrap, python, binds,
-                            tmpfs_bytes=self._spec.limits.disk_bytes,
-                            shm_bytes=self._spec.limits.shm_bytes, info_fd=info_fd,
-                            as_nobody=self._uid is not None), *agent]
+        return [*entry, *bwrap_argv(self._backend._bwrap, python, binds,
+                                    tmpfs_bytes=self._spec.limits.disk_bytes,
+                                    shm_bytes=self._spec.limits.shm_bytes, info_fd=info_fd,
+                                    as_nobody=self._uid is not None), *agent]
 
     def _start(self) -> tuple[subprocess.Popen[bytes], int | None]:
         python = sandbox_python(self._backend._drop_uid)
@@ -299,19 +303,15 @@ class ProcessSandbox:
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         if not self._backend._bwrap:
             env.update(HOME=str(self._work), TMPDIR=str(self._work))
-        try:
+        try:   # no preexec_fn: with none, the host vforks (jail_entry_argv says why)
             proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=env, close_fds=True,
                 pass_fds=(info_w,) if info_w >= 0 else (),
                 cwd=self._work if not self._backend._bwrap else None,
-                preexec_fn=self._preexec, start_new_session=True)  # noqa: PLW1509
+                start_new_session=True)
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
-        except subprocess.SubprocessError as exc:   # _preexec raised; its text is lost
-            raise SandboxUnavailable(
-                "cannot start the sandbox: joining its cgroup, setting rlimits, unsharing "
-                "its namespaces or dropping its uid failed before exec") from exc
         finally:
             if info_w >= 0:
                 os.close(info_w)
@@ -323,13 +323,11 @@ class ProcessSandbox:
                 init_pid = int(json.loads(raw or b"{}").get("child-pid", 0)) or None
         return proc, init_pid
 
-    def _preexec(self) -> None:
-        """Runs in the child between fork and exec: the jail's cgroup, rlimits and uid."""
-        enter_jail(self._spec.limits, self._cgroup, bwrap=self._backend._bwrap is not None,
-                   uid=None if self._uid is None else self._uid.uid)
-
     def _await_ready(self) -> int:
-        frame = self._channel.recv(READY_TIMEOUT_S) if self._proc.poll() is None else None
+        try:
+            frame = self._channel.recv(READY_TIMEOUT_S) if self._proc.poll() is None else None
+        except SandboxCrashed:   # exited before its ready frame: a jail step failed
+            frame = None
         if frame is None or frame["t"] != "ready":
             detail = self._startup_stderr()
             raise SandboxUnavailable(f"the sandbox did not start: {detail or 'no ready frame'}")

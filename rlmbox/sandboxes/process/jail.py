@@ -1,7 +1,7 @@
 """The walls a local process jail is built from, shared by every process rlmbox jails.
 
 The agent's sandbox and the host's context searcher (which runs a model-written regex)
-are both jails. They share the bubblewrap command line and the steps between fork and exec
+are both jails. They share the bubblewrap command line and the programs exec'd before it
 (join the cgroup, set rlimits, the fallback namespaces, drop to the sandbox uid), so
 neither drifts weaker than the other. Seccomp and Landlock come from ``confine.py``, which
 the jailed program installs itself before it touches its input.
@@ -9,19 +9,18 @@ the jailed program installs itself before it touches its input.
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import os
-import resource
 from collections.abc import Sequence
 from pathlib import Path
 
+from rlmbox.errors import SandboxUnavailable
 from rlmbox.sandboxes.base import ResourceLimits
 from rlmbox.sandboxes.process.cgroups import Cgroup
 
 #: who jailed code is inside its own user namespace; on the host each jail has a uid of
 #: its own (``uids.py``) when rlmbox runs as root
 SANDBOX_UID = 65534
-_CLONE_NEWNET, _CLONE_NEWIPC, _CLONE_NEWUTS = 0x40000000, 0x08000000, 0x04000000
 
 
 def bwrap_argv(bwrap: str, python: Path, binds: Sequence[tuple[Path, str]], *,
@@ -65,29 +64,49 @@ def bwrap_argv(bwrap: str, python: Path, binds: Sequence[tuple[Path, str]], *,
     return [*argv, "--"]
 
 
-def enter_jail(limits: ResourceLimits, cgroup: Cgroup | None, *, bwrap: bool,
-               uid: int | None) -> None:
-    """Runs in the child between fork and exec: cgroup, rlimits, the fallback's
-    namespaces (no bubblewrap, root), then the jail's own host ``uid`` (None: stay).
-    Order matters: joining the cgroup and unsharing need root, so the uid goes last."""
+def jail_entry_argv(limits: ResourceLimits, cgroup: Cgroup | None, *, bwrap: bool,
+                    uid: int | None) -> list[str]:
+    """The programs that put a jailed process in its walls before its own program runs,
+    each exec'ing the next: the cgroup (``sh``), rlimits (``prlimit``), the fallback's
+    namespaces (``unshare``: no bubblewrap, root), then the jail's own host ``uid``
+    (``setpriv``; None: stay). Exec'd, not run as a ``preexec_fn``: that makes CPython fork
+    the whole host (about 25 ms for the daemon, the GIL held, every thread stalled) where
+    without one it uses vfork. Order matters: joining the cgroup and unsharing need root,
+    so the uid goes last; the pid stays the same through every exec.
+
+    Raises:
+        SandboxUnavailable: one of the programs is not installed.
+    """
+    argv: list[str] = []
     if cgroup is not None:
-        for procs in cgroup.procs_files():
-            with open(procs, "w") as handle:
-                handle.write("0")
+        argv += [_tool("sh"), "-c", _JOIN_THEN_EXEC, "rlmbox-jail", *cgroup.procs_files(),
+                 "--"]
     extra = 256 * 1024 * 1024
     address_space = limits.memory_bytes * 2 + extra if cgroup else limits.memory_bytes + extra
-    for which, value in ((resource.RLIMIT_AS, address_space),
-                         (resource.RLIMIT_CPU, limits.cpu_seconds),
-                         (resource.RLIMIT_NOFILE, limits.open_files),
-                         (resource.RLIMIT_FSIZE, limits.file_size_bytes),
-                         (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(which, (value, value))
+    argv += [_tool("prlimit")]
+    for option, value in (("as", address_space), ("cpu", limits.cpu_seconds),
+                          ("nofile", limits.open_files), ("fsize", limits.file_size_bytes),
+                          ("core", 0)):
+        argv.append(f"--{option}={value}:{value}")
+    argv.append("--")
     if not bwrap and os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"unshare of the net/ipc/uts namespaces: {os.strerror(err)}")
+        argv += [_tool("unshare"), "--net", "--ipc", "--uts", "--"]
     if uid is not None:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
+        argv += [_tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+    return argv
+
+
+# writes "0" (the writer itself) into each cgroup.procs file named before "--", then execs
+# the rest; a failed write ends it (status 125) before anything of the jail's runs
+_JOIN_THEN_EXEC = ('while [ "$#" -gt 0 ] && [ "$1" != -- ]; do echo 0 >"$1" || exit 125; '
+                   'shift; done; shift; exec "$@"')
+
+
+@functools.cache
+def _tool(name: str) -> str:
+    for directory in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        path = Path(directory) / name
+        if os.access(path, os.X_OK):
+            return str(path)
+    raise SandboxUnavailable(f"cannot build a jail: {name} (util-linux / a POSIX shell) is "
+                             "not installed")

@@ -25,7 +25,7 @@ from rlmbox.sandboxes.bundle import agent_bundle_dir
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.backend import sandbox_python
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
-from rlmbox.sandboxes.process.jail import bwrap_argv, enter_jail
+from rlmbox.sandboxes.process.jail import bwrap_argv, jail_entry_argv
 from rlmbox.sandboxes.process.uids import UidLease, lease_uid
 
 _BUNDLE_INSIDE = "/rlmbox/agent"
@@ -91,13 +91,12 @@ def run_jailed(program: str, request: bytes, *, input_fd: int, limits: ResourceL
     lease = lease_uid() if drop_uid else None
     uid = None if lease is None else lease.uid
     try:
+        entry = jail_entry_argv(limits, cgroup, bwrap=bwrap is not None, uid=uid)
         proc = spawner.spawn(lambda: subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env={}, close_fds=True, pass_fds=(input_fd,), cwd="/",
-            preexec_fn=lambda: enter_jail(  # noqa: PLW1509 - forked on the spawner thread
-                limits, cgroup, bwrap=bwrap is not None, uid=uid),
+            [*entry, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env={}, close_fds=True, pass_fds=(input_fd,), cwd="/",
             start_new_session=True))
-    except OSError as exc:
+    except (OSError, SandboxUnavailable) as exc:
         _clean_up(cgroup, lease)
         raise SandboxUnavailable(f"cannot start {program} in a jail: {exc}") from exc
     return _finish(proc, request, cgroup, lease, timeout, group or JailGroup())

@@ -1,6 +1,6 @@
 """TEST DOUBLE, not E2B: one fake "microVM", a real rlmbox process jail on this host.
 
-Built from rlmbox's own jail pieces (``bwrap_argv``, ``enter_jail``, a cgroup), so the
+Built from rlmbox's own jail pieces (``bwrap_argv``, ``jail_entry_argv``, a cgroup), so the
 real agent runs inside walls at least as strong as the ``process`` backend's: own pid,
 net, ipc, uts and user namespaces, a cgroup for memory/pids/CPU, and the sandbox uid. Its
 ``/home/user`` is a host directory the double's envd writes uploads into. Every process the
@@ -27,7 +27,7 @@ from rlmbox.sandboxes.base import ResourceLimits
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.backend import sandbox_python
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
-from rlmbox.sandboxes.process.jail import bwrap_argv, enter_jail
+from rlmbox.sandboxes.process.jail import bwrap_argv, jail_entry_argv
 from rlmbox.sandboxes.process.uids import lease_uid
 
 HOME = "/home/user"
@@ -86,15 +86,13 @@ class MicroVM:
                 "--setenv", "HOME", HOME, "--"]
         argv += [str(python), "-I", "-B", f"{_GUEST_DIR_INSIDE}/guest.py"]
 
-        def preexec() -> None:
-            enter_jail(limits, self._cgroup, bwrap=True,
-                       uid=None if self._uid is None else self._uid.uid)
-
-        # forked from rlmbox's spawner thread: bubblewrap's --die-with-parent fires when the
+        entry = jail_entry_argv(limits, self._cgroup, bwrap=True,
+                                uid=None if self._uid is None else self._uid.uid)
+        # started from rlmbox's spawner thread: bubblewrap's --die-with-parent fires when the
         # forking *thread* ends, and the HTTP handler thread that asked ends soon
         self._proc = spawner.spawn(lambda: subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            preexec_fn=preexec, start_new_session=True))  # noqa: PLW1509
+            [*entry, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, start_new_session=True))
         self._reader = threading.Thread(target=self._read_events, daemon=True,
                                         name=f"double-vm-{sandbox_id}")
         self._reader.start()
