@@ -48,10 +48,20 @@ def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, st
     try:
         with os.fdopen(fd, "wb") as handle:
             for start in range(0, len(text), CHUNK_CHARS):
-                handle.write(text[start:start + CHUNK_CHARS].encode("utf-8"))
+                handle.write(_utf8(text[start:start + CHUNK_CHARS], start))
         os.chmod(name, 0o644)
         inside = sandbox.stage(Path(name), "context" + suffix)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)
     return {"path": inside, "kind": kind}
+
+
+def _utf8(piece: str, offset: int) -> bytes:
+    """``piece`` (starting at character ``offset`` of the context) as UTF-8; a lone
+    surrogate, which UTF-8 cannot hold, is the caller's error, said where."""
+    try:
+        return piece.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PolicyError(f"the context must be Unicode text: a lone surrogate at character "
+                          f"{offset + exc.start}") from exc

@@ -13,6 +13,7 @@ import json
 
 import pytest
 
+from rlmbox.errors import PolicyError
 from rlmbox.runtime.runtime import Runtime
 
 from .harness import skip_on_e2b
@@ -83,3 +84,10 @@ def test_model_code_cannot_write_the_staged_context(runtime: Runtime, backend: s
     assert len(report["refused"]) == 2 * len(report["found"]), report
     assert report["head"] == original[:5]
     assert after.stdout == "True\n"
+
+
+def test_a_context_that_is_not_unicode_text_is_refused_clearly(runtime: Runtime) -> None:
+    """A lone surrogate cannot be written as UTF-8: the caller gets a PolicyError naming
+    where, not a bare UnicodeEncodeError from deep in staging (review s6e)."""
+    with pytest.raises(PolicyError, match="lone surrogate at character 3"):
+        runtime.session(context="abc\ud800def")

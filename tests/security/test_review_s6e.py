@@ -23,8 +23,6 @@ def _open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
-@pytest.mark.xfail(strict=True, reason="review: a missing jail entry program leaks the "
-                                       "host's bwrap info pipe (ProcessSandbox._start)")
 def test_a_start_refused_for_a_missing_entry_program_leaves_no_host_fd(
         monkeypatch: pytest.MonkeyPatch) -> None:
     backend = ProcessBackend()

@@ -299,19 +299,23 @@ class ProcessSandbox:
     def _start(self) -> tuple[subprocess.Popen[bytes], int | None]:
         python = sandbox_python(self._backend._drop_uid)
         info_r, info_w = os.pipe() if self._backend._bwrap else (-1, -1)
-        argv = self._argv(python, info_w if info_w >= 0 else None)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         if not self._backend._bwrap:
             env.update(HOME=str(self._work), TMPDIR=str(self._work))
         try:   # no preexec_fn: with none, the host vforks (jail_entry_argv says why)
             proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                self._argv(python, info_w if info_w >= 0 else None),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=env, close_fds=True,
                 pass_fds=(info_w,) if info_w >= 0 else (),
                 cwd=self._work if not self._backend._bwrap else None,
                 start_new_session=True)
-        except OSError as exc:
-            raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
+        except BaseException as exc:   # the read end too: nothing will read it
+            if info_r >= 0:
+                os.close(info_r)
+            if isinstance(exc, OSError):
+                raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
+            raise
         finally:
             if info_w >= 0:
                 os.close(info_w)
