@@ -92,12 +92,13 @@ class CellChannel:
         return answered(pending.answer)
 
     def answer(self, call_id: int, answer: DriverAnswer) -> bool:
-        """Delivers the driver's answer; False when no call waits for it any more."""
+        """Delivers the driver's answer; False when no call waits for it any more or it
+        was answered already (the first answer stands)."""
         with self._lock:
             pending = self._pending.get(call_id)
-        if pending is None:
-            return False
-        pending.answer = answer
+            if pending is None or pending.answer is not None:
+                return False
+            pending.answer = answer
         pending.done.set()
         return True
 
