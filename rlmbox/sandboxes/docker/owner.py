@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,16 +51,8 @@ def _remove_where(client: Any, chosen: Callable[[dict[str, str]], bool],
         labels = item.get("Labels") or {}
         if not chosen(labels):
             continue
-        try:
-            with translated(f"removing container {item['Id'][:12]}"):
-                try:
-                    client.api.remove_container(item["Id"], force=True, v=True)
-                except Exception as exc:  # gone already, or being removed: not an error here
-                    status = getattr(getattr(exc, "response", None), "status_code", None)
-                    if status not in (404, 409):
-                        raise
-        except Exception as exc:   # one that fails (however) does not spare the others
-            failures.append(str(exc))
+        if not _removed(f"removing container {item['Id'][:12]}", (404, 409), failures,
+                        partial(client.api.remove_container, item["Id"], force=True, v=True)):
             continue
         removed.append((item.get("Names") or [item["Id"][:12]])[0].lstrip("/"))
         _remove_stage_dir(labels.get(LABEL_STAGE_DIR), stage_root)
@@ -68,21 +61,32 @@ def _remove_where(client: Any, chosen: Callable[[dict[str, str]], bool],
         volumes = client.api.volumes(filters=filters).get("Volumes") or []
     for volume in volumes:
         if chosen(volume.get("Labels") or {}):
-            try:
-                with translated(f"removing volume {volume['Name']}"):
-                    try:
-                        client.api.remove_volume(volume["Name"], force=True)
-                    except Exception as exc:
-                        if getattr(getattr(exc, "response", None), "status_code", None) != 404:
-                            raise
-            except Exception as exc:
-                failures.append(str(exc))
+            if not _removed(f"removing volume {volume['Name']}", (404,), failures,
+                            partial(client.api.remove_volume, volume["Name"], force=True)):
                 continue
             removed.append(volume["Name"])
     if failures:
         raise SandboxError(f"removed {len(removed)}, but {len(failures)} failed: "
                            + "; ".join(failures))
     return removed
+
+
+def _removed(what: str, gone: tuple[int, ...], failures: list[str],
+             remove: Callable[[], object]) -> bool:
+    """Runs one engine removal; True when the thing is gone. An answer with a status in
+    ``gone`` (already gone, or being removed) is not an error; any other failure is noted
+    in ``failures`` rather than raised, so one that fails does not spare the others."""
+    try:
+        with translated(what):
+            try:
+                remove()
+            except Exception as exc:
+                if getattr(getattr(exc, "response", None), "status_code", None) not in gone:
+                    raise
+    except Exception as exc:
+        failures.append(str(exc))
+        return False
+    return True
 
 
 def _remove_stage_dir(path: str | None, stage_root: Path | None) -> None:
