@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.session import Session
 from rlmbox.runtime.session_files import FileEntry
+from rlmbox.sandboxes.docker import wait_for_removals
 from rlmbox.sandboxes.owner import Owner
 
 #: How a node gets its LM provider: a spec (``anthropic:MODEL``; the key is read from the
@@ -191,9 +191,7 @@ class NodeHost:
         self._runtime.close()
         # the engine removals those closes queued run on a background thread: the reaper
         # is told "closed" only once they are done (a kill after this return loses them)
-        removals = sys.modules.get("rlmbox.sandboxes.docker.host_kill")
-        if removals is not None:
-            removals.REMOVALS.wait()
+        wait_for_removals()
         self._reaper.release()
         final = self.head()
         self._log.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from rlmbox.policies.model import Policy, load_policy_text, policy_source
 from rlmbox.runtime.events import AuditSink
 from rlmbox.runtime.runtime import Runtime, default_audit_dir
+from rlmbox.sandboxes.docker import wait_for_removals
 
 SharedKey = tuple[int, str, str, str | None, int]
 PolicyLoader = Callable[[], Policy]
@@ -64,9 +64,7 @@ def close_shared_runtimes() -> None:
         runtime.close()
     # at exit this runs after the Docker removals' own wait (atexit is last-in, first-out):
     # the containers these closes killed are removed before the interpreter goes
-    removals = sys.modules.get("rlmbox.sandboxes.docker.host_kill")
-    if removals is not None:
-        removals.REMOVALS.wait()
+    wait_for_removals()
 
 
 def _policy_digest(policy: str | Path | Policy) -> tuple[str, PolicyLoader]:
