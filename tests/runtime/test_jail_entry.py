@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from live_processes import in_cgroup_named
+
 from rlmbox.policies.model import ContextPolicy
 from rlmbox.runtime.context import ContextStore
 from rlmbox.runtime.runtime import Runtime
@@ -75,7 +77,7 @@ def test_the_agent_has_its_cgroup_rlimits_and_uid_from_its_first_instruction(
     with runtime.session() as session:
         pid = int(session.exec("import os\nprint(os.getpid())").stdout)   # inside: 1 or 2
         sandbox_id = session.sandbox.info.sandbox_id
-        agents = [p for p in _pids_in_cgroup(sandbox_id)
+        agents = [p for p in sorted(in_cgroup_named(f"/rlmbox/{sandbox_id}"))
                   if Path(f"/proc/{p}/cmdline").read_bytes().find(b"agent") >= 0]
         assert agents, f"no agent process found in the sandbox's cgroup (inside pid {pid})"
         agent = agents[-1]
@@ -90,15 +92,3 @@ def test_the_agent_has_its_cgroup_rlimits_and_uid_from_its_first_instruction(
             assert "0" not in uids, uids   # real, effective, saved and fs uid all dropped
         if cgroup_version():
             assert f"/rlmbox/{sandbox_id}" in Path(f"/proc/{agent}/cgroup").read_text()
-
-
-def _pids_in_cgroup(name: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if f"/rlmbox/{name}" in Path(f"/proc/{entry}/cgroup").read_text():
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return sorted(found)
