@@ -9,12 +9,17 @@ from typing import Any
 
 import e2b_double.env  # noqa: F401 - first: takes any real E2B account out of the environment
 import pytest
+import run_timeline
 import yaml
 
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
 IN_CI = bool(os.environ.get("CI"))
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    run_timeline.started(item.nodeid)
+
 
 TEST_LIMITS: dict[str, Any] = {
     "memory_mb": 256, "pids": 64, "cell_timeout_s": 5, "interrupt_grace_s": 1,
