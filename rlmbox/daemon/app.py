@@ -229,8 +229,23 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    rows = request.app[STORE].sessions(request[TENANT])
-    return web.json_response({"sessions": [_session_json(r) for r in rows]})
+    """One page of the caller's sessions, newest first, and the ``before`` of the next
+    page (None on the last)."""
+    tenant, store = request[TENANT], request.app[STORE]
+    limit = query_int(request.query, "limit", 100, low=1, high=MAX_PAGE)
+    before = request.query.get("before")
+    unknown = set(request.query) - {"limit", "before"}
+    if unknown:
+        raise DaemonError(f"unknown query parameters: {', '.join(sorted(unknown))}",
+                          status=400, type=INVALID_REQUEST)
+    if before is not None and store.session(before, tenant) is None:
+        # another tenant's session reads as unknown: the answer tells nothing about it
+        raise DaemonError(f"query parameter before: no session {before!r}", status=400,
+                          type=INVALID_REQUEST)
+    rows = store.sessions(tenant, limit + 1, before)
+    following = rows[limit - 1].id if len(rows) > limit else None
+    return web.json_response({"sessions": [_session_json(r) for r in rows[:limit]],
+                              "next_before": following})
 
 
 async def get_session(request: web.Request) -> web.Response:

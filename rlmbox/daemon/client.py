@@ -81,8 +81,13 @@ def _session(session_id: str) -> _Call[dict[str, Any]]:
     return _Call("GET", f"/v1/sessions/{session_id}", dict)
 
 
-def _sessions() -> _Call[list[dict[str, Any]]]:
-    return _Call("GET", "/v1/sessions", lambda body: list(body["sessions"]))
+def _sessions(before: str | None,
+              limit: int) -> _Call[tuple[list[dict[str, Any]], str | None]]:
+    params: dict[str, Any] = {"limit": limit}
+    if before is not None:
+        params["before"] = before
+    return _Call("GET", "/v1/sessions", lambda page: (page["sessions"], page["next_before"]),
+                 params=params)
 
 
 def _interrupt(session_id: str) -> _Call[bool]:
@@ -225,7 +230,18 @@ class Client:
         return self._run(_session(session_id))
 
     def sessions(self) -> list[dict[str, Any]]:
-        return self._run(_sessions())
+        """Every one of the caller's sessions, newest first (page after page)."""
+        listed, before = self.sessions_page()
+        while before is not None:
+            page, before = self.sessions_page(before=before)
+            listed += page
+        return listed
+
+    def sessions_page(self, *, before: str | None = None,
+                      limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the caller's sessions, newest first, and the ``before`` of the
+        next page (None on the last)."""
+        return self._run(_sessions(before, limit))
 
     def close_session(self, session_id: str) -> None:
         self._run(_close(session_id))
@@ -307,7 +323,15 @@ class AsyncClient:
         return await self._run(_session(session_id))
 
     async def sessions(self) -> list[dict[str, Any]]:
-        return await self._run(_sessions())
+        listed, before = await self.sessions_page()
+        while before is not None:
+            page, before = await self.sessions_page(before=before)
+            listed += page
+        return listed
+
+    async def sessions_page(self, *, before: str | None = None,
+                            limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+        return await self._run(_sessions(before, limit))
 
     async def close_session(self, session_id: str) -> None:
         await self._run(_close(session_id))

@@ -67,6 +67,7 @@ class SessionInfo(_Response):
 
 class SessionList(_Response):
     sessions: list[SessionInfo]
+    next_before: str | None   # the ``before`` of the next page; None on the last
 
 
 class ExecResultBody(_Response):

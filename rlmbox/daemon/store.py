@@ -200,8 +200,16 @@ class Store:
         rows = self._select("WHERE id = ? AND tenant = ?", (session_id, tenant))
         return rows[0] if rows else None
 
-    def sessions(self, tenant: str, limit: int = 1000) -> list[SessionRow]:
-        return self._select("WHERE tenant = ? ORDER BY created DESC LIMIT ?", (tenant, limit))
+    def sessions(self, tenant: str, limit: int, before: str | None = None) -> list[SessionRow]:
+        """The tenant's sessions newest first (ties by id), at most ``limit``: from the
+        newest, or those listed after ``before``, one of the tenant's session ids."""
+        if before is None:
+            return self._select("WHERE tenant = ? ORDER BY created DESC, id DESC LIMIT ?",
+                                (tenant, limit))
+        return self._select("WHERE tenant = ? AND (created, id) < (SELECT created, id FROM "
+                            "sessions WHERE id = ? AND tenant = ?) "
+                            "ORDER BY created DESC, id DESC LIMIT ?",
+                            (tenant, before, tenant, limit))
 
     def open_sessions(self) -> list[SessionRow]:
         return self._select("WHERE state = 'open' ORDER BY created", ())

@@ -17,8 +17,8 @@ from rlmbox.errors import DaemonError
 from .conftest import RunningDaemon
 
 FAKE_TOKEN = "rbx.t-1.secret"  # noqa: S105 - the fake daemon checks no token
-OK = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n"
-      b'{"sessions":[]}')
+OK = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 34\r\n\r\n"
+      b'{"sessions":[],"next_before":null}')
 
 
 class _CountingSocket(socket.socket):
