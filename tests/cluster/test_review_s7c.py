@@ -415,3 +415,83 @@ def test_a_killed_node_actor_on_a_subreaper_node_leaves_no_container(
 def _quietly(fn: Callable[..., Any], *args: Any) -> None:
     with contextlib.suppress(Exception):
         fn(*args)
+
+
+TREE_DOOMED = "rlmbox_slot_s7c_tree_doomed"
+SLEEPY_CHILD = "```repl\nimport time\ntime.sleep(60)\nFINAL('late')\n```"
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_a_node_lost_mid_child_cell_leaves_no_child_or_pool_sandbox(
+        ray_cluster: Any, make_ray_runtime: Make, tmp_path: Path) -> None:
+    """The promise (scale-out.md, Failures): no process of a lost node's sandboxes
+    survives; tested before for root sessions with no warm pool. Attack: a warm pool of
+    two and an ``rlm_query`` child whose cell sleeps in its own sandbox when the node's
+    raylet is killed; every process below that raylet must end."""
+    import functools
+    import threading
+
+    from rlmbox.lm.scripted import ScriptedLM
+    from tests.conftest import write_policy
+
+    policy = write_policy(
+        tmp_path, isolation={"backend": "process"}, limits={"cell_timeout_s": 120},
+        rules=[{"id": "permit-rlm", "effect": "permit", "function": "rlm_query"}],
+        budgets={"tree": {"calls": 20, "max_depth": 1, "max_concurrent": 4}})
+    doomed = ray_cluster.add_node(**node_args(os.environ["RLMBOX_TEST_RAY_DIR"],
+                                              {TREE_DOOMED: 1}))
+    try:
+        rt = make_ray_runtime(policy, slot_resource=TREE_DOOMED, pool_size=2,
+                              rlm_lm=functools.partial(ScriptedLM, default=SLEEPY_CHILD))
+        session = rt.session()
+        assert session.exec("x = 1").ok
+        raylet = doomed.all_processes["raylet"][0].process.pid
+
+        def jails() -> int:
+            return sum("bwrap" in _cmdline(p) for p in _descendants(raylet))
+
+        deadline = time.monotonic() + 30
+        while jails() < 3:   # the session's and the warm pool's
+            assert time.monotonic() < deadline, "the pool's jails never ran"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        before = jails()
+        worker = threading.Thread(target=_quietly, args=(session.exec, "rlm_query('go')"))
+        worker.start()
+        while jails() <= before:   # the child's sandbox
+            assert time.monotonic() < deadline + 30, "the child's jail never ran"
+            time.sleep(0.2)
+        time.sleep(1.0)   # its cell sleeps
+        below = _descendants(raylet)
+        doomed.kill_raylet()
+        deadline = time.monotonic() + 30
+        while (left := {p for p in below if _alive(p)}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"outlived their node: {[(p, _cmdline(p)) for p in left]}"
+        worker.join(60)
+    finally:
+        ray_cluster.remove_node(doomed, allow_graceful=False)
