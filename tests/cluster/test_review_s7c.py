@@ -1,7 +1,8 @@
 """Review s7c: attacks on the cluster (RayRuntime, its node actors, the Ray it runs on).
 
-Each test performs one attack and asserts the promise it breaks today (strict xfail: it
-turns into a failure the moment the promise holds; then remove the mark).
+Each test performs one attack and asserts the promise. A strict xfail marks a promise
+broken today (it turns into a failure the moment the promise holds; then remove the
+mark); a test without one is an attack that held, on a promise that had no test.
 """
 
 from __future__ import annotations
