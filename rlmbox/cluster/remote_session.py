@@ -52,6 +52,7 @@ class RemoteSession:
         self._calls = calls
         self._state = RemoteSessionState.READY
         self._lock = threading.Lock()
+        self._cells = threading.Lock()   # one cell at a time, as ``Session.exec``
         self.death_reason: str | None = None
 
     @property
@@ -67,21 +68,23 @@ class RemoteSession:
             SessionLost: the node died before or during the cell.
             SessionClosed, SessionKilled, SessionError, AuditWriteError: as ``Session.exec``.
         """
-        self._check_usable()
-        cell = secrets.token_hex(8)
-        self._move(RemoteSessionState.RUNNING, only_from=RemoteSessionState.READY)
-        try:
-            for event in self._runtime.node_stream(self, "exec", self.id, cell, code, timeout):
-                if isinstance(event, OutputEvent):
-                    on_output = _called(on_output, event)
-                elif isinstance(event, CallEvent):
-                    self._answer_later(cell, event)
-                elif isinstance(event, ExecResult):
-                    if event.status == "killed":
-                        self._die(event.error or "the sandbox was killed")
-                    return event
-        finally:
-            self._move(RemoteSessionState.READY, only_from=RemoteSessionState.RUNNING)
+        with self._cells:   # a second exec waits for the first, then runs
+            self._check_usable()
+            cell = secrets.token_hex(8)
+            self._move(RemoteSessionState.RUNNING, only_from=RemoteSessionState.READY)
+            try:
+                for event in self._runtime.node_stream(self, "exec", self.id, cell, code,
+                                                       timeout):
+                    if isinstance(event, OutputEvent):
+                        on_output = _called(on_output, event)
+                    elif isinstance(event, CallEvent):
+                        self._answer_later(cell, event)
+                    elif isinstance(event, ExecResult):
+                        if event.status == "killed":
+                            self._die(event.error or "the sandbox was killed")
+                        return event
+            finally:
+                self._move(RemoteSessionState.READY, only_from=RemoteSessionState.RUNNING)
         raise RlmboxError("the node ended the cell without a result")
 
     def interrupt(self) -> bool:
@@ -120,6 +123,16 @@ class RemoteSession:
                 return
             self._state = RemoteSessionState.CLOSED
         self._runtime.end_session(self, reason)
+
+    def lost_while_closing(self, reason: str) -> bool:
+        """Called by the runtime when the close found the node dead: the session was lost
+        before it could be closed. True the first time (the loss is then recorded)."""
+        with self._lock:
+            if self._state is not RemoteSessionState.CLOSED or self.death_reason is not None:
+                return False
+            self._state = RemoteSessionState.LOST
+            self.death_reason = reason
+            return True
 
     def mark_lost(self, reason: str) -> bool:
         """Called by the runtime when the node died; True the first time."""

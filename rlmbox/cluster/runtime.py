@@ -174,15 +174,22 @@ class RayRuntime:
         with self._lock:
             entry = self._sessions.pop(session.id, None)
         try:
-            node = self._nodes.get(session.node_id)
-            if node is not None:
-                self._get(session.node_id, node.close_session.remote(session.id, reason))
-                self._anchor(session.node_id)
-        except SessionLost:
-            pass   # the node died meanwhile; the loss is recorded, nothing left to close
+            self._close_on_node(session, reason)
+        except SessionLost as exc:
+            # the node died before the close reached it (unnoticed while the session was
+            # idle): the session was lost, and the loss is recorded like any other
+            if session.lost_while_closing(str(exc)):
+                self._index.lost(session.id, session.node_id, str(exc))
         finally:
             if entry is not None:
                 entry[1].release()
+
+    def _close_on_node(self, session: RemoteSession, reason: str) -> None:
+        node = self._nodes.get(session.node_id)
+        if node is None:   # lost while the session was closing, by another's call
+            raise SessionLost(f"node {session.node_id[:12]} is gone")
+        self._get(session.node_id, node.close_session.remote(session.id, reason))
+        self._anchor(session.node_id)
 
     # --- nodes ---------------------------------------------------------------------------
 
