@@ -109,3 +109,20 @@ def make_ray_runtime(ray_cluster: Cluster, tmp_path: Path
     yield make
     for rt in made:
         rt.close()
+
+
+@pytest.fixture(scope="module")
+def collected(ray_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished cluster run's audit directory (index and node logs): one session per
+    slot, a cell each, then closed."""
+    from rlmbox.cluster import RayRuntime
+
+    tmp = tmp_path_factory.mktemp("cluster-audit")
+    with RayRuntime(write_policy(tmp, isolation={"backend": "process"}), pool_size=0,
+                    audit_dir=tmp / "audit", admission_timeout_s=30) as rt:
+        sessions = [rt.session() for _ in range(NODES * SLOTS_PER_NODE)]
+        for i, session in enumerate(sessions):
+            assert session.exec(f"print({i})").ok
+        for session in sessions:
+            session.close()
+    return tmp / "audit"

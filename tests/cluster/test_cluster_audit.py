@@ -8,35 +8,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from rlmbox.audit.collected import verify_collected
 from rlmbox.audit.files import CHECKPOINTS
 from rlmbox.audit.reader import iter_records
 from rlmbox.audit.verify import verify_log
 from tests.audit.tamper_helpers import read, relink, write
-from tests.cluster.conftest import NODES, SLOTS_PER_NODE
+from tests.cluster.conftest import NODES
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def collected(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished cluster run: one session per slot, a cell each, then closed."""
-    from rlmbox.cluster import RayRuntime
-    from tests.conftest import write_policy
-
-    tmp = tmp_path_factory.mktemp("cluster-audit")
-    with RayRuntime(write_policy(tmp, isolation={"backend": "process"}), pool_size=0,
-                    audit_dir=tmp / "audit", admission_timeout_s=30) as rt:
-        sessions = [rt.session() for _ in range(NODES * SLOTS_PER_NODE)]
-        for i, session in enumerate(sessions):
-            assert session.exec(f"print({i})").ok
-        for session in sessions:
-            session.close()
-    return tmp / "audit"
 
 
 def _copy(collected: Path, tmp_path: Path) -> Path:

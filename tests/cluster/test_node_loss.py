@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_processes import in_cgroup_named
+from live_processes import in_cgroup_named, is_live
 
 from rlmbox.audit.reader import iter_records
 from rlmbox.cluster import RemoteSessionState
@@ -68,7 +68,7 @@ def test_killing_a_nodes_raylet_mid_cell_loses_its_sessions_audited_and_leaves_n
             idle.exec("1")
 
         deadline = time.monotonic() + 20
-        while (left := {p for p in pids if sandbox_pids_alive(p)}) and \
+        while (left := {p for p in pids if is_live(p)}) and \
                 time.monotonic() < deadline:
             time.sleep(0.2)
         assert not left, f"sandbox processes outlived their node: {left}"
@@ -82,14 +82,6 @@ def test_killing_a_nodes_raylet_mid_cell_loses_its_sessions_audited_and_leaves_n
         ray_cluster.remove_node(doomed, allow_graceful=False)
 
 
-def sandbox_pids_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 DRIVER = """
 import sys, time
 from rlmbox.cluster import RayRuntime
@@ -97,6 +89,8 @@ rt = RayRuntime(sys.argv[1], address=sys.argv[2], audit_dir=sys.argv[3], pool_si
 session = rt.session()
 session.exec("x = 1")
 print(session.placement.sandbox_id, flush=True)
+if len(sys.argv) > 4:
+    session.exec(sys.argv[4])   # a cell the driver dies in
 time.sleep(600)
 """
 
@@ -123,7 +117,7 @@ def test_a_dead_driver_takes_its_sessions_sandboxes_with_it(
         if driver.stdout is not None:
             driver.stdout.close()
     deadline = time.monotonic() + 30
-    while (left := {p for p in pids if sandbox_pids_alive(p)}) and \
+    while (left := {p for p in pids if is_live(p)}) and \
             time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"sandbox processes outlived their driver: {left}"

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live_processes import is_live
 
 from rlmbox.audit.reader import iter_records
 from tests.cluster.conftest import node_args, ray_processes
+from tests.cluster.test_node_loss import DRIVER
 
 Make = Callable[..., Any]
 
@@ -227,17 +229,6 @@ def test_serve_on_ray_listens_on_the_loopback_only(ray_cluster: Any, tmp_path: P
         shutil.rmtree(short, ignore_errors=True)
 
 
-DOCKER_DRIVER = """
-import sys, time
-from rlmbox.cluster import RayRuntime
-rt = RayRuntime(sys.argv[1], address=sys.argv[2], audit_dir=sys.argv[3], pool_size=0)
-session = rt.session()
-session.exec("x = 1")
-print(session.placement.sandbox_id, flush=True)
-session.exec(sys.argv[4])
-"""
-
-
 def test_a_dead_driver_takes_its_docker_sandboxes_with_it(
         ray_cluster: Any, tmp_path: Path) -> None:
     """The promise (scale-out.md, Failures: Docker sandboxes die with their node actor,
@@ -262,7 +253,7 @@ def test_a_dead_driver_takes_its_docker_sandboxes_with_it(
     engine = docker.from_env(timeout=30)
     repo = Path(__file__).resolve().parents[2]
     driver = subprocess.Popen(
-        [sys.executable, "-c", DOCKER_DRIVER, str(docker_policy(tmp_path, "runc")),
+        [sys.executable, "-c", DRIVER, str(docker_policy(tmp_path, "runc")),
          ray_cluster.address, str(tmp_path / "audit"), STUBBORN_CELL],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
     container = ""
@@ -293,25 +284,6 @@ def test_a_dead_driver_takes_its_docker_sandboxes_with_it(
         with contextlib.suppress(Exception):
             engine.api.remove_container(container, force=True, v=True)
         engine.close()
-
-
-@pytest.fixture(scope="module")
-def collected(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished cluster run (as test_cluster_audit.py's): a session per slot, a cell
-    each, then closed."""
-    from rlmbox.cluster import RayRuntime
-    from tests.cluster.conftest import NODES, SLOTS_PER_NODE
-    from tests.conftest import write_policy
-
-    tmp = tmp_path_factory.mktemp("s7c-cluster-audit")
-    with RayRuntime(write_policy(tmp, isolation={"backend": "process"}), pool_size=0,
-                    audit_dir=tmp / "audit", admission_timeout_s=30) as rt:
-        sessions = [rt.session() for _ in range(NODES * SLOTS_PER_NODE)]
-        for i, session in enumerate(sessions):
-            assert session.exec(f"print({i})").ok
-        for session in sessions:
-            session.close()
-    return tmp / "audit"
 
 
 @pytest.mark.parametrize("where", ["a cell's record", "the last record", "the tail cut"])
@@ -376,14 +348,6 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 def test_a_node_lost_mid_child_cell_leaves_no_child_or_pool_sandbox(
         ray_cluster: Any, make_ray_runtime: Make, tmp_path: Path) -> None:
     """The promise (scale-out.md, Failures): no process of a lost node's sandboxes
@@ -427,7 +391,7 @@ def test_a_node_lost_mid_child_cell_leaves_no_child_or_pool_sandbox(
         below = _descendants(raylet)
         doomed.kill_raylet()
         deadline = time.monotonic() + 30
-        while (left := {p for p in below if _alive(p)}) and time.monotonic() < deadline:
+        while (left := {p for p in below if is_live(p)}) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not left, f"outlived their node: {[(p, _cmdline(p)) for p in left]}"
         worker.join(60)

@@ -8,6 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def is_live(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
 def live_pids(picked: Callable[[int], bool]) -> set[int]:
     """Pids of live, non-zombie processes for which ``picked(pid)`` holds (a process gone
     while it is read is left out)."""
@@ -18,10 +27,9 @@ def live_pids(picked: Callable[[int], bool]) -> set[int]:
         try:
             if not picked(int(entry)):
                 continue
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state not in ("Z", "X"):
+        if is_live(int(entry)):
             found.add(int(entry))
     return found
 
