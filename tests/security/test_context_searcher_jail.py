@@ -31,7 +31,9 @@ EXPONENTIAL_TEXT = "a" * 40 + "!"
 
 
 def _searcher_pids() -> list[int]:
-    """Host pids of running search programs (the program itself, not bwrap around it)."""
+    """Host pids of running search programs: the Python program itself, not bwrap around
+    it nor a step of the jail's entry (sh, prlimit, unshare, setpriv), whose command lines
+    name the program too before they exec it."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -42,7 +44,7 @@ def _searcher_pids() -> list[int]:
         except OSError:
             continue
         if any(Path(a.decode(errors="replace")).name == "context_search.py" for a in argv) \
-                and not Path(exe).name.startswith("bwrap"):
+                and Path(exe).name.startswith("python"):
             found.append(int(entry.name))
     return found
 
