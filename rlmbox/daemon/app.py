@@ -43,7 +43,7 @@ from rlmbox.daemon.stream import (
     send_json,
     watch_interrupts,
 )
-from rlmbox.daemon.validation import parse_body, query_int
+from rlmbox.daemon.validation import parse_body, query_int, refuse_unknown_query
 from rlmbox.daemon.wire import (
     BACKEND_NOT_ALLOWED,
     ERROR_TYPE_HEADER,
@@ -234,10 +234,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     tenant, store = request[TENANT], request.app[STORE]
     limit = query_int(request.query, "limit", 100, low=1, high=MAX_PAGE)
     before = request.query.get("before")
-    unknown = set(request.query) - {"limit", "before"}
-    if unknown:
-        raise DaemonError(f"unknown query parameters: {', '.join(sorted(unknown))}",
-                          status=400, type=INVALID_REQUEST)
+    refuse_unknown_query(request.query, {"limit", "before"})
     if before is not None and store.session(before, tenant) is None:
         # another tenant's session reads as unknown: the answer tells nothing about it
         raise DaemonError(f"query parameter before: no session {before!r}", status=400,
@@ -390,10 +387,7 @@ async def audit_events(request: web.Request) -> web.Response:
         raise DaemonError(f"no session {session!r}", status=404, type=NOT_FOUND)
     after = query_int(request.query, "after_seq", 0, low=0, high=2**62)
     limit = query_int(request.query, "limit", 100, low=1, high=MAX_PAGE)
-    unknown = set(request.query) - {"session", "after_seq", "limit"}
-    if unknown:
-        raise DaemonError(f"unknown query parameters: {', '.join(sorted(unknown))}",
-                          status=400, type=INVALID_REQUEST)
+    refuse_unknown_query(request.query, {"session", "after_seq", "limit"})
     events, next_after = await _blocking(
         request, functools.partial(audit_page, request.app[AUDIT_INDEX], tenant,
                                    session=session, after_seq=after, limit=limit))

@@ -84,3 +84,11 @@ def query_int(query: Any, name: str, default: int, *, low: int, high: int) -> in
         raise DaemonError(f"query parameter {name} must be between {low} and {high}",
                           status=400, type=INVALID_REQUEST)
     return value
+
+
+def refuse_unknown_query(query: Any, known: set[str]) -> None:
+    """A 400 naming every query parameter not in ``known`` (a typo is not ignored)."""
+    unknown = set(query) - known
+    if unknown:
+        raise DaemonError(f"unknown query parameters: {', '.join(sorted(unknown))}",
+                          status=400, type=INVALID_REQUEST)
