@@ -87,8 +87,13 @@ def query_int(query: Any, name: str, default: int, *, low: int, high: int) -> in
 
 
 def refuse_unknown_query(query: Any, known: set[str]) -> None:
-    """A 400 naming every query parameter not in ``known`` (a typo is not ignored)."""
+    """A 400 naming every query parameter not in ``known`` (a typo is not ignored), or any
+    given more than once (which one would count is not the caller's guess)."""
     unknown = set(query) - known
     if unknown:
         raise DaemonError(f"unknown query parameters: {', '.join(sorted(unknown))}",
+                          status=400, type=INVALID_REQUEST)
+    repeated = sorted(name for name in set(query) if len(query.getall(name)) > 1)
+    if repeated:
+        raise DaemonError(f"query parameters given more than once: {', '.join(repeated)}",
                           status=400, type=INVALID_REQUEST)

@@ -9,7 +9,6 @@ import pytest
 from .conftest import RunningDaemon
 
 
-@pytest.mark.xfail(strict=True, reason="review: repeated limit/before silently uses the first")
 @pytest.mark.parametrize("repeat", ["limit=1&limit=5", "before={0}&before={1}"])
 def test_a_repeated_page_parameter_is_a_400(daemon: RunningDaemon, http: httpx.Client,
                                             repeat: str) -> None:

@@ -88,3 +88,9 @@ def test_sessions_made_in_the_same_instant_are_each_listed_once(tmp_path: Path) 
     finally:
         store.close()
     assert seen == ["s-06", "s-05", "s-04", "s-03", "s-02", "s-01", "s-00"]
+
+
+def test_the_audit_page_refuses_a_repeated_parameter_too(http: httpx.Client) -> None:
+    answer = http.get("/v1/audit?limit=1&limit=5")
+    assert answer.status_code == 400, answer.text
+    assert "given more than once: limit" in answer.json()["error"]["message"]
