@@ -33,6 +33,8 @@ from rlmbox.audit.files import TornTail
 
 _HEX = frozenset("0123456789abcdef")
 _APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+#: Segments the writer keeps open for reading headers; past it all are closed and reopened.
+_MAX_READERS = 16
 
 
 def is_digest(value: object) -> TypeGuard[str]:
@@ -51,6 +53,7 @@ class BodyStore:
         self._fd = -1
         self._segment: Path | None = None
         self._size = 0
+        self._readers: dict[Path, int] = {}   # segment -> O_RDONLY fd, for ``_stored``
 
     # -- reading -------------------------------------------------------------------------
 
@@ -163,7 +166,8 @@ class BodyStore:
         new = {digest: data for digest, data in bodies.items() if not self._stored(digest)}
         if not new:
             return
-        if self._fd < 0 or self._size >= self._max_segment_bytes:
+        if (self._fd < 0 or self._size >= self._max_segment_bytes
+                or os.fstat(self._fd).st_nlink == 0):   # full, or removed under us
             self._start_segment()
         chunk = b"".join(encode_entry(digest, data) for digest, data in new.items())
         offset = self._size
@@ -181,11 +185,34 @@ class BodyStore:
             self._scanned[segment] = self._size
 
     def _stored(self, digest: str) -> bool:
-        """Stored and not erased since (``rlmbox audit erase`` may run beside the writer)."""
+        """Stored and not erased or removed since (``rlmbox audit erase`` may run beside
+        the writer). The header is read through a kept descriptor: an open per body was
+        a tenth of a trivial cell's cost."""
         entry = self._index.get(digest)
-        if entry is not None and is_live(entry):
-            return True
+        if entry is not None:
+            fd = self._reader(entry.segment)
+            if fd is not None and is_live(fd, entry):
+                return True
         return self._legacy_path(digest).exists()
+
+    def _reader(self, segment: Path) -> int | None:
+        """A kept read descriptor on ``segment``, or ``None`` when it is gone."""
+        fd = self._readers.get(segment)
+        if fd is not None:
+            return fd
+        if len(self._readers) >= _MAX_READERS:
+            self._close_readers()
+        try:
+            fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        self._readers[segment] = fd
+        return fd
+
+    def _close_readers(self) -> None:
+        for fd in self._readers.values():
+            os.close(fd)
+        self._readers.clear()
 
     def _start_segment(self) -> None:
         if self._fd >= 0:
@@ -199,7 +226,8 @@ class BodyStore:
         fsync_dir(self.root)
 
     def close(self) -> None:
-        """Close the segment being appended to."""
+        """Close the segment being appended to and the kept read descriptors."""
+        self._close_readers()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -125,17 +125,11 @@ def read_entry(entry: Entry) -> bytes | None:
     return data if len(data) == entry.size else None
 
 
-def is_live(entry: Entry) -> bool:
-    """True while the entry's header still says live (it may have been erased since)."""
-    try:
-        fd = os.open(entry.segment, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        header = _HEADER.match(os.pread(fd, HEADER_BYTES, entry.offset))
-    finally:
-        os.close(fd)
-    return header is not None and header.group(3) == LIVE
+def is_live(fd: int, entry: Entry) -> bool:
+    """True while the entry's header, read through ``fd`` (open on its segment), still
+    says live and the segment is still linked: it may have been erased or removed since."""
+    header = _HEADER.match(os.pread(fd, HEADER_BYTES, entry.offset))
+    return header is not None and header.group(3) == LIVE and os.fstat(fd).st_nlink > 0
 
 
 def erase_entry(entry: Entry) -> None:

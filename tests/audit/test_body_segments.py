@@ -204,3 +204,63 @@ def test_a_damaged_segment_is_left_for_verify_and_new_bodies_go_to_a_new_one(
     report = verify_log(logdir)
     assert first["seq"] in [m.seq for m in report.missing_bodies]
     assert later["seq"] not in [m.seq for m in report.missing_bodies]
+
+
+def test_a_recurring_body_costs_no_file_open(logdir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer checks a stored body's header through a descriptor it keeps, not an
+    open() per record: the same cell run again opens nothing (issue 16's distinct and
+    trivial cells paid one open per body)."""
+    opened: list[str] = []
+    real = os.open
+
+    def counting(path: object, *args: object, **kwargs: object) -> int:
+        opened.append(str(path))
+        return real(path, *args, **kwargs)   # type: ignore[arg-type]
+
+    with AuditLog(logdir) as log:
+        log.append("a", bodies={"code": "x = 1"})
+        log.sync()
+        log.append("b", bodies={"code": "x = 1"})
+        log.sync()
+        monkeypatch.setattr(os, "open", counting)
+        for _ in range(5):
+            log.append("c", bodies={"code": "x = 1"})
+            log.sync()
+        monkeypatch.undo()
+    assert opened == []
+
+
+def test_a_segment_deleted_while_the_log_is_open_gets_its_bodies_again(logdir: Path) -> None:
+    """A descriptor kept on a segment an operator removed still reads its old header; the
+    writer must see the file is gone (no link left) and store the body anew, or the new
+    record would name a body nobody can read."""
+    with AuditLog(logdir) as log:
+        first = log.append("a", bodies={"code": "print('kept?')"})
+        log.sync()
+        log.append("b", bodies={"code": "print('kept?')"})   # the writer now knows it
+        log.sync()
+        _only_segment(logdir).unlink()
+        assert BodyStore(logdir / "bodies").read(first["code_sha256"]) is None
+        log.append("c", bodies={"code": "print('kept?')"})
+    assert BodyStore(logdir / "bodies").read(first["code_sha256"]) == b"print('kept?')"
+
+
+def test_the_writer_keeps_a_bounded_number_of_segment_descriptors(tmp_path: Path) -> None:
+    """Bodies spread over many segments do not pile up open descriptors."""
+    root = tmp_path / "bodies"
+    root.mkdir()
+    store = BodyStore(root, max_segment_bytes=1)   # a new segment for every batch
+    store.open_for_append()
+    before = len(os.listdir("/proc/self/fd"))
+    digests = []
+    for i in range(200):
+        data = f"body {i}".encode()
+        digest = hashlib.sha256(data).hexdigest()
+        store.write_durably({digest: data})
+        store.write_durably({digest: data})   # checked through a kept descriptor
+        digests.append(digest)
+    assert len(os.listdir("/proc/self/fd")) - before <= 20
+    store.close()
+    assert len(os.listdir("/proc/self/fd")) <= before
+    assert all(BodyStore(root).read(d) is not None for d in digests)
