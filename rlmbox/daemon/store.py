@@ -83,7 +83,13 @@ def _digest(token: str) -> str:
 
 
 class Store:
-    """One SQLite database; every method is thread-safe (one connection, one lock)."""
+    """One SQLite database; every method is thread-safe.
+
+    Two connections, each behind its own lock: writes go through one, reads through the
+    other. In WAL mode a reader sees the last commit without waiting for a commit in
+    progress, so the lookups the event loop makes for every request (the token, the
+    session) never stall behind another thread's fsync.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -98,6 +104,11 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")   # `rlmbox token` may write beside us
         self._migrate()
+        self._reader = sqlite3.connect(self.path, check_same_thread=False,
+                                       isolation_level=None)
+        self._read_lock = threading.Lock()
+        self._reader.execute("PRAGMA query_only=ON")
+        self._reader.execute("PRAGMA busy_timeout=10000")
 
     def _migrate(self) -> None:
         with self._lock:
@@ -120,8 +131,14 @@ class Store:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        with self._read_lock:
+            return self._reader.execute(sql, params).fetchall()
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         with self._lock:
@@ -151,9 +168,7 @@ class Store:
         return TokenRow(token_id, tenant, now, None), secret
 
     def tokens(self) -> list[TokenRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, tenant, created, revoked FROM tokens ORDER BY created").fetchall()
+        rows = self._read("SELECT id, tenant, created, revoked FROM tokens ORDER BY created", ())
         return [TokenRow(*row) for row in rows]
 
     def revoke_token(self, token_id: str) -> bool:
@@ -170,9 +185,9 @@ class Store:
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(token) > 512:
             return None
-        with self._lock:
-            row = self._db.execute("SELECT sha256, tenant, revoked FROM tokens WHERE id = ?",
-                                   (parts[1],)).fetchone()
+        found = self._read("SELECT sha256, tenant, revoked FROM tokens WHERE id = ?",
+                           (parts[1],))
+        row = found[0] if found else None
         expected = row[0] if row else _digest(secrets.token_hex(16))
         matches = hmac.compare_digest(_digest(token), expected)
         if row is None or not matches or row[2] is not None:
@@ -216,9 +231,7 @@ class Store:
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[SessionRow]:
         # fixed clauses from this module; values are always bound parameters
-        query = _SELECT_SESSIONS + where
-        with self._lock:
-            rows = self._db.execute(query, params).fetchall()
+        rows = self._read(_SELECT_SESSIONS + where, params)
         return [SessionRow(r[0], r[1], r[2], r[3], r[4], r[5],
                            [(int(p), str(s)) for p, s in json.loads(r[6])], *r[7:])
                 for r in rows]

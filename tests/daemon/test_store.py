@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rlmbox.daemon.store import MIGRATIONS, Store
+from rlmbox.daemon.store import MIGRATIONS, SessionRow, Store
 from rlmbox.errors import DaemonError
 
 
@@ -68,3 +71,47 @@ def test_a_token_authenticates_only_its_own_tenant_and_not_after_revocation(
         assert store.authenticate(b_secret) == "bob"
     finally:
         store.close()
+
+
+class _SlowWrites:
+    """Stands in for the writer connection: every write statement takes half a second,
+    as a commit's fsync can on a busy disk."""
+
+    def __init__(self, real: sqlite3.Connection) -> None:
+        self._real = real
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            time.sleep(0.5)
+        return self._real.execute(sql, params)
+
+    def close(self) -> None:
+        self._real.close()
+
+
+def test_reads_do_not_wait_for_a_write_in_progress(tmp_path: Path) -> None:
+    """The daemon authenticates every request and looks sessions up on its event loop:
+    a write another thread is committing (one tenant's session starting or ending) must
+    not stall them, or one tenant's churn pauses every tenant's requests."""
+    store = Store(tmp_path)
+    _, secret = store.create_token("acme")
+    store.add_session(_row("s-1", "acme"))
+    store._db = _SlowWrites(store._db)   # type: ignore[assignment]
+    writer = threading.Thread(target=store.add_session, args=(_row("s-2", "acme"),))
+    writer.start()
+    time.sleep(0.05)   # the write holds the writer connection now
+    started = time.monotonic()
+    assert store.authenticate(secret) == "acme"
+    assert store.session("s-1", "acme") is not None
+    assert [row.id for row in store.sessions("acme", 10)] == ["s-1"]   # s-2 not committed
+    waited = time.monotonic() - started
+    writer.join()
+    assert waited < 0.2, f"reads waited {waited:.3f} s behind the write"
+    assert [row.id for row in store.sessions("acme", 10)] == ["s-2", "s-1"]
+    store.close()
+
+
+def _row(session_id: str, tenant: str) -> SessionRow:
+    return SessionRow(id=session_id, tenant=tenant, policy="default", policy_sha256="0" * 64,
+                      backend="process", sandbox_id=None, sandbox_pids=[], state="open",
+                      created=time.time(), closed=None, reason=None)

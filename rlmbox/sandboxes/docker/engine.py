@@ -8,6 +8,7 @@ what is missing and how to fix it when no engine answers.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,14 +27,34 @@ def connect(base_url: str | None = None, timeout: float = 60.0) -> Any:
         raise SandboxUnavailable(
             "the docker Python SDK is not installed (pip install 'rlmbox[docker]')") from exc
     where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    _refuse_dead_unix_socket(where)
+    client = None
     try:
         client = (docker.DockerClient(base_url=base_url, timeout=int(timeout)) if base_url
                   else docker.from_env(timeout=int(timeout)))
         client.ping()
     except Exception as exc:  # the SDK raises DockerException or raw requests errors here
+        if client is not None:
+            client.close()   # its connection pool holds the socket it tried
         raise SandboxUnavailable(f"no Docker engine answers at {where}: {_short(exc)}; {_FIX}"
                                  ) from exc
     return client
+
+
+def _refuse_dead_unix_socket(where: str) -> None:
+    """Tries a Unix-socket engine's socket first, closing what it opened: the SDK leaks
+    the socket of a connection that fails (its ``UnixHTTPConnection.connect``), which a
+    host without a running engine would meet on every refused session."""
+    if not where.startswith("unix://"):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(5.0)
+        probe.connect(where.removeprefix("unix://"))
+    except OSError as exc:
+        raise SandboxUnavailable(f"no Docker engine answers at {where}: {exc}; {_FIX}") from exc
+    finally:
+        probe.close()
 
 
 def is_local(client: Any) -> bool:
