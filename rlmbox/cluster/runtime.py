@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -56,6 +56,14 @@ def _cause(exc: RayTaskError) -> Exception:
     if isinstance(cause, RlmboxError | ValueError | TypeError):
         return cause
     return RlmboxError(f"the node failed: {type(cause).__name__}: {cause}")
+
+
+def is_provider_object(lm: object) -> TypeGuard[LMProvider]:
+    """A provider object (it has ``complete``), as against a spec or a factory. Many
+    providers are callable too, so being callable does not make one a factory: taken for
+    one, it would be pickled to every node with its key."""
+    return lm is not None and not isinstance(lm, str | type) and callable(
+        getattr(lm, "complete", None))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -97,7 +105,7 @@ class RayRuntime:
         if self._owns_ray:
             ray.init(address=address or "auto", log_to_driver=False)
         self.audit_dir = Path(audit_dir) if audit_dir is not None else default_audit_dir()
-        self._driver_lm = None if lm is None or isinstance(lm, str) or callable(lm) else lm
+        self._driver_lm = lm if is_provider_object(lm) else None
         node_lm = lm if self._driver_lm is None else DriverLMSpec(
             self._driver_lm.name, self._driver_lm.model)
         self._subcall = subcall

@@ -282,6 +282,29 @@ def test_an_lm_provider_object_stays_on_the_driver(make_ray_runtime: Make) -> No
     assert outcomes.count("ok") == 3
 
 
+class _CallableProvider(ScriptedLM):
+    """A provider that is also callable, as many SDK clients are: it holds a key and must
+    never be pickled to a node (it refuses to be)."""
+
+    def __call__(self, prompt: str) -> str:
+        return self.complete(prompt).text
+
+    def __reduce__(self) -> Any:
+        raise TypeError("this provider holds a key and must not leave the driver")
+
+
+def test_a_callable_lm_provider_object_is_not_taken_for_a_factory(
+        make_ray_runtime: Make) -> None:
+    """Being callable does not make a provider a factory: it stays on the driver, as any
+    provider object does, rather than travelling to every node with its key."""
+    lm = _CallableProvider(default="kept here")
+    rt = make_ray_runtime(lm=lm)
+    with rt.session() as s:
+        result = s.exec("print(llm_query('q'))")
+    assert result.stdout == "kept here\n"
+    assert lm.prompts == ["q"]
+
+
 def test_files_cross_to_and_from_a_remote_session(make_ray_runtime: Make) -> None:
     rt = make_ray_runtime()
     with rt.session() as s:
