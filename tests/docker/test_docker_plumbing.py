@@ -93,6 +93,9 @@ def _backend_with_agent(backend: DockerBackend, tmp_path: Path, source: str,
 
 
 def _mine(engine: Any) -> list[dict[str, Any]]:
+    """This process's containers, once the removals earlier tests queued have run (a count
+    taken while one was still being removed made the next test's "none left" fail)."""
+    assert REMOVALS.wait(60), "the queued container removals did not finish in 60 s"
     found: list[dict[str, Any]] = engine.api.containers(
         all=True, filters={"label": f"{LABEL_OWNER}={Owner.current().id}"})
     return found
