@@ -163,17 +163,18 @@ class BodyStore:
 
         Raises ``OSError``; the caller turns that into a fail-closed log.
         """
+        self._drop_moved_readers()
         new = {digest: data for digest, data in bodies.items() if not self._stored(digest)}
         if not new:
             return
-        if (self._fd < 0 or self._size >= self._max_segment_bytes
-                or os.fstat(self._fd).st_nlink == 0):   # full, or removed under us
+        if (self._fd < 0 or self._size >= self._max_segment_bytes or self._segment is None
+                or not same_file(self._fd, self._segment)):   # full, or moved away under us
             self._start_segment()
         chunk = b"".join(encode_entry(digest, data) for digest, data in new.items())
-        offset = self._size
+        offset = os.fstat(self._fd).st_size   # where O_APPEND puts it, even if cut under us
         write_all(self._fd, chunk)
         os.fsync(self._fd)
-        self._size += len(chunk)
+        self._size = offset + len(chunk)
         if len(self._index) > 100_000:   # bound memory; a duplicate entry is harmless
             self._index.clear()
             self._scanned.clear()
@@ -191,9 +192,18 @@ class BodyStore:
         entry = self._index.get(digest)
         if entry is not None:
             fd = self._reader(entry.segment)
-            if fd is not None and is_live(fd, entry):
+            if fd is not None and is_live(fd, entry, digest):
                 return True
         return self._legacy_path(digest).exists()
+
+    def _drop_moved_readers(self) -> None:
+        """Closes each kept descriptor whose path no longer names its file (the segment was
+        removed, moved away or replaced): it must neither vouch for bodies nor keep a
+        removed segment's bytes alive on disk."""
+        for segment, fd in list(self._readers.items()):
+            if not same_file(fd, segment):
+                os.close(fd)
+                del self._readers[segment]
 
     def _reader(self, segment: Path) -> int | None:
         """A kept read descriptor on ``segment``, or ``None`` when it is gone."""
@@ -231,6 +241,16 @@ class BodyStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def same_file(fd: int, path: Path) -> bool:
+    """True while ``path`` still names the file open on ``fd``."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -125,11 +125,14 @@ def read_entry(entry: Entry) -> bytes | None:
     return data if len(data) == entry.size else None
 
 
-def is_live(fd: int, entry: Entry) -> bool:
-    """True while the entry's header, read through ``fd`` (open on its segment), still
-    says live and the segment is still linked: it may have been erased or removed since."""
+def is_live(fd: int, entry: Entry, digest: str) -> bool:
+    """True while the header at ``entry``'s offset, read through ``fd`` (open on its
+    segment), still names this body (digest and size) as live: it may have been erased,
+    or the file truncated or replaced, since it was indexed."""
     header = _HEADER.match(os.pread(fd, HEADER_BYTES, entry.offset))
-    return header is not None and header.group(3) == LIVE and os.fstat(fd).st_nlink > 0
+    return (header is not None and header.group(3) == LIVE
+            and header.group(1) == digest.encode("ascii")
+            and int(header.group(2)) == entry.size)
 
 
 def erase_entry(entry: Entry) -> None:

@@ -2,21 +2,25 @@
 ``_reader``, ``write_durably``, ``body_segments.is_live``) and on the Docker engine's
 Unix-socket probe (``engine.connect``, ``_refuse_dead_unix_socket``).
 
-What broke (each test below is a strict xfail until fixed):
+What broke, and is fixed (each test was a strict xfail on the commit it attacked):
 
 - A kept descriptor follows the *inode*, not the path: a segment an operator moved out of
-  ``bodies/`` (still linked elsewhere) is still trusted, and the writer even keeps
-  appending new bodies to the moved file; the new records name bodies the log cannot read.
-- ``is_live`` reads the header at the remembered offset but never checks that it names the
+  ``bodies/`` (still linked elsewhere) was still trusted, and the writer even kept
+  appending new bodies to the moved file; the new records named bodies the log cannot read.
+  Now each batch first drops kept descriptors whose path names another file or none, and
+  appends to a new segment when its own was moved.
+- ``is_live`` read the header at the remembered offset but never checked that it names the
   digest asked about: a segment replaced or truncated by an operator with another live
-  body at that offset makes the writer skip storing the body.
+  body at that offset made the writer skip storing the body. It now checks digest and size.
 - A segment an operator removed (removing a segment erases its bodies, says
-  docs/audit-format.md) stays open through the kept reader after the next batch, so its
-  bytes stay on disk and readable through ``/proc/<pid>/fd`` while the log is open.
-- The probe reads ``unix://`` URLs itself and refuses forms the SDK accepts (the legacy
-  ``unix://path``, a trailing slash, surrounding blanks), so a working engine is refused.
+  docs/audit-format.md) stayed open through the kept reader after the next batch.
+- The probe read ``unix://`` URLs itself and refused forms the SDK accepts (the legacy
+  ``unix://path``, a trailing slash, surrounding blanks): it now reads them as the SDK does.
+
+Still open (strict xfail, documented in ``engine._refuse_dead_unix_socket``):
+
 - The probe is a check before the SDK's own connect: an engine that stops between the two
-  still leaks the SDK's socket (the ResourceWarning the probe was added to prevent).
+  still leaks the SDK's socket to the garbage collector (a ResourceWarning, nothing else).
 """
 
 from __future__ import annotations
@@ -60,8 +64,6 @@ def _fresh_store(tmp_path: Path, **kwargs: int) -> BodyStore:
 # -- body segments -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: a segment moved out of bodies/ while the log "
-                   "is open still receives and vouches for bodies (fd kept on the inode)")
 def test_a_segment_moved_out_while_the_log_is_open_gets_its_bodies_again(
         tmp_path: Path) -> None:
     logdir = tmp_path / "log"
@@ -82,8 +84,6 @@ def test_a_segment_moved_out_while_the_log_is_open_gets_its_bodies_again(
     assert last["seq"] not in [m.seq for m in verify_log(logdir).missing_bodies]
 
 
-@pytest.mark.xfail(strict=True, reason="review: a full segment moved out of bodies/ is still "
-                   "trusted through the kept read descriptor (is_live checks st_nlink only)")
 def test_a_full_segment_moved_out_is_not_trusted_through_a_kept_descriptor(
         tmp_path: Path) -> None:
     store = _fresh_store(tmp_path, max_segment_bytes=1)   # a new segment for every batch
@@ -100,8 +100,6 @@ def test_a_full_segment_moved_out_is_not_trusted_through_a_kept_descriptor(
     assert BodyStore(store.root).read(_digest(body)) == body
 
 
-@pytest.mark.xfail(strict=True, reason="review: is_live never checks the header's digest; a "
-                   "replaced segment's other body at the same offset vouches for this one")
 def test_a_replaced_segment_does_not_vouch_for_a_body_it_lacks(tmp_path: Path) -> None:
     store = _fresh_store(tmp_path)
     body, stranger = b"personal data A", b"other body  Z!!"
@@ -115,8 +113,6 @@ def test_a_replaced_segment_does_not_vouch_for_a_body_it_lacks(tmp_path: Path) -
     assert BodyStore(store.root).read(_digest(body)) == body
 
 
-@pytest.mark.xfail(strict=True, reason="review: a truncated segment's later body at a "
-                   "remembered offset vouches for another digest (is_live ignores it)")
 def test_a_truncated_segment_does_not_vouch_for_a_body_it_lost(tmp_path: Path) -> None:
     store = _fresh_store(tmp_path)
     body, later = b"body A", b"body C"
@@ -130,8 +126,6 @@ def test_a_truncated_segment_does_not_vouch_for_a_body_it_lost(tmp_path: Path) -
     assert BodyStore(store.root).read(_digest(later)) == later
 
 
-@pytest.mark.xfail(strict=True, reason="review: a removed segment stays open through the "
-                   "kept reader, its erased bodies readable via /proc/<pid>/fd")
 def test_a_removed_segment_is_not_held_open_after_the_next_batch(tmp_path: Path) -> None:
     store = _fresh_store(tmp_path)
     secret = b"personal data to erase"
@@ -206,8 +200,6 @@ def test_the_fake_engine_answers_at_its_absolute_unix_url(fake_engine: Path) -> 
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review: the probe parses unix:// itself and refuses "
-                   "forms docker-py accepts (legacy unix://path, trailing slash, blanks)")
 @pytest.mark.parametrize("form", ["legacy", "trailing_slash", "trailing_blank"])
 @pytest.mark.parametrize("via", ["base_url", "DOCKER_HOST"])
 def test_docker_host_forms_the_sdk_accepts_still_connect(
