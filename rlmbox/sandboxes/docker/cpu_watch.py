@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from rlmbox.sandboxes.cpu_poller import shared_poller
 from rlmbox.sandboxes.docker.cgroup_files import cgroup_file_of
 
 INTERVAL_S: Final = 0.1   # how far past cpu_seconds a busy container may run
@@ -52,24 +53,26 @@ def cpu_seconds_used(usage: Path) -> float | None:
 
 
 class CpuWatch:
-    """Polls ``usage`` on a thread and calls ``on_spent`` once, at ``limit`` seconds."""
+    """Reads ``usage`` on the host's shared CPU poller and calls ``on_spent`` once, on a
+    thread of its own, at ``limit`` seconds."""
 
     def __init__(self, usage: Path, limit: float, on_spent: Callable[[], None],
                  name: str) -> None:
         self._usage = usage
         self._limit = limit
         self._on_spent = on_spent
-        self._stopped = threading.Event()
-        threading.Thread(target=self._run, name=f"cpu-{name}", daemon=True).start()
+        self._name = name
+        self._watch = shared_poller(INTERVAL_S).watch(self._tick)
 
-    def _run(self) -> None:
-        while not self._stopped.wait(INTERVAL_S):
-            used = cpu_seconds_used(self._usage)
-            if used is None:
-                return
-            if used >= self._limit:
-                self._on_spent()
-                return
+    def _tick(self) -> bool:
+        used = cpu_seconds_used(self._usage)
+        if used is None:
+            return False
+        if used >= self._limit:
+            threading.Thread(target=self._on_spent, name=f"cpu-kill-{self._name}",
+                             daemon=True).start()
+            return False
+        return True
 
     def stop(self) -> None:
-        self._stopped.set()
+        self._watch.stop()

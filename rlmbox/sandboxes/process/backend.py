@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from rlmbox.sandboxes.base import (
 )
 from rlmbox.sandboxes.bundle import agent_bundle_dir, cache_root
 from rlmbox.sandboxes.channel import FrameChannel
+from rlmbox.sandboxes.cpu_poller import Watch, shared_poller
 from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
@@ -213,6 +215,7 @@ class ProcessSandbox:
         self._pids_hit = False
         self._cpu_spent = False
         self._stopped = threading.Event()
+        self._cpu_watch: Watch | None = None
         self._init: PinnedProcess | None = None    # the pid namespace's init, by pidfd
         self._agent: PinnedProcess | None = None
         # a host uid no other process has (root only): see uids.py
@@ -246,34 +249,43 @@ class ProcessSandbox:
             self._agent_pid = self._await_ready()
             self._agent = self._pin_agent()
             if self._cgroup is not None:
-                threading.Thread(target=self._watch_cpu, args=(self._cgroup,),
-                                 name=f"cpu-{self._id}", daemon=True).start()
+                self._cpu_watch = shared_poller(CPU_WATCH_INTERVAL_S).watch(
+                    self._cpu_tick(self._cgroup))
         except BaseException:
             self.kill()
             raise
 
-    def _watch_cpu(self, group: Cgroup) -> None:
-        """Kills the sandbox once its processes together used ``cpu_seconds``: RLIMIT_CPU
-        binds each process alone, so a cell that forks would get it once per child. While
-        the sandbox is busy it runs at the least CPU weight, so another sandbox's short
-        cell (another tenant's, in the daemon) is not queued behind it on a busy host."""
+    def _cpu_tick(self, group: Cgroup) -> Callable[[], bool]:
+        """The shared poller's check of this sandbox: kills it once its processes together
+        used ``cpu_seconds`` (RLIMIT_CPU binds each process alone, so a cell that forks
+        would get it once per child). While the sandbox is busy it runs at the least CPU
+        weight, so another sandbox's short cell (another tenant's, in the daemon) is not
+        queued behind it on a busy host."""
         limit = self._spec.limits.cpu_seconds
         used, seen = group.cpu_seconds(), time.monotonic()
         yielding = False
-        while not self._stopped.wait(CPU_WATCH_INTERVAL_S):
+
+        def tick() -> bool:
+            nonlocal used, seen, yielding
+            if self._stopped.is_set():
+                return False
             now_used, now = group.cpu_seconds(), time.monotonic()
             if now_used >= limit:
                 self._cpu_spent = True
-                self.kill()
-                return
+                threading.Thread(target=self.kill, name=f"cpu-kill-{self._id}",
+                                 daemon=True).start()   # not on the sweep of every sandbox
+                return False
             busy = now_used - used > BUSY_CORE_SHARE * (now - seen)
             used, seen = now_used, now
             if busy != yielding:
                 try:
                     group.yield_cpu(busy)
                 except OSError:   # the group went with a dying sandbox; cpu_seconds holds
-                    continue
+                    return True
                 yielding = busy
+            return True
+
+        return tick
 
     # --- start ------------------------------------------------------------------------
 
@@ -480,6 +492,8 @@ class ProcessSandbox:
 
     def kill(self) -> None:
         self._stopped.set()
+        if self._cpu_watch is not None:
+            self._cpu_watch.stop()
         if self._init is not None:
             self._init.signal(signal.SIGKILL)   # the pid-ns init: takes all with it
         if getattr(self, "_proc", None) is not None:
