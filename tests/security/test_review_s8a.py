@@ -64,6 +64,13 @@ def _fresh_store(tmp_path: Path, **kwargs: int) -> BodyStore:
 # -- body segments -------------------------------------------------------------------------
 
 
+def _recurs_and_reads_back(store: BodyStore, body: bytes) -> bool:
+    """The body is recorded again after the operator's act: it must be stored again."""
+    store.write_durably({_digest(body): body})
+    store.close()
+    return BodyStore(store.root).read(_digest(body)) == body
+
+
 def test_a_segment_moved_out_while_the_log_is_open_gets_its_bodies_again(
         tmp_path: Path) -> None:
     logdir = tmp_path / "log"
@@ -95,9 +102,7 @@ def test_a_full_segment_moved_out_is_not_trusted_through_a_kept_descriptor(
     archive = tmp_path / "archive"
     archive.mkdir()
     shutil.move(store.root / "segment-000001.bin", archive / "segment-000001.bin")
-    store.write_durably({_digest(body): body})   # the body recurs: it must be stored again
-    store.close()
-    assert BodyStore(store.root).read(_digest(body)) == body
+    assert _recurs_and_reads_back(store, body)
 
 
 def test_a_replaced_segment_does_not_vouch_for_a_body_it_lacks(tmp_path: Path) -> None:
@@ -108,9 +113,7 @@ def test_a_replaced_segment_does_not_vouch_for_a_body_it_lacks(tmp_path: Path) -
     replacement = store.root / "replacement.tmp"
     replacement.write_bytes(encode_entry(_digest(stranger), stranger))
     os.replace(replacement, segment)   # an operator replaces the segment
-    store.write_durably({_digest(body): body})   # the body recurs
-    store.close()
-    assert BodyStore(store.root).read(_digest(body)) == body
+    assert _recurs_and_reads_back(store, body)
 
 
 def test_a_truncated_segment_does_not_vouch_for_a_body_it_lost(tmp_path: Path) -> None:
@@ -120,9 +123,7 @@ def test_a_truncated_segment_does_not_vouch_for_a_body_it_lost(tmp_path: Path) -
     store.write_durably({_digest(body): body})
     os.truncate(store.root / "segment-000001.bin", 0)   # an operator cuts the segment
     store.write_durably({_digest(later): later})   # lands where the lost body was
-    store.write_durably({_digest(body): body})   # the body recurs
-    store.close()
-    assert BodyStore(store.root).read(_digest(body)) == body
+    assert _recurs_and_reads_back(store, body)
     assert BodyStore(store.root).read(_digest(later)) == later
 
 
