@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -47,16 +48,28 @@ class CpuPoller:
         self._lock = threading.Lock()
         self._wake = threading.Event()   # never set: the sweep's timer
         self._owner_pid = -1
+        _every_poller.add(self)
 
     def watch(self, tick: Tick) -> Watch:
-        """Ticks ``tick`` from the next sweep on, until it returns False or is stopped."""
+        """Ticks ``tick`` from the next sweep on, until it returns False or is stopped.
+
+        Raises:
+            RuntimeError: the thread could not be started (the next watch tries again).
+        """
         watch = Watch(self, tick)
         with self._lock:
-            self._watches[id(watch)] = watch
             if self._owner_pid != os.getpid():
-                self._owner_pid = os.getpid()
                 threading.Thread(target=self._run, name=self._name, daemon=True).start()
+                self._owner_pid = os.getpid()   # only once a thread really runs
+            self._watches[id(watch)] = watch
         return watch
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's sandboxes are not this process's to poll (or
+        kill), its thread did not survive the fork, and its lock may be held forever."""
+        self._watches = {}
+        self._lock = threading.Lock()
+        self._owner_pid = -1
 
     def unwatch(self, watch: Watch) -> None:
         with self._lock:
@@ -68,6 +81,8 @@ class CpuPoller:
             with self._lock:
                 watches = list(self._watches.values())
             for watch in watches:
+                if id(watch) not in self._watches:
+                    continue   # stopped during this sweep: its sandbox is gone
                 try:
                     keep = watch.tick()
                 except Exception:   # one sandbox's failed read must not end the others'
@@ -79,14 +94,35 @@ class CpuPoller:
                     self.unwatch(watch)
 
 
-_shared: dict[float, CpuPoller] = {}
-_shared_lock = threading.Lock()
+class _SharedPollers:
+    """The process's pollers, one per interval the backends use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_interval: dict[float, CpuPoller] = {}
+
+    def get(self, interval_s: float) -> CpuPoller:
+        with self.lock:
+            poller = self.by_interval.get(interval_s)
+            if poller is None:
+                poller = self.by_interval[interval_s] = CpuPoller(interval_s,
+                                                                  "rlmbox-cpu-watch")
+            return poller
+
+
+_shared = _SharedPollers()
+_every_poller: weakref.WeakSet[CpuPoller] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    _shared.lock = threading.Lock()
+    for poller in list(_every_poller):
+        poller.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def shared_poller(interval_s: float) -> CpuPoller:
     """The process's poller for ``interval_s`` (one per interval the backends use)."""
-    with _shared_lock:
-        poller = _shared.get(interval_s)
-        if poller is None:
-            poller = _shared[interval_s] = CpuPoller(interval_s, "rlmbox-cpu-watch")
-        return poller
+    return _shared.get(interval_s)

@@ -6,7 +6,7 @@ The promise (docs/security.md rows 23a, 23c): forked children together cannot pa
 ``cpu_seconds``, a busy sandbox runs at the least CPU weight, and one sandbox's watch cannot
 stop or delay another's enforcement, nor outlive its sandbox.
 
-Broken (strict xfail until fixed):
+Broken, and fixed (each test was a strict xfail on 3df59c0):
 
 - Docker: a failing read of the container's CPU time (EMFILE in a daemon short of
   descriptors, say) ends the watch for good: ``cpu_seconds_used`` says None and ``_tick``
@@ -28,7 +28,7 @@ Broken (strict xfail until fixed):
 
 Held (passing tests below): a fork-burning cell is killed naming ``cpu_seconds`` while
 other sessions are opened and closed as fast as possible from two host threads (process,
-runc; not runsc, see above); no watch is left behind by closed sessions nor by a sandbox
+runc, runsc); no watch is left behind by closed sessions nor by a sandbox
 that exited on its own; children left burning between cells are killed at ``cpu_seconds``
 and the next cell says why (process, runc, runsc); a slow kill of one container does not
 hold up another's.
@@ -78,8 +78,6 @@ class _FlakyUsage(PosixPath):
         return super().read_text(encoding, errors)
 
 
-@pytest.mark.xfail(strict=True, reason="review: docker CpuWatch._tick ends the watch on one "
-                   "failing read (None), so cpu_seconds is never enforced after it")
 def test_docker_watch_survives_one_failing_read(tmp_path: Path) -> None:
     usage_file = tmp_path / "cpuacct.usage"
     usage_file.write_text("0\n")
@@ -97,8 +95,6 @@ def test_docker_watch_survives_one_failing_read(tmp_path: Path) -> None:
 
 # --- a poller whose thread did not start ----------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review: CpuPoller.watch sets _owner_pid before the "
-                   "thread starts; a failed start leaves every later watch unticked")
 def test_a_failed_thread_start_does_not_leave_later_watches_unpolled(
         monkeypatch: pytest.MonkeyPatch) -> None:
     poller = CpuPoller(interval_s=0.01, name="review-s8b-poller")
@@ -122,8 +118,6 @@ def test_a_failed_thread_start_does_not_leave_later_watches_unpolled(
 
 # --- a forked host process ------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review: a forked host's new poller thread ticks the "
-                   "parent's inherited watches (never stopped in the child)")
 def test_a_forked_host_process_does_not_poll_its_parents_sandboxes() -> None:
     poller = CpuPoller(interval_s=0.01, name="review-s8b-poller")
     parents_ticks = [0]
@@ -162,8 +156,6 @@ def test_a_forked_host_process_does_not_poll_its_parents_sandboxes() -> None:
 
 # --- a watch stopped while a sweep runs ------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review: CpuPoller._run ticks its snapshot, so a watch "
-                   "stopped mid-sweep is ticked once more (Docker: on_spent after stop)")
 def test_a_container_watch_stopped_mid_sweep_does_not_fire(tmp_path: Path) -> None:
     """Container B is killed (``DockerSandbox.kill`` stops its watch first) while a sweep
     is under way; that sweep must not go on to call B's ``on_spent`` (an engine kill of a
@@ -221,15 +213,14 @@ print('done')
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review: DockerSandbox._cpu_spent kills through the "
-                   "engine API; a busy engine lets forked children run on past cpu_seconds")
 def test_a_busy_engine_does_not_let_a_container_burn_past_cpu_seconds(
         runtimes: Runtimes, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine answers a kill slowly (other tenants' containers being created and
     removed: here runsc's kill took 0.2-0.9 s, and under two churning sessions a
     fork-burning cell once finished ``ok``). The host has the container's processes pinned
     (``kill`` ends them without the engine), yet the kill at ``cpu_seconds`` waits on the
-    engine: 2.4 s of CPU in all under ``cpu_seconds: 1`` runs to the end."""
+    engine: 2.4 s of CPU in all under ``cpu_seconds: 1`` ran to the end. Now the host
+    kills the pinned first process itself, then asks the engine."""
     if not backend.startswith("docker"):
         pytest.skip("the Docker backend's kill at cpu_seconds")
     rt = runtimes(limits={"cpu_seconds": 1, "cpu_cores": 2.0, "cell_timeout_s": 60})
@@ -260,10 +251,6 @@ def test_fork_burn_is_killed_while_sessions_churn_and_no_watch_is_left(
     skip_on_e2b(backend, "the host cannot read an E2B VM's CPU time")
     if backend == "process" and cgroup_version() == 0:
         pytest.skip("no cgroups here (they need root)")
-    if backend == "docker-runsc":
-        pytest.skip("runsc's engine kill is slow enough under churn that the burner "
-                    "sometimes finishes: the strict xfail "
-                    "test_a_busy_engine_does_not_let_a_container_burn_past_cpu_seconds")
     poller = shared_poller(CPU_WATCH_INTERVAL_S)
     before = set(poller._watches)
     rt: Runtime = runtimes(limits={"cpu_seconds": 1, "cpu_cores": 2.0, "cell_timeout_s": 60})

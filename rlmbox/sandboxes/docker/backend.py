@@ -348,6 +348,9 @@ class DockerSandbox:
             self._death = (f"the CPU time limit was reached (cpu_seconds, "
                            f"{self._prepared.spec.limits.cpu_seconds} s for all the "
                            "sandbox's processes)")
+        processes = self._processes
+        if processes is not None:   # the host's own kill: a busy engine lets it burn on
+            processes.kill_first()
         with contextlib.suppress(SandboxError), translated("killing at cpu_seconds"):
             self._client.api.kill(self.container_id, signal="SIGKILL")
 

@@ -67,7 +67,9 @@ class CpuWatch:
     def _tick(self) -> bool:
         used = cpu_seconds_used(self._usage)
         if used is None:
-            return False
+            if self._usage.parent.exists():   # a failed read (out of descriptors, say)
+                raise OSError(f"cannot read {self._usage}; polled again next sweep")
+            return False   # the cgroup is gone: so is the container
         if used >= self._limit:
             threading.Thread(target=self._on_spent, name=f"cpu-kill-{self._name}",
                              daemon=True).start()
