@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cell_programs import fork_burn
 
 from rlmbox.policies.model import load_policy
 from rlmbox.sandboxes.cpu_poller import shared_poller
@@ -19,21 +20,7 @@ from rlmbox.sandboxes.process.cgroups import cgroup_version
 
 from .conftest import TEST_LIMITS, RunningDaemon, policy_file
 
-FORK_BURN = """
-import os, time
-kids = []
-for _ in range(3):
-    pid = os.fork()
-    if pid == 0:
-        t = time.process_time()
-        while time.process_time() - t < 0.7:
-            pass
-        os._exit(0)
-    kids.append(pid)
-for pid in kids:
-    os.waitpid(pid, 0)
-print('done')
-"""   # as tests/security/test_cpu_seconds_tree.py: 2.1 s of CPU in all under cpu_seconds 1
+FORK_BURN = fork_burn(0.7)   # 2.1 s of CPU in all under cpu_seconds 1
 
 pytestmark = pytest.mark.skipif(cgroup_version() == 0,
                                 reason="no cgroups here (they need root)")

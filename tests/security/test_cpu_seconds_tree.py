@@ -11,26 +11,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from cell_programs import fork_burn
 
 from rlmbox.sandboxes.process.cgroups import cgroup_version
 
 from .harness import Runtimes, skip_on_e2b, watched_session
 
-FORK_BURN = """
-import os, time
-kids = []
-for _ in range(3):
-    pid = os.fork()
-    if pid == 0:
-        t = time.process_time()
-        while time.process_time() - t < 0.7:
-            pass
-        os._exit(0)
-    kids.append(pid)
-for pid in kids:
-    os.waitpid(pid, 0)
-print('done')
-"""
+FORK_BURN = fork_burn(0.7)
 
 
 def test_forked_children_share_one_cpu_seconds_allowance(backend: str,

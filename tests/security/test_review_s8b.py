@@ -44,6 +44,7 @@ from pathlib import Path, PosixPath
 from typing import Any
 
 import pytest
+from cell_programs import fork_burn
 
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.sandboxes.cpu_poller import CpuPoller, shared_poller
@@ -196,21 +197,7 @@ def test_a_container_watch_stopped_mid_sweep_does_not_fire(tmp_path: Path) -> No
 # --- Docker: the kill at cpu_seconds waits on the engine -----------------------------------
 
 SLOW_ENGINE_S = 3.0
-BURN_PAST_THE_LIMIT = """
-import os, time
-kids = []
-for _ in range(3):
-    pid = os.fork()
-    if pid == 0:
-        t = time.process_time()
-        while time.process_time() - t < 0.8:
-            pass
-        os._exit(0)
-    kids.append(pid)
-for pid in kids:
-    os.waitpid(pid, 0)
-print('done')
-"""
+BURN_PAST_THE_LIMIT = fork_burn(0.8)
 
 
 def test_a_busy_engine_does_not_let_a_container_burn_past_cpu_seconds(
