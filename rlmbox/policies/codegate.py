@@ -91,7 +91,7 @@ def transform(code: str, allowed_imports: frozenset[str]) -> types.CodeType:
         reason = f"syntax error: {getattr(exc, 'msg', exc)}"
         raise CodeRejected(f"line {line}: {reason}", line=line, reason=reason,
                            errors=[f"line {line}: {reason}"]) from exc
-    except RecursionError as exc:
+    except (RecursionError, MemoryError) as exc:   # MemoryError: the parser's stack limit
         raise CodeRejected("cell nests too deeply", reason="nesting too deep") from exc
     found = _import_errors(tree, allowed_imports) + _string_annotation_errors(tree)
     messages: list[str] = []

@@ -102,3 +102,10 @@ def test_huge_cell_is_refused() -> None:
 def test_deep_nesting_is_refused_not_crashing() -> None:
     with pytest.raises(CodeRejected):
         transform("x = " + "(" * 5000 + ")" * 5000, STRICT)
+
+
+def test_brackets_past_the_parsers_stack_are_refused_not_a_memory_error() -> None:
+    """Found by the fuzz pass (fuzz/fuzz_codegate.py): unclosed braces deep enough make
+    CPython's parser raise MemoryError (its stack limit), not SyntaxError."""
+    with pytest.raises(CodeRejected, match="nests too deeply"):
+        transform("e=e=r,=b=E=rE" + "{" * 300, STRICT)
