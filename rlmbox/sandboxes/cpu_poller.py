@@ -17,12 +17,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 Tick = Callable[[], bool]
+
+
+def off_the_sweep(action: Callable[[], None], name: str) -> None:
+    """Runs a watch's slow decision (killing its sandbox) on a thread of its own, so the
+    sweep goes on to the other sandboxes at once."""
+    threading.Thread(target=action, name=f"cpu-kill-{name}", daemon=True).start()
 
 
 class Watch:
@@ -46,7 +53,6 @@ class CpuPoller:
         self._name = name
         self._watches: dict[int, Watch] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()   # never set: the sweep's timer
         self._owner_pid = -1
         _every_poller.add(self)
 
@@ -77,7 +83,7 @@ class CpuPoller:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._interval)
+            time.sleep(self._interval)
             with self._lock:
                 watches = list(self._watches.values())
             for watch in watches:

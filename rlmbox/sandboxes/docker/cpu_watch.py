@@ -9,12 +9,11 @@ once the sum reaches ``cpu_seconds``. The cgroup is read from this machine's
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from rlmbox.sandboxes.cpu_poller import shared_poller
+from rlmbox.sandboxes.cpu_poller import off_the_sweep, shared_poller
 from rlmbox.sandboxes.docker.cgroup_files import cgroup_file_of
 
 INTERVAL_S: Final = 0.1   # how far past cpu_seconds a busy container may run
@@ -71,8 +70,7 @@ class CpuWatch:
                 raise OSError(f"cannot read {self._usage}; polled again next sweep")
             return False   # the cgroup is gone: so is the container
         if used >= self._limit:
-            threading.Thread(target=self._on_spent, name=f"cpu-kill-{self._name}",
-                             daemon=True).start()
+            off_the_sweep(self._on_spent, self._name)
             return False
         return True
 

@@ -37,7 +37,7 @@ from rlmbox.sandboxes.base import (
 )
 from rlmbox.sandboxes.bundle import agent_bundle_dir, cache_root
 from rlmbox.sandboxes.channel import FrameChannel
-from rlmbox.sandboxes.cpu_poller import Watch, shared_poller
+from rlmbox.sandboxes.cpu_poller import Watch, off_the_sweep, shared_poller
 from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
@@ -272,8 +272,7 @@ class ProcessSandbox:
             now_used, now = group.cpu_seconds(), time.monotonic()
             if now_used >= limit:
                 self._cpu_spent = True
-                threading.Thread(target=self.kill, name=f"cpu-kill-{self._id}",
-                                 daemon=True).start()   # not on the sweep of every sandbox
+                off_the_sweep(self.kill, self._id)
                 return False
             busy = now_used - used > BUSY_CORE_SHARE * (now - seen)
             used, seen = now_used, now
