@@ -18,6 +18,8 @@ from rlmbox.sandboxes.bundle import BUNDLE_FILES, write_bundle
 
 # a few milliseconds each at every start (dataclasses pulls in inspect, ast and dis)
 COSTLY = ("dataclasses", "inspect", "ast", "dis", "platform")
+# what only a failing cell needs (traceback pulls in linecache, tokenize and textwrap)
+ON_ERROR_ONLY = ("traceback", "linecache", "tokenize", "textwrap")
 
 
 def test_confinement_imports_none_of_the_costly_modules(tmp_path: Path) -> None:
@@ -58,3 +60,16 @@ def test_the_bundle_imports_from_its_bytecode(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-I", "-B", "-S", "-c", probe],
                           capture_output=True, text=True, check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_agent_says_ready_without_the_error_formatting_modules(tmp_path: Path) -> None:
+    """Everything the agent imports before ``ready`` (main and its preload), but not what
+    only a cell's error needs: that is loaded by the first failing cell."""
+    write_bundle(tmp_path)
+    probe = (f"import sys, json\nsys.path.insert(0, {str(tmp_path)!r})\n"
+             "import rlmbox.sandboxes.agent.main as main\nmain._preload()\n"
+             "print(json.dumps(sorted(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True,
+                          text=True, check=True, cwd=tmp_path)
+    loaded = set(json.loads(done.stdout))
+    assert not loaded & set(ON_ERROR_ONLY), sorted(loaded & set(ON_ERROR_ONLY))
