@@ -18,8 +18,6 @@ from rlmbox.sandboxes.bundle import BUNDLE_FILES, write_bundle
 
 # a few milliseconds each at every start (dataclasses pulls in inspect, ast and dis)
 COSTLY = ("dataclasses", "inspect", "ast", "dis", "platform")
-# what only a failing cell needs (traceback pulls in linecache, tokenize and textwrap)
-ON_ERROR_ONLY = ("traceback", "linecache", "tokenize", "textwrap")
 
 
 def test_confinement_imports_none_of_the_costly_modules(tmp_path: Path) -> None:
@@ -72,12 +70,6 @@ def _loaded_before_ready(bundle: Path) -> set[str]:
     done = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True,
                           text=True, check=True, cwd=bundle)
     return set(json.loads(done.stdout))
-
-
-def test_the_agent_says_ready_without_the_error_formatting_modules(tmp_path: Path) -> None:
-    """What only a cell's error needs is loaded by the first failing cell."""
-    loaded = _loaded_before_ready(tmp_path)
-    assert not loaded & set(ON_ERROR_ONLY), sorted(loaded & set(ON_ERROR_ONLY))
 
 
 def test_the_agent_says_ready_without_importing_typing(tmp_path: Path) -> None:

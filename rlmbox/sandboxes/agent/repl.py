@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import types
 from collections.abc import Callable
 
@@ -330,11 +331,7 @@ def _confine(config: dict[str, Any]) -> dict[str, str]:
 
 
 def _format_error(exc: BaseException) -> str:
-    """The traceback as model code should see it: its own frames, not the agent's.
-    ``traceback`` (with linecache, tokenize, textwrap) is imported here, by the first
-    failing cell, not by every sandbox before it says ready (about 2 ms)."""
-    import traceback  # noqa: PLC0415
-
+    """The traceback as model code should see it: its own frames, not the agent's."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not f.filename.startswith(_BUNDLE_ROOT)]
     lines = ["Traceback (most recent call last):\n"] if frames else []
