@@ -2,14 +2,19 @@
 
 They are copied once per content hash into a world-readable cache directory, so a sandbox
 running as an unprivileged uid can read them even when the package lives under a private
-home directory, and a running sandbox never sees a half-updated file.
+home directory, and a running sandbox never sees a half-updated file. Their bytecode, for
+this interpreter's version, is shipped beside them: sandboxes run with ``-B`` on a
+read-only bundle, so without it every cold start compiles every module again (about 8 ms).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import py_compile
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -60,6 +65,17 @@ def write_bundle(target: Path) -> None:
         os.chmod(path.parent, 0o755)  # noqa: S103 - read by the sandbox's uid
         path.write_bytes(data)
         os.chmod(path, 0o644)
+        _write_bytecode(path)
+
+
+def _write_bytecode(source: Path) -> None:
+    """``source``'s bytecode where this Python version looks for it, world-readable. An
+    interpreter of another version inside the sandbox ignores it and compiles as before."""
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    py_compile.compile(str(source), cfile=str(cached), doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    os.chmod(cached.parent, 0o755)  # noqa: S103 - read by the sandbox's uid
+    os.chmod(cached, 0o644)
 
 
 def cache_root() -> Path:
@@ -81,7 +97,9 @@ def agent_bundle_dir() -> Path:
         root = cache_root()
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o755)  # noqa: S103 - sandboxes (another uid) must traverse it
-        target = root / f"agent-{bundle_digest()[:16]}"
+        # the bytecode's version in the name: a bundle written by another Python (or by an
+        # rlmbox that shipped no bytecode) is never taken for this one
+        target = root / f"agent-{bundle_digest()[:16]}-{sys.implementation.cache_tag}"
         if not target.exists():
             staging = Path(tempfile.mkdtemp(prefix=".agent-", dir=root))
             write_bundle(staging)

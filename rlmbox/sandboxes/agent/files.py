@@ -14,7 +14,10 @@ import base64
 import os
 import signal
 import stat
-from typing import Any
+
+TYPE_CHECKING = False   # typing costs ~2 ms at every sandbox start: for mypy only
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_ENTRIES = 10_000
 _MAX_ERROR_CHARS = 500

@@ -1,9 +1,10 @@
 """Self-confinement the agent applies before any model code runs: seccomp and Landlock.
 
-Standard library only (ctypes): this module is copied into sandboxes. Both layers are
-defence in depth behind the backend's own walls (namespaces, containers, gVisor). Each
-function returns what it achieved, so the host can record it; a layer the kernel lacks is
-reported, never faked.
+Standard library only (ctypes): this module is copied into sandboxes and imported at every
+cold start, so it keeps clear of costly imports (dataclasses, platform: milliseconds each).
+Both layers are defence in depth behind the backend's own walls (namespaces, containers,
+gVisor). Each function returns what it achieved, so the host can record it; a layer the
+kernel lacks is reported, never faked.
 
 The seccomp filter refuses (EPERM) syscalls that widen the attack surface of the host kernel
 or escape a namespace: ptrace, mount and the new mount API (fspick included), unshare, setns,
@@ -22,9 +23,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
-from dataclasses import dataclass
 
 # --- seccomp ---------------------------------------------------------------------------
 
@@ -77,13 +76,18 @@ _DENIED_AARCH64 = {
 _CLONE3 = 435   # same number on x86_64 and aarch64
 
 
-@dataclass(frozen=True)
 class _Arch:
-    audit_arch: int
-    socket: int
-    clone: int
-    personality: int
-    denied: dict[str, int]
+    """One architecture's audit number and the syscall numbers the filter tests."""
+
+    __slots__ = ("audit_arch", "clone", "denied", "personality", "socket")
+
+    def __init__(self, audit_arch: int, *, socket: int, clone: int, personality: int,
+                 denied: dict[str, int]) -> None:
+        self.audit_arch = audit_arch
+        self.socket = socket
+        self.clone = clone
+        self.personality = personality
+        self.denied = denied
 
 
 _ARCHES = {
@@ -146,7 +150,7 @@ def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
 
 def install_seccomp() -> str:
     """Installs the filter on this (single-threaded) process; returns what happened."""
-    machine = platform.machine()
+    machine = os.uname().machine
     if machine not in _ARCHES:
         return f"unavailable: no filter for {machine}"
     prog = seccomp_program(machine)
