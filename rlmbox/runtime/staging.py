@@ -30,11 +30,24 @@ def private_contexts_dir() -> Path:
 CHUNK_CHARS = 1 << 15
 
 
+#: Below this many characters a context is decoded as it always was: the ``reserve`` frame
+#: and its string pay off only where touching fresh pages is most of the load.
+RESERVE_FROM_CHARS = 1 << 20
+
+
+def _announce(sandbox: Sandbox, context: Any) -> None:
+    """Tells the agent a large ASCII context's length before it is written, so it makes
+    the string while the host writes the file (agent/context_reserve.py)."""
+    if isinstance(context, str) and len(context) >= RESERVE_FROM_CHARS and context.isascii():
+        sandbox.send({"t": "reserve", "chars": len(context)})
+
+
 def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, str]:
     """Writes ``context`` to a file under ``staging`` and has the sandbox stage it.
 
     Returns the agent's view: the path inside the sandbox and the kind (``str``/``json``).
     """
+    _announce(sandbox, context)
     if isinstance(context, str):
         kind, suffix, text = "str", ".txt", context
     elif isinstance(context, dict | list):

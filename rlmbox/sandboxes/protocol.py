@@ -56,13 +56,15 @@ _SPECS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
     "reply": {"call": ("int", True), "ok": ("bool", True), "value": (_ANY, False),
               "error": ("dict", False)},
     "shutdown": {},
+    # a large ASCII context's length, before the host writes it (agent/context_reserve.py)
+    "reserve": {"chars": ("int", True)},
     # a file in or out of the sandbox's writable area, one chunk a frame (agent/files.py)
     "file": {"id": ("id", True), "op": ("fileop", True), "path": ("str", True),
              "roots": ("list", True), "data": ("str", False), "offset": ("int", False),
              "limit": ("int", False)},
 }
 AGENT_FRAMES: Final = frozenset({"ready", "call", "output", "result"})
-HOST_FRAMES: Final = frozenset({"init", "exec", "reply", "shutdown", "file"})
+HOST_FRAMES: Final = frozenset({"init", "exec", "reply", "shutdown", "file", "reserve"})
 RESULT_STATUSES: Final = frozenset({"ok", "error", "interrupted"})
 STREAMS: Final = frozenset({"stdout", "stderr"})
 FILE_OPS: Final = frozenset({"write", "read", "list"})

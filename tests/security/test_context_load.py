@@ -9,12 +9,14 @@ or a shared writable mapping, fails and leaves it as the host wrote it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from rlmbox.errors import PolicyError
 from rlmbox.runtime.runtime import Runtime
+from rlmbox.runtime.staging import RESERVE_FROM_CHARS
 
 from .harness import skip_on_e2b
 
@@ -62,6 +64,22 @@ def test_a_str_context_arrives_byte_for_byte(runtime: Runtime, value: str) -> No
         result = session.exec("print(ascii(context)); print(type(context).__name__)")
     assert result.status == "ok", result.error
     assert result.stdout == f"{value!a}\nstr\n"
+
+
+@pytest.mark.parametrize("unit", ["ascii-", "caf\u00e9-"], ids=["ascii", "not-ascii"])
+def test_a_large_str_context_arrives_byte_for_byte(runtime: Runtime, unit: str) -> None:
+    """Past ``RESERVE_FROM_CHARS`` an ASCII context is read into a string the agent made
+    while the host wrote it (agent/context_reserve.py); any other text is decoded. Both
+    arrive whole, and the string behaves as any other."""
+    value = (unit * (RESERVE_FROM_CHARS // len(unit) + 3))[:RESERVE_FROM_CHARS + 4097]
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    with runtime.session(context=value) as session:
+        result = session.exec(
+            "import hashlib; print(len(context), hashlib.sha256(context.encode()).hexdigest(),"
+            " hash(context) == hash(context.encode().decode()), context[-5:], context.isascii())")
+    assert result.status == "ok", result.error
+    assert result.stdout.split() == [str(len(value)), digest, "True", value[-5:],
+                                     str(value.isascii())]
 
 
 def test_a_json_context_arrives_whole(runtime: Runtime) -> None:

@@ -3,7 +3,9 @@
 The file is mapped read-only and decoded straight from the mapping: one copy, from the
 host's pages into the string (a text-mode read made two, bytes then str, and translated
 ``\\r\\n`` to ``\\n``, so the model saw a different text from the one it was given). The
-file is UTF-8, as the host wrote it; ASCII takes CPython's fast path in the decoder.
+file is UTF-8, as the host wrote it; ASCII takes CPython's fast path in the decoder. A
+large ASCII context skips the decoder: it is read into the string ``context_reserve`` made
+while the host was writing the file.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ TYPE_CHECKING = False   # typing costs ~2 ms at every sandbox start: for mypy on
 if TYPE_CHECKING:
     from typing import Any
 
+from rlmbox.sandboxes.agent import context_reserve
 
-def load(path: str, kind: str) -> Any:
-    """The context at ``path``: a ``str``, or for ``kind == "json"`` the decoded value."""
+
+def load(path: str, kind: str, reserved: str | None = None) -> Any:
+    """The context at ``path``: a ``str``, or for ``kind == "json"`` the decoded value.
+
+    ``reserved`` is a string ``context_reserve`` made for this file while the host wrote
+    it: filled from the file when it fits, else the file is decoded."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
+        if kind == "str" and reserved is not None and context_reserve.fill(reserved, fd):
+            return reserved
         if size == 0:   # mmap refuses an empty file
             text = ""
         else:
