@@ -14,11 +14,11 @@ import json
 import mmap
 import os
 
+from rlmbox.sandboxes.agent import context_reserve
+
 TYPE_CHECKING = False   # typing costs ~2 ms at every sandbox start: for mypy only
 if TYPE_CHECKING:
     from typing import Any
-
-from rlmbox.sandboxes.agent import context_reserve
 
 
 def load(path: str, kind: str, reserved: str | None = None) -> Any:
