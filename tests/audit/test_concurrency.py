@@ -125,3 +125,31 @@ def test_syncs_sooner_than_the_flush_interval_leave_the_background_writer_idle(
         assert log.durable_seq == 41
         assert fsync_threads[-1] == "rlmbox-audit-writer"
         monkeypatch.undo()
+
+
+class _CountingCondition(threading.Condition):
+    """Counts the waits that returned on the background writer's thread."""
+
+    writer_wakeups = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        if threading.current_thread().name == "rlmbox-audit-writer":
+            _CountingCondition.writer_wakeups += 1
+        return woken
+
+
+def test_a_caller_that_syncs_its_own_records_does_not_wake_the_writer_each_time(
+        logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durable cells sync every cell on the caller's thread: the background writer stays
+    asleep rather than waking twice a cell (queue filled, batch committed) to find nothing
+    due; each wake-up was a thread hand-off on the cell's path."""
+    monkeypatch.setattr(threading, "Condition", _CountingCondition)
+    _CountingCondition.writer_wakeups = 0
+    with AuditLog(logdir, flush_interval_s=60.0) as log:
+        for i in range(50):   # a cell's two records, then the cell's sync
+            log.append("code.exec", n=i)
+            log.append("cell.result", n=i)
+            log.sync()
+        assert log.durable_seq == 100
+        assert _CountingCondition.writer_wakeups <= 2
