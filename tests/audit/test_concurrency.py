@@ -153,3 +153,21 @@ def test_a_caller_that_syncs_its_own_records_does_not_wake_the_writer_each_time(
             log.sync()
         assert log.durable_seq == 100
         assert _CountingCondition.writer_wakeups <= 2
+
+
+def test_a_record_queued_while_the_writer_sleeps_to_an_earlier_due_time_is_still_committed(
+        logdir: Path) -> None:
+    """The writer is not woken when a caller refills the queue after committing the batch
+    first; the record queued then must still be durable within its own interval."""
+    interval = 0.2
+    with AuditLog(logdir, flush_interval_s=interval, checkpoint_every=10**6) as log:
+        log.append("code.exec", n=1)
+        time.sleep(0.02)   # the writer wakes from its park and sleeps to this batch's due
+        log.sync()         # the caller commits first
+        time.sleep(interval / 2)
+        log.append("host.call", n=2)   # queued with nobody notified, never synced
+        queued = time.monotonic()
+        while log.durable_seq < 2 and time.monotonic() - queued < 5:
+            time.sleep(0.002)
+        assert log.durable_seq == 2
+        assert time.monotonic() - queued < interval + 0.15
