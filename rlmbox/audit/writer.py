@@ -190,7 +190,11 @@ class GroupCommitWriter:
         """Commit everything queued; called with the lock held, released during the I/O.
 
         Returns the failure that ended the log (also kept in ``failure``), or ``None``.
+        Once the log has failed nothing more is written: what was queued while the failing
+        batch was written chains after records that never became durable.
         """
+        if self.failure is not None:
+            return self.failure
         self._kicked = False
         lines, bodies = self._lines, self._pending_bodies
         last_seq, last_digest = self._queued_seq, self._queued_digest

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from rlmbox.audit.files import CURRENT
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.reader import iter_records
 from rlmbox.audit.verify import verify_log
+from rlmbox.errors import AuditWriteError
 
 
 def test_four_threads_make_one_gapless_verifiable_chain(logdir: Path) -> None:
@@ -171,3 +173,26 @@ def test_a_record_queued_while_the_writer_sleeps_to_an_earlier_due_time_is_still
             time.sleep(0.002)
         assert log.durable_seq == 2
         assert time.monotonic() - queued < interval + 0.15
+
+
+def test_a_record_queued_during_a_failed_commit_is_never_written(logdir: Path) -> None:
+    """A caller's commit fails (fsync error) while another record is queued: the log is
+    failed for good, so that record, chained after a batch that never became durable,
+    must not reach the file later from the background thread (fail closed, no gap)."""
+    log = AuditLog(logdir, flush_interval_s=0.01)
+    writer = log._writer
+    real_commit = writer._commit
+
+    def failing_commit(*args: object, **kwargs: object) -> None:
+        log.append("queued.during.failure")   # the writer's lock is released meanwhile
+        raise OSError(5, "injected fsync failure")
+
+    writer._commit = failing_commit  # type: ignore[method-assign]
+    log.append("first")
+    with pytest.raises(AuditWriteError):
+        log.sync()
+    writer._commit = real_commit  # type: ignore[method-assign]
+    time.sleep(0.2)   # twenty flush intervals: the background thread had every chance
+    with pytest.raises(AuditWriteError):
+        log.close()
+    assert b"queued.during.failure" not in (logdir / CURRENT).read_bytes()
