@@ -8,10 +8,15 @@ thread nothing due (no second fsync for a caller to queue behind), and no record
 longer than the interval either way. A ``sync()`` that finds no batch being committed
 commits the queue itself, on its own thread, rather than waking the background thread and
 waiting to be woken in turn (two thread hand-offs per durable cell); one batch is committed
-at a time either way, in queue order. A failed write or fsync is final: the writer records
-the error and stops, and everybody waiting or arriving later gets ``AuditWriteError``. An
-fsync is never retried, because after a failed fsync the kernel may have dropped the dirty
-pages and a second fsync can succeed without them.
+at a time either way, in queue order. The background thread is woken only from a park
+(nothing queued, no due time) when the queue fills, or for backpressure or close; after a
+caller commits the batch first, the thread stays asleep to that batch's due time instead
+of parking, so the caller refilling the queue wakes nobody (what it queues is due later
+than that wait ends). A cell synced by its caller so costs no wake-up of this thread, where
+it cost two. A failed write or fsync is final: the writer records the error and stops, and
+everybody waiting or arriving later gets ``AuditWriteError``. An fsync is never retried,
+because after a failed fsync the kernel may have dropped the dirty pages and a second fsync
+can succeed without them.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ class GroupCommitWriter:
         self._max_pending = max_pending_bytes
         # Appenders take the bare lock (a C context manager; the Condition's is Python).
         self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)
+        self._work = threading.Condition(self._mutex)      # the background thread waits here
+        self._durable = threading.Condition(self._mutex)   # sync() and backpressure wait here
+        self._parked = False   # the background thread waits with nothing due (no timeout)
         self._lines: list[bytes] = []   # record lines without their newline
         self._pending_bytes = 0
         self._pending_bodies: dict[str, bytes] = {}
@@ -72,7 +79,7 @@ class GroupCommitWriter:
 
     def stage_body(self, digest: str, data: bytes) -> None:
         """Queue a body; it is durable before any record queued after it."""
-        with self._cond:
+        with self._mutex:
             self._raise_if_failed()
             if digest not in self._pending_bodies:   # counted once, as it is written once
                 self._mark_pending()
@@ -84,12 +91,11 @@ class GroupCommitWriter:
         with self._mutex:
             while self._pending_bytes > self._max_pending and self.failure is None:
                 self._kicked = True
-                self._cond.notify_all()
-                self._cond.wait()
+                self._work.notify()
+                self._durable.wait()
             self._raise_if_failed()
             if not self._lines:
                 self._mark_pending()
-                self._cond.notify_all()
             self._lines.append(line)
             self._pending_bytes += len(line) + 1
             self._queued_seq, self._queued_digest = seq, digest
@@ -98,29 +104,31 @@ class GroupCommitWriter:
         """Called under the lock before queueing: an empty queue starts its interval."""
         if not self._lines and not self._pending_bodies:
             self._pending_since = time.monotonic()
+            if self._parked:
+                self._work.notify()
 
     def sync(self) -> None:
         """Block until everything queued so far is durable."""
-        with self._cond:
+        with self._mutex:
             target = self._queued_seq
             while self.durable_seq < target and self.failure is None:
                 if not self._committing and not self._closing:
                     self._commit_queue_locked()
                     continue
-                self._kicked = True
-                self._cond.notify_all()
-                self._cond.wait()
+                # a batch is being committed; whoever ends it wakes us, and we commit the
+                # rest ourselves (or close() flushes it)
+                self._durable.wait()
             self._raise_if_failed()
 
     def close(self) -> None:
         """Flush, write a final checkpoint, stop the thread and close the files."""
-        with self._cond:
+        with self._mutex:
             self._closing = True
-            self._cond.notify_all()
+            self._work.notify()
         self._thread.join()
-        with self._cond:
+        with self._mutex:
             while self._committing:   # a sync() committing on its own thread
-                self._cond.wait()
+                self._durable.wait()
         try:
             if self.failure is None and self._checkpoint_seq < self.durable_seq:
                 try:
@@ -143,36 +151,56 @@ class GroupCommitWriter:
     # -- the writer thread ---------------------------------------------------------------
 
     def _run(self) -> None:
-        with self._cond:
+        armed_until = 0.0   # this thread's next wake-up without being notified
+        with self._mutex:
             while True:
-                while self._committing or not (
-                        self._lines or self._pending_bodies or self._closing):
-                    self._cond.wait()
-                if not self._kicked and not self._closing:
-                    # Let a batch gather until its oldest record is due; a sync() cuts the
-                    # wait short or commits the batch itself (then what is queued later
-                    # has a due time of its own).
-                    due = self._pending_since + self._flush_interval - time.monotonic()
-                    if due > 0:
-                        self._cond.wait(due)
-                        continue
-                self._kicked = False
-                if not (self._lines or self._pending_bodies) and self._closing:
+                queued = bool(self._lines or self._pending_bodies)
+                if self._closing and not queued:
                     return
+                now = time.monotonic()
+                if not queued and armed_until > now:
+                    # a caller committed the batch first: stay armed to its due time
+                    # rather than park, so refilling the queue needs no wake-up (what is
+                    # queued now is due no sooner than this wait ends)
+                    self._work.wait(armed_until - now)
+                    continue
+                if not queued or self._committing:
+                    # nothing queued, or a caller is committing (it wakes a parked thread
+                    # if it leaves records behind)
+                    self._park()
+                    armed_until = self._pending_since + self._flush_interval
+                    continue
+                due_at = self._pending_since + self._flush_interval
+                if not self._kicked and not self._closing and due_at > now:
+                    armed_until = due_at   # let the batch gather until its oldest is due
+                    self._work.wait(due_at - now)
+                    continue
                 if self._commit_queue_locked() is not None:
                     return
 
+    def _park(self) -> None:
+        """Wait with no timeout until notified: the queue filled, close, or backpressure."""
+        self._parked = True
+        try:
+            self._work.wait()
+        finally:
+            self._parked = False
+
     def _commit_queue_locked(self) -> BaseException | None:
-        """Commit everything queued; called with ``_cond`` held, released during the I/O.
+        """Commit everything queued; called with the lock held, released during the I/O.
 
         Returns the failure that ended the log (also kept in ``failure``), or ``None``.
+        Once the log has failed nothing more is written: what was queued while the failing
+        batch was written chains after records that never became durable.
         """
+        if self.failure is not None:
+            return self.failure
         self._kicked = False
         lines, bodies = self._lines, self._pending_bodies
         last_seq, last_digest = self._queued_seq, self._queued_digest
         self._lines, self._pending_bodies = [], {}
         self._committing = True
-        self._cond.release()
+        self._mutex.release()
         interrupted: BaseException | None = None
         try:
             self._commit(lines, bodies, last_seq, last_digest)
@@ -186,7 +214,7 @@ class GroupCommitWriter:
         else:
             failure = None
         finally:
-            self._cond.acquire()
+            self._mutex.acquire()
             self._committing = False
         if failure is not None:
             self.failure = failure
@@ -194,7 +222,9 @@ class GroupCommitWriter:
             self._pending_bytes = max(0, self._pending_bytes - sum(map(len, lines)) - len(lines)
                                       - sum(map(len, bodies.values())))
             self.durable_seq, self._durable_digest = last_seq, last_digest
-        self._cond.notify_all()
+        self._durable.notify_all()
+        if self._parked and (self._lines or self._pending_bodies):
+            self._work.notify()   # queued while this batch was written
         if interrupted is not None:
             raise interrupted
         return failure

@@ -34,8 +34,10 @@ def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def test_a_batch_of_new_bodies_costs_one_fsync_besides_the_log(
         logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A distinct cell (code, stdout, stderr, answer, all new) pays for its bodies once."""
-    with AuditLog(logdir, checkpoint_every=10_000) as log:
+    """A distinct cell (code, stdout, stderr, answer, all new) pays for its bodies once.
+    The background commit is held off (a long interval), so only the sync's batch counts:
+    on a loaded machine its due time could otherwise pass between the two appends."""
+    with AuditLog(logdir, checkpoint_every=10_000, flush_interval_s=60.0) as log:
         log.append("warm", bodies={"first": "creates the segment file"})
         log.sync()
         calls = _count_fsyncs(monkeypatch)

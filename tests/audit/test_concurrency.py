@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from rlmbox.audit.files import CURRENT
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.reader import iter_records
 from rlmbox.audit.verify import verify_log
+from rlmbox.errors import AuditWriteError
 
 
 def test_four_threads_make_one_gapless_verifiable_chain(logdir: Path) -> None:
@@ -125,3 +127,72 @@ def test_syncs_sooner_than_the_flush_interval_leave_the_background_writer_idle(
         assert log.durable_seq == 41
         assert fsync_threads[-1] == "rlmbox-audit-writer"
         monkeypatch.undo()
+
+
+class _CountingCondition(threading.Condition):
+    """Counts the waits that returned on the background writer's thread."""
+
+    writer_wakeups = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        if threading.current_thread().name == "rlmbox-audit-writer":
+            _CountingCondition.writer_wakeups += 1
+        return woken
+
+
+def test_a_caller_that_syncs_its_own_records_does_not_wake_the_writer_each_time(
+        logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durable cells sync every cell on the caller's thread: the background writer stays
+    asleep rather than waking twice a cell (queue filled, batch committed) to find nothing
+    due; each wake-up was a thread hand-off on the cell's path."""
+    monkeypatch.setattr(threading, "Condition", _CountingCondition)
+    _CountingCondition.writer_wakeups = 0
+    with AuditLog(logdir, flush_interval_s=60.0) as log:
+        for i in range(50):   # a cell's two records, then the cell's sync
+            log.append("code.exec", n=i)
+            log.append("cell.result", n=i)
+            log.sync()
+        assert log.durable_seq == 100
+        assert _CountingCondition.writer_wakeups <= 2
+
+
+def test_a_record_queued_while_the_writer_sleeps_to_an_earlier_due_time_is_still_committed(
+        logdir: Path) -> None:
+    """The writer is not woken when a caller refills the queue after committing the batch
+    first; the record queued then must still be durable within its own interval."""
+    interval = 0.2
+    with AuditLog(logdir, flush_interval_s=interval, checkpoint_every=10**6) as log:
+        log.append("code.exec", n=1)
+        time.sleep(0.02)   # the writer wakes from its park and sleeps to this batch's due
+        log.sync()         # the caller commits first
+        time.sleep(interval / 2)
+        log.append("host.call", n=2)   # queued with nobody notified, never synced
+        queued = time.monotonic()
+        while log.durable_seq < 2 and time.monotonic() - queued < 5:
+            time.sleep(0.002)
+        assert log.durable_seq == 2
+        assert time.monotonic() - queued < interval + 0.15
+
+
+def test_a_record_queued_during_a_failed_commit_is_never_written(logdir: Path) -> None:
+    """A caller's commit fails (fsync error) while another record is queued: the log is
+    failed for good, so that record, chained after a batch that never became durable,
+    must not reach the file later from the background thread (fail closed, no gap)."""
+    log = AuditLog(logdir, flush_interval_s=0.01)
+    writer = log._writer
+    real_commit = writer._commit
+
+    def failing_commit(*args: object, **kwargs: object) -> None:
+        log.append("queued.during.failure")   # the writer's lock is released meanwhile
+        raise OSError(5, "injected fsync failure")
+
+    writer._commit = failing_commit  # type: ignore[method-assign]
+    log.append("first")
+    with pytest.raises(AuditWriteError):
+        log.sync()
+    writer._commit = real_commit  # type: ignore[method-assign]
+    time.sleep(0.2)   # twenty flush intervals: the background thread had every chance
+    with pytest.raises(AuditWriteError):
+        log.close()
+    assert b"queued.during.failure" not in (logdir / CURRENT).read_bytes()

@@ -98,9 +98,34 @@ def test_no_text_a_pattern_matches_lacks_the_pattern_anchors(text: str) -> None:
 def test_every_default_pattern_has_anchors() -> None:
     """A pattern added without anchors would silently turn the pre-check off, or worse."""
     assert set(PATTERN_ANCHORS) == set(DEFAULT_PATTERNS)
-    for pattern, anchor in PATTERN_ANCHORS.items():
-        assert anchor, pattern
-        assert anchor == anchor.lower(), pattern
+    for pattern, anchors in PATTERN_ANCHORS.items():
+        assert anchors, pattern
+        for anchor in anchors:
+            assert anchor, pattern
+            assert anchor == anchor.lower(), pattern
+
+
+def test_a_host_call_budget_does_not_send_the_pre_check_to_the_full_scan(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every host-call record carries ``in_flight`` (budget_before/after): with ``gh`` as
+    the GitHub pattern's anchor ("fli*gh*t") each such record paid the full pattern scan,
+    14 of the 17 us of its pre-check; the anchors are the pattern's own prefixes now."""
+    redactor = Redactor()
+    scans: list[str] = []
+    pattern = re.compile("|".join(DEFAULT_PATTERNS))
+
+    class CountingPattern:
+        def search(self, text: str) -> re.Match[str] | None:
+            scans.append(text)
+            return pattern.search(text)
+
+    monkeypatch.setattr(redactor, "_pattern", CountingPattern())
+    budget = {"tree": {"calls": 3, "in_flight": 0, "cost_usd": 0.0}}
+    assert not redactor.needs({"event": "host.call.start", "budget_before": budget,
+                               "note": "a highlight, high up"})
+    assert scans == []
+    assert redactor.needs({"k": "ghp_" + "A" * 36})
+    assert len(scans) == 1
 
 
 def test_the_case_blind_bearer_matches_no_letter_outside_ascii() -> None:

@@ -31,10 +31,11 @@ PERMIT_TOOLS = [{"id": "permit-tools", "effect": "permit", "function": "tool.*"}
 def _unwedge(log: AuditLog) -> None:
     """Fails a hung writer on purpose so every thread blocked on it returns."""
     writer = log._writer
-    with writer._cond:
+    with writer._mutex:
         if writer.failure is None:
             writer.failure = OSError("review: unblocked a wedged writer")
-        writer._cond.notify_all()
+        writer._durable.notify_all()
+        writer._work.notify()
 
 
 # --- the audit log --------------------------------------------------------------------------
