@@ -47,11 +47,18 @@ def _environment(policy: Policy, sandbox: Sandbox) -> dict[str, Any]:
     return {"environment": {"site": f"{inside}/{SITE_PACKAGES}", "python": python_tag()}}
 
 
-def init_agent(sandbox: Sandbox, config: dict[str, Any], scope: EventScope) -> None:
-    """Sends ``init`` and waits for its result; audits ``session.ready`` with what the
-    agent says it applied (reported by the sandbox, so recorded, not relied on)."""
+def send_init(sandbox: Sandbox, config: dict[str, Any], scope: EventScope) -> str:
+    """Sends ``init`` and returns its id; the caller does its own start-up work (the
+    session's records, their fsync) while the sandbox runs it, then calls
+    :func:`await_init`. A pooled sandbox that sat idle wakes slowly, so the two overlap."""
     init_id = "init-" + scope.session
     sandbox.send({"t": "init", "id": init_id, "config": config})
+    return init_id
+
+
+def await_init(sandbox: Sandbox, init_id: str, scope: EventScope) -> None:
+    """Waits for ``init``'s result; audits ``session.ready`` with what the agent says it
+    applied (reported by the sandbox, so recorded, not relied on)."""
     while True:
         try:
             frame = sandbox.recv(INIT_TIMEOUT_S)

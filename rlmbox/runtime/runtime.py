@@ -31,7 +31,7 @@ from rlmbox.lm.hosted import register_secrets
 from rlmbox.lm.unconfigured import UnconfiguredLM
 from rlmbox.policies.engine import PolicyEngine
 from rlmbox.policies.model import Policy, load_policy
-from rlmbox.runtime.agent_init import agent_config, init_agent
+from rlmbox.runtime.agent_init import agent_config, await_init, send_init
 from rlmbox.runtime.context import ContextStore
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import AuditSink, EventScope
@@ -50,7 +50,7 @@ from rlmbox.runtime.recursion import frontend_rlm_functions, rlm_functions
 from rlmbox.runtime.session import Session
 from rlmbox.runtime.staging import private_contexts_dir, stage_context
 from rlmbox.runtime.supply import SandboxSupply, spec_for
-from rlmbox.sandboxes.base import Backend
+from rlmbox.sandboxes.base import Backend, Sandbox
 
 if TYPE_CHECKING:   # optional extras: imported only when a caller passes them
     from opentelemetry.trace import TracerProvider
@@ -253,6 +253,7 @@ class Runtime:
                 config["context"] = {"kind": "gated"}
             elif context is not None:
                 config["context"] = stage_context(sandbox, context, self._contexts)
+            init_id = send_init(sandbox, config, scope)   # runs while the start is recorded
             session = Session(
                 scope=scope, sandbox=sandbox, policy=self.policy,
                 dispatcher=CallDispatcher(
@@ -262,18 +263,8 @@ class Runtime:
                 on_close=lambda closed: self._forget(closed, store),
                 cell_slot=(None if parent is None
                            else functools.partial(self._gate.child_work, parent.id)))
-            info = sandbox.info
-            scope.event(
-                "session.create", policy=self.policy.name, policy_sha256=self.policy.sha256,
-                sandbox={"backend": info.backend, "runtime": info.runtime,
-                         "image": info.image, "id": info.sandbox_id, "warm": warm,
-                         "transport": info.transport},
-                properties=sorted(str(p) for p in sandbox.properties),
-                limits=self.policy.limits.model_dump(), context_mode=self.policy.context.mode,
-                code_mode=self.policy.code.mode, functions=sorted(functions))
-            init_agent(sandbox, config, scope)
-            if self.durability == "cell":
-                self._events.sync()
+            self._record_start(scope, sandbox, warm, sorted(functions))
+            await_init(sandbox, init_id, scope)
         except BaseException:
             sandbox.kill()
             self._gate.leave(session_id)
@@ -283,6 +274,24 @@ class Runtime:
         with self._lock:
             self._sessions[session_id] = session
         return session
+
+    def _record_start(self, scope: EventScope, sandbox: Sandbox, warm: bool,
+                      functions: list[str]) -> None:
+        """Audits ``session.create``, durable (cell durability) before ``session()``
+        returns. It runs while the sandbox works on ``init``; ``session.ready``, the
+        agent's own report, becomes durable with the session's next sync: before a cell's
+        result, a host call or a file transfer reaches the caller, or at close."""
+        info = sandbox.info
+        scope.event(
+            "session.create", policy=self.policy.name, policy_sha256=self.policy.sha256,
+            sandbox={"backend": info.backend, "runtime": info.runtime,
+                     "image": info.image, "id": info.sandbox_id, "warm": warm,
+                     "transport": info.transport},
+            properties=sorted(str(p) for p in sandbox.properties),
+            limits=self.policy.limits.model_dump(), context_mode=self.policy.context.mode,
+            code_mode=self.policy.code.mode, functions=functions)
+        if self.durability == "cell":
+            self._events.sync()
 
     def _admit_providers(self, lm: LMProvider | None, subcall: Subcall | None) -> None:
         """A session's own LM and sub-call meet the checks the runtime's met."""
