@@ -109,9 +109,9 @@ class Runtime:
             by ``rlm_query`` in place of rlmbox's child sessions (rlms' ``subcall_fn``);
             the policy and the ledger still decide every call.
         durability: ``"cell"`` (default) makes a cell's events durable (fsynced) before
-            ``exec`` returns; ``"session"`` syncs at session start and end and in the
-            background every few milliseconds, trading a crash window of a few ms of
-            events for speed. Either way a failed write stops host calls (fail closed).
+            ``exec`` returns (and ``session.create`` before ``session()`` returns);
+            ``"session"`` syncs at session end and in the background every few
+            milliseconds, trading a crash window of a few ms of events for speed. Either way a failed write stops host calls (fail closed).
         metrics: a ``prometheus_client.CollectorRegistry`` to publish this runtime's
             metrics on (docs/observability.md; extra ``metrics``); default: none.
         tracing: an OpenTelemetry ``TracerProvider``: a span per session, cell and host
