@@ -41,13 +41,7 @@ from rlmbox.sandboxes.cpu_poller import Watch, off_the_sweep, shared_poller
 from rlmbox.sandboxes.probe import observed_properties, run_probe
 from rlmbox.sandboxes.process import spawner
 from rlmbox.sandboxes.process.cgroups import Cgroup, CgroupLimits, cgroup_version
-from rlmbox.sandboxes.process.jail import (
-    bwrap_argv,
-    jail_entry_argv,
-    join_cgroup_from_host,
-    rlimit_entry_argv,
-    uid_entry_argv,
-)
+from rlmbox.sandboxes.process.jail import bwrap_argv, jail_entry_argv
 from rlmbox.sandboxes.process.pidfd import PinnedProcess, parent_of, wait_child
 from rlmbox.sandboxes.process.uids import lease_uid
 from rlmbox.sandboxes.protocol import Frame
@@ -64,26 +58,6 @@ _STAGE_INSIDE = "/rlmbox/stage"
 # create files beside them
 WRITABLE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                     "/dev/tty", "/dev/pts")
-
-
-def _child_pid(info: bytes) -> int | None:
-    """The namespace init's host pid from bubblewrap's ``--info-fd`` JSON, or None."""
-    with contextlib.suppress(ValueError, AttributeError):
-        return int(json.loads(info or b"{}").get("child-pid", 0)) or None
-    return None
-
-
-def _stop_unreleased(proc: subprocess.Popen[bytes]) -> str:
-    """Kills a jail bubblewrap still holds (its whole process group), reaps it, closes its
-    pipes; returns the last line it wrote to stderr."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    wait_child(proc, timeout=5)
-    text = proc.stderr.read(8192).decode(errors="replace").strip() if proc.stderr else ""
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-    return text.splitlines()[-1] if text else ""
 
 
 def _readable_by_others(path: Path) -> bool:
@@ -314,81 +288,55 @@ class ProcessSandbox:
 
     # --- start ------------------------------------------------------------------------
 
-    def _argv(self, python: Path, fds: tuple[int, int] | None) -> list[str]:
-        """The jail's command line; with bubblewrap, ``fds`` are its info and block fds:
-        the host joins it to the cgroup while it waits (``_release``), so ``prlimit`` and
-        ``setpriv`` run before it, not ``sh``. Without, the exec'd entry programs do all."""
+    def _argv(self, python: Path, info_fd: int | None) -> list[str]:
         confine = "--confine=" + json.dumps({
             "seccomp": self._spec.seccomp, "landlock": self._spec.landlock,
             "writable": self.writable_paths()}, separators=(",", ":"))
         agent = [str(python), "-I", "-B", _AGENT_INSIDE, confine]
-        uid = None if self._uid is None else self._uid.uid
-        if not self._backend._bwrap or fds is None:
-            entry = jail_entry_argv(self._spec.limits, self._cgroup, bwrap=False, uid=uid)
+        entry = jail_entry_argv(self._spec.limits, self._cgroup,
+                                bwrap=self._backend._bwrap is not None,
+                                uid=None if self._uid is None else self._uid.uid)
+        if not self._backend._bwrap:
             return [*entry, str(python), "-I", "-B", str(agent_bundle_dir() / "agent.py"),
                     confine]
         binds = [(agent_bundle_dir(), "/rlmbox/agent"), (self._stage, _STAGE_INSIDE)]
         if self._spec.environment is not None:
             binds.append((self._spec.environment, ENVIRONMENT_MOUNT))
-        info_fd, block_fd = fds
-        return [*rlimit_entry_argv(self._spec.limits, self._cgroup), *uid_entry_argv(uid),
-                *bwrap_argv(self._backend._bwrap, python, binds,
-                            tmpfs_bytes=self._spec.limits.disk_bytes,
-                            shm_bytes=self._spec.limits.shm_bytes, info_fd=info_fd,
-                            block_fd=block_fd, as_nobody=self._uid is not None), *agent]
+        return [*entry, *bwrap_argv(self._backend._bwrap, python, binds,
+                                    tmpfs_bytes=self._spec.limits.disk_bytes,
+                                    shm_bytes=self._spec.limits.shm_bytes, info_fd=info_fd,
+                                    as_nobody=self._uid is not None), *agent]
 
     def _start(self) -> tuple[subprocess.Popen[bytes], int | None]:
         python = sandbox_python(self._backend._drop_uid)
-        if not self._backend._bwrap:
-            return self._popen(python, None), None
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
-        try:
-            try:
-                proc = self._popen(python, (info_w, block_r))
-            finally:
-                os.close(info_w)
-                os.close(block_r)
-            with os.fdopen(info_r, "rb") as info:
-                info_r = -1
-                raw = info.read(4096)
-            self._release(proc, raw, block_w)
-        finally:
-            if info_r >= 0:
-                os.close(info_r)
-            os.close(block_w)   # after _release: bubblewrap is released, or dead
-        return proc, _child_pid(raw)
-
-    def _popen(self, python: Path, fds: tuple[int, int] | None) -> subprocess.Popen[bytes]:
+        info_r, info_w = os.pipe() if self._backend._bwrap else (-1, -1)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-        if fds is None:
+        if not self._backend._bwrap:
             env.update(HOME=str(self._work), TMPDIR=str(self._work))
         try:   # no preexec_fn: with none, the host vforks (jail_entry_argv says why)
-            return subprocess.Popen(
-                self._argv(python, fds), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=env, close_fds=True, pass_fds=fds or (),
-                cwd=self._work if fds is None else None, start_new_session=True)
-        except OSError as exc:
-            raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
-
-    def _release(self, proc: subprocess.Popen[bytes], info: bytes, block_w: int) -> None:
-        """Puts bubblewrap's two processes (waiting on ``--block-fd``) in the cgroup, then
-        lets it start the agent. On any failure bubblewrap is killed before the block fd
-        closes (a closed fd would release it too)."""
-        init_pid = _child_pid(info)
-        if init_pid is None:   # bubblewrap failed before its namespace existed
-            detail = _stop_unreleased(proc)
-            raise SandboxUnavailable(f"the sandbox did not start: {detail or 'no init'}")
-        try:
-            if self._cgroup is not None:
-                join_cgroup_from_host([proc.pid, init_pid], self._cgroup)
-            os.write(block_w, b"go")
-        except OSError as exc:
-            _stop_unreleased(proc)
-            raise SandboxUnavailable(f"cannot put the sandbox in its cgroup: {exc}") from exc
-        except BaseException:
-            _stop_unreleased(proc)
+            proc = subprocess.Popen(
+                self._argv(python, info_w if info_w >= 0 else None),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=env, close_fds=True,
+                pass_fds=(info_w,) if info_w >= 0 else (),
+                cwd=self._work if not self._backend._bwrap else None,
+                start_new_session=True)
+        except BaseException as exc:   # the read end too: nothing will read it
+            if info_r >= 0:
+                os.close(info_r)
+            if isinstance(exc, OSError):
+                raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
             raise
+        finally:
+            if info_w >= 0:
+                os.close(info_w)
+        init_pid: int | None = None
+        if info_r >= 0:
+            with os.fdopen(info_r, "rb") as info:
+                raw = info.read(4096)
+            with contextlib.suppress(ValueError):
+                init_pid = int(json.loads(raw or b"{}").get("child-pid", 0)) or None
+        return proc, init_pid
 
     def _await_ready(self) -> int:
         try:

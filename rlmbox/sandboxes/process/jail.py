@@ -5,12 +5,6 @@ are both jails. They share the bubblewrap command line and the programs exec'd b
 (join the cgroup, set rlimits, the fallback namespaces, drop to the sandbox uid), so
 neither drifts weaker than the other. Seccomp and Landlock come from ``confine.py``, which
 the jailed program installs itself before it touches its input.
-
-The agent's own sandbox saves the ``sh`` exec (issue 16, cold start): bubblewrap waits on
-``--block-fd`` before it starts its program, and meanwhile the host writes the waiting
-processes into the cgroup itself (:func:`join_cgroup_from_host`), while bubblewrap builds
-its mounts. The rlimits stay exec'd: the host may lower another uid's limits only with
-CAP_SYS_RESOURCE, which a root host in a container often lacks.
 """
 
 from __future__ import annotations
@@ -31,17 +25,14 @@ SANDBOX_UID = 65534
 
 def bwrap_argv(bwrap: str, python: Path, binds: Sequence[tuple[Path, str]], *,
                tmpfs_bytes: int, shm_bytes: int, info_fd: int | None,
-               block_fd: int | None = None, as_pid_1: bool = False,
-               as_nobody: bool = False) -> list[str]:
+               as_pid_1: bool = False, as_nobody: bool = False) -> list[str]:
     """bubblewrap's command line up to ``--``: new user, pid, net, ipc, uts and cgroup
     namespaces; /usr, the interpreter's prefix and ``binds`` read-only; a size-capped
     private /tmp as the working directory and a size-capped /dev/shm, /dev itself read-only
     (``--dev``'s tmpfs has no size cap); an empty environment but PATH, HOME and LANG.
     ``as_pid_1`` makes the program the namespace's init, so bubblewrap itself reaps it and
     the program's CPU time reaches the host in bubblewrap's rusage. ``as_nobody`` maps the
-    jail's host uid (leased, ``uids.py``) to ``nobody`` inside. With ``block_fd`` bubblewrap
-    starts the program only once a byte arrives there (or the fd closes: the host kills
-    bubblewrap before it closes the fd unreleased)."""
+    jail's host uid (leased, ``uids.py``) to ``nobody`` inside."""
     argv = [bwrap, *(["--as-pid-1"] if as_pid_1 else []),
             "--unshare-user", *(["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
                                 if as_nobody else []),
@@ -70,8 +61,6 @@ def bwrap_argv(bwrap: str, python: Path, binds: Sequence[tuple[Path, str]], *,
              "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
     if info_fd is not None:
         argv += ["--info-fd", str(info_fd)]
-    if block_fd is not None:
-        argv += ["--block-fd", str(block_fd)]
     return [*argv, "--"]
 
 
@@ -92,47 +81,19 @@ def jail_entry_argv(limits: ResourceLimits, cgroup: Cgroup | None, *, bwrap: boo
     if cgroup is not None:
         argv += [_tool("sh"), "-c", _JOIN_THEN_EXEC, "rlmbox-jail", *cgroup.procs_files(),
                  "--"]
-    argv += rlimit_entry_argv(limits, cgroup)
-    if not bwrap and os.geteuid() == 0:
-        argv += [_tool("unshare"), "--net", "--ipc", "--uts", "--"]
-    return argv + uid_entry_argv(uid)
-
-
-def rlimit_entry_argv(limits: ResourceLimits, cgroup: Cgroup | None) -> list[str]:
-    """``prlimit`` setting the jail's rlimits on itself, exec'ing the rest. With a cgroup
-    the memory limit is the cgroup's, so the address space may be twice it."""
     extra = 256 * 1024 * 1024
     address_space = limits.memory_bytes * 2 + extra if cgroup else limits.memory_bytes + extra
-    argv = [_tool("prlimit")]
+    argv += [_tool("prlimit")]
     for option, value in (("as", address_space), ("cpu", limits.cpu_seconds),
                           ("nofile", limits.open_files), ("fsize", limits.file_size_bytes),
                           ("core", 0)):
         argv.append(f"--{option}={value}:{value}")
-    return [*argv, "--"]
-
-
-def uid_entry_argv(uid: int | None) -> list[str]:
-    """``setpriv`` to the jail's own host ``uid`` (None: stay), exec'ing the rest."""
-    if uid is None:
-        return []
-    return [_tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-
-
-def join_cgroup_from_host(pids: list[int], cgroup: Cgroup) -> None:
-    """Writes ``pids`` (bubblewrap's processes, waiting on ``--block-fd``) into every
-    ``cgroup.procs`` of ``cgroup``: a process they fork later is born in it.
-
-    Raises:
-        OSError: the kernel refused a write: the caller must not release them.
-    """
-    for pid in pids:
-        _join_cgroup(cgroup, pid)
-
-
-def _join_cgroup(cgroup: Cgroup, pid: int) -> None:
-    for procs in cgroup.procs_files():
-        with open(procs, "w") as file:
-            file.write(str(pid))
+    argv.append("--")
+    if not bwrap and os.geteuid() == 0:
+        argv += [_tool("unshare"), "--net", "--ipc", "--uts", "--"]
+    if uid is not None:
+        argv += [_tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+    return argv
 
 
 # writes "0" (the writer itself) into each cgroup.procs file named before "--", then execs
