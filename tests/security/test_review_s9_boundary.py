@@ -26,10 +26,11 @@ from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.runtime.staging import RESERVE_FROM_CHARS
 from rlmbox.sandboxes.base import SandboxSpec
+from rlmbox.sandboxes.bundle import agent_bundle_dir
 from rlmbox.sandboxes.process import backend as process_backend
 from rlmbox.sandboxes.process.backend import ProcessBackend
 
-from .harness import policy_yaml
+from .harness import policy_yaml, run_json, skip_on_e2b
 
 
 @pytest.fixture
@@ -197,3 +198,62 @@ def test_a_context_of_a_str_subclass_arrives_byte_for_byte(runtime: Runtime) -> 
             "hashlib.sha256(context.encode('utf-8', 'surrogatepass')).hexdigest())")
     assert result.status == "ok", result.error
     assert result.stdout.split() == [str(str.__len__(real)), "False", digest]
+
+
+# --- 4. the shipped bytecode: no sandbox plants a .pyc the next one loads (holds) ---------
+
+PLANT_BYTECODE = r"""
+import glob, json, os
+out = {"pycs": 0, "written": []}
+root = "/rlmbox"
+for path in glob.glob(root + "/**/__pycache__/*.pyc", recursive=True):
+    out["pycs"] += 1
+    for attempt in ("overwrite", "rename", "unlink"):
+        try:
+            if attempt == "overwrite":
+                with open(path, "r+b") as handle:
+                    handle.write(b"pwned")
+            elif attempt == "rename":
+                os.rename(path, path + ".aside")
+            else:
+                os.unlink(path)
+            out["written"].append(attempt + " " + path)
+        except OSError:
+            pass
+for folder in glob.glob(root + "/**/", recursive=True):
+    cache = os.path.join(folder, "__pycache__")
+    try:
+        os.makedirs(cache, exist_ok=True)
+        with open(os.path.join(cache, "planted.cpython-311.pyc"), "wb") as handle:
+            handle.write(b"pwned")
+        out["written"].append("plant " + cache)
+    except OSError:
+        pass
+print(json.dumps(out))
+"""
+
+
+def test_no_sandbox_can_plant_bytecode_the_next_one_loads(
+        backend: str, runtimes: Any) -> None:
+    """security.md 10: the shared agent bundle is read-only, "so one sandbox cannot plant
+    code for the next". Since 632c883 the bundle ships bytecode beside its sources and the
+    agent loads it; ``test_read_only_mounts_stay_read_only`` writes only the ``.py`` files.
+    Here model code overwrites, renames and deletes every shipped ``.pyc`` and plants one
+    in every folder: all refused, the host's bundle unchanged. Holds today (a guard)."""
+    skip_on_e2b(backend, "the e2b bundle is unpacked per sandbox, no shared host copy")
+    bundle = agent_bundle_dir()
+    before = _digest_tree(bundle)
+    with runtimes().session() as session:
+        seen = run_json(session, PLANT_BYTECODE)
+    if backend == "process":
+        assert seen["pycs"] > 0, "no shipped bytecode in view: the attack aimed at nothing"
+    assert seen["written"] == []
+    assert _digest_tree(bundle) == before, "the shared agent bundle was modified"
+
+
+def _digest_tree(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
