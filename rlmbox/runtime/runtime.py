@@ -111,7 +111,8 @@ class Runtime:
         durability: ``"cell"`` (default) makes a cell's events durable (fsynced) before
             ``exec`` returns (and ``session.create`` before ``session()`` returns);
             ``"session"`` syncs at session end and in the background every few
-            milliseconds, trading a crash window of a few ms of events for speed. Either way a failed write stops host calls (fail closed).
+            milliseconds, trading a crash window of a few ms of events for speed. Either
+            way a failed write stops host calls (fail closed).
         metrics: a ``prometheus_client.CollectorRegistry`` to publish this runtime's
             metrics on (docs/observability.md; extra ``metrics``); default: none.
         tracing: an OpenTelemetry ``TracerProvider``: a span per session, cell and host

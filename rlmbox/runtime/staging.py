@@ -47,6 +47,10 @@ def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, st
 
     Returns the agent's view: the path inside the sandbox and the kind (``str``/``json``).
     """
+    if isinstance(context, str) and type(context) is not str:
+        # a subclass's len() or isascii() may disagree with its characters: the file and
+        # the reservation are made from an exact copy of them
+        context = str.__str__(context)
     _announce(sandbox, context)
     if isinstance(context, str):
         kind, suffix, text = "str", ".txt", context
