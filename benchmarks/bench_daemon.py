@@ -4,9 +4,12 @@
 
 Runs the same work three ways on this machine, process backend, no warm pool: embedded
 (``Runtime`` in this process), through the daemon over its Unix socket, and over loopback
-TCP. The daemon runs in this process on its own event-loop thread (what the tests do), so
-the difference is HTTP + JSON + the thread hop, not a second interpreter. Each daemon
-trivial cell is printed as a ratio to the embedded one measured in the same run.
+TCP. Through the daemon each cell is timed twice, paired (alternating calls): as
+``POST .../exec`` and over the exec socket (``GET /v1/exec/socket``, one kept WebSocket,
+the fast path ``Client.exec`` takes). The daemon runs in this process on its own event-loop
+thread (what the tests do), so the difference is HTTP (or WebSocket framing) + JSON + the
+thread hop, not a second interpreter. Each daemon trivial cell is printed as a ratio to
+the embedded one measured in the same run.
 
 The daemon's per-tenant request rate (50/s, burst 100 by default) would refuse a run of
 more than a hundred requests, so this daemon is started with a rate it cannot reach
@@ -21,6 +24,7 @@ import asyncio
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from figures import Figure, Table, timed
@@ -34,6 +38,7 @@ from rlmbox.runtime.runtime import Runtime
 
 SYSTEM = "rlmbox process (cell durability)"
 EMBEDDED_CELL = "embedded trivial cell"
+EXEC_SOCKET_CELL = "exec trivial cell, exec socket"   # the fast path: targets.py reads it
 # the request rate is raised above what one client can send, so no request is refused
 BENCH_LIMITS = DaemonLimits(requests_per_s_per_tenant=1e6, request_burst_per_tenant=10**6)
 
@@ -53,19 +58,44 @@ def embedded(table: Table, root: Path, sessions: int, cells: int) -> None:
     table.add(f"{SYSTEM}, embedded", "exec cell with one llm_query", llm)
 
 
-def through(table: Table, client: Client, label: str, sessions: int, cells: int) -> None:
-    def start_close() -> None:
-        client.close_session(client.create_session()["id"])
+def paired(first: Callable[[], object], second: Callable[[], object],
+           n: int) -> tuple[list[float], list[float]]:
+    """``n`` timed calls of each, alternating, so drift on a shared machine hits both."""
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(n):
+        a += timed(first, 1)
+        b += timed(second, 1)
+    return a, b
 
-    starts = timed(start_close, sessions)
-    sid = client.create_session()["id"]
-    client.exec(sid, "x = 1")
-    trivial = timed(lambda: client.exec(sid, "x = 1"), cells)
-    llm = timed(lambda: client.exec(sid, "llm_query('hi')"), cells)
-    client.close_session(sid)
+
+def through(table: Table, where: dict[str, str], token: str, label: str, sessions: int,
+            cells: int) -> None:
+    """Each cell both ways, paired: ``POST .../exec`` per cell, and the exec socket (a
+    kept WebSocket, ``GET /v1/exec/socket``: the fast path, what ``Client.exec`` uses)."""
+    socket, url = where.get("socket"), where.get("url")
+    with Client(token=token, socket=socket, url=url, exec_socket=False) as post, \
+            Client(token=token, socket=socket, url=url) as kept:
+        def start_close() -> None:
+            post.close_session(post.create_session()["id"])
+
+        starts = timed(start_close, sessions)
+        sid = post.create_session()["id"]
+        post.exec(sid, "x = 1")
+        kept.exec(sid, "x = 1")
+        trivial, trivial_kept = paired(lambda: post.exec(sid, "x = 1"),
+                                       lambda: kept.exec(sid, "x = 1"), cells)
+        llm, llm_kept = paired(lambda: post.exec(sid, "llm_query('hi')"),
+                               lambda: kept.exec(sid, "llm_query('hi')"), cells)
+        post.close_session(sid)
     table.add(f"{SYSTEM}, {label}", "session start + close", starts)
-    table.add(f"{SYSTEM}, {label}", "exec trivial cell", trivial, floor=(EMBEDDED_CELL,))
-    table.add(f"{SYSTEM}, {label}", "exec cell with one llm_query", llm)
+    table.add(f"{SYSTEM}, {label}", "exec trivial cell", trivial, floor=(EMBEDDED_CELL,),
+              note="POST .../exec per cell (kept-alive HTTP)")
+    table.add(f"{SYSTEM}, {label}", EXEC_SOCKET_CELL, trivial_kept, floor=(EMBEDDED_CELL,),
+              note="GET /v1/exec/socket: one WebSocket, a message per cell")
+    table.add(f"{SYSTEM}, {label}", "exec cell with one llm_query", llm,
+              note="POST .../exec per cell")
+    table.add(f"{SYSTEM}, {label}", "exec cell with one llm_query, exec socket", llm_kept)
 
 
 def main() -> None:
@@ -88,12 +118,11 @@ def main() -> None:
         store = Store(config.state_dir)
         token = store.create_token("bench")[1]
         store.close()
-        with Client(socket=config.socket, token=token) as client:
-            through(table, client, "daemon, unix socket", args.sessions, args.cells)
+        through(table, {"socket": str(config.socket)}, token, "daemon, unix socket",
+                args.sessions, args.cells)
         assert daemon.tcp_address is not None
         url = f"http://127.0.0.1:{daemon.tcp_address[1]}"
-        with Client(url=url, token=token) as client:
-            through(table, client, "daemon, loopback TCP", args.sessions, args.cells)
+        through(table, {"url": url}, token, "daemon, loopback TCP", args.sessions, args.cells)
     finally:
         asyncio.run_coroutine_threadsafe(daemon.stop(), loop).result(120)
         loop.call_soon_threadsafe(loop.stop)

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from pydantic import BaseModel
 
 from rlmbox.daemon import models as m
@@ -29,6 +29,7 @@ from rlmbox.daemon.admission import Slot
 from rlmbox.daemon.audit_index import AuditIndex
 from rlmbox.daemon.audit_view import MAX_PAGE, audit_page
 from rlmbox.daemon.engine import Engine
+from rlmbox.daemon.exec_socket import message_bytes, socket_error
 from rlmbox.daemon.openapi import build_spec
 from rlmbox.daemon.rate_limit import RateLimiter, retry_after_header
 from rlmbox.daemon.refusals import RefusalRecorder
@@ -47,6 +48,7 @@ from rlmbox.daemon.validation import parse_body, query_int, refuse_unknown_query
 from rlmbox.daemon.wire import (
     BACKEND_NOT_ALLOWED,
     ERROR_TYPE_HEADER,
+    EXEC_SOCKET_PATH,
     INTERNAL,
     INVALID_REQUEST,
     METHOD_NOT_ALLOWED,
@@ -86,6 +88,7 @@ SCRAPE: web.AppKey[Scrape] = web.AppKey("scrape", Scrape)
 LOCKS: web.AppKey[weakref.WeakValueDictionary[str, asyncio.Lock]] = web.AppKey(
     "locks", weakref.WeakValueDictionary)
 TENANT: web.RequestKey[str] = web.RequestKey("tenant", str)
+TOKEN: web.RequestKey[str] = web.RequestKey("token", str)
 
 
 def _error(status: int, kind: str, message: str,
@@ -116,6 +119,20 @@ async def _refusal_taken(request: web.Request, exc: DaemonError) -> None:
         await asyncio.sleep(TARPIT_S)
 
 
+async def _error_taken(request: web.Request, exc: RlmboxError) -> None:
+    """What an rlmbox error answered to a request (or a socket message) gets first: a
+    5xx logged; a refusal audited, and paused when it is for load or a bad token."""
+    status, kind = status_for(exc)
+    if status >= 500:
+        log.warning("%s %s: %s: %s", request.method, request.path, kind, exc)
+    if isinstance(exc, DaemonError):
+        await _refusal_taken(request, exc)
+    elif 400 <= status < 500 or isinstance(exc, NotOnCluster):
+        # the engine refused (a closed session, a bad file path, what a cluster
+        # session cannot do: 501)
+        _refused(request, status, kind)
+
+
 @dataclass(frozen=True)
 class Pools:
     """The server's threads: ``work`` for sessions, cells, closes and audit pages (more
@@ -141,16 +158,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _error(exc.status, kind, message)
     except RlmboxError as exc:
         status, kind = status_for(exc)
-        if status >= 500:
-            log.warning("%s %s: %s: %s", request.method, request.path, kind, exc)
-        retry_after = None
-        if isinstance(exc, DaemonError):
-            retry_after = exc.retry_after_s
-            await _refusal_taken(request, exc)
-        elif 400 <= status < 500 or isinstance(exc, NotOnCluster):
-            # the engine refused (a closed session, a bad file path, what a cluster
-            # session cannot do: 501)
-            _refused(request, status, kind)
+        await _error_taken(request, exc)
+        retry_after = exc.retry_after_s if isinstance(exc, DaemonError) else None
         return _error(status, kind, str(exc), retry_after)
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
@@ -174,12 +183,25 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise DaemonError("a valid bearer token is required (Authorization: Bearer ...)",
                           status=401, type=UNAUTHORIZED)
     request[TENANT] = tenant
+    request[TOKEN] = token.strip()
+    _take_request(request, tenant)
+    return await handler(request)
+
+
+def _still_valid(request: web.Request, tenant: str) -> None:
+    """The request's token still names ``tenant`` (not revoked since it was checked)."""
+    if request.app[STORE].authenticate(request[TOKEN]) != tenant:
+        raise DaemonError("the bearer token is no longer valid", status=401,
+                          type=UNAUTHORIZED)
+
+
+def _take_request(request: web.Request, tenant: str) -> None:
+    """One of the tenant's request tokens (an HTTP request, or a socket message)."""
     wait = request.app[RATE].take(tenant)
     if wait > 0:
         raise DaemonError(f"tenant {tenant!r} is over its request rate "
                           f"({request.app[RATE].rate:g}/s)", status=429, type=RATE_LIMITED,
                           retry_after_s=wait)
-    return await handler(request)
 
 
 async def _blocking(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
@@ -197,7 +219,10 @@ async def _in_slot(request: web.Request, slot: Slot, fn: Callable[..., T], *args
 
 async def _body(request: web.Request, model: type[M]) -> M:
     """The validated body; a large one is parsed on the parse thread, not the loop."""
-    raw = await request.read()
+    return await _parsed(request, model, await request.read())
+
+
+async def _parsed(request: web.Request, model: type[M], raw: bytes) -> M:
     if len(raw) <= OFFLOAD_BYTES:
         return parse_body(model, raw)
     loop = asyncio.get_running_loop()
@@ -328,6 +353,48 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def exec_socket(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/exec/socket``: a kept WebSocket, one exec per message (exec_socket.py)."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, compress=False)
+    if not ws.can_prepare(request).ok:
+        raise DaemonError("this route needs a WebSocket upgrade", status=400,
+                          type=INVALID_REQUEST)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type is WSMsgType.ERROR:   # over the size cap: aiohttp has closed (1009)
+            break
+        answer = await _socket_exec(request, msg)
+        await send_json(ws, answer)
+        if answer.get("status") == 401:   # the token was revoked: nothing more on it
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unauthorized")
+    return ws
+
+
+async def _socket_exec(request: web.Request, msg: WSMessage) -> dict[str, Any]:
+    """One socket message run as ``POST .../exec`` runs its body: the token checked
+    again (a revocation holds from the next message), a request token of the tenant,
+    the body validated, the session looked up through the tenant, the session lock and a
+    cell slot; every refusal audited and paused as over HTTP."""
+    tenant, engine = request[TENANT], request.app[ENGINE]
+    try:
+        _still_valid(request, tenant)
+        _take_request(request, tenant)
+        body = await _parsed(request, m.SocketExecRequest, message_bytes(msg))
+        engine.live(tenant, body.session)   # 404/409 before queueing
+        async with _session_lock(request, body.session):
+            slot = engine.admission.take_cell(tenant)
+            result = await _in_slot(request, slot, engine.exec, tenant, body.session,
+                                    body.code, body.timeout_s)
+    except RlmboxError as exc:
+        await _error_taken(request, exc)
+        return socket_error(exc)
+    except Exception:
+        log.exception("unexpected error on the exec socket")
+        return socket_error(DaemonError("internal error; the daemon's log has the details",
+                                        status=500, type=INTERNAL))
+    return {"type": "result", **result_json(result)}
+
+
 async def interrupt_cell(request: web.Request) -> web.Response:
     """Interrupts the running cell (not queued behind it: no session lock, no slot)."""
     interrupted = await _blocking(request, request.app[ENGINE].interrupt, request[TENANT],
@@ -420,6 +487,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/v1/sessions/{id}", delete_session),
     ("POST", "/v1/sessions/{id}/exec", exec_cell),
     ("GET", "/v1/sessions/{id}/exec/stream", exec_stream),
+    ("GET", EXEC_SOCKET_PATH, exec_socket),
     ("POST", "/v1/sessions/{id}/interrupt", interrupt_cell),
     ("PUT", "/v1/sessions/{id}/files", put_file),
     ("GET", "/v1/sessions/{id}/files", get_files),

@@ -45,6 +45,8 @@ RATE_LIMITED = "RateLimited"
 TOO_LARGE = "PayloadTooLarge"
 METHOD_NOT_ALLOWED = "MethodNotAllowed"
 INTERNAL = "InternalError"
+# the exec fast path's route (exec_socket.py), known to the client without aiohttp
+EXEC_SOCKET_PATH = "/v1/exec/socket"
 # an error answer's type, also as a header: a WebSocket client cannot read the JSON body
 # of a refused upgrade
 ERROR_TYPE_HEADER = "X-Rlmbox-Error-Type"
