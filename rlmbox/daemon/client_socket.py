@@ -1,9 +1,8 @@
 """The sync ``Client``'s exec sockets: kept WebSockets to ``GET /v1/exec/socket``.
 
-The protocol is in ``daemon/exec_socket.py``. This is the client half of RFC 6455 that it
-needs, on the standard library (the client must load with httpx alone): the upgrade, a
-masked text frame per request written with one ``sendall``, and the daemon's unmasked
-frames read back (pings answered, a close ending the socket).
+The protocol is in ``daemon/exec_socket.py``. This is its client, on the standard library
+(the client must load with httpx alone): the upgrade, then a masked text frame per request
+written with one ``sendall`` and the answer read back (``ws_frames.py``).
 
 Sockets are pooled like ``client_connection.py``'s connections: a call takes an idle one
 (or opens one) and gives it back once its answer is read, so two threads never share
@@ -19,8 +18,6 @@ import hashlib
 import http.client
 import json
 import os
-import socket
-import struct
 import threading
 from typing import Any
 
@@ -32,83 +29,14 @@ from rlmbox.daemon.client_connection import (
     unreachable,
 )
 from rlmbox.daemon.wire import EXEC_SOCKET_PATH
+from rlmbox.daemon.ws_frames import TEXT, FrameSocket, SocketClosed
 from rlmbox.errors import DaemonError
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   # RFC 6455 section 1.3
-_TEXT, _CONTINUATION, _CLOSE, _PING, _PONG = 0x1, 0x0, 0x8, 0x9, 0xA
 _MAX_MESSAGE_BYTES = 256 * 1024 * 1024   # the daemon is trusted; results can be large
 
 
-class SocketClosed(Exception):
-    """The daemon closed the socket or broke the framing."""
-
-
-def _frame(opcode: int, payload: bytes) -> bytes:
-    """One final, masked client frame (clients must mask, RFC 6455 5.3)."""
-    size = len(payload)
-    if size < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
-    elif size < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
-    mask = os.urandom(4)
-    # one big-integer XOR masks the whole payload at C speed
-    key = int.from_bytes((mask * (size // 4 + 1))[:size], "big")
-    masked = (int.from_bytes(payload, "big") ^ key).to_bytes(size, "big")
-    return head + mask + masked
-
-
-class _Socket:
-    """One upgraded connection; reads whole messages off a byte buffer."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._buffer = bytearray()
-
-    def _take(self, count: int) -> bytes:
-        while len(self._buffer) < count:
-            chunk = self.sock.recv(max(65536, count - len(self._buffer)))
-            if not chunk:
-                raise SocketClosed("the daemon closed the exec socket")
-            self._buffer += chunk
-        taken = bytes(self._buffer[:count])
-        del self._buffer[:count]
-        return taken
-
-    def send(self, payload: bytes) -> None:
-        self.sock.sendall(_frame(_TEXT, payload))
-
-    def receive(self) -> bytes:
-        """The next text message's bytes, answering pings on the way."""
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            first, second = self._take(2)
-            opcode, length = first & 0x0F, second & 0x7F
-            if second & 0x80:
-                raise SocketClosed("the daemon sent a masked frame")
-            if length == 126:
-                (length,) = struct.unpack("!H", self._take(2))
-            elif length == 127:
-                (length,) = struct.unpack("!Q", self._take(8))
-            size += length
-            if size > _MAX_MESSAGE_BYTES:
-                raise SocketClosed("the daemon sent a message over the client's cap")
-            payload = self._take(length)
-            if opcode == _PING:
-                self.sock.sendall(_frame(_PONG, payload))
-                continue
-            if opcode == _CLOSE:
-                raise SocketClosed("the daemon closed the exec socket")
-            if opcode in (_TEXT, _CONTINUATION):
-                parts.append(payload)
-                if first & 0x80:
-                    return b"".join(parts)
-            # a pong, or an opcode we never asked for: skipped
-
-
-def _upgrade(endpoint: Endpoint, head: str, timeout: float) -> _Socket:
+def _upgrade(endpoint: Endpoint, head: str, timeout: float) -> FrameSocket:
     """A connected socket switched to the WebSocket protocol, or the daemon's refusal
     as the exception its error answer names."""
     sock = endpoint.connect(timeout)
@@ -133,7 +61,7 @@ def _upgrade(endpoint: Endpoint, head: str, timeout: float) -> _Socket:
     except BaseException:
         sock.close()
         raise
-    return _Socket(sock)
+    return FrameSocket(sock, client=True, limit=_MAX_MESSAGE_BYTES)
 
 
 class ExecSockets:
@@ -145,7 +73,7 @@ class ExecSockets:
         self._endpoint = endpoint
         self._timeout = timeout
         self._head = (f"Host: {endpoint.host_header}\r\nAuthorization: Bearer {token}\r\n")
-        self._idle: list[_Socket] = []
+        self._idle: list[FrameSocket] = []
         self._lock = threading.Lock()
         self._closed = False
         self.opened = 0
@@ -166,8 +94,8 @@ class ExecSockets:
         except (OSError, http.client.HTTPException, SocketClosed) as exc:
             raise unreachable(exc) from exc
         try:
-            conn.send(payload)
-            answer = json.loads(conn.receive())
+            conn.send(TEXT, payload)
+            answer = json.loads(conn.receive()[1])
         except (OSError, SocketClosed, ValueError) as exc:
             conn.sock.close()
             raise unreachable(exc) from exc
@@ -181,7 +109,7 @@ class ExecSockets:
         self._give_back(conn)
         return answer
 
-    def _take(self) -> _Socket:
+    def _take(self) -> FrameSocket:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the client is closed")
@@ -195,7 +123,7 @@ class ExecSockets:
             self.opened += 1
         return conn
 
-    def _give_back(self, conn: _Socket) -> None:
+    def _give_back(self, conn: FrameSocket) -> None:
         with self._lock:
             if not self._closed:
                 self._idle.append(conn)
