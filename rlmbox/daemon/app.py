@@ -15,13 +15,15 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import socket
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp import WSCloseCode, web
 from pydantic import BaseModel
 
 from rlmbox.daemon import models as m
@@ -29,10 +31,10 @@ from rlmbox.daemon.admission import Slot
 from rlmbox.daemon.audit_index import AuditIndex
 from rlmbox.daemon.audit_view import MAX_PAGE, audit_page
 from rlmbox.daemon.engine import Engine
-from rlmbox.daemon.exec_socket import message_bytes, socket_error
+from rlmbox.daemon.exec_socket import IDLE_S, SocketCount, SocketServer
 from rlmbox.daemon.openapi import build_spec
 from rlmbox.daemon.rate_limit import RateLimiter, retry_after_header
-from rlmbox.daemon.refusals import RefusalRecorder
+from rlmbox.daemon.refusals import TARPIT_STATUSES, RefusalRecorder
 from rlmbox.daemon.scrape import METRICS_PATH, Scrape, metrics_response, scrape_allowed
 from rlmbox.daemon.session_view import CLUSTER_VIEW, VIEW_HEADERS, session_report
 from rlmbox.daemon.store import SessionRow, Store
@@ -60,6 +62,7 @@ from rlmbox.daemon.wire import (
     result_json,
     status_for,
 )
+from rlmbox.daemon.ws_frames import FrameSocket
 from rlmbox.errors import DaemonError, NotOnCluster, RlmboxError
 from rlmbox.runtime.contract import SessionLike
 
@@ -68,9 +71,9 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 OFFLOAD_BYTES = 256 * 1024   # bodies above this are parsed off the event loop
 # A refusal for load (or a bad token) is answered after a pause: a client that retries at
 # once gets one refusal per connection per TARPIT_S, so a flood of them cannot take the
-# event loop from other tenants. The pause holds a coroutine, never a thread.
+# event loop from other tenants. The pause holds a coroutine (or an exec socket's own
+# thread), never a pool thread.
 TARPIT_S = 1.0
-TARPIT_STATUSES = frozenset({401, 429, 503})
 PUBLIC_PATHS = frozenset({"/v1/health", "/openapi.json"})
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -89,6 +92,9 @@ LOCKS: web.AppKey[weakref.WeakValueDictionary[str, asyncio.Lock]] = web.AppKey(
     "locks", weakref.WeakValueDictionary)
 TENANT: web.RequestKey[str] = web.RequestKey("tenant", str)
 TOKEN: web.RequestKey[str] = web.RequestKey("token", str)
+SOCKET_POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("socket_pool", ThreadPoolExecutor)
+SOCKET_COUNT: web.AppKey[SocketCount] = web.AppKey("socket_count", SocketCount)
+OPEN_SOCKETS: web.AppKey[set[FrameSocket]] = web.AppKey("open_sockets", set)
 
 
 def _error(status: int, kind: str, message: str,
@@ -119,27 +125,15 @@ async def _refusal_taken(request: web.Request, exc: DaemonError) -> None:
         await asyncio.sleep(TARPIT_S)
 
 
-async def _error_taken(request: web.Request, exc: RlmboxError) -> None:
-    """What an rlmbox error answered to a request (or a socket message) gets first: a
-    5xx logged; a refusal audited, and paused when it is for load or a bad token."""
-    status, kind = status_for(exc)
-    if status >= 500:
-        log.warning("%s %s: %s: %s", request.method, request.path, kind, exc)
-    if isinstance(exc, DaemonError):
-        await _refusal_taken(request, exc)
-    elif 400 <= status < 500 or isinstance(exc, NotOnCluster):
-        # the engine refused (a closed session, a bad file path, what a cluster
-        # session cannot do: 501)
-        _refused(request, status, kind)
-
-
 @dataclass(frozen=True)
 class Pools:
     """The server's threads: ``work`` for sessions, cells, closes and audit pages (more
-    threads than the cell limit), ``parse`` (one thread) for large request bodies."""
+    threads than the cell limit), ``parse`` (one thread) for large request bodies,
+    ``sockets`` one per open exec socket (as many as ``DaemonLimits.exec_sockets``)."""
 
     work: ThreadPoolExecutor
     parse: ThreadPoolExecutor
+    sockets: ThreadPoolExecutor
 
 
 @web.middleware
@@ -158,8 +152,16 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _error(exc.status, kind, message)
     except RlmboxError as exc:
         status, kind = status_for(exc)
-        await _error_taken(request, exc)
-        retry_after = exc.retry_after_s if isinstance(exc, DaemonError) else None
+        if status >= 500:
+            log.warning("%s %s: %s: %s", request.method, request.path, kind, exc)
+        retry_after = None
+        if isinstance(exc, DaemonError):
+            retry_after = exc.retry_after_s
+            await _refusal_taken(request, exc)
+        elif 400 <= status < 500 or isinstance(exc, NotOnCluster):
+            # the engine refused (a closed session, a bad file path, what a cluster
+            # session cannot do: 501)
+            _refused(request, status, kind)
         return _error(status, kind, str(exc), retry_after)
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
@@ -183,25 +185,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise DaemonError("a valid bearer token is required (Authorization: Bearer ...)",
                           status=401, type=UNAUTHORIZED)
     request[TENANT] = tenant
-    request[TOKEN] = token.strip()
-    _take_request(request, tenant)
-    return await handler(request)
-
-
-def _still_valid(request: web.Request, tenant: str) -> None:
-    """The request's token still names ``tenant`` (not revoked since it was checked)."""
-    if request.app[STORE].authenticate(request[TOKEN]) != tenant:
-        raise DaemonError("the bearer token is no longer valid", status=401,
-                          type=UNAUTHORIZED)
-
-
-def _take_request(request: web.Request, tenant: str) -> None:
-    """One of the tenant's request tokens (an HTTP request, or a socket message)."""
+    request[TOKEN] = token.strip()   # an exec socket checks it again on every message
     wait = request.app[RATE].take(tenant)
     if wait > 0:
         raise DaemonError(f"tenant {tenant!r} is over its request rate "
                           f"({request.app[RATE].rate:g}/s)", status=429, type=RATE_LIMITED,
                           retry_after_s=wait)
+    return await handler(request)
 
 
 async def _blocking(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
@@ -219,10 +209,7 @@ async def _in_slot(request: web.Request, slot: Slot, fn: Callable[..., T], *args
 
 async def _body(request: web.Request, model: type[M]) -> M:
     """The validated body; a large one is parsed on the parse thread, not the loop."""
-    return await _parsed(request, model, await request.read())
-
-
-async def _parsed(request: web.Request, model: type[M], raw: bytes) -> M:
+    raw = await request.read()
     if len(raw) <= OFFLOAD_BYTES:
         return parse_body(model, raw)
     loop = asyncio.get_running_loop()
@@ -300,8 +287,9 @@ async def exec_cell(request: web.Request) -> web.Response:
     engine.live(request[TENANT], session_id)   # 404/409 before queueing
     async with _session_lock(request, session_id):
         slot = engine.admission.take_cell(request[TENANT])
-        result = await _in_slot(request, slot, engine.exec, request[TENANT], session_id,
-                                body.code, body.timeout_s)
+        result = await _in_slot(request, slot, functools.partial(
+            engine.exec, request[TENANT], session_id, body.code, body.timeout_s,
+            admit=lambda: slot))
     return web.json_response(result_json(result))
 
 
@@ -326,9 +314,10 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
     try:
         async with _session_lock(request, session_id):
             slot = engine.admission.take_cell(request[TENANT])
-            result = await _in_slot(request, slot, engine.exec, request[TENANT], session_id,
-                                    body.code, body.timeout_s, relay.offer,
-                                    relay.offer_root_text if body.root_text else None)
+            result = await _in_slot(request, slot, functools.partial(
+                engine.exec, request[TENANT], session_id, body.code, body.timeout_s,
+                relay.offer, relay.offer_root_text if body.root_text else None,
+                admit=lambda: slot))
     except Exception as exc:   # after the upgrade, errors are messages, not responses
         await _stop(watcher)
         relay.finish()
@@ -354,45 +343,54 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def exec_socket(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/exec/socket``: a kept WebSocket, one exec per message (exec_socket.py)."""
+    """``GET /v1/exec/socket``: after aiohttp answers the upgrade, the connection is
+    served on a thread of its own (exec_socket.py), counted against the socket caps."""
     ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, compress=False)
     if not ws.can_prepare(request).ok:
         raise DaemonError("this route needs a WebSocket upgrade", status=400,
                           type=INVALID_REQUEST)
-    await ws.prepare(request)
-    async for msg in ws:
-        if msg.type is WSMsgType.ERROR:   # over the size cap: aiohttp has closed (1009)
-            break
-        answer = await _socket_exec(request, msg)
-        await send_json(ws, answer)
-        if answer.get("status") == 401:   # the token was revoked: nothing more on it
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unauthorized")
+    transport = request.transport
+    raw = transport.get_extra_info("socket") if transport is not None else None
+    if transport is None or raw is None:
+        raise web.HTTPBadRequest(text="the connection is gone")
+    release = request.app[SOCKET_COUNT].enter(request[TENANT])
+    try:
+        transport.pause_reading()   # from here on aiohttp reads nothing of the client's
+        await ws.prepare(request)
+        conn = FrameSocket(socket.socket(fileno=os.dup(raw.fileno())), client=False,
+                           limit=MAX_BODY_BYTES)
+        conn.sock.settimeout(IDLE_S)
+        server = SocketServer(request.app[ENGINE], request.app[STORE], request.app[RATE],
+                              request.app[REFUSALS], TARPIT_S, request[TENANT],
+                              request[TOKEN])
+        future = request.app[SOCKET_POOL].submit(server.serve, conn)
+    except BaseException:
+        release()
+        raise
+    future.add_done_callback(lambda _: release())
+    live = request.app[OPEN_SOCKETS]
+    live.add(conn)
+    try:
+        await asyncio.wrap_future(future)
+    finally:
+        live.discard(conn)
+        _hang_up(conn)
+        transport.close()
     return ws
 
 
-async def _socket_exec(request: web.Request, msg: WSMessage) -> dict[str, Any]:
-    """One socket message run as ``POST .../exec`` runs its body: the token checked
-    again (a revocation holds from the next message), a request token of the tenant,
-    the body validated, the session looked up through the tenant, the session lock and a
-    cell slot; every refusal audited and paused as over HTTP."""
-    tenant, engine = request[TENANT], request.app[ENGINE]
-    try:
-        _still_valid(request, tenant)
-        _take_request(request, tenant)
-        body = await _parsed(request, m.SocketExecRequest, message_bytes(msg))
-        engine.live(tenant, body.session)   # 404/409 before queueing
-        async with _session_lock(request, body.session):
-            slot = engine.admission.take_cell(tenant)
-            result = await _in_slot(request, slot, engine.exec, tenant, body.session,
-                                    body.code, body.timeout_s)
-    except RlmboxError as exc:
-        await _error_taken(request, exc)
-        return socket_error(exc)
-    except Exception:
-        log.exception("unexpected error on the exec socket")
-        return socket_error(DaemonError("internal error; the daemon's log has the details",
-                                        status=500, type=INTERNAL))
-    return {"type": "result", **result_json(result)}
+def _hang_up(conn: FrameSocket) -> None:
+    """Ends the socket's thread: its blocked read returns, its next write fails."""
+    with contextlib.suppress(OSError):
+        conn.sock.shutdown(socket.SHUT_RDWR)
+
+
+async def _hang_up_all(app: web.Application) -> None:
+    """At shutdown, before aiohttp waits for its handlers: every exec socket's thread
+    stops waiting for a message (one running a cell ends when the cell does)."""
+    live: set[FrameSocket] = app[OPEN_SOCKETS]
+    for conn in list(live):
+        _hang_up(conn)
 
 
 async def interrupt_cell(request: web.Request) -> web.Response:
@@ -512,6 +510,10 @@ def build_app(engine: Engine, store: Store, index: AuditIndex, pools: Pools,
     app[SPEC] = build_spec(version)
     app[SCRAPE] = scrape
     app[LOCKS] = weakref.WeakValueDictionary()
+    app[SOCKET_POOL] = pools.sockets
+    app[SOCKET_COUNT] = SocketCount(limits)
+    app[OPEN_SOCKETS] = set()
+    app.on_shutdown.append(_hang_up_all)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

@@ -79,13 +79,14 @@ MiB, else close 1009), and the server answers each, in order, with ONE `{"type":
 "retry_after_s"?: number}`: the status and error type POST /v1/sessions/{id}/exec would
 answer. Each message is checked as a request is: the token again (revoked: 401 and close
 1008), one of the tenant's request tokens (429), the body (400; the socket stays open),
-the session through the tenant (404, 409), the session lock and a cell slot (429, 503)."""
+the session through the tenant (404, 409), a cell slot (429, 503). Open sockets are
+capped per tenant (429 TooManySockets) and in all (503); one idle for 300 s is closed."""
 
 
 def _socket_op(authed: dict[str, Any]) -> dict[str, Any]:
     op = _op("run cells over one kept WebSocket, one message per cell (the fast path)",
              {"101": {"description": "switching to the WebSocket protocol"}, **authed,
-              **_errors(400)})
+              **_errors(400, 429, 503)})
     op["description"] = _SOCKET_PROTOCOL
     return op
 

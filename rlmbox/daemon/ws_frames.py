@@ -2,7 +2,7 @@
 
 Both ends of ``GET /v1/exec/socket`` use it once the upgrade is done: the client
 (``client_socket.py``) masks what it sends, as a client must; the daemon's socket thread
-(``socket_thread.py``) refuses an unmasked client frame. A text message may come in
+(``exec_socket.py``) refuses an unmasked client frame. A text message may come in
 fragments; pings are answered, pongs skipped, a close ends the socket. A message over the
 reader's cap ends it too (the daemon's cap is its request body cap).
 """

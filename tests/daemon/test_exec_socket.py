@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from rlmbox.audit.reader import iter_records
+from rlmbox.daemon import app as daemon_app
 from rlmbox.daemon.client import Client
 from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.daemon.store import Store
@@ -187,3 +188,62 @@ def test_a_plain_get_is_a_json_400(daemon: RunningDaemon) -> None:
         answer = http.get(PATH, headers={"Authorization": f"Bearer {daemon.token('a')}"})
     assert answer.status_code == 400
     assert answer.json()["error"]["type"] == "InvalidRequest"
+
+
+def test_open_sockets_are_capped_per_tenant(
+        start_daemon: Callable[..., RunningDaemon]) -> None:
+    """Each open socket holds a thread of the daemon's: a tenant's beyond its cap is a
+    429 at the upgrade, and another tenant still opens one."""
+    running = start_daemon(limits=DaemonLimits(exec_sockets_per_tenant=1))
+    with running.client("alice") as alice, running.client("alice") as again, \
+            running.client("bob") as bob:
+        sid = alice.create_session()["id"]
+        assert alice.exec(sid, "print(1)").stdout == "1\n"   # alice's one socket stays open
+        with pytest.raises(DaemonError) as refused:
+            again.exec(sid, "print(2)")
+        assert (refused.value.status, refused.value.type) == (429, "TooManySockets")
+        theirs = bob.create_session()["id"]
+        assert bob.exec(theirs, "print(3)").stdout == "3\n"
+        alice.close()   # its socket closes; the slot is free again
+        time.sleep(0.5)
+        assert again.exec(sid, "print(4)").stdout == "4\n"
+
+
+def test_a_socket_idle_too_long_is_closed_and_the_client_opens_another(
+        start_daemon: Callable[..., RunningDaemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(daemon_app, "IDLE_S", 0.5)
+    running = start_daemon()
+    with running.client("alice") as alice:
+        sid = alice.create_session()["id"]
+        alice.exec(sid, "x = 1")
+        time.sleep(1.5)   # the daemon's thread gave up on the socket
+        assert alice.exec(sid, "print(x)").stdout == "1\n"
+        assert alice.exec_sockets_opened == 2
+
+
+def test_a_message_over_the_cap_closes_the_socket(
+        start_daemon: Callable[..., RunningDaemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon reads no message past its body cap: the socket closes (1009) and the
+    client hears Unreachable; the daemon keeps serving."""
+    monkeypatch.setattr(daemon_app, "MAX_BODY_BYTES", 4096)
+    running = start_daemon()
+    with running.client("alice") as alice:
+        sid = alice.create_session()["id"]
+        with pytest.raises(DaemonError) as broke:
+            alice.exec(sid, "x = '" + "a" * 8192 + "'")
+        assert broke.value.type == "Unreachable"
+        assert alice.exec(sid, "print('still here')").stdout == "still here\n"
+
+
+def test_stopping_the_daemon_ends_an_idle_socket_at_once(
+        start_daemon: Callable[..., RunningDaemon]) -> None:
+    running = start_daemon()
+    with running.client("alice") as alice:
+        sid = alice.create_session()["id"]
+        alice.exec(sid, "x = 1")
+        started = time.monotonic()
+        running.stop()
+        assert time.monotonic() - started < 4.0   # aiohttp waits 5 s for a handler left
+        with pytest.raises(DaemonError) as gone:
+            alice.exec(sid, "x = 2")
+        assert gone.value.type == "Unreachable"
