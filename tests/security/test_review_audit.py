@@ -1,0 +1,297 @@
+"""Review audit: attacks on the audit log's redaction and group-commit writer (main at 6b46b83).
+
+The promises (docs/audit-format.md "Redaction evidence", "The processor chain", promise 7;
+docs/security.md row 40c; rlmbox/audit/redact.py): secrets (registered values and credential
+shapes) never reach the log or its bodies; a body a credential pattern cut keeps the
+original's digest and spans, so the sandbox cannot hide data from the log by making it look
+like a key; sandbox text reaches attributes only through ``error``, whose whole text is a
+body.
+
+Broken (strict xfails below; remove the mark once fixed):
+
+- A cell that *raises* with a credential-shaped message: ``cell.result``'s ``error``
+  attribute holds the sandbox's text (up to ``output_bytes``), is cut by the pattern
+  without evidence and has no ``error`` body; the data after ``sk-`` is gone from the log
+  while the caller got it.
+- A forged call to an unknown function named like a key: the ``function`` attribute is the
+  sandbox's text (128 characters), cut without evidence.
+- GitHub fine-grained tokens (``github_pat_...``) are not redacted: the pattern is
+  "GitHub tokens" but knows only the classic ``gh[pousr]_`` prefixes.
+- ``Bearer`` followed by a Unicode or ASCII-separator space (U+00A0, U+001C): redacted in
+  attributes (the text pattern's ``\\s``), kept whole in bodies (the bytes pattern's ``\\s``).
+- A nested value the caller's thread changes after the redaction pre-check (``needs``) said
+  "nothing to redact" is copied by ``Canonicalize`` afterwards and written unredacted: a
+  registered secret reaches the file.
+- A registered secret that is all digits reaches the log in an integer attribute.
+
+Held (passing tests below, or noted in the report): every default credential form at the
+start, middle and end of attribute strings, keys, nested lists/tuples, event and session
+names, body names and bodies; the anchors against the patterns (brute-forced prefixes);
+many threads appending and syncing while a close races them; a failing fsync on the
+background thread fails the log closed for every thread; kill -9 mid-batch then
+``rlmbox audit verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rlmbox.audit.bodies import BodyStore
+from rlmbox.audit.log import AuditLog
+from rlmbox.audit.redact import REDACTED
+from rlmbox.audit.verify import verify_log
+from rlmbox.errors import AuditWriteError
+
+from .harness import Runtimes, events, watched_session
+from .test_review_seam import FORGE_CALL
+
+HIDDEN = "EXFILTRATED-DATA-0123456789"
+KEY_SHAPED = "sk-" + "a" * 24 + HIDDEN
+
+
+def _all_bytes(directory: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file())
+
+
+def _proves(record: dict[str, Any], original: str) -> bool:
+    """The record keeps the original verbatim, or its digest as redaction evidence."""
+    digest = hashlib.sha256(original.encode()).hexdigest()
+    return any(value in (original, digest) for value in record.values()) or any(
+        isinstance(value, str) and original in value for value in record.values())
+
+
+@pytest.mark.parametrize("backend", ["process"], indirect=True)
+@pytest.mark.xfail(strict=True, reason="review: cell.result error attribute is cut by a "
+                   "credential pattern without evidence and has no error body")
+def test_a_cell_error_dressed_as_a_key_keeps_its_evidence(runtimes: Runtimes) -> None:
+    """``raise RuntimeError('sk-' + 'a'*24 + data)``: the caller gets the text; the log must
+    keep it or prove it (digest and spans), as it does for stdout (row 40c)."""
+    rt = runtimes()
+    with watched_session(rt) as (session, _):
+        result = session.exec(f"raise RuntimeError({KEY_SHAPED!r})")
+        assert result.status == "error"
+        assert result.error is not None
+        assert HIDDEN in result.error
+        [record] = events(rt, "cell.result", cell=result.cell_id)
+    assert record["error"] != result.error   # the pattern cut it
+    evidence = {k: v for k, v in record.items() if k.startswith("error_")}
+    assert evidence.get("error_original_sha256") == hashlib.sha256(
+        result.error.encode()).hexdigest(), record
+
+
+@pytest.mark.parametrize("backend", ["process"], indirect=True)
+@pytest.mark.xfail(strict=True, reason="review: an unknown function's sandbox-chosen name "
+                   "is an attribute a credential pattern cuts without evidence")
+def test_a_forged_function_name_dressed_as_a_key_keeps_its_evidence(
+        runtimes: Runtimes) -> None:
+    """docs/audit-format.md: "sandbox text reaches attributes only through ``error``"; the
+    ``function`` of a call to no such function is the sandbox's text too."""
+    rt = runtimes()
+    with watched_session(rt) as (session, _):
+        result = session.exec(FORGE_CALL + f"forge_call(901, {KEY_SHAPED!r})\nprint('sent')")
+        assert result.stdout == "sent\n"
+        denied = events(rt, "host.call", call_id=901)
+    assert denied, "the forged call is recorded"
+    assert _proves(denied[0], KEY_SHAPED), denied[0]
+
+
+@pytest.mark.parametrize("where", ["attribute", "key", "body"])
+@pytest.mark.xfail(strict=True, reason="review: GitHub fine-grained tokens (github_pat_) "
+                   "are not a credential pattern")
+def test_a_github_fine_grained_token_is_redacted(tmp_path: Path, where: str) -> None:
+    token = "github_pat_11ABCDEFG0" + "a1B2c3D4e5" * 8 + "xy"   # 82 characters after the prefix
+    with AuditLog(tmp_path) as log:
+        if where == "attribute":
+            log.append("x", note=f"token {token} used")
+        elif where == "key":
+            log.append("x", headers={token: 1})
+        else:
+            log.append("x", bodies={"stdout": f"{token}\n"})
+    assert token[-40:].encode() not in _all_bytes(tmp_path)
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\x1c", "\u2003"])
+@pytest.mark.xfail(strict=True, reason="review: a bearer token after a non-ASCII or separator "
+                   "space is redacted in attributes but kept whole in bodies")
+def test_a_bearer_token_is_redacted_alike_in_attributes_and_bodies(
+        tmp_path: Path, space: str) -> None:
+    secret_part = "eyJhbGciOiJIUzI1NiJ9abcdefXYZ"   # noqa: S105  (fake)
+    text = f"Authorization: Bearer{space}{secret_part}"
+    with AuditLog(tmp_path) as log:
+        log.append("x", note=text)   # held: the attribute is redacted
+        assert secret_part.encode() not in _all_bytes(tmp_path)
+        log.append("y", bodies={"stdout": text})
+    assert secret_part.encode() not in _all_bytes(tmp_path)
+
+
+@pytest.mark.xfail(strict=True, reason="review: a nested value changed after the redaction "
+                   "pre-check is copied later and written unredacted")
+def test_a_nested_value_changed_after_the_pre_check_is_still_redacted(tmp_path: Path) -> None:
+    """The pre-check (``Redactor.needs``) sees no secret, so ``RedactSecrets`` passes the
+    caller's nested dict on uncopied; the caller's thread then puts a secret in it before
+    ``Canonicalize`` copies it. The interleaving is made certain by holding the writer's
+    lock, which the append takes in ``DigestBodies`` (between the two)."""
+    secret = "prov-key-7f3a9c1e5b2d4f6a8c0e"   # noqa: S105  (fake)
+    log = AuditLog(tmp_path, secrets=[secret])
+    shared: dict[str, Any] = {"notes": ["clean"]}
+    errors: list[BaseException] = []
+
+    def append() -> None:
+        try:
+            log.append("x.race", v=shared, bodies={"b": "body"})
+        except BaseException as exc:   # reported below
+            errors.append(exc)
+
+    with log._writer._mutex:   # the append waits for it in stage_body
+        worker = threading.Thread(target=append)
+        worker.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not _waiting_for(worker):
+            time.sleep(0.01)
+        assert _waiting_for(worker)
+        shared["notes"].append(f"now {secret}")
+    worker.join(10)
+    log.close()
+    assert not errors, errors
+    assert verify_log(tmp_path).ok
+    assert secret.encode() not in _all_bytes(tmp_path)
+
+
+def _waiting_for(worker: threading.Thread) -> bool:
+    """The worker waits for the writer's lock in ``stage_body``: past the pre-check."""
+    frame = sys._current_frames().get(worker.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == "stage_body":
+            return True
+        frame = frame.f_back
+    return False
+
+
+@pytest.mark.xfail(strict=True, reason="review: a registered all-digit secret reaches the "
+                   "log in an integer attribute")
+def test_a_numeric_secret_in_an_integer_attribute_is_redacted(tmp_path: Path) -> None:
+    secret = "4929123456781234"   # noqa: S105  (a card-number-shaped value the host registered)
+    with AuditLog(tmp_path, secrets=[secret]) as log:
+        log.append("host.call", args={"account": int(secret)})
+    assert secret.encode() not in _all_bytes(tmp_path)
+
+
+# --- held --------------------------------------------------------------------------------
+
+CREDENTIALS = {
+    "anthropic": "sk-ant-api03-" + "Ab1_-" * 10,
+    "openai": "sk-proj-" + "Ab1" * 10,
+    "bearer": "Bearer eyJhbGciOiJIUzI1NiJ9.abc_def~ghi+jkl/mno=",
+    "bearer-tab": "BEARER\t" + "x" * 20,
+    "aws": "AKIAABCDEFGHIJKLMNOP",
+    **{p: f"{p}_" + "a1B2" * 9 for p in ("ghp", "gho", "ghu", "ghs", "ghr")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CREDENTIALS))
+def test_every_listed_credential_form_is_redacted_everywhere(tmp_path: Path, name: str) -> None:
+    credential = CREDENTIALS[name]
+    tail = credential[-16:]
+    with AuditLog(tmp_path) as log:
+        for text in (f"{credential} tail", f"head {credential} tail", f"head {credential}"):
+            log.append("x", note=text, l=[1, (text,)], d={text: {"k": [text]}},
+                       bodies={"stdout": text, text: "named"})
+            log.append(text, session=text, tenant=text, parent=text)
+    data = _all_bytes(tmp_path)
+    assert tail.encode() not in data
+    assert verify_log(tmp_path).ok
+    records = (tmp_path / "audit.jsonl").read_text()
+    assert '"stdout_original_sha256"' in records
+    assert '"stdout_redactions"' in records
+
+
+_LOCK = threading.Lock()
+
+
+def _append_until_refused(log: AuditLog, k: int, stop: threading.Event, acked: list[int],
+                          raised: list[int]) -> None:
+    """Appends until stopped or refused; odd workers sync each record and note it acked."""
+    n = 0
+    while not stop.is_set():
+        try:
+            record = log.append("e", k=k, n=n)
+            n += 1
+            if k % 2:
+                log.sync()
+                with _LOCK:
+                    acked.append(record["seq"])
+        except AuditWriteError:
+            with _LOCK:
+                raised.append(k)
+            return
+
+
+def test_a_failing_fsync_on_the_writer_thread_fails_every_thread_closed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads append (half of them sync) while the background commit's fsync fails once:
+    every later append and sync raises, nothing after the failure reaches the file, and what
+    was acknowledged before verifies."""
+    log = AuditLog(tmp_path, flush_interval_s=0.001, checkpoint_every=5)
+    real_fsync = os.fsync
+    armed = threading.Event()
+    failed_in: list[str] = []
+
+    def fsync(fd: int) -> None:
+        if armed.is_set() and threading.current_thread().name == "rlmbox-audit-writer":
+            armed.clear()
+            failed_in.append(threading.current_thread().name)
+            raise OSError(5, "injected EIO")
+        real_fsync(fd)
+
+    monkeypatch.setattr("rlmbox.audit.writer.os.fsync", fsync)
+    acked: list[int] = []
+    raised: list[int] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=_append_until_refused, args=(log, k, stop, acked, raised))
+               for k in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    armed.set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(raised) < len(threads):
+        time.sleep(0.005)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert failed_in, "the writer thread never committed"
+    assert sorted(raised) == [0, 1, 2, 3]
+    with pytest.raises(AuditWriteError):
+        log.append("after")
+    with pytest.raises(AuditWriteError):
+        log.sync()
+    with pytest.raises(AuditWriteError):
+        log.close()
+    text = (tmp_path / "audit.jsonl").read_text()
+    seqs = [int(line.split('"seq":')[1].split(",")[0]) for line in text.splitlines()]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert all(seq <= len(seqs) for seq in acked)
+    assert '"after"' not in text
+
+
+def test_a_credential_shaped_body_keeps_digest_and_spans_through_the_log(
+        tmp_path: Path) -> None:
+    """Pattern-only cuts at the start, middle and end of a body: the stored body is cut, the
+    record holds the digest of the original and the spans."""
+    body = f"{CREDENTIALS['aws']} x {CREDENTIALS['ghp']} y {CREDENTIALS['anthropic']}"
+    with AuditLog(tmp_path) as log:
+        record = log.append("x", bodies={"stdout": body})
+    original = body.encode()
+    assert record["stdout_original_sha256"] == hashlib.sha256(original).hexdigest()
+    cut = [original[s["start"]:s["end"]].decode() for s in record["stdout_redactions"]]
+    assert cut == [CREDENTIALS["aws"], CREDENTIALS["ghp"], CREDENTIALS["anthropic"]]
+    stored = BodyStore(tmp_path / "bodies").read(record["stdout_sha256"])
+    assert stored == f"{REDACTED} x {REDACTED} y {REDACTED}".encode()
