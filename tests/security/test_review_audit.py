@@ -50,7 +50,8 @@ from rlmbox.audit.redact import REDACTED
 from rlmbox.audit.verify import verify_log
 from rlmbox.errors import AuditWriteError
 
-from .harness import Runtimes, events, watched_session
+from .harness import Runtimes, audit_records, events, watched_session
+from .test_protocol_attacks import FORGE
 from .test_review_seam import FORGE_CALL
 
 HIDDEN = "EXFILTRATED-DATA-0123456789"
@@ -101,6 +102,42 @@ def test_a_forged_function_name_dressed_as_a_key_keeps_its_evidence(
         denied = events(rt, "host.call", call_id=901)
     assert denied, "the forged call is recorded"
     assert _proves(denied[0], KEY_SHAPED), denied[0]
+
+
+@pytest.mark.parametrize("backend", ["process"], indirect=True)
+@pytest.mark.parametrize("frame", ["{'t': BIG}", "{'t': 'output', BIG: 1}", "{'t': [BIG]}"])
+@pytest.mark.xfail(strict=True, reason="review: a protocol violation's message quotes the "
+                   "sandbox's frame type or field name whole in three records' attributes")
+def test_a_protocol_violation_records_no_more_than_output_bytes(runtimes: Runtimes,
+                                                                 frame: str) -> None:
+    """Promise 10: no record holds more than ``output_bytes`` (65536 here) of any string a
+    sandbox reported. A frame whose type (or a field name) is 300,000 characters is a
+    protocol violation whose message names it whole: ``sandbox.killed`` ``reason``,
+    ``cell.result`` ``error`` and ``session.end`` ``death_reason`` hold it, and an 8 MiB
+    frame would put 8 MB in each."""
+    rt = runtimes()
+    with watched_session(rt) as (session, _):
+        result = session.exec(FORGE + f"BIG = 'Z' * 300_000\nforge({frame})\n"
+                              "import time; time.sleep(2)")
+        assert result.status == "killed"
+    sizes = {(r["event"], k): len(v) for r in audit_records(rt) for k, v in r.items()
+             if isinstance(v, str) and len(v) > 65536}
+    assert not sizes, sizes
+
+
+@pytest.mark.parametrize("backend", ["process"], indirect=True)
+@pytest.mark.xfail(strict=True, reason="review: a protocol violation's message quotes "
+                   "sandbox text into attributes a credential pattern cuts without evidence")
+def test_a_protocol_violation_dressed_as_a_key_keeps_its_evidence(runtimes: Runtimes) -> None:
+    rt = runtimes()
+    with watched_session(rt) as (session, _):
+        result = session.exec(FORGE + f"forge({{'t': {KEY_SHAPED!r}}})\n"
+                              "import time; time.sleep(2)")
+        assert result.status == "killed"
+        assert result.error is not None
+        assert HIDDEN in result.error
+        [killed] = events(rt, "sandbox.killed")
+    assert _proves(killed, KEY_SHAPED), killed
 
 
 @pytest.mark.parametrize("where", ["attribute", "key", "body"])
