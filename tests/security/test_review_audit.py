@@ -48,6 +48,7 @@ from rlmbox.audit.bodies import BodyStore
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.redact import REDACTED
 from rlmbox.audit.verify import verify_log
+from rlmbox.audit.writer import GroupCommitWriter
 from rlmbox.errors import AuditWriteError
 
 from .harness import Runtimes, audit_records, events, watched_session
@@ -138,6 +139,45 @@ def test_a_protocol_violation_dressed_as_a_key_keeps_its_evidence(runtimes: Runt
         assert HIDDEN in result.error
         [killed] = events(rt, "sandbox.killed")
     assert _proves(killed, KEY_SHAPED), killed
+
+
+@pytest.mark.parametrize("backend", ["process"], indirect=True)
+@pytest.mark.xfail(strict=True, reason="review: Session.interrupt (the daemon's interrupt "
+                   "route) is acknowledged before its cell.interrupt record is durable")
+def test_an_interrupt_is_acknowledged_only_once_its_record_is_durable(
+        runtimes: Runtimes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """audit-format.md: every action is "fsynced before the action is acknowledged"; under
+    ``durability: cell`` a session's records are synced before it answers. The writer's
+    commits are held while a cell runs: ``interrupt()`` must not return True before
+    ``cell.interrupt`` is on disk (it returns at once, its record only queued)."""
+    rt = runtimes()
+    gate = threading.Event()
+    real_commit = GroupCommitWriter._commit
+
+    def held_commit(self: GroupCommitWriter, *args: Any) -> None:
+        gate.wait(20)
+        real_commit(self, *args)
+
+    answers: list[bool] = []
+    with watched_session(rt) as (session, _):
+        runner = threading.Thread(target=session.exec, args=("import time; time.sleep(5)",))
+        monkeypatch.setattr(GroupCommitWriter, "_commit", held_commit)
+        try:
+            runner.start()
+            deadline = time.monotonic() + 10
+            while session.state.name != "RUNNING" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)   # the cell's frame is in the sandbox
+            asker = threading.Thread(target=lambda: answers.append(session.interrupt()))
+            asker.start()
+            asker.join(2)
+            answered_while_held = list(answers)
+        finally:
+            gate.set()
+            runner.join(20)
+        asker.join(20)
+    assert answers == [True]
+    assert answered_while_held == [], "interrupt acknowledged with its record not durable"
 
 
 @pytest.mark.parametrize("where", ["attribute", "key", "body"])
