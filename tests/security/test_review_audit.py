@@ -34,8 +34,10 @@ background thread fails the log closed for every thread; kill -9 mid-batch then
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -180,6 +182,69 @@ def test_an_interrupt_is_acknowledged_only_once_its_record_is_durable(
     assert answered_while_held == [], "interrupt acknowledged with its record not durable"
 
 
+class _Interrupted(Exception):
+    """Raised by the test's signal handler in the main thread (a Ctrl-C, in effect)."""
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise _Interrupted
+
+
+@pytest.mark.xfail(strict=True, reason="review: an append interrupted while it waits for "
+                   "backpressure burns its seq; the next record chains past it and the "
+                   "honest log fails verify as 'deleted'")
+def test_an_append_interrupted_in_backpressure_leaves_a_verifiable_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``append`` takes the ``seq`` (``Chain``) and then waits in ``submit`` while too much
+    is queued. A signal there (Ctrl-C in an embedded host) leaves the chain advanced past a
+    record that is never queued; the log is not failed, goes on, and ``verify`` then calls
+    the honest log tampered (``deleted``). The wait is made certain by holding the commit
+    and a zero backpressure limit; the signal is sent once the main thread waits in it."""
+    gate = threading.Event()
+    real_commit = GroupCommitWriter._commit
+
+    def held_commit(self: GroupCommitWriter, *args: Any) -> None:
+        gate.wait(20)
+        real_commit(self, *args)
+
+    monkeypatch.setattr(GroupCommitWriter, "_commit", held_commit)
+    previous = signal.signal(signal.SIGUSR1, _raise_interrupted)
+    log = AuditLog(tmp_path, flush_interval_s=0.001)
+    try:
+        log._writer._max_pending = 0
+        log.append("first")
+        main = threading.main_thread()
+
+        def interrupt_when_waiting() -> None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (
+                    _waiting_in(main, "append") and _waiting_in(main, "wait")):
+                time.sleep(0.005)
+            signal.pthread_kill(main.ident or 0, signal.SIGUSR1)
+
+        with contextlib.suppress(_Interrupted):
+            sender = threading.Thread(target=interrupt_when_waiting)
+            sender.start()
+            log.append("second")   # waits for room; the signal interrupts it
+            sender.join(10)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        gate.set()
+    log.append("third")
+    log.close()
+    report = verify_log(tmp_path)
+    assert report.ok, (report.first_bad_seq, report.reason)
+
+
+def _waiting_in(thread: threading.Thread, function: str) -> bool:
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
+
+
 @pytest.mark.parametrize("where", ["attribute", "key", "body"])
 @pytest.mark.xfail(strict=True, reason="review: GitHub fine-grained tokens (github_pat_) "
                    "are not a credential pattern")
@@ -231,25 +296,15 @@ def test_a_nested_value_changed_after_the_pre_check_is_still_redacted(tmp_path: 
         worker = threading.Thread(target=append)
         worker.start()
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not _waiting_for(worker):
+        while time.monotonic() < deadline and not _waiting_in(worker, "stage_body"):
             time.sleep(0.01)
-        assert _waiting_for(worker)
+        assert _waiting_in(worker, "stage_body")
         shared["notes"].append(f"now {secret}")
     worker.join(10)
     log.close()
     assert not errors, errors
     assert verify_log(tmp_path).ok
     assert secret.encode() not in _all_bytes(tmp_path)
-
-
-def _waiting_for(worker: threading.Thread) -> bool:
-    """The worker waits for the writer's lock in ``stage_body``: past the pre-check."""
-    frame = sys._current_frames().get(worker.ident or -1)
-    while frame is not None:
-        if frame.f_code.co_name == "stage_body":
-            return True
-        frame = frame.f_back
-    return False
 
 
 @pytest.mark.xfail(strict=True, reason="review: a registered all-digit secret reaches the "
