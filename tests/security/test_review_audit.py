@@ -41,6 +41,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,80 @@ def test_an_append_interrupted_in_backpressure_leaves_a_verifiable_log(
     log.close()
     report = verify_log(tmp_path)
     assert report.ok, (report.first_bad_seq, report.reason)
+
+
+@pytest.mark.xfail(strict=True, reason="review: a signal while sync()'s own commit takes "
+                   "the writer lock back leaves _committing set: every later sync and close "
+                   "hangs, nothing more is written")
+def test_a_sync_interrupted_as_its_commit_ends_leaves_a_log_that_fails_or_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_commit_queue_locked`` releases the writer's lock for the I/O and takes it back in
+    ``finally``; the module handles a KeyboardInterrupt *during* the write (fails closed),
+    but one raised while that ``acquire`` waits (appenders hold the lock) leaves
+    ``_committing`` True and the log not failed: the background thread parks for good,
+    a later ``sync`` waits forever for a commit no one ends, and ``close`` hangs too.
+    Made certain: the commit is held, another thread takes the lock, the signal is sent
+    once the main thread waits for it."""
+    gate = threading.Event()
+    real_commit = GroupCommitWriter._commit
+    main = threading.main_thread()
+
+    def held_commit(self: GroupCommitWriter, *args: Any) -> None:
+        if threading.current_thread() is main:
+            gate.wait(20)
+        real_commit(self, *args)
+
+    monkeypatch.setattr(GroupCommitWriter, "_commit", held_commit)
+    previous = signal.signal(signal.SIGUSR1, _raise_interrupted)
+    log = AuditLog(tmp_path, flush_interval_s=10)
+    mutex = log._writer._mutex
+
+    def contend_then_interrupt() -> None:
+        _wait_until(lambda: _waiting_in(main, "held_commit"))
+        mutex.acquire()
+        gate.set()
+        _wait_until(lambda: _innermost(main) == "_commit_queue_locked")
+        signal.pthread_kill(main.ident or 0, signal.SIGUSR1)
+        time.sleep(0.05)
+        with contextlib.suppress(RuntimeError):   # sync's exit may have released it
+            mutex.release()
+
+    try:
+        log.append("first")
+        with contextlib.suppress(_Interrupted):
+            helper = threading.Thread(target=contend_then_interrupt)
+            helper.start()
+            log.sync()
+            helper.join(10)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        gate.set()
+    outcomes: list[str] = []
+
+    def go_on() -> None:
+        try:
+            log.append("second")
+            log.sync()
+            log.close()
+            outcomes.append("written")
+        except AuditWriteError:
+            outcomes.append("failed closed")
+
+    later = threading.Thread(target=go_on, daemon=True)
+    later.start()
+    later.join(5)
+    assert outcomes, "sync or close hangs after the interrupted commit"
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def _innermost(thread: threading.Thread) -> str | None:
+    frame = sys._current_frames().get(thread.ident or -1)
+    return None if frame is None else frame.f_code.co_name
 
 
 def _waiting_in(thread: threading.Thread, function: str) -> bool:
