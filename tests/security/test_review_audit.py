@@ -320,6 +320,41 @@ def _waiting_in(thread: threading.Thread, function: str) -> bool:
     return False
 
 
+HOST_SECRET = "prov-key-7f3a9c1e5b2d4f6a8c0e9d8c7b6a5f4e"   # noqa: S105  (fake)
+UNREGISTERED_KEY = "ghp_" + "Q7wZ" * 9   # a GitHub token nobody registered (36 after ghp_)
+
+
+@pytest.mark.parametrize("backend", ["process"], indirect=True)
+@pytest.mark.parametrize("secret", [HOST_SECRET, UNREGISTERED_KEY], ids=["registered", "pattern"])
+@pytest.mark.xfail(strict=True, reason="review: host.call's error attribute is cut to 1024 "
+                   "characters before redaction; a secret the cut splits is written but for "
+                   "its tail")
+def test_a_secret_straddling_the_error_attribute_cut_is_not_written(
+        runtimes: Runtimes, secret: str) -> None:
+    """A tool fails with the host's secret in its message after the sandbox's argument
+    (row 42 expects tools to do so). ``_error_fields`` cuts the attribute at 1024 characters
+    and the log redacts afterwards: the sandbox pads its argument so the cut falls inside
+    the secret, which then neither matches exactly nor as a pattern. The body ``error``
+    holds the whole text and is redacted; the attribute keeps all but the tail."""
+    rt = runtimes(rules=[{"id": "permit-all", "effect": "permit", "function": "*"}])
+    rt.audit.add_secret(HOST_SECRET)
+
+    def lookup(key: str) -> None:
+        raise RuntimeError(f"lookup {key} failed with credential {secret}")
+
+    with rt.session(tools={"lookup": lookup}) as session:
+        result = session.exec("for n in range(900, 1000, 4):\n"
+                              "    try:\n"
+                              "        lookup('k' * n)\n"
+                              "    except Exception:\n"
+                              "        pass\n")
+        assert result.status == "ok", result.error
+        assert rt.audit_path is not None
+        data = _all_bytes(rt.audit_path.parent)
+    assert secret.encode() not in data   # held: the whole secret is in no file
+    assert secret[: len(secret) * 3 // 4].encode() not in data   # 31 of 42, 30 of 40 characters
+
+
 @pytest.mark.parametrize("where", ["attribute", "key", "body"])
 @pytest.mark.xfail(strict=True, reason="review: GitHub fine-grained tokens (github_pat_) "
                    "are not a credential pattern")
