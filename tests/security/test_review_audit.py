@@ -406,6 +406,22 @@ def test_a_bearer_token_is_redacted_alike_in_attributes_and_bodies(
     assert secret_part.encode() not in _all_bytes(tmp_path)
 
 
+@pytest.mark.parametrize("space", ["\t", "\n"])
+@pytest.mark.xfail(strict=True, reason="review: in a JSON body (args, answer) a bearer token "
+                   "after a tab or newline follows an escape, which the pattern does not take")
+def test_a_bearer_token_in_a_json_body_is_redacted(tmp_path: Path, space: str) -> None:
+    """Host calls' ``args`` and cells' ``answer`` bodies are JSON texts: the prompt
+    ``Authorization: Bearer<TAB>token`` is stored as ``Bearer\\ttoken``; the same text in
+    stdout or in an attribute is redacted (held, asserted first)."""
+    secret_part = "eyJhbGciOiJIUzI1NiJ9abcdefXYZ"   # noqa: S105  (fake)
+    text = f"Authorization: Bearer{space}{secret_part}"
+    with AuditLog(tmp_path) as log:
+        log.append("x", note=text, bodies={"stdout": text})
+        assert secret_part.encode() not in _all_bytes(tmp_path)
+        log.append("host.call", bodies={"args": json.dumps({"prompt": text})})
+    assert secret_part.encode() not in _all_bytes(tmp_path)
+
+
 @pytest.mark.xfail(strict=True, reason="review: a nested value changed after the redaction "
                    "pre-check is copied later and written unredacted")
 def test_a_nested_value_changed_after_the_pre_check_is_still_redacted(tmp_path: Path) -> None:
