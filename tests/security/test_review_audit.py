@@ -575,3 +575,41 @@ def test_a_credential_shaped_body_keeps_digest_and_spans_through_the_log(
     assert cut == [CREDENTIALS["aws"], CREDENTIALS["ghp"], CREDENTIALS["anthropic"]]
     stored = BodyStore(tmp_path / "bodies").read(record["stdout_sha256"])
     assert stored == f"{REDACTED} x {REDACTED} y {REDACTED}".encode()
+
+
+@pytest.mark.parametrize("committer", ["caller", "rlmbox-audit-writer"])
+def test_a_close_racing_a_commit_in_flight_writes_everything_and_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, committer: str) -> None:
+    """A commit (the caller's own sync, or the background thread's) is held mid-fsync; a
+    record is queued behind it, two more syncs wait and ``close`` starts: once the fsync
+    goes on, every thread returns, both records are on disk and the chain verifies."""
+    real_fsync = os.fsync
+    gate, entered = threading.Event(), threading.Event()
+
+    def fsync(fd: int) -> None:
+        if threading.current_thread().name == committer and not gate.is_set():
+            entered.set()
+            gate.wait(20)
+        real_fsync(fd)
+
+    monkeypatch.setattr("rlmbox.audit.writer.os.fsync", fsync)
+    log = AuditLog(tmp_path, flush_interval_s=0.001 if committer != "caller" else 10)
+    log.append("first")
+    first = threading.Thread(target=log.sync if committer == "caller" else time.sleep,
+                             args=() if committer == "caller" else (0,), name="caller")
+    first.start()
+    assert entered.wait(10)
+    log.append("second")
+    others = [threading.Thread(target=log.sync) for _ in range(2)]
+    closer = threading.Thread(target=log.close)
+    for thread in [*others, closer]:
+        thread.start()
+    time.sleep(0.1)
+    gate.set()
+    for thread in [first, *others, closer]:
+        thread.join(10)
+        assert not thread.is_alive()
+    events = [json.loads(line)["event"]
+              for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert events == ["first", "second"]
+    assert verify_log(tmp_path).ok
