@@ -9,27 +9,47 @@ body.
 
 Broken (strict xfails below; remove the mark once fixed):
 
-- A cell that *raises* with a credential-shaped message: ``cell.result``'s ``error``
-  attribute holds the sandbox's text (up to ``output_bytes``), is cut by the pattern
-  without evidence and has no ``error`` body; the data after ``sk-`` is gone from the log
-  while the caller got it.
-- A forged call to an unknown function named like a key: the ``function`` attribute is the
-  sandbox's text (128 characters), cut without evidence.
+Redaction and evidence
+- A secret straddling the 1024-character cut of ``host.call``'s ``error`` attribute: the
+  dispatcher cuts before the log redacts, so neither the exact value nor the pattern
+  matches; all but the tail of a registered secret (40 of 42 characters) or a GitHub token
+  (35 of 36) is written. The sandbox positions the cut with its own argument, and
+  ``GET /v1/audit`` hands a daemon tenant its records.
+- A registered secret holding a backslash or quote is written JSON-escaped in the ``args``
+  body (bodies that are JSON texts: ``args``, ``answer``); promise 7 names that form.
+- A bearer token after a tab or newline in those JSON bodies, and after a Unicode or
+  ASCII-separator space (U+00A0, U+2003, U+001C) in any body: redacted in attributes (the
+  text pattern's ``\\s``), kept in bodies (the bytes pattern's ``\\s``, escapes).
 - GitHub fine-grained tokens (``github_pat_...``) are not redacted: the pattern is
   "GitHub tokens" but knows only the classic ``gh[pousr]_`` prefixes.
-- ``Bearer`` followed by a Unicode or ASCII-separator space (U+00A0, U+001C): redacted in
-  attributes (the text pattern's ``\\s``), kept whole in bodies (the bytes pattern's ``\\s``).
-- A nested value the caller's thread changes after the redaction pre-check (``needs``) said
-  "nothing to redact" is copied by ``Canonicalize`` afterwards and written unredacted: a
-  registered secret reaches the file.
-- A registered secret that is all digits reaches the log in an integer attribute.
+- Sandbox text in attributes beyond ``error`` (audit-format.md says there is none), cut by a
+  pattern without evidence: ``cell.result``'s ``error`` (a cell that raises; no ``error``
+  body), an unknown function's name, a protocol violation's message (``sandbox.killed``
+  ``reason``, ``cell.result`` ``error``, ``session.end`` ``death_reason``); the last quotes
+  the frame's type or field name whole, 300,000 characters in three records (promise 10).
+- A nested value the caller's thread changes after the pre-check (``needs``) said "nothing
+  to redact" is copied by ``Canonicalize`` afterwards and written unredacted.
+- A registered all-digit secret reaches the log in an integer attribute.
 
-Held (passing tests below, or noted in the report): every default credential form at the
-start, middle and end of attribute strings, keys, nested lists/tuples, event and session
-names, body names and bodies; the anchors against the patterns (brute-forced prefixes);
-many threads appending and syncing while a close races them; a failing fsync on the
-background thread fails the log closed for every thread; kill -9 mid-batch then
-``rlmbox audit verify``.
+Writer
+- An ``append`` interrupted (a signal: Ctrl-C) while it waits for backpressure has taken
+  its ``seq``; the log is not failed, the next record chains past the hole, and ``verify``
+  calls the honest log tampered (``deleted``).
+- A signal while ``sync()``'s own commit takes the writer's lock back (``finally``) leaves
+  ``_committing`` set and the log not failed: later syncs and ``close`` hang for good.
+- A forked child writes through the inherited log (the flock travels with the
+  descriptor): two records share a seq and ``verify`` says ``edited``.
+- ``Session.interrupt`` (the daemon's interrupt route) is acknowledged before its
+  ``cell.interrupt`` record is durable under ``durability: cell``.
+
+Held (passing tests below, or commands in the review report): every listed credential form
+(``sk-ant-``, ``sk-``, ``Bearer``, ``AKIA``, ``ghp_ gho_ ghu_ ghs_ ghr_``) at the start,
+middle and end of attribute strings, keys, nested lists and tuples, event, session, tenant
+and parent names, body names and bodies, with digest and spans for body cuts; the
+pre-check's anchors against the patterns (200,000 generated events); no pattern is
+catastrophic on 1 MiB bodies; many threads appending and syncing while ``close`` races
+them; a close racing a commit in flight; a failing fsync on the background thread fails
+every thread closed; kill -9 mid-batch (rotation, bodies) then ``rlmbox audit verify``.
 """
 
 from __future__ import annotations
