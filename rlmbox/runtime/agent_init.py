@@ -7,7 +7,6 @@ trusted on the way back: the host enforces every limit again.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,7 +14,7 @@ from rlmbox.errors import RlmboxError, SandboxCrashed
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.environment import SITE_PACKAGES, python_tag
 from rlmbox.runtime.events import EventScope
-from rlmbox.sandboxes.base import Sandbox
+from rlmbox.sandboxes.base import Sandbox, reason_once_dead
 
 INIT_TIMEOUT_S = 30.0
 
@@ -52,7 +51,10 @@ def send_init(sandbox: Sandbox, config: dict[str, Any], scope: EventScope) -> st
     session's records, their fsync) while the sandbox runs it, then calls
     :func:`await_init`. A pooled sandbox that sat idle wakes slowly, so the two overlap."""
     init_id = "init-" + scope.session
-    sandbox.send({"t": "init", "id": init_id, "config": config})
+    try:
+        sandbox.send({"t": "init", "id": init_id, "config": config})
+    except SandboxCrashed as exc:   # it died meanwhile: loading a large context, say
+        raise _died_initialising(sandbox) from exc
     return init_id
 
 
@@ -63,9 +65,7 @@ def await_init(sandbox: Sandbox, init_id: str, scope: EventScope) -> None:
         try:
             frame = sandbox.recv(INIT_TIMEOUT_S)
         except SandboxCrashed as exc:
-            time.sleep(0.02)   # let the kernel record why before asking
-            raise SandboxCrashed("the sandbox died while initialising (loading the "
-                                 f"context?): {sandbox.death_reason()}") from exc
+            raise _died_initialising(sandbox) from exc
         if frame is None:
             raise RlmboxError(f"the sandbox did not finish initialising in {INIT_TIMEOUT_S:g} s")
         if frame["t"] == "result" and frame["id"] == init_id:
@@ -73,3 +73,8 @@ def await_init(sandbox: Sandbox, init_id: str, scope: EventScope) -> None:
     if frame["status"] != "ok":
         raise RlmboxError(f"the sandbox failed to initialise: {frame.get('error')}")
     scope.event("session.ready", confinement=frame.get("answer"))
+
+
+def _died_initialising(sandbox: Sandbox) -> SandboxCrashed:
+    return SandboxCrashed("the sandbox died while initialising (loading the context?): "
+                          f"{reason_once_dead(sandbox)}")

@@ -44,7 +44,7 @@ from rlmbox.runtime.hostfns import tool
 from rlmbox.runtime.results import CellStatus, ExecResult
 from rlmbox.runtime.session_files import FileEntry, SessionFiles
 from rlmbox.sandboxes import cell_code
-from rlmbox.sandboxes.base import Sandbox
+from rlmbox.sandboxes.base import Sandbox, reason_once_dead
 from rlmbox.sandboxes.protocol import Frame
 
 MAX_CALLS_PER_CELL = 10_000
@@ -462,15 +462,6 @@ class Session:
             return None
         return f"the session's wall time (session_timeout_s, {deadline.seconds:g} s) is spent"
 
-    def _reason_once_dead(self, wait_s: float = 1.0) -> str | None:
-        """Why the sandbox died, read once it has: its stream can end (an out-of-memory
-        kill of the agent) a while before the sandbox is reaped and the kernel's count of
-        the kill is readable, longer on a loaded host. ``None`` if it is still alive."""
-        deadline = time.monotonic() + wait_s
-        while (reason := self.sandbox.death_reason()) is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return reason
-
     def _kill(self, reason: str) -> None:
         self.sandbox.kill()
         self.death_reason = reason
@@ -482,7 +473,7 @@ class Session:
             if isinstance(exc, ProtocolError):
                 reason = f"protocol violation by the sandbox: {exc}"
             else:
-                reason = self._reason_once_dead() or str(exc)
+                reason = reason_once_dead(self.sandbox) or str(exc)
         reason = self._named_limit(reason)
         self._kill(reason)
         self._event("limit.exceeded" if "limit" in reason or "memory" in reason

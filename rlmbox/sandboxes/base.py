@@ -8,6 +8,7 @@ a policy that requires a property can be refused before any code runs (fail clos
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -166,6 +167,16 @@ class Sandbox(Protocol):
         """What ``kill`` could not clean up on the host (empty when clean); the session
         audits it as ``sandbox.cleanup_failed``."""
         ...
+
+
+def reason_once_dead(sandbox: Sandbox, wait_s: float = 1.0) -> str | None:
+    """Why ``sandbox`` died, asked once it has: its stream can end (an out-of-memory kill
+    of the agent) a while before it is reaped and the kernel's count of the kill can be
+    read, longer on a loaded host. ``None`` if it is still alive after ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while (reason := sandbox.death_reason()) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return reason
 
 
 class Backend(Protocol):
