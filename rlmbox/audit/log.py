@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +53,20 @@ _WARN_EVENTS = frozenset({"limit.exceeded", "audit.repair", "code.rejected", "se
 class _State(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
+    FORKED = "forked"   # in a forked child: the parent's log, not this process's to write
+
+
+_OPEN_LOGS: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+
+
+def _disown_in_child() -> None:
+    """A forked child inherits every open log with its descriptors and flock; were it to
+    write, it and its parent would each take the next seq. The child writes nothing."""
+    for log in list(_OPEN_LOGS):
+        log._state = _State.FORKED
+
+
+os.register_at_fork(after_in_child=_disown_in_child)
 
 
 def default_severity(event: str, attributes: Mapping[str, Any]) -> str:
@@ -118,6 +133,7 @@ class AuditLog:
         self._chain = Chain(head_seq, head_digest)
         self._lock = threading.Lock()
         self._state = _State.OPEN
+        _OPEN_LOGS.add(self)
         for repair in repairs:
             self.append("audit.repair", file=repair.file, dropped_bytes=repair.dropped_bytes,
                         dropped_sha256=repair.dropped_sha256)
@@ -158,7 +174,7 @@ class AuditLog:
             AuditRecordInvalid: the event cannot be recorded (reserved name, not JSON-able).
         """
         if self._state is not _State.OPEN:
-            raise AuditWriteError("the audit log is closed")
+            raise self._not_open()
         if not isinstance(event, str) or not event:
             raise AuditRecordInvalid("event must be a non-empty string")
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
@@ -177,23 +193,46 @@ class AuditLog:
         event_dict = run_chain(self._processors, event_dict)
         with self._lock:
             if self._state is not _State.OPEN:
-                raise AuditWriteError("the audit log is closed")
+                raise self._not_open()
+            before = self._chain.seq, self._chain.head
             sealed = self._chain(None, "append", event_dict)
-            self._writer.submit(sealed.line, sealed.record["seq"], sealed.digest)
+            try:
+                self._writer.submit(sealed.line, sealed.record["seq"], sealed.digest)
+            except BaseException:
+                # interrupted waiting for room (or refused): the seq was never queued, so
+                # the next record takes it; a gap would read as a deleted record
+                if not self._writer.holds(sealed.record["seq"]):
+                    self._chain.seq, self._chain.head = before
+                raise
         return sealed.record
 
     def sync(self) -> None:
         """Block until every event appended so far is durable; raises ``AuditWriteError``."""
+        if self._state is _State.FORKED:
+            raise self._not_open()
         self._writer.sync()
+
+    def _not_open(self) -> AuditWriteError:
+        if self._state is _State.FORKED:
+            return AuditWriteError("the audit log belongs to the process that opened it; "
+                                   "this forked child may not write it")
+        return AuditWriteError("the audit log is closed")
 
     def add_secret(self, value: str) -> None:
         """Redact ``value`` from every event appended from now on."""
         self._redactor.add(value)
 
+    def redact(self, text: str) -> str:
+        """``text`` with every secret and credential pattern replaced, as an attribute
+        would be written: for a caller that cuts text before recording it."""
+        return self._redactor.text(text)
+
     def close(self) -> None:
         """Sync, write a final checkpoint and release the directory; idempotent."""
+        if self._state is _State.FORKED:   # its lock may have been held at the fork
+            return
         with self._lock:
-            if self._state is _State.CLOSED:
+            if self._state is not _State.OPEN:
                 return
             self._state = _State.CLOSED
         try:

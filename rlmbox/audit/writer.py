@@ -94,11 +94,19 @@ class GroupCommitWriter:
                 self._work.notify()
                 self._durable.wait()
             self._raise_if_failed()
-            if not self._lines:
-                self._mark_pending()
-            self._lines.append(line)
-            self._pending_bytes += len(line) + 1
-            self._queued_seq, self._queued_digest = seq, digest
+            try:
+                if not self._lines:
+                    self._mark_pending()
+                self._lines.append(line)
+                self._pending_bytes += len(line) + 1
+                self._queued_seq, self._queued_digest = seq, digest
+            except BaseException as exc:   # a signal mid-queue: the queue may hold it or
+                self.failure = exc          # not, so the log fails closed rather than guess
+                raise
+
+    def holds(self, seq: int) -> bool:
+        """Whether the record ``seq`` was queued (``submit`` returned or failed after)."""
+        return self._queued_seq >= seq
 
     def _mark_pending(self) -> None:
         """Called under the lock before queueing: an empty queue starts its interval."""
@@ -214,8 +222,9 @@ class GroupCommitWriter:
         else:
             failure = None
         finally:
-            self._mutex.acquire()
+            late = self._retake_lock()
             self._committing = False
+            interrupted = interrupted or late
         if failure is not None:
             self.failure = failure
         else:
@@ -228,6 +237,19 @@ class GroupCommitWriter:
         if interrupted is not None:
             raise interrupted
         return failure
+
+    def _retake_lock(self) -> BaseException | None:
+        """Takes the lock back after a batch's I/O, whatever interrupts the wait for it (a
+        signal handler raising there would otherwise leave ``_committing`` set for good, and
+        every later sync and close waiting on it); returns what interrupted, to re-raise."""
+        late: BaseException | None = None
+        while True:
+            try:
+                self._mutex.acquire()
+            except BaseException as exc:
+                late = late or exc
+            else:
+                return late
 
     def _commit(self, lines: list[bytes], bodies: dict[str, bytes], last_seq: int,
                 last_digest: str) -> None:

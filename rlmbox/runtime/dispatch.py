@@ -51,13 +51,11 @@ from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
 from rlmbox.runtime.ledger import BATCHED_FORMS, Ledger, Reservation
 from rlmbox.runtime.lm_params import effective_args, options_summary, root_request
+from rlmbox.runtime.record_text import text_fields
 from rlmbox.sandboxes.protocol import Frame
 
 # Errors rlmbox's own handlers raise about their arguments: model code may read them in full.
 _ARGUMENT_ERRORS = (TypeError, ValueError, KeyError, IndexError)
-#: The most of a call's error text a ``host.call`` record holds as its ``error`` attribute;
-#: the whole text is the record's body ``error`` (digested; redaction keeps its evidence).
-ERROR_ATTRIBUTE_CHARS = 1024
 # Outcomes of calls refused before running: no budget counts them (see refused_audit_bytes).
 _REFUSED_OUTCOMES = frozenset({"invalid", "denied", "budget_exceeded"})
 
@@ -88,15 +86,6 @@ def _summary(args: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = {"type": type(value).__name__}
     return out
-
-
-def _error_fields(error: str, bodies: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``error`` and ``bodies`` of a record: the attribute capped, the whole text a body,
-    so sandbox text in an error can neither bloat a record nor hide behind a redaction."""
-    shown = error if len(error) <= ERROR_ATTRIBUTE_CHARS else (
-        f"{error[:ERROR_ATTRIBUTE_CHARS]}... [{len(error) - ERROR_ATTRIBUTE_CHARS} more "
-        "characters in body error]")
-    return {"error": shown, "bodies": {**(bodies or {}), "error": error}}
 
 
 def _refusal(function: str, exc: Exception) -> HostCallRefused:
@@ -182,6 +171,10 @@ class CallDispatcher:
         with self._refused_lock:
             return self._refused_bytes
 
+    def _error_fields(self, error: str,
+                      bodies: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return text_fields("error", error, self._scope.audit.redact, bodies)
+
     def _event(self, event: str, **attrs: Any) -> None:
         if event == "host.call" and attrs.get("outcome") in _REFUSED_OUTCOMES:
             bodies = attrs.get("bodies") or {}
@@ -225,9 +218,9 @@ class CallDispatcher:
         function = self._functions.get(fn_name)
         if function is not None:
             return function
-        self._event("host.call", function=fn_name[:128], call_id=call_id, cell=cell_id,
-                    decision="deny", rule_ids=[], reason="no such host function",
-                    outcome="denied")
+        self._event("host.call", **text_fields("function", fn_name, self._scope.audit.redact),
+                    call_id=call_id, cell=cell_id, decision="deny", rule_ids=[],
+                    reason="no such host function", outcome="denied")
         raise HostCallRefused("PolicyDenied", f"no host function named {fn_name!r}")
 
     def _bind(self, function: HostFunction, frame: Frame, call_id: int,
@@ -242,7 +235,7 @@ class CallDispatcher:
             return effective_args(self._engine.policy.lm_calls.get(function.name), bound)
         except (TypeError, ValueError) as exc:
             self._event("host.call", function=function.name, call_id=call_id, cell=cell_id,
-                        outcome="invalid", **_error_fields(str(exc)))
+                        outcome="invalid", **self._error_fields(str(exc)))
             raise HostCallRefused(type(exc).__name__, str(exc)) from exc
 
     def _decide(self, function: str, bound: dict[str, Any], call_id: int,
@@ -436,7 +429,7 @@ class CallDispatcher:
             bodies = {"completion": "\n".join(c.text for c in ctx.usage)}
             attrs = {**attrs, "model": ctx.usage[-1].model}
         fields = {"error": None, "bodies": bodies} if error is None else \
-            _error_fields(error, bodies)
+            self._error_fields(error, bodies)
         self._event(
             "host.call", **fields, **attrs, **extra, outcome=outcome,
             tokens_in=sum(c.input_tokens for c in ctx.usage),
@@ -505,5 +498,5 @@ class CallDispatcher:
 
     def _refuse_shape(self, attrs: dict[str, Any], kind: str, message: str) -> NoReturn:
         """A permitted batch whose shape the host refuses: recorded, never run."""
-        self._event("host.call", **attrs, outcome="invalid", **_error_fields(message))
+        self._event("host.call", **attrs, outcome="invalid", **self._error_fields(message))
         raise HostCallRefused(kind, message)

@@ -19,6 +19,11 @@ class AuditSink(Protocol):
 
     def add_secret(self, value: str) -> None: ...
 
+    def redact(self, text: str) -> str:
+        """``text`` as the log would write it in an attribute (secrets and credential
+        patterns replaced): for text cut before it is recorded."""
+        ...
+
     def close(self) -> None: ...
 
 

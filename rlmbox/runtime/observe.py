@@ -65,6 +65,9 @@ class ObservedAudit:
     def add_secret(self, value: str) -> None:
         self._sink.add_secret(value)
 
+    def redact(self, text: str) -> str:
+        return self._sink.redact(text)
+
     def close(self) -> None:
         self._sink.close()
 

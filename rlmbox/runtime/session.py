@@ -41,6 +41,7 @@ from rlmbox.runtime.bounds import CappedStream, answer_json, capped_answer, capp
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import tool
+from rlmbox.runtime.record_text import text_fields
 from rlmbox.runtime.results import CellStatus, ExecResult
 from rlmbox.runtime.session_files import FileEntry, SessionFiles
 from rlmbox.sandboxes import cell_code
@@ -159,11 +160,14 @@ class Session:
         """Asks the running cell to stop, from any thread: SIGINT, so the cell ends with
         ``KeyboardInterrupt`` (status ``interrupted``) and the namespace is kept; a cell
         that catches it is still bounded by its wall time. Audited as ``cell.interrupt``
-        naming ``by``. Returns False, doing nothing, when no cell is running."""
+        naming ``by``; under cell durability the record is on disk before this returns
+        True. Returns False, doing nothing, when no cell is running."""
         if self._state is not SessionState.RUNNING:
             return False
         self._event("cell.interrupt", by=by)
         self.sandbox.interrupt()
+        if self._durable_cells:
+            self._audit.sync()
         return True
 
     def exec(self, code: str, *, timeout: float | None = None,
@@ -477,7 +481,8 @@ class Session:
         reason = self._named_limit(reason)
         self._kill(reason)
         self._event("limit.exceeded" if "limit" in reason or "memory" in reason
-                    else "sandbox.killed", cell=cell_id, reason=reason)
+                    else "sandbox.killed", cell=cell_id,
+                    **text_fields("reason", reason, self._audit.redact))
         return self._result(cell_id, started, "killed", stdout=out.text(0),
                             stderr=err.text(0), error=f"SessionKilled: {reason}", calls=calls,
                             dropped={"stdout": out.dropped, "stderr": err.dropped,
@@ -496,10 +501,13 @@ class Session:
         bodies = {"stdout": stdout, "stderr": stderr} if stdout or stderr else {}
         if has_answer:
             bodies["answer"] = answer_json(answer)
+        # sandbox text in the error: a short redacted attribute, the whole as a body
+        text = ({"error": None, "bodies": bodies or None} if error is None
+                else text_fields("error", error, self._audit.redact, bodies))
         self._event("cell.result", cell=cell_id, status=status,
                     duration_s=round(result.duration_s, 6), host_calls=calls,
-                    truncated=result.truncated, dropped=dropped, error=error,
-                    has_answer=has_answer, bodies=bodies or None)
+                    truncated=result.truncated, dropped=dropped, **text,
+                    has_answer=has_answer)
         return result
 
 

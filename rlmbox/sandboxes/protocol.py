@@ -104,13 +104,13 @@ def validate(frame: object, allowed: frozenset[str]) -> None:
         raise FrameError(f"frame must be a JSON object, not {type(frame).__name__}")
     kind = frame.get("t")
     if not isinstance(kind, str) or kind not in _SPECS:
-        raise FrameError(f"unknown frame type {kind!r}")
+        raise FrameError(f"unknown frame type {_clip(kind)}")
     if kind not in allowed:
-        raise FrameError(f"frame type {kind!r} is not accepted in this direction")
+        raise FrameError(f"frame type {_clip(kind)} is not accepted in this direction")
     spec = _SPECS[kind]
     for name in frame:
         if name != "t" and name not in spec:
-            raise FrameError(f"{kind}.{name}: unknown field")
+            raise FrameError(f"{kind}.{_clip(name)}: unknown field")
     for name, (field_kind, required) in spec.items():
         if name not in frame:
             if required:

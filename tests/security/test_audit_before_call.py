@@ -54,6 +54,9 @@ class FailingLog:
     def add_secret(self, value: str) -> None:
         self.log.add_secret(value)
 
+    def redact(self, text: str) -> str:
+        return self.log.redact(text)
+
     def close(self) -> None:
         self.log.close()
 
