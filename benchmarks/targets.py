@@ -73,8 +73,7 @@ TARGETS = (
     Target("session close, runc", RUNC, "session close", "≤ 20 ms", lambda f: 20 * MS),
     Target("session close, runsc", RUNSC, "session close", "≤ 50 ms", lambda f: 50 * MS),
     Target("daemon trivial cell, Unix socket",
-           "rlmbox process (cell durability), daemon, unix socket",
-           "exec trivial cell, exec socket",   # the fast path docs/daemon.md names
+           "rlmbox process (cell durability), daemon, unix socket", "exec trivial cell",
            "≤ embedded + 250 µs", lambda f: f["embedded trivial cell"] + 250 * US,
            ("embedded trivial cell",)),
     Target("rlms RlmboxREPL setup per completion",

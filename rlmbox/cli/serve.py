@@ -45,10 +45,6 @@ LIMIT_FLAGS: dict[str, tuple[str, type, str]] = {
                                  "requests one tenant may send at once above that rate"),
     "audit_bytes_per_tenant": ("--audit-bytes-per-tenant", int,
                                "bytes of one tenant's audit records and bodies; then 403"),
-    "exec_sockets": ("--max-exec-sockets", int,
-                     "open exec sockets (GET /v1/exec/socket, a thread each); more is a 503"),
-    "exec_sockets_per_tenant": ("--max-exec-sockets-per-tenant", int,
-                                "the same for one tenant; more is a 429"),
 }
 
 

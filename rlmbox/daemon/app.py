@@ -15,8 +15,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import socket
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,10 +29,9 @@ from rlmbox.daemon.admission import Slot
 from rlmbox.daemon.audit_index import AuditIndex
 from rlmbox.daemon.audit_view import MAX_PAGE, audit_page
 from rlmbox.daemon.engine import Engine
-from rlmbox.daemon.exec_socket import IDLE_S, SocketCount, SocketServer
 from rlmbox.daemon.openapi import build_spec
 from rlmbox.daemon.rate_limit import RateLimiter, retry_after_header
-from rlmbox.daemon.refusals import TARPIT_STATUSES, RefusalRecorder
+from rlmbox.daemon.refusals import RefusalRecorder
 from rlmbox.daemon.scrape import METRICS_PATH, Scrape, metrics_response, scrape_allowed
 from rlmbox.daemon.session_view import CLUSTER_VIEW, VIEW_HEADERS, session_report
 from rlmbox.daemon.store import SessionRow, Store
@@ -50,7 +47,6 @@ from rlmbox.daemon.validation import parse_body, query_int, refuse_unknown_query
 from rlmbox.daemon.wire import (
     BACKEND_NOT_ALLOWED,
     ERROR_TYPE_HEADER,
-    EXEC_SOCKET_PATH,
     INTERNAL,
     INVALID_REQUEST,
     METHOD_NOT_ALLOWED,
@@ -62,7 +58,6 @@ from rlmbox.daemon.wire import (
     result_json,
     status_for,
 )
-from rlmbox.daemon.ws_frames import FrameSocket
 from rlmbox.errors import DaemonError, NotOnCluster, RlmboxError
 from rlmbox.runtime.contract import SessionLike
 
@@ -71,9 +66,9 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 OFFLOAD_BYTES = 256 * 1024   # bodies above this are parsed off the event loop
 # A refusal for load (or a bad token) is answered after a pause: a client that retries at
 # once gets one refusal per connection per TARPIT_S, so a flood of them cannot take the
-# event loop from other tenants. The pause holds a coroutine (or an exec socket's own
-# thread), never a pool thread.
+# event loop from other tenants. The pause holds a coroutine, never a thread.
 TARPIT_S = 1.0
+TARPIT_STATUSES = frozenset({401, 429, 503})
 PUBLIC_PATHS = frozenset({"/v1/health", "/openapi.json"})
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -91,10 +86,6 @@ SCRAPE: web.AppKey[Scrape] = web.AppKey("scrape", Scrape)
 LOCKS: web.AppKey[weakref.WeakValueDictionary[str, asyncio.Lock]] = web.AppKey(
     "locks", weakref.WeakValueDictionary)
 TENANT: web.RequestKey[str] = web.RequestKey("tenant", str)
-TOKEN: web.RequestKey[str] = web.RequestKey("token", str)
-SOCKET_POOL: web.AppKey[ThreadPoolExecutor] = web.AppKey("socket_pool", ThreadPoolExecutor)
-SOCKET_COUNT: web.AppKey[SocketCount] = web.AppKey("socket_count", SocketCount)
-OPEN_SOCKETS: web.AppKey[set[FrameSocket]] = web.AppKey("open_sockets", set)
 
 
 def _error(status: int, kind: str, message: str,
@@ -128,12 +119,10 @@ async def _refusal_taken(request: web.Request, exc: DaemonError) -> None:
 @dataclass(frozen=True)
 class Pools:
     """The server's threads: ``work`` for sessions, cells, closes and audit pages (more
-    threads than the cell limit), ``parse`` (one thread) for large request bodies,
-    ``sockets`` one per open exec socket (as many as ``DaemonLimits.exec_sockets``)."""
+    threads than the cell limit), ``parse`` (one thread) for large request bodies."""
 
     work: ThreadPoolExecutor
     parse: ThreadPoolExecutor
-    sockets: ThreadPoolExecutor
 
 
 @web.middleware
@@ -185,7 +174,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise DaemonError("a valid bearer token is required (Authorization: Bearer ...)",
                           status=401, type=UNAUTHORIZED)
     request[TENANT] = tenant
-    request[TOKEN] = token.strip()   # an exec socket checks it again on every message
     wait = request.app[RATE].take(tenant)
     if wait > 0:
         raise DaemonError(f"tenant {tenant!r} is over its request rate "
@@ -287,9 +275,8 @@ async def exec_cell(request: web.Request) -> web.Response:
     engine.live(request[TENANT], session_id)   # 404/409 before queueing
     async with _session_lock(request, session_id):
         slot = engine.admission.take_cell(request[TENANT])
-        result = await _in_slot(request, slot, functools.partial(
-            engine.exec, request[TENANT], session_id, body.code, body.timeout_s,
-            admit=lambda: slot))
+        result = await _in_slot(request, slot, engine.exec, request[TENANT], session_id,
+                                body.code, body.timeout_s)
     return web.json_response(result_json(result))
 
 
@@ -314,10 +301,9 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
     try:
         async with _session_lock(request, session_id):
             slot = engine.admission.take_cell(request[TENANT])
-            result = await _in_slot(request, slot, functools.partial(
-                engine.exec, request[TENANT], session_id, body.code, body.timeout_s,
-                relay.offer, relay.offer_root_text if body.root_text else None,
-                admit=lambda: slot))
+            result = await _in_slot(request, slot, engine.exec, request[TENANT], session_id,
+                                    body.code, body.timeout_s, relay.offer,
+                                    relay.offer_root_text if body.root_text else None)
     except Exception as exc:   # after the upgrade, errors are messages, not responses
         await _stop(watcher)
         relay.finish()
@@ -340,57 +326,6 @@ async def exec_stream(request: web.Request) -> web.StreamResponse:
     await send_json(ws, result_message(result, relay.dropped))
     await ws.close()
     return ws
-
-
-async def exec_socket(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/exec/socket``: after aiohttp answers the upgrade, the connection is
-    served on a thread of its own (exec_socket.py), counted against the socket caps."""
-    ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, compress=False)
-    if not ws.can_prepare(request).ok:
-        raise DaemonError("this route needs a WebSocket upgrade", status=400,
-                          type=INVALID_REQUEST)
-    transport = request.transport
-    raw = transport.get_extra_info("socket") if transport is not None else None
-    if transport is None or raw is None:
-        raise web.HTTPBadRequest(text="the connection is gone")
-    release = request.app[SOCKET_COUNT].enter(request[TENANT])
-    try:
-        transport.pause_reading()   # from here on aiohttp reads nothing of the client's
-        await ws.prepare(request)
-        conn = FrameSocket(socket.socket(fileno=os.dup(raw.fileno())), client=False,
-                           limit=MAX_BODY_BYTES)
-        conn.sock.settimeout(IDLE_S)
-        server = SocketServer(request.app[ENGINE], request.app[STORE], request.app[RATE],
-                              request.app[REFUSALS], TARPIT_S, request[TENANT],
-                              request[TOKEN])
-        future = request.app[SOCKET_POOL].submit(server.serve, conn)
-    except BaseException:
-        release()
-        raise
-    future.add_done_callback(lambda _: release())
-    live = request.app[OPEN_SOCKETS]
-    live.add(conn)
-    try:
-        await asyncio.wrap_future(future)
-    finally:
-        live.discard(conn)
-        _hang_up(conn)
-        transport.close()
-    return ws
-
-
-def _hang_up(conn: FrameSocket) -> None:
-    """Ends the socket's thread: its blocked read returns, its next write fails."""
-    with contextlib.suppress(OSError):
-        conn.sock.shutdown(socket.SHUT_RDWR)
-
-
-async def _hang_up_all(app: web.Application) -> None:
-    """At shutdown, before aiohttp waits for its handlers: every exec socket's thread
-    stops waiting for a message (one running a cell ends when the cell does)."""
-    live: set[FrameSocket] = app[OPEN_SOCKETS]
-    for conn in list(live):
-        _hang_up(conn)
 
 
 async def interrupt_cell(request: web.Request) -> web.Response:
@@ -485,7 +420,6 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/v1/sessions/{id}", delete_session),
     ("POST", "/v1/sessions/{id}/exec", exec_cell),
     ("GET", "/v1/sessions/{id}/exec/stream", exec_stream),
-    ("GET", EXEC_SOCKET_PATH, exec_socket),
     ("POST", "/v1/sessions/{id}/interrupt", interrupt_cell),
     ("PUT", "/v1/sessions/{id}/files", put_file),
     ("GET", "/v1/sessions/{id}/files", get_files),
@@ -510,10 +444,6 @@ def build_app(engine: Engine, store: Store, index: AuditIndex, pools: Pools,
     app[SPEC] = build_spec(version)
     app[SCRAPE] = scrape
     app[LOCKS] = weakref.WeakValueDictionary()
-    app[SOCKET_POOL] = pools.sockets
-    app[SOCKET_COUNT] = SocketCount(limits)
-    app[OPEN_SOCKETS] = set()
-    app.on_shutdown.append(_hang_up_all)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

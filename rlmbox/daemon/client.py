@@ -33,10 +33,8 @@ from rlmbox.daemon.client_connection import (
     Answer,
     ConnectionPool,
     Endpoint,
-    error_of,
     unreachable,
 )
-from rlmbox.daemon.client_socket import ExecSockets
 from rlmbox.daemon.client_stream import (
     OutputCallback,
     RootTextCallback,
@@ -130,33 +128,30 @@ def _answer(call: _Call[T], answer: Answer) -> T:
     """The call's result, or the exception the error answer names."""
     if answer.status == 204:
         return call.read(None)
-    if not 200 <= answer.status < 300:
-        raise error_of(answer)
-    if call.raw:
+    ok = 200 <= answer.status < 300
+    if call.raw and ok:
         return call.read(answer.content)
     try:
         body = json.loads(answer.content)
     except ValueError as exc:
         raise DaemonError(f"the daemon answered {answer.status} without JSON",
                           status=answer.status, type="BadResponse") from exc
+    if not ok:
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            raise DaemonError(f"the daemon answered {answer.status}",
+                              status=answer.status, type="BadResponse")
+        refusal = exception_for(answer.status, str(error.get("type", "")),
+                                str(error.get("message", "")))
+        if isinstance(refusal, DaemonError):
+            refusal.retry_after_s = _retry_after(answer.retry_after)
+        raise refusal
     return call.read(body)
 
 
-def _socket_result(answer: dict[str, Any]) -> ExecResult:
-    """An exec socket's answer: the result, or the exception its error names."""
-    if answer.get("type") == "result":
-        return result_from_json(answer)
-    error = answer.get("error")
-    status = answer.get("status")
-    if answer.get("type") != "error" or not isinstance(error, dict) or \
-            not isinstance(status, int):
-        raise DaemonError("the daemon's exec socket answered neither a result nor an "
-                          "error", type="BadResponse")
-    refusal = exception_for(status, str(error.get("type", "")), str(error.get("message", "")))
-    retry_after = answer.get("retry_after_s")
-    if isinstance(refusal, DaemonError) and isinstance(retry_after, int | float):
-        refusal.retry_after_s = float(retry_after)
-    raise refusal
+def _retry_after(text: str) -> float | None:
+    """``Retry-After`` in seconds (the daemon sends whole seconds), else None."""
+    return float(text) if text.isascii() and text.isdigit() else None
 
 
 def _json_body(call: _Call[Any]) -> bytes | None:
@@ -186,21 +181,10 @@ class Client:
     """Talks to one daemon over its Unix socket (``socket=``) or TCP (``url=``)."""
 
     def __init__(self, *, token: str, socket: str | Path | None = None,
-                 url: str | None = None, timeout: float = 600.0,
-                 exec_socket: bool = True) -> None:
-        """``exec_socket``: ``exec`` goes over a kept WebSocket (``GET /v1/exec/socket``,
-        the fast path); False sends each as ``POST .../exec``."""
+                 url: str | None = None, timeout: float = 600.0) -> None:
         _exactly_one(socket, url)
-        endpoint = Endpoint.of(socket, url)
-        self._http = ConnectionPool(endpoint, token, timeout)
-        self._sockets = ExecSockets(endpoint, token, timeout) if exec_socket else None
+        self._http = ConnectionPool(Endpoint.of(socket, url), token, timeout)
         self._stream = StreamTarget(token, socket, url, timeout)
-
-    @property
-    def exec_sockets_opened(self) -> int:
-        """How many exec sockets this client has opened (one per thread that ran cells
-        at the same time, and one more after the daemon closed one)."""
-        return self._sockets.opened if self._sockets is not None else 0
 
     def _run(self, call: _Call[T]) -> T:
         content_type = ("application/octet-stream" if call.content is not None
@@ -217,10 +201,7 @@ class Client:
         return self._run(_create(policy, backend, context))
 
     def exec(self, session_id: str, code: str, *, timeout: float | None = None) -> ExecResult:
-        if self._sockets is None:
-            return self._run(_exec(session_id, code, timeout))
-        call = _exec(session_id, code, timeout)
-        return _socket_result(self._sockets.exchange({"session": session_id, **call.json}))
+        return self._run(_exec(session_id, code, timeout))
 
     def exec_stream(self, session_id: str, code: str, *, on_output: OutputCallback,
                     timeout: float | None = None,
@@ -288,8 +269,6 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
-        if self._sockets is not None:
-            self._sockets.close()
 
     def __enter__(self) -> Client:
         return self

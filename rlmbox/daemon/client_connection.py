@@ -16,7 +16,6 @@ is the caller's error (an ``exec`` must not run twice).
 from __future__ import annotations
 
 import http.client
-import json
 import select
 import socket
 import ssl
@@ -25,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
-from rlmbox.daemon.wire import exception_for
-from rlmbox.errors import DaemonError, RlmboxError
+from rlmbox.errors import DaemonError
 
 UNIX_HOST = "rlmbox"
 CONNECT_TIMEOUT_S = 10.0
@@ -84,7 +82,7 @@ class Endpoint:
         return sock
 
 
-def closed_by_peer(sock: socket.socket) -> bool:
+def _closed_by_peer(sock: socket.socket) -> bool:
     """An idle keep-alive connection is readable only when the daemon closed it (or sent
     what no request asked for): either way it is not reused."""
     poller = select.poll()
@@ -153,7 +151,7 @@ class ConnectionPool:
                 raise RuntimeError("the client is closed")
             while self._idle:
                 sock = self._idle.pop()
-                if not closed_by_peer(sock):
+                if not _closed_by_peer(sock):
                     return sock
                 sock.close()
         return self._endpoint.connect(self._timeout)
@@ -172,28 +170,6 @@ class ConnectionPool:
             idle, self._idle = self._idle, []
         for sock in idle:
             sock.close()
-
-
-def error_of(answer: Answer) -> RlmboxError:
-    """The exception an error answer names (``{"error": {"type", "message"}}``)."""
-    try:
-        body = json.loads(answer.content)
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return DaemonError(f"the daemon answered {answer.status} without a JSON error",
-                           status=answer.status, type="BadResponse")
-    refusal = exception_for(answer.status, str(error.get("type", "")),
-                            str(error.get("message", "")))
-    if isinstance(refusal, DaemonError):
-        refusal.retry_after_s = _retry_after(answer.retry_after)
-    return refusal
-
-
-def _retry_after(text: str) -> float | None:
-    """``Retry-After`` in seconds (the daemon sends whole seconds), else None."""
-    return float(text) if text.isascii() and text.isdigit() else None
 
 
 def unreachable(exc: BaseException) -> DaemonError:

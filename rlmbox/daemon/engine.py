@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from rlmbox.daemon.admission import Admission, Slot, TenantGate
+from rlmbox.daemon.admission import Admission, TenantGate
 from rlmbox.daemon.hosts import HostedSession, Hosts, SessionHost
 from rlmbox.daemon.store import SessionRow, Store
 from rlmbox.daemon.wire import BACKEND_NOT_ALLOWED, INVALID_REQUEST, NOT_FOUND, UNKNOWN_POLICY
@@ -160,23 +160,14 @@ class Engine:
 
     def exec(self, tenant: str, session_id: str, code: str, timeout: float | None,
              on_output: OutputCallback | None = None,
-             on_root_text: RootTextCallback | None = None, *,
-             admit: Callable[[], Slot] | None = None) -> ExecResult:
-        """Runs the cell in the session's turn. ``admit`` gives the cell's slot once the
-        turn is held (taking it then, or one taken before); the slot is released before
-        the turn, so a cell waiting for the session finds it free."""
+             on_root_text: RootTextCallback | None = None) -> ExecResult:
         live = self.live(tenant, session_id)
         try:
             check_cell_timeout(live.session.policy, timeout)
         except (TypeError, ValueError) as exc:   # over the policy's limit: the caller's fault
             raise DaemonError(str(exc), status=400, type=INVALID_REQUEST) from exc
         with self._turn(live, session_id):
-            slot = admit() if admit is not None else None
-            try:
-                return live.session.exec(code, timeout, on_output, on_root_text)
-            finally:
-                if slot is not None:
-                    slot.release()
+            return live.session.exec(code, timeout, on_output, on_root_text)
 
     @contextlib.contextmanager
     def _turn(self, live: LiveSession, session_id: str) -> Iterator[None]:

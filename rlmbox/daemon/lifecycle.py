@@ -128,8 +128,6 @@ class Daemon:
         self._pool = ThreadPoolExecutor(max_workers=cfg.threads,
                                         thread_name_prefix="rlmbox-daemon")
         self._parse_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlmbox-parse")
-        self._socket_pool = ThreadPoolExecutor(max_workers=cfg.limits.exec_sockets,
-                                               thread_name_prefix="rlmbox-exec-socket")
         self._index = AuditIndex(self.audit_dir)
         admission = Admission(cfg.limits, self._tenant_audit_bytes)
         scrape = Scrape(CollectorRegistry(), on_tcp=cfg.metrics_tcp)
@@ -145,8 +143,7 @@ class Daemon:
         self._audit.sync()
         await self._extend_index()   # built once here, then extended every index_every_s
         app = build_app(self._engine, self._store, self._index,
-                        Pools(work=self._pool, parse=self._parse_pool,
-                              sockets=self._socket_pool),
+                        Pools(work=self._pool, parse=self._parse_pool),
                         RefusalRecorder(self._audit), rlmbox_version(), scrape)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     shutdown_timeout=5.0)
@@ -225,7 +222,7 @@ class Daemon:
             engine, self._engine = self._engine, None
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, engine.shutdown)
-        for pool_name in ("_pool", "_parse_pool", "_socket_pool"):
+        for pool_name in ("_pool", "_parse_pool"):
             pool = getattr(self, pool_name, None)
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)

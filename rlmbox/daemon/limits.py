@@ -28,8 +28,6 @@ class DaemonLimits:
     requests_per_s_per_tenant: float = 50.0     # sustained authenticated request rate
     request_burst_per_tenant: int = 100         # requests above the rate, absorbed at once
     audit_bytes_per_tenant: int = 4 * GiB   # the tenant's records and bodies in the log
-    exec_sockets: int = 128                 # open exec sockets (each holds a thread)
-    exec_sockets_per_tenant: int = 16       # the same, per tenant
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -38,8 +36,7 @@ class DaemonLimits:
                 raise DaemonError(f"daemon limit {spec.name} must be a positive number, "
                                   f"not {value!r}", type="Config")
         for tenant, overall in (("sessions_per_tenant", "sessions"),
-                                ("cells_per_tenant", "cells"),
-                                ("exec_sockets_per_tenant", "exec_sockets")):
+                                ("cells_per_tenant", "cells")):
             if getattr(self, tenant) > getattr(self, overall):
                 raise DaemonError(f"daemon limit {tenant} ({getattr(self, tenant)}) is above "
                                   f"{overall} ({getattr(self, overall)})", type="Config")

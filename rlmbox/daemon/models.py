@@ -45,13 +45,6 @@ class StreamExecRequest(ExecRequest):
     root_text: bool = False
 
 
-class SocketExecRequest(ExecRequest):
-    """A message of ``GET /v1/exec/socket``: an ExecRequest naming its session (one
-    socket serves every session of its tenant)."""
-
-    session: str = Field(min_length=1, max_length=200)
-
-
 class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -70,27 +70,6 @@ failure) gets the same error message and close 1008 (4xx class) or 1011 (5xx cla
 The cell runs under the same per-session lock as POST .../exec."""
 
 
-_SOCKET_PROTOCOL = """The exec fast path: a WebSocket (RFC 6455) kept open for many cells;
-the bearer token goes on the upgrade request, and errors before the upgrade (token, not a
-WebSocket request) are the JSON error answers below. After the upgrade the client sends
-text messages, each a SocketExecRequest (`{"session", "code", "timeout_s"?}`, at most 64
-MiB, else close 1009), and the server answers each, in order, with ONE `{"type": "result",
-...ExecResultBody}` or `{"type": "error", "status": int, "error": ErrorDetail,
-"retry_after_s"?: number}`: the status and error type POST /v1/sessions/{id}/exec would
-answer. Each message is checked as a request is: the token again (revoked: 401 and close
-1008), one of the tenant's request tokens (429), the body (400; the socket stays open),
-the session through the tenant (404, 409), a cell slot (429, 503). Open sockets are
-capped per tenant (429 TooManySockets) and in all (503); one idle for 300 s is closed."""
-
-
-def _socket_op(authed: dict[str, Any]) -> dict[str, Any]:
-    op = _op("run cells over one kept WebSocket, one message per cell (the fast path)",
-             {"101": {"description": "switching to the WebSocket protocol"}, **authed,
-              **_errors(400, 429, 503)})
-    op["description"] = _SOCKET_PROTOCOL
-    return op
-
-
 def _stream_op(authed: dict[str, Any]) -> dict[str, Any]:
     op = _op("run one cell over a WebSocket, its output streamed as it happens",
              {"101": {"description": "switching to the WebSocket protocol"}, **authed,
@@ -124,8 +103,7 @@ def _files_ops(authed: dict[str, Any]) -> dict[str, Any]:
 def build_spec(version: str) -> dict[str, Any]:
     """The whole document; ``paths`` keys are the routes the app serves (tested)."""
     models: list[type[BaseModel]] = [
-        m.CreateSessionRequest, m.ExecRequest, m.StreamExecRequest, m.SocketExecRequest,
-        m.Health, m.SessionInfo,
+        m.CreateSessionRequest, m.ExecRequest, m.StreamExecRequest, m.Health, m.SessionInfo,
         m.SessionList, m.ExecResultBody, m.InterruptResult, m.AuditPage, m.ErrorBody, m.ErrorDetail,
         m.FileListing, m.FileEntryBody, m.FileWritten]
     _, top = models_json_schema(
@@ -165,7 +143,6 @@ def build_spec(version: str) -> dict[str, Any]:
                         body=m.ExecRequest, params=[_SESSION_ID]),
         },
         "/v1/sessions/{id}/exec/stream": {"get": _stream_op(authed)},
-        "/v1/exec/socket": {"get": _socket_op(authed)},
         "/v1/sessions/{id}/interrupt": {
             "post": _op("interrupt the running cell (KeyboardInterrupt inside, state kept)",
                         {"200": _json(m.InterruptResult, "whether a cell was running"),

@@ -19,8 +19,6 @@ from rlmbox.runtime.events import AuditSink
 
 log = logging.getLogger("rlmbox.daemon")
 INTERVAL_S = 1.0
-# the refusals answered after a pause (app.py TARPIT_S): for load, or a bad token
-TARPIT_STATUSES = frozenset({401, 429, 503})
 
 
 @dataclass

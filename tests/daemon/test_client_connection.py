@@ -3,8 +3,6 @@ request, replaced when the daemon closed them, never re-sending a request."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import socket
 import threading
 from collections.abc import Callable
@@ -54,30 +52,13 @@ def test_each_request_goes_out_in_one_write_on_one_kept_alive_connection(
     token = daemon.token("alice")
     _CLIENT_SOCKETS.clear()
     monkeypatch.setattr(socket, "socket", _CountingSocket)
-    with Client(socket=daemon.socket, token=token, exec_socket=False) as client:
+    with Client(socket=daemon.socket, token=token) as client:
         session = client.create_session()["id"]
         for _ in range(3):
             assert client.exec(session, "x = 1").status == "ok"
         client.close_session(session)
     assert len(_CLIENT_SOCKETS) == 1
     assert len(_CLIENT_SOCKETS[0].writes) == 5   # create, three execs, close: one write each
-
-
-def test_each_exec_over_the_exec_socket_is_one_write_on_one_socket(
-        daemon: RunningDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The exec socket (client_socket.py) is opened once and sends each cell as one
-    frame in one write; the other calls stay on the kept-alive HTTP connection."""
-    token = daemon.token("alice")
-    _CLIENT_SOCKETS.clear()
-    monkeypatch.setattr(socket, "socket", _CountingSocket)
-    with Client(socket=daemon.socket, token=token) as client:
-        session = client.create_session()["id"]
-        for _ in range(3):
-            assert client.exec(session, "x = 1").status == "ok"
-        client.close_session(session)
-    http, kept = _CLIENT_SOCKETS
-    assert len(http.writes) == 2   # create, close
-    assert len(kept.writes) == 4   # the upgrade, then one frame per cell
 
 
 def _serve(path: Path, answer: Callable[[socket.socket, bytes], None],
@@ -128,7 +109,7 @@ def test_a_request_is_not_sent_again_when_the_connection_breaks(fake_socket: Pat
     """A request that left is never re-sent (an exec must not run twice): the caller
     hears that the daemon was unreachable."""
     thread, requests, _ = _serve(fake_socket, lambda conn, _: None, connections=1)
-    with Client(socket=fake_socket, token=FAKE_TOKEN, exec_socket=False) as client, \
+    with Client(socket=fake_socket, token=FAKE_TOKEN) as client, \
             pytest.raises(DaemonError) as info:
         client.exec("s-1", "x = 1")
     thread.join(10)
@@ -136,39 +117,6 @@ def test_a_request_is_not_sent_again_when_the_connection_breaks(fake_socket: Pat
     assert len(requests) == 1
     assert requests[0].startswith(b"POST /v1/sessions/s-1/exec HTTP/1.1\r\n")
     assert requests[0].endswith(b'{"code":"x = 1"}')
-
-
-def _upgrade_then_read_one_frame(frames: list[bytes]) -> Callable[[socket.socket, bytes],
-                                                                   None]:
-    """A fake daemon's answer: accepts the WebSocket upgrade, reads one frame, and
-    closes without answering it."""
-    def answer(conn: socket.socket, request: bytes) -> None:
-        key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-                   if line.lower().startswith(b"sec-websocket-key:"))
-        accept = base64.b64encode(hashlib.sha1(
-            key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11", usedforsecurity=False).digest())
-        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-        frames.append(conn.recv(65536))
-    return answer
-
-
-def test_an_exec_socket_message_is_not_sent_again_when_the_socket_breaks(
-        fake_socket: Path) -> None:
-    """The same over the exec socket: one frame left, the socket broke, the caller hears
-    Unreachable and nothing is sent again."""
-    frames: list[bytes] = []
-    thread, requests, _ = _serve(fake_socket, _upgrade_then_read_one_frame(frames),
-                                 connections=1)
-    with Client(socket=fake_socket, token=FAKE_TOKEN) as client, \
-            pytest.raises(DaemonError) as info:
-        client.exec("s-1", "x = 1")
-    thread.join(10)
-    assert info.value.type == "Unreachable"
-    assert len(requests) == 1
-    assert requests[0].startswith(b"GET /v1/exec/socket HTTP/1.1\r\n")
-    assert len(frames) == 1
-    assert frames[0][0] == 0x81   # one final text frame
 
 
 def test_a_token_that_would_inject_a_header_is_refused() -> None:
