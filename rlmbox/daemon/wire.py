@@ -74,13 +74,17 @@ def exception_for(status: int, kind: str, message: str) -> errors.RlmboxError:
     return errors.DaemonError(message, status=status, type=kind)
 
 
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(ExecResult))
+
+
 def result_json(result: ExecResult) -> dict[str, Any]:
-    """An ExecResult as a JSON object (its fields, plus ``ok``)."""
-    body = dataclasses.asdict(result)
+    """An ExecResult as a JSON object (its fields, plus ``ok``). A shallow copy, not
+    ``dataclasses.asdict``: no field holds a dataclass, so the JSON is the same, and the
+    deep copy cost 12 us of every exec's answer."""
+    body = {name: getattr(result, name) for name in _RESULT_FIELDS}
     body["ok"] = result.ok
     return body
 
 
 def result_from_json(body: dict[str, Any]) -> ExecResult:
-    fields = {f.name for f in dataclasses.fields(ExecResult)}
-    return ExecResult(**{k: v for k, v in body.items() if k in fields})
+    return ExecResult(**{name: body[name] for name in _RESULT_FIELDS if name in body})
