@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wrapped_log import WrappedLog
 
-from rlmbox.audit.log import AuditLog
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.sandboxes.process.backend import ProcessSandbox
@@ -18,11 +18,11 @@ from rlmbox.sandboxes.protocol import Frame
 from tests.conftest import write_policy
 
 
-class StepsLog:
+class StepsLog(WrappedLog):
     """An audit log that notes each append and sync, in order, beside the frames sent."""
 
     def __init__(self, directory: Path, steps: list[str]) -> None:
-        self.log = AuditLog(directory)
+        super().__init__(directory)
         self.steps = steps
         self.seqs: dict[str, int] = {}
 
@@ -39,15 +39,6 @@ class StepsLog:
     def sync(self) -> None:
         self.log.sync()
         self.steps.append("sync")
-
-    def add_secret(self, value: str) -> None:
-        self.log.add_secret(value)
-
-    def redact(self, text: str) -> str:
-        return self.log.redact(text)
-
-    def close(self) -> None:
-        self.log.close()
 
     @property
     def durable_seq(self) -> int:

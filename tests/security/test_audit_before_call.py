@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wrapped_log import WrappedLog
 
-from rlmbox.audit.log import AuditLog
 from rlmbox.audit.reader import iter_records
 from rlmbox.errors import AuditWriteError
 from rlmbox.lm.scripted import ScriptedLM
@@ -21,13 +21,13 @@ from rlmbox.runtime.runtime import Runtime
 from .harness import policy_yaml
 
 
-class FailingLog:
+class FailingLog(WrappedLog):
     """The real log, until ``broken`` is set: then, once the next cell has been recorded
     as started (``code.exec``), ``append`` or ``sync`` fails, as a disk filling up
     mid-cell would."""
 
     def __init__(self, directory: Path, fail_in: str) -> None:
-        self.log = AuditLog(directory)
+        super().__init__(directory)
         self.fail_in = fail_in
         self.broken = False
         self.cell_started = False
@@ -51,14 +51,6 @@ class FailingLog:
             raise AuditWriteError("fsync failed")
         self.log.sync()
 
-    def add_secret(self, value: str) -> None:
-        self.log.add_secret(value)
-
-    def redact(self, text: str) -> str:
-        return self.log.redact(text)
-
-    def close(self) -> None:
-        self.log.close()
 
 
 @pytest.mark.parametrize("fail_in", ["append", "sync"])
