@@ -155,7 +155,7 @@ class Redactor:
         return False
 
     def value(self, value: Any) -> Any:
-        """Redact recursively through dicts (keys and values), lists and tuples."""
+        """Redact recursively through dicts (keys and values), lists, tuples and numbers."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
@@ -163,4 +163,9 @@ class Redactor:
                     for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # A registered all-digit secret (a card or account number) may come as a number.
+            digits = str(value)
+            if any(secret in digits for secret in self._secrets):
+                return self.text(digits)
         return value

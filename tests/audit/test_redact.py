@@ -144,3 +144,10 @@ def test_custom_patterns_are_scanned_without_anchors() -> None:
     redactor = Redactor(patterns=[r"tok_[0-9]{6}"])
     assert redactor.needs({"k": "see tok_123456"})
     assert redactor.body(b"see tok_123456").spans
+
+
+def test_a_registered_number_is_redacted_as_an_integer_or_a_float() -> None:
+    redactor = Redactor(["4929123456781234"])
+    assert redactor.value({"n": 4929123456781234, "f": 4929123456781234.0, "b": True,
+                           "other": 7}) == {"n": REDACTED, "f": REDACTED + ".0", "b": True,
+                                            "other": 7}
