@@ -13,6 +13,7 @@ body before the patterns ran and the byte spans they cut, each with its reason.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from collections.abc import Iterable
@@ -90,9 +91,12 @@ class Redactor:
         """Redact ``secret`` from every later event; an empty value is refused."""
         if not isinstance(secret, str) or not secret:
             raise ValueError("a secret to redact must be a non-empty string")
+        # Bodies that are JSON texts (``args``, ``answer``) hold a value with a quote,
+        # backslash or control character escaped, as json.dumps writes it (either way).
+        forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
         with self._lock:
             # Longest first, so a secret containing another is replaced whole.
-            merged = sorted({*self._secrets, secret}, key=len, reverse=True)
+            merged = sorted({*self._secrets, *forms}, key=len, reverse=True)
             self._secrets = tuple(merged)
             self._secret_bytes = tuple(s.encode("utf-8", "surrogatepass") for s in merged)
 

@@ -363,8 +363,6 @@ def test_a_secret_straddling_the_error_attribute_cut_is_not_written(
 
 
 @pytest.mark.parametrize("backend", ["process"], indirect=True)
-@pytest.mark.xfail(strict=True, reason="review: a registered secret holding a backslash or "
-                   "quote is written JSON-escaped in the args body (bodies are JSON texts)")
 def test_a_secret_with_a_backslash_is_in_no_body_json_escaped(runtimes: Runtimes) -> None:
     """Promise 7: a registered secret "appears in no file under the directory, including
     bodies and its JSON-escaped form". A host call's ``args`` body (and a cell's ``answer``)
