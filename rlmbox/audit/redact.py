@@ -30,7 +30,8 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     r"sk-[A-Za-z0-9_\-]{20,}",                       # OpenAI-style API keys
     r"(?i:bearer)\s+[A-Za-z0-9._~+/\-]{16,}=*",      # HTTP bearer tokens
     r"AKIA[0-9A-Z]{16}",                             # AWS access key ids
-    r"gh[pousr]_[A-Za-z0-9]{36,}",                   # GitHub tokens
+    r"gh[pousr]_[A-Za-z0-9]{36,}",                   # GitHub tokens (classic)
+    r"github_pat_[A-Za-z0-9_]{22,}",                 # GitHub fine-grained tokens
 )
 
 
@@ -47,6 +48,7 @@ PATTERN_ANCHORS: dict[str, tuple[bytes, ...]] = {
     DEFAULT_PATTERNS[2]: (b"bearer",),
     DEFAULT_PATTERNS[3]: (b"akia",),
     DEFAULT_PATTERNS[4]: (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"),
+    DEFAULT_PATTERNS[5]: (b"github_pat_",),
 }
 
 

@@ -405,8 +405,6 @@ def test_a_forked_child_cannot_write_into_its_parents_log(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("where", ["attribute", "key", "body"])
-@pytest.mark.xfail(strict=True, reason="review: GitHub fine-grained tokens (github_pat_) "
-                   "are not a credential pattern")
 def test_a_github_fine_grained_token_is_redacted(tmp_path: Path, where: str) -> None:
     token = "github_pat_11ABCDEFG0" + "a1B2c3D4e5" * 8 + "xy"   # 82 characters after the prefix
     with AuditLog(tmp_path) as log:
