@@ -13,6 +13,7 @@ body before the patterns ran and the byte spans they cut, each with its reason.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from collections.abc import Iterable
@@ -23,13 +24,21 @@ import orjson
 
 REDACTED = "[REDACTED]"
 
+#: What may separate ``Bearer`` from its token: any whitespace ``\s`` takes (Unicode), or
+#: its JSON escape, as it stands in a body that is a JSON text (``args``, ``answer``): the
+#: short escapes and ``\uXXXX`` for each whitespace code point (``tests/audit/test_redact.py``
+#: checks the list against ``str.isspace``).
+BEARER_SEPARATOR = (r"(?:\s|\\[tnrf]|\\u(?i:000[9a-d]|001[c-f]|0020|0085|00a0|1680"
+                    r"|200[0-9a]|202[89f]|205f|3000))+")
+
 #: Credential shapes redacted even when nobody configured the value.
 DEFAULT_PATTERNS: tuple[str, ...] = (
-    r"sk-ant-[A-Za-z0-9_\-]{16,}",                   # Anthropic API keys
-    r"sk-[A-Za-z0-9_\-]{20,}",                       # OpenAI-style API keys
-    r"(?i:bearer)\s+[A-Za-z0-9._~+/\-]{16,}=*",      # HTTP bearer tokens
-    r"AKIA[0-9A-Z]{16}",                             # AWS access key ids
-    r"gh[pousr]_[A-Za-z0-9]{36,}",                   # GitHub tokens
+    r"sk-ant-[A-Za-z0-9_\-]{16,}",                         # Anthropic API keys
+    r"sk-[A-Za-z0-9_\-]{20,}",                             # OpenAI-style API keys
+    rf"(?i:bearer){BEARER_SEPARATOR}[A-Za-z0-9._~+/\-]{{16,}}=*",   # HTTP bearer tokens
+    r"AKIA[0-9A-Z]{16}",                                   # AWS access key ids
+    r"gh[pousr]_[A-Za-z0-9]{36,}",                         # GitHub tokens (classic)
+    r"github_pat_[A-Za-z0-9_]{22,}",                       # GitHub fine-grained tokens
 )
 
 
@@ -46,6 +55,7 @@ PATTERN_ANCHORS: dict[str, tuple[bytes, ...]] = {
     DEFAULT_PATTERNS[2]: (b"bearer",),
     DEFAULT_PATTERNS[3]: (b"akia",),
     DEFAULT_PATTERNS[4]: (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"),
+    DEFAULT_PATTERNS[5]: (b"github_pat_",),
 }
 
 
@@ -84,15 +94,17 @@ class Redactor:
             tuple(dict.fromkeys(a for p in patterns for a in PATTERN_ANCHORS[p]))
             if all(p in PATTERN_ANCHORS for p in patterns) else None)
         self._pattern = re.compile(joined) if joined else None
-        self._pattern_bytes = re.compile(joined.encode()) if joined else None
 
     def add(self, secret: str) -> None:
         """Redact ``secret`` from every later event; an empty value is refused."""
         if not isinstance(secret, str) or not secret:
             raise ValueError("a secret to redact must be a non-empty string")
+        # Bodies that are JSON texts (``args``, ``answer``) hold a value with a quote,
+        # backslash or control character escaped, as json.dumps writes it (either way).
+        forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
         with self._lock:
             # Longest first, so a secret containing another is replaced whole.
-            merged = sorted({*self._secrets, secret}, key=len, reverse=True)
+            merged = sorted({*self._secrets, *forms}, key=len, reverse=True)
             self._secrets = tuple(merged)
             self._secret_bytes = tuple(s.encode("utf-8", "surrogatepass") for s in merged)
 
@@ -112,14 +124,18 @@ class Redactor:
         for secret in self._secret_bytes:
             if secret in data:
                 data = data.replace(secret, marker)
-        if self._pattern_bytes is None or not self._may_match(data):
+        if self._pattern is None or not self._may_match(data):
             return RedactedBody(data)
-        spans = tuple({"start": m.start(), "end": m.end(), "reason": PATTERN_REASON}
-                      for m in self._pattern_bytes.finditer(data))
+        spans = _pattern_spans(self._pattern, data)
         if not spans:
             return RedactedBody(data)
-        return RedactedBody(self._pattern_bytes.sub(marker, data),
-                            hashlib.sha256(data).hexdigest(), spans)
+        pieces: list[bytes] = []
+        cut = 0
+        for span in spans:
+            pieces += (data[cut:span["start"]], marker)
+            cut = span["end"]
+        pieces.append(data[cut:])
+        return RedactedBody(b"".join(pieces), hashlib.sha256(data).hexdigest(), spans)
 
     def needs(self, event: dict[str, Any]) -> bool:
         """Cheap pre-check: False only if no string in ``event`` can contain a secret.
@@ -155,7 +171,7 @@ class Redactor:
         return False
 
     def value(self, value: Any) -> Any:
-        """Redact recursively through dicts (keys and values), lists and tuples."""
+        """Redact recursively through dicts (keys and values), lists, tuples and numbers."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
@@ -163,4 +179,30 @@ class Redactor:
                     for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # A registered all-digit secret (a card or account number) may come as a number.
+            digits = str(value)
+            if any(secret in digits for secret in self._secrets):
+                return self.text(digits)
         return value
+
+
+def _pattern_spans(pattern: re.Pattern[str], data: bytes) -> tuple[dict[str, Any], ...]:
+    """The byte spans the text pattern matches in ``data``, as it would in an attribute.
+
+    Scanned as text, not bytes, so that ``\\s`` takes the same (Unicode) spaces in a
+    body as in an attribute; ``surrogateescape`` makes any bytes a text whose characters
+    each encode back to their own bytes, so character offsets map to byte offsets.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    if len(text) == len(data):   # each character one byte: its offsets are byte offsets
+        return tuple({"start": m.start(), "end": m.end(), "reason": PATTERN_REASON}
+                     for m in pattern.finditer(text))
+    spans: list[dict[str, Any]] = []
+    char = byte = 0
+    for match in pattern.finditer(text):
+        start = byte + len(text[char:match.start()].encode("utf-8", "surrogateescape"))
+        byte = start + len(match.group().encode("utf-8", "surrogateescape"))
+        char = match.end()
+        spans.append({"start": start, "end": byte, "reason": PATTERN_REASON})
+    return tuple(spans)

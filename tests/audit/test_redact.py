@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmbox.audit.log import AuditLog
-from rlmbox.audit.redact import DEFAULT_PATTERNS, PATTERN_ANCHORS, REDACTED, Redactor
+from rlmbox.audit.redact import (
+    BEARER_SEPARATOR,
+    DEFAULT_PATTERNS,
+    PATTERN_ANCHORS,
+    REDACTED,
+    Redactor,
+)
 from rlmbox.audit.verify import verify_log
 
 SECRET = "prov-key-7f3a9c1e5b2d4f6a8c0e"  # noqa: S105  (fake; no known shape)
@@ -79,7 +86,8 @@ def test_the_fast_path_skips_only_events_without_any_candidate() -> None:
 
 _FRAGMENTS = ["sk-", "SK-", "ant-", "Bearer", "bEaReR", "BEARER", " ", "\t", "\u00a0", "\u2003",
               "AKIA", "akia", "gh", "GH", "p_", "o_", "u_", "s_", "r_", "P_", "A" * 8, "x7" * 6,
-              "Z" * 9, "=", ".", "-", "_", "é", "\n"]
+              "Z" * 9, "=", ".", "-", "_", "é", "\n", "\x1c", "\\t", "\\u00A0", "\\", "github",
+              "_pat_", "GITHUB_PAT_"]
 
 
 @settings(max_examples=600, deadline=None)
@@ -91,8 +99,8 @@ def test_no_text_a_pattern_matches_lacks_the_pattern_anchors(text: str) -> None:
     if re.search(joined, text):
         assert redactor.needs({"k": text})
         assert redactor.text(text) != text
-    if re.search(joined.encode(), text.encode()):  # bodies: bytes, where \s is ASCII only
-        assert redactor.body(text).spans
+    # A body is cut where and only where the same text in an attribute would be.
+    assert bool(redactor.body(text).spans) == bool(re.search(joined, text))
 
 
 def test_every_default_pattern_has_anchors() -> None:
@@ -144,3 +152,42 @@ def test_custom_patterns_are_scanned_without_anchors() -> None:
     redactor = Redactor(patterns=[r"tok_[0-9]{6}"])
     assert redactor.needs({"k": "see tok_123456"})
     assert redactor.body(b"see tok_123456").spans
+
+
+def test_the_bearer_separator_takes_every_space_and_its_json_escape() -> None:
+    """Every code point ``\\s`` takes, as such and JSON-escaped (either way json.dumps
+    writes it), separates ``Bearer`` from its token; a letter does not."""
+    separator = re.compile(BEARER_SEPARATOR)
+    spaces = [chr(c) for c in range(0x110000) if re.fullmatch(r"\s", chr(c))]
+    assert len(spaces) > 20
+    for space in spaces:
+        for form in (space, json.dumps(space)[1:-1], json.dumps(space, ensure_ascii=False)[1:-1]):
+            assert separator.fullmatch(form), repr(form)
+    assert not separator.fullmatch("\\x")
+    assert not separator.fullmatch("\\u0041")
+
+
+def test_a_pattern_cut_in_a_multibyte_body_names_byte_offsets() -> None:
+    """The body is scanned as text; its spans are offsets into the bytes stored."""
+    token = "ghp_" + "a1B2" * 9
+    body = f"é\u2003 Bearer\u00a0{'x' * 20} \udcff {token}".encode("utf-8", "surrogatepass")
+    result = Redactor().body(body)
+    original = body
+    assert [original[s["start"]:s["end"]] for s in result.spans] == [
+        f"Bearer\u00a0{'x' * 20}".encode(), token.encode()]
+    assert result.data == original.replace(f"Bearer\u00a0{'x' * 20}".encode(), b"[REDACTED]"
+                                           ).replace(token.encode(), b"[REDACTED]")
+
+
+def test_a_body_that_is_not_utf8_is_still_scanned() -> None:
+    body = b"\xff\xfe AKIAABCDEFGHIJKLMNOP \xc3"
+    result = Redactor().body(body)
+    assert result.data == b"\xff\xfe [REDACTED] \xc3"
+    assert [(s["start"], s["end"]) for s in result.spans] == [(3, 23)]
+
+
+def test_a_registered_number_is_redacted_as_an_integer_or_a_float() -> None:
+    redactor = Redactor(["4929123456781234"])
+    assert redactor.value({"n": 4929123456781234, "f": 4929123456781234.0, "b": True,
+                           "other": 7}) == {"n": REDACTED, "f": REDACTED + ".0", "b": True,
+                                            "other": 7}

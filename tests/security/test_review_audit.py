@@ -363,8 +363,6 @@ def test_a_secret_straddling_the_error_attribute_cut_is_not_written(
 
 
 @pytest.mark.parametrize("backend", ["process"], indirect=True)
-@pytest.mark.xfail(strict=True, reason="review: a registered secret holding a backslash or "
-                   "quote is written JSON-escaped in the args body (bodies are JSON texts)")
 def test_a_secret_with_a_backslash_is_in_no_body_json_escaped(runtimes: Runtimes) -> None:
     """Promise 7: a registered secret "appears in no file under the directory, including
     bodies and its JSON-escaped form". A host call's ``args`` body (and a cell's ``answer``)
@@ -407,8 +405,6 @@ def test_a_forked_child_cannot_write_into_its_parents_log(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("where", ["attribute", "key", "body"])
-@pytest.mark.xfail(strict=True, reason="review: GitHub fine-grained tokens (github_pat_) "
-                   "are not a credential pattern")
 def test_a_github_fine_grained_token_is_redacted(tmp_path: Path, where: str) -> None:
     token = "github_pat_11ABCDEFG0" + "a1B2c3D4e5" * 8 + "xy"   # 82 characters after the prefix
     with AuditLog(tmp_path) as log:
@@ -422,8 +418,6 @@ def test_a_github_fine_grained_token_is_redacted(tmp_path: Path, where: str) -> 
 
 
 @pytest.mark.parametrize("space", ["\u00a0", "\x1c", "\u2003"])
-@pytest.mark.xfail(strict=True, reason="review: a bearer token after a non-ASCII or separator "
-                   "space is redacted in attributes but kept whole in bodies")
 def test_a_bearer_token_is_redacted_alike_in_attributes_and_bodies(
         tmp_path: Path, space: str) -> None:
     secret_part = "eyJhbGciOiJIUzI1NiJ9abcdefXYZ"   # noqa: S105  (fake)
@@ -436,8 +430,6 @@ def test_a_bearer_token_is_redacted_alike_in_attributes_and_bodies(
 
 
 @pytest.mark.parametrize("space", ["\t", "\n"])
-@pytest.mark.xfail(strict=True, reason="review: in a JSON body (args, answer) a bearer token "
-                   "after a tab or newline follows an escape, which the pattern does not take")
 def test_a_bearer_token_in_a_json_body_is_redacted(tmp_path: Path, space: str) -> None:
     """Host calls' ``args`` and cells' ``answer`` bodies are JSON texts: the prompt
     ``Authorization: Bearer<TAB>token`` is stored as ``Bearer\\ttoken``; the same text in
@@ -451,8 +443,6 @@ def test_a_bearer_token_in_a_json_body_is_redacted(tmp_path: Path, space: str) -
     assert secret_part.encode() not in _all_bytes(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="review: a nested value changed after the redaction "
-                   "pre-check is copied later and written unredacted")
 def test_a_nested_value_changed_after_the_pre_check_is_still_redacted(tmp_path: Path) -> None:
     """The pre-check (``Redactor.needs``) sees no secret, so ``RedactSecrets`` passes the
     caller's nested dict on uncopied; the caller's thread then puts a secret in it before
@@ -484,8 +474,6 @@ def test_a_nested_value_changed_after_the_pre_check_is_still_redacted(tmp_path: 
     assert secret.encode() not in _all_bytes(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="review: a registered all-digit secret reaches the "
-                   "log in an integer attribute")
 def test_a_numeric_secret_in_an_integer_attribute_is_redacted(tmp_path: Path) -> None:
     secret = "4929123456781234"   # noqa: S105  (a card-number-shaped value the host registered)
     with AuditLog(tmp_path, secrets=[secret]) as log:
