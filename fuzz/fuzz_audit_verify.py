@@ -7,7 +7,6 @@ Input: log bytes, optionally followed by ``SEPARATOR`` and checkpoint-file bytes
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -65,8 +64,6 @@ def make_corpus(target: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--make-corpus":
-        make_corpus(Path(sys.argv[2]))
-    else:
-        atheris.Setup(sys.argv, TestOneInput)
-        atheris.Fuzz()
+    from entry import run  # fuzz/ is sys.path[0] when run as a script
+
+    run(TestOneInput, make_corpus)

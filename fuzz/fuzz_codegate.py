@@ -8,7 +8,6 @@ and the compiled cell never imports outside the allowlist.
 from __future__ import annotations
 
 import dis
-import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,8 +59,6 @@ def make_corpus(target: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--make-corpus"]:
-        make_corpus(Path(sys.argv[2]))
-    else:
-        atheris.Setup(sys.argv, TestOneInput)
-        atheris.Fuzz()
+    from entry import run  # fuzz/ is sys.path[0] when run as a script
+
+    run(TestOneInput, make_corpus)

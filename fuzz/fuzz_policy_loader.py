@@ -7,7 +7,6 @@ errors; nothing else escapes (no crash, no other exception, no half-loaded polic
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import atheris
@@ -46,8 +45,6 @@ def make_corpus(target: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--make-corpus"]:
-        make_corpus(Path(sys.argv[2]))
-    else:
-        atheris.Setup(sys.argv, TestOneInput)
-        atheris.Fuzz()
+    from entry import run  # fuzz/ is sys.path[0] when run as a script
+
+    run(TestOneInput, make_corpus)

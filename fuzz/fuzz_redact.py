@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import atheris
@@ -65,8 +64,6 @@ def make_corpus(target: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--make-corpus"]:
-        make_corpus(Path(sys.argv[2]))
-    else:
-        atheris.Setup(sys.argv, TestOneInput)
-        atheris.Fuzz()
+    from entry import run  # fuzz/ is sys.path[0] when run as a script
+
+    run(TestOneInput, make_corpus)

@@ -19,7 +19,7 @@ log "mypy --strict"
 # tests/docker has no __init__.py (a package named "docker" would shadow the SDK), the
 # benchmarks import their helpers by path, and tests/support is on pytest's pythonpath (the
 # E2B test double): mypy gets those directories as search paths.
-MYPYPATH=tests/docker:tests/support:benchmarks .venv/bin/mypy --explicit-package-bases tests benchmarks fuzz/*.py
+MYPYPATH=tests/docker:tests/support:benchmarks:fuzz .venv/bin/mypy --explicit-package-bases tests benchmarks fuzz/*.py
 if [ -f fuzz/run.sh ]; then
     log "fuzz pass (${FUZZ_SECONDS:=60} s per target)"
     FUZZ_SECONDS="$FUZZ_SECONDS" bash fuzz/run.sh
