@@ -48,6 +48,8 @@ from rlmbox.sandboxes.protocol import Frame
 
 P = IsolationProperty
 READY_TIMEOUT_S = 15.0
+# how long a close waits for a killed tree to exit before the cgroup kill takes over
+TREE_EXIT_TIMEOUT_S = 5.0
 CPU_WATCH_INTERVAL_S = 0.1   # how far past cpu_seconds a tree of busy processes may run
 # a sandbox that used more than this share of a core over the last watch interval yields
 # the CPU to others (cgroups.py yield_cpu): a trivial cell uses about 1 %
@@ -500,7 +502,12 @@ class ProcessSandbox:
             if self._proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._proc.pid, signal.SIGKILL)
-            wait_child(self._proc, timeout=5)
+            wait_child(self._proc, timeout=TREE_EXIT_TIMEOUT_S)
+        if self._init is not None:
+            # the kernel kills and waits for every process of the namespace before its
+            # init finishes exiting: woken at that exit, the cgroup is then found empty
+            # at its first look (polling it with doubling sleeps saw it up to 2x late)
+            self._init.exited(TREE_EXIT_TIMEOUT_S)
         if getattr(self, "_channel", None) is not None:
             self._channel.close()   # before its fds: a recv on another thread wakes
         if getattr(self, "_proc", None) is not None:
