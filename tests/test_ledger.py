@@ -260,3 +260,18 @@ def test_hold_input_refuses_past_the_budget_and_is_released_at_settle() -> None:
     ledger.hold_input(third, 40)
     ledger.refund(third)
     assert ledger.open_reservations() == 0
+
+
+def test_usage_of_one_function_is_the_snapshot_seen_from_it() -> None:
+    """What one call's record shows (the tree and that function) equals the full
+    snapshot narrowed to them, before the function was ever called and after."""
+    book = ledger(calls=10, max_concurrent=4)
+    assert book.usage_of("llm_query") == {"tree": book.snapshot()["tree"]}
+    first = book.reserve("llm_query", depth=0, prompt_chars=3)
+    book.commit(first, input_tokens=5, output_tokens=2, cost_usd=0.25)
+    book.reserve("tool.x", depth=0)
+    snapshot = book.snapshot()
+    assert book.usage_of("llm_query") == {"tree": snapshot["tree"],
+                                          "llm_query": snapshot["functions"]["llm_query"]}
+    assert book.usage_of("llm_query")["llm_query"]["input_tokens"] == 5
+    assert book.usage_of("tool.x")["tree"]["in_flight"] == 1

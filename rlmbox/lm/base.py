@@ -12,9 +12,10 @@ request to one prompt otherwise, so the RLM loop needs no branch per provider.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeGuard, runtime_checkable
 
 from rlmbox.errors import LMError
 
@@ -136,11 +137,25 @@ class ConversationLM(Protocol):
         ...
 
 
+#: each provider class's kind, read once: ``isinstance`` against a runtime-checkable
+#: protocol walks its members on every call (about 30 µs, on every LM call)
+_CONVERSING: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _converses(lm: LMProvider) -> TypeGuard[ConversationLM]:
+    """Whether ``lm`` takes whole requests: a property of its class, checked once."""
+    kind = type(lm)
+    known = _CONVERSING.get(kind)
+    if known is None:
+        known = _CONVERSING[kind] = isinstance(lm, ConversationLM)
+    return known
+
+
 def respond(lm: LMProvider, request: LMRequest, *, model: str | None = None,
             on_text: TextSink | None = None) -> Completion:
     """``lm``'s completion of ``request``; a text-only provider gets it flattened (and
     ``on_text`` the whole reply at once)."""
-    if isinstance(lm, ConversationLM):
+    if _converses(lm):
         return lm.respond(request, model=model, on_text=on_text)
     completion = lm.complete(request.flattened(), model=model)
     if on_text is not None:
@@ -151,7 +166,7 @@ def respond(lm: LMProvider, request: LMRequest, *, model: str | None = None,
 def count_input_tokens(lm: LMProvider, request: LMRequest, *,
                        model: str | None = None) -> int | None:
     """The input tokens ``lm`` counts for ``request`` before sending it, else None."""
-    if isinstance(lm, ConversationLM):
+    if _converses(lm):
         return lm.count_input_tokens(request, model=model)
     return None
 

@@ -110,12 +110,17 @@ def _refusal(function: str, exc: Exception) -> HostCallRefused:
 
 
 def _usage(completions: Sequence[Completion]) -> dict[str, Any]:
-    """Summed usage of completions, as the ledger takes it."""
-    return {"input_tokens": sum(c.input_tokens for c in completions),
-            "output_tokens": sum(c.output_tokens for c in completions),
-            "cost_usd": sum(c.cost_usd for c in completions),
-            "cache_write_tokens": sum(c.cache_write_tokens for c in completions),
-            "cache_read_tokens": sum(c.cache_read_tokens for c in completions)}
+    """Summed usage of completions, as the ledger takes it (one pass: it is on every call)."""
+    input_tokens = output_tokens = cache_write = cache_read = 0
+    cost: float = 0
+    for c in completions:
+        input_tokens += c.input_tokens
+        output_tokens += c.output_tokens
+        cost += c.cost_usd
+        cache_write += c.cache_write_tokens
+        cache_read += c.cache_read_tokens
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": cost,
+            "cache_write_tokens": cache_write, "cache_read_tokens": cache_read}
 
 
 @dataclass
@@ -160,9 +165,7 @@ class CallDispatcher:
 
     def _budget(self, function: str) -> dict[str, Any]:
         """The tree's usage and this function's own: what a reader of one call needs."""
-        snapshot = self._ledger.snapshot()
-        own = snapshot["functions"].get(function)
-        return {"tree": snapshot["tree"], **({function: own} if own else {})}
+        return self._ledger.usage_of(function)
 
     @property
     def refused_audit_bytes(self) -> int:
@@ -373,8 +376,9 @@ class CallDispatcher:
                 outcome = "denied" if isinstance(exc, PolicyDenied | BudgetExceeded) else "error"
                 self._finish(attrs, ctx, started, outcome, error=f"{type(exc).__name__}: {exc}")
             raise
-        self._ledger.commit(reservation, **_usage(ctx.usage))
-        self._finish(attrs, ctx, started, "ok")
+        used = _usage(ctx.usage)
+        self._ledger.commit(reservation, **used)
+        self._finish(attrs, ctx, started, "ok", used=used)
         return value
 
     def _hold_input(self, call: _AdmittedCall, tokens: int) -> None:
@@ -423,7 +427,10 @@ class CallDispatcher:
                 budget_after=self._budget(function))
 
     def _finish(self, attrs: dict[str, Any], ctx: CallContext, started: float, outcome: str,
-                error: str | None = None, **extra: Any) -> None:
+                error: str | None = None, used: Mapping[str, Any] | None = None,
+                **extra: Any) -> None:
+        """The outcome record; ``used`` is ``_usage(ctx.usage)`` when the caller has it."""
+        used = _usage(ctx.usage) if used is None else used
         bodies: dict[str, str] | None = None
         if ctx.usage:   # LM bodies by digest, in the same event as the call
             bodies = {"completion": "\n".join(c.text for c in ctx.usage)}
@@ -432,11 +439,9 @@ class CallDispatcher:
             self._error_fields(error, bodies)
         self._event(
             "host.call", **fields, **attrs, **extra, outcome=outcome,
-            tokens_in=sum(c.input_tokens for c in ctx.usage),
-            tokens_out=sum(c.output_tokens for c in ctx.usage),
-            cache_write_tokens=sum(c.cache_write_tokens for c in ctx.usage),
-            cache_read_tokens=sum(c.cache_read_tokens for c in ctx.usage),
-            cost_usd=sum(c.cost_usd for c in ctx.usage),
+            tokens_in=used["input_tokens"], tokens_out=used["output_tokens"],
+            cache_write_tokens=used["cache_write_tokens"],
+            cache_read_tokens=used["cache_read_tokens"], cost_usd=used["cost_usd"],
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             budget_after=self._budget(str(attrs["function"])))
 

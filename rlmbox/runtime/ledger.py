@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from rlmbox.errors import BudgetExceeded
@@ -178,7 +178,9 @@ class Ledger:
                     _check_input(name, per_function, usage, input_tokens)
             for usage in usages:
                 usage.held_input_tokens += input_tokens
-            self._open[held.id] = replace(held, input_tokens=held.input_tokens + input_tokens)
+            self._open[held.id] = Reservation(held.id, held.function, held.depth,
+                                              held.prompt_chars,
+                                              held.input_tokens + input_tokens)
 
     def _usages(self, reservation: Reservation) -> list[_Usage]:
         """The usages a reservation counts against, tree first."""
@@ -276,6 +278,14 @@ class Ledger:
             return {"tree": self._tree.as_dict(),
                     "functions": {name: u.as_dict()
                                   for name, u in sorted(self._functions.items())}}
+
+    def usage_of(self, function: str) -> dict[str, Any]:
+        """The tree's usage and ``function``'s own (when it has any): what one call's
+        record needs, without copying every function's usage as ``snapshot`` does."""
+        with self._lock:
+            own = self._functions.get(function)
+            tree = self._tree.as_dict()
+            return {"tree": tree} if own is None else {"tree": tree, function: own.as_dict()}
 
     def child(self) -> Ledger:
         """The ledger a child session uses: this one (the whole tree shares one)."""
