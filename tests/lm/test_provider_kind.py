@@ -80,10 +80,17 @@ def test_a_forwarding_wrapper_is_asked_per_instance() -> None:
     assert respond(_Forwarding(_TextOnly()), _REQUEST).text == "plain"
 
 
+def _protocol_members(protocol: type) -> set[str]:
+    """What typing's instance check looks up on a runtime-checkable protocol."""
+    members: set[str] = getattr(typing, "_get_protocol_attrs")(protocol)  # noqa: B009
+    return members
+
+
 def test_the_direct_check_reads_the_protocols_members() -> None:
     """The kind is read without typing's slow instance check, from the same members that
     check looks up: the list is the protocol's, and both agree on every provider here."""
-    assert sorted(_CONVERSATION_MEMBERS) == sorted(typing._get_protocol_attrs(ConversationLM))
-    for provider in (_TextOnly(), _Conversing(), _Forwarding(_TextOnly()),
-                     _Forwarding(_Conversing()), object()):
+    assert sorted(_CONVERSATION_MEMBERS) == sorted(_protocol_members(ConversationLM))
+    providers: list[Any] = [_TextOnly(), _Conversing(), _Forwarding(_TextOnly()),
+                            _Forwarding(_Conversing()), object()]
+    for provider in providers:
         assert _converses(provider) == isinstance(provider, ConversationLM), provider
