@@ -9,9 +9,12 @@ Host-side seams do not depend on the sandbox, so these run on the process backen
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from rlmbox.errors import SessionClosed
 from rlmbox.lm.base import Completion, LMRequest
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.ledger import Ledger
+from rlmbox.sandboxes.process.cgroups import Cgroup
 
 from .harness import Runtimes, audit_records, events, exec_bounded, watched_session
 
@@ -243,3 +247,81 @@ def test_an_interrupt_ends_a_cell_waiting_on_a_hung_host_call(
             worker.join(HANG_S)
     assert ended, f"the interrupted cell still ran {waited:.1f} s after the interrupt"
     assert box["result"].status == "interrupted"
+
+
+@pytest.mark.parametrize("backend", ["process"])
+def test_cleanup_failed_is_written_before_session_end(runtimes: Runtimes,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """audit-format.md: ``sandbox.cleanup_failed`` is "written before ``session.end``";
+    the existing test (test_pid_reuse.py) finds the record but not its place. A cgroup that
+    will not go (a directory the host made inside it) must be recorded before the end, and
+    the sandbox's uid must stay leased (process backend, ``_release_uid``)."""
+    real_remove = Cgroup.remove
+    # the close gives up on the directory after 0.3 s, not 5 s per controller
+    monkeypatch.setattr(Cgroup, "remove", lambda self, timeout=0.3: real_remove(self, timeout))
+    rt = runtimes()
+    session = rt.session()
+    group = Cgroup.existing(session.sandbox.info.sandbox_id)
+    if group is None:
+        pytest.skip("no cgroup for the process sandbox (not root?)")
+    group_dirs = [str(Path(f).parent / "held") for f in group.procs_files()]
+    for path in group_dirs:
+        os.mkdir(path)
+    try:
+        session.close()
+        lease = getattr(session.sandbox, "_uid", None)
+        still_leased = lease is None or getattr(lease, "_fd", None) is not None
+    finally:
+        for path in group_dirs:
+            os.rmdir(path)
+        group.remove()
+    recorded = [str(r.get("event")) for r in audit_records(rt)
+                if r.get("session") == session.id]
+    assert "sandbox.cleanup_failed" in recorded
+    assert recorded[-2:] == ["sandbox.cleanup_failed", "session.end"], recorded[-3:]
+    assert still_leased, "the uid of a sandbox whose cgroup would not go was released"
+
+
+@pytest.mark.parametrize("backend", ["process"])
+def test_a_host_keyboard_interrupt_during_a_call_settles_it(
+        runtimes: Runtimes, release: threading.Event) -> None:
+    """Ctrl-C in the program that runs the session (a notebook's interrupt, the DSPy
+    adapter, a script) raises ``KeyboardInterrupt`` in the thread waiting in
+    ``run_bounded``. The call is then neither in time nor abandoned: ``on_abandon`` never
+    runs, so the reservation is never settled (``in_flight`` stays 1: under
+    ``max_concurrent: 1`` the tree can never call again), and the tool that ran has a
+    ``host.call.start`` and no outcome, which audit-format.md reads as "a crash". The
+    promise (ledger.py, security.md 46): every reservation is settled exactly once and
+    nothing stays in flight once the call ended; the call's outcome is recorded."""
+    main = threading.get_ident()
+    ended = threading.Event()
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGUSR1, raise_interrupt)
+
+    def slow() -> str:
+        signal.pthread_kill(main, signal.SIGUSR1)   # "Ctrl-C" while the host waits
+        release.wait(0.5)
+        ended.set()
+        return "done"
+
+    rt = runtimes(rules=PERMIT_TOOLS, limits={"cell_timeout_s": 10},
+                  budgets={"tree": {"calls": 10, "max_concurrent": 1}})
+    try:
+        with rt.session(tools={"slow": slow}) as session:
+            with pytest.raises(KeyboardInterrupt):
+                session.exec("print(slow())")
+            assert ended.wait(10)
+            deadline = time.monotonic() + 1
+            while session.ledger.snapshot()["tree"]["in_flight"] \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
+            tree = session.ledger.snapshot()["tree"]
+            open_left = session.ledger.open_reservations()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    outcomes = [r.get("outcome") for r in events(rt, "host.call", function="tool.slow")]
+    assert (tree["in_flight"], open_left) == (0, 0), f"left in flight: {tree}"
+    assert outcomes, "the tool ran and has no host.call outcome record"
