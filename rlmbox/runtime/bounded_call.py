@@ -65,6 +65,7 @@ class _Outcome(Generic[T]):
         self.value: T | None = None
         self.error: BaseException | None = None
         self.abandoned = False
+        self.started = False   # the worker took the job (else it never runs ``work``)
 
 
 #: how long a thread waits for another call after its last one before it ends
@@ -129,6 +130,10 @@ def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
     outcome: _Outcome[T] = _Outcome()
 
     def worker() -> None:
+        with outcome.lock:
+            if outcome.abandoned:   # the waiter was interrupted before this thread began
+                return
+            outcome.started = True
         value: T | None = None
         error: BaseException | None = None
         try:
@@ -152,8 +157,22 @@ def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
         threading.current_thread().name = thread_name
         context.run(worker)
 
-    _PARKED.run(job, name=thread_name)
-    outcome.finished.acquire(timeout=deadline.remaining())
+    try:
+        _PARKED.run(job, name=thread_name)
+        outcome.finished.acquire(timeout=deadline.remaining())
+    except BaseException:
+        # interrupted (Ctrl-C in the host) while handing the job over or waiting, or just
+        # after it ended (a signal that came before the wait is handled after it): the
+        # call is abandoned as at its deadline, so its reservation is settled and its
+        # outcome recorded, then the interrupt goes on up. A worker that never began (it
+        # will not run) or already ended is settled here; one still running, when it ends.
+        with outcome.lock:
+            began, ended = outcome.started, outcome.done
+            outcome.abandoned = True
+            on_abandon(CallAbandoned(deadline))
+        if ended or not began:
+            on_late(outcome.error)
+        raise
     with outcome.lock:
         if not outcome.done:
             outcome.abandoned = True

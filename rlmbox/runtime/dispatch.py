@@ -403,10 +403,14 @@ class CallDispatcher:
     def _abandon(self, call: _AdmittedCall, abandoned: CallAbandoned) -> None:
         """The host stops waiting: the call counts as spent (usage so far charged) and
         the abandonment is recorded before the caller hears of it."""
-        call.charged = len(call.ctx.usage)
-        self._ledger.abandon(call.reservation, **_usage(call.ctx.usage[:call.charged]))
+        charged = call.ctx.usage[:len(call.ctx.usage)]   # one copy: the worker may append
+        call.charged = len(charged)
+        used = _usage(charged)
+        self._ledger.abandon(call.reservation, **used)
+        # the record states what the ledger charged: a completion landing from here on is
+        # the late record's (it was stated in both, and charged once)
         self._finish(call.attrs, call.ctx, call.started, "abandoned", error=str(abandoned),
-                     limit=abandoned.deadline.limit)
+                     used=used, completions=charged, limit=abandoned.deadline.limit)
 
     def _late(self, call: _AdmittedCall, error: BaseException | None) -> None:
         """An abandoned call really ended (on its own thread): its slot frees, its late
@@ -428,13 +432,15 @@ class CallDispatcher:
 
     def _finish(self, attrs: dict[str, Any], ctx: CallContext, started: float, outcome: str,
                 error: str | None = None, used: Mapping[str, Any] | None = None,
-                **extra: Any) -> None:
-        """The outcome record; ``used`` is ``_usage(ctx.usage)`` when the caller has it."""
-        used = _usage(ctx.usage) if used is None else used
+                completions: Sequence[Completion] | None = None, **extra: Any) -> None:
+        """The outcome record of ``completions`` (``ctx.usage`` unless the caller took its
+        own copy); ``used`` is their ``_usage`` when the caller has it."""
+        done = ctx.usage if completions is None else completions
+        used = _usage(done) if used is None else used
         bodies: dict[str, str] | None = None
-        if ctx.usage:   # LM bodies by digest, in the same event as the call
-            bodies = {"completion": "\n".join(c.text for c in ctx.usage)}
-            attrs = {**attrs, "model": ctx.usage[-1].model}
+        if done:   # LM bodies by digest, in the same event as the call
+            bodies = {"completion": "\n".join(c.text for c in done)}
+            attrs = {**attrs, "model": done[-1].model}
         fields = {"error": None, "bodies": bodies} if error is None else \
             self._error_fields(error, bodies)
         self._event(

@@ -159,9 +159,10 @@ class Session:
     def interrupt(self, by: str = "caller") -> bool:
         """Asks the running cell to stop, from any thread: SIGINT, so the cell ends with
         ``KeyboardInterrupt`` (status ``interrupted``) and the namespace is kept; a cell
-        that catches it is still bounded by its wall time. Audited as ``cell.interrupt``
-        naming ``by``; under cell durability the record is on disk before this returns
-        True. Returns False, doing nothing, when no cell is running."""
+        that catches it is still bounded by its wall time, and a host call it waits on is
+        not cut (it ends at its own deadline: docs/security.md, Known limits). Audited as
+        ``cell.interrupt`` naming ``by``; under cell durability the record is on disk
+        before this returns True. Returns False, doing nothing, when no cell is running."""
         if self._state is not SessionState.RUNNING:
             return False
         self._event("cell.interrupt", by=by)
