@@ -210,11 +210,13 @@ class Agent:
         if names:
             self._restore_injected()
 
-    def run_cell(self, frame: dict[str, Any]) -> dict[str, Any]:
+    def run_cell(self, frame: dict[str, Any]) -> bytes:
+        """Runs a cell; returns what goes to the host in one write: the output frames
+        still pending when it ended, then its result frame."""
         cell_id = frame["id"]
         if self.pump is None:   # the host always sends init first; refuse rather than crash
-            return {"t": "result", "id": cell_id, "status": "error",
-                    "error": "RuntimeError: exec before init"}
+            return _encode_result({"t": "result", "id": cell_id, "status": "error",
+                                   "error": "RuntimeError: exec before init"})
         self.pump.begin(cell_id, self.output_limit, self.output_stop)
         self._answer, self._has_answer = None, False
         status, error = "ok", None
@@ -239,14 +241,14 @@ class Agent:
         self._flush_streams()
         if status == "ok" and not self._has_answer:
             self._answer_from_dict()
-        dropped = self.pump.finish()
+        dropped, output_tail = self.pump.finish()
         self._restore_injected()
         result: dict[str, Any] = {"t": "result", "id": cell_id, "status": status,
                                   "error": error, "dropped": dropped}
         if self._has_answer:
             result["has_answer"] = True
             result["answer"] = _jsonable(self._answer)
-        return result
+        return output_tail + _encode_result(result)
 
     def _own_sigint(self) -> None:
         """Makes :meth:`_on_sigint` SIGINT's handler, asking the kernel only when it is
@@ -292,7 +294,7 @@ class Agent:
                              "error": _format_error(exc)}
                 self.io.send(reply)
             elif kind == "exec":
-                self.io.send_encoded(_encode_result(self.run_cell(frame)))
+                self.io.send_encoded(self.run_cell(frame))
             elif kind == "file":
                 self.io.send(files.handle(frame))
             elif kind == "reserve" and not self._initialized:   # no reply
