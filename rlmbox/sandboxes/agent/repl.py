@@ -247,7 +247,7 @@ class Agent:
                                   "error": error, "dropped": dropped}
         if self._has_answer:
             result["has_answer"] = True
-            result["answer"] = _jsonable(self._answer)
+            result["answer"] = self._answer
         return output_tail + _encode_result(result)
 
     def _own_sigint(self) -> None:
@@ -363,6 +363,14 @@ def _encode_result(result: dict[str, Any]) -> bytes:
     cap) becomes an error result."""
     if isinstance(result.get("error"), str) and len(result["error"]) > _MAX_ERROR_CHARS:
         result["error"] = result["error"][:_MAX_ERROR_CHARS] + "\n[error message truncated]"
+    if "answer" in result:   # most answers encode as they are: one encoding, not two
+        try:
+            data = protocol.encode(result)
+            _check_depth(data, result)
+        except (protocol.FrameError, RecursionError):
+            result["answer"] = _jsonable(result["answer"])
+        else:
+            return data
     try:
         return protocol.encode(result)
     except protocol.FrameError as exc:
@@ -375,7 +383,15 @@ def _encode_result(result: dict[str, Any]) -> bytes:
 
 def _jsonable(value: Any) -> Any:
     try:
-        protocol.encode({"v": value})
+        _check_depth(protocol.encode({"v": value}), [value])   # [value]: its depth there
     except (protocol.FrameError, RecursionError):
         return repr(value) if not isinstance(value, str) else value
     return value
+
+
+def _check_depth(data: bytes, value: object) -> None:
+    """Raises FrameError when ``value`` nests deeper than the host accepts (it refuses
+    the whole frame, and the session with it). The walk is skipped when ``data``, its
+    encoding, holds too few brackets to nest that deep, as most answers do."""
+    if data.count(b"[") + data.count(b"{") > protocol.MAX_DEPTH:
+        protocol.check_values(value)
