@@ -14,6 +14,7 @@ plain Python functions.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C core (no stub): no enum work
 import builtins
 import contextlib
 import itertools
@@ -95,6 +96,7 @@ class Agent:
         self._has_answer = False
         self._reserved: str | None = None   # the context's string, made before init
         self._initialized = False
+        self._sigint_handler = self._on_sigint   # one bound method: compared by identity
 
     # --- host calls ---------------------------------------------------------------
 
@@ -208,16 +210,18 @@ class Agent:
         if names:
             self._restore_injected()
 
-    def run_cell(self, frame: dict[str, Any]) -> dict[str, Any]:
+    def run_cell(self, frame: dict[str, Any]) -> bytes:
+        """Runs a cell; returns what goes to the host in one write: the output frames
+        still pending when it ended, then its result frame."""
         cell_id = frame["id"]
         if self.pump is None:   # the host always sends init first; refuse rather than crash
-            return {"t": "result", "id": cell_id, "status": "error",
-                    "error": "RuntimeError: exec before init"}
+            return _encode_result({"t": "result", "id": cell_id, "status": "error",
+                                   "error": "RuntimeError: exec before init"})
         self.pump.begin(cell_id, self.output_limit, self.output_stop)
         self._answer, self._has_answer = None, False
         status, error = "ok", None
         self._bind_added_tools(frame.get("tools") or [])
-        signal.signal(signal.SIGINT, self._on_sigint)
+        self._own_sigint()
         try:
             code = cell_code.load(frame)
             self._in_cell = True
@@ -232,19 +236,27 @@ class Agent:
                          f"({self.output_stop} bytes) and the cell was stopped")
         except BaseException as exc:
             status, error = "error", _format_error(exc)
-        finally:
-            signal.signal(signal.SIGINT, self._on_sigint)
+        finally:   # the cell may have replaced it: a late interrupt must not kill the agent
+            self._own_sigint()
         self._flush_streams()
         if status == "ok" and not self._has_answer:
             self._answer_from_dict()
-        dropped = self.pump.finish()
+        dropped, output_tail = self.pump.finish()
         self._restore_injected()
         result: dict[str, Any] = {"t": "result", "id": cell_id, "status": status,
                                   "error": error, "dropped": dropped}
         if self._has_answer:
             result["has_answer"] = True
-            result["answer"] = _jsonable(self._answer)
-        return _fit_in_frame(result)
+            result["answer"] = self._answer
+        return output_tail + _encode_result(result)
+
+    def _own_sigint(self) -> None:
+        """Makes :meth:`_on_sigint` SIGINT's handler, asking the kernel only when it is
+        not already: ``signal.signal`` costs ~4 µs of enum conversion plus a syscall, and
+        ran twice a cell. Python's own record of the handler is what a cell changes with
+        ``signal.signal``; a cell that goes around it only spoils its own interrupts."""
+        if _signal.getsignal(signal.SIGINT) is not self._sigint_handler:
+            _signal.signal(signal.SIGINT, self._sigint_handler)
 
     def _answer_from_dict(self) -> None:
         answer = self.namespace.get("answer")
@@ -282,7 +294,7 @@ class Agent:
                              "error": _format_error(exc)}
                 self.io.send(reply)
             elif kind == "exec":
-                self.io.send(self.run_cell(frame))
+                self.io.send_encoded(self.run_cell(frame))
             elif kind == "file":
                 self.io.send(files.handle(frame))
             elif kind == "reserve" and not self._initialized:   # no reply
@@ -346,23 +358,40 @@ def _format_error(exc: BaseException) -> str:
     return "".join(lines).rstrip()
 
 
-def _fit_in_frame(result: dict[str, Any]) -> dict[str, Any]:
-    """A result that cannot travel (an answer over the frame cap) becomes an error result."""
+def _encode_result(result: dict[str, Any]) -> bytes:
+    """The result frame, encoded once; one that cannot travel (an answer over the frame
+    cap) becomes an error result."""
     if isinstance(result.get("error"), str) and len(result["error"]) > _MAX_ERROR_CHARS:
         result["error"] = result["error"][:_MAX_ERROR_CHARS] + "\n[error message truncated]"
+    if "answer" in result:   # most answers encode as they are: one encoding, not two
+        try:
+            data = protocol.encode(result)
+            _check_depth(data, result)
+        except (protocol.FrameError, RecursionError):
+            result["answer"] = _jsonable(result["answer"])
+        else:
+            return data
     try:
-        protocol.encode(result)
+        return protocol.encode(result)
     except protocol.FrameError as exc:
-        return {"t": "result", "id": result["id"], "status": "error",
-                "dropped": result.get("dropped", {}),
-                "error": f"the answer cannot be returned: {exc}; keep it in a variable and "
-                         "return a smaller part"}
-    return result
+        return protocol.encode({
+            "t": "result", "id": result["id"], "status": "error",
+            "dropped": result.get("dropped", {}),
+            "error": f"the answer cannot be returned: {exc}; keep it in a variable and "
+                     "return a smaller part"})
 
 
 def _jsonable(value: Any) -> Any:
     try:
-        protocol.encode({"v": value})
+        _check_depth(protocol.encode({"v": value}), [value])   # [value]: its depth there
     except (protocol.FrameError, RecursionError):
         return repr(value) if not isinstance(value, str) else value
     return value
+
+
+def _check_depth(data: bytes, value: object) -> None:
+    """Raises FrameError when ``value`` nests deeper than the host accepts (it refuses
+    the whole frame, and the session with it). The walk is skipped when ``data``, its
+    encoding, holds too few brackets to nest that deep, as most answers do."""
+    if data.count(b"[") + data.count(b"{") > protocol.MAX_DEPTH:
+        protocol.check_values(value)
