@@ -48,7 +48,9 @@ def test_a_cpu_bound_cell_runs_at_the_least_weight_and_gets_it_back_after(
     with runtime.session() as session:
         sandbox_id = session.sandbox.info.sandbox_id
         session.exec("x = 1")
-        assert cpu_weight(sandbox_id) == normal   # short cells keep the default weight
+        # short cells keep the default weight (the start-up's own burst may have lowered
+        # it for one watch interval: on a loaded host that interval can end after x = 1)
+        assert weight_becomes(sandbox_id, normal), cpu_weight(sandbox_id)
         burner = threading.Thread(target=session.exec, args=(
             f"import time\nt0 = time.monotonic()\nwhile time.monotonic() - t0 < {BURN_S}:"
             "\n    pass",))
