@@ -165,7 +165,7 @@ def check_values(value: object) -> None:
             for key, child in item.items():
                 _check_text(key)
                 stack.append((child, depth + 1))
-        elif isinstance(item, list):
+        elif isinstance(item, list | tuple):   # a tuple travels as a list (the agent's answers)
             stack.extend((v, depth + 1) for v in item)
 
 

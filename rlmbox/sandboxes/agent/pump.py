@@ -55,6 +55,8 @@ class OutputPump:
             self.flooded = False
             self._sent = {"stdout": 0, "stderr": 0}
             self._dropped = {"stdout": 0, "stderr": 0}
+            for decoder in self._decoders.values():   # an earlier cell's unfinished UTF-8
+                decoder.reset()                        # sequence is not this cell's output
 
     def finish(self) -> tuple[dict[str, int], bytes]:
         """Ends the cell: returns its dropped bytes, and the output frames for what was

@@ -240,7 +240,10 @@ class Agent:
             self._own_sigint()
         self._flush_streams()
         if status == "ok" and not self._has_answer:
-            self._answer_from_dict()
+            try:
+                self._answer_from_dict()
+            except Exception as exc:   # model code's answer object: its get() may raise
+                status, error = "error", _format_error(exc)
         dropped, output_tail = self.pump.finish()
         self._restore_injected()
         result: dict[str, Any] = {"t": "result", "id": cell_id, "status": status,
@@ -251,12 +254,11 @@ class Agent:
         return output_tail + _encode_result(result)
 
     def _own_sigint(self) -> None:
-        """Makes :meth:`_on_sigint` SIGINT's handler, asking the kernel only when it is
-        not already: ``signal.signal`` costs ~4 µs of enum conversion plus a syscall, and
-        ran twice a cell. Python's own record of the handler is what a cell changes with
-        ``signal.signal``; a cell that goes around it only spoils its own interrupts."""
-        if _signal.getsignal(signal.SIGINT) is not self._sigint_handler:
-            _signal.signal(signal.SIGINT, self._sigint_handler)
+        """Makes :meth:`_on_sigint` SIGINT's handler, in the kernel too, every time: a cell
+        may have set another through libc, behind Python's record of it (which would then
+        still name ours). ``_signal.signal`` is the C call, ~0.4 µs with its syscall;
+        ``signal.signal`` adds ~5 µs of enum conversion, twice a cell."""
+        _signal.signal(signal.SIGINT, self._sigint_handler)
 
     def _answer_from_dict(self) -> None:
         answer = self.namespace.get("answer")
@@ -274,8 +276,8 @@ class Agent:
 
     @staticmethod
     def _flush_streams() -> None:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
+        for stream in (sys.stdout, sys.stderr):   # a cell may have replaced either one
+            with contextlib.suppress(Exception):
                 stream.flush()
 
     def serve(self) -> None:
@@ -385,7 +387,12 @@ def _jsonable(value: Any) -> Any:
     try:
         _check_depth(protocol.encode({"v": value}), [value])   # [value]: its depth there
     except (protocol.FrameError, RecursionError):
-        return repr(value) if not isinstance(value, str) else value
+        if isinstance(value, str):
+            return value
+        try:
+            return repr(value)
+        except Exception:   # a __repr__ that raises, an int over the digit limit
+            return f"<an answer of type {type(value).__name__} that has no repr>"
     return value
 
 
