@@ -403,7 +403,7 @@ class CallDispatcher:
     def _abandon(self, call: _AdmittedCall, abandoned: CallAbandoned) -> None:
         """The host stops waiting: the call counts as spent (usage so far charged) and
         the abandonment is recorded before the caller hears of it."""
-        charged = call.ctx.usage[:len(call.ctx.usage)]   # one copy: the worker may append
+        charged = call.ctx.usage[:]   # one copy: the worker may append
         call.charged = len(charged)
         used = _usage(charged)
         self._ledger.abandon(call.reservation, **used)
@@ -416,17 +416,16 @@ class CallDispatcher:
         """An abandoned call really ended (on its own thread): its slot frees, its late
         usage is charged and recorded. The log may be closed by now (the runtime ended) or
         failed (which stops every later call anyway); the ledger is charged regardless."""
-        late = call.ctx.usage[call.charged:]
-        self._ledger.finish_abandoned(call.reservation, **_usage(late))
+        used = _usage(call.ctx.usage[call.charged:])
+        self._ledger.finish_abandoned(call.reservation, **used)
         function = str(call.attrs["function"])
         with contextlib.suppress(AuditError):
             self._scope.event(
                 "host.call.late", function=function, call_id=call.attrs.get("call_id"),
                 cell=call.attrs.get("cell"), outcome="ok" if error is None else "error",
                 error=None if error is None else type(error).__name__,
-                tokens_in=sum(c.input_tokens for c in late),
-                tokens_out=sum(c.output_tokens for c in late),
-                cost_usd=sum(c.cost_usd for c in late),
+                tokens_in=used["input_tokens"], tokens_out=used["output_tokens"],
+                cost_usd=used["cost_usd"],
                 latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
                 budget_after=self._budget(function))
 

@@ -96,7 +96,6 @@ class Agent:
         self._has_answer = False
         self._reserved: str | None = None   # the context's string, made before init
         self._initialized = False
-        self._sigint_handler = self._on_sigint   # one bound method: compared by identity
 
     # --- host calls ---------------------------------------------------------------
 
@@ -258,7 +257,7 @@ class Agent:
         may have set another through libc, behind Python's record of it (which would then
         still name ours). ``_signal.signal`` is the C call, ~0.4 µs with its syscall;
         ``signal.signal`` adds ~5 µs of enum conversion, twice a cell."""
-        _signal.signal(signal.SIGINT, self._sigint_handler)
+        _signal.signal(signal.SIGINT, self._on_sigint)
 
     def _answer_from_dict(self) -> None:
         answer = self.namespace.get("answer")

@@ -23,7 +23,6 @@ from rlmbox.sandboxes.protocol import Frame
 _HEADER: Final = struct.Struct(">BxxxI")
 _STDOUT: Final = 1
 _STDERR: Final = 2
-_READ_CHUNK: Final = 256 * 1024
 STDERR_TAIL_BYTES: Final = 16 * 1024
 
 
