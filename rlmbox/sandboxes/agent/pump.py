@@ -31,6 +31,7 @@ class OutputPump:
         self._stop_after = 0
         self.flooded = False
         self._fds = {stdout_fd: "stdout", stderr_fd: "stderr"}
+        self._ended: set[int] = set()   # pipes whose every write end was closed
         # both pipes asked at once in finish's fast path: one poll(0), not an ioctl each
         self._pending = select.poll()
         for fd in self._fds:
@@ -61,8 +62,8 @@ class OutputPump:
     def finish(self) -> tuple[dict[str, int], bytes]:
         """Ends the cell: returns its dropped bytes, and the output frames for what was
         still in the pipes, encoded, for the caller to send in front of the result (all
-        the thread sent went out before). A pipe's write end stays open in this process,
-        so a readable pipe is one holding bytes."""
+        the thread sent went out before). A watched pipe is readable when it holds bytes
+        or has no writer left; the latter is read once and then watched no more."""
         tail: list[bytes] = []
         with self._reading:
             if self._pending.poll(0):
@@ -73,8 +74,7 @@ class OutputPump:
                 return dict(self._dropped), b"".join(tail)
 
     def _run(self) -> None:
-        watched = list(self._fds)
-        while True:
+        while watched := [fd for fd in self._fds if fd not in self._ended]:
             try:
                 ready, _, _ = select.select(watched, [], [])
             except InterruptedError:
@@ -90,11 +90,20 @@ class OutputPump:
             except BlockingIOError:
                 return
             if not data:
+                self._end(fd)
                 return
             budget -= len(data)
             frame = self._forward(self._fds[fd], data)
             if frame:
                 emit(frame)
+
+    def _end(self, fd: int) -> None:
+        """A cell closed every write end of this pipe (fd 1 or 2, and any child's copy):
+        it stays readable at its end for good, so it is watched no more, or the thread
+        and every cell's ``finish`` would spin on it. Called under ``_reading``."""
+        if fd not in self._ended:
+            self._ended.add(fd)
+            self._pending.unregister(fd)
 
     def _forward(self, stream: str, data: bytes) -> bytes:
         """The output frame for ``data`` (empty when it is dropped), counted and capped."""
