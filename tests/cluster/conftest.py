@@ -66,6 +66,12 @@ def ray_processes(temp_dir: str) -> list[int]:
 def ray_cluster() -> Iterator[Cluster]:
     temp_dir = tempfile.mkdtemp(prefix="rr", dir="/tmp")   # short: socket paths are capped
     os.environ["RLMBOX_TEST_RAY_DIR"] = temp_dir   # inherited by every Ray process
+    # Ray writes the head's address to <RAY_TMPDIR>/ray/ray_current_cluster whatever the
+    # nodes' temp_dir, and does not create that directory: on a fresh machine (no
+    # /tmp/ray yet) the cluster failed to start unless an earlier test had made one
+    earlier_tmpdir = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = temp_dir
+    os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
     cluster = Cluster(initialize_head=True, head_node_args=node_args(
         temp_dir, {"rlmbox_slot": SLOTS_PER_NODE}))
     try:
@@ -81,6 +87,10 @@ def ray_cluster() -> Iterator[Cluster]:
             time.sleep(0.2)
         left = ray_processes(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+        if earlier_tmpdir is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = earlier_tmpdir
         assert not left, f"Ray processes outlived the cluster: {left}"
 
 
