@@ -109,6 +109,15 @@ def _refusal(function: str, exc: Exception) -> HostCallRefused:
     return HostCallRefused("HostCallError", f"{function} failed: {message}")
 
 
+def _answered(completions: Sequence[Completion]) -> dict[str, Any]:
+    """What the models answered, for the call's record: their text as one body (by
+    digest, in the same event) and the last model's name; nothing when none answered."""
+    if not completions:
+        return {}
+    return {"bodies": {"completion": "\n".join(c.text for c in completions)},
+            "model": completions[-1].model}
+
+
 def _usage(completions: Sequence[Completion]) -> dict[str, Any]:
     """Summed usage of completions, as the ledger takes it (one pass: it is on every call)."""
     input_tokens = output_tokens = cache_write = cache_read = 0
@@ -416,12 +425,14 @@ class CallDispatcher:
         """An abandoned call really ended (on its own thread): its slot frees, its late
         usage is charged and recorded. The log may be closed by now (the runtime ended) or
         failed (which stops every later call anyway); the ledger is charged regardless."""
-        used = _usage(call.ctx.usage[call.charged:])
+        late = call.ctx.usage[call.charged:]
+        used = _usage(late)
         self._ledger.finish_abandoned(call.reservation, **used)
         function = str(call.attrs["function"])
         with contextlib.suppress(AuditError):
             self._scope.event(
-                "host.call.late", function=function, call_id=call.attrs.get("call_id"),
+                "host.call.late", **_answered(late), function=function,
+                call_id=call.attrs.get("call_id"),
                 cell=call.attrs.get("cell"), outcome="ok" if error is None else "error",
                 error=None if error is None else type(error).__name__,
                 tokens_in=used["input_tokens"], tokens_out=used["output_tokens"],
@@ -436,10 +447,9 @@ class CallDispatcher:
         own copy); ``used`` is their ``_usage`` when the caller has it."""
         done = ctx.usage if completions is None else completions
         used = _usage(done) if used is None else used
-        bodies: dict[str, str] | None = None
-        if done:   # LM bodies by digest, in the same event as the call
-            bodies = {"completion": "\n".join(c.text for c in done)}
-            attrs = {**attrs, "model": done[-1].model}
+        answered = _answered(done)
+        bodies = answered.pop("bodies", None)
+        attrs = {**attrs, **answered}
         fields = {"error": None, "bodies": bodies} if error is None else \
             self._error_fields(error, bodies)
         self._event(

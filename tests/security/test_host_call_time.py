@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from rlmbox.audit.bodies import BodyStore
 from rlmbox.errors import SessionKilled
 from rlmbox.lm.base import Completion
 from rlmbox.runtime.session import SessionState
@@ -127,6 +128,11 @@ def test_a_hung_lm_provider_ends_with_the_cell(runtimes: Runtimes,
                 tree["output_tokens"]) == (1, 0, 7, 3)
         late = events(rt, "host.call.late", function="llm_query")
         assert [(e["tokens_in"], e["tokens_out"]) for e in late] == [(7, 3)]
+        # what the provider answered late is kept, as an answer in time is
+        assert late[0]["model"] == "hanging"
+        assert rt.audit_path is not None
+        store = BodyStore(rt.audit_path.parent / "bodies")
+        assert store.read(late[0]["completion_sha256"]) == b"too late"
 
 
 def test_session_wall_time_holds_during_a_cell(runtimes: Runtimes,
