@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
 from .harness import Runtimes, exec_bounded
@@ -119,9 +120,6 @@ while time.monotonic() - t < 1.2:
 
 
 @pytest.mark.parametrize("backend", ["process"])
-@pytest.mark.xfail(strict=True, reason="review: FrameIO.send_encoded lets a KeyboardInterrupt "
-                   "out between two writes of one frame; the torn call frame stalls the "
-                   "host until the cell's wall time and the session is killed")
 def test_an_interrupt_landing_while_the_agent_sends_a_call_keeps_the_session(
         runtimes: Runtimes) -> None:
     """Row 23 / Session.interrupt: an interrupted cell keeps the namespace. The SIGINT
@@ -135,6 +133,35 @@ def test_an_interrupt_landing_while_the_agent_sends_a_call_keeps_the_session(
         r = exec_bounded(s, _INTERRUPT_WHILE_SENDING, BOUND_S, timeout=2)
         after = exec_bounded(s, "FINAL(x)", BOUND_S)
     assert r.status == "interrupted", r.error
+    assert after.answer == 1
+
+
+_INTERRUPT_WHILE_READING = """import signal, threading, time
+main = threading.get_ident()
+def interrupter():
+    time.sleep({delay})   # most of each call is the agent taking in the 3 MB reply
+    signal.pthread_kill(main, signal.SIGINT)
+threading.Thread(target=interrupter, daemon=True).start()
+while True:
+    llm_query('p')
+"""
+
+
+@pytest.mark.parametrize("backend", ["process"])
+def test_an_interrupt_landing_while_the_agent_reads_a_reply_keeps_the_session(
+        runtimes: Runtimes) -> None:
+    """The read side of the test above: a 3 MB reply comes in 64 KiB reads, and an
+    interrupt landing between a read and the decoder's feed lost those bytes (the stream
+    out of step, the session killed at the cell's wall time). Now it waits for the frame."""
+    rt = runtimes(lm=ScriptedLM(default="r" * 3_000_000),
+                  budgets={"tree": {"calls": 1000, "output_tokens": 10**12}})
+    with rt.session() as s:
+        exec_bounded(s, "x = 1", BOUND_S)
+        for delay in range(12):   # landing at a different point of a reply each time
+            r = exec_bounded(s, _INTERRUPT_WHILE_READING.format(delay=0.1 + delay * 0.0137),
+                             BOUND_S, timeout=2)
+            assert r.status == "interrupted", r.error
+        after = exec_bounded(s, "FINAL(x)", BOUND_S)
     assert after.answer == 1
 
 

@@ -1,8 +1,19 @@
-"""The agent's end of the frame protocol: locked writes and blocking reads on private fds."""
+"""The agent's end of the frame protocol: locked writes and blocking reads on private fds.
+
+A cell's interrupt (SIGINT, from the host or the flood stop) raises KeyboardInterrupt in
+the main thread between any two bytecodes; raised between two writes of one frame it
+tore the frame, and between a read and the decoder's feed it lost bytes: either way the
+stream was out of step for good and the session was killed at the cell's wall time. So
+while the main thread moves frame bytes it is ``busy``: the agent's handler only marks the
+interrupt pending, and it is raised when the frame is whole (sent, or decoded). Waiting for
+bytes is not busy: the wait is a ``select``, which takes no byte, so an interrupt there is
+raised at once, as before.
+"""
 
 from __future__ import annotations
 
 import os
+import select
 import threading
 
 from rlmbox.sandboxes import protocol
@@ -27,6 +38,9 @@ class FrameIO:
         # one buffer for every read: os.read(fd, 1 MiB) mapped, shrank and unmapped a fresh
         # MiB each call, three syscalls a frame (and TLB flushes) besides the read itself
         self._chunk = bytearray(_READ_CHUNK)
+        self._main = threading.get_ident()   # made on the main thread, which cells run on
+        self.busy = False          # the main thread is moving frame bytes: defer interrupts
+        self.interrupted = False   # an interrupt came while busy: raised when it ends
 
     def send(self, frame: dict[str, Any]) -> None:
         self.send_encoded(protocol.encode(frame))
@@ -35,20 +49,46 @@ class FrameIO:
         """Writes a frame :func:`protocol.encode` made (the caller already had to encode
         it to know it fits: encoding it twice cost ~10 µs a cell)."""
         with self._lock:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._write_fd, view):]
+            if threading.get_ident() != self._main:   # the pump: never interrupted
+                self._write(data)
+                return
+            self.busy = True
+            try:
+                self._write(data)
+            finally:
+                self._settle()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._write_fd, view):]
+
+    def _settle(self) -> None:
+        """Ends a busy stretch: the frame is whole, so a deferred interrupt is raised now."""
+        self.busy = False
+        if self.interrupted:
+            self.interrupted = False
+            raise KeyboardInterrupt
 
     def recv(self) -> dict[str, Any]:
+        """The next frame from the host (main thread only)."""
         while True:
-            frame: dict[str, Any] | None = self._decoder.next_frame()
-            if frame is not None:
-                return frame
+            self.busy = True
+            try:
+                frame: dict[str, Any] | None = self._decoder.next_frame()
+                if frame is not None:
+                    return frame
+            finally:
+                self._settle()
+            # an interrupt here, in the wait or before ``busy`` is set again, has taken no
+            # byte of the stream; past that point it waits for the bytes to be fed
+            select.select((self._read_fd,), (), ())
+            self.busy = True
             try:
                 size = os.readv(self._read_fd, [self._chunk])
-            except InterruptedError:
-                continue
-            if not size:
-                os._exit(0)  # the host went away: nothing left to serve
-            with memoryview(self._chunk) as view:
-                self._decoder.feed(view[:size])
+                if not size:
+                    os._exit(0)  # the host went away: nothing left to serve
+                with memoryview(self._chunk) as view:
+                    self._decoder.feed(view[:size])
+            finally:
+                self._settle()

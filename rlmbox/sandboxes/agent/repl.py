@@ -270,8 +270,12 @@ class Agent:
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
-        if self._in_cell:
-            raise KeyboardInterrupt
+        if not self._in_cell:
+            return
+        if self.io.busy:   # mid-frame: raised once the frame is whole (frame_io.py)
+            self.io.interrupted = True
+            return
+        raise KeyboardInterrupt
 
     @staticmethod
     def _flush_streams() -> None:
