@@ -41,12 +41,55 @@ class Deadline:
         return other if other is not None and other.at < self.at else self
 
 
+#: the ``limit`` of a call cut by an interrupt of its cell (``CallCuts.cut``)
+INTERRUPT = "interrupt"
+
+
 class CallAbandoned(Exception):
-    """The work was still running at its deadline; its thread was left to finish."""
+    """The work was still running at its deadline, or when its cell was interrupted; its
+    thread was left to finish."""
 
     def __init__(self, deadline: Deadline) -> None:
-        super().__init__(f"{deadline.limit} ({deadline.seconds:g} s) ran out")
+        super().__init__("the cell was interrupted" if deadline.limit == INTERRUPT
+                         else f"{deadline.limit} ({deadline.seconds:g} s) ran out")
         self.deadline = deadline
+
+
+class CallCuts:
+    """The waits of one session's running calls, so an interrupt of the cell ends them at
+    once as their deadline would (the cell stops waiting; a hung tool is abandoned), and
+    so a call the cell makes after the interrupt is not started at all. Armed again at
+    the start of every cell."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waits: set[Callable[[], None]] = set()
+        self.interrupted = False
+
+    def arm(self) -> None:
+        """A new cell: nothing interrupted yet."""
+        with self._lock:
+            self.interrupted = False
+
+    def cut(self) -> None:
+        """Ends every call's wait now, and refuses the cell's later calls."""
+        with self._lock:
+            self.interrupted = True
+            waits = list(self._waits)
+        for wait in waits:
+            wait()
+
+    def add(self, wait: Callable[[], None]) -> bool:
+        """Registers a wait to end on :meth:`cut`; False (nothing registered) once cut."""
+        with self._lock:
+            if self.interrupted:
+                return False
+            self._waits.add(wait)
+            return True
+
+    def discard(self, wait: Callable[[], None]) -> None:
+        with self._lock:
+            self._waits.discard(wait)
 
 
 class _Outcome(Generic[T]):
@@ -66,6 +109,16 @@ class _Outcome(Generic[T]):
         self.error: BaseException | None = None
         self.abandoned = False
         self.started = False   # the worker took the job (else it never runs ``work``)
+        self.was_cut = False   # ``cut`` released ``finished``: the worker must not
+
+    def cut(self) -> None:
+        """Wakes the waiter now (an interrupt): exactly one of this and the worker's end
+        releases ``finished``, whichever comes first."""
+        with self.lock:
+            if self.done or self.was_cut:
+                return
+            self.was_cut = True
+        self.finished.release()
 
 
 #: how long a thread waits for another call after its last one before it ends
@@ -119,15 +172,35 @@ _PARKED = _Parked()
 
 def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
                 on_abandon: Callable[[CallAbandoned], None],
-                on_late: Callable[[BaseException | None], None]) -> T:
+                on_late: Callable[[BaseException | None], None],
+                cuts: CallCuts | None = None) -> T:
     """Runs ``work`` on a thread of its own; returns its value or raises its exception when it
-    ends before ``deadline``, else raises :class:`CallAbandoned`.
+    ends before ``deadline`` (and before ``cuts`` is cut), else raises :class:`CallAbandoned`.
 
     ``on_abandon`` runs (on the caller's thread) strictly before ``on_late``, which runs
     on the worker thread with the exception (or None) of the abandoned work once it ends:
-    settling a call and charging its late usage can never happen in the wrong order.
+    settling a call and charging its late usage can never happen in the wrong order. A
+    call made after ``cuts`` was cut never starts: it is settled as abandoned at once.
     """
     outcome: _Outcome[T] = _Outcome()
+    if cuts is not None and not cuts.add(outcome.cut):
+        abandoned = CallAbandoned(Deadline(time.monotonic(), INTERRUPT, 0.0))
+        with outcome.lock:
+            outcome.abandoned = True
+            on_abandon(abandoned)
+        on_late(None)
+        raise abandoned
+    try:
+        return _wait_bounded(work, deadline, name, on_abandon, on_late, outcome)
+    finally:
+        if cuts is not None:
+            cuts.discard(outcome.cut)
+
+
+def _wait_bounded(work: Callable[[], T], deadline: Deadline, name: str,
+                  on_abandon: Callable[[CallAbandoned], None],
+                  on_late: Callable[[BaseException | None], None],
+                  outcome: _Outcome[T]) -> T:
 
     def worker() -> None:
         with outcome.lock:
@@ -144,7 +217,9 @@ def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
             outcome.value, outcome.error = value, error
             outcome.done = True
             late = outcome.abandoned
-        outcome.finished.release()
+            release = not outcome.was_cut
+        if release:
+            outcome.finished.release()
         if late:
             on_late(error)
 
@@ -176,7 +251,8 @@ def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
     with outcome.lock:
         if not outcome.done:
             outcome.abandoned = True
-            abandoned = CallAbandoned(deadline)
+            abandoned = CallAbandoned(Deadline(time.monotonic(), INTERRUPT, 0.0)
+                                      if outcome.was_cut else deadline)
             on_abandon(abandoned)
             raise abandoned
     if outcome.error is not None:

@@ -45,7 +45,7 @@ from rlmbox.lm.base import (
 )
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
 from rlmbox.policies.model import PARAMETERISED_FUNCTIONS, ROOT_LM
-from rlmbox.runtime.bounded_call import CallAbandoned, Deadline, run_bounded
+from rlmbox.runtime.bounded_call import CallAbandoned, CallCuts, Deadline, run_bounded
 from rlmbox.runtime.crossing import UncrossableResult
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
@@ -157,6 +157,8 @@ class CallDispatcher:
         self._tool_timeout_s = tool_timeout_s
         self._refused_lock = threading.Lock()
         self._refused_bytes = 0
+        #: the running cell's call waits, cut by an interrupt of that cell
+        self.cuts = CallCuts()
 
     def add_functions(self, functions: Iterable[HostFunction]) -> None:
         """Makes more host functions callable; a name already present is refused (a
@@ -374,7 +376,7 @@ class CallDispatcher:
             value = run(ctx) if deadline is None else run_bounded(
                 lambda: run(ctx), deadline, name=name,
                 on_abandon=lambda abandoned: self._abandon(call, abandoned),
-                on_late=lambda error: self._late(call, error))
+                on_late=lambda error: self._late(call, error), cuts=self.cuts)
         except CallAbandoned as abandoned:
             ctx.cancel()
             raise HostCallRefused("TimeoutError", f"{name} abandoned: {abandoned}") from abandoned
@@ -486,7 +488,7 @@ class CallDispatcher:
         failed: list[AuditWriteError] = []
 
         def work() -> None:
-            while not failed and not deadline.passed():
+            while not failed and not deadline.passed() and not self.cuts.interrupted:
                 with lock:
                     index = next(pending, None)
                 if index is None:

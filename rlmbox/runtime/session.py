@@ -159,14 +159,16 @@ class Session:
     def interrupt(self, by: str = "caller") -> bool:
         """Asks the running cell to stop, from any thread: SIGINT, so the cell ends with
         ``KeyboardInterrupt`` (status ``interrupted``) and the namespace is kept; a cell
-        that catches it is still bounded by its wall time, and a host call it waits on is
-        not cut (it ends at its own deadline: docs/security.md, Known limits). Audited as
+        that catches it is still bounded by its wall time. A host call the cell waits on
+        is abandoned at once, as at its deadline (``host.call`` outcome ``abandoned``,
+        ``limit: interrupt``), and a call the cell makes after it is not run. Audited as
         ``cell.interrupt`` naming ``by``; under cell durability the record is on disk
         before this returns True. Returns False, doing nothing, when no cell is running."""
         if self._state is not SessionState.RUNNING:
             return False
         self._event("cell.interrupt", by=by)
         self.sandbox.interrupt()
+        self._dispatcher.cuts.cut()
         if self._durable_cells:
             self._audit.sync()
         return True
@@ -326,6 +328,7 @@ class Session:
         cell_id = f"{next(self._cells)}-{secrets.token_hex(4)}"
         self.cells_run += 1
         started = time.monotonic()
+        self._dispatcher.cuts.arm()
         self._event("code.exec", cell=cell_id, bodies={"code": code})
         frame: dict[str, Any] = {"t": "exec", "id": cell_id, "code": code}
         with self._state_lock:

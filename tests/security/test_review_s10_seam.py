@@ -210,8 +210,6 @@ def test_closing_a_session_during_a_host_call_records_nothing_after_session_end(
 
 
 @pytest.mark.parametrize("backend", ["process"])
-@pytest.mark.xfail(strict=True, reason="review: an interrupt does not cut a running host "
-                   "call; the cell waits for the tool (up to its wall time)")
 def test_an_interrupt_ends_a_cell_waiting_on_a_hung_host_call(
         runtimes: Runtimes, release: threading.Event) -> None:
     """daemon.md "Interrupting a cell": an interrupt ends the running cell "as the cell's
