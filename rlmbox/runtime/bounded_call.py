@@ -41,8 +41,8 @@ class Deadline:
         return other if other is not None and other.at < self.at else self
 
 
-#: the ``limit`` of a call cut by an interrupt of its cell (``CallCuts.cut``)
-INTERRUPT = "interrupt"
+#: the ``limit`` of a call cut by an interrupt of its cell, or by its session's close
+INTERRUPT, CLOSE = "interrupt", "close"
 
 
 class CallAbandoned(Exception):
@@ -50,8 +50,9 @@ class CallAbandoned(Exception):
     thread was left to finish."""
 
     def __init__(self, deadline: Deadline) -> None:
-        super().__init__("the cell was interrupted" if deadline.limit == INTERRUPT
-                         else f"{deadline.limit} ({deadline.seconds:g} s) ran out")
+        super().__init__({INTERRUPT: "the cell was interrupted",
+                          CLOSE: "the session was closed"}.get(
+            deadline.limit, f"{deadline.limit} ({deadline.seconds:g} s) ran out"))
         self.deadline = deadline
 
 
@@ -63,23 +64,26 @@ class CallCuts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waits: set[Callable[[], None]] = set()
+        self._waits: set[Callable[[str], None]] = set()
         self.interrupted = False
+        self.limit = INTERRUPT   # what cut them
 
     def arm(self) -> None:
         """A new cell: nothing interrupted yet."""
         with self._lock:
             self.interrupted = False
 
-    def cut(self) -> None:
-        """Ends every call's wait now, and refuses the cell's later calls."""
+    def cut(self, limit: str = INTERRUPT) -> None:
+        """Ends every call's wait now, and refuses the cell's later calls; ``limit``
+        (``INTERRUPT`` or ``CLOSE``) is what their records name."""
         with self._lock:
-            self.interrupted = True
+            if not self.interrupted:
+                self.interrupted, self.limit = True, limit
             waits = list(self._waits)
         for wait in waits:
-            wait()
+            wait(self.limit)
 
-    def add(self, wait: Callable[[], None]) -> bool:
+    def add(self, wait: Callable[[str], None]) -> bool:
         """Registers a wait to end on :meth:`cut`; False (nothing registered) once cut."""
         with self._lock:
             if self.interrupted:
@@ -87,7 +91,7 @@ class CallCuts:
             self._waits.add(wait)
             return True
 
-    def discard(self, wait: Callable[[], None]) -> None:
+    def discard(self, wait: Callable[[str], None]) -> None:
         with self._lock:
             self._waits.discard(wait)
 
@@ -110,14 +114,15 @@ class _Outcome(Generic[T]):
         self.abandoned = False
         self.started = False   # the worker took the job (else it never runs ``work``)
         self.was_cut = False   # ``cut`` released ``finished``: the worker must not
+        self.cut_by = INTERRUPT
 
-    def cut(self) -> None:
-        """Wakes the waiter now (an interrupt): exactly one of this and the worker's end
-        releases ``finished``, whichever comes first."""
+    def cut(self, limit: str) -> None:
+        """Wakes the waiter now (an interrupt, a close): exactly one of this and the
+        worker's end releases ``finished``, whichever comes first."""
         with self.lock:
             if self.done or self.was_cut:
                 return
-            self.was_cut = True
+            self.was_cut, self.cut_by = True, limit
         self.finished.release()
 
 
@@ -184,7 +189,7 @@ def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
     """
     outcome: _Outcome[T] = _Outcome()
     if cuts is not None and not cuts.add(outcome.cut):
-        abandoned = CallAbandoned(Deadline(time.monotonic(), INTERRUPT, 0.0))
+        abandoned = CallAbandoned(Deadline(time.monotonic(), cuts.limit, 0.0))
         with outcome.lock:
             outcome.abandoned = True
             on_abandon(abandoned)
@@ -251,7 +256,7 @@ def _wait_bounded(work: Callable[[], T], deadline: Deadline, name: str,
     with outcome.lock:
         if not outcome.done:
             outcome.abandoned = True
-            abandoned = CallAbandoned(Deadline(time.monotonic(), INTERRUPT, 0.0)
+            abandoned = CallAbandoned(Deadline(time.monotonic(), outcome.cut_by, 0.0)
                                       if outcome.was_cut else deadline)
             on_abandon(abandoned)
             raise abandoned

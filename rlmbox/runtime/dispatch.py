@@ -33,6 +33,7 @@ from rlmbox.errors import (
     PolicyDenied,
     PolicyError,
     RlmboxError,
+    SessionClosed,
     ToolError,
 )
 from rlmbox.lm.base import (
@@ -45,7 +46,7 @@ from rlmbox.lm.base import (
 )
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
 from rlmbox.policies.model import PARAMETERISED_FUNCTIONS, ROOT_LM
-from rlmbox.runtime.bounded_call import CallAbandoned, CallCuts, Deadline, run_bounded
+from rlmbox.runtime.bounded_call import CLOSE, CallAbandoned, CallCuts, Deadline, run_bounded
 from rlmbox.runtime.crossing import UncrossableResult
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
@@ -157,8 +158,11 @@ class CallDispatcher:
         self._tool_timeout_s = tool_timeout_s
         self._refused_lock = threading.Lock()
         self._refused_bytes = 0
-        #: the running cell's call waits, cut by an interrupt of that cell
+        #: the running cell's call waits, cut by an interrupt of that cell or the close
         self.cuts = CallCuts()
+        self._handling = threading.Condition()   # guards the two below
+        self._calls_in_hand = 0
+        self._closed = False
 
     def add_functions(self, functions: Iterable[HostFunction]) -> None:
         """Makes more host functions callable; a name already present is refused (a
@@ -207,7 +211,32 @@ class CallDispatcher:
         """Returns the reply frame for one call frame, by ``deadline`` (a call still
         running then is abandoned and answered with a ``TimeoutError``; handlers that can
         end early get ``deadline.at`` in their :class:`CallContext`). Never raises for
-        model input; raises ``AuditWriteError`` when the log fails (the session must stop)."""
+        model input; raises ``AuditWriteError`` when the log fails (the session must stop)
+        and ``SessionClosed`` once :meth:`close` began (nothing of the call recorded)."""
+        with self._handling:
+            if self._closed:
+                raise SessionClosed(f"session {self._session} was closed during the cell")
+            self._calls_in_hand += 1
+        try:
+            return self._handle(frame, cell_id, deadline)
+        finally:
+            with self._handling:
+                self._calls_in_hand -= 1
+                self._handling.notify_all()
+
+    def close(self, timeout: float) -> bool:
+        """The session is closing: no call is taken from now on, the running ones are
+        abandoned (as at an interrupt), and this waits, at most ``timeout`` seconds, until
+        their outcome records are written, so they come before ``session.end``. Only a
+        ``host.call.late``, written when an abandoned function really returns, can follow.
+        Returns False if a call was still being settled at the timeout."""
+        with self._handling:
+            self._closed = True
+        self.cuts.cut(CLOSE)
+        with self._handling:
+            return self._handling.wait_for(lambda: self._calls_in_hand == 0, timeout)
+
+    def _handle(self, frame: Frame, cell_id: str, deadline: Deadline) -> Frame:
         call_id = frame["call"]
         fn_name = frame["fn"]
         try:

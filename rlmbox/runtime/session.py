@@ -53,6 +53,9 @@ MAX_CALLS_PER_CELL = 10_000
 #: ran (invalid, denied, over budget): past it the sandbox is killed, so a cell cannot grow
 #: the log by megabytes through calls no budget counts.
 MAX_REFUSED_AUDIT_BYTES_PER_CELL = 1 << 20
+#: How long a close waits for the running cell's host calls to be abandoned and recorded
+#: (milliseconds, unless the audit log stalls), so their records precede ``session.end``.
+CALLS_SETTLE_S = 5.0
 
 
 class SessionState(enum.Enum):
@@ -257,13 +260,17 @@ class Session:
         from another thread while a cell runs (the daemon's DELETE and reaper, an abandoned
         ``rlm_query`` closing its child): the state is CLOSED before the kill, so the
         running cell raises :class:`SessionClosed` and records nothing after
-        ``session.end``."""
+        ``session.end``. A host call the cell waits on is abandoned first and its
+        ``host.call`` written before the end; only its ``host.call.late``, when the
+        function really returns, comes after."""
         with self._state_lock:
             if self._state is SessionState.CLOSED:
                 return
             self._state = SessionState.CLOSED
         self.sandbox.kill()
         try:
+            # a host call the cell waits on is abandoned, its record written before the end
+            self._dispatcher.close(CALLS_SETTLE_S)
             problems = self.sandbox.cleanup_problems()
             if problems:
                 self.scope.event("sandbox.cleanup_failed", problems=problems)
