@@ -44,7 +44,7 @@ def value_source(session: SessionLike, audit: AuditSink | None, name: str, text:
     break out of the expression it is placed in.
     """
     if len(text) <= INLINE_LIMIT or audit is None or not isinstance(session, Session):
-        return repr(text) if kind == "text" else f"__import__('json').loads({text!r})"
+        return inline_source(text, kind)
     digest = digest_of(text)
     inside = _stage(session, f"{name}-{digest[:16]}.{'txt' if kind == 'text' else 'json'}",
                     text)
@@ -52,6 +52,11 @@ def value_source(session: SessionLike, audit: AuditSink | None, name: str, text:
                  tenant=session.tenant, name=name, bytes=len(text.encode("utf-8")),
                  sha256=digest)
     return f"_rlmbox_load({inside!r}, {kind!r})"
+
+
+def inline_source(text: str, kind: str = "json") -> str:
+    """The expression that rebuilds ``text`` from the cell's own code (no staged file)."""
+    return repr(text) if kind == "text" else f"__import__('json').loads({text!r})"
 
 
 def json_text(value: object) -> str:

@@ -12,7 +12,7 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -25,7 +25,13 @@ from rlm.environments.base_env import (
 )
 
 from rlmbox.adapters._cells import error_line
-from rlmbox.adapters._values import LOADER_SETUP, json_text, value_source
+from rlmbox.adapters._values import (
+    INLINE_LIMIT,
+    LOADER_SETUP,
+    inline_source,
+    json_text,
+    value_source,
+)
 from rlmbox.adapters.rlms_handler import RlmsHandlerLM
 from rlmbox.adapters.rlms_locals import (
     SNAPSHOT_CELL,
@@ -122,18 +128,29 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
     # --- BaseEnv -------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Starts the session: stages the context, defines ``answer`` and data tools."""
+        """Starts the session: stages the context, defines ``answer`` and data tools.
+
+        When every data value is small enough to go inline, the setup cell is known before
+        the session starts, so the sandbox compiles it while the start is recorded."""
         if self.session is not None:
             self.session.close("replaced")
-        self.session = self._start_session()
+        texts = {name: json_text(value) for name, value in self._data.items()}
+        known = (self._setup_cell({name: inline_source(text) for name, text in texts.items()})
+                 if all(len(text) <= INLINE_LIMIT for text in texts.values()) else None)
+        self.session = self._start_session(() if known is None else (known,))
         self._context_count = 0 if self._context is None else 1
         self._history_count = 0
+        self._run_setup_cell(known if known is not None else self._setup_cell(
+            {name: self._source(name, text) for name, text in texts.items()}))
+
+    def _setup_cell(self, data_sources: Mapping[str, str]) -> str:
+        """The setup cell's source: ``answer``, the loader, the context and the data tools
+        (each value as the expression that rebuilds it), then the locals report."""
         lines = [SNAPSHOT_SETUP, LOADER_SETUP]
         if self._context is not None:
             lines.append("context_0 = context")
-        for name, value in self._data.items():
-            lines.append(f"{name} = {self._source(name, json_text(value))}")
-        self._run_setup("\n".join(lines))
+        lines.extend(f"{name} = {source}" for name, source in data_sources.items())
+        return self._with_report("\n".join(lines))
 
     def load_context(self, context_payload: dict[str, Any] | list[Any] | str) -> None:
         """Replaces the context. The first context is staged when a session starts, so this
@@ -253,13 +270,17 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         self.lm.record(completion)
         return str(completion.response)
 
-    def _start_session(self) -> SessionLike:
+    def _start_session(self, prepare: Sequence[str] = ()) -> SessionLike:
         """A shared runtime serves many REPLs, so this one's LM and sub-call go with the
-        session; a runtime of its own was made with them."""
+        session; a runtime of its own was made with them. An embedded runtime compiles
+        ``prepare`` ahead (a cluster's sessions compile each cell as it comes)."""
         if self._shared is not None:
             return self._shared.session(context=self._context, tools=self._tools,
                                         backend=self._backend, lm=self.lm,
-                                        subcall=self._subcall)
+                                        subcall=self._subcall, prepare=prepare)
+        if isinstance(self.runtime, Runtime):
+            return self.runtime.session(context=self._context, tools=self._tools,
+                                        backend=self._backend, prepare=prepare)
         return self.runtime.session(context=self._context, tools=self._tools,
                                     backend=self._backend)
 
@@ -272,14 +293,20 @@ class RlmboxREPL(NonIsolatedEnv):  # type: ignore[misc]  # rlm ships no type inf
         return value_source(self._live_session(), self.audit, name, text, kind=kind,
                             event="rlms.value")
 
+    def _with_report(self, code: str) -> str:
+        """A setup cell ends with the locals report, when there is one: one round trip and
+        one durable cell, not two."""
+        return f"{code}\n{SNAPSHOT_CELL}" if self._locals_summary else code
+
     def _run_setup(self, code: str) -> None:
-        """Runs a setup cell that ends with the locals report, when there is one: one
-        round trip and one durable cell, not two."""
-        report = self._locals_summary
-        result = self._live_session().exec(f"{code}\n{SNAPSHOT_CELL}" if report else code)
+        self._run_setup_cell(self._with_report(code))
+
+    def _run_setup_cell(self, cell: str) -> None:
+        """Runs a setup cell (its report included, by :meth:`_with_report`)."""
+        result = self._live_session().exec(cell)
         if not result.ok:
             raise SessionError(f"the rlms environment's setup cell failed: {result.error}")
-        if report:
+        if self._locals_summary:
             self._locals = decode_report(result.answer).variables
 
     def _refresh_locals(self) -> CellReport | None:

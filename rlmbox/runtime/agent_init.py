@@ -7,7 +7,7 @@ trusted on the way back: the host enforces every limit again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rlmbox.errors import RlmboxError, SandboxCrashed
@@ -20,9 +20,16 @@ INIT_TIMEOUT_S = 30.0
 
 
 def agent_config(policy: Policy, sandbox: Sandbox, functions: Iterable[str],
-                 tools: Iterable[str]) -> dict[str, Any]:
-    """The ``init`` frame's config (without the context, which the caller stages)."""
+                 tools: Iterable[str], prepare: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``init`` frame's config (without the context, which the caller stages).
+
+    ``prepare``: cells the session will run first, for the agent to compile once it has
+    replied (while the host still records the start); dropped under ``code: restricted``,
+    whose cells the host compiles itself.
+    """
+    prepared = [] if policy.code.mode == "restricted" else list(prepare)
     return {
+        **({"prepare": prepared} if prepared else {}),
         "functions": sorted(n for n in functions if not n.startswith(("tool.", "context."))),
         "tools": sorted(tools),
         "output_limit": policy.limits.output_bytes,

@@ -202,7 +202,8 @@ class Runtime:
 
     def session(self, context: Any = None, *, tools: Mapping[str, Callable[..., Any]] | None
                 = None, backend: str | None = None, parent: Session | None = None,
-                lm: LMProvider | None = None, subcall: Subcall | None = None) -> Session:
+                lm: LMProvider | None = None, subcall: Subcall | None = None,
+                prepare: Sequence[str] = ()) -> Session:
         """Starts a session: checks isolation (fail closed), stages the context, inits
         the agent. The caller must ``close`` it (or use ``with``).
 
@@ -210,6 +211,11 @@ class Runtime:
         ``llm_query`` and ``rlm_query`` (a runtime shared by many frontend environments,
         each with its own LM handler); ``rlm_query`` children without a ``subcall`` use
         the runtime's.
+
+        ``prepare`` names the source of cells the caller will run first (an adapter's setup
+        cell): the sandbox compiles them while the session's start is recorded, and a cell
+        with exactly that source runs the compiled code. Nothing runs before its cell, which
+        is decided and audited as any other.
         """
         if self._state is RuntimeState.CLOSED:
             raise SessionClosed("the runtime is closed")
@@ -249,7 +255,7 @@ class Runtime:
             self._gate.leave(session_id)
             raise
         try:
-            config = agent_config(self.policy, sandbox, functions, tools or {})
+            config = agent_config(self.policy, sandbox, functions, tools or {}, prepare)
             if store is not None:
                 config["context"] = {"kind": "gated"}
             elif context is not None:

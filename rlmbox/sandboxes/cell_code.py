@@ -27,6 +27,12 @@ def pack(code: types.CodeType) -> dict[str, str]:
     return {"code": base64.b64encode(marshal.dumps(code)).decode("ascii"), "compiled": MAGIC}
 
 
+def compile_source(source: str) -> types.CodeType:
+    """A cell's source compiled as the agent runs it: the one call, so a cell the agent
+    compiled ahead (``init``'s ``prepare``) is the very code it would have compiled."""
+    return compile(source, "<cell>", "exec")
+
+
 def load(frame: dict[str, Any]) -> types.CodeType:
     """The code object an ``exec`` frame asks the agent to run.
 
@@ -37,7 +43,7 @@ def load(frame: dict[str, Any]) -> types.CodeType:
     """
     compiled = frame.get("compiled")
     if compiled is None:
-        return compile(frame["code"], "<cell>", "exec")
+        return compile_source(frame["code"])
     if compiled != MAGIC:
         raise ValueError(f"the host compiled this cell for bytecode {compiled}, this sandbox's "
                          f"Python reads {MAGIC}: run the same Python version on both sides")

@@ -16,6 +16,7 @@ from rlmbox.sandboxes import protocol
 from rlmbox.sandboxes.agent.fds import connect_path, take_private_fds
 from rlmbox.sandboxes.agent.reaper import reap_as_init
 from rlmbox.sandboxes.agent.repl import Agent
+from rlmbox.sandboxes.agent.warm_compiler import warm_compiler
 
 TYPE_CHECKING = False   # typing costs ~2 ms at every sandbox start: for mypy only
 if TYPE_CHECKING:
@@ -24,11 +25,13 @@ if TYPE_CHECKING:
 
 def _preload() -> None:
     """Imports what ``init`` may need before saying ready, so a warm sandbox's init is
-    only the policy-specific work (ctypes alone costs milliseconds to import)."""
+    only the policy-specific work (ctypes alone costs milliseconds to import), and pages
+    in the compiler the first cell needs (``warm_compiler``)."""
     for name in ("rlmbox.sandboxes.process.confine", "rlmbox.sandboxes.agent.gated_context",
                  "rlmbox.sandboxes.agent.restricted_guards", "json"):
         with contextlib.suppress(ImportError):   # an optional layer this bundle lacks
             __import__(name)
+    warm_compiler()
 
 
 def _startup_confinement(argv: list[str]) -> dict[str, Any] | None:

@@ -96,6 +96,8 @@ class Agent:
         self._has_answer = False
         self._reserved: str | None = None   # the context's string, made before init
         self._initialized = False
+        self._to_prepare: list[str] = []   # init's cells to compile once it has replied
+        self._prepared: dict[str, types.CodeType] = {}   # by source, each used once
 
     # --- host calls ---------------------------------------------------------------
 
@@ -162,6 +164,7 @@ class Agent:
             **{name: _exception_class(name) for name in _INJECTED_ERRORS},
         })
         self.injected["context"] = self._load_context(config)
+        self._to_prepare = [c for c in config.get("prepare", []) if isinstance(c, str)]
         _use_environment(config.get("environment"))
         if config.get("code_mode") == "restricted":
             from rlmbox.sandboxes.agent import restricted_guards  # noqa: PLC0415
@@ -191,6 +194,15 @@ class Agent:
             from rlmbox.sandboxes.agent import gated_context  # noqa: PLC0415
             return gated_context.GatedContext(self.call_host)
         return context_file.load(spec["path"], spec.get("kind", "str"), reserved)
+
+    def _prepare(self) -> None:
+        """Compiles the cells ``init`` named, after its reply: the host is still recording
+        the session's start, so the first cell's compile is off its path. Only compiled,
+        never run; a source that does not compile is left to its cell to report."""
+        sources, self._to_prepare = self._to_prepare, []
+        for source in sources:
+            with contextlib.suppress(Exception):
+                self._prepared[source] = cell_code.compile_source(source)
 
     def _restore_injected(self) -> None:
         """The names rlmbox defines, and the builtins: cells see a copy, refilled here, so
@@ -222,7 +234,9 @@ class Agent:
         self._bind_added_tools(frame.get("tools") or [])
         self._own_sigint()
         try:
-            code = cell_code.load(frame)
+            prepared = (self._prepared.pop(frame["code"], None)
+                        if "compiled" not in frame else None)
+            code = prepared or cell_code.load(frame)
             self._in_cell = True
             try:
                 exec(code, self.namespace)  # noqa: S102 - running model code is the job
@@ -298,6 +312,7 @@ class Agent:
                     reply = {"t": "result", "id": frame["id"], "status": "error",
                              "error": _format_error(exc)}
                 self.io.send(reply)
+                self._prepare()
             elif kind == "exec":
                 self.io.send_encoded(self.run_cell(frame))
             elif kind == "file":
