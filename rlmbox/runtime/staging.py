@@ -31,13 +31,13 @@ CHUNK_CHARS = 1 << 15
 
 
 #: Below this many characters a context is decoded as it always was: the ``reserve`` frame
-#: and its string pay off only where touching fresh pages is most of the load.
+#: and a mapped string pay off only where touching fresh pages is most of the load.
 RESERVE_FROM_CHARS = 1 << 20
 
 
 def _announce(sandbox: Sandbox, context: Any) -> None:
-    """Tells the agent a large ASCII context's length before it is written, so it makes
-    the string while the host writes the file (agent/context_reserve.py)."""
+    """Tells the agent a large context's length and that it is ASCII, so it maps the file
+    as the string rather than decoding a copy (agent/context_map.py)."""
     if isinstance(context, str) and len(context) >= RESERVE_FROM_CHARS and context.isascii():
         sandbox.send({"t": "reserve", "chars": len(context)})
 
