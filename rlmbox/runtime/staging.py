@@ -35,15 +35,20 @@ CHUNK_CHARS = 1 << 15
 RESERVE_FROM_CHARS = 1 << 20
 
 
-def _announce(sandbox: Sandbox, context: Any) -> None:
+def _announce(sandbox: Sandbox, context: Any, memory_mb: int) -> None:
     """Tells the agent a large context's length and that it is ASCII, so it maps the file
-    as the string rather than decoding a copy (agent/context_map.py)."""
-    if isinstance(context, str) and len(context) >= RESERVE_FROM_CHARS and context.isascii():
+    as the string rather than decoding a copy (agent/context_map.py). A mapped string is
+    the host's page cache, not the sandbox's memory: a context larger than the sandbox's
+    memory limit is not announced, so it is decoded and fails to load as it always did."""
+    if (isinstance(context, str) and RESERVE_FROM_CHARS <= len(context) <= memory_mb << 20
+            and context.isascii()):
         sandbox.send({"t": "reserve", "chars": len(context)})
 
 
-def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, str]:
-    """Writes ``context`` to a file under ``staging`` and has the sandbox stage it.
+def stage_context(sandbox: Sandbox, context: Any, staging: Path, *,
+                  memory_mb: int) -> dict[str, str]:
+    """Writes ``context`` to a file under ``staging`` and has the sandbox stage it;
+    ``memory_mb`` is the sandbox's memory limit, which the context must fit.
 
     Returns the agent's view: the path inside the sandbox and the kind (``str``/``json``).
     """
@@ -51,7 +56,7 @@ def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, st
         # a subclass's len() or isascii() may disagree with its characters: the file and
         # the reservation are made from an exact copy of them
         context = str.__str__(context)
-    _announce(sandbox, context)
+    _announce(sandbox, context, memory_mb)
     if isinstance(context, str):
         kind, suffix, text = "str", ".txt", context
     elif isinstance(context, dict | list):
