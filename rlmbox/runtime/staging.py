@@ -8,9 +8,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rlmbox.errors import PolicyError
+from rlmbox.runtime.ascii_view import ascii_view
 from rlmbox.sandboxes.base import Sandbox
 from rlmbox.sandboxes.bundle import cache_root
 
@@ -69,14 +70,25 @@ def stage_context(sandbox: Sandbox, context: Any, staging: Path, *,
     fd, name = tempfile.mkstemp(suffix=suffix, dir=staging)
     try:
         with os.fdopen(fd, "wb") as handle:
-            for start in range(0, len(text), CHUNK_CHARS):
-                handle.write(_utf8(text[start:start + CHUNK_CHARS], start))
+            _write_text(handle, text)
         os.chmod(name, 0o644)
         inside = sandbox.stage(Path(name), "context" + suffix)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)
     return {"path": inside, "kind": kind}
+
+
+def _write_text(handle: BinaryIO, text: str) -> None:
+    """Writes ``text`` as UTF-8: an ASCII ``str`` straight from its own characters, any
+    other a slice at a time. ``text`` stays referenced here while its view is read."""
+    view = ascii_view(text) if len(text) >= RESERVE_FROM_CHARS else None
+    if view is not None:
+        for start in range(0, len(view), CHUNK_CHARS):
+            handle.write(view[start:start + CHUNK_CHARS])
+        return
+    for start in range(0, len(text), CHUNK_CHARS):
+        handle.write(_utf8(text[start:start + CHUNK_CHARS], start))
 
 
 def _utf8(piece: str, offset: int) -> bytes:
