@@ -10,14 +10,16 @@ sandbox start; the same measurement without a context is printed beside it. The 
 is the two copies any design must make, in this process: the text into shared pages (a
 memfd) and those pages into a fresh ``str``; both pay for first touching fresh memory, which
 a bare memcpy into memory already touched does not. The floor makes them one after the
-other; rlmbox overlaps them for a large ASCII text (the sandbox touches its string's pages
-while the host writes the file), so its ratio to the floor can fall well below 1. The
+other; rlmbox makes only the first for a large ASCII text (the sandbox's string is the
+staged file's own pages, mapped read-only), so its ratio to the floor can fall well below
+1. The
 policy's memory limit is raised to 4 GiB for this benchmark (1 GiB, the default, leaves a
 1 GB string no room to work in).
 The text is ASCII; ``MB`` is 10^6 characters. 1 GB loads on the process backend only (the
 issue's target is there, and each sample takes seconds), unless ``--every-backend``.
-Memory: the host holds the text and the staged file's page cache (about 2 GB at 1 GB) and
-the sandbox the string (the file is mapped or read, not kept); all freed after each size.
+Memory: the host holds the text and the staged file's page cache (about 2 GB at 1 GB); the
+sandbox's string is that page cache for a large ASCII text, else a copy decoded from it;
+all freed after each size.
 """
 
 from __future__ import annotations

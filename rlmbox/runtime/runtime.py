@@ -259,7 +259,8 @@ class Runtime:
             if store is not None:
                 config["context"] = {"kind": "gated"}
             elif context is not None:
-                config["context"] = stage_context(sandbox, context, self._contexts)
+                config["context"] = stage_context(sandbox, context, self._contexts,
+                                                  memory_mb=self.policy.limits.memory_mb)
             init_id = send_init(sandbox, config, scope)   # runs while the start is recorded
             session = Session(
                 scope=scope, sandbox=sandbox, policy=self.policy,

@@ -8,9 +8,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rlmbox.errors import PolicyError
+from rlmbox.runtime.ascii_view import ascii_view
 from rlmbox.sandboxes.base import Sandbox
 from rlmbox.sandboxes.bundle import cache_root
 
@@ -31,19 +32,24 @@ CHUNK_CHARS = 1 << 15
 
 
 #: Below this many characters a context is decoded as it always was: the ``reserve`` frame
-#: and its string pay off only where touching fresh pages is most of the load.
+#: and a mapped string pay off only where touching fresh pages is most of the load.
 RESERVE_FROM_CHARS = 1 << 20
 
 
-def _announce(sandbox: Sandbox, context: Any) -> None:
-    """Tells the agent a large ASCII context's length before it is written, so it makes
-    the string while the host writes the file (agent/context_reserve.py)."""
-    if isinstance(context, str) and len(context) >= RESERVE_FROM_CHARS and context.isascii():
+def _announce(sandbox: Sandbox, context: Any, memory_mb: int) -> None:
+    """Tells the agent a large context's length and that it is ASCII, so it maps the file
+    as the string rather than decoding a copy (agent/context_map.py). A mapped string is
+    the host's page cache, not the sandbox's memory: a context larger than the sandbox's
+    memory limit is not announced, so it is decoded and fails to load as it always did."""
+    if (isinstance(context, str) and RESERVE_FROM_CHARS <= len(context) <= memory_mb << 20
+            and context.isascii()):
         sandbox.send({"t": "reserve", "chars": len(context)})
 
 
-def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, str]:
-    """Writes ``context`` to a file under ``staging`` and has the sandbox stage it.
+def stage_context(sandbox: Sandbox, context: Any, staging: Path, *,
+                  memory_mb: int) -> dict[str, str]:
+    """Writes ``context`` to a file under ``staging`` and has the sandbox stage it;
+    ``memory_mb`` is the sandbox's memory limit, which the context must fit.
 
     Returns the agent's view: the path inside the sandbox and the kind (``str``/``json``).
     """
@@ -51,7 +57,7 @@ def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, st
         # a subclass's len() or isascii() may disagree with its characters: the file and
         # the reservation are made from an exact copy of them
         context = str.__str__(context)
-    _announce(sandbox, context)
+    _announce(sandbox, context, memory_mb)
     if isinstance(context, str):
         kind, suffix, text = "str", ".txt", context
     elif isinstance(context, dict | list):
@@ -64,14 +70,25 @@ def stage_context(sandbox: Sandbox, context: Any, staging: Path) -> dict[str, st
     fd, name = tempfile.mkstemp(suffix=suffix, dir=staging)
     try:
         with os.fdopen(fd, "wb") as handle:
-            for start in range(0, len(text), CHUNK_CHARS):
-                handle.write(_utf8(text[start:start + CHUNK_CHARS], start))
+            _write_text(handle, text)
         os.chmod(name, 0o644)
         inside = sandbox.stage(Path(name), "context" + suffix)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)
     return {"path": inside, "kind": kind}
+
+
+def _write_text(handle: BinaryIO, text: str) -> None:
+    """Writes ``text`` as UTF-8: an ASCII ``str`` straight from its own characters, any
+    other a slice at a time. ``text`` stays referenced here while its view is read."""
+    view = ascii_view(text) if len(text) >= RESERVE_FROM_CHARS else None
+    if view is not None:
+        for start in range(0, len(view), CHUNK_CHARS):
+            handle.write(view[start:start + CHUNK_CHARS])
+        return
+    for start in range(0, len(text), CHUNK_CHARS):
+        handle.write(_utf8(text[start:start + CHUNK_CHARS], start))
 
 
 def _utf8(piece: str, offset: int) -> bytes:

@@ -56,7 +56,7 @@ _SPECS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
     "reply": {"call": ("int", True), "ok": ("bool", True), "value": (_ANY, False),
               "error": ("dict", False)},
     "shutdown": {},
-    # a large ASCII context's length, before the host writes it (agent/context_reserve.py)
+    # a large ASCII context's length, before the host writes it (agent/context_map.py)
     "reserve": {"chars": ("int", True)},
     # a file in or out of the sandbox's writable area, one chunk a frame (agent/files.py)
     "file": {"id": ("id", True), "op": ("fileop", True), "path": ("str", True),

@@ -50,7 +50,8 @@ def test_large_context_is_staged_as_a_file(make_runtime: Callable[..., Runtime])
 
 def test_context_too_big_for_the_memory_limit_fails_clearly(runtime: Runtime) -> None:
     # 300 MiB against a 256 MiB limit: the string alone does not fit (the agent decodes
-    # from a read-only mapping of the staged file, so it holds no second, bytes copy)
+    # from a read-only mapping of the staged file, so it holds no second, bytes copy; a
+    # context within the limit would be mapped, not copied: agent/context_map.py)
     big = "x" * (300 * 1024 * 1024)
     with pytest.raises(SandboxCrashed, match=r"out of memory|initialising"):
         runtime.session(context=big)

@@ -68,9 +68,9 @@ def test_a_str_context_arrives_byte_for_byte(runtime: Runtime, value: str) -> No
 
 @pytest.mark.parametrize("unit", ["ascii-", "caf\u00e9-"], ids=["ascii", "not-ascii"])
 def test_a_large_str_context_arrives_byte_for_byte(runtime: Runtime, unit: str) -> None:
-    """Past ``RESERVE_FROM_CHARS`` an ASCII context is read into a string the agent made
-    while the host wrote it (agent/context_reserve.py); any other text is decoded. Both
-    arrive whole, and the string behaves as any other."""
+    """Past ``RESERVE_FROM_CHARS`` an ASCII context is the staged file's mapped pages
+    (agent/context_map.py); any other text is decoded. Both arrive whole, and the string
+    behaves as any other."""
     value = (unit * (RESERVE_FROM_CHARS // len(unit) + 3))[:RESERVE_FROM_CHARS + 4097]
     digest = hashlib.sha256(value.encode()).hexdigest()
     with runtime.session(context=value) as session:
@@ -109,3 +109,37 @@ def test_a_context_that_is_not_unicode_text_is_refused_clearly(runtime: Runtime)
     where, not a bare UnicodeEncodeError from deep in staging (review s6e)."""
     with pytest.raises(PolicyError, match="lone surrogate at character 3"):
         runtime.session(context="abc\ud800def")
+
+
+MAPPED_PAGES = """
+import ctypes, os, sys
+first = id(context) + sys.getsizeof("") - 1
+where = ""
+for line in open("/proc/self/maps").read().splitlines():
+    fields = line.split()
+    low, high = (int(x, 16) for x in fields[0].split("-"))
+    if low <= first < high:
+        where = fields[-1] if len(fields) == 6 else ""
+libc = ctypes.CDLL(None, use_errno=True)
+page = os.sysconf("SC_PAGE_SIZE")
+made_writable = libc.mprotect(ctypes.c_void_p(first // page * page), ctypes.c_size_t(page),
+                              3)
+print(os.path.basename(where), made_writable, ctypes.get_errno())
+"""
+
+
+def test_a_large_ascii_context_is_the_staged_files_pages_and_stays_read_only(
+        runtime: Runtime) -> None:
+    """The agent makes no copy of a large ASCII context: ``context``'s characters are the
+    staged file's pages (agent/context_map.py). Code asking for them writable is
+    refused, and dropping every name for the string frees nothing under later cells."""
+    value = "a" * (RESERVE_FROM_CHARS + 3)
+    with runtime.session(context=value) as session:
+        mapped = session.exec(MAPPED_PAGES)
+        dropped = session.exec("context += '!'\ndel context\nimport gc; gc.collect()\n"
+                               "x = 'y' * 10_000_000")
+        after = session.exec("print(len(x))")
+    assert mapped.status == "ok", mapped.error
+    assert mapped.stdout.split() == ["context.txt", "-1", "13"]   # EACCES
+    assert dropped.status == "ok", dropped.error
+    assert after.stdout == "10000000\n"

@@ -4,8 +4,8 @@ The file is mapped read-only and decoded straight from the mapping: one copy, fr
 host's pages into the string (a text-mode read made two, bytes then str, and translated
 ``\\r\\n`` to ``\\n``, so the model saw a different text from the one it was given). The
 file is UTF-8, as the host wrote it; ASCII takes CPython's fast path in the decoder. A
-large ASCII context skips the decoder: it is read into the string ``context_reserve`` made
-while the host was writing the file.
+large ASCII context is not copied at all: the string is the file's mapped pages
+(``context_map``).
 """
 
 from __future__ import annotations
@@ -14,23 +14,25 @@ import json
 import mmap
 import os
 
-from rlmbox.sandboxes.agent import context_reserve
+from rlmbox.sandboxes.agent import context_map
 
 TYPE_CHECKING = False   # typing costs ~2 ms at every sandbox start: for mypy only
 if TYPE_CHECKING:
     from typing import Any
 
 
-def load(path: str, kind: str, reserved: str | None = None) -> Any:
+def load(path: str, kind: str, ascii_chars: int | None = None) -> Any:
     """The context at ``path``: a ``str``, or for ``kind == "json"`` the decoded value.
 
-    ``reserved`` is a string ``context_reserve`` made for this file while the host wrote
-    it: filled from the file when it fits, else the file is decoded."""
+    ``ascii_chars`` is the length the host announced for an ASCII text (the ``reserve``
+    frame): a file of exactly that size is mapped, not decoded."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
-        if kind == "str" and reserved is not None and context_reserve.fill(reserved, fd):
-            return reserved
+        if kind == "str" and ascii_chars is not None:
+            mapped = context_map.mapped(fd, ascii_chars)
+            if mapped is not None:
+                return mapped
         if size == 0:   # mmap refuses an empty file
             text = ""
         else:

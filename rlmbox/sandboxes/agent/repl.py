@@ -27,7 +27,7 @@ import types
 from collections.abc import Callable
 
 from rlmbox.sandboxes import cell_code, protocol
-from rlmbox.sandboxes.agent import context_file, context_reserve, files
+from rlmbox.sandboxes.agent import context_file, files
 from rlmbox.sandboxes.agent.frame_io import FrameIO
 from rlmbox.sandboxes.agent.pump import OutputPump
 
@@ -94,7 +94,7 @@ class Agent:
         self._in_cell = False
         self._answer: Any = None
         self._has_answer = False
-        self._reserved: str | None = None   # the context's string, made before init
+        self._ascii_chars: int | None = None   # an ASCII context's length, said before init
         self._initialized = False
         self._to_prepare: list[str] = []   # init's cells to compile once it has replied
         self._prepared: dict[str, types.CodeType] = {}   # by source, each used once
@@ -187,13 +187,13 @@ class Agent:
 
     def _load_context(self, config: dict[str, Any]) -> Any:
         spec = config.get("context")
-        reserved, self._reserved = self._reserved, None   # used at most once, then freed
+        ascii_chars, self._ascii_chars = self._ascii_chars, None   # for this init only
         if not spec:
             return None
         if config.get("context_mode") == "gated":
             from rlmbox.sandboxes.agent import gated_context  # noqa: PLC0415
             return gated_context.GatedContext(self.call_host)
-        return context_file.load(spec["path"], spec.get("kind", "str"), reserved)
+        return context_file.load(spec["path"], spec.get("kind", "str"), ascii_chars)
 
     def _prepare(self) -> None:
         """Compiles the cells ``init`` named, after its reply: the host is still recording
@@ -318,7 +318,7 @@ class Agent:
             elif kind == "file":
                 self.io.send(files.handle(frame))
             elif kind == "reserve" and not self._initialized:   # no reply
-                self._reserved = context_reserve.reserve(frame["chars"])
+                self._ascii_chars = frame["chars"]
             # a stray reply (its call already gave up) is dropped
 
 
