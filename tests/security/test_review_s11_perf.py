@@ -66,12 +66,6 @@ def test_a_mapped_context_does_not_let_the_sandbox_hold_twice_its_memory_limit(
 SYNTAX_WARNING_CELL = "x = 1\nprint(x is 1)"   # compiling it warns: "is" with a literal
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review: the agent compiles init's prepare sources after its reply, outside any cell "
-    "(repl.py _prepare), so the compile-time warnings the cell would report are written "
-    "between cells: dropped once the pump has read them before the cell begins (raced "
-    "into the cell otherwise), so the prepared cell's stderr, and its audited "
-    "cell.result, differ from the same cell run unprepared"))
 @pytest.mark.parametrize("backend", ["process"])
 def test_a_prepared_cell_reports_what_the_same_cell_reports_unprepared(
         runtimes: Runtimes) -> None:

@@ -24,6 +24,7 @@ import sys
 import threading
 import traceback
 import types
+import warnings
 from collections.abc import Callable
 
 from rlmbox.sandboxes import cell_code, protocol
@@ -201,8 +202,11 @@ class Agent:
         never run; a source that does not compile is left to its cell to report."""
         sources, self._to_prepare = self._to_prepare, []
         for source in sources:
-            with contextlib.suppress(Exception):
-                self._prepared[source] = cell_code.compile_source(source)
+            with contextlib.suppress(Exception), warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                code = cell_code.compile_source(source)
+                if not said:   # the compiler's warnings belong to the cell's own stderr:
+                    self._prepared[source] = code   # such a cell is compiled in it
 
     def _restore_injected(self) -> None:
         """The names rlmbox defines, and the builtins: cells see a copy, refilled here, so
