@@ -39,10 +39,12 @@ RESERVE_FROM_CHARS = 1 << 20
 def _announce(sandbox: Sandbox, context: Any, memory_mb: int) -> None:
     """Tells the agent a large context's length and that it is ASCII, so it maps the file
     as the string rather than decoding a copy (agent/context_map.py). A mapped string is
-    the host's page cache, not the sandbox's memory: a context larger than the sandbox's
-    memory limit is not announced, so it is decoded and fails to load as it always did."""
+    the host's page cache, not the sandbox's memory: the sandbox counts it against its
+    memory limit (``Sandbox.count_mapped``) or it is not announced, and a context larger
+    than the limit is not announced either, so it is decoded and fails to load as it
+    always did."""
     if (isinstance(context, str) and RESERVE_FROM_CHARS <= len(context) <= memory_mb << 20
-            and context.isascii()):
+            and context.isascii() and sandbox.count_mapped(len(context))):
         sandbox.send({"t": "reserve", "chars": len(context)})
 
 

@@ -139,6 +139,13 @@ class Sandbox(Protocol):
         """Where the spec's package environment is inside (read-only), if it has one."""
         ...
 
+    def count_mapped(self, nbytes: int) -> bool:
+        """Counts ``nbytes`` of host page cache the agent is about to map (a large
+        context, agent/context_map.py) against the sandbox's memory limit, which the
+        kernel would not charge to it; False when this sandbox cannot, and then the
+        context is decoded into its own memory instead, where the limit holds as ever."""
+        ...
+
     def send(self, frame: Frame, timeout: float | None = None) -> None:
         """Sends one host -> agent frame; raises ``SandboxCrashed`` when the sandbox has
         not read it within ``timeout`` seconds (None: wait as long as it takes)."""

@@ -76,6 +76,9 @@ def test_restricted_code_is_compiled_by_the_host_so_nothing_is_prepared() -> Non
         def environment_path(self) -> None:
             return None
 
+        def count_mapped(self, nbytes: int) -> bool:
+            return False
+
     full = load_policy("default")
     restricted = full.model_copy(update={"code": full.code.model_copy(
         update={"mode": "restricted"})})

@@ -40,12 +40,7 @@ print(int(status['VmRSS'].split()[0]), len(context))
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review: a large ASCII context is mapped from the host's page cache (context_map.py), "
-    "which the sandbox's memory cgroup does not charge (the host wrote the pages), so "
-    "model code can still allocate limits.memory_mb of its own next to it: the sandbox "
-    "holds ~memory_mb + context resident (about twice its limit); held on runsc"))
-@pytest.mark.parametrize("backend", ["process", "docker-runc"])
+@pytest.mark.parametrize("backend", ["process", "docker-runc", "docker-runsc"])
 def test_a_mapped_context_does_not_let_the_sandbox_hold_twice_its_memory_limit(
         backend: str, runtimes: Runtimes) -> None:
     """limits.memory_mb bounds what a sandbox can use (security.md 18; scale-out.md sizes

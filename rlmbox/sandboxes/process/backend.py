@@ -449,6 +449,16 @@ class ProcessSandbox:
             return ["/tmp", "/dev/shm", *WRITABLE_DEVICES]
         return [str(self._work), *WRITABLE_DEVICES]
 
+    def count_mapped(self, nbytes: int) -> bool:
+        """The cgroup's memory limit is lowered by the mapped bytes; without a cgroup
+        (not root) there is no memory limit to keep, so mapping costs the host less."""
+        if self._cgroup is None:
+            return True
+        try:
+            return self._cgroup.take_from_memory(nbytes)
+        except OSError:
+            return False
+
     def environment_path(self) -> str | None:
         if self._spec.environment is None:
             return None

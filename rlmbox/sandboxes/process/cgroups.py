@@ -55,6 +55,7 @@ class Cgroup:
         self.name = name
         self.version = version
         self._dirs = _dirs_for(name, version)
+        self._memory_bytes = limits.memory_bytes
         if version == 2:
             parent = _ROOT / _PARENT
             parent.mkdir(exist_ok=True)
@@ -93,6 +94,23 @@ class Cgroup:
             _write(self._dirs["pids"] / "pids.max", str(limits.pids))
             _write(self._dirs["cpu"] / "cpu.cfs_period_us", "100000")
             _write(self._dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+
+    def take_from_memory(self, nbytes: int) -> bool:
+        """Lowers the memory limit by ``nbytes`` (memory the sandbox uses that is charged
+        elsewhere); False, changing nothing, when less than a MiB would be left."""
+        left = self._memory_bytes - nbytes
+        if left < 1 << 20:
+            return False
+        if self.version == 2:
+            _write(self._dirs["memory"] / "memory.max", str(left))
+        else:
+            mem = self._dirs["memory"]
+            # the combined limit may not go below the memory limit: lowered after it
+            _write(mem / "memory.limit_in_bytes", str(left))
+            with contextlib.suppress(OSError):  # present only with swap accounting
+                _write(mem / "memory.memsw.limit_in_bytes", str(left))
+        self._memory_bytes = left
+        return True
 
     def yield_cpu(self, background: bool) -> None:
         """The least CPU weight the kernel allows (``background``), or its default: under
