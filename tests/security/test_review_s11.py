@@ -479,3 +479,52 @@ def test_no_child_session_is_created_after_its_parent_ended(runtimes: Runtimes) 
     later = [(r.get("event"), r.get("session")) for r in records[ends[0] + 1:]
              if r.get("event") != "host.call.late"]
     assert not later, f"after the parent's session.end: {later}"
+
+
+THREADED_CALLS = """
+import threading, time
+stop, seen = [], []
+def loop():
+    while not stop:
+        try:
+            big()
+        except BaseException as exc:
+            if not seen or seen[-1] != type(exc).__name__:
+                seen.append(type(exc).__name__)
+helper = threading.Thread(target=loop, daemon=True)
+helper.start()
+try:
+    time.sleep(2.0)
+finally:
+    stop.append(1)
+    helper.join()
+print(seen)
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="review: FrameIO.busy is one flag for every thread: "
+                   "recv sets it on a cell's helper thread too, so a SIGINT landing then is "
+                   "deferred and raised in that helper (its _settle), never in the cell")
+@pytest.mark.parametrize("backend", ["process"])
+def test_an_interrupt_reaches_a_cell_whose_thread_is_reading_a_reply(
+        runtimes: Runtimes) -> None:
+    """daemon.md / row 23d: an interrupt ends the running cell with KeyboardInterrupt (a
+    frame in transfer only delays it until the frame is whole). A cell (model code, as an
+    RLM's parallel ``llm_query`` pool does) calls a host function from a helper thread in
+    a loop while its main thread waits; the reply is large, so the helper is often inside
+    ``FrameIO.recv``. Before 391a654 the SIGINT always raised in the main thread; now,
+    roughly one try in three, the helper gets it and the cell runs on to its end."""
+    reply = list(range(250_000))
+    rt = runtimes(rules=PERMIT_TOOLS, limits={"cell_timeout_s": 10},
+                  budgets={"tree": {"calls": 100_000, "max_prompt_chars": 10_000}})
+    with watched_session(rt, tools={"big": lambda: reply}) as (session, _):
+        for attempt in range(25):
+            timer = threading.Timer(0.25, lambda: session.interrupt("review"))
+            timer.start()
+            began = time.monotonic()
+            result = exec_bounded(session, THREADED_CALLS, 15)
+            timer.join()
+            took = time.monotonic() - began
+            assert result.status == "interrupted", (
+                f"attempt {attempt}: the cell ran on {took:.1f} s to {result.status!r}; "
+                f"its helper thread got {result.stdout.strip()[:60]}...")
