@@ -56,6 +56,11 @@ class CallAbandoned(Exception):
         self.deadline = deadline
 
 
+class NotRun(Exception):
+    """Given to ``on_late`` for abandoned work that never started (it was cut, or its
+    deadline passed, before a thread took it): its slot frees, but nothing ended."""
+
+
 class CallCuts:
     """The waits of one session's running calls, so an interrupt of the cell ends them at
     once as their deadline would (the cell stops waiting; a hung tool is abandoned), and
@@ -67,16 +72,22 @@ class CallCuts:
         self._waits: set[Callable[[str], None]] = set()
         self.interrupted = False
         self.limit = INTERRUPT   # what cut them
+        self.cell = 0            # which cell's calls these are (``arm`` counts cells)
 
     def arm(self) -> None:
         """A new cell: nothing interrupted yet."""
         with self._lock:
             self.interrupted = False
+            self.cell += 1
 
-    def cut(self, limit: str = INTERRUPT) -> None:
+    def cut(self, limit: str = INTERRUPT, cell: int | None = None) -> None:
         """Ends every call's wait now, and refuses the cell's later calls; ``limit``
-        (``INTERRUPT`` or ``CLOSE``) is what their records name."""
+        (``INTERRUPT`` or ``CLOSE``) is what their records name. With ``cell`` (the
+        ``cell`` read when the interrupt began), only if that cell is still the one
+        running: an interrupt that arrives as the next cell starts does not cut it."""
         with self._lock:
+            if cell is not None and cell != self.cell:
+                return
             if not self.interrupted:
                 self.interrupted, self.limit = True, limit
             waits = list(self._waits)
@@ -193,7 +204,7 @@ def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
         with outcome.lock:
             outcome.abandoned = True
             on_abandon(abandoned)
-        on_late(None)
+        on_late(NotRun())
         raise abandoned
     try:
         return _wait_bounded(work, deadline, name, on_abandon, on_late, outcome)
@@ -251,15 +262,19 @@ def _wait_bounded(work: Callable[[], T], deadline: Deadline, name: str,
             outcome.abandoned = True
             on_abandon(CallAbandoned(deadline))
         if ended or not began:
-            on_late(outcome.error)
+            on_late(outcome.error if began else NotRun())
         raise
     with outcome.lock:
         if not outcome.done:
             outcome.abandoned = True
+            began = outcome.started
             abandoned = CallAbandoned(Deadline(time.monotonic(), outcome.cut_by, 0.0)
                                       if outcome.was_cut else deadline)
             on_abandon(abandoned)
-            raise abandoned
+    if not outcome.done:
+        if not began:   # the worker will see it abandoned and not run it: settled here
+            on_late(NotRun())
+        raise abandoned
     if outcome.error is not None:
         raise outcome.error
     return cast(T, outcome.value)   # set whenever error is None

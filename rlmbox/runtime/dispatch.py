@@ -22,7 +22,7 @@ import contextvars
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -46,7 +46,14 @@ from rlmbox.lm.base import (
 )
 from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
 from rlmbox.policies.model import PARAMETERISED_FUNCTIONS, ROOT_LM
-from rlmbox.runtime.bounded_call import CLOSE, CallAbandoned, CallCuts, Deadline, run_bounded
+from rlmbox.runtime.bounded_call import (
+    CLOSE,
+    CallAbandoned,
+    CallCuts,
+    Deadline,
+    NotRun,
+    run_bounded,
+)
 from rlmbox.runtime.crossing import UncrossableResult
 from rlmbox.runtime.events import EventScope
 from rlmbox.runtime.hostfns import MAX_BATCH, CallContext, HostFunction
@@ -59,6 +66,9 @@ from rlmbox.sandboxes.protocol import Frame
 _ARGUMENT_ERRORS = (TypeError, ValueError, KeyError, IndexError)
 # Outcomes of calls refused before running: no budget counts them (see refused_audit_bytes).
 _REFUSED_OUTCOMES = frozenset({"invalid", "denied", "budget_exceeded"})
+#: A root completion has no deadline of its own (its caller's bounds it); this only makes
+#: one for the thread it runs on, which the session's close can cut.
+ROOT_WAIT_S = 7 * 24 * 3600.0
 
 
 class HostCallRefused(Exception):
@@ -160,6 +170,7 @@ class CallDispatcher:
         self._refused_bytes = 0
         #: the running cell's call waits, cut by an interrupt of that cell or the close
         self.cuts = CallCuts()
+        self._closing = CallCuts()   # the root model's completions: cut by the close only
         self._handling = threading.Condition()   # guards the two below
         self._calls_in_hand = 0
         self._closed = False
@@ -213,12 +224,20 @@ class CallDispatcher:
         end early get ``deadline.at`` in their :class:`CallContext`). Never raises for
         model input; raises ``AuditWriteError`` when the log fails (the session must stop)
         and ``SessionClosed`` once :meth:`close` began (nothing of the call recorded)."""
+        with self.in_hand():
+            return self._handle(frame, cell_id, deadline)
+
+    @contextlib.contextmanager
+    def in_hand(self) -> Iterator[None]:
+        """Work whose records must come before ``session.end``: refused with
+        ``SessionClosed`` once :meth:`close` began, and waited for by it (a call, a root
+        completion, an ``rlm_query`` starting its child session)."""
         with self._handling:
             if self._closed:
-                raise SessionClosed(f"session {self._session} was closed during the cell")
+                raise SessionClosed(f"session {self._session} is closed")
             self._calls_in_hand += 1
         try:
-            return self._handle(frame, cell_id, deadline)
+            yield
         finally:
             with self._handling:
                 self._calls_in_hand -= 1
@@ -233,6 +252,7 @@ class CallDispatcher:
         with self._handling:
             self._closed = True
         self.cuts.cut(CLOSE)
+        self._closing.cut(CLOSE)
         with self._handling:
             return self._handling.wait_for(lambda: self._calls_in_hand == 0, timeout)
 
@@ -351,9 +371,14 @@ class CallDispatcher:
                                  **({"capped": cut} if cut else {})}
         if counted is not None:
             attrs["counted_input_tokens"] = counted
-        text: str = self._metered(ROOT_LM, prompt, attrs,
-                                  _canonical_args({"prompt": prompt, "model": model}), run,
-                                  None, input_tokens=counted or 0)
+        # on a thread of its own, so the session's close can abandon it (recorded before
+        # session.end); its caller's deadline bounds it as before
+        unbounded = Deadline(time.monotonic() + ROOT_WAIT_S, ROOT_LM, ROOT_WAIT_S)
+        with self.in_hand():
+            text: str = self._metered(ROOT_LM, prompt, attrs,
+                                      _canonical_args({"prompt": prompt, "model": model}),
+                                      run, unbounded, input_tokens=counted or 0,
+                                      cuts=self._closing)
         return text
 
     def _counts_input(self, function: str) -> bool:
@@ -368,7 +393,7 @@ class CallDispatcher:
 
     def _metered(self, name: str, prompt: Any, attrs: dict[str, Any], args_body: str,
                  run: Callable[[CallContext], Any], deadline: Deadline | None, *,
-                 input_tokens: int = 0) -> Any:
+                 input_tokens: int = 0, cuts: CallCuts | None = None) -> Any:
         """Reserve, write the start record durably, run, settle, write the outcome.
 
         The start record is synced before ``run``: a log that cannot take it raises
@@ -405,7 +430,8 @@ class CallDispatcher:
             value = run(ctx) if deadline is None else run_bounded(
                 lambda: run(ctx), deadline, name=name,
                 on_abandon=lambda abandoned: self._abandon(call, abandoned),
-                on_late=lambda error: self._late(call, error), cuts=self.cuts)
+                on_late=lambda error: self._late(call, error),
+                cuts=self.cuts if cuts is None else cuts)
         except CallAbandoned as abandoned:
             ctx.cancel()
             raise HostCallRefused("TimeoutError", f"{name} abandoned: {abandoned}") from abandoned
@@ -459,6 +485,8 @@ class CallDispatcher:
         late = call.ctx.usage[call.charged:]
         used = _usage(late)
         self._ledger.finish_abandoned(call.reservation, **used)
+        if isinstance(error, NotRun):
+            return   # it never ran: its abandoned record says all there is
         function = str(call.attrs["function"])
         with contextlib.suppress(AuditError):
             self._scope.event(

@@ -48,9 +48,14 @@ def rlm_functions(spawn: SessionFactory, find: Callable[[str], Session | None],
         if parent is None:
             raise RlmboxError("rlm_query: the calling session is gone")
         relay = parent.root_text
-        with spawn(prompt, parent=parent) as child:
-            # abandoned by the caller's deadline: the child ends too, not just its waiter
-            ctx.on_cancel(lambda: child.close("abandoned: the calling cell's wall time ran out"))
+        # started in the parent's hand: its close waits for the start (and closes the child,
+        # below), so no session of the tree begins after the parent's session.end
+        with parent.dispatcher.in_hand():
+            child = spawn(prompt, parent=parent)
+            # abandoned (the caller's deadline, an interrupt, the close): the child ends
+            # too, not just its waiter; at once if that happened while it started
+            ctx.on_cancel(lambda: child.close("abandoned: its calling cell stopped waiting"))
+        with child:
             child.root_text = relay   # its own children's replies stream the same way
             if ctx.deadline is not None:
                 child.caller_deadline = Deadline(

@@ -167,11 +167,12 @@ class Session:
         ``limit: interrupt``), and a call the cell makes after it is not run. Audited as
         ``cell.interrupt`` naming ``by``; under cell durability the record is on disk
         before this returns True. Returns False, doing nothing, when no cell is running."""
+        cell = self._dispatcher.cuts.cell   # read before the state: a later cell has more
         if self._state is not SessionState.RUNNING:
             return False
         self._event("cell.interrupt", by=by)
         self.sandbox.interrupt()
-        self._dispatcher.cuts.cut()
+        self._dispatcher.cuts.cut(cell=cell)
         if self._durable_cells:
             self._audit.sync()
         return True

@@ -173,6 +173,9 @@ def test_an_abandoned_rlm_query_closes_its_child(runtimes: Runtimes,
         assert len(children) == 1
         ended = events(rt, "session.end", session=children[0])
         assert [e["reason"] for e in ended] == [
-            "abandoned: the calling cell's wall time ran out"]
-        assert [e["limit"] for e in events(rt, "host.call", outcome="abandoned")] == [
-            "cell_timeout_s"]
+            "abandoned: its calling cell stopped waiting"]
+        assert [e["limit"] for e in events(rt, "host.call", outcome="abandoned",
+                                           function="rlm_query")] == ["cell_timeout_s"]
+        # the child's hung root completion is abandoned by the child's close, before its end
+        assert [e["limit"] for e in events(rt, "host.call", outcome="abandoned",
+                                           session=children[0])] == ["close"]

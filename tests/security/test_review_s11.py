@@ -26,9 +26,6 @@ def _far() -> Deadline:
     return Deadline(time.monotonic() + 30, "cell_timeout_s", 30)
 
 
-@pytest.mark.xfail(strict=True, reason="review: a call cut before its worker thread took "
-                   "the job is abandoned but on_late never runs: its reservation stays in "
-                   "flight for good (bounded_call._wait_bounded, the not-started case)")
 def test_a_cut_racing_the_calls_start_still_ends_the_call() -> None:
     """``on_abandon`` runs strictly before ``on_late`` and both run (run_bounded's
     docstring; the ledger frees the slot in ``on_late``). The cut races the call's start
@@ -58,9 +55,6 @@ def test_a_cut_racing_the_calls_start_still_ends_the_call() -> None:
         thread.join()
 
 
-@pytest.mark.xfail(strict=True, reason="review: an interrupt racing a host call's start "
-                   "leaks the call's ledger reservation (in flight for good, a "
-                   "max_concurrent slot lost) (bounded_call._wait_bounded, not-started case)")
 @pytest.mark.parametrize("backend", ["process"])
 def test_interrupts_racing_host_calls_leave_nothing_in_flight(runtimes: Runtimes) -> None:
     """Budgets: a call's slot is freed when it ends (abandoned ones when their thread
@@ -107,9 +101,6 @@ def _after_end(records: list[dict[str, Any]], session_id: str) -> list[str]:
     return [str(r.get("event")) for r in mine[ends[0] + 1:]]
 
 
-@pytest.mark.xfail(strict=True, reason="review: an rlm_query child closed with its caller "
-                   "while its root model is answering writes that root_lm host.call after "
-                   "its session.end (complete_root runs inline, uncut, ungated by the close)")
 @pytest.mark.parametrize("how", ["close", "interrupt"])
 @pytest.mark.parametrize("backend", ["process"])
 def test_a_child_closed_during_its_root_completion_records_nothing_after_its_end(
@@ -153,9 +144,6 @@ def test_a_child_closed_during_its_root_completion_records_nothing_after_its_end
         assert not late, f"child {child} recorded {late} after its session.end"
 
 
-@pytest.mark.xfail(strict=True, reason="review: Session.interrupt cuts the calls after the "
-                   "SIGINT, unsynchronised with the next cell's cuts.arm(): a slow signal "
-                   "delivery (an engine API call) lets the cut land in the next cell")
 @pytest.mark.parametrize("backend", ["process"])
 def test_an_interrupt_of_one_cell_does_not_cut_the_next_cells_calls(
         runtimes: Runtimes, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,9 +242,6 @@ def test_a_late_answer_naming_a_secret_is_redacted_in_host_call_late(
     assert b"the key is" in body
 
 
-@pytest.mark.xfail(strict=True, reason="review: a call refused after the interrupt never "
-                   "ran, yet gets a host.call.late stating outcome ok (run_bounded's "
-                   "cut path calls on_late(None) -> _late writes the record)")
 @pytest.mark.parametrize("backend", ["process"])
 def test_a_call_that_never_ran_has_no_late_record_saying_it_ended(
         runtimes: Runtimes) -> None:
@@ -325,9 +310,6 @@ def test_a_tool_closing_its_own_session_records_nothing_after_the_end(
     assert [a["limit"] for a in abandoned] == ["close"]
 
 
-@pytest.mark.xfail(strict=True, reason="review: run_rlm never checks that its child session "
-                   "was closed: after the close each further step asks the root model "
-                   "again (billed, host.call.start after session.end) until max steps")
 @pytest.mark.parametrize("backend", ["process"])
 def test_a_closed_child_asks_its_root_model_nothing_more(runtimes: Runtimes) -> None:
     """Commit 2e581ae / security.md 23b: an rlm_query's children are closed with it, so
@@ -450,9 +432,6 @@ def test_a_cell_planting_a_deferred_interrupt_harms_only_its_own_session(
             assert second.error
 
 
-@pytest.mark.xfail(strict=True, reason="review: the close abandons rlm_query while it is "
-                   "still spawning its child; the child is created (a new sandbox, "
-                   "session.create) after the parent's session.end, then closed at once")
 @pytest.mark.parametrize("backend", ["process"])
 def test_no_child_session_is_created_after_its_parent_ended(runtimes: Runtimes) -> None:
     """Commit 2e581ae: an rlm_query's children are closed with it, so none starts after
@@ -502,9 +481,6 @@ print(seen)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review: FrameIO.busy is one flag for every thread: "
-                   "recv sets it on a cell's helper thread too, so a SIGINT landing then is "
-                   "deferred and raised in that helper (its _settle), never in the cell")
 @pytest.mark.parametrize("backend", ["process"])
 def test_an_interrupt_reaches_a_cell_whose_thread_is_reading_a_reply(
         runtimes: Runtimes) -> None:

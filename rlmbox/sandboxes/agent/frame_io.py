@@ -71,7 +71,11 @@ class FrameIO:
             raise KeyboardInterrupt
 
     def recv(self) -> dict[str, Any]:
-        """The next frame from the host (main thread only)."""
+        """The next frame from the host. Only the main thread defers interrupts: a cell's
+        own thread reading a reply must not hold back the interrupt of the main one (nor
+        have it raised in itself)."""
+        if threading.get_ident() != self._main:
+            return self._recv_plain()
         while True:
             self.busy = True
             try:
@@ -92,3 +96,17 @@ class FrameIO:
                     self._decoder.feed(view[:size])
             finally:
                 self._settle()
+
+    def _recv_plain(self) -> dict[str, Any]:
+        while True:
+            frame: dict[str, Any] | None = self._decoder.next_frame()
+            if frame is not None:
+                return frame
+            try:
+                size = os.readv(self._read_fd, [self._chunk])
+            except InterruptedError:
+                continue
+            if not size:
+                os._exit(0)  # the host went away: nothing left to serve
+            with memoryview(self._chunk) as view:
+                self._decoder.feed(view[:size])
