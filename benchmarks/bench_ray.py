@@ -55,6 +55,10 @@ def shout(text: str) -> str:
 @contextmanager
 def cluster(nodes: int, slots: int) -> Iterator[None]:
     temp_dir = tempfile.mkdtemp(prefix="rb", dir="/tmp")
+    # Ray writes the head's address under <RAY_TMPDIR>/ray whatever the nodes' temp_dir,
+    # and does not create it: on a fresh machine (no /tmp/ray) the cluster did not start
+    os.environ["RAY_TMPDIR"] = temp_dir
+    os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
     args: dict[str, Any] = {
         "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False,
         "resources": {"rlmbox_slot": slots}, "object_store_memory": 80 * 1024 * 1024,
