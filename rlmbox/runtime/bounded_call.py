@@ -124,16 +124,15 @@ class _Outcome(Generic[T]):
         self.error: BaseException | None = None
         self.abandoned = False
         self.started = False   # the worker took the job (else it never runs ``work``)
-        self.was_cut = False   # ``cut`` released ``finished``: the worker must not
-        self.cut_by = INTERRUPT
+        self.cut_by: str | None = None   # ``cut`` released ``finished``: the worker must not
 
     def cut(self, limit: str) -> None:
         """Wakes the waiter now (an interrupt, a close): exactly one of this and the
         worker's end releases ``finished``, whichever comes first."""
         with self.lock:
-            if self.done or self.was_cut:
+            if self.done or self.cut_by is not None:
                 return
-            self.was_cut, self.cut_by = True, limit
+            self.cut_by = limit
         self.finished.release()
 
 
@@ -233,7 +232,7 @@ def _wait_bounded(work: Callable[[], T], deadline: Deadline, name: str,
             outcome.value, outcome.error = value, error
             outcome.done = True
             late = outcome.abandoned
-            release = not outcome.was_cut
+            release = outcome.cut_by is None
         if release:
             outcome.finished.release()
         if late:
@@ -268,8 +267,8 @@ def _wait_bounded(work: Callable[[], T], deadline: Deadline, name: str,
         if not outcome.done:
             outcome.abandoned = True
             began = outcome.started
-            abandoned = CallAbandoned(Deadline(time.monotonic(), outcome.cut_by, 0.0)
-                                      if outcome.was_cut else deadline)
+            abandoned = CallAbandoned(deadline if outcome.cut_by is None else
+                                      Deadline(time.monotonic(), outcome.cut_by, 0.0))
             on_abandon(abandoned)
     if not outcome.done:
         if not began:   # the worker will see it abandoned and not run it: settled here

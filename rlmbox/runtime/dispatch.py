@@ -392,18 +392,17 @@ class CallDispatcher:
                    and own.input_tokens is not None for name in names if name)
 
     def _metered(self, name: str, prompt: Any, attrs: dict[str, Any], args_body: str,
-                 run: Callable[[CallContext], Any], deadline: Deadline | None, *,
+                 run: Callable[[CallContext], Any], deadline: Deadline, *,
                  input_tokens: int = 0, cuts: CallCuts | None = None) -> Any:
         """Reserve, write the start record durably, run, settle, write the outcome.
 
         The start record is synced before ``run``: a log that cannot take it raises
-        ``AuditWriteError`` here, the reservation is refunded and nothing runs. With a
-        ``deadline``, ``run`` goes on a thread of its own and is abandoned at it (the root
-        model's completions run inline: their caller is the one bounded).
+        ``AuditWriteError`` here, the reservation is refunded and nothing runs. ``run``
+        goes on a thread of its own and is abandoned at ``deadline``, or when ``cuts``
+        (the cell's, unless given) is cut.
         """
         started = time.perf_counter()
-        ctx = CallContext(self._session, self._depth,
-                          deadline=None if deadline is None else deadline.at)
+        ctx = CallContext(self._session, self._depth, deadline=deadline.at)
         attrs = {**attrs, "budget_before": self._budget(name)}
         chars = len(prompt) if isinstance(prompt, str) else 0
         try:
@@ -427,7 +426,7 @@ class CallDispatcher:
             ctx.hold_input = lambda tokens: self._hold_input(call, tokens)
             ctx.try_hold_input = lambda tokens: self._try_hold_input(call, tokens)
         try:
-            value = run(ctx) if deadline is None else run_bounded(
+            value = run_bounded(
                 lambda: run(ctx), deadline, name=name,
                 on_abandon=lambda abandoned: self._abandon(call, abandoned),
                 on_late=lambda error: self._late(call, error),

@@ -75,7 +75,9 @@ class FrameIO:
         own thread reading a reply must not hold back the interrupt of the main one (nor
         have it raised in itself)."""
         if threading.get_ident() != self._main:
-            return self._recv_plain()
+            while (plain := self._decoder.next_frame()) is None:
+                self._read_some()
+            return plain
         while True:
             self.busy = True
             try:
@@ -89,24 +91,14 @@ class FrameIO:
             select.select((self._read_fd,), (), ())
             self.busy = True
             try:
-                size = os.readv(self._read_fd, [self._chunk])
-                if not size:
-                    os._exit(0)  # the host went away: nothing left to serve
-                with memoryview(self._chunk) as view:
-                    self._decoder.feed(view[:size])
+                self._read_some()
             finally:
                 self._settle()
 
-    def _recv_plain(self) -> dict[str, Any]:
-        while True:
-            frame: dict[str, Any] | None = self._decoder.next_frame()
-            if frame is not None:
-                return frame
-            try:
-                size = os.readv(self._read_fd, [self._chunk])
-            except InterruptedError:
-                continue
-            if not size:
-                os._exit(0)  # the host went away: nothing left to serve
-            with memoryview(self._chunk) as view:
-                self._decoder.feed(view[:size])
+    def _read_some(self) -> None:
+        """One read into the decoder (a signal that does not raise is retried, PEP 475)."""
+        size = os.readv(self._read_fd, [self._chunk])
+        if not size:
+            os._exit(0)  # the host went away: nothing left to serve
+        with memoryview(self._chunk) as view:
+            self._decoder.feed(view[:size])
