@@ -161,6 +161,9 @@ class Runtime:
         # the same frozenset meets the same fixed policy again, so the check is not redone
         # (run cold at each warm start, it cost ~0.1 ms); a probe's new report is checked
         self._proven: dict[str, frozenset[IsolationProperty]] = {}
+        # session.create's limits and property names, made once rather than at each start
+        self._limits_record = self.policy.limits.model_dump()
+        self._named: tuple[frozenset[IsolationProperty] | None, list[str]] = (None, [])
         self._events.append("policy.load", tenant=tenant, policy=self.policy.name,
                             policy_sha256=self.policy.sha256, mode=self.policy.mode)
         self._events.sync()
@@ -309,14 +312,17 @@ class Runtime:
         agent's own report, becomes durable with the session's next sync: before a cell's
         result, a host call or a file transfer reaches the caller, or at close."""
         info = sandbox.info
+        provided = sandbox.properties
+        if self._named[0] is not provided:   # named once per report, as it is checked
+            self._named = (provided, sorted(str(p) for p in provided))
         scope.event(
             "session.create", policy=self.policy.name, policy_sha256=self.policy.sha256,
             sandbox={"backend": info.backend, "runtime": info.runtime,
                      "image": info.image, "id": info.sandbox_id, "warm": warm,
                      "transport": info.transport},
-            properties=sorted(str(p) for p in sandbox.properties),
-            limits=self.policy.limits.model_dump(), context_mode=self.policy.context.mode,
-            code_mode=self.policy.code.mode, functions=functions)
+            properties=list(self._named[1]), limits=dict(self._limits_record),
+            context_mode=self.policy.context.mode, code_mode=self.policy.code.mode,
+            functions=functions)
         if self.durability == "cell":
             self._events.sync()
 

@@ -52,3 +52,22 @@ def test_properties_a_new_probe_finds_lacking_are_refused_at_the_next_start(
     refused = [r for r in audit_records(rt) if r.get("event") == "session.refused"]
     assert refused
     assert refused[-1]["missing"] == ["network_none"]
+
+
+def test_each_start_record_names_the_properties_and_limits_in_force(
+        make_runtime: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
+    """session.create's property names and limits are made once, yet each record names
+    what is in force: a backend's new report shows in the next record."""
+    rt = make_runtime()
+    rt.session().close()
+    rt.session().close()
+    backend = rt.backend("process")
+    stronger = backend.properties() | {IsolationProperty.USER_SPACE_KERNEL}
+    monkeypatch.setattr(backend, "properties", lambda: stronger)
+    rt.session().close()
+    creates = [r for r in audit_records(rt) if r.get("event") == "session.create"]
+    assert len(creates) == 3
+    assert creates[0]["properties"] == creates[1]["properties"]
+    assert creates[2]["properties"] == sorted(str(p) for p in stronger)
+    assert "user_space_kernel" not in creates[0]["properties"]
+    assert all(r["limits"] == rt.policy.limits.model_dump() for r in creates)
