@@ -8,6 +8,7 @@ session can never run under a half-loaded policy.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import typing
@@ -601,6 +602,14 @@ def preset_text(name: str) -> bytes:
     """The YAML source of a shipped preset."""
     if name not in PRESETS:
         raise PolicyError(f"no preset named '{name}'", [f"(top level): presets are {PRESETS}"])
+    return _shipped_preset(name)
+
+
+@functools.cache
+def _shipped_preset(name: str) -> bytes:
+    """Read once per process: a shipped preset is package data, and an rlms environment
+    made per completion names its preset each time (the read, run cold there, cost its
+    set-up ~0.1-0.2 ms). A policy file's path is read at every load, as it may change."""
     return (resources.files("rlmbox.policies") / "presets" / f"{name}.yaml").read_bytes()
 
 

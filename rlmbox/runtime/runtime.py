@@ -50,7 +50,7 @@ from rlmbox.runtime.recursion import frontend_rlm_functions, rlm_functions
 from rlmbox.runtime.session import Session
 from rlmbox.runtime.staging import private_contexts_dir, stage_context
 from rlmbox.runtime.supply import SandboxSupply, spec_for
-from rlmbox.sandboxes.base import Backend, Sandbox
+from rlmbox.sandboxes.base import Backend, IsolationProperty, Sandbox, SandboxSpec
 
 if TYPE_CHECKING:   # optional extras: imported only when a caller passes them
     from opentelemetry.trace import TracerProvider
@@ -156,6 +156,14 @@ class Runtime:
         self._state = RuntimeState.OPEN
         self._engine = PolicyEngine(self.policy)   # compiled once, shared (it is stateless)
         self._contexts = private_contexts_dir()   # made private once, not per session
+        self._spec: SandboxSpec | None = None   # see _sandbox_spec
+        # per backend, the properties (the backend's own object) that last met the policy:
+        # the same frozenset meets the same fixed policy again, so the check is not redone
+        # (run cold at each warm start, it cost ~0.1 ms); a probe's new report is checked
+        self._proven: dict[str, frozenset[IsolationProperty]] = {}
+        # session.create's limits and property names, made once rather than at each start
+        self._limits_record = self.policy.limits.model_dump()
+        self._named: tuple[frozenset[IsolationProperty] | None, list[str]] = (None, [])
         self._events.append("policy.load", tenant=tenant, policy=self.policy.name,
                             policy_sha256=self.policy.sha256, mode=self.policy.mode)
         self._events.sync()
@@ -186,13 +194,25 @@ class Runtime:
     def warm_up(self, backend: str | None = None, timeout: float = 60.0) -> bool:
         """Fills the warm pool for the policy's spec; True when full."""
         return self._supply.warm_up(backend or self.policy.isolation.backend,
-                                    spec_for(self.policy, self.tenant), timeout)
+                                    self._sandbox_spec(), timeout)
 
     def pool(self, backend: str | None = None) -> WarmPool | None:
         """The warm pool for the policy's spec on ``backend``, once ``warm_up`` or a
         session started it (benchmarks and tests wait on it to refill)."""
         return self._supply.pool(backend or self.policy.isolation.backend,
-                                 spec_for(self.policy, self.tenant))
+                                 self._sandbox_spec())
+
+    def _sandbox_spec(self) -> SandboxSpec:
+        """The spec of this runtime's sandboxes. Without packages it depends on the policy
+        and tenant alone, so it is made once: made at each start it cost a warm start about
+        0.1-0.2 ms (its code runs cold there). A policy with packages makes it at each start,
+        which checks that the environment is still built (refused first otherwise)."""
+        if self._spec is not None:
+            return self._spec
+        spec = spec_for(self.policy, self.tenant)
+        if not self.policy.environment.packages:
+            self._spec = spec
+        return spec
 
     # --- sessions ------------------------------------------------------------------------
 
@@ -221,23 +241,25 @@ class Runtime:
             raise SessionClosed("the runtime is closed")
         self._admit_providers(lm, subcall)
         backend_name = backend or self.policy.isolation.backend
-        spec = spec_for(self.policy, self.tenant)   # an unbuilt package environment: refused first
+        spec = self._sandbox_spec()   # an unbuilt package environment: refused first
         chosen = self.backend(backend_name)
         provided = chosen.properties()
         session_id = "s-" + secrets.token_hex(8)
         depth = parent.depth + 1 if parent else 0
         scope = EventScope(self._events, session_id, parent.id if parent else None, depth,
                            self.tenant)
-        try:
-            self._engine.check_isolation(
-                backend_name, provided,
-                chosen.remedy(self._engine.missing_isolation(provided)))
-        except IsolationUnavailable:
-            scope.event("session.refused", backend=backend_name,
-                        missing=sorted(self._engine.missing_isolation(provided)),
-                        policy_sha256=self.policy.sha256)
-            self._events.sync()
-            raise
+        if self._proven.get(backend_name) is not provided:
+            try:
+                self._engine.check_isolation(
+                    backend_name, provided,
+                    chosen.remedy(self._engine.missing_isolation(provided)))
+            except IsolationUnavailable:
+                scope.event("session.refused", backend=backend_name,
+                            missing=sorted(self._engine.missing_isolation(provided)),
+                            policy_sha256=self.policy.sha256)
+                self._events.sync()
+                raise
+            self._proven[backend_name] = provided
         self._gate.enter(session_id, parent.id if parent is not None else None)
         try:
             # one ledger per session tree: a root session opens one, descendants share it
@@ -290,14 +312,17 @@ class Runtime:
         agent's own report, becomes durable with the session's next sync: before a cell's
         result, a host call or a file transfer reaches the caller, or at close."""
         info = sandbox.info
+        provided = sandbox.properties
+        if self._named[0] is not provided:   # named once per report, as it is checked
+            self._named = (provided, sorted(str(p) for p in provided))
         scope.event(
             "session.create", policy=self.policy.name, policy_sha256=self.policy.sha256,
             sandbox={"backend": info.backend, "runtime": info.runtime,
                      "image": info.image, "id": info.sandbox_id, "warm": warm,
                      "transport": info.transport},
-            properties=sorted(str(p) for p in sandbox.properties),
-            limits=self.policy.limits.model_dump(), context_mode=self.policy.context.mode,
-            code_mode=self.policy.code.mode, functions=functions)
+            properties=list(self._named[1]), limits=dict(self._limits_record),
+            context_mode=self.policy.context.mode, code_mode=self.policy.code.mode,
+            functions=functions)
         if self.durability == "cell":
             self._events.sync()
 
@@ -352,7 +377,7 @@ class Runtime:
         return ContextStore(context, self._contexts / session_id,
                             self.policy.context, enforce=self.policy.mode == "enforce",
                             on_violation=violation,
-                            limits=spec_for(self.policy, self.tenant).limits)
+                            limits=self._sandbox_spec().limits)
 
     # --- lifecycle -----------------------------------------------------------------------
 
