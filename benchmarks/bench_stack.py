@@ -9,7 +9,9 @@ For process, docker/runc and docker/runsc (those this machine has), under the de
 preset with only the backend changed (``stack.py``):
   * session start cold (``pool_size=0``: no pool at all, every session starts a sandbox)
     and session close, in the same loop;
-  * session start warm: a pool of one that was full before each measurement;
+  * session start warm: a pool of one that was full before each measurement, and beside
+    it the part of each start spent in the audit log's sync (``session.create``'s fsync
+    under cell durability), so that a slow disk and slow code can be told apart;
   * per durability ("cell": the cell's events fsynced before ``exec`` returns; "session":
     fsynced in the background): a trivial cell (``x = 1``), distinct cells (``v<i> = <i>``,
     each new code, so each has a new body in the audit store) and ``llm_query`` with an
@@ -34,6 +36,7 @@ from figures import Table, timed
 from modes import chosen, mode_parser
 from stack import LLM_LOOP, available_backends, loop_result, stack_policy, system_name
 
+from rlmbox.audit.log import AuditLog
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.runtime import Runtime
 
@@ -78,21 +81,44 @@ def bench_starts(table: Table, backend: str, runtime: str | None, reps: Reps,
         table.add(system, "session start, cold (no pool)", opens,
                   floor=start_floor(backend, runtime))
         table.add(system, "session close", closes)
-    with Runtime(policy, lm=lm, audit_dir=audit, pool_size=1) as rt:
+    log = AuditLog(Path(audit))
+    clock = SyncClock(log)
+    with log, Runtime(policy, lm=lm, audit=log, pool_size=1) as rt:
         rt.warm_up()
         pool = rt.pool()
         if pool is None:
             table.fail(system, "session start, warm pool", "the runtime made no pool")
             return
-        warm = []
+        warm, synced = [], []
         for _ in range(reps.starts):
             pool.wait_full(120)   # full before the measurement; refilled outside it
+            clock.spent = 0.0
             started = time.perf_counter()
             session = rt.session()
             warm.append(time.perf_counter() - started)
+            synced.append(clock.spent)
             session.close()
         table.add(system, "session start, warm pool (full before)", warm,
                   floor=(fl.FSYNC, fl.PIPE))
+        table.add(system, "of a warm start, the audit log's sync", synced, floor=(fl.FSYNC,),
+                  note="the syncs inside session(): session.create, written and fsynced")
+
+
+class SyncClock:
+    """Adds up the time an audit log's ``sync`` takes, by wrapping it on the instance."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.spent = 0.0
+        sync = log.sync
+
+        def timed_sync() -> None:
+            started = time.perf_counter()
+            try:
+                sync()
+            finally:
+                self.spent += time.perf_counter() - started
+
+        log.sync = timed_sync   # type: ignore[method-assign]
 
 
 def bench_cells(table: Table, backend: str, runtime: str | None, reps: Reps, audit: str,
