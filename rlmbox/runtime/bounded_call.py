@@ -219,7 +219,10 @@ def _wait_bounded(work: Callable[[], T], deadline: Deadline, name: str,
 
     def worker() -> None:
         with outcome.lock:
-            if outcome.abandoned:   # the waiter was interrupted before this thread began
+            # the waiter gave up before this thread began, or will: the call was cut, or its
+            # deadline passed while it was handed over (its start record's sync can end
+            # past it); the waiter or the cut settles it as never run
+            if outcome.abandoned or outcome.cut_by is not None or deadline.passed():
                 return
             outcome.started = True
         value: T | None = None

@@ -163,7 +163,9 @@ class Runtime:
         self._proven: dict[str, frozenset[IsolationProperty]] = {}
         # session.create's limits and property names, made once rather than at each start
         self._limits_record = self.policy.limits.model_dump()
-        self._named: tuple[frozenset[IsolationProperty] | None, list[str]] = (None, [])
+        # per properties report, its names as session.create lists them (made once each:
+        # one dict lookup, so sessions starting at once on two backends never swap them)
+        self._names: dict[frozenset[IsolationProperty], tuple[str, ...]] = {}
         self._events.append("policy.load", tenant=tenant, policy=self.policy.name,
                             policy_sha256=self.policy.sha256, mode=self.policy.mode)
         self._events.sync()
@@ -313,14 +315,15 @@ class Runtime:
         result, a host call or a file transfer reaches the caller, or at close."""
         info = sandbox.info
         provided = sandbox.properties
-        if self._named[0] is not provided:   # named once per report, as it is checked
-            self._named = (provided, sorted(str(p) for p in provided))
+        names = self._names.get(provided)
+        if names is None:
+            names = self._names[provided] = tuple(sorted(str(p) for p in provided))
         scope.event(
             "session.create", policy=self.policy.name, policy_sha256=self.policy.sha256,
             sandbox={"backend": info.backend, "runtime": info.runtime,
                      "image": info.image, "id": info.sandbox_id, "warm": warm,
                      "transport": info.transport},
-            properties=list(self._named[1]), limits=dict(self._limits_record),
+            properties=list(names), limits=dict(self._limits_record),
             context_mode=self.policy.context.mode, code_mode=self.policy.code.mode,
             functions=functions)
         if self.durability == "cell":
