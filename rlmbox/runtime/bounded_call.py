@@ -61,6 +61,16 @@ class NotRun(Exception):
     deadline passed, before a thread took it): its slot frees, but nothing ended."""
 
 
+class WorkExited(Exception):
+    """The work raised what is not an ``Exception`` (``SystemExit`` from a tool's argparse,
+    ``KeyboardInterrupt`` raised by the tool itself): the call ends as failed, as with any
+    error. Raised as it was, it passed every ``except Exception`` that settles and records a
+    call, and asked the host program to exit."""
+
+    def __init__(self, raised: BaseException) -> None:
+        super().__init__(f"the function raised {type(raised).__name__}: {raised}")
+
+
 class CallCuts:
     """The waits of one session's running calls, so an interrupt of the cell ends them at
     once as their deadline would (the cell stops waiting; a hung tool is abandoned), and
@@ -191,6 +201,7 @@ def run_bounded(work: Callable[[], T], deadline: Deadline, *, name: str,
                 cuts: CallCuts | None = None) -> T:
     """Runs ``work`` on a thread of its own; returns its value or raises its exception when it
     ends before ``deadline`` (and before ``cuts`` is cut), else raises :class:`CallAbandoned`.
+    What ``work`` raises that is not an ``Exception`` comes as :class:`WorkExited`.
 
     ``on_abandon`` runs (on the caller's thread) strictly before ``on_late``, which runs
     on the worker thread with the exception (or None) of the abandoned work once it ends:
@@ -277,6 +288,8 @@ def _wait_bounded(work: Callable[[], T], deadline: Deadline, name: str,
         if not began:   # the worker will see it abandoned and not run it: settled here
             on_late(NotRun())
         raise abandoned
-    if outcome.error is not None:
+    if isinstance(outcome.error, Exception):
         raise outcome.error
+    if outcome.error is not None:
+        raise WorkExited(outcome.error) from outcome.error
     return cast(T, outcome.value)   # set whenever error is None

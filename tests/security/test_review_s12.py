@@ -9,6 +9,10 @@ whose deadline passed while its start record was synced still ran (the worker lo
 at the waiter's ``abandoned``; it now looks at the deadline and the cut too), and two
 sessions starting at once on two backends could record each other's properties in
 ``session.create`` (one cached slot per runtime; now one entry per properties report).
+Also on main: a tool raising ``SystemExit`` (argparse on arguments model code chose) left
+its call with no outcome record, in flight for good, and the exit reached ``exec``'s caller
+(the dispatcher settled ``Exception`` only; it now settles any exception but an interrupt
+of the host's own thread).
 
 To pin down the interleaving, the tests' log does the real sync, then holds the GIL to just
 past the deadline (a busy wait, as a slow fsync returning then would leave the thread
@@ -42,7 +46,9 @@ TOOL_TIMEOUT_S = 0.3
 CALL = "try:\n    print(pay(1))\nexcept BaseException as exc:\n    print(type(exc).__name__)"
 LM_CALL = CALL.replace("pay(1)", "llm_query('spend')")
 BATCH_CALL = CALL.replace("pay(1)", "llm_query_batched(['spend'])")
-FUNCTIONS = {CALL: "tool.pay", LM_CALL: "llm_query", BATCH_CALL: "llm_query_batched"}
+RLM_CALL = CALL.replace("pay(1)", "rlm_query('spend')")
+FUNCTIONS = {CALL: "tool.pay", LM_CALL: "llm_query", BATCH_CALL: "llm_query_batched",
+             RLM_CALL: "rlm_query"}
 
 
 def _spin_until(moment: float) -> None:
@@ -106,11 +112,13 @@ class InterruptWhileSyncing(StartSyncLog):
 
     def start_synced(self) -> None:
         self.log.sync()
-        assert self.session is not None
+        target, self.session = self.session, None   # once per cell
+        if target is None:
+            return
         if self.how == "interrupt":
-            self.session.interrupt(by="review")
+            target.interrupt(by="review")
         else:
-            self.session.close()
+            target.close()
         _spin_until(time.monotonic() + 0.001)
 
 
@@ -119,7 +127,8 @@ def _pay_policy(tmp_path: Path) -> Path:
     policy.write_text(policy_yaml("process", limits={"tool_timeout_s": TOOL_TIMEOUT_S}, rules=[
         {"id": "permit-pay", "effect": "permit", "function": "tool.pay"},
         {"id": "permit-llm", "effect": "permit", "function": "llm_query"},
-        {"id": "permit-batch", "effect": "permit", "function": "llm_query_batched"}],
+        {"id": "permit-batch", "effect": "permit", "function": "llm_query_batched"},
+        {"id": "permit-rlm", "effect": "permit", "function": "rlm_query"}],
         budgets={"tree": {"calls": 100}}))
     return policy
 
@@ -150,18 +159,19 @@ def test_a_call_whose_deadline_passes_while_its_start_record_syncs_never_runs(
         [("host.call", "abandoned", "tool_timeout_s")] * 4
 
 
-@pytest.mark.parametrize("call", [CALL, LM_CALL, BATCH_CALL],
-                         ids=["tool", "llm_query", "llm_query_batched"])
+@pytest.mark.parametrize("call", [CALL, LM_CALL, BATCH_CALL, RLM_CALL],
+                         ids=["tool", "llm_query", "llm_query_batched", "rlm_query"])
 def test_a_call_interrupted_while_its_start_record_syncs_never_runs(
         tmp_path: Path, call: str) -> None:
-    """Session durability: the interrupt does not sync, so nothing hands the GIL over."""
+    """Session durability: the interrupt does not sync, so nothing hands the GIL over.
+    (An ``rlm_query`` so run starts a child session, whose root model is asked.)"""
     paid: list[int] = []
 
     def pay(amount: int) -> str:
         paid.append(amount)
         return "paid"
 
-    lm = ScriptedLM(default="spent")
+    lm = ScriptedLM(lambda _prompt: "FINAL(spent)")
     sink = InterruptWhileSyncing(tmp_path / "audit", "interrupt")
     function = FUNCTIONS[call]
     with Runtime(policy=_pay_policy(tmp_path), lm=lm, audit=sink, pool_size=0,
@@ -172,7 +182,9 @@ def test_a_call_interrupted_while_its_start_record_syncs_never_runs(
             session.exec(call)
     sink.close()
     records = _call_records(tmp_path / "audit", function)
-    assert (paid, lm.prompts) == ([], [])
+    children = [r for r in iter_records(tmp_path / "audit")
+                if r["event"] == "session.create" and r["parent"] is not None]
+    assert (paid, lm.prompts, children) == ([], [], [])
     assert [(r["event"], r["outcome"], r.get("limit")) for r in records] == \
         [("host.call", "abandoned", "interrupt")] * 3
 
@@ -344,3 +356,28 @@ def test_concurrent_starts_on_two_backends_each_record_their_own_properties(
         finally:
             sys.setswitchinterval(interval)
     assert creates.wrong == []
+
+
+def test_a_tool_raising_system_exit_is_settled_and_recorded(tmp_path: Path) -> None:
+    """A host tool that exits on the arguments model code chose (argparse, a library's
+    ``sys.exit``): the call ends with exactly one outcome record, its slot frees, and
+    the host program is not asked to exit."""
+
+    def parse(argv: str) -> str:
+        raise SystemExit(2)   # what argparse does with arguments it rejects
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_yaml("process", rules=[
+        {"id": "permit-parse", "effect": "permit", "function": "tool.parse"}]))
+    escaped: list[BaseException] = []
+    with Runtime(policy=policy, audit_dir=tmp_path / "audit", pool_size=0) as rt, \
+            rt.session(tools={"parse": parse}) as session:
+        try:
+            session.exec("try:\n    parse('--bad')\nexcept Exception as exc:\n    print(exc)")
+        except BaseException as exc:   # what reached the host is the finding
+            escaped.append(exc)
+        usage = session.ledger.snapshot()["tree"]
+    outcomes = _call_records(tmp_path / "audit", "tool.parse")
+    assert escaped == []
+    assert [r["outcome"] for r in outcomes] == ["error"]
+    assert usage["in_flight"] == 0
