@@ -56,6 +56,9 @@ MAX_REFUSED_AUDIT_BYTES_PER_CELL = 1 << 20
 #: How long a close waits for the running cell's host calls to be abandoned and recorded
 #: (milliseconds, unless the audit log stalls), so their records precede ``session.end``.
 CALLS_SETTLE_S = 5.0
+#: How long an interrupt waits to write its frame behind the cell's own frames (a reply
+#: held up by a sandbox that stops reading) before it sends SIGINT alone.
+INTERRUPT_FRAME_WAIT_S = 1.0
 
 
 class SessionState(enum.Enum):
@@ -116,6 +119,14 @@ class Session:
         self._state = SessionState.READY
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()   # close() may come from another thread
+        # host -> agent frames of a cell (its exec frame, replies, an interrupt frame) are
+        # written whole, one at a time: interrupt() writes from another thread
+        self._send_lock = threading.Lock()
+        # under _state_lock: the cell (cuts.cell) whose exec frame is written, and the cell
+        # an interrupt came for before that (delivered once the exec frame is written)
+        self._sent_cell = 0
+        self._interrupt_wanted = 0
+        self._cell_id = ""   # the running cell's frame id, for its interrupt frame
         self._cells = itertools.count(1)
         self._started = time.monotonic()
         self.death_reason: str | None = None
@@ -167,15 +178,34 @@ class Session:
         ``limit: interrupt``), and a call the cell makes after it is not run. Audited as
         ``cell.interrupt`` naming ``by``; under cell durability the record is on disk
         before this returns True. Returns False, doing nothing, when no cell is running."""
-        cell = self._dispatcher.cuts.cell   # read before the state: a later cell has more
-        if self._state is not SessionState.RUNNING:
-            return False
+        with self._state_lock:   # the cell is armed as the state becomes RUNNING
+            if self._state is not SessionState.RUNNING:
+                return False
+            cell, cell_id = self._dispatcher.cuts.cell, self._cell_id
+            sent = self._sent_cell == cell
+            if not sent:   # its exec frame is not written yet: _run delivers it after
+                self._interrupt_wanted = cell
         self._event("cell.interrupt", by=by)
-        self.sandbox.interrupt()
         self._dispatcher.cuts.cut(cell=cell)
+        if sent:
+            self._deliver_interrupt(cell_id)
         if self._durable_cells:
             self._audit.sync()
         return True
+
+    def _deliver_interrupt(self, cell_id: str) -> None:
+        """An interrupt frame naming the cell, then SIGINT. The agent ignores a SIGINT that
+        lands before its cell begins (it could be a late one for the cell before); the
+        frame, written first, is what it finds as the cell begins (agent/frame_io.py), so
+        an interrupt that comes as a cell starts is never lost. If the frames are held up
+        past ``INTERRUPT_FRAME_WAIT_S`` (a reply being written: the cell runs), SIGINT alone."""
+        if self._send_lock.acquire(timeout=INTERRUPT_FRAME_WAIT_S):
+            try:
+                with contextlib.suppress(SandboxCrashed, ProtocolError):
+                    self.sandbox.send({"t": "interrupt", "id": cell_id}, INTERRUPT_FRAME_WAIT_S)
+            finally:
+                self._send_lock.release()
+        self.sandbox.interrupt()
 
     def exec(self, code: str, *, timeout: float | None = None,
              on_output: OutputCallback | None = None,
@@ -210,6 +240,7 @@ class Session:
             with self._state_lock:   # a close() in between must win, not be overwritten
                 self._check_usable()
                 self._state = SessionState.RUNNING
+                self._dispatcher.cuts.arm()   # with the state: interrupt() reads both
             previous, self.root_text = self.root_text, on_root_text or self.root_text
             try:
                 result = self._run(code, timeout, on_output)
@@ -336,7 +367,8 @@ class Session:
         cell_id = f"{next(self._cells)}-{secrets.token_hex(4)}"
         self.cells_run += 1
         started = time.monotonic()
-        self._dispatcher.cuts.arm()
+        with self._state_lock:
+            self._cell_id = cell_id
         self._event("code.exec", cell=cell_id, bodies={"code": code})
         frame: dict[str, Any] = {"t": "exec", "id": cell_id, "code": code}
         with self._state_lock:
@@ -352,9 +384,16 @@ class Session:
                 return self._result(cell_id, started, "error", error=str(exc))
         deadline = self._cell_deadline(timeout)
         try:
-            self.sandbox.send(frame, deadline.remaining())
+            with self._send_lock:
+                self.sandbox.send(frame, deadline.remaining())
         except (SandboxCrashed, ProtocolError) as exc:
             return self._killed(cell_id, started, CappedStream(0), CappedStream(0), 0, exc)
+        with self._state_lock:
+            cell = self._dispatcher.cuts.cell
+            self._sent_cell = cell
+            wanted = self._interrupt_wanted == cell
+        if wanted:   # interrupted before its exec frame was written
+            self._deliver_interrupt(cell_id)
         listener = _Listener(on_output, lambda exc: self._event(
             "output.callback_failed", cell=cell_id, error=f"{type(exc).__name__}: {exc}"[:500]))
         return self._await_result(cell_id, started, deadline, listener)
@@ -402,7 +441,8 @@ class Session:
                 if wait_until.passed():
                     continue   # no reply: the interrupt (or the kill) is the answer
                 try:
-                    self.sandbox.send(reply, wait_until.remaining())
+                    with self._send_lock:
+                        self.sandbox.send(reply, wait_until.remaining())
                 except (SandboxCrashed, ProtocolError) as exc:
                     return self._killed(cell_id, started, out, err, calls, exc)
             elif kind == "result" and frame["id"] == cell_id:

@@ -56,6 +56,9 @@ _SPECS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
     "reply": {"call": ("int", True), "ok": ("bool", True), "value": (_ANY, False),
               "error": ("dict", False)},
     "shutdown": {},
+    # the host interrupted this cell: written before its SIGINT, read as the cell begins
+    # (a SIGINT that lands before then is ignored), else dropped (agent/frame_io.py)
+    "interrupt": {"id": ("id", True)},
     # a large ASCII context's length, before the host writes it (agent/context_map.py)
     "reserve": {"chars": ("int", True)},
     # a file in or out of the sandbox's writable area, one chunk a frame (agent/files.py)
@@ -64,7 +67,8 @@ _SPECS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
              "limit": ("int", False)},
 }
 AGENT_FRAMES: Final = frozenset({"ready", "call", "output", "result"})
-HOST_FRAMES: Final = frozenset({"init", "exec", "reply", "shutdown", "file", "reserve"})
+HOST_FRAMES: Final = frozenset({"init", "exec", "reply", "shutdown", "file", "reserve",
+                                "interrupt"})
 RESULT_STATUSES: Final = frozenset({"ok", "error", "interrupted"})
 STREAMS: Final = frozenset({"stdout", "stderr"})
 FILE_OPS: Final = frozenset({"write", "read", "list"})

@@ -8,10 +8,16 @@ while the main thread moves frame bytes it is ``busy``: the agent's handler only
 interrupt pending, and it is raised when the frame is whole (sent, or decoded). Waiting for
 bytes is not busy: the wait is a ``select``, which takes no byte, so an interrupt there is
 raised at once, as before.
+
+A SIGINT that lands before a cell begins is ignored (it may be a late one for the cell
+before), so the host writes an ``interrupt`` frame naming the cell before each SIGINT, and
+``interrupted_before`` looks for it as the cell begins: an interrupt that comes as a cell
+starts is not lost. Elsewhere an interrupt frame is dropped, as a stray reply is.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import select
 import threading
@@ -41,6 +47,7 @@ class FrameIO:
         self._main = threading.get_ident()   # made on the main thread, which cells run on
         self.busy = False          # the main thread is moving frame bytes: defer interrupts
         self.interrupted = False   # an interrupt came while busy: raised when it ends
+        self._held: collections.deque[dict[str, Any]] = collections.deque()  # read early
 
     def send(self, frame: dict[str, Any]) -> None:
         self.send_encoded(protocol.encode(frame))
@@ -74,6 +81,8 @@ class FrameIO:
         """The next frame from the host. Only the main thread defers interrupts: a cell's
         own thread reading a reply must not hold back the interrupt of the main one (nor
         have it raised in itself)."""
+        if self._held:
+            return self._held.popleft()
         if threading.get_ident() != self._main:
             while (plain := self._decoder.next_frame()) is None:
                 self._read_some()
@@ -94,6 +103,24 @@ class FrameIO:
                 self._read_some()
             finally:
                 self._settle()
+
+    def interrupted_before(self, cell_id: str) -> bool:
+        """Whether the host's interrupt frame for ``cell_id`` is already here, read without
+        waiting (main thread, as the cell begins). Other frames read meanwhile are kept for
+        ``recv``; interrupt frames of earlier cells are dropped."""
+        found = False
+        self.busy = True
+        try:
+            while select.select((self._read_fd,), (), (), 0)[0]:
+                self._read_some()
+            while (frame := self._decoder.next_frame()) is not None:
+                if frame["t"] != "interrupt":
+                    self._held.append(frame)
+                elif frame["id"] == cell_id:
+                    found = True
+        finally:
+            self._settle()
+        return found
 
     def _read_some(self) -> None:
         """One read into the decoder (a signal that does not raise is retried, PEP 475)."""

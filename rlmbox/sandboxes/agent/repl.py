@@ -241,8 +241,10 @@ class Agent:
             prepared = (self._prepared.pop(frame["code"], None)
                         if "compiled" not in frame else None)
             code = prepared or cell_code.load(frame)
-            self._in_cell = True
-            try:
+            self._in_cell = True   # a SIGINT from here on raises; one before it was
+            try:                   # ignored, and the host's interrupt frame tells of it
+                if self.io.interrupted_before(cell_id):
+                    raise KeyboardInterrupt
                 exec(code, self.namespace)  # noqa: S102 - running model code is the job
             finally:
                 self._in_cell = False
