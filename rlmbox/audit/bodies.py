@@ -29,10 +29,11 @@ from rlmbox.audit.body_segments import (
     segment_name,
     whole_length,
 )
-from rlmbox.audit.files import TornTail
+from rlmbox.audit.files import TornTail, is_regular, open_regular, read_regular
+from rlmbox.errors import AuditError
 
 _HEX = frozenset("0123456789abcdef")
-_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 #: Segments the writer keeps open for reading headers; past it all are closed and reopened.
 _MAX_READERS = 16
 
@@ -58,18 +59,22 @@ class BodyStore:
     # -- reading -------------------------------------------------------------------------
 
     def read(self, digest: str) -> bytes | None:
-        """The body, or ``None`` if it was never stored or has been erased."""
+        """The body, or ``None`` if it was never stored or has been erased.
+
+        Raises ``AuditError`` for a body file or segment that is not a regular file.
+        """
         if not is_digest(digest):
             return None
         try:
-            return self._legacy_path(digest).read_bytes()
+            return read_regular(self._legacy_path(digest))
         except FileNotFoundError:
             pass
         entry = self._find(digest)
         return None if entry is None else read_entry(entry)
 
     def check(self, digest: str) -> str:
-        """``"ok"``, ``"missing"`` or ``"corrupt"`` (present but not matching its digest)."""
+        """``"ok"``, ``"missing"`` or ``"corrupt"`` (present but not matching its digest);
+        ``AuditError`` as for ``read``."""
         data = self.read(digest)
         if data is None:
             return "missing"
@@ -82,12 +87,12 @@ class BodyStore:
             raise ValueError(f"not a SHA-256 digest: {digest!r}")
         found = False
         legacy = self._legacy_path(digest)
-        if legacy.exists():
+        if os.path.lexists(legacy):   # whatever it is: unlink never follows a symlink
             legacy.unlink()
             fsync_dir(legacy.parent)
             found = True
         for segment in segment_files(self.root):
-            fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_regular(segment)
             try:
                 entries = [entry for name, entry in scan(fd, segment)
                            if name == digest and not entry.erased]
@@ -105,15 +110,18 @@ class BodyStore:
     def _find(self, digest: str) -> Entry | None:
         entry = self._index.get(digest)
         if entry is None or entry.erased:
-            self._index_new_entries()
+            self.index_segments()
             entry = self._index.get(digest)
         return entry
 
-    def _index_new_entries(self) -> None:
-        """Index the entries written since the last look (by this or another process)."""
+    def index_segments(self) -> None:
+        """Index the entries written since the last look (by this or another process).
+
+        Raises ``AuditError`` for a segment that is not a regular file.
+        """
         for segment in segment_files(self.root):
             try:
-                fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
+                fd = open_regular(segment)
             except FileNotFoundError:
                 continue
             try:
@@ -136,7 +144,7 @@ class BodyStore:
         if not segments:
             return None
         segment = segments[-1]
-        fd = os.open(segment, os.O_RDWR | os.O_CLOEXEC)
+        fd = open_regular(segment, os.O_RDWR)
         try:
             size = os.fstat(fd).st_size
             keep = whole_length(fd, segment)
@@ -154,7 +162,7 @@ class BodyStore:
         if keep < size:
             self._start_segment()   # damaged: appending after it would be lost to a scan
         else:
-            self._fd = os.open(segment, _APPEND_FLAGS, 0o600)
+            self._fd = open_regular(segment, _APPEND_FLAGS)
             self._size = keep
         return torn
 
@@ -194,7 +202,7 @@ class BodyStore:
             fd = self._reader(entry.segment)
             if fd is not None and is_live(fd, entry, digest):
                 return True
-        return self._legacy_path(digest).exists()
+        return is_regular(self._legacy_path(digest))
 
     def _drop_moved_readers(self) -> None:
         """Closes each kept descriptor whose path no longer names its file (the segment was
@@ -206,15 +214,16 @@ class BodyStore:
                 del self._readers[segment]
 
     def _reader(self, segment: Path) -> int | None:
-        """A kept read descriptor on ``segment``, or ``None`` when it is gone."""
+        """A kept read descriptor on ``segment``, or ``None`` when it is gone (or is not a
+        regular file any more): its bodies are then written again."""
         fd = self._readers.get(segment)
         if fd is not None:
             return fd
         if len(self._readers) >= _MAX_READERS:
             self._close_readers()
         try:
-            fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+            fd = open_regular(segment)
+        except (FileNotFoundError, AuditError):   # gone, or something planted in its place
             return None
         self._readers[segment] = fd
         return fd
@@ -231,7 +240,7 @@ class BodyStore:
         newest = self._segment or next(reversed(segment_files(self.root)), None)
         index = segment_index(newest) + 1 if newest is not None else 1
         self._segment = self.root / segment_name(index)
-        self._fd = os.open(self._segment, _APPEND_FLAGS, 0o600)
+        self._fd = open_regular(self._segment, _APPEND_FLAGS)
         self._size = os.fstat(self._fd).st_size
         fsync_dir(self.root)
 

@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlmbox.audit.files import open_regular
+from rlmbox.errors import AuditError
+
 MAGIC = b"RLMBODY1 "
 LIVE, ERASED = b"L", b"E"
 HEADER_BYTES = len(MAGIC) + 64 + 1 + 20 + 1 + 1 + 1
@@ -53,6 +56,8 @@ def segment_files(root: Path) -> list[Path]:
                  (_SEGMENT.match(entry.name) for entry in os.scandir(root)) if m]
     except FileNotFoundError:
         return []
+    except NotADirectoryError as exc:
+        raise AuditError(f"refusing {root}: it is not a directory") from exc
     return [path for _, path in sorted(names)]
 
 
@@ -112,7 +117,7 @@ def read_entry(entry: Entry) -> bytes | None:
     if entry.erased:
         return None
     try:
-        fd = os.open(entry.segment, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular(entry.segment)
     except FileNotFoundError:
         return None
     try:
@@ -137,7 +142,7 @@ def is_live(fd: int, entry: Entry, digest: str) -> bool:
 
 def erase_entry(entry: Entry) -> None:
     """Zero an entry's bytes and mark it erased, in place, durably."""
-    fd = os.open(entry.segment, os.O_WRONLY | os.O_CLOEXEC)
+    fd = open_regular(entry.segment, os.O_WRONLY)
     try:
         zeros = bytes(min(entry.size, 1 << 20))
         done = 0

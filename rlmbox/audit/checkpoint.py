@@ -25,7 +25,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from rlmbox.audit.bodies import write_all
 from rlmbox.audit.canonical import canonical_bytes
+from rlmbox.audit.files import open_regular, read_regular
 from rlmbox.errors import AuditError
 
 DOMAIN = b"rlmbox-audit-checkpoint-v1\n"
@@ -126,7 +128,7 @@ def load_signer(directory: Path, signing_key: Path | bytes | None) -> Signer:
     if isinstance(signing_key, bytes | bytearray):
         return HmacKey(bytes(signing_key))
     path = directory / KEY_FILE if signing_key is None else Path(signing_key)
-    if signing_key is None and not path.exists():
+    if signing_key is None and not os.path.lexists(path):
         private = Ed25519PrivateKey.generate()
         pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
@@ -136,17 +138,30 @@ def load_signer(directory: Path, signing_key: Path | bytes | None) -> Signer:
             os.fsync(fd)
         finally:
             os.close(fd)
-    try:
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:   # the directory's own key is a file rlmbox made; a key given is read as it is
+        data = read_regular(path) if signing_key is None else path.read_bytes()
+        loaded = serialization.load_pem_private_key(data, password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise AuditError(f"cannot load audit signing key {path}: {exc}") from exc
     if not isinstance(loaded, Ed25519PrivateKey):
         raise AuditError(f"audit signing key {path} is not an Ed25519 private key")
     signer = Ed25519Signer(loaded)
-    public_path = directory / PUBLIC_KEY_FILE
-    if not public_path.exists() or public_path.read_bytes() != signer.public_pem():
-        public_path.write_bytes(signer.public_pem())
+    _write_public_key(directory / PUBLIC_KEY_FILE, signer.public_pem())
     return signer
+
+
+def _write_public_key(path: Path, pem: bytes) -> None:
+    """Write ``audit.pub`` unless it already holds ``pem``; refuses an odd file there."""
+    try:
+        if read_regular(path) == pem:
+            return
+    except FileNotFoundError:
+        pass
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        write_all(fd, pem)
+    finally:
+        os.close(fd)
 
 
 def load_public_key(data: bytes) -> Ed25519Checker:

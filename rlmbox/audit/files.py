@@ -2,21 +2,80 @@
 
 ``audit.jsonl`` is the file being written; full files are renamed ``audit.NNNNNN.jsonl``
 (1, 2, ...) and the chain runs on across them in that order, ending in ``audit.jsonl``.
+Every file rlmbox reads or writes in a log directory is opened through ``open_regular``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from rlmbox.errors import AuditError
 
 CURRENT = "audit.jsonl"
 CHECKPOINTS = "checkpoints.jsonl"
 BODIES = "bodies"
 LOCK = ".lock"
 _ROTATED = re.compile(r"^audit\.(\d{6})\.jsonl$")
+
+
+#: What an ``open`` error means here (``O_NOFOLLOW`` turns a symlink into ``ELOOP``).
+_OPEN_REFUSALS = {errno.ELOOP: "it is a symbolic link", errno.EISDIR: "it is a directory",
+                  errno.ENXIO: "it is a socket or a FIFO", errno.ENODEV: "it is a device",
+                  errno.ENOTDIR: "a part of its path is not a directory"}
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_ONLY_REGULAR = "rlmbox makes only regular files in a log directory"
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
+    """Open a file of a log directory, refusing anything but a regular file.
+
+    rlmbox makes only regular files there, so anything else under a log file's name was
+    planted: a FIFO would block the open until a writer came (``O_NONBLOCK``, which a
+    regular file ignores), ``/dev/zero`` would never end, and a symlink (``O_NOFOLLOW``)
+    would let whoever can write the directory point a root verifier, or the writer, at any
+    path. Raises ``FileNotFoundError`` when nothing is there, ``AuditError`` naming the path
+    for an odd file, and ``OSError`` for a failure of the file system itself.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        what = _OPEN_REFUSALS.get(exc.errno or 0)
+        if what is None:
+            raise
+        raise AuditError(f"refusing {path}: {what}; {_ONLY_REGULAR}") from exc
+    try:
+        kind = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        what = next((name for test, name in _KINDS if test(kind)), "an odd file")
+        raise AuditError(f"refusing {path}: it is {what}; {_ONLY_REGULAR}")
+    return fd
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of a regular file of a log directory (see ``open_regular``)."""
+    with os.fdopen(open_regular(path), "rb") as handle:
+        return handle.read()
+
+
+def is_regular(path: Path) -> bool:
+    """True if ``path`` itself (not a symlink's target) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def rotated_files(directory: Path) -> list[Path]:
@@ -33,7 +92,7 @@ def log_files(directory: Path) -> list[Path]:
     """Every log file in chain order (rotated files, then the current one if present)."""
     files = rotated_files(directory)
     current = directory / CURRENT
-    if current.exists():
+    if os.path.lexists(current):   # a dangling symlink too, for the open to refuse
         files.append(current)
     return files
 
@@ -60,7 +119,7 @@ def repair_torn_tail(path: Path) -> TornTail | None:
     Returns what was dropped, or ``None`` if the file ends cleanly or does not exist.
     """
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = open_regular(path, os.O_RDWR)
     except FileNotFoundError:
         return None
     try:
@@ -92,7 +151,7 @@ def _last_newline_end(fd: int, size: int) -> int:
 def last_line(path: Path) -> bytes | None:
     """The last complete line of ``path`` without its newline, or ``None`` if there is none."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
     except FileNotFoundError:
         return None
     try:

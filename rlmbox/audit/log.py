@@ -29,6 +29,7 @@ from rlmbox.audit.files import (
     LOCK,
     last_line,
     log_files,
+    open_regular,
     repair_torn_tail,
 )
 from rlmbox.audit.processors import (
@@ -97,7 +98,7 @@ class AuditLog:
             raise
 
     def _take_directory_lock(self) -> int:
-        fd = os.open(self._directory / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_regular(self._directory / LOCK, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -113,7 +114,11 @@ class AuditLog:
                                repair_torn_tail(self._directory / CHECKPOINTS)) if r]
         head_seq, head_digest = _find_head(self._directory)
         cp_seq, cp_digest = _last_checkpoint(self._directory, head_seq, head_digest)
-        (self._directory / BODIES).mkdir(mode=0o700, exist_ok=True)
+        try:
+            (self._directory / BODIES).mkdir(mode=0o700, exist_ok=True)
+        except FileExistsError as exc:   # something else under its name
+            raise AuditError(f"refusing {self._directory / BODIES}: it is not a "
+                             "directory") from exc
         bodies = BodyStore(self._directory / BODIES)
         torn_segment = bodies.open_for_append()
         if torn_segment is not None:

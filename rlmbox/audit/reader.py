@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rlmbox.audit.files import log_files
+from rlmbox.audit.files import log_files, open_regular
 from rlmbox.errors import AuditError
 
 
@@ -23,7 +24,7 @@ def log_directory(path: Path) -> Path:
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:
     """Every parseable record in chain order; a torn or garbled line is skipped, not fatal."""
     for file in log_files(log_directory(path)):
-        with file.open("rb") as handle:
+        with os.fdopen(open_regular(file), "rb") as handle:   # AuditError: an odd file
             for raw in handle:
                 if not raw.endswith(b"\n"):
                     continue  # torn tail of a crashed writer

@@ -24,7 +24,7 @@ from rlmbox.audit.checkpoint import (
     load_public_key,
     parse_checkpoint,
 )
-from rlmbox.audit.files import BODIES, CHECKPOINTS, log_files
+from rlmbox.audit.files import BODIES, CHECKPOINTS, log_files, read_regular
 from rlmbox.errors import AuditError
 
 #: ``VerifyReport.kind`` values for a failed verification.
@@ -122,14 +122,24 @@ def verify_log(path: Path, *, public_key: bytes | Path | None = None,
     if not files:
         raise AuditError(f"no audit log files in {directory}")
     checker, key_source = _resolve_checker(directory, public_key, hmac_key)
-    cp_path = directory / CHECKPOINTS
-    cp_data = cp_path.read_bytes() if cp_path.exists() else b""
-    streams = [(p.name, p.read_bytes()) for p in files]
+    try:
+        cp_data = _read_if_there(directory / CHECKPOINTS)
+        streams = [(p.name, read_regular(p)) for p in files]
+    except AuditError as exc:   # a FIFO, directory, socket or symlink in a log file's place
+        report = VerifyReport(files=[p.name for p in files], key_source=key_source)
+        return report.fail("malformed", None, str(exc))
     bodies = BodyStore(directory / BODIES) if check_bodies else None
     report = verify_streams(streams, cp_data, checker=checker, bodies=bodies,
                             anchors=anchors)
     report.key_source = key_source
     return report
+
+
+def _read_if_there(path: Path) -> bytes:
+    try:
+        return read_regular(path)
+    except FileNotFoundError:
+        return b""
 
 
 def verify_bytes(log: bytes, checkpoints: bytes = b"", *,
@@ -145,10 +155,11 @@ def _resolve_checker(directory: Path, public_key: bytes | Path | None,
     if public_key is not None:
         data = public_key if isinstance(public_key, bytes) else Path(public_key).read_bytes()
         return load_public_key(data), "pinned public key"
-    local = directory / PUBLIC_KEY_FILE
-    if local.exists():
-        return load_public_key(local.read_bytes()), f"{PUBLIC_KEY_FILE} in the log directory"
-    return None, "none"
+    try:
+        local = read_regular(directory / PUBLIC_KEY_FILE)   # AuditError for an odd file
+    except FileNotFoundError:
+        return None, "none"
+    return load_public_key(local), f"{PUBLIC_KEY_FILE} in the log directory"
 
 
 def verify_streams(streams: Sequence[tuple[str, bytes]], checkpoints: bytes, *,
@@ -165,6 +176,8 @@ def verify_streams(streams: Sequence[tuple[str, bytes]], checkpoints: bytes, *,
         return report
     anchored = dict(anchors or {})
     _walk_chain(lines, signed, bodies, report, anchored)
+    if bodies is not None and report.ok:
+        _check_segment_files(bodies, report)
     if not report.ok:
         return report
     if any(seq > report.last_seq for seq in anchored):
@@ -388,7 +401,12 @@ def _check_bodies(rec: dict[str, Any], bodies: BodyStore, report: VerifyReport,
             report.fail("malformed", rec["seq"],
                         f"record {rec['seq']} ({where}): body {name!r} has no valid digest")
             return False
-        status = bodies.check(digest)
+        try:
+            status = bodies.check(digest)
+        except AuditError as exc:   # a body file or segment that is not a regular file
+            report.fail("bad_body", rec["seq"], f"record {rec['seq']} ({where}): body "
+                        f"{name!r} ({digest[:12]}...) cannot be checked: {exc}")
+            return False
         if status == "missing":
             report.missing_bodies.append(MissingBody(rec["seq"], str(name), digest))
         elif status == "corrupt":
@@ -396,3 +414,12 @@ def _check_bodies(rec: dict[str, Any], bodies: BodyStore, report: VerifyReport,
                         f"({digest[:12]}...) does not match its digest: the body was altered")
             return False
     return True
+
+
+def _check_segment_files(bodies: BodyStore, report: VerifyReport) -> None:
+    """Fails the report for a segment that is not a regular file, even one no record's
+    body led to (opening the log would refuse it)."""
+    try:
+        bodies.index_segments()
+    except AuditError as exc:
+        report.fail("bad_body", None, f"body segment: {exc}")

@@ -29,10 +29,10 @@ from pathlib import Path
 from rlmbox.audit.bodies import BodyStore, fsync_dir, write_all
 from rlmbox.audit.canonical import record_digest, rfc3339_now
 from rlmbox.audit.checkpoint import Signer, make_checkpoint_line
-from rlmbox.audit.files import CHECKPOINTS, CURRENT, next_rotated_name
-from rlmbox.errors import AuditWriteError
+from rlmbox.audit.files import CHECKPOINTS, CURRENT, next_rotated_name, open_regular
+from rlmbox.errors import AuditError, AuditWriteError
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 
 
 class GroupCommitWriter:
@@ -68,9 +68,13 @@ class GroupCommitWriter:
         self._closing = False
         self._committing = False   # a batch is being written (by either thread)
         self.failure: BaseException | None = None
-        self._fd = os.open(directory / CURRENT, _OPEN_FLAGS, 0o600)
+        self._fd = open_regular(directory / CURRENT, _OPEN_FLAGS)
         self._size = os.fstat(self._fd).st_size
-        self._cp_fd = os.open(directory / CHECKPOINTS, _OPEN_FLAGS, 0o600)
+        try:
+            self._cp_fd = open_regular(directory / CHECKPOINTS, _OPEN_FLAGS)
+        except BaseException:
+            os.close(self._fd)
+            raise
         fsync_dir(directory)
         self._thread = threading.Thread(target=self._run, name="rlmbox-audit-writer", daemon=True)
         self._thread.start()
@@ -212,7 +216,7 @@ class GroupCommitWriter:
         interrupted: BaseException | None = None
         try:
             self._commit(lines, bodies, last_seq, last_digest)
-        except OSError as exc:
+        except (OSError, AuditError) as exc:   # AuditError: an odd file where one is made
             failure: BaseException | None = exc
         except BaseException as exc:
             # a KeyboardInterrupt in a caller's sync() mid-write: the batch is neither
@@ -284,7 +288,7 @@ class GroupCommitWriter:
         os.close(self._fd)
         self._fd = -1
         os.rename(self._directory / CURRENT, next_rotated_name(self._directory))
-        self._fd = os.open(self._directory / CURRENT, _OPEN_FLAGS, 0o600)
+        self._fd = open_regular(self._directory / CURRENT, _OPEN_FLAGS)
         self._size = 0
         fsync_dir(self._directory)
 

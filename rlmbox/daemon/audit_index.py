@@ -21,9 +21,9 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
-from rlmbox.audit.files import log_files
+from rlmbox.audit.files import log_files, open_regular
 from rlmbox.errors import AuditError
 
 READ_CHUNK = 1 << 20
@@ -101,7 +101,7 @@ class AuditIndex:
         self._gap = None
         for path in self._files():
             try:
-                handle = path.open("rb")
+                handle = _open(path)
             except FileNotFoundError:   # rotated away since the listing: next pass
                 continue
             with handle:
@@ -157,7 +157,7 @@ class AuditIndex:
         for _ in range(2):   # the file may have been rotated since: relist once
             if path is not None:
                 try:
-                    with path.open("rb") as handle:
+                    with _open(path) as handle:
                         if os.fstat(handle.fileno()).st_ino == entry.inode:
                             handle.seek(entry.offset)
                             record = _parse(handle.readline(), path, entry.offset)
@@ -181,6 +181,15 @@ class AuditIndex:
             except FileNotFoundError:
                 continue
         return None
+
+
+def _open(path: Path) -> BinaryIO:
+    """A log file, read; ``AuditCorrupt`` for one that is not a regular file (a FIFO
+    would block the read, ``/dev/zero`` never end)."""
+    try:
+        return os.fdopen(open_regular(path), "rb")
+    except AuditError as exc:
+        raise AuditCorrupt(str(exc)) from exc
 
 
 def _complete_lines(handle: Any) -> Iterator[bytes]:

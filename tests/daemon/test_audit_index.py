@@ -10,6 +10,7 @@ import pytest
 from rlmbox.audit.log import AuditLog
 from rlmbox.daemon.audit_index import AuditCorrupt, AuditIndex
 from rlmbox.errors import DaemonError
+from tests.audit.odd_file_helpers import KINDS, plant, within_deadline
 
 from .conftest import RunningDaemon
 
@@ -92,3 +93,16 @@ def test_a_corrupt_log_is_a_500_not_an_empty_page(daemon: RunningDaemon) -> None
         assert "not an audit record" in str(failed.value)
         assert client.exec(info["id"], "print(2)").stdout == "2\n"   # cells go on
         client.close_session(info["id"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_odd_file_in_a_log_files_place_is_corrupt_not_a_hang(tmp_path: Path,
+                                                                 kind: str) -> None:
+    """A FIFO, directory, socket or symlink named like a rotated file: the audit view
+    answers with an error naming it, rather than wait on it or read ``/dev/zero``."""
+    logdir = tmp_path / "audit"
+    _write(logdir, 40, max_file_bytes=2048)
+    plant(kind, logdir / "audit.000001.jsonl", tmp_path)
+    failed = within_deadline(lambda: AuditIndex(logdir).refresh(), tmp_path)
+    assert isinstance(failed, AuditCorrupt), repr(failed)
+    assert "audit.000001.jsonl" in str(failed)
