@@ -13,6 +13,7 @@ from rlmbox.errors import EnvironmentNotBuilt, IsolationUnavailable
 from rlmbox.runtime import environment
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.sandboxes.base import IsolationProperty
+from rlmbox.sandboxes.process.backend import ProcessSandbox
 from tests.security.harness import audit_records
 
 
@@ -20,6 +21,8 @@ def test_sessions_of_a_runtime_without_packages_share_one_spec(
         make_runtime: Callable[..., Runtime]) -> None:
     rt = make_runtime()
     with rt.session() as first, rt.session() as second:
+        assert isinstance(first.sandbox, ProcessSandbox)
+        assert isinstance(second.sandbox, ProcessSandbox)
         assert first.sandbox.spec is second.sandbox.spec
 
 
