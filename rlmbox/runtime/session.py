@@ -56,8 +56,8 @@ MAX_REFUSED_AUDIT_BYTES_PER_CELL = 1 << 20
 #: How long a close waits for the running cell's host calls to be abandoned and recorded
 #: (milliseconds, unless the audit log stalls), so their records precede ``session.end``.
 CALLS_SETTLE_S = 5.0
-#: How long an interrupt waits to write its frame behind the cell's own frames (a reply
-#: held up by a sandbox that stops reading) before it sends SIGINT alone.
+#: How long an interrupt frame may take to write before its SIGINT goes alone (a sandbox
+#: that stops reading).
 INTERRUPT_FRAME_WAIT_S = 1.0
 
 
@@ -123,9 +123,9 @@ class Session:
         # written whole, one at a time: interrupt() writes from another thread
         self._send_lock = threading.Lock()
         # under _state_lock: the cell (cuts.cell) whose exec frame is written, and the cell
-        # an interrupt came for before that (delivered once the exec frame is written)
+        # an interrupt is due for, until one thread delivers it (_deliver_due)
         self._sent_cell = 0
-        self._interrupt_wanted = 0
+        self._interrupt_due = 0
         self._cell_id = ""   # the running cell's frame id, for its interrupt frame
         self._cells = itertools.count(1)
         self._started = time.monotonic()
@@ -181,31 +181,61 @@ class Session:
         with self._state_lock:   # the cell is armed as the state becomes RUNNING
             if self._state is not SessionState.RUNNING:
                 return False
-            cell, cell_id = self._dispatcher.cuts.cell, self._cell_id
-            sent = self._sent_cell == cell
-            if not sent:   # its exec frame is not written yet: _run delivers it after
-                self._interrupt_wanted = cell
+            cell = self._dispatcher.cuts.cell
+            self._interrupt_due = cell
         self._event("cell.interrupt", by=by)
         self._dispatcher.cuts.cut(cell=cell)
-        if sent:
-            self._deliver_interrupt(cell_id)
+        # delivered here if the frames are free, else by the cell's thread once its write
+        # ends (it looks after each one): a sandbox that stops reading a reply cannot hold
+        # this caller (a daemon thread) up. A cell whose exec frame is written and whose
+        # frames are busy is running (a reply is on its way): SIGINT now, the frame after.
+        if self._send_lock.acquire(blocking=False):
+            try:
+                self._deliver_due_locked()
+            finally:
+                self._send_lock.release()
+        elif self._sent_cell == cell:
+            self.sandbox.interrupt()
         if self._durable_cells:
             self._audit.sync()
         return True
 
-    def _deliver_interrupt(self, cell_id: str) -> None:
-        """An interrupt frame naming the cell, then SIGINT. The agent ignores a SIGINT that
-        lands before its cell begins (it could be a late one for the cell before); the
-        frame, written first, is what it finds as the cell begins (agent/frame_io.py), so
-        an interrupt that comes as a cell starts is never lost. If the frames are held up
-        past ``INTERRUPT_FRAME_WAIT_S`` (a reply being written: the cell runs), SIGINT alone."""
-        if self._send_lock.acquire(timeout=INTERRUPT_FRAME_WAIT_S):
-            try:
-                with contextlib.suppress(SandboxCrashed, ProtocolError):
-                    self.sandbox.send({"t": "interrupt", "id": cell_id}, INTERRUPT_FRAME_WAIT_S)
-            finally:
-                self._send_lock.release()
+    def _deliver_due_locked(self) -> None:
+        """With the send lock held: the due interrupt, if its cell's exec frame is written
+        and it is still the running cell: an interrupt frame naming the cell, then SIGINT.
+        The agent ignores a SIGINT that lands outside a cell; the frame, written first, is
+        what it finds as the cell begins (agent/frame_io.py), so an interrupt that comes as
+        a cell starts is not lost. Both go out under the lock, so the next cell's exec frame
+        cannot be written in between: the SIGINT of an interrupt never lands in a later cell."""
+        with self._state_lock:
+            cell = self._interrupt_due
+            if not cell or cell != self._dispatcher.cuts.cell:
+                self._interrupt_due = 0   # that cell is over: nothing of it reaches the next
+                return
+            if cell != self._sent_cell:
+                return   # its exec frame is not written: the cell's thread delivers it after
+            self._interrupt_due, cell_id = 0, self._cell_id
+        self._signal_cell_locked(cell_id)
+
+    def _signal_cell_locked(self, cell_id: str) -> None:
+        """With the send lock held: the interrupt frame naming ``cell_id``, then SIGINT."""
+        with contextlib.suppress(SandboxCrashed, ProtocolError):
+            self.sandbox.send({"t": "interrupt", "id": cell_id}, INTERRUPT_FRAME_WAIT_S)
         self.sandbox.interrupt()
+
+    def _send_in_cell(self, frame: Frame, timeout: float, *, opens: bool = False) -> None:
+        """A frame of the running cell (``opens``: its exec frame), then any interrupt that
+        came due while it was written (the interrupting thread did not wait for the lock:
+        it set the interrupt due before trying it, so this look, after the lock is let go,
+        finds it)."""
+        with self._send_lock:
+            self.sandbox.send(frame, timeout)
+            if opens:
+                with self._state_lock:
+                    self._sent_cell = self._dispatcher.cuts.cell
+        if self._interrupt_due:
+            with self._send_lock:
+                self._deliver_due_locked()
 
     def exec(self, code: str, *, timeout: float | None = None,
              on_output: OutputCallback | None = None,
@@ -384,16 +414,9 @@ class Session:
                 return self._result(cell_id, started, "error", error=str(exc))
         deadline = self._cell_deadline(timeout)
         try:
-            with self._send_lock:
-                self.sandbox.send(frame, deadline.remaining())
+            self._send_in_cell(frame, deadline.remaining(), opens=True)
         except (SandboxCrashed, ProtocolError) as exc:
             return self._killed(cell_id, started, CappedStream(0), CappedStream(0), 0, exc)
-        with self._state_lock:
-            cell = self._dispatcher.cuts.cell
-            self._sent_cell = cell
-            wanted = self._interrupt_wanted == cell
-        if wanted:   # interrupted before its exec frame was written
-            self._deliver_interrupt(cell_id)
         listener = _Listener(on_output, lambda exc: self._event(
             "output.callback_failed", cell=cell_id, error=f"{type(exc).__name__}: {exc}"[:500]))
         return self._await_result(cell_id, started, deadline, listener)
@@ -415,7 +438,8 @@ class Session:
                 if not interrupted:
                     self._event("limit.exceeded", cell=cell_id, limit=deadline.limit,
                                 value=deadline.seconds)
-                    self.sandbox.interrupt()
+                    with self._send_lock:   # the frame too: the cell may not have begun
+                        self._signal_cell_locked(cell_id)
                     interrupted = True
                     grace = self.policy.limits.interrupt_grace_s
                     wait_until = Deadline(time.monotonic() + grace, "interrupt_grace_s", grace)
@@ -441,8 +465,7 @@ class Session:
                 if wait_until.passed():
                     continue   # no reply: the interrupt (or the kill) is the answer
                 try:
-                    with self._send_lock:
-                        self.sandbox.send(reply, wait_until.remaining())
+                    self._send_in_cell(reply, wait_until.remaining())
                 except (SandboxCrashed, ProtocolError) as exc:
                     return self._killed(cell_id, started, out, err, calls, exc)
             elif kind == "result" and frame["id"] == cell_id:
