@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,10 @@ class PinnedProcess:
     def __init__(self, fd: int, pid: int) -> None:
         self._fd: int | None = fd
         self.pid = pid
+        # the fd is used and released under it: a kill on one thread releases it while
+        # another signals (an interrupt, the cell's own thread ending the sandbox); a check
+        # then use without it met a closed fd (EBADF), or one whose number was reused
+        self._lock = threading.Lock()
 
     @classmethod
     def pin(cls, pid: int, is_ours: Callable[[int], bool]) -> PinnedProcess | None:
@@ -60,28 +65,35 @@ class PinnedProcess:
 
     def signal(self, sig: int) -> bool:
         """Sends ``sig``; False when the process has exited (or the pin was released)."""
-        if self._fd is None:
-            return False
-        try:
-            signal.pidfd_send_signal(self._fd, sig)
-        except ProcessLookupError:
-            return False
-        return True
+        with self._lock:
+            if self._fd is None:
+                return False
+            try:
+                signal.pidfd_send_signal(self._fd, sig)
+            except ProcessLookupError:
+                return False
+            return True
 
     def exited(self, timeout: float = 0.0) -> bool:
         """Whether the process has ended (its pidfd reads ready), waiting up to ``timeout``
         seconds for it; True once released."""
-        if self._fd is None:
-            return True
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        return bool(poller.poll(max(0, int(timeout * 1000))))
+        with self._lock:   # a copy to wait on: a release meanwhile need not wait for us
+            if self._fd is None:
+                return True
+            fd = os.dup(self._fd)
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(max(0, int(timeout * 1000))))
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
 
 
 def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> None:
