@@ -123,7 +123,7 @@ class Session:
         # written whole, one at a time: interrupt() writes from another thread
         self._send_lock = threading.Lock()
         # under _state_lock: the cell (cuts.cell) whose exec frame is written, and the cell
-        # an interrupt is due for, until one thread delivers it (_deliver_due)
+        # an interrupt is due for, until one thread delivers it (_deliver_due_locked)
         self._sent_cell = 0
         self._interrupt_due = 0
         self._cell_id = ""   # the running cell's frame id, for its interrupt frame
@@ -397,11 +397,10 @@ class Session:
         cell_id = f"{next(self._cells)}-{secrets.token_hex(4)}"
         self.cells_run += 1
         started = time.monotonic()
-        with self._state_lock:
-            self._cell_id = cell_id
         self._event("code.exec", cell=cell_id, bodies={"code": code})
         frame: dict[str, Any] = {"t": "exec", "id": cell_id, "code": code}
         with self._state_lock:
+            self._cell_id = cell_id   # read once its exec frame is written (_sent_cell)
             if self._tools_to_bind:
                 frame["tools"], self._tools_to_bind = sorted(self._tools_to_bind), []
         if self._transform is not None:

@@ -11,8 +11,10 @@ raised at once, as before.
 
 A SIGINT that lands before a cell begins is ignored (it may be a late one for the cell
 before), so the host writes an ``interrupt`` frame naming the cell before each SIGINT, and
-``interrupted_before`` looks for it as the cell begins: an interrupt that comes as a cell
-starts is not lost. Elsewhere an interrupt frame is dropped, as a stray reply is.
+``interrupted_before`` looks for it as the cell begins, if a SIGINT was ignored since the
+last cell began (the agent's handler notes it): an interrupt that comes as a cell starts is
+not lost, and a cell that no SIGINT preceded costs no look. Elsewhere an interrupt frame
+is dropped, as a stray reply is.
 """
 
 from __future__ import annotations

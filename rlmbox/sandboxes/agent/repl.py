@@ -93,6 +93,9 @@ class Agent:
         self._call_ids = itertools.count(1)
         self._call_lock = threading.Lock()
         self._in_cell = False
+        # a SIGINT landed outside a cell since the last one began: only then can the host's
+        # interrupt frame for the next cell be waiting (it is written before the SIGINT)
+        self._sigint_outside = False
         self._answer: Any = None
         self._has_answer = False
         self._ascii_chars: int | None = None   # an ASCII context's length, said before init
@@ -243,8 +246,10 @@ class Agent:
             code = prepared or cell_code.load(frame)
             self._in_cell = True   # a SIGINT from here on raises; one before it was
             try:                   # ignored, and the host's interrupt frame tells of it
-                if self.io.interrupted_before(cell_id):
-                    raise KeyboardInterrupt
+                if self._sigint_outside:   # else no frame to look for: no syscall a cell
+                    self._sigint_outside = False
+                    if self.io.interrupted_before(cell_id):
+                        raise KeyboardInterrupt
                 exec(code, self.namespace)  # noqa: S102 - running model code is the job
             finally:
                 self._in_cell = False
@@ -291,6 +296,7 @@ class Agent:
 
     def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
         if not self._in_cell:
+            self._sigint_outside = True
             return
         if self.io.busy:   # mid-frame: raised once the frame is whole (frame_io.py)
             self.io.interrupted = True
