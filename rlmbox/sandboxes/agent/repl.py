@@ -310,6 +310,10 @@ class Agent:
                 stream.flush()
 
     def serve(self) -> None:
+        # ours before the host can send a cell (it waits for ready): main() starts with
+        # SIGINT ignored, and a SIGINT ignored by SIG_IGN is not noted, so the interrupt
+        # frame of a first cell interrupted as it starts was never looked for
+        self._own_sigint()
         self.io.send({"t": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
         while True:
             frame = self.io.recv()
