@@ -12,6 +12,7 @@ The same measurement is ``benchmarks/bench_daemon_tenants.py``.
 
 from __future__ import annotations
 
+import collections
 import sys
 from pathlib import Path
 
@@ -26,12 +27,16 @@ pytestmark = pytest.mark.slow
 
 def test_tenant_b_cells_stay_fast_while_a_attacks() -> None:
     rounds = measure(cells=200, rounds=5, ramp_s=2.0)
-    attack = rounds[-1].attack
     # A really attacked: it opened sessions (each a sandbox start, the CPU-heavy part; its
-    # one cell slot is mostly taken by those starts) and hit its cell and rate limits
-    assert attack.get("session opened", 0) >= 2
-    assert attack.get("cell refused TooManyCells", 0) >= 1
-    assert attack.get("request refused RateLimited", 0) >= 1
+    # one cell slot is mostly taken by those starts) and hit its cell and rate limits. The
+    # counts are of all rounds: one round's A can keep one session open throughout (CI,
+    # stop 26: 1 session in the last round)
+    attack = collections.Counter[str]()
+    for one in rounds:
+        attack.update(one.attack)
+    assert attack["session opened"] >= 2, attack
+    assert attack["cell refused TooManyCells"] >= 1, attack
+    assert attack["request refused RateLimited"] >= 1, attack
     per_round = [(round(r.alone.p50, 1), round(r.attacked.p50, 1), round(r.alone.p99, 1),
                   round(r.attacked.p99, 1)) for r in rounds]
     print(f"B p99 ratio, median of rounds: {median_ratio(rounds, 0.99):.1f}x; {per_round}")
