@@ -183,7 +183,8 @@ class Session:
                 return False
             cell = self._dispatcher.cuts.cell
             self._interrupt_due = cell
-        self._event("cell.interrupt", by=by)
+            # in the same hold: a close in between made the record raise SessionClosed
+            self.scope.event("cell.interrupt", by=by)
         self._dispatcher.cuts.cut(cell=cell)
         # delivered here if the frames are free, else by the cell's thread once its write
         # ends (it looks after each one): a sandbox that stops reading a reply cannot hold
