@@ -31,6 +31,7 @@ from rlmbox.errors import AuditError
 KINDS = ("malformed", "edited", "deleted", "reordered", "spliced", "rewritten", "truncated",
          "bad_signature", "bad_body")
 
+_READ_TRIES = 20   # reads of a live log, each retried if a rotation ran meanwhile
 _REQUIRED: dict[str, tuple[type, ...]] = {
     "seq": (int,), "ts": (str,), "event": (str,), "prev": (str,), "severity": (str,),
     "depth": (int,), "session": (str, type(None)), "parent": (str, type(None)),
@@ -118,21 +119,46 @@ def verify_log(path: Path, *, public_key: bytes | Path | None = None,
     directory = path if path.is_dir() else path.parent
     if not directory.is_dir():
         raise AuditError(f"no audit log at {path}")
-    files = log_files(directory)
-    if not files:
-        raise AuditError(f"no audit log files in {directory}")
     checker, key_source = _resolve_checker(directory, public_key, hmac_key)
     try:
-        cp_data = _read_if_there(directory / CHECKPOINTS)
-        streams = [(p.name, read_regular(p)) for p in files]
-    except AuditError as exc:   # a FIFO, directory, socket or symlink in a log file's place
-        report = VerifyReport(files=[p.name for p in files], key_source=key_source)
-        return report.fail("malformed", None, str(exc))
+        _, cp_data, streams = _read_still(directory)
+    except _OddFile as odd:   # a FIFO, directory, socket or symlink in a log file's place
+        report = VerifyReport(files=[p.name for p in odd.files], key_source=key_source)
+        return report.fail("malformed", None, str(odd.error))
     bodies = BodyStore(directory / BODIES) if check_bodies else None
     report = verify_streams(streams, cp_data, checker=checker, bodies=bodies,
                             anchors=anchors)
     report.key_source = key_source
     return report
+
+
+class _OddFile(Exception):
+    def __init__(self, files: list[Path], error: AuditError) -> None:
+        super().__init__(str(error))
+        self.files, self.error = files, error
+
+
+def _read_still(directory: Path) -> tuple[list[Path], bytes, list[tuple[str, bytes]]]:
+    """The log's files and checkpoints, read while no rotation ran: a live log rotates by
+    renaming its current file and making a new one, and a read across that raised (the
+    current file gone for a moment) or missed the file just rotated (a whole log reported
+    broken). A listing that changed while the files were read is read again; the rotated
+    names only grow, so an unchanged listing is one state of the log."""
+    for _ in range(_READ_TRIES):
+        files = log_files(directory)
+        try:
+            cp_data = _read_if_there(directory / CHECKPOINTS)
+            streams = [(p.name, read_regular(p)) for p in files]
+        except FileNotFoundError:
+            continue
+        except AuditError as exc:
+            raise _OddFile(files, exc) from exc
+        if files and log_files(directory) == files:
+            return files, cp_data, streams
+    if not log_files(directory):
+        raise AuditError(f"no audit log files in {directory}")
+    raise AuditError(f"the log in {directory} rotated during each of {_READ_TRIES} reads; "
+                     f"verify it again (or verify a copy)")
 
 
 def _read_if_there(path: Path) -> bytes:
