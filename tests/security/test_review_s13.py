@@ -43,7 +43,7 @@ SECOND = "import time\ntime.sleep(1.0)\nprint('next')\n"
                    "cell's thread delivers the interrupt itself after the reply, the cell "
                    "ends and the next begins while that SIGINT is still on its way: it "
                    "lands in the next cell")
-@pytest.mark.parametrize("backend", ["process"])
+@pytest.mark.parametrize("backend", ["process", "docker-runc"])
 def test_the_sigint_of_an_interrupt_during_a_reply_never_reaches_the_next_cell(
         runtimes: Runtimes) -> None:
     """The interrupting thread is descheduled 0.5 s between its check of the send lock and
