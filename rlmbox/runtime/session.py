@@ -122,6 +122,9 @@ class Session:
         # host -> agent frames of a cell (its exec frame, replies, an interrupt frame) are
         # written whole, one at a time: interrupt() writes from another thread
         self._send_lock = threading.Lock()
+        # held by an interrupt sending its SIGINT without the send lock (a reply was being
+        # written); a cell's exec frame waits for it, so that SIGINT never lands in a later cell
+        self._lockless_signal = threading.Lock()
         # under _state_lock: the cell (cuts.cell) whose exec frame is written, and the cell
         # an interrupt is due for, until one thread delivers it (_deliver_due_locked)
         self._sent_cell = 0
@@ -195,11 +198,22 @@ class Session:
                 self._deliver_due_locked()
             finally:
                 self._send_lock.release()
-        elif self._sent_cell == cell:
-            self.sandbox.interrupt()
+        else:
+            self._signal_without_send_lock(cell)
         if self._durable_cells:
             self._audit.sync()
         return True
+
+    def _signal_without_send_lock(self, cell: int) -> None:
+        """SIGINT for ``cell`` while another thread writes its frames (the frame follows
+        from that thread). The next cell's exec frame waits for ``_lockless_signal``, and a
+        cell no longer the current one gets nothing: the SIGINT is sent before any later
+        cell's exec frame (review s13: a kill delayed past the cell's end hit the next)."""
+        with self._lockless_signal:
+            with self._state_lock:
+                current = self._sent_cell == cell == self._dispatcher.cuts.cell
+            if current:
+                self.sandbox.interrupt()
 
     def _deliver_due_locked(self) -> None:
         """With the send lock held: the due interrupt, if its cell's exec frame is written
@@ -229,6 +243,9 @@ class Session:
         came due while it was written (the interrupting thread did not wait for the lock:
         it set the interrupt due before trying it, so this look, after the lock is let go,
         finds it)."""
+        if opens:   # an interrupt of an earlier cell signalling now finishes first
+            with self._lockless_signal:
+                pass
         with self._send_lock:
             self.sandbox.send(frame, timeout)
             if opens:

@@ -37,17 +37,12 @@ SECOND = "import time\ntime.sleep(1.0)\nprint('next')\n"
 
 # --- 23f: the SIGINT of an interrupt that found the frames busy ---------------------------
 
-@pytest.mark.xfail(strict=True, reason="review s13: an interrupt that finds the send lock "
-                   "held (a reply being written) sends its SIGINT without the lock "
-                   "(session.py interrupt, the `elif self._sent_cell == cell` branch); the "
-                   "cell's thread delivers the interrupt itself after the reply, the cell "
-                   "ends and the next begins while that SIGINT is still on its way: it "
-                   "lands in the next cell")
 @pytest.mark.parametrize("backend", ["process", "docker-runc"])
 def test_the_sigint_of_an_interrupt_during_a_reply_never_reaches_the_next_cell(
         runtimes: Runtimes) -> None:
     """The interrupting thread is descheduled 0.5 s between its check of the send lock and
-    its kill (on docker, the kill is an engine round trip taken without the lock)."""
+    its kill (on docker, the kill is an engine round trip taken without the lock). Failed
+    before (strict xfail): that kill, sent without any lock, landed in the next cell."""
     rt = runtimes(lm=ScriptedLM(default="r" * 3_000_000),
                   budgets={"tree": {"calls": 1000, "output_tokens": 10**12}},
                   limits={"cell_timeout_s": 6.0})
