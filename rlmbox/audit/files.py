@@ -21,6 +21,8 @@ CURRENT = "audit.jsonl"
 CHECKPOINTS = "checkpoints.jsonl"
 BODIES = "bodies"
 LOCK = ".lock"
+#: How often a reader of a live log lists and opens again when a rotation crossed it.
+READ_TRIES = 20
 _ROTATED = re.compile(r"^audit\.(\d{6})\.jsonl$")
 
 

@@ -24,14 +24,13 @@ from rlmbox.audit.checkpoint import (
     load_public_key,
     parse_checkpoint,
 )
-from rlmbox.audit.files import BODIES, CHECKPOINTS, log_files, read_regular
+from rlmbox.audit.files import BODIES, CHECKPOINTS, READ_TRIES, log_files, read_regular
 from rlmbox.errors import AuditError
 
 #: ``VerifyReport.kind`` values for a failed verification.
 KINDS = ("malformed", "edited", "deleted", "reordered", "spliced", "rewritten", "truncated",
          "bad_signature", "bad_body")
 
-_READ_TRIES = 20   # reads of a live log, each retried if a rotation ran meanwhile
 _REQUIRED: dict[str, tuple[type, ...]] = {
     "seq": (int,), "ts": (str,), "event": (str,), "prev": (str,), "severity": (str,),
     "depth": (int,), "session": (str, type(None)), "parent": (str, type(None)),
@@ -144,11 +143,11 @@ def _read_still(directory: Path) -> tuple[list[Path], bytes, list[tuple[str, byt
     current file gone for a moment) or missed the file just rotated (a whole log reported
     broken). A listing that changed while the files were read is read again; the rotated
     names only grow, so an unchanged listing is one state of the log."""
-    for _ in range(_READ_TRIES):
+    for _ in range(READ_TRIES):
         files = log_files(directory)
         try:
             cp_data = _read_if_there(directory / CHECKPOINTS)
-            streams = [(p.name, read_regular(p)) for p in files]
+            streams = [(p.name, _read_whole(p)) for p in files]
         except FileNotFoundError:
             continue
         except AuditError as exc:
@@ -157,8 +156,18 @@ def _read_still(directory: Path) -> tuple[list[Path], bytes, list[tuple[str, byt
             return files, cp_data, streams
     if not log_files(directory):
         raise AuditError(f"no audit log files in {directory}")
-    raise AuditError(f"the log in {directory} rotated during each of {_READ_TRIES} reads; "
+    raise AuditError(f"the log in {directory} rotated during each of {READ_TRIES} reads; "
                      f"verify it again (or verify a copy)")
+
+
+def _read_whole(path: Path) -> bytes:
+    """A log file's bytes; a file too big to hold is damage to report, not a crash (a
+    sparse 1 TiB file takes no disk: review s13)."""
+    try:
+        return read_regular(path)
+    except MemoryError:
+        raise AuditError(f"refusing {path}: {path.stat().st_size} bytes, more than this "
+                         f"machine can hold to verify") from None
 
 
 def _read_if_there(path: Path) -> bytes:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from rlmbox.audit.files import log_files, open_regular
+from rlmbox.audit.files import READ_TRIES, log_files, open_regular
 from rlmbox.errors import AuditError
 
 READ_CHUNK = 1 << 20
@@ -90,16 +90,28 @@ class AuditIndex:
             raise AuditCorrupt(str(self._failure))
 
     def _scan_until_done(self) -> None:
-        while self._scan_once():
-            pass
-        if self._gap is not None:   # a full pass made no progress past it
-            raise AuditCorrupt(self._gap)
+        """Passes until one reads to the end without a gap. A gap is a hole in the chain
+        if the pass that met it made no progress and no rotation ran during it: a rotation
+        in the pass made it read the new current file before the one just rotated (review
+        s13: the index failed for good on a whole log), which the next pass reads."""
+        crossed = 0   # passes in a row that a rotation crossed and that read nothing
+        while True:
+            listing = self._files()
+            progressed = self._scan_once(listing)
+            if self._gap is None:
+                return
+            if progressed:
+                crossed = 0
+                continue
+            crossed += 1
+            if self._files() == listing or crossed >= READ_TRIES:
+                raise AuditCorrupt(self._gap)
 
-    def _scan_once(self) -> bool:
-        """One pass over the files; True when it indexed anything."""
+    def _scan_once(self, listing: list[Path]) -> bool:
+        """One pass over the files listed; True when it indexed anything."""
         progressed = False
         self._gap = None
-        for path in self._files():
+        for path in listing:
             try:
                 handle = _open(path)
             except FileNotFoundError:   # rotated away since the listing: next pass

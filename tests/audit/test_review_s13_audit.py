@@ -55,11 +55,6 @@ def _rotate_now(log: AuditLog, logdir: Path, n: int) -> int:
 
 # --- the daemon's audit index -------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review s13: a rotation between the audit index's "
-                   "listing and its open of audit.jsonl (records appended since the last "
-                   "refresh) is read as a hole in seq; the pass made no progress, so the "
-                   "index fails for good: every GET /v1/audit is a 500 and tenant audit bytes "
-                   "stop being counted, on a whole log")
 def test_the_audit_index_survives_a_rotation_between_its_listing_and_its_reads(
         logdir: Path) -> None:
     with AuditLog(logdir, max_file_bytes=FILE_BYTES) as log:
@@ -98,10 +93,6 @@ def test_the_audit_index_survives_a_rotation_between_its_listing_and_its_reads(
 
 # --- iter_records: audit show, stats, view, the daemon's session viewer -------------------
 
-@pytest.mark.xfail(strict=True, reason="review s13: iter_records (audit show/stats/view, "
-                   "the daemon's session viewer) lists the files once; a rotation while it "
-                   "reads an earlier file makes it read the new audit.jsonl and skip every "
-                   "record of the file just rotated, silently")
 def test_reading_records_across_a_rotation_skips_none(logdir: Path) -> None:
     with AuditLog(logdir, max_file_bytes=FILE_BYTES) as log:
         n = 0
@@ -133,9 +124,6 @@ def _many_rotated_files(log: AuditLog, logdir: Path) -> int:
     return n
 
 
-@pytest.mark.xfail(strict=True, reason="review s13: the daemon's audit index, built or "
-                   "refreshed while the writer rotates, fails for good on a whole log "
-                   "(a hole in seq read where a rotation crossed its listing)")
 def test_the_audit_index_of_a_log_rotating_on_its_own_never_fails(logdir: Path) -> None:
     stop = threading.Event()
     failures: list[str] = []
@@ -157,9 +145,6 @@ def test_the_audit_index_of_a_log_rotating_on_its_own_never_fails(logdir: Path) 
     assert failures == []
 
 
-@pytest.mark.xfail(strict=True, reason="review s13: iter_records (audit show/stats/view) "
-                   "on a log rotating on its own skips the records of a file rotated "
-                   "while it read")
 def test_reading_a_log_rotating_on_its_own_skips_no_record(logdir: Path) -> None:
     stop = threading.Event()
     gaps: list[str] = []
@@ -341,10 +326,6 @@ def test_the_cli_verifies_a_rotating_log_ok_every_time(
     assert out.count("OK: ") == len(codes)
 
 
-@pytest.mark.xfail(strict=True, reason="review s13: a sparse 1 TiB regular file in a rotated "
-                   "file's place (truncate -s 1T, no disk used) makes verify raise MemoryError "
-                   "(read_regular reads a log file whole: files.py) instead of reporting the "
-                   "damage; the CLI dies with a traceback (Promise 8; before this branch too)")
 def test_a_huge_sparse_log_file_is_reported_not_raised(logdir: Path) -> None:
     with AuditLog(logdir, max_file_bytes=FILE_BYTES) as log:
         n = 0
