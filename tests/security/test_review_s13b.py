@@ -12,12 +12,19 @@ pipe, 64 KiB, filled by ~1700 frames).
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import threading
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
+from rlmbox.daemon.lifecycle import DaemonConfig
+from rlmbox.policies.model import load_policy
 from rlmbox.runtime.results import ExecResult
+from tests.daemon.conftest import TEST_LIMITS, RunningDaemon, policy_file, short_dir
 
 from .harness import Runtimes, exec_bounded, watched_session
 
@@ -59,6 +66,24 @@ def test_a_sandbox_that_reads_nothing_holds_no_interrupting_thread_up(
     assert not held, f"interrupt() held up {held} s after {len(took)} calls"
 
 
+def _fill_with_interrupts(client: httpx.Client, session: str) -> int:
+    """Interrupt requests, one at a time (a 429 waited out), until one is held up: the
+    pipe is full. Returns how many were answered."""
+    sent, slow = 0, 0.0
+    ends = time.monotonic() + 60
+    while slow < HELD_S and time.monotonic() < ends:
+        asked = time.monotonic()
+        answer = client.post(f"/v1/sessions/{session}/interrupt")
+        if answer.status_code == 429:
+            time.sleep(0.02)
+            continue
+        assert answer.json()["interrupted"] is True
+        sent += 1
+        slow = time.monotonic() - asked
+    assert slow >= HELD_S, f"{sent} interrupts, none held: the pipe did not fill"
+    return sent
+
+
 @pytest.mark.parametrize("backend", ["process"])
 def test_interrupts_of_a_sandbox_that_reads_answer_at_once(runtimes: Runtimes) -> None:
     """Held, the control of the case above: a cell that ignores SIGINT but makes a host
@@ -85,3 +110,67 @@ def test_interrupts_of_a_sandbox_that_reads_answer_at_once(runtimes: Runtimes) -
     assert len(took) == 3000, len(took)
     assert max(took) < HELD_S, max(took)
     assert after.stdout == "41\n", after
+
+
+def test_concurrent_interrupts_of_a_deaf_cell_do_not_starve_another_tenant(
+        tmp_path: Path) -> None:
+    """Held, the daemon's side of the first case: Alice fills her deaf cell's pipe with
+    interrupt frames (~1700 requests at her allowed rate), then sends 60 at once. One of
+    them holds the send lock for its 1 s write; the others find it held and send SIGINT
+    alone, so one server thread waits, not the pool (32): Bob's cell runs at once. With
+    one running cell per tenant (cells_per_tenant on 2 cores) she holds one thread."""
+    sock = short_dir()
+    limits = {**load_policy("default").model_dump(mode="json")["limits"], **TEST_LIMITS,
+              "cell_timeout_s": 90}
+    config = DaemonConfig(
+        state_dir=tmp_path / "state", socket=sock / "rlmbox.sock",
+        policies={"test": load_policy(policy_file(tmp_path, limits=limits))},
+        audit_dir=None)
+    running = RunningDaemon(config)
+    try:
+        with running.client("alice") as alice, running.client("bob") as bob:
+            deaf = alice.create_session()["id"]
+            other = bob.create_session()["id"]
+            bob.exec(other, "print(1)")
+
+            def run() -> None:
+                with contextlib.suppress(Exception):   # closed below, mid-cell
+                    alice.exec(deaf, _DEAF.replace("time.sleep(6)", "time.sleep(80)"))
+
+            worker = threading.Thread(target=run)
+            worker.start()
+            time.sleep(1.0)
+            token = running.token("alice")
+
+            def http() -> httpx.Client:
+                return httpx.Client(transport=httpx.HTTPTransport(uds=str(running.socket)),
+                                    base_url="http://rlmbox", timeout=60,
+                                    headers={"Authorization": f"Bearer {token}"})
+
+            with http() as client:   # her own frames fill the pipe, at her allowed rate
+                sent = _fill_with_interrupts(client, deaf)
+            time.sleep(2.5)   # her burst refills
+            ready = threading.Barrier(61)
+
+            def ask() -> None:
+                with http() as client:
+                    ready.wait(30)
+                    client.post(f"/v1/sessions/{deaf}/interrupt")
+
+            askers = [threading.Thread(target=ask) for _ in range(60)]
+            for asker in askers:
+                asker.start()
+            ready.wait(30)
+            time.sleep(0.3)   # all of them on the server's pool
+            started = time.monotonic()
+            assert bob.exec(other, "print(2)").stdout == "2\n"
+            took = time.monotonic() - started
+            for asker in askers:
+                asker.join(60)
+            alice.close_session(deaf)
+            worker.join(30)
+    finally:
+        running.stop()
+        shutil.rmtree(sock, ignore_errors=True)
+    print(f"{sent} interrupts filled the pipe; bob's cell took {took:.2f} s")
+    assert took < 0.3, f"bob's cell waited {took:.2f} s behind alice's interrupts"
