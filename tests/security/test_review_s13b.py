@@ -26,7 +26,7 @@ from rlmbox.policies.model import load_policy
 from rlmbox.runtime.results import ExecResult
 from tests.daemon.conftest import TEST_LIMITS, RunningDaemon, policy_file, short_dir
 
-from .harness import Runtimes, exec_bounded, watched_session
+from .harness import Runtimes, audit_records, exec_bounded, watched_session
 
 BOUND_S = 20.0
 # ignores SIGINT and never reads its frames (no host call), then ends by itself
@@ -64,6 +64,56 @@ def test_a_sandbox_that_reads_nothing_holds_no_interrupting_thread_up(
     assert after.stdout == "41\n", after
     assert len(took) > 100   # the pipe took many frames first
     assert not held, f"interrupt() held up {held} s after {len(took)} calls"
+
+
+@pytest.mark.parametrize("backend", ["process"])
+def test_close_while_an_interrupt_waits_on_a_full_pipe(runtimes: Runtimes) -> None:
+    """Held: an interrupt that took the free send lock and waits on the full pipe of a
+    deaf cell; a close() from another thread 0.2 s in ends at once (it takes no send
+    lock), the interrupt answers True without raising, the cell ends SessionClosed, and
+    ``session.end`` is the session's last record, after the ``cell.interrupt``."""
+    rt = runtimes(limits={"cell_timeout_s": 15.0})
+    session = rt.session()
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["r"] = session.exec(_DEAF.replace("time.sleep(6)", "time.sleep(12)"))
+        except Exception as exc:   # SessionClosed: the close won
+            box["r"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(0.5)
+    for _ in range(5000):   # the pipe fills with the host's own interrupt frames
+        asked = time.monotonic()
+        assert session.interrupt("test")
+        if time.monotonic() - asked > HELD_S:
+            break
+    answer: dict[str, object] = {}
+
+    def ask() -> None:
+        try:
+            answer["a"] = session.interrupt("last")
+        except BaseException as exc:
+            answer["a"] = exc
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    time.sleep(0.2)
+    assert session._send_lock.locked()   # it holds the send lock, waiting for room
+    started = time.monotonic()
+    session.close()
+    closed_in = time.monotonic() - started
+    asker.join(5)
+    worker.join(BOUND_S)
+    names = [r["event"] for r in audit_records(rt) if r.get("session") == session.id]
+    assert closed_in < 0.5, closed_in
+    assert answer.get("a") is True, answer
+    assert type(box["r"]).__name__ == "SessionClosed", box
+    assert names[-1] == "session.end", names[-4:]
+    assert names.count("session.end") == 1
+    assert len(names) - names[::-1].index("cell.interrupt") - 1 < names.index("session.end")
 
 
 def _fill_with_interrupts(client: httpx.Client, session: str) -> int:
