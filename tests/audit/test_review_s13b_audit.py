@@ -177,7 +177,8 @@ def test_the_audit_index_refuses_a_huge_sparse_rotated_file_or_reads_past_it(
         logdir: Path) -> None:
     """Held: a rotated file of zeros with no newline: the index's first pass reads the
     records before it, meets no complete line in it, and the next file's first record is
-    a gap, so the index fails for good (a 1 GiB file, in a child with a time limit)."""
+    a gap, so the index fails for good (64 MiB, in a child with a time limit: at 1 GiB
+    its newline-less read is the quadratic one of the case above and never ends)."""
     _a_log(logdir, rotated=3)
     planted = logdir / "audit.000002.jsonl"
     planted.write_bytes(b"")
