@@ -23,6 +23,9 @@ BODIES = "bodies"
 LOCK = ".lock"
 #: How often a reader of a live log lists and opens again when a rotation crossed it.
 READ_TRIES = 20
+#: A longer line is no record rlmbox wrote (bodies live apart): readers refuse it rather
+#: than hold it (a sparse file of zeros is a 1 TiB "line" on no disk at all).
+MAX_LINE_BYTES = 32 * 1024 * 1024
 _ROTATED = re.compile(r"^audit\.(\d{6})\.jsonl$")
 
 

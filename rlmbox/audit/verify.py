@@ -161,8 +161,8 @@ def _read_still(directory: Path) -> tuple[list[Path], bytes, list[tuple[str, byt
 
 
 def _read_whole(path: Path) -> bytes:
-    """A log file's bytes; a file too big to hold is damage to report, not a crash (a
-    sparse 1 TiB file takes no disk: review s13)."""
+    """A file of the log directory, whole; one too big to hold is damage to report, not a
+    crash (a sparse 1 TiB file takes no disk: reviews s13, s13b)."""
     try:
         return read_regular(path)
     except MemoryError:
@@ -172,7 +172,7 @@ def _read_whole(path: Path) -> bytes:
 
 def _read_if_there(path: Path) -> bytes:
     try:
-        return read_regular(path)
+        return _read_whole(path)
     except FileNotFoundError:
         return b""
 
@@ -191,7 +191,7 @@ def _resolve_checker(directory: Path, public_key: bytes | Path | None,
         data = public_key if isinstance(public_key, bytes) else Path(public_key).read_bytes()
         return load_public_key(data), "pinned public key"
     try:
-        local = read_regular(directory / PUBLIC_KEY_FILE)   # AuditError for an odd file
+        local = _read_whole(directory / PUBLIC_KEY_FILE)   # AuditError for an odd file
     except FileNotFoundError:
         return None, "none"
     return load_public_key(local), f"{PUBLIC_KEY_FILE} in the log directory"

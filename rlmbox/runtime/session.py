@@ -130,6 +130,7 @@ class Session:
         self._sent_cell = 0
         self._interrupt_due = 0
         self._cell_id = ""   # the running cell's frame id, for its interrupt frame
+        self._framed_cell = ""   # under _send_lock: the cell an interrupt frame was sent for
         self._cells = itertools.count(1)
         self._started = time.monotonic()
         self.death_reason: str | None = None
@@ -233,9 +234,13 @@ class Session:
         self._signal_cell_locked(cell_id)
 
     def _signal_cell_locked(self, cell_id: str) -> None:
-        """With the send lock held: the interrupt frame naming ``cell_id``, then SIGINT."""
-        with contextlib.suppress(SandboxCrashed, ProtocolError):
-            self.sandbox.send({"t": "interrupt", "id": cell_id}, INTERRUPT_FRAME_WAIT_S)
+        """With the send lock held: the interrupt frame naming ``cell_id`` (once a cell: the
+        agent needs one, and a cell that reads nothing had its pipe filled by a frame per
+        interrupt, each interrupt then waiting for the write: review s13b), then SIGINT."""
+        if self._framed_cell != cell_id:
+            self._framed_cell = cell_id
+            with contextlib.suppress(SandboxCrashed, ProtocolError):
+                self.sandbox.send({"t": "interrupt", "id": cell_id}, INTERRUPT_FRAME_WAIT_S)
         self.sandbox.interrupt()
 
     def _send_in_cell(self, frame: Frame, timeout: float, *, opens: bool = False) -> None:

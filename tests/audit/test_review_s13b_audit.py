@@ -18,8 +18,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from rlmbox.audit.log import AuditLog
 from rlmbox.audit.reader import iter_records
 from rlmbox.audit.verify import verify_log
@@ -70,8 +68,6 @@ def _in_child(script: str, *, memory_bytes: int, timeout: float) -> str:
 
 # --- verify: the files it reads besides the log files ------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review s13b: a sparse 1 TiB checkpoints.jsonl makes "
-                   "verify raise MemoryError (_read_if_there reads it whole, unguarded)")
 def test_a_huge_sparse_checkpoints_file_is_reported_not_raised(logdir: Path) -> None:
     _a_log(logdir)
     with (logdir / "checkpoints.jsonl").open("r+b") as planted:
@@ -80,8 +76,6 @@ def test_a_huge_sparse_checkpoints_file_is_reported_not_raised(logdir: Path) -> 
     assert outcome.startswith(("report False", "refused")), outcome
 
 
-@pytest.mark.xfail(strict=True, reason="review s13b: a sparse 1 TiB audit.pub makes verify "
-                   "raise MemoryError (_resolve_checker reads it whole, unguarded)")
 def test_a_huge_sparse_public_key_file_is_reported_not_raised(logdir: Path) -> None:
     _a_log(logdir)
     with (logdir / "audit.pub").open("r+b") as planted:
@@ -101,9 +95,6 @@ def test_a_huge_sparse_current_file_is_reported_not_raised(logdir: Path) -> None
 
 # --- iter_records (audit show / stats / view, the session viewer) -------------------------
 
-@pytest.mark.xfail(strict=True, reason="review s13b: iter_records reads a file of zeros with "
-                   "no newline as one line, holding it all: MemoryError (audit show crashes; "
-                   "without a limit it takes the host's memory)")
 def test_reading_records_past_a_huge_sparse_file_of_zeros_does_not_crash(
         logdir: Path) -> None:
     _a_log(logdir)
@@ -125,9 +116,6 @@ def test_reading_records_past_a_huge_sparse_file_of_zeros_does_not_crash(
     assert outcome.startswith(("records", "refused")), outcome
 
 
-@pytest.mark.xfail(strict=True, reason="review s13b: iter_records lists the directory again "
-                   "for every file (_next_unread): planted empty rotated files make it "
-                   "quadratic, 2500 of them ~10 s where verify takes ~0.05 s")
 def test_reading_records_of_a_log_with_many_files_takes_time_in_line_with_verify(
         logdir: Path) -> None:
     records = _a_log(logdir)
@@ -146,9 +134,6 @@ def test_reading_records_of_a_log_with_many_files_takes_time_in_line_with_verify
 
 # --- the daemon's audit index -------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review s13b: the audit index joins its pending tail "
-                   "to every 1 MiB chunk (_complete_lines): a 1 GiB newline-less tail costs "
-                   "minutes per refresh, under the index lock, on every GET /v1/audit")
 def test_the_audit_index_reads_a_huge_newline_less_tail_in_bounded_time(
         logdir: Path) -> None:
     _a_log(logdir)
@@ -197,4 +182,5 @@ def test_the_audit_index_refuses_a_huge_sparse_rotated_file_or_reads_past_it(
             print("raised MemoryError")
         """, memory_bytes=4 << 30, timeout=60)
     assert outcome.startswith("refused"), outcome
-    assert "missing" in outcome, outcome
+    # a gap (the records between are missing), or, past MAX_LINE_BYTES, the line refused
+    assert "missing" in outcome or "not an audit record" in outcome, outcome

@@ -108,18 +108,19 @@ class Agent:
     def call_host(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         with self._call_lock:
             call_id = next(self._call_ids)
+            self.io.expect(call_id)
             try:
                 self.io.send({"t": "call", "call": call_id, "fn": fn,
                               "args": list(args), "kwargs": kwargs})
-            except protocol.FrameError as exc:
-                raise TypeError(f"{fn}: arguments must be JSON values under the frame "
-                                f"cap ({exc})") from None
-            while True:
-                frame = self.io.recv()
-                if frame["t"] == "shutdown":
-                    os._exit(0)
-                if frame["t"] == "reply" and frame["call"] == call_id:
-                    break
+            except BaseException as exc:
+                self.io.forget(call_id)
+                if isinstance(exc, protocol.FrameError):
+                    raise TypeError(f"{fn}: arguments must be JSON values under the frame "
+                                    f"cap ({exc})") from None
+                raise
+            frame = self.io.recv_reply(call_id)
+            if frame["t"] == "shutdown":
+                os._exit(0)
         if frame["ok"]:
             return frame.get("value")
         error = frame.get("error") or {}
@@ -335,7 +336,7 @@ class Agent:
                 self.io.send(files.handle(frame))
             elif kind == "reserve" and not self._initialized:   # no reply
                 self._ascii_chars = frame["chars"]
-            # a stray reply (its call already gave up) is dropped
+            # replies and interrupt frames never come here (frame_io routes them)
 
 
 def _use_environment(environment: Any) -> None:
