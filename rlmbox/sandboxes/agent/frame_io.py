@@ -121,33 +121,43 @@ class FrameIO:
 
     def _take(self, ready: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
         """Waits for ``ready`` to give a frame, reading the stream for every thread while
-        no other thread does. An interrupt of the main thread in the wait takes no byte."""
+        no other thread does. An interrupt of the main thread in the wait takes no byte,
+        and whenever it comes the reader role is let go (``held`` is set with the role, in
+        one statement: no interrupt can come between them)."""
         while True:
-            with self._mail:
-                while (frame := ready()) is None and self._reading:
-                    self._mail.wait()
-                if frame is not None:
-                    return frame
-                self._reading = True
-            self._read_and_route()
+            held = False
+            try:
+                with self._mail:
+                    while (frame := ready()) is None and self._reading:
+                        self._mail.wait()
+                    if frame is not None:
+                        return frame
+                    self._reading = held = True
+                self._read_and_route()
+            finally:
+                if held:
+                    self._let_go()
+
+    def _let_go(self) -> None:
+        with self._mail:
+            self._reading = False
+            self._mail.notify_all()
 
     def _read_and_route(self) -> None:
-        """One read of the stream (this thread holds ``_reading``), its whole frames routed.
-        The main thread is busy from the read until they are routed, so a deferred interrupt
-        is raised only once no byte of them can be lost."""
-        main = threading.get_ident() == self._main
+        """One read of the stream (this thread holds the reader role), its whole frames
+        routed. The main thread is busy from the read until they are routed, so a deferred
+        interrupt is raised only once no byte of them can be lost."""
+        if threading.get_ident() != self._main:
+            self._read_some()
+            self._route_decoded()
+            return
+        select.select((self._read_fd,), (), ())   # an interrupt here has taken no byte
+        self.busy = True
         try:
-            if main:   # an interrupt in the wait has taken no byte
-                select.select((self._read_fd,), (), ())
-                self.busy = True
             self._read_some()
             self._route_decoded()
         finally:
-            with self._mail:
-                self._reading = False
-                self._mail.notify_all()
-            if main:
-                self._settle()
+            self._settle()
 
     def _route_decoded(self) -> None:
         with self._mail:
@@ -171,24 +181,25 @@ class FrameIO:
         the SIGINT this follows, is in the stream or read. A thread an earlier cell left
         may be reading it: routed, it is here in a moment (50 ms at most)."""
         give_up = time.monotonic() + 0.05
-        with self._mail:
-            while (self._reading and cell_id not in self._interrupts
-                   and (left := give_up - time.monotonic()) > 0):
-                self._mail.wait(left)
-            drain = not self._reading and cell_id not in self._interrupts
-            if drain:
-                self._reading = True
-        if drain:
-            self.busy = True
-            try:
-                while select.select((self._read_fd,), (), (), 0)[0]:
-                    self._read_some()
-                    self._route_decoded()
-            finally:
-                with self._mail:
-                    self._reading = False
-                    self._mail.notify_all()
-                self._settle()
+        held = False
+        try:
+            with self._mail:
+                while (self._reading and cell_id not in self._interrupts
+                       and (left := give_up - time.monotonic()) > 0):
+                    self._mail.wait(left)
+                if not self._reading and cell_id not in self._interrupts:
+                    self._reading = held = True
+            if held:
+                self.busy = True
+                try:
+                    while select.select((self._read_fd,), (), (), 0)[0]:
+                        self._read_some()
+                        self._route_decoded()
+                finally:
+                    self._settle()
+        finally:
+            if held:
+                self._let_go()
         with self._mail:
             found = cell_id in self._interrupts
             self._interrupts.clear()

@@ -108,8 +108,8 @@ class Agent:
     def call_host(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         with self._call_lock:
             call_id = next(self._call_ids)
-            self.io.expect(call_id)
             try:
+                self.io.expect(call_id)
                 self.io.send({"t": "call", "call": call_id, "fn": fn,
                               "args": list(args), "kwargs": kwargs})
             except BaseException as exc:
