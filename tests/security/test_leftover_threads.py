@@ -5,8 +5,11 @@ dropped every other frame it read. A thread that outlived its cell (an RLM's
 ``llm_query`` pool left running, or one whose ``join`` an interrupt cut short) read the
 next cell's exec frame and dropped it: the cell never began and was killed at its wall
 time (``test_review_s11.py::test_an_interrupt_reaches_a_cell_whose_thread_is_reading_a_reply``
-failed on it in CI: about 1 try in 200). The replies of the main thread's calls were taken
-the same way. Frames now go to the thread they are for.
+failed on it in CI: about 1 try in 200). Threads read the stream only inside a host call,
+one at a time; a cell now ends only once the calls its threads have in flight are
+answered, and a call started between cells is refused (RuntimeError), so between cells no
+thread reads. (A first fix routed every frame to its thread through a Condition; review
+s13c broke it: a KeyboardInterrupt inside the Condition's Python code left it locked.)
 """
 
 from __future__ import annotations

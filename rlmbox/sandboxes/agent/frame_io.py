@@ -13,14 +13,8 @@ A SIGINT that lands before a cell begins is ignored (it may be a late one for th
 before), so the host writes an ``interrupt`` frame naming the cell before each SIGINT, and
 ``interrupted_before`` looks for it as the cell begins, if a SIGINT was ignored since the
 last cell began (the agent's handler notes it): an interrupt that comes as a cell starts is
-not lost, and a cell that no SIGINT preceded costs no look.
-
-Any of the agent's threads may read the stream (the serve loop, and each thread waiting
-for its host call's reply), one at a time, and each frame goes to the thread it is for:
-replies to the thread awaiting that call, interrupt frames to ``interrupted_before``, the
-rest to the serve loop. A thread that dropped what was not its reply took frames from
-others: one an earlier cell left calling host functions read the next cell's exec frame,
-and that cell never began. A reply nobody awaits any more (its call gave up) is dropped.
+not lost, and a cell that no SIGINT preceded costs no look. Elsewhere an interrupt frame
+is dropped, as a stray reply is.
 """
 
 from __future__ import annotations
@@ -29,13 +23,11 @@ import collections
 import os
 import select
 import threading
-import time
 
 from rlmbox.sandboxes import protocol
 
 TYPE_CHECKING = False   # typing costs ~2 ms at every sandbox start: for mypy only
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
 # a reused read buffer is resident in every idle sandbox: 1 MiB of it cost 0.9 MiB of PSS
@@ -57,14 +49,7 @@ class FrameIO:
         self._main = threading.get_ident()   # made on the main thread, which cells run on
         self.busy = False          # the main thread is moving frame bytes: defer interrupts
         self.interrupted = False   # an interrupt came while busy: raised when it ends
-        # what a reading thread routed, under _mail; _reading: a thread reads the stream
-        self._mail = threading.Condition(threading.Lock())
-        self._reading = False
-        self._held: collections.deque[dict[str, Any]] = collections.deque()  # serve loop's
-        self._awaited: set[int] = set()
-        self._replies: dict[int, dict[str, Any]] = {}
-        self._interrupts: set[str] = set()
-        self._shutdown: dict[str, Any] | None = None
+        self._held: collections.deque[dict[str, Any]] = collections.deque()  # read early
 
     def send(self, frame: dict[str, Any]) -> None:
         self.send_encoded(protocol.encode(frame))
@@ -95,114 +80,48 @@ class FrameIO:
             raise KeyboardInterrupt
 
     def recv(self) -> dict[str, Any]:
-        """The serve loop's next frame: anything but a reply or an interrupt frame."""
-        return self._take(self._next_held)
-
-    def expect(self, call_id: int) -> None:
-        """Before a call frame is sent: its reply is kept for :meth:`recv_reply`, whichever
-        thread reads it (one read before the reply was awaited would be dropped)."""
-        with self._mail:
-            self._awaited.add(call_id)
-
-    def forget(self, call_id: int) -> None:
-        with self._mail:
-            self._awaited.discard(call_id)
-            self._replies.pop(call_id, None)
-
-    def recv_reply(self, call_id: int) -> dict[str, Any]:
-        """The reply to an expected call (or the host's shutdown frame)."""
-        try:
-            return self._take(lambda: self._replies.pop(call_id, None) or self._shutdown)
-        finally:
-            self.forget(call_id)
-
-    def _next_held(self) -> dict[str, Any] | None:
-        return self._held.popleft() if self._held else None
-
-    def _take(self, ready: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
-        """Waits for ``ready`` to give a frame, reading the stream for every thread while
-        no other thread does. An interrupt of the main thread in the wait takes no byte,
-        and whenever it comes the reader role is let go (``held`` is set with the role, in
-        one statement: no interrupt can come between them)."""
-        while True:
-            held = False
-            try:
-                with self._mail:
-                    while (frame := ready()) is None and self._reading:
-                        self._mail.wait()
-                    if frame is not None:
-                        return frame
-                    self._reading = held = True
-                self._read_and_route()
-            finally:
-                if held:
-                    self._let_go()
-
-    def _let_go(self) -> None:
-        with self._mail:
-            self._reading = False
-            self._mail.notify_all()
-
-    def _read_and_route(self) -> None:
-        """One read of the stream (this thread holds the reader role), its whole frames
-        routed. The main thread is busy from the read until they are routed, so a deferred
-        interrupt is raised only once no byte of them can be lost."""
+        """The next frame from the host. Only the main thread defers interrupts: a cell's
+        own thread reading a reply must not hold back the interrupt of the main one (nor
+        have it raised in itself)."""
+        if self._held:
+            return self._held.popleft()
         if threading.get_ident() != self._main:
-            self._read_some()
-            self._route_decoded()
-            return
-        select.select((self._read_fd,), (), ())   # an interrupt here has taken no byte
-        self.busy = True
-        try:
-            self._read_some()
-            self._route_decoded()
-        finally:
-            self._settle()
-
-    def _route_decoded(self) -> None:
-        with self._mail:
-            while (frame := self._decoder.next_frame()) is not None:
-                kind = frame["t"]
-                if kind == "reply":
-                    if frame["call"] in self._awaited:   # else its call gave up: dropped
-                        self._replies[frame["call"]] = frame
-                elif kind == "interrupt":
-                    if len(self._interrupts) >= 16:   # cells that began without a look
-                        self._interrupts.clear()
-                    self._interrupts.add(frame["id"])
-                else:
-                    if kind == "shutdown":
-                        self._shutdown = frame
-                    self._held.append(frame)
+            while (plain := self._decoder.next_frame()) is None:
+                self._read_some()
+            return plain
+        while True:
+            self.busy = True
+            try:
+                frame: dict[str, Any] | None = self._decoder.next_frame()
+                if frame is not None:
+                    return frame
+            finally:
+                self._settle()
+            # an interrupt here, in the wait or before ``busy`` is set again, has taken no
+            # byte of the stream; past that point it waits for the bytes to be fed
+            select.select((self._read_fd,), (), ())
+            self.busy = True
+            try:
+                self._read_some()
+            finally:
+                self._settle()
 
     def interrupted_before(self, cell_id: str) -> bool:
         """Whether the host's interrupt frame for ``cell_id`` is already here, read without
-        waiting for more bytes (main thread, as the cell begins); the frame, written before
-        the SIGINT this follows, is in the stream or read. A thread an earlier cell left
-        may be reading it: routed, it is here in a moment (50 ms at most)."""
-        give_up = time.monotonic() + 0.05
-        held = False
+        waiting (main thread, as the cell begins). Other frames read meanwhile are kept for
+        ``recv``; interrupt frames of earlier cells are dropped."""
+        found = False
+        self.busy = True
         try:
-            with self._mail:
-                while (self._reading and cell_id not in self._interrupts
-                       and (left := give_up - time.monotonic()) > 0):
-                    self._mail.wait(left)
-                if not self._reading and cell_id not in self._interrupts:
-                    self._reading = held = True
-            if held:
-                self.busy = True
-                try:
-                    while select.select((self._read_fd,), (), (), 0)[0]:
-                        self._read_some()
-                        self._route_decoded()
-                finally:
-                    self._settle()
+            while select.select((self._read_fd,), (), (), 0)[0]:
+                self._read_some()
+            while (frame := self._decoder.next_frame()) is not None:
+                if frame["t"] != "interrupt":
+                    self._held.append(frame)
+                elif frame["id"] == cell_id:
+                    found = True
         finally:
-            if held:
-                self._let_go()
-        with self._mail:
-            found = cell_id in self._interrupts
-            self._interrupts.clear()
+            self._settle()
         return found
 
     def _read_some(self) -> None:

@@ -92,6 +92,8 @@ class Agent:
         self.restricted: Callable[[dict[str, Any]], None] | None = None
         self._call_ids = itertools.count(1)
         self._call_lock = threading.Lock()
+        # under _call_lock: host calls may start (a cell runs); see _close_calls
+        self._calls_open = False
         self._in_cell = False
         # a SIGINT landed outside a cell since the last one began: only then can the host's
         # interrupt frame for the next cell be waiting (it is written before the SIGINT)
@@ -107,20 +109,22 @@ class Agent:
 
     def call_host(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         with self._call_lock:
+            if not self._calls_open:
+                raise RuntimeError(f"{fn}: host functions answer only while a cell runs "
+                                   f"(this thread outlived the cell that started it)")
             call_id = next(self._call_ids)
             try:
-                self.io.expect(call_id)
                 self.io.send({"t": "call", "call": call_id, "fn": fn,
                               "args": list(args), "kwargs": kwargs})
-            except BaseException as exc:
-                self.io.forget(call_id)
-                if isinstance(exc, protocol.FrameError):
-                    raise TypeError(f"{fn}: arguments must be JSON values under the frame "
-                                    f"cap ({exc})") from None
-                raise
-            frame = self.io.recv_reply(call_id)
-            if frame["t"] == "shutdown":
-                os._exit(0)
+            except protocol.FrameError as exc:
+                raise TypeError(f"{fn}: arguments must be JSON values under the frame "
+                                f"cap ({exc})") from None
+            while True:
+                frame = self.io.recv()
+                if frame["t"] == "shutdown":
+                    os._exit(0)
+                if frame["t"] == "reply" and frame["call"] == call_id:
+                    break
         if frame["ok"]:
             return frame.get("value")
         error = frame.get("error") or {}
@@ -251,6 +255,9 @@ class Agent:
                     self._sigint_outside = False
                     if self.io.interrupted_before(cell_id):
                         raise KeyboardInterrupt
+                # calls open once the look is done: a thread the last cell left, calling,
+                # would read (and drop) the interrupt frame it looks for
+                self._calls_open = True
                 exec(code, self.namespace)  # noqa: S102 - running model code is the job
             finally:
                 self._in_cell = False
@@ -263,6 +270,7 @@ class Agent:
             status, error = "error", _format_error(exc)
         finally:   # the cell may have replaced it: a late interrupt must not kill the agent
             self._own_sigint()
+        self._close_calls()   # its threads' calls in flight end before its output does
         self._flush_streams()
         if status == "ok" and not self._has_answer:
             try:
@@ -277,6 +285,15 @@ class Agent:
             result["has_answer"] = True
             result["answer"] = self._answer
         return output_tail + _encode_result(result)
+
+    def _close_calls(self) -> None:
+        """Before a cell's result: a call another thread has in flight ends first (the host
+        answers every call it reads before the result), and none starts after. Threads
+        read the stream only inside their calls, one at a time, so between cells none does:
+        one that outlived its cell read the next cell's exec frame and dropped it, and that
+        cell never began (test_leftover_threads.py)."""
+        with self._call_lock:
+            self._calls_open = False
 
     def _own_sigint(self) -> None:
         """Makes :meth:`_on_sigint` SIGINT's handler, in the kernel too, every time: a cell
@@ -336,7 +353,7 @@ class Agent:
                 self.io.send(files.handle(frame))
             elif kind == "reserve" and not self._initialized:   # no reply
                 self._ascii_chars = frame["chars"]
-            # replies and interrupt frames never come here (frame_io routes them)
+            # a stray reply (its call already gave up) is dropped
 
 
 def _use_environment(environment: Any) -> None:
