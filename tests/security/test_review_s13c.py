@@ -13,22 +13,12 @@ from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.session import Session
 
 from .harness import Runtimes, exec_bounded, watched_session
+from .test_leftover_threads import LEFTOVER as LEFTOVER_SMALL
 
 PERMIT_TOOLS = [{"id": "permit-tools", "effect": "permit", "function": "tool.*"}]
 BIG_BUDGET = {"tree": {"calls": 100_000_000, "max_prompt_chars": 10_000}}
 BOUND_S = 20.0
 
-LEFTOVER_SMALL = """
-import threading
-_halt = []
-def _pester(halt=_halt):
-    while not halt:
-        try:
-            small()
-        except Exception:
-            pass
-threading.Thread(target=_pester, daemon=True).start()
-"""
 
 CAUGHT = """
 import time
