@@ -458,13 +458,7 @@ class Session:
                 return self._killed(cell_id, started, out, err, calls, exc)
             if frame is None:
                 if not interrupted:
-                    self._event("limit.exceeded", cell=cell_id, limit=deadline.limit,
-                                value=deadline.seconds)
-                    with self._send_lock:   # the frame too: the cell may not have begun
-                        self._signal_cell_locked(cell_id)
-                    interrupted = True
-                    grace = self.policy.limits.interrupt_grace_s
-                    wait_until = Deadline(time.monotonic() + grace, "interrupt_grace_s", grace)
+                    wait_until, interrupted = self._interrupt_at(deadline, cell_id), True
                     continue
                 spent = self._session_spent(deadline)
                 return self._killed(cell_id, started, out, err, calls, None,
@@ -484,10 +478,16 @@ class Session:
                 except AuditWriteError:
                     self._kill("the audit log failed; host calls stopped")
                     raise
-                if wait_until.passed():
-                    continue   # no reply: the interrupt (or the kill) is the answer
+                # a call the deadline abandoned is answered too (TimeoutError), after the
+                # deadline's interrupt (a SIGINT after the answer could reach the next
+                # cell): the agent's thread waiting on it holds the call lock, and the
+                # cell's end waits for it (review s13d: unanswered, the session was killed
+                # at the grace; before that, the session's calls hung for good)
+                if wait_until.passed() and not interrupted:
+                    wait_until, interrupted = self._interrupt_at(deadline, cell_id), True
                 try:
-                    self._send_in_cell(reply, wait_until.remaining())
+                    self._send_in_cell(reply, max(wait_until.remaining(),
+                                                  INTERRUPT_FRAME_WAIT_S))
                 except (SandboxCrashed, ProtocolError) as exc:
                     return self._killed(cell_id, started, out, err, calls, exc)
             elif kind == "result" and frame["id"] == cell_id:
@@ -500,6 +500,18 @@ class Session:
                 return result
             # anything else (a stray result, a forged ready, output of another cell) is
             # ignored: it cannot end this cell or change its record
+
+    def _interrupt_at(self, deadline: Deadline, cell_id: str) -> Deadline:
+        """The cell's deadline passed: recorded, its later calls refused (as an interrupt
+        does; review s13d: an llm_query pool's next calls ran in the grace and held the
+        cell's end past it), the interrupt frame and SIGINT sent. Returns the grace's end."""
+        self._event("limit.exceeded", cell=cell_id, limit=deadline.limit,
+                    value=deadline.seconds)
+        self._dispatcher.cuts.cut(deadline.limit)
+        with self._send_lock:   # the frame too: the cell may not have begun
+            self._signal_cell_locked(cell_id)
+        grace = self.policy.limits.interrupt_grace_s
+        return Deadline(time.monotonic() + grace, "interrupt_grace_s", grace)
 
     def _finish(self, cell_id: str, started: float, frame: Frame, out: CappedStream,
                 err: CappedStream, calls: int, interrupted: bool,

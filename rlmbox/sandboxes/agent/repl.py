@@ -92,7 +92,7 @@ class Agent:
         self.restricted: Callable[[dict[str, Any]], None] | None = None
         self._call_ids = itertools.count(1)
         self._call_lock = threading.Lock()
-        # under _call_lock: host calls may start (a cell runs); see _close_calls
+        # read under _call_lock: host calls may start (a cell runs); see _close_calls
         self._calls_open = False
         self._in_cell = False
         # a SIGINT landed outside a cell since the last one began: only then can the host's
@@ -292,8 +292,9 @@ class Agent:
         read the stream only inside their calls, one at a time, so between cells none does:
         one that outlived its cell read the next cell's exec frame and dropped it, and that
         cell never began (test_leftover_threads.py)."""
-        with self._call_lock:
-            self._calls_open = False
+        self._calls_open = False   # first: a thread calling in a loop cannot starve this
+        with self._call_lock:     # the call in flight, if any, is answered
+            pass
 
     def _own_sigint(self) -> None:
         """Makes :meth:`_on_sigint` SIGINT's handler, in the kernel too, every time: a cell
