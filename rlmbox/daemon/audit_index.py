@@ -26,8 +26,6 @@ from typing import Any, BinaryIO, NamedTuple
 from rlmbox.audit.files import MAX_LINE_BYTES, READ_TRIES, log_files, open_regular
 from rlmbox.errors import AuditError
 
-READ_CHUNK = 1 << 20
-
 
 class Entry(NamedTuple):
     seq: int
@@ -134,7 +132,7 @@ class AuditIndex:
         handle.seek(start)
         offset = start
         progressed = False
-        for line in _complete_lines(handle, path, start):
+        for line in _complete_lines(handle, path):
             self.bytes_read += len(line)
             record = _parse(line, path, offset)
             seq = record["seq"]
@@ -204,31 +202,18 @@ def _open(path: Path) -> BinaryIO:
         raise AuditCorrupt(str(exc)) from exc
 
 
-def _complete_lines(handle: Any, path: Path, start: int) -> Iterator[bytes]:
+def _complete_lines(handle: BinaryIO, path: Path) -> Iterator[bytes]:
     """Lines that end in a newline; a tail still being written waits for the next call.
-    A tail is kept as its chunks, joined once its newline comes (joining it to each chunk
-    was quadratic: a 1 GiB newline-less tail took minutes, review s13b), and one longer
-    than any record is refused."""
-    pending: list[bytes] = []
-    pending_bytes = 0
-    while True:
-        chunk = handle.read(READ_CHUNK)
-        if not chunk:
+    A line is read up to one byte past the longest record, so a tail longer than any
+    record is refused, not held (joining a tail to each chunk read was quadratic: a 1 GiB
+    newline-less tail took minutes a refresh, review s13b)."""
+    while line := handle.readline(MAX_LINE_BYTES + 1):
+        if not line.endswith(b"\n"):
+            if len(line) > MAX_LINE_BYTES:
+                raise AuditCorrupt(f"{path.name} at byte {handle.tell() - len(line)}: a line "
+                                   f"over {MAX_LINE_BYTES} bytes: not an audit record")
             return
-        end = chunk.find(b"\n")
-        if end < 0:
-            pending.append(chunk)
-            pending_bytes += len(chunk)
-            if pending_bytes > MAX_LINE_BYTES:
-                raise AuditCorrupt(f"{path.name}: a line over {MAX_LINE_BYTES} bytes after "
-                                   f"byte {start}: not an audit record")
-            continue
-        lines = (b"".join(pending) + chunk).split(b"\n")
-        pending = [lines.pop()]
-        pending_bytes = len(pending[0])
-        for line in lines:
-            start += len(line) + 1
-            yield line + b"\n"
+        yield line
 
 
 def _parse(line: bytes, path: Path, offset: int) -> dict[str, Any]:
