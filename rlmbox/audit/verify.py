@@ -120,7 +120,7 @@ def verify_log(path: Path, *, public_key: bytes | Path | None = None,
         raise AuditError(f"no audit log at {path}")
     checker, key_source = _resolve_checker(directory, public_key, hmac_key)
     try:
-        _, cp_data, streams = _read_still(directory)
+        cp_data, streams = _read_still(directory)
     except _OddFile as odd:   # a FIFO, directory, socket or symlink in a log file's place
         report = VerifyReport(files=[p.name for p in odd.files], key_source=key_source)
         return report.fail("malformed", None, str(odd.error))
@@ -137,8 +137,8 @@ class _OddFile(Exception):
         self.files, self.error = files, error
 
 
-def _read_still(directory: Path) -> tuple[list[Path], bytes, list[tuple[str, bytes]]]:
-    """The log's files and checkpoints, read while no rotation ran: a live log rotates by
+def _read_still(directory: Path) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The log's checkpoints and files, read while no rotation ran: a live log rotates by
     renaming its current file and making a new one, and a read across that raised (the
     current file gone for a moment) or missed the file just rotated (a whole log reported
     broken). A listing that changed while the files were read is read again; the rotated
@@ -153,7 +153,7 @@ def _read_still(directory: Path) -> tuple[list[Path], bytes, list[tuple[str, byt
         except AuditError as exc:
             raise _OddFile(files, exc) from exc
         if files and log_files(directory) == files:
-            return files, cp_data, streams
+            return cp_data, streams
     if not log_files(directory):
         raise AuditError(f"no audit log files in {directory}")
     raise AuditError(f"the log in {directory} rotated during each of {READ_TRIES} reads; "
