@@ -208,10 +208,10 @@ def _complete_lines(handle: BinaryIO, path: Path) -> Iterator[bytes]:
     record is refused, not held (joining a tail to each chunk read was quadratic: a 1 GiB
     newline-less tail took minutes a refresh, review s13b)."""
     while line := handle.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES:   # its newline included, as audit show counts it
+            raise AuditCorrupt(f"{path.name} at byte {handle.tell() - len(line)}: a line "
+                               f"over {MAX_LINE_BYTES} bytes: not an audit record")
         if not line.endswith(b"\n"):
-            if len(line) > MAX_LINE_BYTES:
-                raise AuditCorrupt(f"{path.name} at byte {handle.tell() - len(line)}: a line "
-                                   f"over {MAX_LINE_BYTES} bytes: not an audit record")
             return
         yield line
 

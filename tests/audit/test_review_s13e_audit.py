@@ -56,11 +56,6 @@ def _append(logdir: Path, data: bytes) -> None:
 
 # --- the 32 MiB boundary ------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review s13e: the index accepts a line of "
-                   "MAX_LINE_BYTES + 1 bytes with its newline (readline(MAX + 1) returns it "
-                   "whole, and only a line without a newline is measured), which the reader "
-                   "of records refuses as over 32 MiB: the two readers disagree on the line "
-                   "Promise 8 says both refuse")
 def test_a_line_one_byte_over_32_mib_with_its_newline_is_refused_by_the_index(
         logdir: Path) -> None:
     """Not new in 9b454f7: the chunked reader before it measured only a tail without a
