@@ -7,10 +7,15 @@ runs after ``ready``, in the gaps, and never ahead of a frame the host sent or a
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 from rlmbox.sandboxes import protocol
 from rlmbox.sandboxes.agent.frame_io import FrameIO
 from rlmbox.sandboxes.agent.idle_warmup import GRACE_S, IdleWarmup, default_steps
+from rlmbox.sandboxes.bundle import write_bundle
 
 
 def test_steps_run_in_order_while_nothing_waits() -> None:
@@ -99,3 +104,48 @@ def test_frame_io_says_a_frame_waits_when_one_is_held_or_half_read() -> None:
     finally:
         for fd in (host_r, agent_w, agent_r, host_w):
             os.close(fd)
+
+
+CHECK = ("import sys\nprint(sorted(m for m in ('traceback', "
+         "'rlmbox.sandboxes.agent.gated_context') if m in sys.modules))")
+
+
+def _first_cell_sees(tmp_path: Path, *argv: str) -> str:
+    """The agent of a freshly written bundle, run bare over pipes: ``init`` and a first
+    cell arrive in one write, so the idle warm-up never gets a gap between them."""
+    write_bundle(tmp_path)
+    frames: list[dict[str, Any]] = []
+    with subprocess.Popen([sys.executable, "-I", "-B", str(tmp_path / "agent.py"), *argv],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          cwd=tmp_path) as agent:
+        assert agent.stdin is not None
+        assert agent.stdout is not None
+        decoder = protocol.FrameDecoder(protocol.AGENT_FRAMES)
+        try:
+            while not frames:
+                decoder.feed(os.read(agent.stdout.fileno(), 65536))
+                frames += iter(decoder.next_frame, None)
+            assert frames[0]["t"] == "ready"
+            agent.stdin.write(protocol.encode({"t": "init", "id": "i", "config": {}})
+                              + protocol.encode({"t": "exec", "id": "c", "code": CHECK}))
+            agent.stdin.flush()
+            while not any(f["t"] == "result" and f["id"] == "c" for f in frames):
+                decoder.feed(os.read(agent.stdout.fileno(), 65536))
+                frames += iter(decoder.next_frame, None)
+        finally:
+            agent.kill()
+    return "".join(f["data"] for f in frames if f["t"] == "output")
+
+
+def test_an_agent_confined_at_init_warms_up_before_ready(tmp_path: Path) -> None:
+    """Docker's agent (no ``--confine``): a pooled container's ``init`` never waits on a
+    warm-up step, so every step ran before ``ready``."""
+    seen = _first_cell_sees(tmp_path)
+    assert seen.strip() == "['rlmbox.sandboxes.agent.gated_context', 'traceback']"
+
+
+def test_an_agent_confined_at_start_leaves_the_warm_up_to_idle_time(tmp_path: Path) -> None:
+    """The process backend's agent: a cold start's ``ready`` does not wait for it, and a
+    first cell that comes at once is not held up by it (it imports at use instead)."""
+    seen = _first_cell_sees(tmp_path, '--confine={"seccomp":false,"landlock":false}')
+    assert seen.strip() == "[]"

@@ -9,7 +9,8 @@ all of it while it sits in the pool; a cold one, whose ``init`` and first cell f
 once, is not held up by a step under way, and what is left is done at first use instead
 (each module is also imported where it is used). Steps stop for good at the first cell:
 from then on model code shares the interpreter, so the agent runs nothing of its own
-between cells.
+between cells. An agent confined at ``init`` (Docker) runs every step before ``ready``
+instead, as all agents did before (``main.py`` says why).
 """
 
 from __future__ import annotations

@@ -33,9 +33,14 @@ def _startup_confinement(argv: list[str]) -> dict[str, Any] | None:
     return None
 
 
-def _load_confinement() -> None:
+def _warm_before_ready(agent: Agent) -> None:
+    """An agent confined at ``init`` (Docker) warms up before ``ready``, as every agent did
+    before ``idle_warmup.py``: the host's own work after a container's ``ready`` outlasts
+    the warm-up's grace, so a step under way would hold up a pooled sandbox's ``init``;
+    and ``init`` needs the confinement module (ctypes) anyway."""
     with contextlib.suppress(ImportError):   # a bundle without the layer: init reports it
         import rlmbox.sandboxes.process.confine  # noqa: F401, PLC0415
+    agent.warmup.run(lambda _timeout: False)
 
 
 def main() -> None:
@@ -56,8 +61,8 @@ def main() -> None:
     startup = _startup_confinement(sys.argv[1:])
     if startup is not None:   # the backend knows the confinement: apply it before ready
         agent.confine(startup)
-    else:   # confined at init (docker): its module (ctypes) is loaded before ready, as the
-        _load_confinement()   # pool waits, not in a warm session's init
+    else:   # confined at init (Docker)
+        _warm_before_ready(agent)
     try:
         agent.serve()
     except protocol.FrameError as exc:

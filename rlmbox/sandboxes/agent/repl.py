@@ -102,6 +102,7 @@ class Agent:
         self._initialized = False
         self._to_prepare: list[str] = []   # init's cells to compile once it has replied
         self._prepared: dict[str, types.CodeType] = {}   # by source, each used once
+        self.warmup = IdleWarmup(default_steps())   # see idle_warmup.py
 
     # --- host calls ---------------------------------------------------------------
 
@@ -333,9 +334,8 @@ class Agent:
         # frame of a first cell interrupted as it starts was never looked for
         self._own_sigint()
         self.io.send({"t": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
-        warmup = IdleWarmup(default_steps())   # in the gaps until the first cell
         while True:
-            warmup.run(self.io.waiting)
+            self.warmup.run(self.io.waiting)   # in the gaps until the first cell
             frame = self.io.recv()
             kind = frame["t"]
             if kind == "shutdown":
@@ -350,7 +350,7 @@ class Agent:
                 self.io.send(reply)
                 self._prepare()
             elif kind == "exec":
-                warmup.stop()
+                self.warmup.stop()
                 self.io.send_encoded(self.run_cell(frame))
             elif kind == "file":
                 from rlmbox.sandboxes.agent import files  # noqa: PLC0415 - transfers only
