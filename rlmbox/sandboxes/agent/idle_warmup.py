@@ -24,11 +24,14 @@ TYPE_CHECKING = False   # typing costs ~2 ms at every sandbox start: for mypy on
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-#: how long the host must be quiet before a step starts: the host's ``init`` follows a cold
-#: start's ``ready`` within about a millisecond, a caller's first cell its ``session()``
-GRACE_S = 0.005
-# imported where they are used; here only ahead of that use
-MODULES = ("traceback", "rlmbox.sandboxes.process.confine",
+#: how long the host must be quiet before a step starts: a cold start's ``init`` follows its
+#: ``ready`` within about a millisecond, but a pool's refill, and a caller waiting for it,
+#: may hand the sandbox out several ms after ``ready`` on a loaded host (at 5 ms a warm
+#: ``init`` was seen to wait on a step under way)
+GRACE_S = 0.05
+# imported where they are used; here only ahead of that use, in steps of under a ms each
+# (traceback's own imports first), so a frame that comes during one waits little
+MODULES = ("linecache", "textwrap", "traceback", "rlmbox.sandboxes.process.confine",
            "rlmbox.sandboxes.agent.context_file", "rlmbox.sandboxes.agent.files",
            "rlmbox.sandboxes.agent.gated_context", "rlmbox.sandboxes.agent.restricted_guards",
            "base64", "importlib.util")
