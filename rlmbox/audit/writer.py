@@ -12,11 +12,14 @@ at a time either way, in queue order. The background thread is woken only from a
 (nothing queued, no due time) when the queue fills, or for backpressure or close; after a
 caller commits the batch first, the thread stays asleep to that batch's due time instead
 of parking, so the caller refilling the queue wakes nobody (what it queues is due later
-than that wait ends). A cell synced by its caller so costs no wake-up of this thread, where
-it cost two. A failed write or fsync is final: the writer records the error and stops, and
-everybody waiting or arriving later gets ``AuditWriteError``. An fsync is never retried,
-because after a failed fsync the kernel may have dropped the dirty pages and a second fsync
-can succeed without them.
+than that wait ends). While records keep coming (one was queued within the interval) it
+stays armed another interval instead of parking when it finds nothing to commit, so a
+busy caller syncing its own records (a host call's start record) never wakes it; it parks
+once a whole interval passed with nothing queued. A cell synced by its caller so costs no
+wake-up of this thread, where it cost two. A failed write or fsync is final: the writer
+records the error and stops, and everybody waiting or arriving later gets
+``AuditWriteError``. An fsync is never retried, because after a failed fsync the kernel may
+have dropped the dirty pages and a second fsync can succeed without them.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class GroupCommitWriter:
         self._work = threading.Condition(self._mutex)      # the background thread waits here
         self._durable = threading.Condition(self._mutex)   # sync() and backpressure wait here
         self._parked = False   # the background thread waits with nothing due (no timeout)
+        self._waiting_idle = False   # ... or for one interval, records still coming
         self._lines: list[bytes] = []   # record lines without their newline
         self._pending_bytes = 0
         self._pending_bodies: dict[str, bytes] = {}
@@ -177,8 +181,14 @@ class GroupCommitWriter:
                     self._work.wait(armed_until - now)
                     continue
                 if not queued or self._committing:
-                    # nothing queued, or a caller is committing (it wakes a parked thread
-                    # if it leaves records behind)
+                    # nothing queued, or a caller is committing (it wakes this thread if it
+                    # leaves records behind)
+                    if now - self._pending_since < self._flush_interval:
+                        # busy: records keep coming (and their callers commit them): stay
+                        # armed one more interval, so the next record needs no wake-up
+                        armed_until = now + self._flush_interval
+                        self._idle_wait(self._flush_interval)
+                        continue
                     self._park()
                     armed_until = self._pending_since + self._flush_interval
                     continue
@@ -197,6 +207,16 @@ class GroupCommitWriter:
             self._work.wait()
         finally:
             self._parked = False
+
+    def _idle_wait(self, seconds: float) -> None:
+        """Wait ``seconds`` with nothing due: a record queued meanwhile is due no sooner
+        than this wait ends, so appenders need not wake it; a caller's commit that leaves
+        records behind does (as a park's)."""
+        self._waiting_idle = True
+        try:
+            self._work.wait(seconds)
+        finally:
+            self._waiting_idle = False
 
     def _commit_queue_locked(self) -> BaseException | None:
         """Commit everything queued; called with the lock held, released during the I/O.
@@ -236,7 +256,7 @@ class GroupCommitWriter:
                                       - sum(map(len, bodies.values())))
             self.durable_seq, self._durable_digest = last_seq, last_digest
         self._durable.notify_all()
-        if self._parked and (self._lines or self._pending_bodies):
+        if (self._parked or self._waiting_idle) and (self._lines or self._pending_bodies):
             self._work.notify()   # queued while this batch was written
         if interrupted is not None:
             raise interrupted

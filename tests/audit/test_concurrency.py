@@ -157,6 +157,47 @@ def test_a_caller_that_syncs_its_own_records_does_not_wake_the_writer_each_time(
         assert _CountingCondition.writer_wakeups <= 2
 
 
+class _CountingNotified(threading.Condition):
+    """Counts the waits on the background writer's thread that a notify ended."""
+
+    notified = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        if woken and threading.current_thread().name == "rlmbox-audit-writer":
+            _CountingNotified.notified += 1
+        return woken
+
+
+def test_a_busy_caller_that_syncs_its_own_records_never_has_the_writer_notified(
+        logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host calls sync their start records every few hundred µs, over many intervals: the
+    writer stays armed while records keep coming rather than park and be notified by the
+    next append (each notify was a thread hand-off on a host call's path)."""
+    monkeypatch.setattr(threading, "Condition", _CountingNotified)
+    _CountingNotified.notified = 0
+    with AuditLog(logdir, flush_interval_s=0.01) as log:
+        log.append("session.create")
+        log.sync()
+        time.sleep(0.002)
+        _CountingNotified.notified = 0
+        until = time.monotonic() + 0.3
+        n = 0
+        while time.monotonic() < until:   # thirty intervals of calls
+            log.append("host.call", n=n)
+            log.append("host.call.start", n=n)
+            log.sync()
+            time.sleep(0.0005)
+            n += 1
+        assert _CountingNotified.notified == 0
+        queued = time.monotonic()
+        log.append("host.call", n=n)   # the last outcome, never synced: the writer's
+        while log.durable_seq < 2 * n + 2 and time.monotonic() - queued < 5:
+            time.sleep(0.002)
+        assert log.durable_seq == 2 * n + 2
+        assert time.monotonic() - queued < 0.01 + 0.15
+
+
 def test_a_record_queued_while_the_writer_sleeps_to_an_earlier_due_time_is_still_committed(
         logdir: Path) -> None:
     """The writer is not woken when a caller refills the queue after committing the batch
