@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from rlmbox.audit.bodies import BodyStore
-from rlmbox.audit.canonical import GENESIS, record_digest
+from rlmbox.audit.canonical import GENESIS, normalize_fresh, record_digest
 from rlmbox.audit.checkpoint import load_signer
 from rlmbox.audit.files import (
     BODIES,
@@ -34,12 +34,14 @@ from rlmbox.audit.files import (
 )
 from rlmbox.audit.processors import (
     BODIES_KEY,
+    CHAIN_FIELDS,
     RESERVED,
     Canonicalize,
     Chain,
     DigestBodies,
     Processor,
     RedactSecrets,
+    Sealed,
     run_chain,
 )
 from rlmbox.audit.redact import DEFAULT_PATTERNS, Redactor
@@ -195,21 +197,45 @@ class AuditLog:
                                       "severity": severity}
         if bodies:
             event_dict[BODIES_KEY] = dict(bodies)
+            return self._append_through_chain(event_dict)
+        record = normalize_fresh(event_dict)   # the record's own copy, checked
+        with self._lock:
+            if self._state is not _State.OPEN:
+                raise self._not_open()
+            try:
+                sealed: Sealed | None = self._chain.seal(record)
+            except AuditRecordInvalid:   # redacting may yet make it canonical (a surrogate
+                sealed = None            # in a secret): the full chain decides
+            if sealed is not None and not self._redactor.may_change(sealed.line):
+                self._queue(sealed)
+                return sealed.record
+        # The line holds a secret, a credential pattern or an escape: the full chain redacts
+        # the record before it takes a seq (the one sealed here was never queued).
+        for field in CHAIN_FIELDS:
+            record.pop(field, None)
+        return self._append_through_chain(record)
+
+    def _append_through_chain(self, event_dict: dict[str, Any]) -> dict[str, Any]:
+        """Every step of the processor chain: bodies, and a record redaction may change."""
         event_dict = run_chain(self._processors, event_dict)
         with self._lock:
             if self._state is not _State.OPEN:
                 raise self._not_open()
-            before = self._chain.seq, self._chain.head
-            sealed = self._chain(None, "append", event_dict)
-            try:
-                self._writer.submit(sealed.line, sealed.record["seq"], sealed.digest)
-            except BaseException:
-                # interrupted waiting for room (or refused): the seq was never queued, so
-                # the next record takes it; a gap would read as a deleted record
-                if not self._writer.holds(sealed.record["seq"]):
-                    self._chain.seq, self._chain.head = before
-                raise
-        return sealed.record
+            self._queue(self._chain.seal(event_dict))
+            return event_dict
+
+    def _queue(self, sealed: Sealed) -> None:
+        """Hand ``sealed`` to the writer and advance the chain; called under the lock."""
+        try:
+            self._writer.submit(sealed.line, sealed.record["seq"], sealed.digest)
+        except BaseException:
+            # interrupted waiting for room (or refused): a record never queued leaves the
+            # chain where it was, so the next record takes its seq (a gap would read as a
+            # deleted record); one queued is the chain's new head
+            if self._writer.holds(sealed.record["seq"]):
+                self._chain.advance(sealed)
+            raise
+        self._chain.advance(sealed)
 
     def sync(self) -> None:
         """Block until every event appended so far is durable; raises ``AuditWriteError``."""

@@ -24,8 +24,10 @@ Processor = Callable[[Any, str, EventDict], Any]
 
 #: Key under which ``AuditLog.append`` passes bodies to ``DigestBodies`` (popped there).
 BODIES_KEY = "_bodies"
+#: Fields ``Chain`` stamps on every record.
+CHAIN_FIELDS = ("seq", "ts", "prev")
 #: Fields the chain owns; callers may not set them.
-RESERVED = frozenset({"seq", "ts", "prev", "bodies", BODIES_KEY})
+RESERVED = frozenset({*CHAIN_FIELDS, "bodies", BODIES_KEY})
 
 
 class Sealed(NamedTuple):
@@ -162,13 +164,21 @@ class Chain:
         self.head = last_digest
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> Sealed:
-        seq = self.seq + 1
-        event_dict["seq"] = seq
+        sealed = self.seal(event_dict)
+        self.advance(sealed)
+        return sealed
+
+    def seal(self, event_dict: EventDict) -> Sealed:
+        """The next record of the chain, stamped, serialised and hashed; the chain is not
+        advanced, so the caller may still drop it (``advance`` once it is queued)."""
+        event_dict["seq"] = self.seq + 1
         event_dict["ts"] = rfc3339_now()
         event_dict["prev"] = self.head
         line = fast_canonical_bytes(event_dict)
         if line.find(b"\n") != -1:  # impossible for canonical JSON; guards the framing
             raise AuditRecordInvalid("canonical record contains a newline")
-        digest = record_digest(line)
-        self.seq, self.head = seq, digest  # only advanced once the record is complete
-        return Sealed(event_dict, line, digest)
+        return Sealed(event_dict, line, record_digest(line))
+
+    def advance(self, sealed: Sealed) -> None:
+        """Make ``sealed`` (from ``seal``) the head the next record links to."""
+        self.seq, self.head = sealed.record["seq"], sealed.digest

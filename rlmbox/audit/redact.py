@@ -141,17 +141,25 @@ class Redactor:
     def needs(self, event: dict[str, Any]) -> bool:
         """Cheap pre-check: False only if no string in ``event`` can contain a secret.
 
-        Serialises once (C speed) and searches the bytes, with ``find``: ``in`` on bytes
-        first tries the operand as an integer and raises and clears a TypeError, which
-        costs more than searching 400 bytes. JSON escapes only quotes,
-        backslashes and control characters, so a text without any backslash holds every
-        string verbatim and a miss there is a miss in every string; otherwise, or if the
-        event does not serialise, we say True and let the full walk decide.
+        Serialises once (C speed) and asks ``may_change`` of the bytes; if the event does
+        not serialise, we say True and let the full walk decide.
         """
         try:
             data = orjson.dumps(event)
         except TypeError:  # orjson.JSONEncodeError: not JSON-able, > 64-bit integers
             return True
+        return self.may_change(data)
+
+    def may_change(self, data: bytes) -> bool:
+        """False only if ``value`` would change nothing in the event ``data`` serialises.
+
+        ``data`` is the event as JSON; the canonical line writes a float as ``str`` does,
+        where ``value`` looks for a numeric secret. Searches with ``find``: ``in`` on bytes
+        first tries the operand as an integer and raises and clears a TypeError, which
+        costs more than searching 400 bytes. JSON escapes only quotes, backslashes and
+        control characters, so a text without any backslash holds every string (and key)
+        verbatim, and a miss there is a miss in every string.
+        """
         if data.find(b"\\") != -1:
             return True
         for secret in self._secret_bytes:   # a loop: any() with a generator costs more
