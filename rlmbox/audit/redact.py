@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from rlmbox.audit.fast_canonical import fast_canonical_bytes
+from rlmbox.errors import AuditRecordInvalid
 
 REDACTED = "[REDACTED]"
 
@@ -141,12 +142,14 @@ class Redactor:
     def needs(self, event: dict[str, Any]) -> bool:
         """Cheap pre-check: False only if no string in ``event`` can contain a secret.
 
-        Serialises once (C speed) and asks ``may_change`` of the bytes; if the event does
-        not serialise, we say True and let the full walk decide.
+        Serialises once, as the log writes it (a float as ``str`` spells it, where ``value``
+        looks for a numeric secret: orjson alone writes ``1e-05`` as ``0.00001``), and asks
+        ``may_change`` of the bytes; if the event does not serialise, we say True and let
+        the full walk decide.
         """
         try:
-            data = orjson.dumps(event)
-        except TypeError:  # orjson.JSONEncodeError: not JSON-able, > 64-bit integers
+            data = fast_canonical_bytes(event)
+        except AuditRecordInvalid:   # not JSON-able: the walk decides, canonicalize refuses
             return True
         return self.may_change(data)
 
