@@ -192,9 +192,15 @@ class AuditLog:
         severity = attributes.pop("severity", None) or default_severity(event, attributes)
         if severity not in SEVERITIES:
             raise AuditRecordInvalid(f"severity {severity!r} is not one of {sorted(SEVERITIES)}")
-        event_dict: dict[str, Any] = {**attributes, "event": event, "session": session,
-                                      "parent": parent, "depth": depth, "tenant": tenant,
-                                      "severity": severity}
+        # ``attributes`` is this call's own dict (Python makes one per call for ``**``) and
+        # holds none of these names (each is a parameter): the record is built in it
+        event_dict = attributes
+        event_dict["event"] = event
+        event_dict["session"] = session
+        event_dict["parent"] = parent
+        event_dict["depth"] = depth
+        event_dict["tenant"] = tenant
+        event_dict["severity"] = severity
         if bodies:
             event_dict[BODIES_KEY] = dict(bodies)
             return self._append_through_chain(event_dict)

@@ -101,7 +101,8 @@ class GroupCommitWriter:
                 self._kicked = True
                 self._work.notify()
                 self._durable.wait()
-            self._raise_if_failed()
+            if self.failure is not None:
+                self._raise_if_failed()
             try:
                 if not self._lines:
                     self._mark_pending()
