@@ -56,7 +56,7 @@ def measure(bundle_a: Path, n: int) -> Samples:
             samples["cpu_at_ready"][current[0]].append(sandbox._cgroup.cpu_seconds() * 1e3)
         return pid
 
-    process_backend.ProcessSandbox._await_ready = timed_ready
+    process_backend.ProcessSandbox._await_ready = timed_ready  # type: ignore[method-assign,assignment]
     policy, lm = stack_policy("process", None), ScriptedLM(default="ok")
     with tempfile.TemporaryDirectory(prefix="bench-agent-pair-") as audit:
         with Runtime(policy, lm=lm, audit_dir=audit, pool_size=0) as rt:

@@ -27,7 +27,7 @@ from pathlib import Path
 def _measure(tree: str) -> dict[str, float]:
     """One side of a round, run in a fresh process whose ``rlmbox`` is ``tree``'s."""
     sys.path[:0] = [tree, str(Path(tree) / "benchmarks")]
-    from bench_audit import _SECRET, _host_call, throughput  # type: ignore[import-not-found]
+    from bench_audit import _SECRET, _host_call, throughput
 
     import rlmbox
     from rlmbox.audit.log import AuditLog

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmbox.audit.log import AuditLog, default_severity
-from rlmbox.audit.processors import Canonicalize, Chain, RedactSecrets, run_chain
+from rlmbox.audit.processors import Canonicalize, Chain, Processor, RedactSecrets, run_chain
 from rlmbox.audit.redact import Redactor
 
 SECRETS = ("prov-key-7f3a9c1e5b2d", 'quo"te\\key-0123', "4111111111111111", "0.25")
@@ -42,7 +42,8 @@ def _through_the_chain(attributes: dict[str, Any], seq: int, head: str) -> dict[
     event = {**attributes, "event": "x.generated", "session": "s", "parent": None,
              "depth": 0, "tenant": None,
              "severity": default_severity("x.generated", attributes)}
-    processors = [RedactSecrets(Redactor(SECRETS)), Canonicalize(), Chain(seq, head)]
+    processors: list[Processor] = [RedactSecrets(Redactor(SECRETS)), Canonicalize(),
+                                   Chain(seq, head)]
     sealed = run_chain(processors, event)
     record: dict[str, Any] = sealed.record
     return record
