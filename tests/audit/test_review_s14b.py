@@ -8,6 +8,7 @@ A strict xfail marks a break found; the rest are attacks that held, kept as regr
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import sys
 import threading
@@ -21,7 +22,7 @@ from rlmbox.audit.log import AuditLog, default_severity
 from rlmbox.audit.processors import Canonicalize, Chain, RedactSecrets, run_chain
 from rlmbox.audit.redact import Redactor
 from rlmbox.audit.verify import verify_log
-from rlmbox.errors import AuditRecordInvalid
+from rlmbox.errors import AuditRecordInvalid, AuditWriteError
 
 # -- helpers -----------------------------------------------------------------------------
 
@@ -233,6 +234,42 @@ def test_an_int_enum_member_spelling_a_secret_is_redacted(logdir: Path) -> None:
     with AuditLog(logdir, secrets=["4111111111111111"]) as log:
         log.append("x.enum", code=Code.CARD)
     assert b"4111111111111111" not in log.path.read_bytes()
+
+
+@pytest.mark.xfail(strict=True, reason="review s14b: a configured pattern anchored to a "
+                   "string's start or end (^, $, \\A, \\Z) never matches the whole line, so "
+                   "the screen passes a record Redactor.text would change and the value is "
+                   "written; the full chain redacts it when anything else sends the record "
+                   "there; predates 6793dc4 (the pre-check searched the whole event before)")
+@pytest.mark.parametrize("pattern", [r"^pin-[0-9]{4}$", r"\Apin-[0-9]{4}", r"pin-[0-9]{4}\Z"])
+def test_a_configured_anchored_pattern_is_applied_as_the_full_chain_applies_it(
+        logdir: Path, pattern: str) -> None:
+    assert Redactor((), [pattern]).text("pin-1234") == "[REDACTED]"
+    with AuditLog(logdir, patterns=[pattern]) as log:
+        routed = log.append("x.pin", v="pin-1234", w="c:\\path")   # a backslash: full chain
+        record = log.append("x.pin", v="pin-1234")
+    assert routed["v"] == "[REDACTED]"
+    assert record["v"] == "[REDACTED]"
+    assert b"pin-1234" not in log.path.read_bytes()
+
+
+def test_a_partial_calling_append_twice_with_the_same_keywords_is_not_stamped(
+        logdir: Path) -> None:
+    """The record is built in append's ``**attributes``: a fresh dict even when the caller
+    hands the same keywords dict each time (``functools.partial``); were it the caller's,
+    the second call would find ``seq`` in it (reserved) or write the first call's fields."""
+    nested = {"k": [1]}
+    with AuditLog(logdir) as log:
+        record_event = functools.partial(log.append, "x.partial", items=nested, n=1)
+        first = record_event()
+        second = record_event(session="s2")
+        third = record_event()
+        log.sync()
+        written = [json.loads(line) for line in _lines(log)]
+    assert record_event.keywords == {"items": {"k": [1]}, "n": 1}
+    assert [r["seq"] for r in (first, second, third)] == [1, 2, 3]
+    assert [r["session"] for r in written] == [None, "s2", None]
+    assert nested == {"k": [1]}
 
 
 # -- an interrupt mid-append ---------------------------------------------------------------
@@ -497,3 +534,54 @@ def test_a_sync_racing_the_armed_thread_never_hangs(logdir: Path) -> None:
     assert not errors
     assert len(log.path.read_bytes().splitlines()) == 1600
     assert verify_log(logdir).ok
+
+
+def test_a_failed_commit_while_the_thread_waits_armed_fails_everyone_promptly(
+        logdir: Path) -> None:
+    """A caller's commit fails (fsync error) while the thread waits armed with records
+    behind it: appends and syncs raise AuditWriteError, close neither hangs nor succeeds,
+    and nothing queued after the failed batch is written."""
+    interval = 5.0
+    log = AuditLog(logdir, flush_interval_s=interval)
+    writer = log._writer
+    real_commit = writer._commit
+    for _ in range(10):
+        log.append("x.synced")
+        log.sync()
+    gate = threading.Event()
+
+    def failing_commit(*args: Any) -> None:
+        gate.wait(10)
+        raise OSError(5, "injected EIO")
+
+    writer._commit = failing_commit   # type: ignore[method-assign]
+    log.append("x.doomed")
+    syncer_errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            log.sync()
+        except BaseException as exc:   # reported below
+            syncer_errors.append(exc)
+
+    syncer = threading.Thread(target=sync)
+    syncer.start()
+    while not writer._committing:
+        time.sleep(0.001)
+    log.append("x.behind")            # queued behind the failing batch
+    gate.set()
+    syncer.join(10)
+    assert not syncer.is_alive()
+    assert len(syncer_errors) == 1
+    assert isinstance(syncer_errors[0], AuditWriteError)
+    with pytest.raises(AuditWriteError):
+        log.append("x.after")
+    with pytest.raises(AuditWriteError):
+        log.sync()
+    writer._commit = real_commit       # type: ignore[method-assign]
+    start = time.monotonic()
+    with pytest.raises(AuditWriteError):
+        log.close()
+    assert time.monotonic() - start < 2.0
+    events = [json.loads(line)["event"] for line in log.path.read_bytes().splitlines()]
+    assert events == ["x.synced"] * 10
