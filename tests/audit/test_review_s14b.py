@@ -585,3 +585,46 @@ def test_a_failed_commit_while_the_thread_waits_armed_fails_everyone_promptly(
     assert time.monotonic() - start < 2.0
     events = [json.loads(line)["event"] for line in log.path.read_bytes().splitlines()]
     assert events == ["x.synced"] * 10
+
+
+@pytest.mark.parametrize("secret_every", [0, 3])
+def test_close_racing_appends_on_both_paths_keeps_every_returned_record(
+        logdir: Path, secret_every: int) -> None:
+    """Threads append (some records through the full chain: a secret) while the main thread
+    closes: each append either returns a record that is in the file as returned, or raises
+    AuditWriteError; the file verifies with no gap."""
+    log = AuditLog(logdir, flush_interval_s=0.001, secrets=["close-race-secret"])
+    returned: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    started = threading.Barrier(5)
+
+    def worker(k: int) -> None:
+        started.wait()
+        for i in range(100_000):
+            secret = bool(secret_every) and i % secret_every == 0
+            try:
+                record = log.append("x.race", k=k, i=i,
+                                    v="close-race-secret" if secret else "plain")
+            except AuditWriteError:
+                return
+            except BaseException as exc:   # reported below
+                errors.append(exc)
+                return
+            returned.append(record)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    time.sleep(0.05)
+    log.close()
+    for thread in threads:
+        thread.join(10)
+    assert not errors, errors
+    written = {r["seq"]: r for r in map(json.loads, log.path.read_bytes().splitlines())}
+    assert sorted(written) == list(range(1, len(written) + 1))
+    assert returned
+    for record in returned:
+        assert written[record["seq"]] == record
+    assert b"close-race-secret" not in log.path.read_bytes()
+    assert verify_log(logdir).ok
