@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import random
 import sys
 import threading
 import time
@@ -648,3 +649,42 @@ def test_close_writes_or_refuses_what_is_queued_with_an_infinite_interval(
     except AuditWriteError:
         return            # refusing is honest
     assert [json.loads(line)["event"] for line in _lines(log)] == ["x.one", "x.two"], died
+
+
+def test_unsynced_records_beside_a_syncing_caller_are_each_committed_by_the_thread(
+        logdir: Path) -> None:
+    """Session durability beside a busy caller: one thread appends and syncs at random
+    gaps around the interval (the thread armed, parked, or due in turn), another appends
+    without syncing; every unsynced record becomes durable. Bound checked with a wide
+    margin (2 s for a 50 ms interval): a missed wake-up strands a record for good."""
+    interval = 0.05
+    log = AuditLog(logdir, flush_interval_s=interval)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    worst: list[float] = [0.0]
+
+    def syncer() -> None:
+        rng = random.Random(7)
+        try:
+            while not stop.is_set():
+                log.append("x.synced")
+                log.sync()
+                time.sleep(rng.uniform(0, 2 * interval))
+        except BaseException as exc:   # reported below
+            errors.append(exc)
+
+    other = threading.Thread(target=syncer)
+    other.start()
+    rng = random.Random(11)
+    try:
+        for _ in range(25):
+            seq = log.append("x.unsynced")["seq"]
+            worst[0] = max(worst[0], _wait_durable(log, seq, 2.0))
+            time.sleep(rng.uniform(0, 2 * interval))
+    finally:
+        stop.set()
+        other.join(10)
+        log.close()
+    assert not errors
+    assert worst[0] < 2.0
+    assert verify_log(logdir).ok
