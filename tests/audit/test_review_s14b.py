@@ -688,3 +688,42 @@ def test_unsynced_records_beside_a_syncing_caller_are_each_committed_by_the_thre
     assert not errors
     assert worst[0] < 2.0
     assert verify_log(logdir).ok
+
+
+def test_backpressure_behind_a_callers_slow_commit_is_released_when_it_ends(
+        logdir: Path) -> None:
+    """A caller's commit is slow (0.4 s); meanwhile another thread fills the queue past its
+    limit and waits for room, with a 5 s interval. Once the caller's commit ends the
+    waiting appends are released by a commit of the thread (kicked), not the interval."""
+    interval = 5.0
+    log = AuditLog(logdir, flush_interval_s=interval)
+    writer = log._writer
+    real_commit = writer._commit
+    slow = threading.Event()
+
+    def commit(*args: Any) -> None:
+        if threading.current_thread() is not writer._thread and slow.is_set():
+            time.sleep(0.4)
+        real_commit(*args)
+
+    writer._commit = commit   # type: ignore[method-assign]
+    writer._max_pending = 4096
+    for _ in range(5):
+        log.append("x.synced")
+        log.sync()
+    slow.set()
+    log.append("x.slow")
+    syncer = threading.Thread(target=log.sync)
+    syncer.start()
+    while not writer._committing:
+        time.sleep(0.001)
+    start = time.monotonic()
+    for i in range(60):
+        log.append("x.big", i=i, pad="p" * 1000)
+    elapsed = time.monotonic() - start
+    syncer.join(10)
+    slow.clear()
+    log.close()
+    assert elapsed < 3.0
+    assert len(log.path.read_bytes().splitlines()) == 66
+    assert verify_log(logdir).ok
