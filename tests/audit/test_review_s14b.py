@@ -299,12 +299,13 @@ def test_an_interrupt_after_the_record_is_queued_leaves_no_duplicate_seq(
     log = AuditLog(logdir)
     try:
         log.append("x.one")
+        previous = sys.gettrace()   # a coverage tracer, say: put back after
         sys.settrace(_interrupt_at_entry_of(Chain.advance))
         try:
             with pytest.raises(KeyboardInterrupt):
                 log.append("x.two")
         finally:
-            sys.settrace(None)
+            sys.settrace(previous)
         log.append("x.three")
         log.sync()
         seqs = [json.loads(line)["seq"] for line in _lines(log)]
@@ -341,12 +342,13 @@ def test_an_interrupt_before_the_record_is_queued_leaves_no_gap(
     try:
         log.append("x.one")
         attributes = {"v": "int-secret-7"} if kind == "secret" else {"v": "plain"}
+        previous = sys.gettrace()
         sys.settrace(_interrupt_at_entry_of(function))
         try:
             with pytest.raises(KeyboardInterrupt):
                 log.append("x.two", **attributes)
         finally:
-            sys.settrace(None)
+            sys.settrace(previous)
         record = log.append("x.three", **attributes)
         log.sync()
         seqs = [json.loads(line)["seq"] for line in _lines(log)]
