@@ -37,12 +37,12 @@ from rlmbox.audit.processors import (
     CHAIN_FIELDS,
     RESERVED,
     Canonicalize,
-    Chain,
     DigestBodies,
     Processor,
     RedactSecrets,
     Sealed,
     run_chain,
+    seal_after,
 )
 from rlmbox.audit.redact import DEFAULT_PATTERNS, Redactor
 from rlmbox.audit.writer import GroupCommitWriter
@@ -137,7 +137,6 @@ class AuditLog:
         self._redactor = Redactor(secrets, patterns)
         self._processors: list[Processor] = [
             RedactSecrets(self._redactor), DigestBodies(self._writer.stage_body), Canonicalize()]
-        self._chain = Chain(head_seq, head_digest)
         self._lock = threading.Lock()
         self._state = _State.OPEN
         _OPEN_LOGS.add(self)
@@ -166,7 +165,7 @@ class AuditLog:
         """Syncs, then returns the last record's ``seq`` and digest: an anchor of the log as
         it is now, without reading it back (the cluster anchors node logs this way)."""
         with self._lock:
-            seq, head = self._chain.seq, self._chain.head
+            seq, head = self._writer.queued_head()
         self.sync()
         return seq, head
 
@@ -209,7 +208,7 @@ class AuditLog:
             if self._state is not _State.OPEN:
                 raise self._not_open()
             try:
-                sealed: Sealed | None = self._chain.seal(record)
+                sealed: Sealed | None = seal_after(record, *self._writer.queued_head())
             except AuditRecordInvalid:   # redacting may yet make it canonical (a surrogate
                 sealed = None            # in a secret): the full chain decides
             if sealed is not None and not self._redactor.may_change(sealed.line):
@@ -227,21 +226,14 @@ class AuditLog:
         with self._lock:
             if self._state is not _State.OPEN:
                 raise self._not_open()
-            self._queue(self._chain.seal(event_dict))
+            self._queue(seal_after(event_dict, *self._writer.queued_head()))
             return event_dict
 
     def _queue(self, sealed: Sealed) -> None:
-        """Hand ``sealed`` to the writer and advance the chain; called under the lock."""
-        try:
-            self._writer.submit(sealed.line, sealed.record["seq"], sealed.digest)
-        except BaseException:
-            # interrupted waiting for room (or refused): a record never queued leaves the
-            # chain where it was, so the next record takes its seq (a gap would read as a
-            # deleted record); one queued is the chain's new head
-            if self._writer.holds(sealed.record["seq"]):
-                self._chain.advance(sealed)
-            raise
-        self._chain.advance(sealed)
+        """Hand ``sealed`` to the writer, whose queue holds the chain's head; called under
+        the lock. Interrupted waiting for room (or refused), the record is not queued and
+        the next one takes its seq (a gap would read as a deleted record)."""
+        self._writer.submit(sealed.line, sealed.record["seq"], sealed.digest)
 
     def sync(self) -> None:
         """Block until every event appended so far is durable; raises ``AuditWriteError``."""

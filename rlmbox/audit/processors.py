@@ -171,14 +171,20 @@ class Chain:
     def seal(self, event_dict: EventDict) -> Sealed:
         """The next record of the chain, stamped, serialised and hashed; the chain is not
         advanced, so the caller may still drop it (``advance`` once it is queued)."""
-        event_dict["seq"] = self.seq + 1
-        event_dict["ts"] = rfc3339_now()
-        event_dict["prev"] = self.head
-        line = fast_canonical_bytes(event_dict)
-        if line.find(b"\n") != -1:  # impossible for canonical JSON; guards the framing
-            raise AuditRecordInvalid("canonical record contains a newline")
-        return Sealed(event_dict, line, record_digest(line))
+        return seal_after(event_dict, self.seq, self.head)
 
     def advance(self, sealed: Sealed) -> None:
         """Make ``sealed`` (from ``seal``) the head the next record links to."""
         self.seq, self.head = sealed.record["seq"], sealed.digest
+
+
+def seal_after(event_dict: EventDict, last_seq: int, last_digest: str) -> Sealed:
+    """``event_dict`` as the record after ``(last_seq, last_digest)``: stamped with ``seq``,
+    ``ts`` and ``prev``, serialised canonically and hashed."""
+    event_dict["seq"] = last_seq + 1
+    event_dict["ts"] = rfc3339_now()
+    event_dict["prev"] = last_digest
+    line = fast_canonical_bytes(event_dict)
+    if line.find(b"\n") != -1:  # impossible for canonical JSON; guards the framing
+        raise AuditRecordInvalid("canonical record contains a newline")
+    return Sealed(event_dict, line, record_digest(line))

@@ -113,9 +113,12 @@ class GroupCommitWriter:
                 self.failure = exc          # not, so the log fails closed rather than guess
                 raise
 
-    def holds(self, seq: int) -> bool:
-        """Whether the record ``seq`` was queued (``submit`` returned or failed after)."""
-        return self._queued_seq >= seq
+    def queued_head(self) -> tuple[int, str]:
+        """``seq`` and digest of the last record queued: the one the next record links to.
+        The chain's head lives here, set in the same step that queues its record, so no
+        interrupt can leave the two apart (a record queued twice under one seq, or a seq
+        skipped); the log reads it under its own lock, the only place ``submit`` runs."""
+        return self._queued_seq, self._queued_digest
 
     def _mark_pending(self) -> None:
         """Called under the lock before queueing: an empty queue starts its interval."""
