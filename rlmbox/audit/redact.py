@@ -96,6 +96,10 @@ class Redactor:
             _anchor_searches(a for p in patterns for a in PATTERN_ANCHORS[p])
             if all(p in PATTERN_ANCHORS for p in patterns) else None)
         self._pattern = re.compile(joined) if joined else None
+        # A default pattern matches inside a string as it does inside the record's JSON line;
+        # a configured one may not (``^pin$`` never matches a line), so with one configured
+        # ``may_change`` leaves every record to the full walk.
+        self._line_safe = all(p in PATTERN_ANCHORS for p in patterns)
 
     def add(self, secret: str) -> None:
         """Redact ``secret`` from every later event; an empty value is refused."""
@@ -163,7 +167,7 @@ class Redactor:
         control characters, so a text without any backslash holds every string (and key)
         verbatim, and a miss there is a miss in every string.
         """
-        if data.find(b"\\") != -1:
+        if data.find(b"\\") != -1 or not self._line_safe:
             return True
         for secret in self._secret_bytes:   # a loop: any() with a generator costs more
             if data.find(secret) != -1:
@@ -199,8 +203,12 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         if isinstance(value, int | float) and not isinstance(value, bool):
-            # A registered all-digit secret (a card or account number) may come as a number.
-            digits = str(value)
+            # A registered all-digit secret (a card or account number) may come as a number,
+            # spelled as JSON writes it (an int-mixin Enum's str() is its name, not digits).
+            try:
+                digits = (int.__repr__ if isinstance(value, int) else float.__repr__)(value)
+            except ValueError as exc:   # more digits than int -> str may write
+                raise AuditRecordInvalid(f"a number too large to record: {exc}") from exc
             if any(secret in digits for secret in self._secrets):
                 return self.text(digits)
         return value

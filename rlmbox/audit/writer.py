@@ -50,7 +50,7 @@ class GroupCommitWriter:
         self._signer = signer
         self._checkpoint_every = max(1, checkpoint_every)
         self._max_file_bytes = max_file_bytes
-        self._flush_interval = flush_interval_s
+        self._flush_interval = _checked_interval(flush_interval_s)
         self._max_pending = max_pending_bytes
         # Appenders take the bare lock (a C context manager; the Condition's is Python).
         self._mutex = threading.Lock()
@@ -80,7 +80,8 @@ class GroupCommitWriter:
             os.close(self._fd)
             raise
         fsync_dir(directory)
-        self._thread = threading.Thread(target=self._run, name="rlmbox-audit-writer", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="rlmbox-audit-writer",
+                                        daemon=True)
         self._thread.start()
 
     # -- called by appenders -------------------------------------------------------------
@@ -169,6 +170,18 @@ class GroupCommitWriter:
             ) from self.failure
 
     # -- the writer thread ---------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """The thread's body: whatever ends it early fails the log closed, so a record it
+        would have committed is refused at ``sync`` and ``close``, never silently lost."""
+        try:
+            self._run()
+        except BaseException as exc:
+            with self._mutex:
+                if self.failure is None:
+                    self.failure = exc
+                self._durable.notify_all()
+            raise
 
     def _run(self) -> None:
         armed_until = 0.0   # this thread's next wake-up without being notified
@@ -324,3 +337,16 @@ class GroupCommitWriter:
         write_all(self._cp_fd, line + b"\n")
         os.fsync(self._cp_fd)
         self._checkpoint_seq, self._checkpoint_digest = seq, record_digest(line)
+
+
+#: The longest wait between background commits: ``threading`` refuses longer timeouts, and an
+#: interval of a day is already "only sync() and close() commit".
+MAX_FLUSH_INTERVAL_S = 86400.0
+
+
+def _checked_interval(seconds: float) -> float:
+    """``flush_interval_s`` as the writer waits it: a number of seconds, at least 0 (NaN and
+    negatives refused), at most ``MAX_FLUSH_INTERVAL_S`` (``inf`` included)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise ValueError(f"flush_interval_s must be a number of seconds >= 0, not {seconds!r}")
+    return min(float(seconds), MAX_FLUSH_INTERVAL_S)
