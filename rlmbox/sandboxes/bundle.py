@@ -33,7 +33,7 @@ BUNDLE_FILES: tuple[tuple[str, str], ...] = (
     *((f"rlmbox/{_AGENT}/{name}", f"{_AGENT}/{name}") for name in (
         "__init__.py", "main.py", "frame_io.py", "fds.py", "files.py", "pump.py", "reaper.py",
         "repl.py", "context_file.py", "context_map.py", "gated_context.py",
-        "restricted_guards.py", "warm_compiler.py", "idle_warmup.py")),
+        "restricted_guards.py", "warm_compiler.py")),
 )
 # package markers with no code: the real ``rlmbox/__init__.py`` imports the host side
 EMPTY_PACKAGES: tuple[str, ...] = (

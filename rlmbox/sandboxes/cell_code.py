@@ -10,6 +10,8 @@ it cannot read. Shipped into every sandbox: standard library only.
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import marshal
 import types
 
@@ -17,21 +19,12 @@ TYPE_CHECKING = False   # typing costs ~2 ms at every sandbox start: for mypy on
 if TYPE_CHECKING:
     from typing import Any
 
-
-
-def bytecode_magic() -> str:
-    """This interpreter's bytecode magic, hex. ``importlib.util`` and ``base64`` are
-    imported at the first compiled cell, not at every sandbox start (the agent imports
-    this module before ``ready``; a source cell needs neither)."""
-    import importlib.util  # noqa: PLC0415 - see above
-    return importlib.util.MAGIC_NUMBER.hex()
+MAGIC = importlib.util.MAGIC_NUMBER.hex()
 
 
 def pack(code: types.CodeType) -> dict[str, str]:
     """The ``exec`` frame's ``code`` and ``compiled`` fields for a compiled cell."""
-    import base64  # noqa: PLC0415 - see bytecode_magic
-    return {"code": base64.b64encode(marshal.dumps(code)).decode("ascii"),
-            "compiled": bytecode_magic()}
+    return {"code": base64.b64encode(marshal.dumps(code)).decode("ascii"), "compiled": MAGIC}
 
 
 def compile_source(source: str) -> types.CodeType:
@@ -51,11 +44,9 @@ def load(frame: dict[str, Any]) -> types.CodeType:
     compiled = frame.get("compiled")
     if compiled is None:
         return compile_source(frame["code"])
-    magic = bytecode_magic()
-    if compiled != magic:
+    if compiled != MAGIC:
         raise ValueError(f"the host compiled this cell for bytecode {compiled}, this sandbox's "
-                         f"Python reads {magic}: run the same Python version on both sides")
-    import base64  # noqa: PLC0415 - see bytecode_magic
+                         f"Python reads {MAGIC}: run the same Python version on both sides")
     code = marshal.loads(base64.b64decode(frame["code"]))  # noqa: S302 - from the host
     if not isinstance(code, types.CodeType):
         raise TypeError("the host sent a compiled cell that is not a code object")

@@ -61,11 +61,11 @@ def test_the_bundle_imports_from_its_bytecode(tmp_path: Path) -> None:
 
 
 def _loaded_before_ready(bundle: Path) -> set[str]:
-    """The modules loaded by everything the agent imports before ``ready`` (main, and the
-    confinement it applies at start-up); the idle warm-up runs after ``ready``."""
+    """The modules loaded by everything the agent imports before ``ready`` (main and
+    its preload)."""
     write_bundle(bundle)
     probe = (f"import sys, json\nsys.path.insert(0, {str(bundle)!r})\n"
-             "import rlmbox.sandboxes.agent.main\nimport rlmbox.sandboxes.process.confine\n"
+             "import rlmbox.sandboxes.agent.main as main\nmain._preload()\n"
              "print(json.dumps(sorted(sys.modules)))\n")
     done = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True,
                           text=True, check=True, cwd=bundle)
@@ -75,19 +75,3 @@ def _loaded_before_ready(bundle: Path) -> set[str]:
 def test_the_agent_says_ready_without_importing_typing(tmp_path: Path) -> None:
     """The agent's annotations are for mypy alone (about 2 ms of import otherwise)."""
     assert "typing" not in _loaded_before_ready(tmp_path)
-
-
-# what only a first cell, an error report or an optional layer needs: imported where used
-# and by the idle warm-up after ``ready``, never by every cold start before it
-AFTER_READY = ("traceback", "linecache", "tokenize", "textwrap", "signal", "base64",
-               "importlib.util", "mmap", "rlmbox.sandboxes.agent.context_file",
-               "rlmbox.sandboxes.agent.gated_context",
-               "rlmbox.sandboxes.agent.restricted_guards")
-
-
-def test_the_agent_says_ready_before_importing_what_only_a_cell_needs(
-        tmp_path: Path) -> None:
-    """``signal`` is the enum layer over ``_signal`` (about 1 ms of enum building); the
-    agent uses the C module."""
-    early = _loaded_before_ready(tmp_path) & set(AFTER_READY)
-    assert not early, sorted(early)

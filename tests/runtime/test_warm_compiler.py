@@ -2,14 +2,11 @@
 
 The agent imports itself from bytecode, so without a warm-up the first cell's ``compile``
 was the interpreter's first and took ~46 page faults (~0.7 ms here) that later cells do
-not. The agent compiles a throwaway sample once it has been idle a moment after ``ready``
-(``idle_warmup.py``: a pooled sandbox, or a session whose first cell comes a few ms after
-it starts); the sample is never run.
+not. The agent compiles a throwaway sample before it says ready; the sample is never run.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +15,6 @@ from rlmbox.sandboxes.agent.warm_compiler import _SAMPLE
 
 # main before the warm-up: 46 faults for "x = 1" (later cells: 0 or 1)
 FEW_FAULTS = 15
-IDLE_S = 0.5   # the warm-up's grace and its steps, with room for a loaded machine
 
 
 def _minor_faults(pid: int) -> int:
@@ -26,9 +22,7 @@ def _minor_faults(pid: int) -> int:
 
 
 def test_a_first_cell_pages_in_almost_nothing(make_runtime: Callable[..., Runtime]) -> None:
-    """Once the agent had a moment idle (the caller's first cell rarely comes sooner)."""
     with make_runtime().session() as session:
-        time.sleep(IDLE_S)
         agent = session.sandbox._agent_pid  # type: ignore[attr-defined]
         before = _minor_faults(agent)
         assert session.exec("x = 1").status == "ok"

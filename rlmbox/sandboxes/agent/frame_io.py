@@ -106,13 +106,6 @@ class FrameIO:
             finally:
                 self._settle()
 
-    def waiting(self, timeout: float = 0.0) -> bool:
-        """Whether the host has sent something not yet taken by ``recv`` (held, partly
-        decoded or still on the descriptor), waiting up to ``timeout`` seconds for it but
-        reading nothing: the agent's idle warm-up (``idle_warmup.py``) yields to it."""
-        return bool(self._held or self._decoder.pending_bytes
-                    or select.select((self._read_fd,), (), (), timeout)[0])
-
     def interrupted_before(self, cell_id: str) -> bool:
         """Whether the host's interrupt frame for ``cell_id`` is already here, read without
         waiting (main thread, as the cell begins). Other frames read meanwhile are kept for

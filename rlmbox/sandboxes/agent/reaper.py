@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # signal's C core: ``signal`` builds enums
 import os
+import signal
 
 
 def reap_as_init() -> None:
@@ -13,8 +13,8 @@ def reap_as_init() -> None:
     child = os.fork()
     if child == 0:
         return
-    for signum in (_signal.SIGINT, _signal.SIGTERM):
-        _signal.signal(signum, lambda sig, _frame: os.kill(child, sig))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda sig, _frame: os.kill(child, sig))
     for fd in (0, 1):
         os.close(fd)   # only the serving child speaks the protocol
     while True:

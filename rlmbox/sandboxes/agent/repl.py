@@ -19,15 +19,17 @@ import builtins
 import contextlib
 import itertools
 import os
+import signal
 import sys
 import threading
+import traceback
 import types
 import warnings
 from collections.abc import Callable
 
 from rlmbox.sandboxes import cell_code, protocol
+from rlmbox.sandboxes.agent import context_file, files
 from rlmbox.sandboxes.agent.frame_io import FrameIO
-from rlmbox.sandboxes.agent.idle_warmup import IdleWarmup, default_steps
 from rlmbox.sandboxes.agent.pump import OutputPump
 
 TYPE_CHECKING = False   # typing costs ~2 ms at every sandbox start: for mypy only
@@ -102,7 +104,6 @@ class Agent:
         self._initialized = False
         self._to_prepare: list[str] = []   # init's cells to compile once it has replied
         self._prepared: dict[str, types.CodeType] = {}   # by source, each used once
-        self.warmup = IdleWarmup(default_steps())   # see idle_warmup.py
 
     # --- host calls ---------------------------------------------------------------
 
@@ -201,7 +202,6 @@ class Agent:
         if config.get("context_mode") == "gated":
             from rlmbox.sandboxes.agent import gated_context  # noqa: PLC0415
             return gated_context.GatedContext(self.call_host)
-        from rlmbox.sandboxes.agent import context_file  # noqa: PLC0415 - a context only
         return context_file.load(spec["path"], spec.get("kind", "str"), ascii_chars)
 
     def _prepare(self) -> None:
@@ -301,7 +301,7 @@ class Agent:
         may have set another through libc, behind Python's record of it (which would then
         still name ours). ``_signal.signal`` is the C call, ~0.4 µs with its syscall;
         ``signal.signal`` adds ~5 µs of enum conversion, twice a cell."""
-        _signal.signal(_signal.SIGINT, self._on_sigint)
+        _signal.signal(signal.SIGINT, self._on_sigint)
 
     def _answer_from_dict(self) -> None:
         answer = self.namespace.get("answer")
@@ -311,7 +311,7 @@ class Agent:
     @staticmethod
     def _interrupt_main() -> None:
         """The pump thread stops a flooding cell as the host would: SIGINT to the cell."""
-        _signal.pthread_kill(threading.main_thread().ident or 0, _signal.SIGINT)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
         if not self._in_cell:
@@ -335,7 +335,6 @@ class Agent:
         self._own_sigint()
         self.io.send({"t": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
         while True:
-            self.warmup.run(self.io.waiting)   # in the gaps until the first cell
             frame = self.io.recv()
             kind = frame["t"]
             if kind == "shutdown":
@@ -350,10 +349,8 @@ class Agent:
                 self.io.send(reply)
                 self._prepare()
             elif kind == "exec":
-                self.warmup.stop()
                 self.io.send_encoded(self.run_cell(frame))
             elif kind == "file":
-                from rlmbox.sandboxes.agent import files  # noqa: PLC0415 - transfers only
                 self.io.send(files.handle(frame))
             elif kind == "reserve" and not self._initialized:   # no reply
                 self._ascii_chars = frame["chars"]
@@ -408,7 +405,6 @@ def _confine(config: dict[str, Any]) -> dict[str, str]:
 
 def _format_error(exc: BaseException) -> str:
     """The traceback as model code should see it: its own frames, not the agent's."""
-    import traceback  # noqa: PLC0415 - a failed cell only (idle_warmup imports it ahead)
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not f.filename.startswith(_BUNDLE_ROOT)]
     lines = ["Traceback (most recent call last):\n"] if frames else []
