@@ -97,7 +97,7 @@ FAILING = "def f(n):\n    return 1 / n\n\nx = 1\nf(0)\n"
 SYNTAX = "x = (1,\ny = 2\n"
 
 
-@pytest.mark.parametrize("backend", ["process", "docker-runc"])
+@pytest.mark.parametrize("backend", ["process", "docker-runc", "docker-runsc"])
 @pytest.mark.parametrize("code", [FAILING, SYNTAX], ids=["zerodivision", "syntaxerror"])
 def test_a_first_cell_sent_at_once_reports_its_error_as_a_warmed_one_does(
         runtimes: Runtimes, code: str) -> None:
@@ -811,7 +811,7 @@ def test_a_cold_sessions_own_token_module_does_not_kill_it_at_its_first_error(
     _own_module_then_failure(runtimes, backend, name)
 
 
-@pytest.mark.parametrize("backend", ["docker-runc"])
+@pytest.mark.parametrize("backend", ["docker-runc", "docker-runsc"])
 @pytest.mark.parametrize("name", ["token", "linecache"])
 def test_a_cold_sessions_own_token_module_on_docker(runtimes: Runtimes, backend: str,
                                                     name: str) -> None:
