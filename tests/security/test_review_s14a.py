@@ -890,3 +890,26 @@ def test_after_the_first_cell_the_agent_imports_nothing_of_its_own_between_cells
         assert agent.output() == "[]\n"
     finally:
         agent.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "review s14a: a pooled process sandbox taken as soon as the pool is full is as cold "
+    "as a new one (its init and first cell come within the grace, and the warm-up stops "
+    "for good at that cell): a module of the session's own named token ahead on "
+    "sys.path, then any failing cell, and the session is killed"))
+@pytest.mark.parametrize("backend", ["process"])
+def test_a_pooled_sandbox_taken_at_once_survives_its_own_token_module(
+        backend: str, tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_yaml(backend))
+    rt = Runtime(policy=path, audit_dir=tmp_path / "audit", pool_size=1)
+    try:
+        assert rt.warm_up(timeout=30)
+        with watched_session(rt) as (session, _):
+            _first_cell_sees_the_warm_up(session, backend, 0.0)
+            own = exec_bounded(session, OWN_MODULE.format(name="token"), BOUND_S)
+            assert own.status == "ok", own
+            failed = exec_bounded(session, "[][1]", BOUND_S)
+            assert failed.status == "error", failed
+    finally:
+        rt.close()
