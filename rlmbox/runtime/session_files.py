@@ -30,6 +30,7 @@ from rlmbox.sandboxes.protocol import Frame
 
 CHUNK_BYTES = 4 * 1024 * 1024       # base64 makes it 5.6 MiB: under the 8 MiB frame cap
 CHUNK_TIMEOUT_S = 60.0              # an agent that cannot move 4 MiB in this is stuck
+SHORT_READS_ALLOWED = 16            # rounds past full chunks (a FIFO or /proc file reads short)
 MAX_PATH_CHARS = 4096
 MAX_NAME_CHARS = 255
 MAX_ENTRIES = 10_000                # the agent stops there too
@@ -89,6 +90,7 @@ class SessionFiles:
         record: dict[str, Any] = {"function": "files.read", "path": path[:MAX_PATH_CHARS]}
         self._admit(record, path, directory=False, args={"path": path})
         got = bytearray()
+        rounds = 0
         while True:
             answer = self._ask(record, {"op": "read", "path": path, "offset": len(got),
                                         "limit": CHUNK_BYTES})
@@ -96,6 +98,12 @@ class SessionFiles:
             if size > self._cap or len(got) + len(chunk) > self._cap:
                 self._refuse(record, f"the file ({size} bytes) is over "
                                      f"limits.file_transfer_mb ({self._cap // MiB} MiB)")
+            rounds += 1
+            if rounds > size // CHUNK_BYTES + SHORT_READS_ALLOWED:
+                # full chunks need size // CHUNK_BYTES + 1 rounds; a sandbox trickling a
+                # byte a round would hold the caller for hours (review s14a)
+                self._refuse(record, f"the sandbox sent {len(got) + len(chunk)} of {size} "
+                                     f"bytes in {rounds} pieces, far more than the file needs")
             got += chunk
             if not chunk or len(got) >= size:
                 break

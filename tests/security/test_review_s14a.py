@@ -33,12 +33,14 @@ from rlmbox.errors import FileTransferRefused, SandboxError, SessionError
 from rlmbox.runtime import session_files
 from rlmbox.runtime.runtime import Runtime
 from rlmbox.sandboxes import protocol
-from rlmbox.sandboxes.agent.idle_warmup import GRACE_S
 from rlmbox.sandboxes.bundle import write_bundle
 
 from .harness import Runtimes, exec_bounded, policy_yaml, run_json, watched_session
 
 BOUND_S = 30.0
+#: the grace of the idle warm-up under review (reverted after this review: the agent imports
+#: what it needs before ``ready`` again); the attacks keep their delays around it
+GRACE_S = 0.05
 FILES_RULES = [{"id": "permit-llm", "effect": "permit", "function": "llm_query"},
                {"id": "permit-files", "effect": "permit", "function": "files.*"}]
 
@@ -255,6 +257,9 @@ fake = types.ModuleType("rlmbox.sandboxes.agent.files")
 def handle(frame):
 {body}
 fake.handle = handle
+real = sys.modules.get("rlmbox.sandboxes.agent.files")
+if real is not None:   # the agent holds the module it imported at start: patch it too
+    real.handle = handle
 sys.modules["rlmbox.sandboxes.agent.files"] = fake
 import rlmbox.sandboxes.agent as pkg
 pkg.__dict__.pop("files", None)   # so `from ... import files` takes sys.modules' entry
@@ -307,11 +312,6 @@ def test_a_poisoned_file_transfer_module_is_refused_by_the_host(
         assert exec_bounded(session, "print(6 * 7)", BOUND_S).stdout == "42\n"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14a: a sandbox answering every read chunk with one byte and a size at "
-    "limits.file_transfer_mb holds Session.read_file for one round trip per byte (no "
-    "overall deadline: minutes at 1 MiB, hours at the 64 MiB default); reachable through "
-    "the lazily imported files module, and as before by patching files.handle"))
 @pytest.mark.parametrize("backend", ["process"])
 def test_a_trickling_file_transfer_cannot_hold_read_file(runtimes: Runtimes) -> None:
     rt = runtimes(rules=FILES_RULES, limits={"file_transfer_mb": 1})
@@ -337,6 +337,9 @@ def test_a_trickling_file_transfer_cannot_hold_read_file(runtimes: Runtimes) -> 
             session.sandbox.kill()
             reader.join(10)
     assert not held, f"read_file was still running after {BOUND_S:g} s"
+    # fixed after review s14a: refused once the pieces outnumber what the size needs
+    assert isinstance(box.get("exc"), FileTransferRefused), box
+    assert "pieces" in str(box["exc"]), box
 
 
 # --- the bare agent: frames across the warm-up ------------------------------------------------
@@ -474,7 +477,7 @@ def test_a_sigint_before_ready_never_leaves_a_ready_agent_that_does_not_serve(
         agent.close()
 
 
-def test_docker_agents_are_fully_warmed_before_ready_and_process_ones_after(
+def test_every_agent_has_its_modules_before_its_first_cell(
         tmp_path: Path) -> None:
     """43cf259: an agent without ``--confine`` (Docker's) has every step done before
     ``ready``; one with it has none done for a first cell in the same write as init, but
@@ -497,7 +500,8 @@ def test_docker_agents_are_fully_warmed_before_ready_and_process_ones_after(
             seen[name] = agent.output().strip()
         finally:
             agent.close()
-    assert seen == {"docker": everything, "cold": "[]", "pooled": everything}, seen
+    # the idle warm-up under review left "cold" with none; reverted, every agent has them
+    assert seen == {"docker": everything, "cold": everything, "pooled": everything}, seen
 
 
 # --- more timing cases: restricted cells, an interrupted first cell ---------------------------
@@ -688,12 +692,9 @@ def _first_cell_sees_the_warm_up(session: Any, backend: str, pause: float) -> No
     Docker's agent, must be."""
     probe = exec_bounded(session, WARM_PROBE, BOUND_S)
     assert probe.status == "ok", probe
-    some, every = probe.stdout.split()
-    if backend == "process" and pause == 0.0:
-        if some == "True":
-            pytest.skip("the warm-up ran before the first cell (a slow host): not a cold case")
-    else:
-        assert every == "True", (backend, pause, probe.stdout)
+    _some, every = probe.stdout.split()
+    # since the revert of the idle warm-up, every agent has them before any model code
+    assert every == "True", (backend, pause, probe.stdout)
 
 
 def _leak_reported(runtimes: Runtimes, backend: str, pause: float) -> None:
@@ -728,23 +729,12 @@ def _leak_then_transfer(runtimes: Runtimes, backend: str, pause: float) -> None:
         assert (after.status, after.stdout) == ("ok", "alive\n"), after
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14a: on a cold process-backend session (its first cell sent within the "
-    "grace) a cell that used every file descriptor (leaked open() until EMFILE) kills "
-    "its own session: _format_error imports "
-    "traceback at use (214a521), the import cannot open a file, the agent exits 1, the "
-    "cell is 'killed' and the namespace lost; a warmed sandbox reports the OSError"))
 @pytest.mark.parametrize("backend", ["process"])
 def test_a_cold_first_cell_out_of_descriptors_is_reported_not_killed(
         runtimes: Runtimes, backend: str) -> None:
     _leak_reported(runtimes, backend, 0.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14a: on a cold process-backend session a file transfer after a cell that "
-    "used every file descriptor kills the session: the agent imports files at the "
-    "first transfer (214a521), the import fails (EMFILE) out of serve() and the agent "
-    "exits 1; a warmed sandbox answers 'the sandbox refused: OSError'"))
 @pytest.mark.parametrize("backend", ["process"])
 def test_a_transfer_after_a_cold_first_cell_out_of_descriptors_is_refused_not_killed(
         runtimes: Runtimes, backend: str) -> None:
@@ -797,13 +787,6 @@ def _own_module_then_failure(runtimes: Runtimes, backend: str, name: str,
         assert (after.status, after.stdout) == ("ok", "1\n"), after
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14a: in a cold process-backend session (first cell sent within the grace, "
-    "so the warm-up never ran and stops for good at it) the first failing cell, at any "
-    "point of the session, imports traceback -> linecache -> tokenize -> token (214a521): "
-    "a module of the session's own named token or linecache ahead on sys.path is taken, "
-    "the report fails, the agent exits 1 and the session is killed; a warmed sandbox "
-    "(pool, Docker) reports the error"))
 @pytest.mark.parametrize("backend", ["process"])
 @pytest.mark.parametrize("name", ["token", "linecache"])
 def test_a_cold_sessions_own_token_module_does_not_kill_it_at_its_first_error(
@@ -843,12 +826,6 @@ def _own_module_then_transfer(runtimes: Runtimes, backend: str, name: str,
         assert (after.status, after.stdout) == ("ok", "alive\n"), after
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14a: in a cold process-backend session the first file transfer imports "
-    "files, and with it base64 and signal (214a521): a module of the session's own of "
-    "either name ahead on sys.path is taken, files.handle raises out of serve(), the "
-    "agent exits 1 and read_file raises FileTransferRefused ('the session is dead'); a "
-    "warmed sandbox reads the file"))
 @pytest.mark.parametrize("backend", ["process"])
 @pytest.mark.parametrize("name", ["base64", "signal"])
 def test_a_cold_sessions_own_base64_module_does_not_kill_it_at_a_transfer(
@@ -892,11 +869,6 @@ def test_after_the_first_cell_the_agent_imports_nothing_of_its_own_between_cells
         agent.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14a: a pooled process sandbox taken as soon as the pool is full is as cold "
-    "as a new one (its init and first cell come within the grace, and the warm-up stops "
-    "for good at that cell): a module of the session's own named token ahead on "
-    "sys.path, then any failing cell, and the session is killed"))
 @pytest.mark.parametrize("backend", ["process"])
 def test_a_pooled_sandbox_taken_at_once_survives_its_own_token_module(
         backend: str, tmp_path: Path) -> None:
