@@ -282,3 +282,72 @@ def test_a_flush_interval_above_a_day_is_a_day(logdir: Path) -> None:
             assert log._writer._flush_interval == 86400.0
             log.append("x.one")
             assert isinstance(_bounded(log.sync, 5.0), type(None))
+
+
+def _in_forked_child(log: AuditLog, call: Any, *, lock_held: bool) -> int:
+    """Runs ``call(log)`` in a forked child (the parent holding the log's lock at the fork,
+    as a thread appending then would): 0 if refused with AuditWriteError, 1 if it returned,
+    2 another exception, -SIGALRM (-14) or -SIGKILL if it hung."""
+    import os
+    import signal
+
+    if lock_held:
+        log._lock.acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:   # the child
+            code = 2
+            try:
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)   # a hang ends the child
+                signal.alarm(5)
+                call(log)
+                code = 1
+            except AuditWriteError:
+                code = 0
+            except BaseException:
+                code = 2
+            os._exit(code)
+    finally:
+        if lock_held:
+            log._lock.release()
+    deadline = time.monotonic() + 15
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("call", "expected"), [
+    pytest.param(lambda log: log.append("x.child"), 0, id="append"),
+    pytest.param(lambda log: log.sync(), 0, id="sync"),
+    # close in the child returns quietly: the log is the parent's to close
+    pytest.param(lambda log: log.close(), 1, id="close"),
+])
+def test_a_forked_child_is_refused_promptly_even_with_the_lock_held_at_the_fork(
+        logdir: Path, call: Any, expected: int) -> None:
+    with AuditLog(logdir) as log:
+        log.append("x.one")
+        code = _in_forked_child(log, call, lock_held=True)
+    assert code == expected, f"the child ended with {code} (-14: hung until SIGALRM)"
+
+
+def test_synced_head_in_a_forked_child_without_the_lock_held_is_refused(logdir: Path) -> None:
+    with AuditLog(logdir) as log:
+        log.append("x.one")
+        assert _in_forked_child(log, AuditLog.synced_head, lock_held=False) == 0
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "review s14c: synced_head takes the log's lock before looking at the state, so in a "
+    "forked child whose parent held the lock at the fork (a thread appending) it hangs "
+    "for good, where append/sync refuse and close returns"))
+def test_synced_head_in_a_forked_child_with_the_lock_held_at_the_fork_is_refused(
+        logdir: Path) -> None:
+    with AuditLog(logdir) as log:
+        log.append("x.one")
+        code = _in_forked_child(log, AuditLog.synced_head, lock_held=True)
+    assert code == 0, f"the child's synced_head ended with {code} (-14: hung until SIGALRM)"
