@@ -123,3 +123,36 @@ def test_a_slow_trickle_cannot_hold_read_file_past_a_few_chunk_timeouts(
     assert took < 4 * session_files.CHUNK_TIMEOUT_S, (
         f"held {took:.1f} s, {took / session_files.CHUNK_TIMEOUT_S:.0f} chunk timeouts "
         f"({SHORT_READS_ALLOWED + 1} pieces)")
+
+
+@pytest.mark.parametrize("backend", ["process"])
+@pytest.mark.parametrize("claim", ["cap", "grows-a-chunk-an-answer"])
+def test_chunks_one_byte_short_are_bounded_by_the_caps_pieces(
+        runtimes: Runtimes, monkeypatch: pytest.MonkeyPatch, claim: str) -> None:
+    """CHUNK_BYTES scaled to 64 KiB (cap 1 MiB: 16 full chunks). The sandbox sends
+    ``limit - 1`` bytes an answer, claiming the cap's size or one more chunk each time:
+    the read ends (data or a refusal) within cap // CHUNK_BYTES + SHORT_READS_ALLOWED + 1
+    answers, never more."""
+    monkeypatch.setattr(session_files, "CHUNK_BYTES", 64 * 1024)
+    asked: list[int] = []
+    real_ask = session_files.SessionFiles._ask
+
+    def counting_ask(self: Any, record: dict[str, Any], request: dict[str, Any]) -> Any:
+        asked.append(1)
+        return real_ask(self, record, request)
+
+    monkeypatch.setattr(session_files.SessionFiles, "_ask", counting_ask)
+    size = ("1024 * 1024" if claim == "cap"
+            else "min(1024 * 1024, frame['offset'] + 2 * frame['limit'])")
+    body = ('    return {"t": "result", "id": frame["id"], "status": "ok", '
+            f'"has_answer": True, "answer": {{"size": {size}, '
+            '"data": base64.b64encode(b"x" * (frame["limit"] - 1)).decode()}}')
+    box, took = _poisoned_read(runtimes, body, 1)
+    reads = len(asked)
+    assert reads >= MiB // (64 * 1024)   # the pieces were really asked for
+    assert reads <= MiB // (64 * 1024) + SHORT_READS_ALLOWED + 1, reads
+    assert took < BOUND_S
+    if "data" in box:
+        assert len(box["data"]) <= MiB
+    else:
+        assert isinstance(box.get("exc"), FileTransferRefused), box
