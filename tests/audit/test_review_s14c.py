@@ -351,3 +351,30 @@ def test_synced_head_in_a_forked_child_with_the_lock_held_at_the_fork_is_refused
         log.append("x.one")
         code = _in_forked_child(log, AuditLog.synced_head, lock_held=True)
     assert code == 0, f"the child's synced_head ended with {code} (-14: hung until SIGALRM)"
+
+
+def _self_list() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+def _self_dict() -> dict[str, Any]:
+    loop: dict[str, Any] = {}
+    loop["me"] = loop
+    return loop
+
+
+@pytest.mark.parametrize("secrets", [(), ("s3cr3t",)], ids=["screened", "full-walk"])
+@pytest.mark.parametrize("value", [_self_list(), _self_dict(), b"bytes", {1: "int-key"},
+                                   float("nan"), [float("-inf")], {"k": {"s3cr3t"}}],
+                         ids=["self-list", "self-dict", "bytes", "int-key", "nan",
+                              "nested-inf", "set"])
+def test_an_unrecordable_value_is_audit_record_invalid_and_takes_no_seq(
+        logdir: Path, secrets: tuple[str, ...], value: Any) -> None:
+    with AuditLog(logdir, secrets=secrets) as log:
+        log.append("x.one")
+        with pytest.raises(AuditRecordInvalid):
+            log.append("x.attack", v=value, w="s3cr3t")
+        assert log.append("x.after")["seq"] == 2
+    assert verify_log(logdir).ok
