@@ -164,6 +164,8 @@ class AuditLog:
     def synced_head(self) -> tuple[int, str]:
         """Syncs, then returns the last record's ``seq`` and digest: an anchor of the log as
         it is now, without reading it back (the cluster anchors node logs this way)."""
+        if self._state is _State.FORKED:   # its lock may have been held at the fork
+            raise self._not_open()
         with self._lock:
             seq, head = self._writer.queued_head()
         self.sync()

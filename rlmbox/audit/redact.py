@@ -116,6 +116,8 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """``value`` with every secret and pattern match replaced."""
+        if type(value) is not str:   # a subclass's own ``in`` or ``replace`` is not asked
+            value = str.__str__(value)
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)

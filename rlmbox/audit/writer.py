@@ -349,4 +349,4 @@ def _checked_interval(seconds: float) -> float:
     negatives refused), at most ``MAX_FLUSH_INTERVAL_S`` (``inf`` included)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
         raise ValueError(f"flush_interval_s must be a number of seconds >= 0, not {seconds!r}")
-    return min(float(seconds), MAX_FLUSH_INTERVAL_S)
+    return float(min(seconds, MAX_FLUSH_INTERVAL_S))   # an int past float's range too

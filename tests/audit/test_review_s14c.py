@@ -254,9 +254,6 @@ class _Opaque(str):
         return False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14c: a str subclass whose __contains__ says False keeps a configured secret "
-    "through Redactor.text (it asks `secret in value`): the secret reaches disk"))
 @pytest.mark.parametrize("where", ["value", "key"])
 def test_a_str_subclass_hiding_a_secret_from_in_is_still_redacted(logdir: Path,
                                                                   where: str) -> None:
@@ -268,9 +265,6 @@ def test_a_str_subclass_hiding_a_secret_from_in_is_still_redacted(logdir: Path,
         assert hidden.encode() not in log.path.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14c: flush_interval_s above a day is documented as a day, but an int too "
-    "large for a float (10**400) raises OverflowError from float() instead"))
 def test_a_flush_interval_of_an_int_too_large_for_a_float_is_a_day(logdir: Path) -> None:
     with AuditLog(logdir, flush_interval_s=10 ** 400) as log:
         assert log._writer._flush_interval == 86400.0
@@ -341,10 +335,6 @@ def test_synced_head_in_a_forked_child_without_the_lock_held_is_refused(logdir: 
         assert _in_forked_child(log, AuditLog.synced_head, lock_held=False) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14c: synced_head takes the log's lock before looking at the state, so in a "
-    "forked child whose parent held the lock at the fork (a thread appending) it hangs "
-    "for good, where append/sync refuse and close returns"))
 def test_synced_head_in_a_forked_child_with_the_lock_held_at_the_fork_is_refused(
         logdir: Path) -> None:
     with AuditLog(logdir) as log:

@@ -102,10 +102,6 @@ def test_a_size_that_grows_with_each_answer_gains_no_pieces_past_the_cap(
     assert took < BOUND_S
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review s14c: the piece limit bounds pieces, not time: a sandbox answering each 1-byte "
-    "piece just inside CHUNK_TIMEOUT_S holds read_file for (cap // CHUNK_BYTES + 17) "
-    "timeouts (32 x 60 s ~ 32 min at the 64 MiB default) before the refusal"))
 @pytest.mark.parametrize("backend", ["process"])
 def test_a_slow_trickle_cannot_hold_read_file_past_a_few_chunk_timeouts(
         runtimes: Runtimes, monkeypatch: pytest.MonkeyPatch) -> None:
