@@ -482,7 +482,7 @@ class DockerSandbox:
         context volume goes after its container."""
         try:
             # an engine error is raised to REMOVALS, which logs it (a container gone is fine)
-            _remove(self._client, self.container_id, engine_errors_too=False)
+            remove_retrying(self._client, self.container_id)
         finally:
             if self._prepared.stager.discard_after_removal:
                 self._prepared.stager.discard()
@@ -526,6 +526,28 @@ def _remove(client: Any, container: str, *, engine_errors_too: bool = True) -> N
              else (docker.errors.NotFound,))
     with contextlib.suppress(*quiet):
         client.api.remove_container(container, force=True, v=True)
+
+
+#: waits before each new try of a removal the engine refused: Docker 20.10 answers 500
+#: ("Could not kill running container ..., cannot remove - ... is not running") when the
+#: container stops between its check and its kill; CI saw one left "Removal In Progress"
+REMOVAL_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+
+
+def remove_retrying(client: Any, container: str) -> None:
+    """``_remove`` off the closing path (REMOVALS' thread): an engine's refusal is tried
+    again after each delay, then raised (REMOVALS logs it; ``rlmbox gc`` finds the rest)."""
+    import docker.errors  # noqa: PLC0415
+
+    for delay in (*REMOVAL_RETRY_DELAYS_S, None):
+        try:
+            _remove(client, container, engine_errors_too=False)
+        except docker.errors.APIError:
+            if delay is None:
+                raise
+            time.sleep(delay)
+        else:
+            return
 
 
 __all__ = ["DockerBackend", "DockerSandbox", "Prepared", "default_stage_root"]
