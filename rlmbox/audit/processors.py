@@ -155,8 +155,9 @@ class Chain:
     Takes ``Canonicalize``'s output: the fast serialiser relies on values being normalized
     (finite floats only).
 
-    Not thread-safe by design: the log calls it under its own lock, so that ``seq`` order,
-    ``prev`` links and queue order are one and the same.
+    The chain as a standalone processor (tests, tools); ``AuditLog`` keeps no chain of its
+    own: it seals each record after its writer's queued head (``seal_after``), set in the
+    step that queues. Not thread-safe.
     """
 
     def __init__(self, last_seq: int, last_digest: str) -> None:
@@ -164,18 +165,9 @@ class Chain:
         self.head = last_digest
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> Sealed:
-        sealed = self.seal(event_dict)
-        self.advance(sealed)
-        return sealed
-
-    def seal(self, event_dict: EventDict) -> Sealed:
-        """The next record of the chain, stamped, serialised and hashed; the chain is not
-        advanced, so the caller may still drop it (``advance`` once it is queued)."""
-        return seal_after(event_dict, self.seq, self.head)
-
-    def advance(self, sealed: Sealed) -> None:
-        """Make ``sealed`` (from ``seal``) the head the next record links to."""
+        sealed = seal_after(event_dict, self.seq, self.head)
         self.seq, self.head = sealed.record["seq"], sealed.digest
+        return sealed
 
 
 def seal_after(event_dict: EventDict, last_seq: int, last_digest: str) -> Sealed:
