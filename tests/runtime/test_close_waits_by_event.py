@@ -9,6 +9,7 @@ wakes at the exit; polling the cgroup with sleeps that double woke up to twice a
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,12 +36,17 @@ def _ended(pid: int) -> bool:
 
 
 def _sleeps_during(fn: Callable[[], None], monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The sleeps ``cgroups`` took while ``fn`` ran."""
+    """The sleeps this thread took while ``fn`` ran. ``cgroups.time`` is the ``time``
+    module itself, so the patch is seen by every thread: a sleep on another one (a pool's
+    refill, an earlier test's reaper) is not ``fn``'s and is not counted (CI at ed25baa
+    counted some thread's 0.1 s sleep)."""
     slept: list[float] = []
     real_sleep = time.sleep
+    caller = threading.get_ident()
 
     def counted(seconds: float) -> None:
-        slept.append(seconds)
+        if threading.get_ident() == caller:
+            slept.append(seconds)
         real_sleep(seconds)
 
     monkeypatch.setattr("rlmbox.sandboxes.process.cgroups.time.sleep", counted)
