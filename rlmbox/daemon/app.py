@@ -63,6 +63,10 @@ from rlmbox.runtime.contract import SessionLike
 
 log = logging.getLogger("rlmbox.daemon")
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# The HTTP parser refuses a longer request line itself, in plain text, before rlmbox sees
+# it. aiohttp's default (8,190 bytes) is shorter than a legal file path (4,096 characters
+# of up to 12 bytes each once percent-encoded), so the cap is raised past any legal request.
+MAX_REQUEST_LINE_BYTES = 64 * 1024
 OFFLOAD_BYTES = 256 * 1024   # bodies above this are parsed off the event loop
 # A refusal for load (or a bad token) is answered after a pause: a client that retries at
 # once gets one refusal per connection per TARPIT_S, so a flood of them cannot take the

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from rlmbox.audit.log import AuditLog
 from rlmbox.daemon.admission import Admission
-from rlmbox.daemon.app import Pools, build_app
+from rlmbox.daemon.app import MAX_REQUEST_LINE_BYTES, Pools, build_app
 from rlmbox.daemon.audit_index import AuditIndex
 from rlmbox.daemon.engine import Engine
 from rlmbox.daemon.hosts import Hosts
@@ -146,7 +146,8 @@ class Daemon:
                         Pools(work=self._pool, parse=self._parse_pool),
                         RefusalRecorder(self._audit), rlmbox_version(), scrape)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=5.0)
+                                    shutdown_timeout=5.0,
+                                    max_line_size=MAX_REQUEST_LINE_BYTES)
         await self._runner.setup()
         if cfg.socket is not None:
             self._sockets.append(bind_unix(cfg.socket))

@@ -32,6 +32,7 @@ CHUNK_BYTES = 4 * 1024 * 1024       # base64 makes it 5.6 MiB: under the 8 MiB f
 CHUNK_TIMEOUT_S = 60.0              # an agent that cannot move 4 MiB in this is stuck
 SHORT_READS_ALLOWED = 16            # rounds past full chunks (a FIFO or /proc file reads short)
 MAX_PATH_CHARS = 4096
+SHOWN_PATH_CHARS = 200              # of a path, in an error message
 MAX_NAME_CHARS = 255
 MAX_ENTRIES = 10_000                # the agent stops there too
 KINDS = frozenset({"file", "dir", "symlink", "other"})
@@ -144,15 +145,15 @@ class SessionFiles:
         if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS or "\0" in path:
             return "the path must be a non-empty string without NUL, at most 4096 characters"
         if not path.startswith("/") or path.startswith("//") or posixpath.normpath(path) != path:
-            return f"the path must be absolute and normalised (no '..', '.', '//'): {path!r}"
+            return "the path must be absolute and normalised (no '..', '.', '//')"
         for area in self._areas:
             if path.startswith(area + "/") or (directory and path == area):
                 return None
-        return f"{path!r} is outside the sandbox's writable area ({', '.join(self._areas)})"
+        return f"it is outside the sandbox's writable area ({', '.join(self._areas)})"
 
     def _refuse(self, record: dict[str, Any], reason: str) -> NoReturn:
         self._event("file.transfer", **record, outcome="refused", reason=reason)
-        raise FileTransferRefused(f"{record['function']} {record['path']!r}: {reason}")
+        raise FileTransferRefused(f"{record['function']} {_shown(record['path'])}: {reason}")
 
     def _deny(self, record: dict[str, Any], decision: Decision) -> NoReturn:
         self._event("file.transfer", **record, outcome="denied", reason=decision.reason)
@@ -175,7 +176,7 @@ class SessionFiles:
         except (SandboxCrashed, ProtocolError) as exc:
             self._kill(f"during a file transfer: {exc}")
             self._event("file.transfer", **record, outcome="error", reason=str(exc)[:500])
-            raise FileTransferRefused(f"{record['function']} {record['path']!r}: the "
+            raise FileTransferRefused(f"{record['function']} {_shown(record['path'])}: the "
                                       f"sandbox failed ({exc}); the session is dead") from exc
         if reply["status"] != "ok":
             self._refuse(record, f"the sandbox refused: {str(reply.get('error'))[:500]}")
@@ -242,3 +243,11 @@ def _entry(item: object) -> FileEntry | None:
     if _count(size) is None or kind not in KINDS:
         return None
     return FileEntry(name=name, size=size, kind=kind)
+
+
+def _shown(path: object) -> str:
+    """The path as an error message names it: a long one is cut, so the reason after it
+    stays readable (the audit record keeps the path itself)."""
+    if isinstance(path, str) and len(path) > SHOWN_PATH_CHARS:
+        return f"{path[:SHOWN_PATH_CHARS]!r}... ({len(path)} characters)"
+    return repr(path)
