@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-#: what the driver runs for a node: a caller's tool, the driver's LM provider, or the
-#: frontend's own recursive sub-call (``Runtime(subcall=...)``)
-CallKind = Literal["tool", "lm", "subcall"]
+#: what the driver runs for a node: a caller's tool, the driver's LM provider, the
+#: frontend's own recursive sub-call (``Runtime(subcall=...)``), or the daemon's gate taking
+#: or giving back an ``rlm_query`` child's cell slot (``cluster/child_slots.py``)
+CallKind = Literal["tool", "lm", "subcall", "gate"]
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ class ClusterHosts:
         runtime = RayRuntime(policy, lm=self._lm, pool_size=self._pool_size, tenant=tenant,
                              audit_dir=self.audit_root / audit_set_name(tenant, policy_name),
                              admission_timeout_s=self._admission_timeout_s,
-                             slot_resource=self._slot_resource)
+                             slot_resource=self._slot_resource, child_gate=gate)
         return ClusterHost(runtime, gate)
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
 """Node-side stand-ins for functions that run on the driver: a caller's tools, an LM
-provider kept on the driver, the frontend's recursive sub-call.
+provider kept on the driver, the frontend's recursive sub-call, the daemon's gate.
 
 Each is registered in the node's ``Runtime`` like the real thing, so the dispatcher binds
 the arguments, the policy decides, the ledger reserves and the node's audit log records
@@ -9,12 +9,13 @@ through the running cell's channel (``cluster/cell_channel.py``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from rlmbox.cluster.cell_channel import current_cell
+from rlmbox.cluster.cell_channel import DriverUnreachable, current_cell
 from rlmbox.cluster.lm_wire import completion_from_data, request_data
 from rlmbox.lm.base import Completion, LMRequest, TextSink, Turn
 
@@ -86,3 +87,27 @@ def driver_subcall(prompt: str, model: str | None) -> str:
     """The frontend's ``rlm_query`` (``Runtime(subcall=...)``), run on the driver."""
     return str(current_cell("rlm_query").call("subcall", "subcall",
                                               {"prompt": prompt, "model": model}))
+
+
+class DriverGate:
+    """The node ``Runtime``'s session gate when a daemon on the driver keeps the tenant's
+    cell cap: each ``rlm_query`` child's sandbox start and cell holds a slot the driver
+    took through the daemon's gate (``cluster/child_slots.py``). Child sessions are not
+    counted by the daemon's session caps (docs/scale-out.md, known limits)."""
+
+    def enter(self, session_id: str, parent: str | None) -> None:
+        return None
+
+    def leave(self, session_id: str) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def child_work(self, parent: str) -> Iterator[None]:
+        channel = current_cell("rlm_query")
+        ticket = channel.call("gate", "take", {"parent": parent})
+        try:
+            yield
+        finally:
+            # the root cell over: the driver gave every slot of it back already
+            with contextlib.suppress(DriverUnreachable):
+                channel.call("gate", "release", {"ticket": ticket})

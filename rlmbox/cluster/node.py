@@ -25,7 +25,13 @@ from typing import Any, Literal
 from rlmbox.audit.log import AuditLog
 from rlmbox.cluster.cell_channel import CURRENT_CELL, CellChannel
 from rlmbox.cluster.cell_wire import CallEvent, DriverAnswer, OutputEvent
-from rlmbox.cluster.driver_functions import DriverLM, DriverLMSpec, driver_subcall, driver_tool
+from rlmbox.cluster.driver_functions import (
+    DriverGate,
+    DriverLM,
+    DriverLMSpec,
+    driver_subcall,
+    driver_tool,
+)
 from rlmbox.cluster.sandbox_reaper import SandboxReaper
 from rlmbox.errors import SessionClosed
 from rlmbox.lm.base import LMProvider
@@ -84,7 +90,7 @@ class NodeHost:
     def __init__(self, node_id: str, policy: str | Path | Policy, audit_dir: str,
                  lm: LMSource | DriverLMSpec | None, rlm_lm: LMSource | None, pool_size: int,
                  tenant: str | None, durability: Literal["cell", "session"],
-                 driver_subcall_on: bool) -> None:
+                 driver_subcall_on: bool, driver_gate_on: bool = False) -> None:
         self.node_id = node_id
         # first, before any sandbox (a warm pool's) exists: it is keyed by this process,
         # the owner every sandbox of this runtime is labelled with
@@ -93,7 +99,8 @@ class NodeHost:
         self._runtime = Runtime(policy, lm=build_provider(lm), rlm_lm=build_provider(rlm_lm),
                                 audit=self._log, pool_size=pool_size, tenant=tenant,
                                 durability=durability,
-                                subcall=driver_subcall if driver_subcall_on else None)
+                                subcall=driver_subcall if driver_subcall_on else None,
+                                session_gate=DriverGate() if driver_gate_on else None)
         self._sessions: dict[str, Session] = {}
         # the driver's cell token -> its session and channel, kept past the cell's end
         # while a call of it still waits for the driver (its late answer is its outcome)

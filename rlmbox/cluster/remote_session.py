@@ -19,11 +19,13 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from rlmbox.cluster.cell_wire import CallEvent, OutputEvent
+from rlmbox.cluster.cell_wire import CallEvent, DriverAnswer, OutputEvent
+from rlmbox.cluster.child_slots import ChildSlots
 from rlmbox.cluster.driver_calls import DriverCalls
 from rlmbox.cluster.driver_functions import portable_signature
 from rlmbox.cluster.node import Placement
 from rlmbox.errors import RlmboxError, SessionClosed, SessionKilled, SessionLost
+from rlmbox.runtime.gate import SessionGate
 from rlmbox.runtime.results import ExecResult
 from rlmbox.runtime.session_files import FileEntry
 
@@ -44,12 +46,14 @@ class RemoteSessionState(enum.Enum):
 class RemoteSession:
     """A live REPL on a cluster node. Use as a context manager."""
 
-    def __init__(self, runtime: RayRuntime, placement: Placement, calls: DriverCalls) -> None:
+    def __init__(self, runtime: RayRuntime, placement: Placement, calls: DriverCalls,
+                 child_gate: SessionGate | None = None) -> None:
         self._runtime = runtime
         self.placement = placement
         self.id = placement.session_id
         self.node_id = placement.node_id
         self._calls = calls
+        self._child_gate = child_gate
         self._state = RemoteSessionState.READY
         self._lock = threading.Lock()
         self._cells = threading.Lock()   # one cell at a time, as ``Session.exec``
@@ -72,18 +76,21 @@ class RemoteSession:
             self._check_usable()
             cell = secrets.token_hex(8)
             self._move(RemoteSessionState.RUNNING, only_from=RemoteSessionState.READY)
+            slots = ChildSlots(self._child_gate) if self._child_gate is not None else None
             try:
                 for event in self._runtime.node_stream(self, "exec", self.id, cell, code,
                                                        timeout):
                     if isinstance(event, OutputEvent):
                         on_output = _called(on_output, event)
                     elif isinstance(event, CallEvent):
-                        self._answer_later(cell, event)
+                        self._answer_later(cell, event, slots)
                     elif isinstance(event, ExecResult):
                         if event.status == "killed":
                             self._die(event.error or "the sandbox was killed")
                         return event
             finally:
+                if slots is not None:
+                    slots.close()
                 self._move(RemoteSessionState.READY, only_from=RemoteSessionState.RUNNING)
         raise RlmboxError("the node ended the cell without a result")
 
@@ -143,11 +150,16 @@ class RemoteSession:
             self.death_reason = reason
             return True
 
-    def _answer_later(self, cell: str, event: CallEvent) -> None:
+    def _answer_later(self, cell: str, event: CallEvent, slots: ChildSlots | None) -> None:
         """Runs the call on a thread of its own (a tool that hangs must not stop the
-        stream: the node times it out and the cell goes on), then answers the node."""
+        stream: the node times it out and the cell goes on; a child waits its turn for a
+        cell slot), then answers the node."""
         def run() -> None:
-            answer = self._calls.run(event)
+            if event.kind == "gate":
+                answer = (slots.run(event) if slots is not None else DriverAnswer(
+                    ok=False, error_type="ValueError", message="no gate on this driver"))
+            else:
+                answer = self._calls.run(event)
             # the cell or the node may be gone: then nothing waits for this answer
             with contextlib.suppress(RlmboxError):
                 self._runtime.node_call(self, "answer", cell, event.call_id, answer)

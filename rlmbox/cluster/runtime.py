@@ -37,6 +37,7 @@ from rlmbox.errors import RlmboxError, SessionClosed, SessionLost
 from rlmbox.lm.base import LMProvider
 from rlmbox.policies.model import Policy, load_policy
 from rlmbox.runtime.contract import Subcall
+from rlmbox.runtime.gate import SessionGate
 from rlmbox.runtime.runtime import DEFAULT_POOL_SIZE, default_audit_dir
 
 #: Concurrent calls a node actor serves (cells of different sessions run side by side).
@@ -92,6 +93,9 @@ class RayRuntime:
             ``ClusterFull``.
         slot_resource: the custom resource one session holds; a separate name makes a
             separate pool of nodes (say ``rlmbox_slot_gvisor`` on the gVisor nodes).
+        child_gate: a daemon's gate for the tenant: each ``rlm_query`` child's sandbox
+            start and cell, on the node, holds one of the tenant's cell slots taken here
+            (``cluster/child_slots.py``).
     """
 
     def __init__(self, policy: str | Path | Policy = "default", *, address: str | None = None,
@@ -99,7 +103,8 @@ class RayRuntime:
                  subcall: Subcall | None = None,
                  audit_dir: str | Path | None = None, pool_size: int = DEFAULT_POOL_SIZE,
                  tenant: str | None = None, durability: Literal["cell", "session"] = "cell",
-                 admission_timeout_s: float = 60.0, slot_resource: str = SLOT) -> None:
+                 admission_timeout_s: float = 60.0, slot_resource: str = SLOT,
+                 child_gate: SessionGate | None = None) -> None:
         self.policy = load_policy(policy)   # refused here, not on every node
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
@@ -109,8 +114,9 @@ class RayRuntime:
         node_lm = lm if self._driver_lm is None else DriverLMSpec(
             self._driver_lm.name, self._driver_lm.model)
         self._subcall = subcall
+        self._child_gate = child_gate
         self._node_args = (self.policy, node_lm, rlm_lm, pool_size, tenant, durability,
-                           subcall is not None)
+                           subcall is not None, child_gate is not None)
         self.tenant = tenant
         self.admission_timeout_s = admission_timeout_s
         self.slot_resource = slot_resource
@@ -148,7 +154,8 @@ class RayRuntime:
             slot.release()
             raise
         session = RemoteSession(self, placement,
-                                DriverCalls(tools or {}, self._driver_lm, self._subcall))
+                                DriverCalls(tools or {}, self._driver_lm, self._subcall),
+                                self._child_gate)
         with self._lock:
             self._sessions[session.id] = (session, slot)
         self._index.placed(placement)
@@ -207,12 +214,12 @@ class RayRuntime:
             node: Any = self._nodes.get(node_id)
             if node is not None:
                 return node
-            policy, lm, rlm_lm, pool_size, tenant, durability, subcall = self._node_args
+            policy, lm, rlm_lm, pool_size, tenant, durability, subcall, gate = self._node_args
             node = ray.remote(NodeHost).options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
                 num_cpus=0, max_concurrency=NODE_CONCURRENCY, max_restarts=0,
             ).remote(node_id, policy, str(self.audit_dir / node_log_name(node_id)), lm,
-                     rlm_lm, pool_size, tenant, durability, subcall)
+                     rlm_lm, pool_size, tenant, durability, subcall, gate)
             self._nodes[node_id] = node
             self._index.node_started(node_id)
         try:

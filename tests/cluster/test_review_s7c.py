@@ -134,8 +134,6 @@ CHILD_CELL = ("```repl\nimport time\nt0 = time.time()\ntime.sleep(1.5)\n"
               "FINAL('%r %r' % (t0, time.time()))\n```")
 
 
-@pytest.mark.xfail(strict=True, reason="review: under serve --ray, rlm_query children's "
-                   "cells are not counted by --max-cells-per-tenant")
 def test_rlm_query_children_count_against_the_tenants_cells_on_the_cluster(
         ray_cluster: Any, tmp_path: Path) -> None:
     """The promise (docs/daemon.md Limits, item 2; scale-out.md: the daemon does "the
