@@ -220,8 +220,6 @@ def test_docker_host_forms_the_sdk_accepts_still_connect(
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review: an engine that stops between the probe and "
-                   "the SDK's connect still leaks the SDK's socket (check, then use)")
 def test_an_engine_that_stops_after_the_probe_leaves_nothing_open(
         fake_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = fake_engine.with_name("stopping.sock")
@@ -232,8 +230,8 @@ def test_an_engine_that_stops_after_the_probe_leaves_nothing_open(
     if probe is None:   # no probe any more: the engine is simply gone
         listener.close()
     else:
-        def probe_then_the_engine_stops(where: str) -> None:
-            probe(where)   # the engine answers the probe ...
+        def probe_then_the_engine_stops(where: str, timeout: float) -> None:
+            probe(where, timeout)   # the engine answers the probe ...
             listener.close()   # ... and stops (a dockerd restart) before the SDK connects
 
         monkeypatch.setattr(engine, "_refuse_dead_unix_socket", probe_then_the_engine_stops)

@@ -36,6 +36,7 @@ def connect(base_url: str | None = None, timeout: float = 60.0) -> Any:
     except Exception as exc:  # the SDK raises DockerException or raw requests errors here
         if client is not None:
             client.close()   # its connection pool holds the socket it tried
+        _close_sockets_left_in(exc)
         raise SandboxUnavailable(f"no Docker engine answers at {where}: {_short(exc)}; {_FIX}"
                                  ) from exc
     return client
@@ -46,8 +47,8 @@ def _refuse_dead_unix_socket(where: str, timeout: float) -> None:
     the socket of a connection that fails (its ``UnixHTTPConnection.connect``), which a
     host without a running engine would meet on every refused session. The path is read
     from the URL as the SDK reads it (``parse_host``), so every form it takes still works.
-    An engine that stops between this probe and the SDK's own connect still leaks one
-    socket to the garbage collector (tests/security/test_review_s8a.py)."""
+    An engine that stops between this probe and the SDK's own connect is met by
+    :func:`_close_sockets_left_in` (tests/security/test_review_s8a.py)."""
     from docker.utils import parse_host  # noqa: PLC0415 - optional dependency
 
     try:
@@ -65,6 +66,27 @@ def _refuse_dead_unix_socket(where: str, timeout: float) -> None:
         raise SandboxUnavailable(f"no Docker engine answers at {where}: {exc}; {_FIX}") from exc
     finally:
         probe.close()
+
+
+def _close_sockets_left_in(error: BaseException) -> None:
+    """Closes the sockets the frames of a failed SDK call still hold: the SDK's Unix
+    connect opens a socket and, when its connect fails, leaves it in the failing frame,
+    kept alive by the traceback that ``SandboxUnavailable`` chains (an engine that
+    stopped after :func:`_refuse_dead_unix_socket` answered)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        pending += [exc.__cause__, exc.__context__]
+        tb = exc.__traceback__
+        while tb is not None:
+            for value in list(tb.tb_frame.f_locals.values()):
+                if isinstance(value, socket.socket):
+                    value.close()
+            tb = tb.tb_next
 
 
 def is_local(client: Any) -> bool:
