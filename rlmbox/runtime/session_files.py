@@ -30,6 +30,8 @@ from rlmbox.sandboxes.protocol import Frame
 
 CHUNK_BYTES = 4 * 1024 * 1024       # base64 makes it 5.6 MiB: under the 8 MiB frame cap
 CHUNK_TIMEOUT_S = 60.0              # an agent that cannot move 4 MiB in this is stuck
+WHOLE_TRANSFER_CHUNKS = 2           # a whole transfer ends within this many chunk timeouts
+SLOWEST_TRANSFER_BYTES_PER_S = 1024 * 1024   # ... plus its size at this rate
 SHORT_READS_ALLOWED = 16            # rounds past full chunks (a FIFO or /proc file reads short)
 MAX_PATH_CHARS = 4096
 SHOWN_PATH_CHARS = 200              # of a path, in an error message
@@ -78,10 +80,11 @@ class SessionFiles:
             self._refuse(record, f"{len(data)} bytes is over limits.file_transfer_mb "
                                  f"({self._cap // MiB} MiB)")
         offset = 0
+        until = _whole_transfer_deadline(len(data))
         while True:
             chunk = data[offset:offset + CHUNK_BYTES]
             self._ask(record, {"op": "write", "path": path, "offset": offset,
-                               "data": base64.b64encode(chunk).decode("ascii")})
+                               "data": base64.b64encode(chunk).decode("ascii")}, until)
             offset += len(chunk)
             if offset >= len(data):
                 break
@@ -92,12 +95,10 @@ class SessionFiles:
         self._admit(record, path, directory=False, args={"path": path})
         got = bytearray()
         rounds = 0
-        # a whole file in twice one chunk's time: pieces each just inside CHUNK_TIMEOUT_S
-        # would otherwise hold the caller for one timeout a piece (review s14c)
-        until = time.monotonic() + 2 * CHUNK_TIMEOUT_S
+        until = _whole_transfer_deadline(self._cap)
         while True:
             answer = self._ask(record, {"op": "read", "path": path, "offset": len(got),
-                                        "limit": CHUNK_BYTES})
+                                        "limit": CHUNK_BYTES}, until)
             size, chunk = self._read_answer(record, answer)
             if size > self._cap or len(got) + len(chunk) > self._cap:
                 self._refuse(record, f"the file ({size} bytes) is over "
@@ -111,9 +112,6 @@ class SessionFiles:
             got += chunk
             if not chunk or len(got) >= size:
                 break
-            if time.monotonic() > until:
-                self._refuse(record, f"the sandbox took over {2 * CHUNK_TIMEOUT_S:g} s to send "
-                                     f"{len(got)} of {size} bytes")
         data = bytes(got)
         self._event("file.transfer", **record, size=len(data), outcome="ok",
                     bodies={"content": data})
@@ -163,15 +161,19 @@ class SessionFiles:
 
     # --- the agent's answers ----------------------------------------------------------
 
-    def _ask(self, record: dict[str, Any], request: dict[str, Any]) -> Any:
-        """Sends one ``file`` frame and returns the agent's answer; a refusal by the
-        sandbox is audited and raised, a sandbox that breaks the protocol or stalls is
-        killed (its frame stream can no longer be trusted)."""
+    def _ask(self, record: dict[str, Any], request: dict[str, Any],
+             whole_until: float | None = None) -> Any:
+        """Sends one ``file`` frame and returns the agent's answer, within one chunk's
+        timeout and by ``whole_until`` (the transfer's); a refusal by the sandbox is
+        audited and raised, a sandbox that breaks the protocol or stalls is killed (its
+        frame stream can no longer be trusted)."""
         frame_id = f"file-{secrets.token_hex(8)}"
         frame: Frame = {"t": "file", "id": frame_id, "roots": self._areas, **request}
         until = time.monotonic() + CHUNK_TIMEOUT_S
+        if whole_until is not None:
+            until = min(until, whole_until)
         try:
-            self._sandbox.send(frame, CHUNK_TIMEOUT_S)
+            self._sandbox.send(frame, max(0.0, until - time.monotonic()))
             reply = self._await(frame_id, until)
         except (SandboxCrashed, ProtocolError) as exc:
             self._kill(f"during a file transfer: {exc}")
@@ -188,8 +190,10 @@ class SessionFiles:
         while True:
             reply = self._sandbox.recv(max(0.0, until - time.monotonic()))
             if reply is None:
-                raise SandboxCrashed(f"the sandbox did not answer a file transfer in "
-                                     f"{CHUNK_TIMEOUT_S:g} s")
+                raise SandboxCrashed(f"the sandbox did not answer a file transfer in time "
+                                     f"({CHUNK_TIMEOUT_S:g} s a chunk, "
+                                     f"{WHOLE_TRANSFER_CHUNKS * CHUNK_TIMEOUT_S:g} s in all "
+                                     f"plus 1 s a MiB)")
             if reply["t"] == "result" and reply["id"] == frame_id:
                 return reply
 
@@ -243,6 +247,16 @@ def _entry(item: object) -> FileEntry | None:
     if _count(size) is None or kind not in KINDS:
         return None
     return FileEntry(name=name, size=size, kind=kind)
+
+
+def _whole_transfer_deadline(size: int) -> float:
+    """When a whole transfer of up to ``size`` bytes must be done: a few chunks' time, plus
+    the time the slowest working sandbox takes to move it (so an operator's large
+    ``file_transfer_mb`` stays usable). A sandbox answering each chunk or piece just
+    inside ``CHUNK_TIMEOUT_S`` cannot hold the caller for one timeout a chunk (reads:
+    review s14c; writes: a 64 MiB file was 16 chunks, 16 minutes)."""
+    return (time.monotonic() + WHOLE_TRANSFER_CHUNKS * CHUNK_TIMEOUT_S
+            + size / SLOWEST_TRANSFER_BYTES_PER_S)
 
 
 def _shown(path: object) -> str:

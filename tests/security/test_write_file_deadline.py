@@ -1,0 +1,66 @@
+"""A whole ``write_file`` ends within twice one chunk's timeout plus 1 s a MiB, as
+``read_file`` does (security.md F4b): a sandbox answering each chunk just inside
+``CHUNK_TIMEOUT_S`` held the caller one timeout a chunk (a 64 MiB file: 16 chunks, 16
+minutes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from rlmbox.errors import FileTransferRefused
+from rlmbox.runtime import session_files
+
+from .harness import Runtimes, exec_bounded, watched_session
+from .test_review_s14a import BOUND_S, FILES_RULES, POISON_FILES
+
+CHUNK_TIMEOUT_S = 1.0       # scaled down from 60 s: an agent that cannot move a chunk is stuck
+CHUNKS = 12
+SLOW_ANSWER = ('    import time\n'
+               '    time.sleep(0.8)\n'
+               '    return {"t": "result", "id": frame["id"], "status": "ok", '
+               '"has_answer": True, "answer": None}')
+
+
+@pytest.mark.parametrize("backend", ["process"])
+def test_chunks_each_answered_just_in_time_cannot_hold_write_file(
+        runtimes: Runtimes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_files, "CHUNK_TIMEOUT_S", CHUNK_TIMEOUT_S)
+    monkeypatch.setattr(session_files, "CHUNK_BYTES", 1024)
+    rt = runtimes(rules=FILES_RULES)
+    box: dict[str, Any] = {}
+    with watched_session(rt) as (session, _):
+        poison = exec_bounded(session, POISON_FILES.format(body=SLOW_ANSWER), BOUND_S)
+        assert poison.status == "ok", poison
+
+        def write() -> None:
+            try:
+                session.write_file("/tmp/slow", b"x" * (1024 * CHUNKS))
+            except BaseException as exc:   # judged below
+                box["exc"] = exc
+
+        began = time.monotonic()
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(BOUND_S)
+        took = time.monotonic() - began
+        assert not writer.is_alive()
+    assert isinstance(box.get("exc"), FileTransferRefused), box
+    assert "did not answer" in str(box["exc"]), box["exc"]
+    assert took < 3 * CHUNK_TIMEOUT_S, f"held {took:.1f} s ({CHUNKS} chunks at 0.8 s each)"
+
+
+@pytest.mark.parametrize("backend", ["process"])
+def test_a_write_of_many_chunks_answered_at_once_is_not_refused(
+        runtimes: Runtimes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole-transfer deadline bounds a stalling sandbox, not a large file."""
+    monkeypatch.setattr(session_files, "CHUNK_TIMEOUT_S", CHUNK_TIMEOUT_S)
+    monkeypatch.setattr(session_files, "CHUNK_BYTES", 1024)
+    rt = runtimes(rules=FILES_RULES)
+    data = bytes(range(256)) * 4 * CHUNKS * 8
+    with watched_session(rt) as (session, _):
+        session.write_file("/tmp/many", data)
+        assert session.read_file("/tmp/many") == data
