@@ -48,6 +48,7 @@ from rlmbox.policies.engine import CallRequest, Decision, PolicyEngine
 from rlmbox.policies.model import PARAMETERISED_FUNCTIONS, ROOT_LM
 from rlmbox.runtime.bounded_call import (
     CLOSE,
+    INTERRUPT,
     CallAbandoned,
     CallCuts,
     Deadline,
@@ -433,7 +434,11 @@ class CallDispatcher:
                 cuts=self.cuts if cuts is None else cuts)
         except CallAbandoned as abandoned:
             ctx.cancel()
-            raise HostCallRefused("TimeoutError", f"{name} abandoned: {abandoned}") from abandoned
+            # an interrupt's reply may reach the cell before its SIGINT: it interrupts the
+            # cell as the SIGINT would (past an ``except Exception``), not a TimeoutError
+            kind = ("KeyboardInterrupt" if abandoned.deadline.limit == INTERRUPT
+                    else "TimeoutError")
+            raise HostCallRefused(kind, f"{name} abandoned: {abandoned}") from abandoned
         except Exception as exc:
             # the handler ran: whatever it did before raising is done, so the call counts
             self._ledger.commit(reservation, **_usage(ctx.usage))

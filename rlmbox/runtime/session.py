@@ -179,7 +179,8 @@ class Session:
         ``KeyboardInterrupt`` (status ``interrupted``) and the namespace is kept; a cell
         that catches it is still bounded by its wall time. A host call the cell waits on
         is abandoned at once, as at its deadline (``host.call`` outcome ``abandoned``,
-        ``limit: interrupt``), and a call the cell makes after it is not run. Audited as
+        ``limit: interrupt``; it raises ``KeyboardInterrupt`` in the cell too), and a call
+        the cell makes after it is not run. Audited as
         ``cell.interrupt`` naming ``by``; under cell durability the record is on disk
         before this returns True. Returns False, doing nothing, when no cell is running."""
         with self._state_lock:   # the cell is armed as the state becomes RUNNING

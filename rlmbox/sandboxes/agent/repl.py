@@ -62,7 +62,7 @@ class BudgetExceeded(HostCallError):
     __module__ = "builtins"
 
 
-_ERROR_TYPES: dict[str, type[Exception]] = {
+_ERROR_TYPES: dict[str, type[BaseException]] = {
     "PolicyDenied": PolicyDenied,
     "BudgetExceeded": BudgetExceeded,
     "ValueError": ValueError,
@@ -70,6 +70,8 @@ _ERROR_TYPES: dict[str, type[Exception]] = {
     "KeyError": KeyError,
     "IndexError": IndexError,
     "TimeoutError": TimeoutError,
+    # the host abandoned the call because the cell was interrupted
+    "KeyboardInterrupt": KeyboardInterrupt,
 }
 
 

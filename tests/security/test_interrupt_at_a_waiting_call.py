@@ -1,0 +1,53 @@
+"""An interrupt that lands while the cell waits on a host call ends the cell as
+``interrupted``, whichever reaches the sandbox first: the SIGINT, or the reply of the call
+the interrupt abandoned. The reply raised ``TimeoutError`` in the cell, so when it won the
+race the cell ended as an ``error`` (CI at f51f82f:
+``test_review_s13c.py::test_interrupts_while_the_main_thread_reads_big_replies_tear_no_frame``).
+It raises ``KeyboardInterrupt`` now, as the SIGINT would have, which an ``except Exception``
+in model code does not swallow. The cells below ignore SIGINT, so the reply always wins."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from .harness import Runtimes, exec_bounded, watched_session
+
+PERMIT_TOOLS = [{"id": "permit-tools", "effect": "permit", "function": "tool.*"}]
+BOUND_S = 30.0
+SIGINT_IGNORED = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+
+
+def _interrupted_during(runtimes: Runtimes, code: str) -> tuple[str, str | None, str]:
+    rt = runtimes(rules=PERMIT_TOOLS, limits={"cell_timeout_s": 20})
+    release = threading.Event()
+    with watched_session(rt, tools={"slow": lambda: release.wait(15)}) as (session, _):
+        timer = threading.Timer(1.0, lambda: session.interrupt("test"))
+        timer.start()
+        started = time.monotonic()
+        result = exec_bounded(session, SIGINT_IGNORED + code, BOUND_S)
+        took = time.monotonic() - started
+        timer.join()
+        release.set()
+        assert took < 10, took
+        after = exec_bounded(session, "print('next')", BOUND_S)
+        assert (after.status, after.stdout) == ("ok", "next\n")
+    return result.status, result.error, result.stdout
+
+
+@pytest.mark.parametrize("backend", ["process", "docker-runc"])
+def test_the_reply_of_a_call_an_interrupt_abandoned_interrupts_the_cell(
+        runtimes: Runtimes) -> None:
+    status, error, _ = _interrupted_during(runtimes, "slow()\n")
+    assert (status, error) == ("interrupted", "KeyboardInterrupt: the cell was interrupted")
+
+
+@pytest.mark.parametrize("backend", ["process"])
+def test_model_code_catching_exception_does_not_swallow_the_interrupt(
+        runtimes: Runtimes) -> None:
+    status, _, stdout = _interrupted_during(
+        runtimes, "try:\n    slow()\nexcept Exception as exc:\n    print('swallowed', exc)\n")
+    assert status == "interrupted"
+    assert "swallowed" not in stdout
