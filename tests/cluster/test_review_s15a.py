@@ -143,6 +143,44 @@ def test_rlm_query_from_a_background_thread_of_the_cell_is_served_and_leaves_not
     tenant.settled()
 
 
+def test_many_sessions_of_one_tenant_with_nested_children_neither_deadlock_nor_leak(
+        make_ray_runtime: Callable[..., Any], tmp_path: Path) -> None:
+    """Cap two; four sessions of the tenant each run, at once and twice over, a cell whose
+    two children each call ``rlm_query`` again: every cell is answered or refused for the
+    cap (429), none hangs, and every slot and lane comes back."""
+    from rlmbox.errors import DaemonError
+
+    tenant = Tenant(make_ray_runtime, tmp_path, cells=2)
+    sessions = [tenant.runtime.session() for _ in range(4)]
+    outcomes: list[str] = []
+
+    def run(session: Any) -> None:
+        for _ in range(2):
+            try:
+                result = tenant.run(session, "print(rlm_query_batched(['deep:leaf'] * 2))")
+            except DaemonError as exc:
+                outcomes.append(exc.type or "DaemonError")
+                time.sleep(0.5)
+                continue
+            outcomes.append(result.stdout.strip() if isinstance(result, ExecResult)
+                            and result.status == "ok" else repr(result))
+
+    threads = [threading.Thread(target=run, args=(session,)) for session in sessions]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(CELL_TIMEOUT_S * 3)
+    assert not any(thread.is_alive() for thread in threads)
+    assert time.monotonic() - started < CELL_TIMEOUT_S * 2
+    for session in sessions:
+        session.close()
+    assert len(outcomes) == 8
+    assert set(outcomes) <= {"['deep(done)', 'deep(done)']", "TooManyCells"}, outcomes
+    assert "['deep(done)', 'deep(done)']" in outcomes
+    tenant.settled()
+
+
 # -- the root cell ends under its children --------------------------------------------------
 
 

@@ -206,3 +206,34 @@ def test_a_long_path_is_cut_in_the_message_and_kept_whole_in_the_audit_record(
             assert path[:SHOWN_PATH_CHARS + 1] not in message
             assert len(message) < SHOWN_PATH_CHARS + 1000, len(message)
         alice.close_session(session)
+
+
+@pytest.mark.xfail(strict=True, reason="review s15a: a path over MAX_PATH_CHARS is named from "
+                   "the record's copy, cut to 4096, so the refusal says '(4096 characters): "
+                   "... at most 4096 characters' for a path of 5000")
+def test_a_path_over_the_cap_is_named_with_its_real_length(daemon: RunningDaemon) -> None:
+    path = "/tmp/" + "x" * 4995
+    with daemon.client("alice") as alice:
+        session = alice.create_session()["id"]
+        with pytest.raises(FileTransferRefused, match="at most 4096 characters") as refused:
+            alice.read_file(session, path)
+        alice.close_session(session)
+    assert f"({len(path)} characters)" in str(refused.value), str(refused.value)[-200:]
+
+
+def test_the_client_reports_a_before_past_the_cap_as_a_daemon_error(
+        daemon: RunningDaemon, http: httpx.Client) -> None:
+    """The client's side of the one documented exception: a ``before`` under the cap is
+    rlmbox's InvalidRequest, one past it the parser's plain 400, which the client reports
+    as BadResponse (an ``RlmboxError``, not a raw HTTP library error); the daemon serves on."""
+    from rlmbox.errors import DaemonError
+
+    with daemon.client("alice") as alice:
+        with pytest.raises(DaemonError) as under:
+            alice.sessions_page(before="s" * (MAX_REQUEST_LINE_BYTES - 200))
+        assert under.value.type == "InvalidRequest"
+        with pytest.raises(DaemonError) as over:
+            alice.sessions_page(before="s" * (MAX_REQUEST_LINE_BYTES + 10))
+        assert over.value.type == "BadResponse"
+        assert over.value.status == 400
+    assert http.get("/v1/sessions").status_code == 200
