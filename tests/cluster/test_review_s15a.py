@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -386,3 +386,88 @@ def test_an_embedded_ray_runtime_without_a_gate_runs_its_children_side_by_side(
     assert result.status == "ok", result.error
     assert result.stdout.strip() == "['slept', 'slept', 'slept']"
     assert took < 8.5, took
+
+
+# -- the same through a real ``rlmbox serve --ray`` -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def serve(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    import json
+    import shutil
+    import tempfile
+
+    from tests.cluster.test_serve_on_ray import ServeOnRay
+
+    root = tmp_path_factory.mktemp("review-s15a")
+    script = root / "lm.json"
+    script.write_text(json.dumps({"default": CHILD_CELL}))
+    policy = write_policy(
+        root, isolation={"backend": "process"}, limits={"cell_timeout_s": CELL_TIMEOUT_S},
+        rules=[{"id": f"permit-{fn}", "effect": "permit", "function": fn}
+               for fn in ("rlm_query", "rlm_query_batched")],
+        budgets={"tree": {"calls": 50, "max_depth": 2, "max_concurrent": 8}})
+    short = Path(tempfile.mkdtemp(prefix="rbx-15a-", dir="/tmp"))
+    daemon = ServeOnRay(short, ray_cluster.address, policy, "--max-cells-per-tenant", "1",
+                        "--lm", f"scripted:{script}")
+    try:
+        yield daemon
+    finally:
+        assert daemon.process.terminate() == 0
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _served_within(serve: Any, sid: str, code: str) -> ExecResult:
+    """The cell's result, retried while the tenant's cap refuses it (a slot still held
+    shows as a 429 past the bound)."""
+    from rlmbox.errors import DaemonError
+
+    deadline = time.monotonic() + SETTLED_WITHIN_S
+    with serve.client("alice") as alice:
+        while True:
+            try:
+                result: ExecResult = alice.exec(sid, code)
+            except DaemonError as exc:
+                refused = exc.type
+            else:
+                return result
+            assert refused == "TooManyCells", refused
+            assert time.monotonic() < deadline, "the tenant's slot was never given back"
+            time.sleep(0.5)
+
+
+def test_served_a_root_cell_timing_out_under_nested_waiting_children_keeps_no_slot(
+        serve: Any) -> None:
+    """Through the daemon, cap one: a root cell of 4 s over two children that each call a
+    grandchild of 30 s; after it, the tenant's next cell (with a child) is served."""
+    with serve.client("alice") as alice:
+        sid = alice.create_session()["id"]
+        started = time.monotonic()
+        result = alice.exec(sid, "rlm_query_batched(['deep:sleep:30'] * 2)", timeout=4)
+        assert result.status != "ok"
+        assert time.monotonic() - started < 20
+    again = _served_within(serve, sid, "print(rlm_query('leaf'))")
+    assert again.status == "ok", again.error
+    assert again.stdout.strip() == "done"
+    with serve.client("alice") as alice:
+        alice.close_session(sid)
+
+
+def test_served_an_interrupted_root_cell_under_children_keeps_no_slot(serve: Any) -> None:
+    with serve.client("alice") as alice, serve.client("alice") as other:
+        sid = alice.create_session()["id"]
+        outcome: list[Any] = []
+        cell = threading.Thread(target=lambda: outcome.append(
+            alice.exec(sid, "rlm_query_batched(['sleep:30'] * 3)")))
+        cell.start()
+        time.sleep(4)   # the first child runs, two wait for the root's lane
+        assert other.interrupt(sid)
+        cell.join(30)
+        assert not cell.is_alive()
+        assert outcome
+        assert outcome[0].status != "ok"
+    again = _served_within(serve, sid, "print(rlm_query_batched(['leaf'] * 2))")
+    assert again.status == "ok", again.error
+    assert again.stdout.strip() == "['done', 'done']"
+    with serve.client("alice") as alice:
+        alice.close_session(sid)
