@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live_processes import in_cgroup_named
 
 from rlmbox.audit.reader import iter_records
 from rlmbox.daemon.admission import Admission, TenantGate
@@ -31,7 +32,6 @@ from rlmbox.errors import RlmboxError
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.results import ExecResult
 from tests.conftest import write_policy
-from tests.support.live_processes import in_cgroup_named
 
 CHILD_CELL = """```repl
 import time
