@@ -19,6 +19,7 @@ import json
 import threading
 
 from rlmbox.cluster.cell_wire import CallEvent, DriverAnswer
+from rlmbox.errors import RlmboxError
 from rlmbox.runtime.gate import SessionGate
 
 
@@ -33,7 +34,16 @@ class ChildSlots:
         self._closed = False
 
     def run(self, event: CallEvent) -> DriverAnswer:
-        """Takes (waiting its turn) or gives back a slot, as the node asked."""
+        """Takes (waiting its turn) or gives back a slot, as the node asked; never raises
+        (as ``DriverCalls.run``): the node's child waits for an answer, so a gate that
+        fails is that answer (review s15a)."""
+        try:
+            return self._run(event)
+        except Exception as exc:
+            return DriverAnswer(ok=False, error_type=type(exc).__name__, message=str(exc),
+                                rlmbox_error=isinstance(exc, RlmboxError))
+
+    def _run(self, event: CallEvent) -> DriverAnswer:
         if event.name == "take" and isinstance(event.args.get("parent"), str):
             ticket = self._take(event.args["parent"])
             if ticket is None:

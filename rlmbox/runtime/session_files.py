@@ -133,7 +133,7 @@ class SessionFiles:
         """The path's shape, then the policy; each refusal audited and raised."""
         problem = self._path_problem(path, directory=directory)
         if problem is not None:
-            self._refuse(record, problem)
+            self._refuse(record, problem, path)   # the record's copy is cut at the cap
         decision = self._dispatcher.decide_action(record["function"], args)
         record.update(decision=decision.effect, rule_ids=list(decision.rule_ids))
         if not decision.allowed:
@@ -149,9 +149,11 @@ class SessionFiles:
                 return None
         return f"it is outside the sandbox's writable area ({', '.join(self._areas)})"
 
-    def _refuse(self, record: dict[str, Any], reason: str) -> NoReturn:
+    def _refuse(self, record: dict[str, Any], reason: str,
+                path: object = None) -> NoReturn:
         self._event("file.transfer", **record, outcome="refused", reason=reason)
-        raise FileTransferRefused(f"{record['function']} {_shown(record['path'])}: {reason}")
+        shown = _shown(record["path"] if path is None else path)
+        raise FileTransferRefused(f"{record['function']} {shown}: {reason}")
 
     def _deny(self, record: dict[str, Any], decision: Decision) -> NoReturn:
         self._event("file.transfer", **record, outcome="denied", reason=decision.reason)

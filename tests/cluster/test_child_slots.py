@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 from rlmbox.cluster.cell_wire import CallEvent, DriverAnswer
 from rlmbox.cluster.child_slots import ChildSlots
@@ -92,3 +93,21 @@ def test_a_call_it_does_not_know_is_an_error_answer() -> None:
         answer = slots.run(CallEvent(1, "gate", name, args))
         assert not answer.ok
         assert answer.error_type == "ValueError"
+
+
+class _FailingGate:
+    def enter(self, session_id: str, parent: str | None) -> None:
+        return None
+
+    def leave(self, session_id: str) -> None:
+        return None
+
+    def child_work(self, parent: str) -> Any:
+        raise RuntimeError("the gate failed")
+
+
+def test_a_gate_that_fails_is_an_error_answer_not_a_dead_thread() -> None:
+    """The node's child waits for an answer: a failure must be one (review s15a)."""
+    answer = take(ChildSlots(_FailingGate()))
+    assert (answer.ok, answer.error_type, answer.message) == (
+        False, "RuntimeError", "the gate failed")

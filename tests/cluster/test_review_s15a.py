@@ -347,10 +347,6 @@ class _BrokenGate:
         raise RuntimeError("the gate failed")
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-@pytest.mark.xfail(strict=True, reason="review s15a: a driver gate that raises kills the "
-                   "answer thread (ChildSlots.run lets it escape, unlike DriverCalls.run), so "
-                   "the node's child waits with no answer until the root cell's wall time")
 def test_a_failing_driver_gate_fails_the_rlm_query_call_promptly(
         make_ray_runtime: Callable[..., Any], tmp_path: Path) -> None:
     policy = write_policy(

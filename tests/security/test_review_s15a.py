@@ -131,9 +131,6 @@ def _resource_warnings(call: object) -> list[str]:
 # -- what it must not close -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review s15a: _close_sockets_left_in follows "
-                   "__context__ into the caller's handled exception and closes the caller's "
-                   "live socket (connect called from an except block, the engine answers 500)")
 def test_connecting_from_an_except_block_leaves_the_callers_socket_open(
         failing_engine: Path) -> None:
     """A caller retries the engine while it handles an error of its own; its connection to

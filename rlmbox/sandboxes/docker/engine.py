@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 from rlmbox.errors import SandboxError, SandboxUnavailable
@@ -28,6 +30,7 @@ def connect(base_url: str | None = None, timeout: float = 60.0) -> Any:
             "the docker Python SDK is not installed (pip install 'rlmbox[docker]')") from exc
     where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     _refuse_dead_unix_socket(where, timeout)
+    handled = _chained(sys.exc_info()[1])   # the caller's, if it connects from an except
     client = None
     try:
         client = (docker.DockerClient(base_url=base_url, timeout=int(timeout)) if base_url
@@ -36,7 +39,7 @@ def connect(base_url: str | None = None, timeout: float = 60.0) -> Any:
     except Exception as exc:  # the SDK raises DockerException or raw requests errors here
         if client is not None:
             client.close()   # its connection pool holds the socket it tried
-        _close_sockets_left_in(exc)
+        _close_sockets_left_in(exc, docker, skip=handled)
         raise SandboxUnavailable(f"no Docker engine answers at {where}: {_short(exc)}; {_FIX}"
                                  ) from exc
     return client
@@ -68,25 +71,41 @@ def _refuse_dead_unix_socket(where: str, timeout: float) -> None:
         probe.close()
 
 
-def _close_sockets_left_in(error: BaseException) -> None:
-    """Closes the sockets the frames of a failed SDK call still hold: the SDK's Unix
+def _close_sockets_left_in(error: BaseException, sdk: ModuleType,
+                           skip: list[BaseException]) -> None:
+    """Closes the sockets the SDK's own frames still hold after a failed call: its Unix
     connect opens a socket and, when its connect fails, leaves it in the failing frame,
-    kept alive by the traceback that ``SandboxUnavailable`` chains (an engine that
-    stopped after :func:`_refuse_dead_unix_socket` answered)."""
+    kept alive by the traceback that ``SandboxUnavailable`` chains (an engine that stopped
+    after :func:`_refuse_dead_unix_socket` answered). Only frames of the SDK's files, and
+    only exceptions raised by this call (not ``skip``: what the caller was handling, whose
+    frames may hold sockets in use; review s15a)."""
+    sdk_dir = os.path.dirname(sdk.__file__ or "") + os.sep
+    skipped = {id(exc) for exc in skip}
+    for exc in _chained(error):
+        if id(exc) in skipped:
+            continue
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(sdk_dir):
+                for value in list(tb.tb_frame.f_locals.values()):
+                    if isinstance(value, socket.socket):
+                        value.close()
+            tb = tb.tb_next
+
+
+def _chained(error: BaseException | None) -> list[BaseException]:
+    """``error`` and every exception chained to it (cause and context), once each."""
+    found: list[BaseException] = []
     seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
+    pending = [error]
     while pending:
         exc = pending.pop()
         if exc is None or id(exc) in seen:
             continue
         seen.add(id(exc))
+        found.append(exc)
         pending += [exc.__cause__, exc.__context__]
-        tb = exc.__traceback__
-        while tb is not None:
-            for value in list(tb.tb_frame.f_locals.values()):
-                if isinstance(value, socket.socket):
-                    value.close()
-            tb = tb.tb_next
+    return found
 
 
 def is_local(client: Any) -> bool:
