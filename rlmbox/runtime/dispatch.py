@@ -72,6 +72,11 @@ _REFUSED_OUTCOMES = frozenset({"invalid", "denied", "budget_exceeded"})
 ROOT_WAIT_S = 7 * 24 * 3600.0
 
 
+#: the limits whose abandonment of a call stops its whole cell (with a SIGINT)
+CELL_STOPPING_LIMITS = frozenset({INTERRUPT, "cell_timeout_s", "session_timeout_s",
+                                  "interrupt_grace_s"})
+
+
 class HostCallRefused(Exception):
     """Internal: a call ended before running; carries the error to reply with."""
 
@@ -434,9 +439,10 @@ class CallDispatcher:
                 cuts=self.cuts if cuts is None else cuts)
         except CallAbandoned as abandoned:
             ctx.cancel()
-            # an interrupt's reply may reach the cell before its SIGINT: it interrupts the
-            # cell as the SIGINT would (past an ``except Exception``), not a TimeoutError
-            kind = ("KeyboardInterrupt" if abandoned.deadline.limit == INTERRUPT
+            # what stops the cell sends a SIGINT, which this reply may beat: it interrupts
+            # the cell as the SIGINT would (past an ``except Exception``); a call over its
+            # own time (tool_timeout_s) fails alone and the cell goes on
+            kind = ("KeyboardInterrupt" if abandoned.deadline.limit in CELL_STOPPING_LIMITS
                     else "TimeoutError")
             raise HostCallRefused(kind, f"{name} abandoned: {abandoned}") from abandoned
         except Exception as exc:

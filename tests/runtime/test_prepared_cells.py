@@ -8,7 +8,6 @@ happens ahead: the cell runs, is decided and is audited when it is sent, as any 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,26 +15,30 @@ from rlmbox.policies.model import load_policy
 from rlmbox.runtime.agent_init import agent_config
 from rlmbox.runtime.runtime import Runtime
 
-# slow to compile (~0.1 s here), quick to run: what the cell's wall time shows is the compile
-SLOW_TO_COMPILE = "".join(f"v{i} = [i for i in range({i % 3})]\n" for i in range(1500))
+# a cell that records the code object it runs as (the module's, the one compiled for it)
+RUNS_AS = "import sys\nran_as = sys._getframe().f_code\n" + "".join(
+    f"v{i} = [i for i in range({i % 3})]\n" for i in range(300))
+# finds the agent's prepared code objects (model code can reach the agent's objects; this
+# test only reads them)
+KEEP_PREPARED = """import gc
+agent = next(o for o in gc.get_objects() if type(o).__name__ == 'Agent')
+kept = list(agent._prepared.values())
+"""
 
 
-def _exec_seconds(runtime: Runtime, code: str, prepare: tuple[str, ...]) -> float:
-    with runtime.session(prepare=prepare) as session:
-        time.sleep(2.0)   # ample for the ahead compile (when there is one) to be done
-        started = time.perf_counter()
-        result = session.exec(code)
-        elapsed = time.perf_counter() - started
-    assert result.status == "ok", result.error
-    return elapsed
-
-
-def test_a_prepared_cell_is_not_compiled_on_its_path(
+def test_a_prepared_cell_runs_the_code_compiled_ahead(
         make_runtime: Callable[..., Runtime]) -> None:
+    """The code object the cell runs is the one compiled after ``init``: nothing is
+    compiled on its path. (A timing comparison here failed under load: speed is measured
+    by the benchmarks, not asserted in tests.)"""
     runtime = make_runtime()
-    cold = _exec_seconds(runtime, SLOW_TO_COMPILE, ())
-    ahead = _exec_seconds(runtime, SLOW_TO_COMPILE, (SLOW_TO_COMPILE,))
-    assert ahead < cold / 2, f"prepared {ahead * 1e3:.1f} ms, not prepared {cold * 1e3:.1f} ms"
+    for prepare, expected in (((RUNS_AS,), "1 True"), ((), "0 False")):
+        with runtime.session(prepare=prepare) as session:
+            assert session.exec(KEEP_PREPARED).status == "ok"
+            ran = session.exec(RUNS_AS)
+            assert ran.status == "ok", ran.error
+            seen = session.exec("print(len(kept), any(ran_as is c for c in kept))")
+        assert seen.stdout == f"{expected}\n", (prepare != (), seen)
 
 
 def test_a_prepared_cell_runs_and_is_audited_as_any_other(

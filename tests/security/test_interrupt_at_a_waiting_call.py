@@ -51,3 +51,33 @@ def test_model_code_catching_exception_does_not_swallow_the_interrupt(
         runtimes, "try:\n    slow()\nexcept Exception as exc:\n    print('swallowed', exc)\n")
     assert status == "interrupted"
     assert "swallowed" not in stdout
+
+
+@pytest.mark.parametrize("backend", ["process"])
+def test_the_reply_of_a_call_the_cells_deadline_abandoned_interrupts_the_cell(
+        runtimes: Runtimes) -> None:
+    """The cell's wall time is an interrupt too (its SIGINT, then the grace): a call it
+    abandons raises ``KeyboardInterrupt``, so the cell ends ``interrupted`` naming the
+    limit, not as an ``error`` of the call's ``TimeoutError``."""
+    rt = runtimes(rules=PERMIT_TOOLS, limits={"cell_timeout_s": 1.5})
+    release = threading.Event()
+    with watched_session(rt, tools={"slow": lambda: release.wait(15)}) as (session, _):
+        result = exec_bounded(session, SIGINT_IGNORED + "slow()\n", BOUND_S)
+        release.set()
+        assert result.status == "interrupted", (result.status, result.error)
+        assert "cell_timeout_s" in (result.error or ""), result.error
+        assert exec_bounded(session, "print('next')", BOUND_S).stdout == "next\n"
+
+
+@pytest.mark.parametrize("backend", ["process"])
+def test_a_tool_past_its_own_timeout_still_raises_timeout_error_and_the_cell_goes_on(
+        runtimes: Runtimes) -> None:
+    """Only what stops the cell interrupts it: ``tool_timeout_s`` ends the call alone."""
+    rt = runtimes(rules=PERMIT_TOOLS, limits={"cell_timeout_s": 20, "tool_timeout_s": 1})
+    release = threading.Event()
+    with watched_session(rt, tools={"slow": lambda: release.wait(15)}) as (session, _):
+        result = exec_bounded(
+            session, "try:\n    slow()\nexcept TimeoutError as exc:\n    print('caught')\n",
+            BOUND_S)
+        release.set()
+    assert (result.status, result.stdout) == ("ok", "caught\n"), result
