@@ -95,7 +95,9 @@ def test_a_call_it_does_not_know_is_an_error_answer() -> None:
         assert answer.error_type == "ValueError"
 
 
-class _FailingGate:
+class FailingGate:
+    """A gate whose ``child_work`` raises: a bug, or a refusal some gate may make."""
+
     def enter(self, session_id: str, parent: str | None) -> None:
         return None
 
@@ -108,6 +110,6 @@ class _FailingGate:
 
 def test_a_gate_that_fails_is_an_error_answer_not_a_dead_thread() -> None:
     """The node's child waits for an answer: a failure must be one (review s15a)."""
-    answer = take(ChildSlots(_FailingGate()))
+    answer = take(ChildSlots(FailingGate()))
     assert (answer.ok, answer.error_type, answer.message) == (
         False, "RuntimeError", "the gate failed")

@@ -9,21 +9,16 @@ for the root's lane. A slot kept after that shows as a 429 for one of two cells 
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rlmbox.errors import DaemonError, RlmboxError
 from rlmbox.runtime.results import ExecResult
-from tests.cluster.test_serve_on_ray import ServeOnRay
-from tests.conftest import write_policy
+from tests.cluster.test_serve_on_ray import ServeOnRay, serving_rlm_children
 
 CHILD_S = 1.0
 # each child RLM's root model answers with one cell that sleeps, then ends it
@@ -33,22 +28,9 @@ ADMITTED_WITHIN_S = 20.0
 
 @pytest.fixture(scope="module")
 def serve(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeOnRay]:
-    root = tmp_path_factory.mktemp("child-slots")
-    script = root / "lm.json"
-    script.write_text(json.dumps({"default": CHILD_CELL}))
-    policy = write_policy(
-        root, isolation={"backend": "process"}, limits={"cell_timeout_s": 60},
-        rules=[{"id": f"permit-{fn}", "effect": "permit", "function": fn}
-               for fn in ("rlm_query", "rlm_query_batched")],
-        budgets={"tree": {"calls": 50, "max_depth": 1, "max_concurrent": 8}})
-    short = Path(tempfile.mkdtemp(prefix="rbx-cs-", dir="/tmp"))
-    daemon = ServeOnRay(short, ray_cluster.address, policy, "--max-cells-per-tenant", "2",
-                        "--lm", f"scripted:{script}")
-    try:
+    with serving_rlm_children(tmp_path_factory.mktemp("child-slots"), ray_cluster.address,
+                              CHILD_CELL, cells_per_tenant=2) as daemon:
         yield daemon
-    finally:
-        assert daemon.process.terminate() == 0
-        shutil.rmtree(short, ignore_errors=True)
 
 
 def _two_cells_at_once(serve: ServeOnRay) -> list[str]:

@@ -31,6 +31,7 @@ from rlmbox.daemon.limits import DaemonLimits
 from rlmbox.errors import RlmboxError
 from rlmbox.lm.scripted import ScriptedLM
 from rlmbox.runtime.results import ExecResult
+from tests.cluster.test_child_slots import FailingGate
 from tests.conftest import write_policy
 
 CHILD_CELL = """```repl
@@ -92,6 +93,20 @@ class Tenant:
         deadline = time.monotonic() + SETTLED_WITHIN_S
         while (self.cells(), self.lanes()) != (0, 0):
             assert time.monotonic() < deadline, (self.cells(), self.lanes())
+            time.sleep(0.2)
+
+    def start(self, session: Any, code: str
+              ) -> tuple[threading.Thread, list[ExecResult | RlmboxError]]:
+        """A root cell run on a thread of its own; its outcome lands in the list."""
+        outcome: list[ExecResult | RlmboxError] = []
+        cell = threading.Thread(target=lambda: outcome.append(self.run(session, code)))
+        cell.start()
+        return cell, outcome
+
+    def first_child_started(self) -> None:
+        deadline = time.monotonic() + 30
+        while not self.child_sandboxes():
+            assert time.monotonic() < deadline
             time.sleep(0.2)
 
     def child_sandboxes(self) -> list[str]:
@@ -212,14 +227,8 @@ def test_a_root_cell_timing_out_under_waiting_children_ends_them_all_and_keeps_n
 
 def test_an_interrupted_root_cell_ends_its_children_and_keeps_no_slot(tenant: Tenant) -> None:
     with tenant.runtime.session() as session:
-        outcome: list[ExecResult | RlmboxError] = []
-        cell = threading.Thread(target=lambda: outcome.append(
-            tenant.run(session, "rlm_query_batched(['sleep:30'] * 3)")))
-        cell.start()
-        deadline = time.monotonic() + 30
-        while not tenant.child_sandboxes():   # the first child started
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        cell, outcome = tenant.start(session, "rlm_query_batched(['sleep:30'] * 3)")
+        tenant.first_child_started()
         time.sleep(1.0)
         assert session.interrupt()
         cell.join(30)
@@ -240,10 +249,7 @@ def test_an_interrupted_root_cell_ends_its_children_and_keeps_no_slot(tenant: Te
 def test_closing_the_session_under_running_children_ends_them_and_keeps_no_slot(
         tenant: Tenant) -> None:
     with tenant.runtime.session() as session:
-        outcome: list[ExecResult | RlmboxError] = []
-        cell = threading.Thread(target=lambda: outcome.append(
-            tenant.run(session, "rlm_query_batched(['deep:sleep:30'] * 2)")))
-        cell.start()
+        cell, _ = tenant.start(session, "rlm_query_batched(['deep:sleep:30'] * 2)")
         deadline = time.monotonic() + 30
         while len(tenant.child_sandboxes()) < 2:   # a child and its grandchild started
             assert time.monotonic() < deadline
@@ -293,14 +299,8 @@ def test_a_tree_at_its_tenants_cap_leaves_the_daemons_other_slot_to_another_tena
     """Alice's cap is one, the daemon's two: while her root cell's children run (on her
     root's lane), bob's cell gets the daemon's second slot."""
     with tenant.runtime.session() as session:
-        outcome: list[ExecResult | RlmboxError] = []
-        cell = threading.Thread(target=lambda: outcome.append(
-            tenant.run(session, "rlm_query_batched(['sleep:3'] * 2)")))
-        cell.start()
-        deadline = time.monotonic() + 30
-        while not tenant.child_sandboxes():
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        cell, outcome = tenant.start(session, "rlm_query_batched(['sleep:3'] * 2)")
+        tenant.first_child_started()
         bob = tenant.admission.take_cell("bob")   # raises DaemonError if starved
         bob.release()
         cell.join(60)
@@ -314,14 +314,8 @@ def test_a_node_actor_killed_under_running_children_keeps_no_slot(tenant: Tenant
     import ray
 
     with tenant.runtime.session() as session:
-        outcome: list[ExecResult | RlmboxError] = []
-        cell = threading.Thread(target=lambda: outcome.append(
-            tenant.run(session, "rlm_query_batched(['sleep:30'] * 3)")))
-        cell.start()
-        deadline = time.monotonic() + 30
-        while not tenant.child_sandboxes():
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        cell, outcome = tenant.start(session, "rlm_query_batched(['sleep:30'] * 3)")
+        tenant.first_child_started()
         time.sleep(1.0)
         ray.kill(tenant.runtime._nodes[session.node_id], no_restart=True)
         cell.join(30)
@@ -334,26 +328,13 @@ def test_a_node_actor_killed_under_running_children_keeps_no_slot(tenant: Tenant
 # -- the driver's gate fails ----------------------------------------------------------------
 
 
-class _BrokenGate:
-    """A gate whose ``child_work`` raises: a bug, or a refusal some gate may make."""
-
-    def enter(self, session_id: str, parent: str | None) -> None:
-        return None
-
-    def leave(self, session_id: str) -> None:
-        return None
-
-    def child_work(self, parent: str) -> Any:
-        raise RuntimeError("the gate failed")
-
-
 def test_a_failing_driver_gate_fails_the_rlm_query_call_promptly(
         make_ray_runtime: Callable[..., Any], tmp_path: Path) -> None:
     policy = write_policy(
         tmp_path, isolation={"backend": "process"}, limits={"cell_timeout_s": 15},
         rules=[{"id": "permit-rlm", "effect": "permit", "function": "rlm_query"}])
     runtime = make_ray_runtime(policy, lm=functools.partial(ScriptedLM, default=CHILD_CELL),
-                               tenant="alice", child_gate=_BrokenGate())
+                               tenant="alice", child_gate=FailingGate())
     with runtime.session() as session:
         started = time.monotonic()
         result = session.exec("try:\n    rlm_query('leaf')\nexcept Exception as e:\n"
@@ -389,28 +370,12 @@ def test_an_embedded_ray_runtime_without_a_gate_runs_its_children_side_by_side(
 
 @pytest.fixture(scope="module")
 def serve(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    import json
-    import shutil
-    import tempfile
+    from tests.cluster.test_serve_on_ray import serving_rlm_children
 
-    from tests.cluster.test_serve_on_ray import ServeOnRay
-
-    root = tmp_path_factory.mktemp("review-s15a")
-    script = root / "lm.json"
-    script.write_text(json.dumps({"default": CHILD_CELL}))
-    policy = write_policy(
-        root, isolation={"backend": "process"}, limits={"cell_timeout_s": CELL_TIMEOUT_S},
-        rules=[{"id": f"permit-{fn}", "effect": "permit", "function": fn}
-               for fn in ("rlm_query", "rlm_query_batched")],
-        budgets={"tree": {"calls": 50, "max_depth": 2, "max_concurrent": 8}})
-    short = Path(tempfile.mkdtemp(prefix="rbx-15a-", dir="/tmp"))
-    daemon = ServeOnRay(short, ray_cluster.address, policy, "--max-cells-per-tenant", "1",
-                        "--lm", f"scripted:{script}")
-    try:
+    with serving_rlm_children(tmp_path_factory.mktemp("review-s15a"), ray_cluster.address,
+                              CHILD_CELL, cells_per_tenant=1, cell_timeout_s=CELL_TIMEOUT_S,
+                              max_depth=2) as daemon:
         yield daemon
-    finally:
-        assert daemon.process.terminate() == 0
-        shutil.rmtree(short, ignore_errors=True)
 
 
 def _served_within(serve: Any, sid: str, code: str) -> ExecResult:

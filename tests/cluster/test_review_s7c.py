@@ -141,37 +141,19 @@ def test_rlm_query_children_count_against_the_tenants_cells_on_the_cluster(
     not counting children): a tenant runs at most ``--max-cells-per-tenant`` cells at once,
     ``rlm_query`` children included. Attack: a cap of one, one cell calling
     ``rlm_query_batched`` with four prompts, on ``rlmbox serve --ray``."""
-    import json
-    import shutil
-    import tempfile
+    from tests.cluster.test_serve_on_ray import serving_rlm_children
 
-    from tests.cluster.test_serve_on_ray import ServeOnRay
-    from tests.conftest import write_policy
-
-    script = tmp_path / "lm.json"
-    script.write_text(json.dumps({"default": CHILD_CELL}))
-    policy = write_policy(
-        tmp_path, isolation={"backend": "process"}, limits={"cell_timeout_s": 60},
-        rules=[{"id": f"permit-{fn}", "effect": "permit", "function": fn}
-               for fn in ("rlm_query", "rlm_query_batched")],
-        budgets={"tree": {"calls": 50, "max_depth": 1, "max_concurrent": 8}})
-    short = Path(tempfile.mkdtemp(prefix="rbx-s7c-", dir="/tmp"))
-    daemon = ServeOnRay(short, ray_cluster.address, policy, "--max-cells-per-tenant", "1",
-                        "--lm", f"scripted:{script}")
-    try:
-        with daemon.client("alice") as alice:
-            sid = alice.create_session()["id"]
-            result = alice.exec(sid, "for r in rlm_query_batched(['a', 'b', 'c', 'd']):\n"
-                                     "    print(r)")
-            alice.close_session(sid)
-        assert result.status == "ok", result.error
-        spans = [tuple(float(x) for x in line.split()) for line in result.stdout.splitlines()]
-        assert len(spans) == 4, result.stdout
-        at_once = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
-        assert at_once <= 1, f"{at_once} child cells ran at once under a cap of one: {spans}"
-    finally:
-        assert daemon.process.terminate() == 0
-        shutil.rmtree(short, ignore_errors=True)
+    with serving_rlm_children(tmp_path, ray_cluster.address, CHILD_CELL,
+                              cells_per_tenant=1) as daemon, daemon.client("alice") as alice:
+        sid = alice.create_session()["id"]
+        result = alice.exec(sid, "for r in rlm_query_batched(['a', 'b', 'c', 'd']):\n"
+                                 "    print(r)")
+        alice.close_session(sid)
+    assert result.status == "ok", result.error
+    spans = [tuple(float(x) for x in line.split()) for line in result.stdout.splitlines()]
+    assert len(spans) == 4, result.stdout
+    at_once = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    assert at_once <= 1, f"{at_once} child cells ran at once under a cap of one: {spans}"
 
 
 def test_a_remote_session_is_running_while_a_concurrent_exec_runs(

@@ -5,6 +5,8 @@ verify; a killed daemon leaves no sandbox, and its successor marks the sessions 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -58,6 +60,29 @@ class ServeOnRay:
 
     def row(self, tenant: str, session_id: str) -> SessionRow:
         return stored_session(self.state, tenant, session_id)
+
+
+@contextlib.contextmanager
+def serving_rlm_children(root: Path, address: str, child_cell: str, *, cells_per_tenant: int,
+                         cell_timeout_s: float = 60, max_depth: int = 1
+                         ) -> Iterator[ServeOnRay]:
+    """``rlmbox serve --ray`` whose policy permits ``rlm_query`` (and its batch), with a
+    scripted LM answering every child with ``child_cell``, under a tenant cell cap."""
+    script = root / "lm.json"
+    script.write_text(json.dumps({"default": child_cell}))
+    policy = write_policy(
+        root, isolation={"backend": "process"}, limits={"cell_timeout_s": cell_timeout_s},
+        rules=[{"id": f"permit-{fn}", "effect": "permit", "function": fn}
+               for fn in ("rlm_query", "rlm_query_batched")],
+        budgets={"tree": {"calls": 50, "max_depth": max_depth, "max_concurrent": 8}})
+    short = Path(tempfile.mkdtemp(prefix="rbx-rq-", dir="/tmp"))   # socket paths are short
+    daemon = ServeOnRay(short, address, policy, "--max-cells-per-tenant",
+                        str(cells_per_tenant), "--lm", f"scripted:{script}")
+    try:
+        yield daemon
+    finally:
+        assert daemon.process.terminate() == 0
+        shutil.rmtree(short, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

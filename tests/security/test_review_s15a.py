@@ -14,7 +14,6 @@ import gc
 import json
 import shutil
 import socket
-import socketserver
 import tempfile
 import threading
 import warnings
@@ -26,6 +25,8 @@ import pytest
 
 from rlmbox.errors import SandboxUnavailable
 from rlmbox.sandboxes.docker import engine
+
+from .test_review_s8a import _UnixServer
 
 pytest.importorskip("docker")
 
@@ -53,10 +54,6 @@ class _Engine(BaseHTTPRequestHandler):
 
     def address_string(self) -> str:
         return "unix"
-
-
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
 
 
 def _serve(status: int) -> Iterator[Path]:
