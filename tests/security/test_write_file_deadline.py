@@ -25,11 +25,16 @@ SLOW_ANSWER = ('    import time\n'
                '"has_answer": True, "answer": None}')
 
 
-@pytest.mark.parametrize("backend", ["process"])
-def test_chunks_each_answered_just_in_time_cannot_hold_write_file(
-        runtimes: Runtimes, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 KiB chunks with a 1 s timeout each: a dozen chunks are a dozen round trips."""
     monkeypatch.setattr(session_files, "CHUNK_TIMEOUT_S", CHUNK_TIMEOUT_S)
     monkeypatch.setattr(session_files, "CHUNK_BYTES", 1024)
+
+
+@pytest.mark.parametrize("backend", ["process"])
+@pytest.mark.usefixtures("small_chunks")
+def test_chunks_each_answered_just_in_time_cannot_hold_write_file(runtimes: Runtimes) -> None:
     rt = runtimes(rules=FILES_RULES)
     box: dict[str, Any] = {}
     with watched_session(rt) as (session, _):
@@ -54,11 +59,9 @@ def test_chunks_each_answered_just_in_time_cannot_hold_write_file(
 
 
 @pytest.mark.parametrize("backend", ["process"])
-def test_a_write_of_many_chunks_answered_at_once_is_not_refused(
-        runtimes: Runtimes, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("small_chunks")
+def test_a_write_of_many_chunks_answered_at_once_is_not_refused(runtimes: Runtimes) -> None:
     """The whole-transfer deadline bounds a stalling sandbox, not a large file."""
-    monkeypatch.setattr(session_files, "CHUNK_TIMEOUT_S", CHUNK_TIMEOUT_S)
-    monkeypatch.setattr(session_files, "CHUNK_BYTES", 1024)
     rt = runtimes(rules=FILES_RULES)
     data = bytes(range(256)) * 4 * CHUNKS * 8
     with watched_session(rt) as (session, _):
