@@ -72,11 +72,6 @@ _REFUSED_OUTCOMES = frozenset({"invalid", "denied", "budget_exceeded"})
 ROOT_WAIT_S = 7 * 24 * 3600.0
 
 
-#: the limits whose abandonment of a call stops its whole cell (with a SIGINT)
-CELL_STOPPING_LIMITS = frozenset({INTERRUPT, "cell_timeout_s", "session_timeout_s",
-                                  "interrupt_grace_s"})
-
-
 class HostCallRefused(Exception):
     """Internal: a call ended before running; carries the error to reply with."""
 
@@ -439,12 +434,7 @@ class CallDispatcher:
                 cuts=self.cuts if cuts is None else cuts)
         except CallAbandoned as abandoned:
             ctx.cancel()
-            # what stops the cell sends a SIGINT, which this reply may beat: it interrupts
-            # the cell as the SIGINT would (past an ``except Exception``); a call over its
-            # own time (tool_timeout_s) fails alone and the cell goes on
-            kind = ("KeyboardInterrupt" if abandoned.deadline.limit in CELL_STOPPING_LIMITS
-                    else "TimeoutError")
-            raise HostCallRefused(kind, f"{name} abandoned: {abandoned}") from abandoned
+            raise HostCallRefused("TimeoutError", f"{name} abandoned: {abandoned}") from abandoned
         except Exception as exc:
             # the handler ran: whatever it did before raising is done, so the call counts
             self._ledger.commit(reservation, **_usage(ctx.usage))
@@ -548,8 +538,7 @@ class CallDispatcher:
             self._event("host.call", **attrs, outcome="ok")
             return []
         extra = {k: v for k, v in bound.items() if k != function.batch_param}
-        results = [f"Error: TimeoutError: {function.name} item not run: {deadline.limit} "
-                   f"({deadline.seconds:g} s) ran out"] * len(items)
+        results: list[str | None] = [None] * len(items)
         pending = iter(range(len(items)))
         lock = threading.Lock()
         failed: list[AuditWriteError] = []
@@ -583,7 +572,13 @@ class CallDispatcher:
             worker.join()
         if failed:
             raise failed[0]
-        return results
+        # an item never run names what stopped it: the cell's cut (an interrupt, the
+        # close) or the deadline (review s15b: a cut was reported as the deadline run out)
+        stopped = f"{deadline.limit} ({deadline.seconds:g} s) ran out"
+        if self.cuts.interrupted and self.cuts.limit in (INTERRUPT, CLOSE):
+            stopped = str(CallAbandoned(Deadline(0.0, self.cuts.limit, 0.0)))
+        return [f"Error: TimeoutError: {function.name} item not run: {stopped}"
+                if result is None else result for result in results]
 
     def _refuse_shape(self, attrs: dict[str, Any], kind: str, message: str) -> NoReturn:
         """A permitted batch whose shape the host refuses: recorded, never run."""

@@ -36,7 +36,7 @@ from rlmbox.errors import (
     SessionKilled,
 )
 from rlmbox.policies.model import Policy
-from rlmbox.runtime.bounded_call import Deadline
+from rlmbox.runtime.bounded_call import INTERRUPT, Deadline
 from rlmbox.runtime.bounds import CappedStream, answer_json, capped_answer, capped_error
 from rlmbox.runtime.dispatch import CallDispatcher
 from rlmbox.runtime.events import EventScope
@@ -59,6 +59,8 @@ CALLS_SETTLE_S = 5.0
 #: How long an interrupt frame may take to write before its SIGINT goes alone (a sandbox
 #: that stops reading).
 INTERRUPT_FRAME_WAIT_S = 1.0
+#: the error of a cell the caller interrupted, as the agent words it for its SIGINT
+INTERRUPTED = "KeyboardInterrupt: the cell was interrupted"
 
 
 class SessionState(enum.Enum):
@@ -177,10 +179,10 @@ class Session:
     def interrupt(self, by: str = "caller") -> bool:
         """Asks the running cell to stop, from any thread: SIGINT, so the cell ends with
         ``KeyboardInterrupt`` (status ``interrupted``) and the namespace is kept; a cell
-        that catches it is still bounded by its wall time. A host call the cell waits on
-        is abandoned at once, as at its deadline (``host.call`` outcome ``abandoned``,
-        ``limit: interrupt``; it raises ``KeyboardInterrupt`` in the cell too), and a call
-        the cell makes after it is not run. Audited as
+        that catches it is still bounded by its wall time, and still ends ``interrupted``.
+        A host call the cell waits on is abandoned at once, as at its deadline
+        (``host.call`` outcome ``abandoned``, ``limit: interrupt``), and a call the cell
+        makes after it is not run. Audited as
         ``cell.interrupt`` naming ``by``; under cell durability the record is on disk
         before this returns True. Returns False, doing nothing, when no cell is running."""
         with self._state_lock:   # the cell is armed as the state becomes RUNNING
@@ -357,6 +359,7 @@ class Session:
         try:
             # a host call the cell waits on is abandoned, its record written before the end
             self._dispatcher.close(CALLS_SETTLE_S)
+            self._files.cut_by_close(self.scope.event)   # and a file transfer's
             problems = self.sandbox.cleanup_problems()
             if problems:
                 self.scope.event("sandbox.cleanup_failed", problems=problems)
@@ -518,12 +521,16 @@ class Session:
                 err: CappedStream, calls: int, interrupted: bool,
                 spent: str | None, deadline: Deadline) -> ExecResult:
         status: CellStatus = frame["status"]
-        if interrupted and status == "ok":
-            status = "interrupted"   # the host interrupted it; the agent's word is not needed
         cap = self.policy.limits.output_bytes
         error, error_dropped = capped_error(frame.get("error"), cap)
-        if interrupted and status == "interrupted":
-            error = self._interrupt_reason(deadline)
+        if interrupted and status in ("ok", "error", "interrupted"):
+            # the deadline interrupted it; the agent's word is not needed
+            status, error = "interrupted", self._interrupt_reason(deadline)
+        elif (self._dispatcher.cuts.interrupted and self._dispatcher.cuts.limit == INTERRUPT
+              and status in ("ok", "error")):
+            # the caller interrupted it: whatever ended it (the SIGINT, or a call the
+            # interrupt abandoned whose reply came first, review s15b), it ends interrupted
+            status, error = "interrupted", INTERRUPTED
         elif status == "error" and error is not None and "MemoryError" in error:
             error += f"\n[rlmbox: the sandbox's memory is limits.memory_mb = " \
                      f"{self.policy.limits.memory_mb}]"

@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import posixpath
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypedDict
 
-from rlmbox.errors import FileTransferRefused, PolicyDenied, ProtocolError, SandboxCrashed
+from rlmbox.errors import (
+    FileTransferRefused,
+    PolicyDenied,
+    ProtocolError,
+    SandboxCrashed,
+    SessionClosed,
+)
 from rlmbox.policies.engine import Decision
 from rlmbox.policies.model import Policy
 from rlmbox.runtime.dispatch import CallDispatcher
@@ -64,10 +72,27 @@ class SessionFiles:
         self._cap = policy.limits.file_transfer_mb * MiB
         self._areas = [p.rstrip("/") for p in sandbox.writable_paths()
                        if p != "/dev" and not p.startswith("/dev/")]
+        # the record of the transfer in flight, written once: by the transfer, or by the
+        # session's close before its end (review s15b: a write the close cut left none)
+        self._open: dict[str, Any] | None = None
+        self._open_lock = threading.Lock()
+        self._closed = False
 
     # --- operations -----------------------------------------------------------------
 
     def write(self, path: str, data: bytes | str) -> None:
+        with self._settled():
+            self._write(path, data)
+
+    def read(self, path: str) -> bytes:
+        with self._settled():
+            return self._read(path)
+
+    def list_dir(self, path: str) -> list[FileEntry]:
+        with self._settled():
+            return self._list_dir(path)
+
+    def _write(self, path: str, data: bytes | str) -> None:
         if isinstance(data, str):
             data = data.encode("utf-8")
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -88,9 +113,9 @@ class SessionFiles:
             offset += len(chunk)
             if offset >= len(data):
                 break
-        self._event("file.transfer", **record, outcome="ok", bodies={"content": data})
+        self._record(record, outcome="ok", bodies={"content": data})
 
-    def read(self, path: str) -> bytes:
+    def _read(self, path: str) -> bytes:
         record: dict[str, Any] = {"function": "files.read", "path": path[:MAX_PATH_CHARS]}
         self._admit(record, path, directory=False, args={"path": path})
         got = bytearray()
@@ -113,17 +138,16 @@ class SessionFiles:
             if not chunk or len(got) >= size:
                 break
         data = bytes(got)
-        self._event("file.transfer", **record, size=len(data), outcome="ok",
-                    bodies={"content": data})
+        self._record(record, size=len(data), outcome="ok", bodies={"content": data})
         return data
 
-    def list_dir(self, path: str) -> list[FileEntry]:
+    def _list_dir(self, path: str) -> list[FileEntry]:
         record: dict[str, Any] = {"function": "files.list", "path": path[:MAX_PATH_CHARS]}
         self._admit(record, path, directory=True, args={"path": path})
         answer = self._ask(record, {"op": "list", "path": path})
         entries, truncated = self._list_answer(record, answer)
-        self._event("file.transfer", **record, size=len(entries), truncated=truncated,
-                    outcome="ok", bodies={"listing": json.dumps(entries, sort_keys=True)})
+        self._record(record, size=len(entries), truncated=truncated, outcome="ok",
+                     bodies={"listing": json.dumps(entries, sort_keys=True)})
         return entries
 
     # --- checks ---------------------------------------------------------------------
@@ -131,6 +155,10 @@ class SessionFiles:
     def _admit(self, record: dict[str, Any], path: object, *, directory: bool,
                args: dict[str, Any]) -> None:
         """The path's shape, then the policy; each refusal audited and raised."""
+        with self._open_lock:
+            if self._closed:
+                raise SessionClosed("the session was closed before the file transfer began")
+            self._open = record
         problem = self._path_problem(path, directory=directory)
         if problem is not None:
             self._refuse(record, problem, path)   # the record's copy is cut at the cap
@@ -151,15 +179,55 @@ class SessionFiles:
 
     def _refuse(self, record: dict[str, Any], reason: str,
                 path: object = None) -> NoReturn:
-        self._event("file.transfer", **record, outcome="refused", reason=reason)
+        self._record(record, outcome="refused", reason=reason)
         shown = _shown(record["path"] if path is None else path)
         raise FileTransferRefused(f"{record['function']} {shown}: {reason}")
 
     def _deny(self, record: dict[str, Any], decision: Decision) -> NoReturn:
-        self._event("file.transfer", **record, outcome="denied", reason=decision.reason)
+        self._record(record, outcome="denied", reason=decision.reason)
         rules = ", ".join(decision.rule_ids) or "default deny"
         raise PolicyDenied(f"policy denied {record['function']}: {decision.reason} ({rules})",
                            decision.rule_ids)
+
+    @contextlib.contextmanager
+    def _settled(self) -> Iterator[None]:
+        """A transfer that ends without its record (an error of rlmbox's own, the audit
+        log failing) leaves none open; one the close cut keeps it, for the close."""
+        try:
+            yield
+        except SessionClosed:
+            raise
+        except BaseException:
+            with self._open_lock:
+                self._open = None
+            raise
+
+    def cut_by_close(self, write: Event) -> None:
+        """The session is closing: the transfer in flight, if any, is recorded as cut (with
+        ``write``, the session's own, before its end) and no transfer begins after."""
+        with self._open_lock:
+            self._closed = True
+            record, self._open = self._open, None
+            if record is not None:
+                write("file.transfer", **record, outcome="error",
+                      reason="the session was closed during the transfer")
+
+    def _record(self, record: dict[str, Any], **outcome: Any) -> None:
+        """Writes the transfer's one ``file.transfer`` record, unless the close did.
+
+        Raises:
+            SessionClosed: the session closed first (its close writes the record).
+        """
+        with self._open_lock:
+            if self._open is record:
+                try:
+                    self._event("file.transfer", **record, **outcome)
+                except SessionClosed:
+                    pass   # closed as it was written: the close records it
+                else:
+                    self._open = None
+                    return
+        raise SessionClosed("the session was closed during the file transfer")
 
     # --- the agent's answers ----------------------------------------------------------
 
@@ -179,7 +247,7 @@ class SessionFiles:
             reply = self._await(frame_id, until)
         except (SandboxCrashed, ProtocolError) as exc:
             self._kill(f"during a file transfer: {exc}")
-            self._event("file.transfer", **record, outcome="error", reason=str(exc)[:500])
+            self._record(record, outcome="error", reason=str(exc)[:500])
             raise FileTransferRefused(f"{record['function']} {_shown(record['path'])}: the "
                                       f"sandbox failed ({exc}); the session is dead") from exc
         if reply["status"] != "ok":

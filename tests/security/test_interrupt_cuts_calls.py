@@ -16,8 +16,7 @@ from .harness import Runtimes, events, watched_session
 HANG_S = 30.0
 PERMIT_TOOLS = [{"id": "permit-tools", "effect": "permit", "function": "tool.*"}]
 
-# the cell swallows the interrupt and calls the tool again (refused with KeyboardInterrupt
-# too: the interrupt stands for the whole cell)
+# the cell swallows the interrupt and calls the tool again
 STUBBORN = """
 try:
     hung()
@@ -25,7 +24,7 @@ except KeyboardInterrupt:
     pass
 try:
     again = hung()
-except BaseException as exc:
+except Exception as exc:
     again = f"{type(exc).__name__}: {exc}"
 print(again)
 """
@@ -67,8 +66,10 @@ def test_a_call_after_the_interrupt_is_refused_and_never_runs(
             release.set()
             worker.join(HANG_S)
         result = box["r"]
-        assert result.status == "ok", result.error   # the cell caught it and went on
-        assert result.stdout.startswith("KeyboardInterrupt: tool.hung abandoned"), result.stdout
+        # the cell caught it and went on, and still ends interrupted (review s15b)
+        assert (result.status, result.error) == (
+            "interrupted", "KeyboardInterrupt: the cell was interrupted")
+        assert "TimeoutError" in result.stdout
         assert "interrupted" in result.stdout
         assert len(runs) == 1, "the call made after the interrupt ran"
         abandoned = events(rt, "host.call", function="tool.hung", outcome="abandoned")

@@ -62,7 +62,7 @@ class BudgetExceeded(HostCallError):
     __module__ = "builtins"
 
 
-_ERROR_TYPES: dict[str, type[BaseException]] = {
+_ERROR_TYPES: dict[str, type[Exception]] = {
     "PolicyDenied": PolicyDenied,
     "BudgetExceeded": BudgetExceeded,
     "ValueError": ValueError,
@@ -70,8 +70,6 @@ _ERROR_TYPES: dict[str, type[BaseException]] = {
     "KeyError": KeyError,
     "IndexError": IndexError,
     "TimeoutError": TimeoutError,
-    # the host abandoned the call because the cell was interrupted
-    "KeyboardInterrupt": KeyboardInterrupt,
 }
 
 
