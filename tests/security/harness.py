@@ -471,6 +471,37 @@ def run_json(session: Session, code: str) -> Any:
 AttackCheck = Callable[[Any], None]
 
 
+@dataclass
+class Attempt:
+    """What a call run by :func:`attempt_bounded` did: its value or its error, how long it
+    took, and whether it was still running at the bound."""
+
+    value: Any = None
+    error: BaseException | None = None
+    took: float = 0.0
+    held: bool = False
+
+
+def attempt_bounded(fn: Callable[[], Any], bound_s: float) -> Attempt:
+    """Runs ``fn`` on a thread of its own and waits up to ``bound_s`` for it: a call an
+    attack should end (a file transfer a sandbox stalls) is judged, never waited for."""
+    attempt = Attempt()
+
+    def run() -> None:
+        try:
+            attempt.value = fn()
+        except BaseException as exc:   # the caller judges it
+            attempt.error = exc
+
+    began = time.monotonic()
+    worker = threading.Thread(target=run, name="attempt-bounded", daemon=True)
+    worker.start()
+    worker.join(bound_s)
+    attempt.took = time.monotonic() - began
+    attempt.held = worker.is_alive()
+    return attempt
+
+
 def exec_bounded(session: Session, code: str, bound_s: float, **kwargs: Any) -> ExecResult:
     """``session.exec`` that must return within ``bound_s``: a hang is a test failure,
     not a stuck suite (the sandbox is killed to free the blocked host thread)."""

@@ -35,6 +35,7 @@ from .harness import (
     BASE_LIMITS,
     ISOLATION,
     Runtimes,
+    attempt_bounded,
     audit_records,
     events,
     exec_bounded,
@@ -333,27 +334,16 @@ def test_a_read_stalling_at_the_whole_deadline_kills_audits_and_tells_the_caller
     monkeypatch.setattr(session_files, "CHUNK_BYTES", 1024)
     monkeypatch.setattr(session_files, "SLOWEST_TRANSFER_BYTES_PER_S", 1 << 40)
     rt = runtimes(rules=FILES_RULES)
-    box: dict[str, Any] = {}
     with watched_session(rt) as (session, _):
         poison = exec_bounded(session, POISON_FILES.format(body=SLOW_READ), BOUND_S)
         assert poison.status == "ok", poison
-
-        def read() -> None:
-            try:
-                box["data"] = session.read_file("/tmp/slow")
-            except BaseException as exc:   # judged below
-                box["exc"] = exc
-
-        began = time.monotonic()
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(BOUND_S)
-        took = time.monotonic() - began
-        assert not reader.is_alive()
+        read = attempt_bounded(lambda: session.read_file("/tmp/slow"), BOUND_S)
+        took = read.took
+        assert not read.held
         with pytest.raises(SessionKilled):
             session.exec("print('after')")
-    exc = box.get("exc")
-    assert isinstance(exc, FileTransferRefused), box
+    exc = read.error
+    assert isinstance(exc, FileTransferRefused), read
     assert "did not answer" in str(exc), exc
     assert "the session is dead" in str(exc), exc
     assert took < 4.0, f"held {took:.1f} s"
