@@ -79,15 +79,19 @@ class CallCuts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waits: set[Callable[[str], None]] = set()
+        self._waits: set[Callable[[str], bool]] = set()
         self.interrupted = False
         self.limit = INTERRUPT   # what cut them
         self.cell = 0            # which cell's calls these are (``arm`` counts cells)
+        # calls of this cell the cut ended or refused: its caller's interrupt reached the
+        # cell through them, whatever the cell then did (``Session._finish``)
+        self.calls_cut = 0
 
     def arm(self) -> None:
         """A new cell: nothing interrupted yet."""
         with self._lock:
             self.interrupted = False
+            self.calls_cut = 0
             self.cell += 1
 
     def cut(self, limit: str = INTERRUPT, cell: int | None = None) -> None:
@@ -101,18 +105,26 @@ class CallCuts:
             if not self.interrupted:
                 self.interrupted, self.limit = True, limit
             waits = list(self._waits)
-        for wait in waits:
-            wait(self.limit)
+        ended = sum(wait(self.limit) for wait in waits)
+        with self._lock:
+            self.calls_cut += ended
 
-    def add(self, wait: Callable[[str], None]) -> bool:
-        """Registers a wait to end on :meth:`cut`; False (nothing registered) once cut."""
+    def add(self, wait: Callable[[str], bool]) -> bool:
+        """Registers a wait to end on :meth:`cut` (it returns whether it ended a call still
+        running); False, nothing registered, once cut."""
         with self._lock:
             if self.interrupted:
+                self.calls_cut += 1
                 return False
             self._waits.add(wait)
             return True
 
-    def discard(self, wait: Callable[[str], None]) -> None:
+    def note_reached(self) -> None:
+        """A call of this cell was abandoned at the cell's own deadline (not a cut)."""
+        with self._lock:
+            self.calls_cut += 1
+
+    def discard(self, wait: Callable[[str], bool]) -> None:
         with self._lock:
             self._waits.discard(wait)
 
@@ -136,14 +148,15 @@ class _Outcome(Generic[T]):
         self.started = False   # the worker took the job (else it never runs ``work``)
         self.cut_by: str | None = None   # ``cut`` released ``finished``: the worker must not
 
-    def cut(self, limit: str) -> None:
+    def cut(self, limit: str) -> bool:
         """Wakes the waiter now (an interrupt, a close): exactly one of this and the
-        worker's end releases ``finished``, whichever comes first."""
+        worker's end releases ``finished``, whichever comes first. True when this did."""
         with self.lock:
             if self.done or self.cut_by is not None:
-                return
+                return False
             self.cut_by = limit
         self.finished.release()
+        return True
 
 
 #: how long a thread waits for another call after its last one before it ends

@@ -434,6 +434,9 @@ class CallDispatcher:
                 cuts=self.cuts if cuts is None else cuts)
         except CallAbandoned as abandoned:
             ctx.cancel()
+            if abandoned.deadline.limit != "tool_timeout_s":
+                # what stops the cell ended this call: the cell was reached by it
+                (self.cuts if cuts is None else cuts).note_reached()
             raise HostCallRefused("TimeoutError", f"{name} abandoned: {abandoned}") from abandoned
         except Exception as exc:
             # the handler ran: whatever it did before raising is done, so the call counts

@@ -119,6 +119,7 @@ class Session:
         # held around each cell: an rlm_query child's cell takes its tenant's cell slot
         self._cell_slot = cell_slot or contextlib.nullcontext
         self._state = SessionState.READY
+        self._cell_over = False   # the running cell's result is recorded: too late to interrupt
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()   # close() may come from another thread
         # host -> agent frames of a cell (its exec frame, replies, an interrupt frame) are
@@ -179,14 +180,17 @@ class Session:
     def interrupt(self, by: str = "caller") -> bool:
         """Asks the running cell to stop, from any thread: SIGINT, so the cell ends with
         ``KeyboardInterrupt`` (status ``interrupted``) and the namespace is kept; a cell
-        that catches it is still bounded by its wall time, and still ends ``interrupted``.
-        A host call the cell waits on is abandoned at once, as at its deadline
-        (``host.call`` outcome ``abandoned``, ``limit: interrupt``), and a call the cell
-        makes after it is not run. Audited as
+        that catches it is still bounded by its wall time. A host call the cell waits on is
+        abandoned at once, as at its deadline (``host.call`` outcome ``abandoned``,
+        ``limit: interrupt``; ``TimeoutError`` in the cell), and a call the cell makes after
+        it is not run; a cell such a cut reached ends ``interrupted`` whatever it then did.
+        True says the interrupt was sent to the running cell (and recorded), not that it
+        stopped it: a cell whose code ended before the SIGINT or a cut call reached it keeps
+        its own status. False once the cell's result is recorded. Audited as
         ``cell.interrupt`` naming ``by``; under cell durability the record is on disk
         before this returns True. Returns False, doing nothing, when no cell is running."""
         with self._state_lock:   # the cell is armed as the state becomes RUNNING
-            if self._state is not SessionState.RUNNING:
+            if self._state is not SessionState.RUNNING or self._cell_over:
                 return False
             cell = self._dispatcher.cuts.cell
             self._interrupt_due = cell
@@ -296,7 +300,8 @@ class Session:
             with self._state_lock:   # a close() in between must win, not be overwritten
                 self._check_usable()
                 self._state = SessionState.RUNNING
-                self._dispatcher.cuts.arm()   # with the state: interrupt() reads both
+                self._cell_over = False
+                self._dispatcher.cuts.arm()   # with the state: interrupt() reads all three
             previous, self.root_text = self.root_text, on_root_text or self.root_text
             try:
                 result = self._run(code, timeout, on_output)
@@ -382,11 +387,15 @@ class Session:
 
     def _event(self, event: str, **attrs: Any) -> None:
         """Audits one event of a cell; once the session is closed a cell records nothing
-        more (``session.end`` stays the last record) and ends with :class:`SessionClosed`."""
+        more (``session.end`` stays the last record) and ends with :class:`SessionClosed`.
+        A ``cell.result`` ends the cell for :meth:`interrupt`, in the same hold (review
+        s15c: an interrupt after it answered True and was recorded after it)."""
         with self._state_lock:
             if self._state is SessionState.CLOSED:
                 raise SessionClosed(f"session {self.id} was closed during the cell")
             self.scope.event(event, **attrs)
+            if event == "cell.result":
+                self._cell_over = True
 
     def _transition(self, to: SessionState, only_from: SessionState | None = None) -> None:
         """Moves to ``to`` (if now in ``only_from``, when given); closed stays closed."""
@@ -523,13 +532,18 @@ class Session:
         status: CellStatus = frame["status"]
         cap = self.policy.limits.output_bytes
         error, error_dropped = capped_error(frame.get("error"), cap)
-        if interrupted and status in ("ok", "error", "interrupted"):
+        # a call the interrupt (or the deadline) ended reaches the cell as a TimeoutError,
+        # which can beat the SIGINT: the cell was interrupted whatever it then did (review
+        # s15b); a cell no cut call reached keeps the agent's word (it may have ended before
+        # the SIGINT could land: review s15c)
+        cuts = self._dispatcher.cuts
+        reached = cuts.calls_cut > 0
+        by_deadline = status in ("ok", "interrupted") or (reached and status == "error")
+        if interrupted and by_deadline:
             # the deadline interrupted it; the agent's word is not needed
             status, error = "interrupted", self._interrupt_reason(deadline)
-        elif (self._dispatcher.cuts.interrupted and self._dispatcher.cuts.limit == INTERRUPT
+        elif (reached and cuts.interrupted and cuts.limit == INTERRUPT
               and status in ("ok", "error")):
-            # the caller interrupted it: whatever ended it (the SIGINT, or a call the
-            # interrupt abandoned whose reply came first, review s15b), it ends interrupted
             status, error = "interrupted", INTERRUPTED
         elif status == "error" and error is not None and "MemoryError" in error:
             error += f"\n[rlmbox: the sandbox's memory is limits.memory_mb = " \
@@ -553,7 +567,9 @@ class Session:
             return (f"KeyboardInterrupt: the cell ran past its exec timeout of "
                     f"{deadline.seconds:g} s and was interrupted (the policy's "
                     f"limits.cell_timeout_s is {limits.cell_timeout_s:g} s)")
-        return (f"KeyboardInterrupt: the cell ran past limits.{deadline.limit} "
+        setting = (f"limits.{deadline.limit}" if hasattr(limits, deadline.limit)
+                   else deadline.limit)   # a child's: its caller's wall time (review s15c)
+        return (f"KeyboardInterrupt: the cell ran past {setting} "
                 f"({deadline.seconds:g} s) and was interrupted")
 
     def _named_limit(self, reason: str) -> str:

@@ -98,7 +98,7 @@ class SessionFiles:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
         data = bytes(data)
-        record: dict[str, Any] = {"function": "files.write", "path": path[:MAX_PATH_CHARS],
+        record: dict[str, Any] = {"function": "files.write", "path": _recorded_path(path),
                                   "size": len(data)}
         self._admit(record, path, directory=False, args={"path": path, "size": len(data)})
         if len(data) > self._cap:
@@ -116,7 +116,7 @@ class SessionFiles:
         self._record(record, outcome="ok", bodies={"content": data})
 
     def _read(self, path: str) -> bytes:
-        record: dict[str, Any] = {"function": "files.read", "path": path[:MAX_PATH_CHARS]}
+        record: dict[str, Any] = {"function": "files.read", "path": _recorded_path(path)}
         self._admit(record, path, directory=False, args={"path": path})
         got = bytearray()
         rounds = 0
@@ -142,7 +142,7 @@ class SessionFiles:
         return data
 
     def _list_dir(self, path: str) -> list[FileEntry]:
-        record: dict[str, Any] = {"function": "files.list", "path": path[:MAX_PATH_CHARS]}
+        record: dict[str, Any] = {"function": "files.list", "path": _recorded_path(path)}
         self._admit(record, path, directory=True, args={"path": path})
         answer = self._ask(record, {"op": "list", "path": path})
         entries, truncated = self._list_answer(record, answer)
@@ -317,6 +317,12 @@ def _entry(item: object) -> FileEntry | None:
     if _count(size) is None or kind not in KINDS:
         return None
     return FileEntry(name=name, size=size, kind=kind)
+
+
+def _recorded_path(path: object) -> str:
+    """The path as its record holds it: cut at the cap; one that is not a string (refused
+    by ``_admit``, recorded all the same: review s15c) as its repr."""
+    return (path if isinstance(path, str) else repr(path))[:MAX_PATH_CHARS]
 
 
 def _whole_transfer_deadline(size: int) -> float:
