@@ -83,8 +83,9 @@ class CallCuts:
         self.interrupted = False
         self.limit = INTERRUPT   # what cut them
         self.cell = 0            # which cell's calls these are (``arm`` counts cells)
-        # calls of this cell the cut ended or refused: its caller's interrupt reached the
-        # cell through them, whatever the cell then did (``Session._finish``)
+        # calls of this cell ended or refused by what stops it (noted by each call, on its
+        # own thread, before the cell can end): the interrupt or deadline reached the cell
+        # through them, whatever the cell then did (``Session._finish``)
         self.calls_cut = 0
 
     def arm(self) -> None:
@@ -105,22 +106,22 @@ class CallCuts:
             if not self.interrupted:
                 self.interrupted, self.limit = True, limit
             waits = list(self._waits)
-        ended = sum(wait(self.limit) for wait in waits)
-        with self._lock:
-            self.calls_cut += ended
+        for wait in waits:   # each call it ends notes it on its own thread, in its cell
+            wait(self.limit)
 
     def add(self, wait: Callable[[str], bool]) -> bool:
         """Registers a wait to end on :meth:`cut` (it returns whether it ended a call still
         running); False, nothing registered, once cut."""
         with self._lock:
             if self.interrupted:
-                self.calls_cut += 1
                 return False
             self._waits.add(wait)
             return True
 
     def note_reached(self) -> None:
-        """A call of this cell was abandoned at the cell's own deadline (not a cut)."""
+        """A call of this cell was ended or refused by its interrupt, its close or its own
+        deadline (review s15d: counted in ``cut`` instead, a call that had returned its
+        value was counted, and a late count landed in the next cell)."""
         with self._lock:
             self.calls_cut += 1
 

@@ -575,6 +575,8 @@ class CallDispatcher:
             worker.join()
         if failed:
             raise failed[0]
+        if None in results:   # what stops the cell stopped these: it reached the cell
+            self.cuts.note_reached()
         # an item never run names what stopped it: the cell's cut (an interrupt, the
         # close) or the deadline (review s15b: a cut was reported as the deadline run out)
         stopped = f"{deadline.limit} ({deadline.seconds:g} s) ran out"

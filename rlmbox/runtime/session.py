@@ -601,7 +601,9 @@ class Session:
 
     def _kill(self, reason: str) -> None:
         self.sandbox.kill()
-        self.death_reason = reason
+        with self._state_lock:   # a closed session died of its close, not of this
+            if self._state is not SessionState.CLOSED:
+                self.death_reason = reason
         self._transition(SessionState.DEAD)
 
     def _killed(self, cell_id: str, started: float, out: CappedStream, err: CappedStream,

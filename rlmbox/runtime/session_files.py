@@ -92,15 +92,16 @@ class SessionFiles:
         with self._settled():
             return self._list_dir(path)
 
-    def _write(self, path: str, data: bytes | str) -> None:
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
-        data = bytes(data)
+    def _write(self, path: str, given: bytes | str) -> None:
+        if isinstance(given, str):
+            given = given.encode("utf-8")
+        usable = isinstance(given, bytes | bytearray | memoryview)
+        data = bytes(given) if usable else b""
         record: dict[str, Any] = {"function": "files.write", "path": _recorded_path(path),
                                   "size": len(data)}
         self._admit(record, path, directory=False, args={"path": path, "size": len(data)})
+        if not usable:   # refused with its record, as a bad path is (review s15d)
+            self._refuse(record, f"data must be bytes or str, not {type(given).__name__}")
         if len(data) > self._cap:
             self._refuse(record, f"{len(data)} bytes is over limits.file_transfer_mb "
                                  f"({self._cap // MiB} MiB)")
