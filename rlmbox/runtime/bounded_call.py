@@ -79,20 +79,20 @@ class CallCuts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waits: set[Callable[[str], bool]] = set()
+        self._waits: set[Callable[[str], None]] = set()
         self.interrupted = False
         self.limit = INTERRUPT   # what cut them
         self.cell = 0            # which cell's calls these are (``arm`` counts cells)
         # calls of this cell ended or refused by what stops it (noted by each call, on its
         # own thread, before the cell can end): the interrupt or deadline reached the cell
         # through them, whatever the cell then did (``Session._finish``)
-        self.calls_cut = 0
+        self.calls_reached = 0
 
     def arm(self) -> None:
         """A new cell: nothing interrupted yet."""
         with self._lock:
             self.interrupted = False
-            self.calls_cut = 0
+            self.calls_reached = 0
             self.cell += 1
 
     def cut(self, limit: str = INTERRUPT, cell: int | None = None) -> None:
@@ -109,9 +109,8 @@ class CallCuts:
         for wait in waits:   # each call it ends notes it on its own thread, in its cell
             wait(self.limit)
 
-    def add(self, wait: Callable[[str], bool]) -> bool:
-        """Registers a wait to end on :meth:`cut` (it returns whether it ended a call still
-        running); False, nothing registered, once cut."""
+    def add(self, wait: Callable[[str], None]) -> bool:
+        """Registers a wait to end on :meth:`cut`; False (nothing registered) once cut."""
         with self._lock:
             if self.interrupted:
                 return False
@@ -123,9 +122,9 @@ class CallCuts:
         deadline (review s15d: counted in ``cut`` instead, a call that had returned its
         value was counted, and a late count landed in the next cell)."""
         with self._lock:
-            self.calls_cut += 1
+            self.calls_reached += 1
 
-    def discard(self, wait: Callable[[str], bool]) -> None:
+    def discard(self, wait: Callable[[str], None]) -> None:
         with self._lock:
             self._waits.discard(wait)
 
@@ -149,15 +148,14 @@ class _Outcome(Generic[T]):
         self.started = False   # the worker took the job (else it never runs ``work``)
         self.cut_by: str | None = None   # ``cut`` released ``finished``: the worker must not
 
-    def cut(self, limit: str) -> bool:
+    def cut(self, limit: str) -> None:
         """Wakes the waiter now (an interrupt, a close): exactly one of this and the
-        worker's end releases ``finished``, whichever comes first. True when this did."""
+        worker's end releases ``finished``, whichever comes first."""
         with self.lock:
             if self.done or self.cut_by is not None:
-                return False
+                return
             self.cut_by = limit
         self.finished.release()
-        return True
 
 
 #: how long a thread waits for another call after its last one before it ends

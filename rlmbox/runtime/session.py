@@ -537,7 +537,7 @@ class Session:
         # s15b); a cell no cut call reached keeps the agent's word (it may have ended before
         # the SIGINT could land: review s15c)
         cuts = self._dispatcher.cuts
-        reached = cuts.calls_cut > 0
+        reached = cuts.calls_reached > 0
         by_deadline = status in ("ok", "interrupted") or (reached and status == "error")
         if interrupted and by_deadline:
             # the deadline interrupted it; the agent's word is not needed
